@@ -1,0 +1,1 @@
+//! The hello capability: greets by name.

@@ -1,0 +1,1 @@
+//! The textstats capability: statistics, word frequencies and digests of a text.

@@ -1,0 +1,1 @@
+//! An example capability written against the FemtoClaw SDK.

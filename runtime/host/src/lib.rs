@@ -1,0 +1,1 @@
+//! The femtoclaw-host binary: the execution authority for agents' tools.

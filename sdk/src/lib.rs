@@ -1,0 +1,1 @@
+//! The FemtoClaw SDK for capability authors.

@@ -1,0 +1,1 @@
+//! Integration and conformance tests for FemtoClaw.

@@ -1,0 +1,336 @@
+//! The effective grant, manifest ∩ policy, and the checks the link step and the gate ask.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+
+use crate::decision::{Decision, Reason};
+use crate::model::{CallAction, CapabilityRef, InterfaceName, Principal, Scope};
+use crate::requests::{RequestedScope, Requests, scope_covers};
+use crate::set::PolicySet;
+
+/// What a capability may link and touch for one principal: manifest ∩ policy.
+///
+/// Imports are decided exactly. Scopes are listed per manifest entry, decided with the entry
+/// itself as the resource (an HTTP pattern such as `*.example.com` is given to Cedar as the
+/// host text); at call time, [`PolicySet::check_call`] decides the concrete resource and is
+/// the authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// Imports that may be linked: requested (or baseline) and permitted.
+    pub imports: BTreeSet<String>,
+    /// Imports that may not be linked, with the deciding [`Decision`].
+    pub denied_imports: Vec<(String, Decision)>,
+    /// Requested scopes the policy grants.
+    pub scopes: BTreeSet<RequestedScope>,
+    /// Requested scope entries refused (by the policy, or malformed), as written.
+    pub denied_scopes: Vec<(CallAction, String, Decision)>,
+    /// The digest of the policy set that decided.
+    #[serde(with = "crate::decision::digest_hex")]
+    pub policy_digest: [u8; 32],
+}
+
+impl Grant {
+    /// Whether `interface` may be linked.
+    pub fn links(&self, interface: &str) -> bool {
+        self.imports.contains(interface)
+    }
+
+    /// The decision that refused `interface`, if it was refused.
+    pub fn denial(&self, interface: &str) -> Option<&Decision> {
+        self.denied_imports
+            .iter()
+            .find(|(i, _)| i == interface)
+            .map(|(_, d)| d)
+    }
+
+    /// Of a component's `imports`, those that may not be linked, each with its decision; empty
+    /// means the component may be instantiated. Imports the grant never decided are refused as
+    /// not requested.
+    pub fn refused<'a>(
+        &self,
+        imports: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(String, Decision)> {
+        imports
+            .into_iter()
+            .filter(|i| !self.links(i))
+            .map(|i| {
+                let decision = self.denial(i).cloned().unwrap_or_else(|| {
+                    Decision::deny_without_policy(Reason::NotRequested, None, self.policy_digest)
+                });
+                (i.to_owned(), decision)
+            })
+            .collect()
+    }
+
+    /// Whether a granted requested scope covers the concrete `scope` for `action`. A quick
+    /// pre-check; [`PolicySet::check_call`] decides.
+    pub fn permits_scope(&self, action: CallAction, scope: &Scope) -> bool {
+        self.scopes
+            .iter()
+            .any(|g| g.action == action && scope_covers(&g.scope, scope))
+    }
+
+    /// Granted paths with what may be done there: the directories the host may preopen.
+    pub fn paths(&self) -> Vec<PathGrant> {
+        let mut out: Vec<PathGrant> = Vec::new();
+        for g in &self.scopes {
+            if let Scope::Path(p) = &g.scope {
+                let i = match out.iter().position(|q| &q.path == p) {
+                    Some(i) => i,
+                    None => {
+                        out.push(PathGrant {
+                            path: p.clone(),
+                            read: false,
+                            write: false,
+                        });
+                        out.len() - 1
+                    }
+                };
+                if let Some(entry) = out.get_mut(i) {
+                    match g.action {
+                        CallAction::FsRead => entry.read = true,
+                        CallAction::FsWrite => entry.write = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A granted path and the access granted below it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathGrant {
+    /// The normalized path.
+    pub path: String,
+    /// `fs.read` granted.
+    pub read: bool,
+    /// `fs.write` granted.
+    pub write: bool,
+}
+
+impl PolicySet {
+    /// The link-time decision for one import of `cap`: refused as `not requested by manifest`
+    /// unless the manifest lists it or it is in the virtualized baseline; then the policy's
+    /// `link` decision.
+    pub fn check_link(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        interface: &str,
+    ) -> Decision {
+        if let Err(e) = InterfaceName::parse(interface) {
+            return self.malformed(e.to_string());
+        }
+        if !requests.covers_import(interface) {
+            return Decision::deny_without_policy(Reason::NotRequested, None, self.digest());
+        }
+        self.authorize_link(principal, cap, interface)
+    }
+
+    /// THE call-time decision the gate asks: may `cap`, run for `principal`, do `action` on the
+    /// concrete `scope`? Denied as `not requested by manifest` unless a manifest entry covers
+    /// it, whatever the policy says; then the policy's decision for the concrete resource.
+    pub fn check_call(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        action: CallAction,
+        scope: &Scope,
+    ) -> Decision {
+        if !action.fits(scope) {
+            return self.malformed(format!(
+                "scope `{scope}` is not a resource of action `{action}`"
+            ));
+        }
+        if let Err(reason) = concrete(scope) {
+            return self.malformed(format!("scope `{scope}`: {reason}"));
+        }
+        if !requests.covers(action, scope) {
+            return Decision::deny_without_policy(Reason::NotRequested, None, self.digest());
+        }
+        self.authorize_call(principal, cap, action, scope)
+    }
+
+    /// The effective grant for the manifest's imports and scopes.
+    pub fn grant(&self, principal: &Principal, cap: &CapabilityRef, requests: &Requests) -> Grant {
+        self.grant_for_component(principal, cap, requests, std::iter::empty::<&str>())
+    }
+
+    /// The effective grant for the manifest plus the imports the component actually has
+    /// (baseline ones are decided by the policy; others not in the manifest are refused).
+    pub fn grant_for_component<'a>(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        component_imports: impl IntoIterator<Item = &'a str>,
+    ) -> Grant {
+        let mut all: BTreeSet<String> = requests.imports.iter().cloned().collect();
+        all.extend(component_imports.into_iter().map(str::to_owned));
+        let mut imports = BTreeSet::new();
+        let mut denied_imports = Vec::new();
+        for interface in all {
+            let decision = self.check_link(principal, cap, requests, &interface);
+            if decision.allowed {
+                imports.insert(interface);
+            } else {
+                denied_imports.push((interface, decision));
+            }
+        }
+        let mut scopes = BTreeSet::new();
+        let mut denied_scopes = Vec::new();
+        for entry in requests.scope_entries() {
+            let decision = match &entry.scope {
+                Ok(scope) => self.authorize_call(principal, cap, entry.action, scope),
+                Err(e) => self.malformed(e.to_string()),
+            };
+            match entry.scope {
+                Ok(scope) if decision.allowed => {
+                    scopes.insert(RequestedScope {
+                        action: entry.action,
+                        scope,
+                    });
+                }
+                _ => denied_scopes.push((entry.action, entry.text, decision)),
+            }
+        }
+        Grant {
+            imports,
+            denied_imports,
+            scopes,
+            denied_scopes,
+            policy_digest: self.digest(),
+        }
+    }
+}
+
+/// Whether a call-time scope is concrete (no host pattern, normalized path).
+fn concrete(scope: &Scope) -> Result<(), &'static str> {
+    match scope {
+        Scope::HttpHost { host, .. } if host.contains('*') => Err("a call names a concrete host"),
+        Scope::Path(p) => match crate::model::normalize_path(p) {
+            Ok(n) if &n == p => Ok(()),
+            _ => Err("the path is not absolute and normalized (see `Scope::path`)"),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The key of a cached [`Grant`]: everything a grant depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GrantKey {
+    /// [`PolicySet::digest`].
+    pub policy_digest: [u8; 32],
+    /// The principal (id, kind and groups: a change of groups is a different key).
+    pub principal: Principal,
+    /// The component digest.
+    pub capability_digest: String,
+    /// [`Requests::digest`] of the manifest.
+    pub requests_digest: [u8; 32],
+}
+
+impl GrantKey {
+    /// The key for `principal` running `cap` with manifest `requests` under `policy`.
+    pub fn new(
+        policy: &PolicySet,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+    ) -> Self {
+        Self {
+            policy_digest: policy.digest(),
+            principal: principal.clone(),
+            capability_digest: cap.digest.clone(),
+            requests_digest: requests.digest(),
+        }
+    }
+}
+
+/// A thread-safe cache of link-time grants keyed by (policy digest, principal, capability
+/// digest, manifest digest). A changed policy has a new digest, so it never hits an old entry.
+/// When full, the cache is emptied (simple and bounded).
+#[derive(Debug)]
+pub struct GrantCache {
+    entries: Mutex<HashMap<GrantKey, Arc<Grant>>>,
+    capacity: usize,
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+impl GrantCache {
+    /// A cache holding at most `capacity` grants (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The cached grant for `key`, if any.
+    pub fn get(&self, key: &GrantKey) -> Option<Arc<Grant>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Cache `grant` under `key`.
+    pub fn insert(&self, key: GrantKey, grant: Arc<Grant>) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, grant);
+    }
+
+    /// The grant for `cap` (with its component's imports), from the cache or computed and
+    /// cached. The component's imports are fixed by its digest, which is part of the key.
+    pub fn get_or_grant<'a>(
+        &self,
+        policy: &PolicySet,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        component_imports: impl IntoIterator<Item = &'a str>,
+    ) -> Arc<Grant> {
+        let key = GrantKey::new(policy, principal, cap, requests);
+        if let Some(grant) = self.get(&key) {
+            return grant;
+        }
+        let grant =
+            Arc::new(policy.grant_for_component(principal, cap, requests, component_imports));
+        self.insert(key, Arc::clone(&grant));
+        grant
+    }
+
+    /// Drop every grant decided by a policy set other than `policy_digest`.
+    pub fn retain_policy(&self, policy_digest: &[u8; 32]) {
+        self.lock().retain(|k, _| &k.policy_digest == policy_digest);
+    }
+
+    /// Drop everything.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Number of cached grants.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GrantKey, Arc<Grant>>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -28,7 +28,10 @@ impl fmt::Display for Problem {
             self.file, self.line, self.column
         )?;
         if let Some(id) = &self.policy_id {
-            write!(f, "policy `{id}`: ")?;
+            // Cedar's validation messages already name the policy.
+            if !self.message.contains(&format!("`{id}`")) {
+                write!(f, "policy `{id}`: ")?;
+            }
         }
         f.write_str(&self.message)
     }

@@ -276,30 +276,38 @@ impl PolicySet {
                 .map(|info| (info, texts.get(&info.file).map_or("", String::as_str)))
         };
         let mut invalid = Vec::new();
+        let mut warnings = Vec::new();
+        let report = |d: &dyn Diagnostic, id: &cedar::PolicyId| match locate_in(id) {
+            Some((info, text)) => problem(&info.file, text, d, Some(&info.id), info.line),
+            None => Problem {
+                file: String::new(),
+                line: 1,
+                column: 1,
+                policy_id: Some(id.to_string()),
+                message: message_of(d),
+            },
+        };
         for e in result.validation_errors() {
-            invalid.push(match locate_in(e.policy_id()) {
-                Some((info, text)) => problem(&info.file, text, e, Some(&info.id), info.line),
-                None => Problem {
-                    file: String::new(),
-                    line: 1,
-                    column: 1,
-                    policy_id: Some(e.policy_id().to_string()),
-                    message: message_of(e),
-                },
-            });
+            invalid.push(report(e, e.policy_id()));
+        }
+        for w in result.validation_warnings() {
+            // A policy that can never apply is refused: an impossible `forbid` would silently
+            // protect nothing, an impossible `permit` is a mistake.
+            let impossible = matches!(
+                w,
+                cedar::ValidationWarning::ImpossiblePolicy(_)
+                    | cedar::ValidationWarning::InvalidActionApplication(_)
+            );
+            let p = report(w, w.policy_id());
+            if impossible {
+                invalid.push(p);
+            } else {
+                warnings.push(p.to_string());
+            }
         }
         if !invalid.is_empty() {
             return Err(PolicyError::Validation(Problems(invalid)));
         }
-        let warnings: Vec<String> = result
-            .validation_warnings()
-            .map(|w| match locate_in(w.policy_id()) {
-                Some((info, text)) => {
-                    problem(&info.file, text, w, Some(&info.id), info.line).to_string()
-                }
-                None => message_of(w),
-            })
-            .collect();
 
         let digest = digest_of(&infos);
         Ok(Self {
@@ -389,7 +397,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn message_of(d: &(impl Diagnostic + ?Sized)) -> String {
+fn message_of(d: &dyn Diagnostic) -> String {
     let mut message = d.to_string();
     if let Some(help) = d.help() {
         message.push_str("; ");
@@ -403,7 +411,7 @@ fn message_of(d: &(impl Diagnostic + ?Sized)) -> String {
 fn problem(
     file: &str,
     text: &str,
-    d: &(impl Diagnostic + ?Sized),
+    d: &dyn Diagnostic,
     policy_id: Option<&str>,
     fallback_line: usize,
 ) -> Problem {

@@ -1,0 +1,422 @@
+//! Manifest ∩ policy: grants, link checks, call checks, the cache, explain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on bad data
+
+use std::sync::Arc;
+
+use femtoclaw_policy::{
+    CallAction, CapabilityRef, GrantCache, GrantKey, KvRequest, PathRequest, PolicySet, Principal,
+    Reason, Requests, Scope,
+};
+
+const PERMIT_ALL: &str = r#"@id("permit-all") permit (principal, action, resource);"#;
+
+fn cap(name: &str) -> CapabilityRef {
+    CapabilityRef::new(name, "0.1.0", "ab".repeat(32), "acme")
+}
+
+fn permit_all() -> PolicySet {
+    PolicySet::from_str("all.cedar", PERMIT_ALL).unwrap()
+}
+
+#[test]
+fn a_scope_not_requested_by_the_manifest_is_denied_even_when_the_policy_permits() {
+    let set = permit_all();
+    let local = Principal::local();
+    let c = cap("fetch");
+    let requests = Requests {
+        http: vec!["https://api.example.com".into()],
+        kv: vec![KvRequest {
+            namespace: "cache".into(),
+            write: false,
+        }],
+        paths: vec![PathRequest {
+            path: "/data".into(),
+            write: false,
+        }],
+        ..Requests::default()
+    };
+    let check = |action, scope: Scope| set.check_call(&local, &c, &requests, action, &scope);
+
+    // Requested and permitted.
+    let d = check(
+        CallAction::HttpRequest,
+        Scope::http("https://api.example.com").unwrap(),
+    );
+    assert!(d.allowed);
+    assert_eq!(d.policy_ids, ["permit-all"]);
+    assert!(check(CallAction::KvRead, Scope::KvNamespace("cache".into())).allowed);
+    assert!(check(CallAction::FsRead, Scope::path("/data/in.txt").unwrap()).allowed);
+
+    // Permitted by the policy, never requested.
+    for (action, scope) in [
+        (
+            CallAction::HttpRequest,
+            Scope::http("https://evil.org").unwrap(),
+        ),
+        (CallAction::KvWrite, Scope::KvNamespace("cache".into())),
+        (CallAction::KvRead, Scope::KvNamespace("other".into())),
+        (CallAction::FsWrite, Scope::path("/data/in.txt").unwrap()),
+        (
+            CallAction::FsRead,
+            Scope::path("/data/../etc/passwd").unwrap(),
+        ),
+        (CallAction::SecretUse, Scope::Secret("token".into())),
+        (CallAction::ConfigRead, Scope::ConfigKey("k".into())),
+    ] {
+        let d = check(action, scope.clone());
+        assert!(!d.allowed, "{action} {scope}");
+        assert_eq!(d.reason, Reason::NotRequested);
+        assert_eq!(d.to_string(), "denied: not requested by manifest");
+        assert!(d.policy_ids.is_empty());
+        assert_eq!(d.policy_digest, set.digest());
+    }
+}
+
+#[test]
+fn a_call_scope_must_be_concrete() {
+    let set = permit_all();
+    let requests = Requests {
+        http: vec!["https://*.example.com".into()],
+        paths: vec![PathRequest {
+            path: "/data".into(),
+            write: false,
+        }],
+        ..Requests::default()
+    };
+    let pattern = Scope::HttpHost {
+        scheme: "https".into(),
+        host: "*.example.com".into(),
+        port: 443,
+    };
+    let d = set.check_call(
+        &Principal::local(),
+        &cap("f"),
+        &requests,
+        CallAction::HttpRequest,
+        &pattern,
+    );
+    assert_eq!(d.reason, Reason::Malformed);
+    // A raw, unnormalized path that would climb out of `/data`.
+    let sneaky = Scope::Path("/data/../etc".into());
+    let d = set.check_call(
+        &Principal::local(),
+        &cap("f"),
+        &requests,
+        CallAction::FsRead,
+        &sneaky,
+    );
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::Malformed);
+}
+
+#[test]
+fn the_policy_still_decides_inside_the_manifest() {
+    let text = r#"
+        @id("example-only")
+        permit (principal, action == FemtoClaw::Action::"http.request", resource)
+        when { resource.host like "*.example.com" };
+        @id("not-admin")
+        forbid (principal, action == FemtoClaw::Action::"http.request", resource)
+        when { resource.host == "admin.example.com" };
+    "#;
+    let set = PolicySet::from_str("h.cedar", text).unwrap();
+    let requests = Requests {
+        http: vec!["https://*.example.com".into(), "https://other.org".into()],
+        ..Requests::default()
+    };
+    let check = |url: &str| {
+        set.check_call(
+            &Principal::local(),
+            &cap("fetch"),
+            &requests,
+            CallAction::HttpRequest,
+            &Scope::http(url).unwrap(),
+        )
+    };
+    assert!(check("https://api.example.com").allowed);
+    let d = check("https://admin.example.com");
+    assert_eq!((d.allowed, d.reason), (false, Reason::Forbidden));
+    assert_eq!(d.policy_ids, ["not-admin"]);
+    let d = check("https://other.org");
+    assert_eq!((d.allowed, d.reason), (false, Reason::NoPermit));
+    assert_eq!(check("https://example.com").reason, Reason::NotRequested);
+}
+
+#[test]
+fn an_import_not_requested_is_refused_even_when_the_policy_permits() {
+    let set = permit_all();
+    let requests = Requests {
+        imports: vec!["femtoclaw:host/log@0.1.0".into()],
+        ..Requests::default()
+    };
+    let local = Principal::local();
+    let c = cap("x");
+    assert!(
+        set.check_link(&local, &c, &requests, "femtoclaw:host/log@0.1.0")
+            .allowed
+    );
+    let d = set.check_link(&local, &c, &requests, "acme:net/socket@1.0.0");
+    assert_eq!((d.allowed, d.reason), (false, Reason::NotRequested));
+    // The baseline needs no manifest entry, only the policy.
+    assert!(
+        set.check_link(&local, &c, &requests, "wasi:io/streams@0.2.12")
+            .allowed
+    );
+    let none = PolicySet::empty().unwrap();
+    let d = none.check_link(&local, &c, &requests, "wasi:io/streams@0.2.12");
+    assert_eq!((d.allowed, d.reason), (false, Reason::NoPermit));
+}
+
+#[test]
+fn the_grant_for_a_component_names_every_refused_import() {
+    let set = PolicySet::default_policy().unwrap();
+    let local = Principal::local();
+    let hello = CapabilityRef::new("hello", "0.1.0", "cd".repeat(32), "femtoclaw");
+    let requests = Requests {
+        imports: vec![
+            "femtoclaw:host/log@0.1.0".into(),
+            "wasi:http/outgoing-handler@0.2.12".into(),
+        ],
+        ..Requests::default()
+    };
+    let component = [
+        "femtoclaw:host/log@0.1.0",
+        "wasi:clocks/wall-clock@0.2.12",
+        "wasi:http/outgoing-handler@0.2.12",
+        "acme:shell/run@1.0.0",
+    ];
+    let grant = set.grant_for_component(&local, &hello, &requests, component);
+    assert!(grant.links("femtoclaw:host/log@0.1.0"));
+    assert!(grant.links("wasi:clocks/wall-clock@0.2.12"));
+    let refused = grant.refused(component);
+    let names: Vec<&str> = refused.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(
+        names,
+        ["wasi:http/outgoing-handler@0.2.12", "acme:shell/run@1.0.0"]
+    );
+    assert_eq!(refused[0].1.reason, Reason::NoPermit);
+    assert_eq!(refused[1].1.reason, Reason::NotRequested);
+    // An import the grant never saw is refused as not requested.
+    let unseen = grant.refused(["acme:other/x@1.0.0"]);
+    assert_eq!(unseen[0].1.reason, Reason::NotRequested);
+}
+
+#[test]
+fn the_grant_lists_requested_scopes_granted_and_refused() {
+    let text = r#"
+        @id("cache-rw")
+        permit (principal, action in [FemtoClaw::Action::"kv.read", FemtoClaw::Action::"kv.write"], resource == FemtoClaw::KvNamespace::"cache");
+        @id("data-read")
+        permit (principal, action == FemtoClaw::Action::"fs.read", resource)
+        when { resource.path like "/data*" };
+    "#;
+    let set = PolicySet::from_str("s.cedar", text).unwrap();
+    let requests = Requests {
+        kv: vec![
+            KvRequest {
+                namespace: "cache".into(),
+                write: true,
+            },
+            KvRequest {
+                namespace: "shared".into(),
+                write: false,
+            },
+        ],
+        paths: vec![PathRequest {
+            path: "/data".into(),
+            write: true,
+        }],
+        secrets: vec!["token".into()],
+        http: vec!["ftp://nope".into()],
+        ..Requests::default()
+    };
+    let grant = set.grant(&Principal::local(), &cap("x"), &requests);
+    let granted: Vec<String> = grant
+        .scopes
+        .iter()
+        .map(|g| format!("{} {}", g.action, g.scope))
+        .collect();
+    assert_eq!(
+        granted,
+        ["kv.read cache", "kv.write cache", "fs.read /data"]
+    );
+    let denied: Vec<String> = grant
+        .denied_scopes
+        .iter()
+        .map(|(a, s, d)| format!("{a} {s} {:?}", d.reason))
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            "http.request ftp://nope Malformed",
+            "fs.write /data NoPermit",
+            "kv.read shared NoPermit",
+            "secret.use token NoPermit",
+        ]
+    );
+    let paths = grant.paths();
+    assert_eq!(paths.len(), 1);
+    assert!(paths[0].read && !paths[0].write);
+    assert!(grant.permits_scope(CallAction::KvWrite, &Scope::KvNamespace("cache".into())));
+    assert!(!grant.permits_scope(CallAction::SecretUse, &Scope::Secret("token".into())));
+}
+
+#[test]
+fn requests_read_from_a_capability_manifest() {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        #[allow(dead_code)]
+        name: String,
+        #[serde(default)]
+        requests: Requests,
+    }
+    let manifest: Manifest = toml::from_str(
+        r#"
+        name = "fetch"
+        [requests]
+        imports = ["femtoclaw:host/log@0.1.0"]
+        http = ["https://api.example.com", "https://*.example.com:443"]
+        paths = [{ path = "/data", write = true }]
+        kv = [{ namespace = "cache", write = true }]
+        secrets = ["api-token"]
+        config = ["endpoint"]
+        "#,
+    )
+    .unwrap();
+    assert!(manifest.requests.validate().is_ok());
+    assert_eq!(manifest.requests.http.len(), 2);
+    let bare: Manifest = toml::from_str("name = \"hello\"").unwrap();
+    assert_eq!(bare.requests, Requests::default());
+    let bad = Requests {
+        http: vec!["https://a.*.com".into()],
+        ..Requests::default()
+    };
+    let err = bad.validate().unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("malformed http origin `https://a.*.com`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_grant_cache_keys_on_policy_principal_capability_and_manifest() {
+    let cache = GrantCache::new(8);
+    let requests = Requests {
+        imports: vec!["femtoclaw:host/log@0.1.0".into()],
+        ..Requests::default()
+    };
+    let local = Principal::local();
+    let c = cap("x");
+    let all = permit_all();
+    let g1 = cache.get_or_grant(&all, &local, &c, &requests, ["wasi:io/streams@0.2.12"]);
+    assert!(g1.links("femtoclaw:host/log@0.1.0"));
+    let g2 = cache.get_or_grant(&all, &local, &c, &requests, ["wasi:io/streams@0.2.12"]);
+    assert!(
+        Arc::ptr_eq(&g1, &g2),
+        "the second ask is served from the cache"
+    );
+    assert_eq!(cache.len(), 1);
+
+    // A changed policy has another digest: a fresh decision, not the cached one.
+    let none = PolicySet::empty().unwrap();
+    let g3 = cache.get_or_grant(&none, &local, &c, &requests, ["wasi:io/streams@0.2.12"]);
+    assert!(!g3.links("femtoclaw:host/log@0.1.0"));
+    // Another principal, another group, another manifest: other keys.
+    let k = GrantKey::new(&all, &local, &c, &requests);
+    assert_ne!(
+        k,
+        GrantKey::new(&all, &Principal::agent("local"), &c, &requests)
+    );
+    assert_ne!(
+        k,
+        GrantKey::new(&all, &local.clone().with_group("ops"), &c, &requests)
+    );
+    assert_ne!(k, GrantKey::new(&all, &local, &c, &Requests::default()));
+    assert_eq!(cache.len(), 2);
+    cache.retain_policy(&none.digest());
+    assert_eq!(cache.len(), 1);
+    assert!(cache.get(&k).is_none());
+}
+
+#[test]
+fn the_grant_cache_is_shared_across_threads_and_bounded() {
+    let cache = Arc::new(GrantCache::new(4));
+    let set = permit_all();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let cache = Arc::clone(&cache);
+            let set = set.clone();
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    let p = Principal::agent(format!("a{t}-{i}"));
+                    let g = cache.get_or_grant(&set, &p, &cap("x"), &Requests::default(), []);
+                    assert!(g.imports.is_empty());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(cache.len() <= 4);
+}
+
+#[test]
+fn explain_shows_invoke_imports_and_scopes_with_reasons() {
+    let set = PolicySet::default_policy().unwrap();
+    let hello = CapabilityRef::new("hello", "0.1.0", "cd".repeat(32), "femtoclaw");
+    let requests = Requests {
+        imports: vec![
+            "femtoclaw:host/log@0.1.0".into(),
+            "wasi:http/types@0.2.12".into(),
+        ],
+        http: vec!["https://example.com".into()],
+        ..Requests::default()
+    };
+    let e = set.explain_component(
+        &Principal::local(),
+        &hello,
+        &requests,
+        ["wasi:clocks/wall-clock@0.2.12"],
+        Some("greet"),
+    );
+    assert!(e.invoke.allowed);
+    assert_eq!(e.invoke.policy_ids, ["default:invoke-first-party"]);
+    assert!(!e.would_run());
+    let lines: Vec<(&str, bool, bool)> = e
+        .imports
+        .iter()
+        .map(|i| (i.interface.as_str(), i.linked, i.baseline))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("femtoclaw:host/log@0.1.0", true, false),
+            ("wasi:clocks/wall-clock@0.2.12", true, true),
+            ("wasi:http/types@0.2.12", false, false),
+        ]
+    );
+    assert_eq!(
+        e.imports[0].decision.policy_ids,
+        ["default:link-log-and-baseline"]
+    );
+    assert!(!e.scopes[0].granted);
+
+    let text = e.to_string();
+    assert!(
+        text.contains("REFUSED wasi:http/types@0.2.12: denied: no policy permits it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("REFUSED http.request https://example.com"),
+        "{text}"
+    );
+    assert!(text.ends_with("verdict: would be refused"), "{text}");
+
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json["invoke"]["allowed"], true);
+    assert_eq!(json["imports"][2]["linked"], false);
+    assert_eq!(json["function"], "greet");
+}

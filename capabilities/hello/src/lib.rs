@@ -1,1 +1,27 @@
-//! The hello capability: greets by name.
+//! The `hello` capability: the tutorial tool. `greet("Ada")` returns `Hello, Ada!`.
+
+femtoclaw_sdk::wit_bindgen::generate!({
+    inline: r#"
+        package femtoclaw:hello@0.1.0;
+
+        world hello {
+            include femtoclaw:host/capability@0.1.0;
+
+            /// Greets `name`.
+            export greet: func(name: string) -> string;
+        }
+    "#,
+    path: "../../wit",
+    with: { "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log },
+    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
+});
+
+struct Hello;
+
+impl Guest for Hello {
+    fn greet(name: String) -> String {
+        format!("Hello, {name}!")
+    }
+}
+
+export!(Hello);

@@ -1,1 +1,551 @@
-//! The FemtoClaw sandbox: deterministic wasmtime engine, capability store, linker, the gate, JSON and WIT values.
+//! The FemtoClaw sandbox: the deterministic wasmtime engine, the capability catalog and its
+//! compile cache, the linker, the gate every host call passes, and JSON ↔ WIT values.
+//!
+//! ```no_run
+//! use femtoclaw_sandbox::{Sandbox, SandboxConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sandbox = Sandbox::new(SandboxConfig::default())?;
+//! let component = std::fs::read("hello.wasm")?;
+//! let prepared = sandbox.prepare(&component)?;
+//! let outcome = sandbox.invoke(&prepared, "greet", &serde_json::json!({"name": "Ada"}), 1_000_000)?;
+//! assert_eq!(outcome.result?, serde_json::json!("Hello, Ada!"));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod capture;
+pub mod catalog;
+pub mod engine;
+pub mod gate;
+mod host;
+pub mod state;
+pub mod values;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value as Json};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
+use wasmtime::{Engine, Store, Trap};
+
+use femtoclaw_ledger::Value;
+pub use gate::HostCall;
+pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
+pub use state::{LimitError, Limits};
+use state::State;
+use values::{UnsupportedType, ValueError};
+
+/// The WIT world capabilities target, with its version.
+pub const WIT_WORLD: &str = "femtoclaw:host/capability@0.1.0";
+
+/// How to build a [`Sandbox`].
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// Resource limits of every invocation.
+    pub limits: Limits,
+    /// Where precompiled components are cached; `None` compiles in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Errors of preparing a component.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The engine could not be built.
+    #[error("cannot build the engine: {0}")]
+    Engine(String),
+    /// The bytes are not a valid component for this engine.
+    #[error("cannot compile component: {0}")]
+    Compile(String),
+    /// The component imports something the host does not provide.
+    #[error("cannot link component: {0}")]
+    Link(String),
+    /// The compile cache failed.
+    #[error("compile cache `{path}`: {message}")]
+    Cache {
+        /// The cache file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Errors that stop an invocation before any guest code runs.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The component exports no function of that name.
+    #[error("unknown function `{function}`; the capability exports: {}", available.join(", "))]
+    UnknownFunction {
+        /// The name asked for.
+        function: String,
+        /// What the component exports.
+        available: Vec<String>,
+    },
+    /// The arguments are not a JSON object.
+    #[error("arguments must be a JSON object keyed by parameter name, found {0}")]
+    ArgsNotObject(String),
+    /// An argument names no parameter.
+    #[error("function `{function}` has no parameter `{name}`; its parameters are: {}", params.join(", "))]
+    UnknownParameter {
+        /// The function.
+        function: String,
+        /// The extra key.
+        name: String,
+        /// The real parameters.
+        params: Vec<String>,
+    },
+    /// A required parameter is missing.
+    #[error("missing argument `{name}` ({ty})")]
+    MissingParameter {
+        /// The parameter.
+        name: String,
+        /// Its WIT type.
+        ty: String,
+    },
+    /// An argument does not fit its parameter's type.
+    #[error(transparent)]
+    BadArgument(#[from] ValueError),
+    /// The function's signature contains a type JSON cannot carry.
+    #[error(transparent)]
+    Unsupported(#[from] UnsupportedType),
+    /// The fuel budget is zero.
+    #[error("fuel budget must be greater than 0")]
+    NoFuel,
+}
+
+impl InvokeError {
+    /// Whether the error is about the request's arguments (as opposed to naming a function that
+    /// does not exist).
+    pub fn is_bad_args(&self) -> bool {
+        !matches!(self, InvokeError::UnknownFunction { .. })
+    }
+}
+
+/// How a run ended when it did not return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The fuel budget ran out.
+    #[error("fuel exhausted: the budget of {budget} was used up")]
+    FuelExhausted {
+        /// The budget.
+        budget: u64,
+    },
+    /// A memory, table or stack limit.
+    #[error("{0}")]
+    Limit(String),
+    /// The guest trapped (or a host call it made failed).
+    #[error("guest trapped: {code}: {message}")]
+    Trap {
+        /// The trap code (`unreachable`, `integer divide by zero`, …, or `host` / `exit`).
+        code: String,
+        /// The full message.
+        message: String,
+    },
+}
+
+impl Failure {
+    /// The ledger's name of this kind of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::FuelExhausted { .. } => "fuel-exhausted",
+            Failure::Limit(_) => "limit",
+            Failure::Trap { .. } => "trap",
+        }
+    }
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The function's result as JSON (`null` for a function without results), or how it failed.
+    pub result: Result<Json, Failure>,
+    /// The result in the ledger's canonical form, when there is one.
+    pub result_value: Option<Value>,
+    /// The arguments in the ledger's canonical form, by parameter name.
+    pub args: Vec<(String, Value)>,
+    /// The budget.
+    pub fuel_budget: u64,
+    /// Fuel used, instantiation included.
+    pub fuel_consumed: u64,
+    /// Every host call, in order.
+    pub host_calls: Vec<HostCall>,
+    /// Captured stdout (bounded).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (bounded).
+    pub stderr: Vec<u8>,
+    /// Whether output past the bound was dropped.
+    pub output_truncated: bool,
+}
+
+/// One exported function and its signature.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// The name to call it by: `greet` for a world-level export, `<interface>#<function>` for
+    /// a function of an exported interface.
+    pub name: String,
+    index: ComponentExportIndex,
+    /// Parameter names and types.
+    pub params: Vec<(String, Type)>,
+    /// Result type, if any.
+    pub result: Option<Type>,
+}
+
+impl Function {
+    /// The JSON Schema of this function's arguments object.
+    pub fn args_schema(&self) -> Json {
+        let properties: Map<String, Json> = self
+            .params
+            .iter()
+            .map(|(name, ty)| (name.clone(), values::schema(ty)))
+            .collect();
+        let required: Vec<&str> = self
+            .params
+            .iter()
+            .filter(|(_, ty)| !matches!(ty, Type::Option(_)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        })
+    }
+
+    /// The JSON Schema of this function's result.
+    pub fn result_schema(&self) -> Json {
+        let mut schema = self
+            .result
+            .as_ref()
+            .map_or(serde_json::json!({ "type": "null" }), values::schema);
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "$schema".into(),
+                "https://json-schema.org/draft/2020-12/schema".into(),
+            );
+        }
+        schema
+    }
+
+    /// Why this function cannot be called through JSON, if it cannot.
+    pub fn unsupported(&self) -> Option<UnsupportedType> {
+        let params = self
+            .params
+            .iter()
+            .find_map(|(n, t)| values::check_supported(t, n).err());
+        params.or_else(|| {
+            self.result
+                .as_ref()
+                .and_then(|t| values::check_supported(t, "result").err())
+        })
+    }
+}
+
+/// A compiled, linked component, ready to instantiate.
+pub struct Prepared {
+    /// SHA-256 of the component bytes.
+    pub digest: [u8; 32],
+    pre: InstancePre<State>,
+    /// Exported functions, in export order.
+    pub functions: Vec<Function>,
+    /// Imported interfaces (`package:name/interface@version`).
+    pub imports: Vec<String>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("digest", &hex::encode(self.digest))
+            .field("functions", &self.functions.iter().map(|f| &f.name).collect::<Vec<_>>())
+            .field("imports", &self.imports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Result<&Function, InvokeError> {
+        self.functions
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| InvokeError::UnknownFunction {
+                function: name.to_owned(),
+                available: self.functions.iter().map(|f| f.name.clone()).collect(),
+            })
+    }
+}
+
+/// The execution engine of `femtoclaw-host`: one per process, shared by every invocation.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<State>,
+    limits: Limits,
+    engine_digest: engine::EngineDigest,
+    cache_dir: Option<PathBuf>,
+    prepared: Mutex<HashMap<[u8; 32], Arc<Prepared>>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("engine_digest", &hex::encode(self.engine_digest))
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine and the linker of every host interface.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let (engine, engine_digest) =
+            engine::build(&config.limits).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        host::wasi::add_to_linker(&mut linker)
+            .and_then(|()| host::log::add_to_linker(&mut linker))
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        Ok(Self {
+            engine,
+            linker,
+            limits: config.limits,
+            engine_digest,
+            cache_dir: config.cache_dir,
+            prepared: Mutex::default(),
+        })
+    }
+
+    /// The digest of the engine configuration (see [`engine::settings`]).
+    pub fn engine_digest(&self) -> [u8; 32] {
+        self.engine_digest
+    }
+
+    /// The limits every invocation runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles (or loads from the cache) and links `bytes`; cached in memory by digest.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Arc<Prepared>, SandboxError> {
+        let digest = catalog::sha256(bytes);
+        if let Some(p) = self.lock_prepared().get(&digest) {
+            return Ok(Arc::clone(p));
+        }
+        let component = self.compile(bytes, &digest)?;
+        let prepared = Arc::new(self.link(component, digest)?);
+        self.lock_prepared().insert(digest, Arc::clone(&prepared));
+        Ok(prepared)
+    }
+
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Prepared>>> {
+        self.prepared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &[u8; 32]) -> Result<Component, SandboxError> {
+        let compile = || {
+            Component::new(&self.engine, bytes).map_err(|e| SandboxError::Compile(format!("{e:#}")))
+        };
+        let Some(dir) = &self.cache_dir else {
+            return compile();
+        };
+        let path = dir.join(format!(
+            "{}-{}.cwasm",
+            hex::encode(digest),
+            hex::encode(&self.engine_digest[..8])
+        ));
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the same
+            // digest (the name says so) into the operator's data directory; wasmtime checks its
+            // header and compatibility hash again on load.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), "recompiling unusable cache entry: {e:#}"),
+            }
+        }
+        let component = compile()?;
+        let cache_err = |message: String| SandboxError::Cache {
+            path: path.clone(),
+            message,
+        };
+        let serialized = component.serialize().map_err(|e| cache_err(format!("{e:#}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
+        catalog::write_durably(&path, &serialized).map_err(|e| cache_err(e.to_string()))?;
+        Ok(component)
+    }
+
+    fn link(&self, component: Component, digest: [u8; 32]) -> Result<Prepared, SandboxError> {
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let mut functions = Vec::new();
+        for (name, item) in ty.exports(&self.engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(func) => {
+                    if let Some(index) = component.get_export_index(None, name) {
+                        functions.push(function(name.to_owned(), index, &func));
+                    }
+                }
+                ComponentItem::ComponentInstance(instance) => {
+                    let Some(instance_index) = component.get_export_index(None, name) else {
+                        continue;
+                    };
+                    for (fname, fitem) in instance.exports(&self.engine) {
+                        if let (ComponentItem::ComponentFunc(func), Some(index)) = (
+                            fitem.ty,
+                            component.get_export_index(Some(&instance_index), fname),
+                        ) {
+                            functions.push(function(format!("{name}#{fname}"), index, &func));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
+        Ok(Prepared {
+            digest,
+            pre,
+            functions,
+            imports,
+        })
+    }
+
+    /// Converts JSON arguments to the function's parameters, checking every one.
+    pub fn args(function: &Function, args: &Json) -> Result<Vec<Val>, InvokeError> {
+        if let Some(unsupported) = function.unsupported() {
+            return Err(unsupported.into());
+        }
+        let empty = Map::new();
+        let obj = match args {
+            Json::Object(obj) => obj,
+            Json::Null => &empty,
+            other => return Err(InvokeError::ArgsNotObject(other.to_string())),
+        };
+        if let Some(extra) = obj.keys().find(|k| !function.params.iter().any(|(n, _)| n == *k)) {
+            return Err(InvokeError::UnknownParameter {
+                function: function.name.clone(),
+                name: extra.clone(),
+                params: function.params.iter().map(|(n, _)| n.clone()).collect(),
+            });
+        }
+        function
+            .params
+            .iter()
+            .map(|(name, ty)| match (obj.get(name), ty) {
+                (Some(json), ty) => Ok(values::json_to_val(json, ty, name)?),
+                (None, Type::Option(_)) => Ok(Val::Option(None)),
+                (None, ty) => Err(InvokeError::MissingParameter {
+                    name: name.clone(),
+                    ty: values::type_name(ty),
+                }),
+            })
+            .collect()
+    }
+
+    /// Runs `function` of `prepared` with JSON `args` on a fresh store with `fuel`.
+    ///
+    /// Errors before the run (unknown function, bad arguments) are `Err`; everything that
+    /// happens once guest code runs, traps included, is in the [`Outcome`].
+    pub fn invoke(
+        &self,
+        prepared: &Prepared,
+        function: &str,
+        args: &Json,
+        fuel: u64,
+    ) -> Result<Outcome, InvokeError> {
+        if fuel == 0 {
+            return Err(InvokeError::NoFuel);
+        }
+        let function = prepared.function(function)?;
+        let params = Self::args(function, args)?;
+        let recorded_args = function
+            .params
+            .iter()
+            .zip(&params)
+            .map(|((name, _), val)| (name.clone(), values::val_to_value(val)))
+            .collect();
+
+        let mut store = Store::new(&self.engine, State::new(self.limits));
+        store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(16 << 20);
+        let run = store.set_fuel(fuel).and_then(|()| {
+            let instance = prepared.pre.instantiate(&mut store)?;
+            let func = instance
+                .get_func(&mut store, function.index)
+                .ok_or_else(|| wasmtime::format_err!("export `{}` is not a function", function.name))?;
+            let mut results = vec![Val::Bool(false); usize::from(function.result.is_some())];
+            func.call(&mut store, &params, &mut results)?;
+            Ok(results.pop())
+        });
+        let remaining = store.get_fuel().unwrap_or(0);
+        let state = store.data_mut();
+        let (stdout, out_cut) = state.stdout.contents();
+        let (stderr, err_cut) = state.stderr.contents();
+        let host_calls = state.gate.take_calls();
+
+        let (result, result_value) = match run {
+            Ok(val) => {
+                let json = match (&val, &function.result) {
+                    (Some(v), Some(ty)) => values::val_to_json(v, ty),
+                    _ => Json::Null,
+                };
+                (Ok(json), val.as_ref().map(values::val_to_value))
+            }
+            Err(e) => (Err(classify(&e, fuel, remaining)), None),
+        };
+        Ok(Outcome {
+            result,
+            result_value,
+            args: recorded_args,
+            fuel_budget: fuel,
+            fuel_consumed: fuel - remaining,
+            host_calls,
+            stdout,
+            stderr,
+            output_truncated: out_cut || err_cut,
+        })
+    }
+}
+
+fn function(name: String, index: ComponentExportIndex, func: &wasmtime::component::types::ComponentFunc) -> Function {
+    Function {
+        name,
+        index,
+        params: func.params().map(|(n, t)| (n.to_owned(), t)).collect(),
+        result: func.results().next(),
+    }
+}
+
+/// Sorts an error out of a run into fuel, limit or trap.
+fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
+    if let Some(limit) = error.downcast_ref::<LimitError>() {
+        return Failure::Limit(limit.to_string());
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Failure::Trap {
+            code: "exit".to_owned(),
+            message: format!("guest exited with status {}", exit.0),
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Failure::FuelExhausted { budget },
+        Some(Trap::StackOverflow) => Failure::Limit(format!(
+            "stack limit exceeded: the guest overflowed its stack ({error:#})"
+        )),
+        Some(trap) => Failure::Trap {
+            code: trap.to_string(),
+            message: format!("{error:#}"),
+        },
+        None if remaining == 0 => Failure::FuelExhausted { budget },
+        None => Failure::Trap {
+            code: "host".to_owned(),
+            message: format!("{error:#}"),
+        },
+    }
+}

@@ -1,0 +1,209 @@
+//! The command line: parsing (clap) and one function per command.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use femtoclaw_ledger::Value;
+use femtoclaw_sandbox::LOG_INTERFACE;
+use serde_json::{Value as Json, json};
+
+use crate::exit::{Code, Failure};
+use crate::host::Host;
+
+/// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
+/// in a deterministic sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "femtoclaw-host", version, about)]
+pub struct Cli {
+    /// Where capabilities, the compile cache and (later) the ledger live.
+    #[arg(long, global = true, env = "FEMTOCLAW_DATA_DIR", default_value = "./femtoclaw-data")]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install, list and inspect capabilities.
+    #[command(subcommand)]
+    Capability(CapabilityCommand),
+    /// Invoke one function of a capability and print its result as JSON.
+    Invoke {
+        /// `name` or `name@version`.
+        capability: String,
+        /// The exported function (`greet`, or `<interface>#<function>`).
+        function: String,
+        /// Arguments: a JSON object keyed by parameter name.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Fuel budget (default: the manifest's).
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Print an object with the result, fuel, captured output and logs.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CapabilityCommand {
+    /// Install a component (with its manifest).
+    Add {
+        /// The component (`.wasm`, wasm32-wasip2).
+        component: PathBuf,
+        /// Its `capability.toml`; without it the name is the file stem and the version `0.0.0`.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// List the capabilities this host can run.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a capability's functions, parameters, JSON Schemas and imports (JSON).
+    Inspect {
+        /// `name` or `name@version`.
+        capability: String,
+    },
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let host = Host::open(&cli.data_dir)?;
+    match cli.command {
+        Command::Capability(CapabilityCommand::Add {
+            component,
+            manifest,
+        }) => {
+            let entry = host.catalog.add(&component, manifest.as_deref())?;
+            // Compile now, so a component that cannot run is refused at install time.
+            host.resolve(&format!("{}@{}", entry.manifest.name, entry.manifest.version))?;
+            out(&format!(
+                "{} {} sha256:{}",
+                entry.manifest.name, entry.manifest.version, entry.sha256
+            ));
+            Ok(())
+        }
+        Command::Capability(CapabilityCommand::List { json }) => {
+            let entries = host.catalog.list()?;
+            if json {
+                print_json(&serde_json::to_value(&entries).map_err(internal)?);
+            } else {
+                for e in entries {
+                    out(&format!(
+                        "{:<16} {:<10} {:<9} sha256:{}  {}",
+                        e.manifest.name,
+                        e.manifest.version,
+                        serde_json::to_value(e.source)
+                            .ok()
+                            .and_then(|s| s.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        e.sha256,
+                        e.manifest.description
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Command::Capability(CapabilityCommand::Inspect { capability }) => {
+            let resolved = host.resolve(&capability)?;
+            let functions: Vec<Json> = resolved
+                .prepared
+                .functions
+                .iter()
+                .map(|f| {
+                    json!({
+                        "name": f.name,
+                        "params": f.params.iter().map(|(n, t)| json!({
+                            "name": n,
+                            "type": femtoclaw_sandbox::values::type_name(t),
+                        })).collect::<Vec<_>>(),
+                        "args_schema": f.args_schema(),
+                        "result_schema": f.result_schema(),
+                        "unsupported": f.unsupported().map(|u| u.to_string()),
+                    })
+                })
+                .collect();
+            let m = &resolved.entry.manifest;
+            print_json(&json!({
+                "name": m.name,
+                "version": m.version,
+                "description": m.description,
+                "publisher": m.publisher,
+                "fuel": m.fuel,
+                "sha256": resolved.entry.sha256,
+                "source": resolved.entry.source,
+                "functions": functions,
+                "imports": resolved.prepared.imports,
+            }));
+            Ok(())
+        }
+        Command::Invoke {
+            capability,
+            function,
+            args,
+            fuel,
+            json,
+        } => {
+            let args: Json = serde_json::from_str(&args)
+                .map_err(|e| Failure::new(Code::InvalidArgs, format!("--args is not JSON: {e}")))?;
+            let resolved = host.resolve(&capability)?;
+            let outcome = host.invoke(&resolved, &function, &args, fuel)?;
+            let result = outcome.result.as_ref().map_err(Failure::from)?;
+            if json {
+                print_json(&json!({
+                    "capability": resolved.entry.manifest.name,
+                    "version": resolved.entry.manifest.version,
+                    "sha256": resolved.entry.sha256,
+                    "function": function,
+                    "result": result,
+                    "fuel": { "budget": outcome.fuel_budget, "consumed": outcome.fuel_consumed },
+                    "stdout": String::from_utf8_lossy(&outcome.stdout),
+                    "stderr": String::from_utf8_lossy(&outcome.stderr),
+                    "output_truncated": outcome.output_truncated,
+                    "logs": logs(&outcome.host_calls),
+                    "host_calls": outcome.host_calls.len(),
+                }));
+            } else {
+                out(&result.to_string());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The log lines among the host calls.
+fn logs(calls: &[femtoclaw_sandbox::HostCall]) -> Vec<Json> {
+    calls
+        .iter()
+        .filter(|c| c.interface == LOG_INTERFACE)
+        .filter_map(|c| match &c.params {
+            Value::Tuple(p) => match p.as_slice() {
+                [Value::Enum(level), Value::String(message)] => {
+                    Some(json!({ "level": level, "message": message }))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn print_json(value: &Json) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => out(&text),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+/// Prints one line on stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn out(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new(Code::Other, e)
+}

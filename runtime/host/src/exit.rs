@@ -1,0 +1,81 @@
+//! Exit codes: stable, documented, one per kind of failure.
+
+/// Why the command failed, as its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    /// Anything else: I/O, a broken data directory, an internal error.
+    Other = 1,
+    /// The request's arguments are invalid.
+    InvalidArgs = 2,
+    /// Unknown capability or function.
+    Unknown = 3,
+    /// The fuel budget ran out.
+    FuelExhausted = 4,
+    /// The guest trapped.
+    Trap = 5,
+    /// A memory, table or stack limit.
+    Limit = 6,
+}
+
+/// A failed command: its exit code and the one line printed on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: Code,
+    /// The message.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code`.
+    pub fn new(code: Code, message: impl std::fmt::Display) -> Self {
+        Self {
+            code,
+            message: message.to_string().replace('\n', " "),
+        }
+    }
+}
+
+impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
+    fn from(e: femtoclaw_sandbox::catalog::CatalogError) -> Self {
+        use femtoclaw_sandbox::catalog::CatalogError as E;
+        let code = match &e {
+            E::Unknown(_) => Code::Unknown,
+            E::Manifest { .. } | E::InvalidName { .. } | E::NotAComponent(_) | E::TooLarge { .. } => {
+                Code::InvalidArgs
+            }
+            _ => Code::Other,
+        };
+        Self::new(code, e)
+    }
+}
+
+impl From<femtoclaw_sandbox::SandboxError> for Failure {
+    fn from(e: femtoclaw_sandbox::SandboxError) -> Self {
+        Self::new(Code::Other, e)
+    }
+}
+
+impl From<femtoclaw_sandbox::InvokeError> for Failure {
+    fn from(e: femtoclaw_sandbox::InvokeError) -> Self {
+        let code = if e.is_bad_args() {
+            Code::InvalidArgs
+        } else {
+            Code::Unknown
+        };
+        Self::new(code, e)
+    }
+}
+
+impl From<&femtoclaw_sandbox::Failure> for Failure {
+    fn from(f: &femtoclaw_sandbox::Failure) -> Self {
+        use femtoclaw_sandbox::Failure as F;
+        let code = match f {
+            F::FuelExhausted { .. } => Code::FuelExhausted,
+            F::Limit(_) => Code::Limit,
+            F::Trap { .. } => Code::Trap,
+        };
+        Self::new(code, f)
+    }
+}

@@ -1,1 +1,0 @@
-//! The femtoclaw-host binary: the execution authority for agents' tools.

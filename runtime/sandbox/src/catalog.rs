@@ -1,0 +1,420 @@
+//! Capability packages: a component plus its `capability.toml` manifest, installed in the data
+//! directory or embedded in the host binary.
+//!
+//! A capability's identity is the SHA-256 of its component bytes. Every load re-reads the bytes
+//! and re-checks that digest, so a component changed on disk after `add` is refused by name.
+//!
+//! Layout: `<data dir>/capabilities/<name>/<version>/{component.wasm, capability.toml, sha256}`.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Default fuel budget of a capability whose manifest names none.
+pub const DEFAULT_FUEL: u64 = 100_000_000;
+
+/// Largest component accepted.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// A capability's `capability.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Name agents call it by: lowercase letters, digits and `-`.
+    pub name: String,
+    /// Version: digits, letters, `.`, `-`, `+`.
+    pub version: String,
+    /// What it does, for agents and operators.
+    #[serde(default)]
+    pub description: String,
+    /// Who publishes it (`femtoclaw` for first-party capabilities).
+    #[serde(default)]
+    pub publisher: String,
+    /// Default fuel budget of one invocation.
+    #[serde(default = "default_fuel")]
+    pub fuel: u64,
+}
+
+fn default_fuel() -> u64 {
+    DEFAULT_FUEL
+}
+
+/// Errors of the capability catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A manifest that does not parse or is not valid.
+    #[error("manifest `{path}`: {message}")]
+    Manifest {
+        /// The manifest's path (or `<embedded>`).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name or version that is not allowed.
+    #[error("invalid capability {what} `{value}`: {rule}")]
+    InvalidName {
+        /// `name` or `version`.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// No capability of that name (and version).
+    #[error("unknown capability `{0}`")]
+    Unknown(String),
+    /// The component's bytes no longer match the digest recorded when it was added.
+    #[error("component `{path}` was changed after it was added: expected sha256 {expected}, found {found}")]
+    DigestMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Digest recorded at `add`.
+        expected: String,
+        /// Digest of the bytes now.
+        found: String,
+    },
+    /// The file is not a WebAssembly component.
+    #[error("`{0}` is not a WebAssembly component")]
+    NotAComponent(String),
+    /// The file is larger than allowed.
+    #[error("component `{path}` is {size} bytes, over the limit of {MAX_COMPONENT_BYTES}")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
+    /// The name belongs to a first-party capability.
+    #[error("`{0}` is the name of a first-party capability embedded in the host")]
+    Reserved(String),
+    /// The same name and version is installed already with other bytes.
+    #[error("capability `{name}@{version}` is already installed with sha256 {existing}")]
+    Exists {
+        /// Name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The installed digest.
+        existing: String,
+    },
+    /// Reading or writing the data directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
+    move |source| CatalogError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where a capability comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Embedded in the host binary (first-party).
+    Embedded,
+    /// Installed with `capability add`.
+    Installed,
+}
+
+/// A capability in the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// SHA-256 of the component bytes, hex.
+    pub sha256: String,
+    /// Where it comes from.
+    pub source: Source,
+    #[serde(skip)]
+    location: Location,
+}
+
+#[derive(Debug, Clone)]
+enum Location {
+    Embedded(&'static [u8]),
+    File(PathBuf),
+}
+
+/// A capability's bytes, read and checked against its digest.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The catalog entry.
+    pub entry: Entry,
+    /// The component bytes.
+    pub bytes: Vec<u8>,
+    /// Their SHA-256.
+    pub digest: [u8; 32],
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Manifest {
+    /// Parses and validates a manifest; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, CatalogError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| CatalogError::Manifest {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// A manifest for a component added without one: the name from the file stem, `0.0.0`.
+    pub fn from_stem(path: &Path) -> Result<Self, CatalogError> {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_lowercase()
+            .replace('_', "-");
+        let manifest = Manifest {
+            name: stem,
+            version: "0.0.0".to_owned(),
+            description: String::new(),
+            publisher: String::new(),
+            fuel: DEFAULT_FUEL,
+        };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), CatalogError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !name_ok {
+            return Err(CatalogError::InvalidName {
+                what: "name",
+                value: self.name.clone(),
+                rule: "1 to 64 lowercase letters, digits and `-`, starting with a letter",
+            });
+        }
+        let version_ok = !self.version.is_empty()
+            && self.version.len() <= 64
+            && self.version.starts_with(|c: char| c.is_ascii_digit())
+            && self
+                .version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+        if !version_ok {
+            return Err(CatalogError::InvalidName {
+                what: "version",
+                value: self.version.clone(),
+                rule: "starts with a digit; letters, digits, `.`, `-` and `+` only",
+            });
+        }
+        if self.fuel == 0 {
+            return Err(CatalogError::Manifest {
+                path: self.name.clone(),
+                message: "`fuel` must be greater than 0".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An embedded, first-party capability: manifest text and component bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// The `capability.toml` text.
+    pub manifest: &'static str,
+    /// The component.
+    pub component: &'static [u8],
+}
+
+/// The capabilities this host can run.
+#[derive(Debug)]
+pub struct Catalog {
+    dir: PathBuf,
+    embedded: Vec<Entry>,
+}
+
+fn is_component(bytes: &[u8]) -> bool {
+    // Magic, then the component-model layer (version 0x0d, layer 1).
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+impl Catalog {
+    /// Opens the catalog under `data_dir` with the given embedded capabilities.
+    pub fn open(data_dir: &Path, builtins: &[Builtin]) -> Result<Self, CatalogError> {
+        let embedded = builtins
+            .iter()
+            .map(|b| {
+                Ok(Entry {
+                    manifest: Manifest::parse(b.manifest, "<embedded>")?,
+                    sha256: hex::encode(sha256(b.component)),
+                    source: Source::Embedded,
+                    location: Location::Embedded(b.component),
+                })
+            })
+            .collect::<Result<_, CatalogError>>()?;
+        Ok(Self {
+            dir: data_dir.join("capabilities"),
+            embedded,
+        })
+    }
+
+    /// Installs the component at `wasm` with the manifest at `manifest` (or one derived from the
+    /// file name). Adding the same bytes twice is a no-op.
+    pub fn add(&self, wasm: &Path, manifest: Option<&Path>) -> Result<Entry, CatalogError> {
+        let manifest = match manifest {
+            Some(path) => {
+                let text = fs::read_to_string(path).map_err(io(path))?;
+                Manifest::parse(&text, &path.display().to_string())?
+            }
+            None => Manifest::from_stem(wasm)?,
+        };
+        if self.embedded.iter().any(|e| e.manifest.name == manifest.name) {
+            return Err(CatalogError::Reserved(manifest.name));
+        }
+        let size = fs::metadata(wasm).map_err(io(wasm))?.len();
+        if size > MAX_COMPONENT_BYTES {
+            return Err(CatalogError::TooLarge {
+                path: wasm.display().to_string(),
+                size,
+            });
+        }
+        let bytes = fs::read(wasm).map_err(io(wasm))?;
+        if !is_component(&bytes) {
+            return Err(CatalogError::NotAComponent(wasm.display().to_string()));
+        }
+        let digest = hex::encode(sha256(&bytes));
+
+        let dir = self.dir.join(&manifest.name).join(&manifest.version);
+        if let Ok(existing) = fs::read_to_string(dir.join("sha256")) {
+            let existing = existing.trim().to_owned();
+            if existing != digest {
+                return Err(CatalogError::Exists {
+                    name: manifest.name,
+                    version: manifest.version,
+                    existing,
+                });
+            }
+        }
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let manifest_text = toml::to_string(&manifest).map_err(|e| CatalogError::Manifest {
+            path: manifest.name.clone(),
+            message: e.to_string(),
+        })?;
+        write_durably(&dir.join("component.wasm"), &bytes)?;
+        write_durably(&dir.join("capability.toml"), manifest_text.as_bytes())?;
+        // The digest last: a capability without it is not installed.
+        write_durably(&dir.join("sha256"), format!("{digest}\n").as_bytes())?;
+        Ok(Entry {
+            manifest,
+            sha256: digest,
+            source: Source::Installed,
+            location: Location::File(dir.join("component.wasm")),
+        })
+    }
+
+    /// Every capability, embedded first, then installed ones by name and version.
+    pub fn list(&self) -> Result<Vec<Entry>, CatalogError> {
+        let mut all = self.embedded.clone();
+        let mut installed = Vec::new();
+        let names = match fs::read_dir(&self.dir) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(all),
+            Err(e) => return Err(io(&self.dir)(e)),
+        };
+        for name in names {
+            let name = name.map_err(io(&self.dir))?.path();
+            let Ok(versions) = fs::read_dir(&name) else {
+                continue;
+            };
+            for version in versions {
+                let dir = version.map_err(io(&name))?.path();
+                let Ok(digest) = fs::read_to_string(dir.join("sha256")) else {
+                    continue; // an interrupted `add`: not installed
+                };
+                let manifest_path = dir.join("capability.toml");
+                let text = fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+                installed.push(Entry {
+                    manifest: Manifest::parse(&text, &manifest_path.display().to_string())?,
+                    sha256: digest.trim().to_owned(),
+                    source: Source::Installed,
+                    location: Location::File(dir.join("component.wasm")),
+                });
+            }
+        }
+        installed.sort_by(|a, b| {
+            (&a.manifest.name, version_key(&a.manifest.version))
+                .cmp(&(&b.manifest.name, version_key(&b.manifest.version)))
+        });
+        all.extend(installed);
+        Ok(all)
+    }
+
+    /// Finds `name` (highest version) or `name@version`.
+    pub fn find(&self, spec: &str) -> Result<Entry, CatalogError> {
+        let (name, version) = match spec.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (spec, None),
+        };
+        self.list()?
+            .into_iter()
+            .filter(|e| e.manifest.name == name && version.is_none_or(|v| e.manifest.version == v))
+            .max_by(|a, b| version_key(&a.manifest.version).cmp(&version_key(&b.manifest.version)))
+            .ok_or_else(|| CatalogError::Unknown(spec.to_owned()))
+    }
+
+    /// Reads the component of `entry` and checks its digest.
+    pub fn load(&self, entry: &Entry) -> Result<Loaded, CatalogError> {
+        let bytes = match &entry.location {
+            Location::Embedded(bytes) => bytes.to_vec(),
+            Location::File(path) => fs::read(path).map_err(io(path))?,
+        };
+        let digest = sha256(&bytes);
+        if hex::encode(digest) != entry.sha256 {
+            let path = match &entry.location {
+                Location::File(p) => p.clone(),
+                Location::Embedded(_) => PathBuf::from("<embedded>"),
+            };
+            return Err(CatalogError::DigestMismatch {
+                path,
+                expected: entry.sha256.clone(),
+                found: hex::encode(digest),
+            });
+        }
+        Ok(Loaded {
+            entry: entry.clone(),
+            bytes,
+            digest,
+        })
+    }
+}
+
+/// Orders versions numerically by their dotted parts (`0.10.0` after `0.9.1`).
+fn version_key(version: &str) -> Vec<(u64, String)> {
+    version
+        .split(['.', '-', '+'])
+        .map(|part| (part.parse().unwrap_or(u64::MAX), part.to_owned()))
+        .collect()
+}
+
+/// Writes `path` through a temporary file, fsync'd, then renamed into place.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}

@@ -1,0 +1,88 @@
+//! The deterministic wasmtime engine and its digest.
+
+use std::hash::{Hash, Hasher};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::state::Limits;
+
+/// The exact wasmtime version linked in; fuel accounting can change between versions.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// A SHA-256 of everything that decides how a component executes: the wasmtime version, every
+/// determinism setting, the limits, and wasmtime's own compatibility hash of the configuration.
+pub type EngineDigest = [u8; 32];
+
+/// The engine settings, as `key=value` lines. They are part of the engine digest, and shown by
+/// `femtoclaw-host` so an operator can see them.
+pub fn settings(limits: &Limits) -> Vec<(&'static str, String)> {
+    vec![
+        ("wasmtime", WASMTIME_VERSION.to_owned()),
+        ("consume_fuel", "true".to_owned()),
+        ("cranelift_nan_canonicalization", "true".to_owned()),
+        ("relaxed_simd_deterministic", "true".to_owned()),
+        ("wasm_threads", "false".to_owned()),
+        ("shared_memory", "false".to_owned()),
+        ("concurrency_support", "false".to_owned()),
+        ("wasm_component_model_async", "false".to_owned()),
+        ("epoch_interruption", "false".to_owned()),
+        ("max_wasm_stack", limits.max_wasm_stack.to_string()),
+        ("memory_bytes", limits.memory_bytes.to_string()),
+        ("table_elements", limits.table_elements.to_string()),
+        ("instances", limits.instances.to_string()),
+        ("tables", limits.tables.to_string()),
+        ("memories", limits.memories.to_string()),
+        ("output_bytes", limits.output_bytes.to_string()),
+    ]
+}
+
+/// Builds the engine: fuel, NaN canonicalization, deterministic relaxed SIMD, no threads or
+/// shared memory, no component-model concurrency, a fixed stack, the pooling allocator.
+pub fn build(limits: &Limits) -> wasmtime::Result<(Engine, EngineDigest)> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(64)
+        .total_core_instances(64 * 8)
+        .total_memories(128)
+        .total_tables(128)
+        .max_memories_per_component(u32::try_from(limits.memories).unwrap_or(u32::MAX))
+        .max_tables_per_component(u32::try_from(limits.tables).unwrap_or(u32::MAX))
+        .max_core_instances_per_component(u32::try_from(limits.instances).unwrap_or(u32::MAX))
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(limits.table_elements);
+
+    // Wasm threads and component-model async are compiled out (wasmtime features off).
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .shared_memory(false)
+        .concurrency_support(false)
+        .epoch_interruption(false)
+        .max_wasm_stack(limits.max_wasm_stack)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+
+    let mut sha = Sha256::new();
+    for (key, value) in settings(limits) {
+        sha.update(format!("{key}={value}\n"));
+    }
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut ShaHasher(&mut sha));
+    Ok((engine, sha.finalize().into()))
+}
+
+/// Feeds `Hash` output into a SHA-256 (std's hashers are not stable across releases).
+struct ShaHasher<'a>(&'a mut Sha256);
+
+impl Hasher for ShaHasher<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,51 @@
+//! `femtoclaw:host/log`: structured logging from a capability. Messages are recorded by the gate
+//! (they are host calls like any other) and returned with the outcome.
+
+use wasmtime::component::Linker;
+
+use crate::gate::{Gate, Recorded};
+use crate::state::State;
+use femtoclaw_ledger::Value;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "femtoclaw:host/capability",
+    });
+}
+
+pub use bindings::femtoclaw::host::log::Level;
+
+/// The interface's name, as components import it.
+pub const INTERFACE: &str = "femtoclaw:host/log@0.1.0";
+
+/// Longest message kept; a longer one is cut (and says so).
+const MAX_MESSAGE: usize = 16 << 10;
+
+impl Level {
+    /// The level's WIT name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl Recorded for Level {
+    fn to_value(&self) -> Value {
+        Value::Enum(self.name().to_owned())
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    Gate::define(linker, INTERFACE, "log", |_state, (_level, message): &(Level, String)| {
+        if message.len() > MAX_MESSAGE {
+            wasmtime::bail!("log message of {} bytes exceeds the limit of {MAX_MESSAGE}", message.len());
+        }
+        Ok(())
+    })
+}

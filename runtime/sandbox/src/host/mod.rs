@@ -1,0 +1,5 @@
+//! Host interfaces. Each module has the same shape: the WIT it implements and an
+//! `add_to_linker` that declares every function through the [gate](crate::gate::Gate).
+
+pub(crate) mod log;
+pub(crate) mod wasi;

@@ -1,0 +1,102 @@
+//! The WASI 0.2 interfaces whose answers come from the outside world: clocks and randomness.
+//!
+//! wasmtime-wasi links the rest of `wasi:cli/imports` in a virtualized, empty form (no
+//! environment, arguments, preopens or network). These functions shadow its clocks and random so
+//! that every answer passes the gate and is recorded: the same invocation replayed gets the same
+//! answers. Timers (`subscribe-instant`, `subscribe-duration`) would make execution depend on
+//! wall-clock time, so they trap with a clear message.
+
+use std::sync::LazyLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::Linker;
+use wasmtime_wasi::p2::bindings::sync::clocks::wall_clock::Datetime;
+
+use crate::gate::{Gate, Recorded};
+use crate::state::State;
+use femtoclaw_ledger::Value;
+
+
+const WALL_CLOCK: &str = "wasi:clocks/wall-clock@0.2.12";
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+const RANDOM: &str = "wasi:random/random@0.2.12";
+const INSECURE: &str = "wasi:random/insecure@0.2.12";
+const INSECURE_SEED: &str = "wasi:random/insecure-seed@0.2.12";
+
+/// Largest random buffer one call may ask for.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Recorded for Datetime {
+    fn to_value(&self) -> Value {
+        Value::Record(vec![
+            ("seconds".into(), Value::U64(self.seconds)),
+            ("nanoseconds".into(), Value::U32(self.nanoseconds)),
+        ])
+    }
+}
+
+fn random_bytes(len: u64) -> wasmtime::Result<Vec<u8>> {
+    if len > MAX_RANDOM_BYTES {
+        wasmtime::bail!("random request of {len} bytes exceeds the limit of {MAX_RANDOM_BYTES}");
+    }
+    let mut buf = vec![0; usize::try_from(len)?];
+    getrandom::fill(&mut buf).map_err(|e| wasmtime::format_err!("host randomness failed: {e}"))?;
+    Ok(buf)
+}
+
+fn random_u64() -> wasmtime::Result<u64> {
+    let bytes = random_bytes(8)?;
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes);
+    Ok(u64::from_le_bytes(word))
+}
+
+fn nanos_u64(nanos: u128) -> u64 {
+    u64::try_from(nanos).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    linker.allow_shadowing(true);
+
+    Gate::define(linker, WALL_CLOCK, "now", |_, (): &()| {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok((Datetime {
+            seconds: since.as_secs(),
+            nanoseconds: since.subsec_nanos(),
+        },))
+    })?;
+    Gate::define(linker, WALL_CLOCK, "resolution", |_, (): &()| {
+        Ok((Datetime {
+            seconds: 0,
+            nanoseconds: 1,
+        },))
+    })?;
+    Gate::define(linker, MONOTONIC_CLOCK, "now", |_, (): &()| {
+        Ok((nanos_u64(EPOCH.elapsed().as_nanos()),))
+    })?;
+    Gate::define(linker, MONOTONIC_CLOCK, "resolution", |_, (): &()| Ok((1u64,)))?;
+    for timer in ["subscribe-instant", "subscribe-duration"] {
+        linker.instance(MONOTONIC_CLOCK)?.func_new(timer, move |_, _, _, _| {
+            wasmtime::bail!("`{MONOTONIC_CLOCK}#{timer}` is not available: timers would make execution depend on wall-clock time")
+        })?;
+    }
+    Gate::define(linker, RANDOM, "get-random-bytes", |_, (len,): &(u64,)| {
+        Ok((random_bytes(*len)?,))
+    })?;
+    Gate::define(linker, RANDOM, "get-random-u64", |_, (): &()| Ok((random_u64()?,)))?;
+    Gate::define(linker, INSECURE, "get-insecure-random-bytes", |_, (len,): &(u64,)| {
+        Ok((random_bytes(*len)?,))
+    })?;
+    Gate::define(linker, INSECURE, "get-insecure-random-u64", |_, (): &()| {
+        Ok((random_u64()?,))
+    })?;
+    Gate::define(linker, INSECURE_SEED, "insecure-seed", |_, (): &()| {
+        Ok(((random_u64()?, random_u64()?),))
+    })?;
+
+    linker.allow_shadowing(false);
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! Ledger entries and their canonical, versioned binary encoding.
+//!
+//! Version 1 layout: one version byte (`1`), one kind byte, then the fields of the kind
+//! in declaration order. Integers are fixed-width little-endian; strings and byte strings
+//! are a u32 length followed by the bytes; digests are 32 raw bytes; an option is `0`
+//! or `1` followed by the value; lists are a u32 count followed by the items. Nothing is
+//! ever ordered by a hash map. Trailing bytes are refused, so every entry has exactly
+//! one encoding. The golden files in `tests/golden/` freeze this layout; a change is a
+//! version bump, never an edit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, EncodeError};
+use crate::value::{Value, decode_opt_value, encode_opt_value};
+
+/// The encoding version written by this build.
+pub const ENCODING_VERSION: u8 = 1;
+
+/// One record of the ledger: a leaf of the Merkle tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Entry {
+    /// A capability invocation begins.
+    InvocationStart {
+        /// Ledger-assigned invocation number, increasing.
+        invocation: u64,
+        /// Who asked.
+        principal: String,
+        /// Capability name.
+        capability: String,
+        /// Capability version.
+        version: String,
+        /// SHA-256 of the component bytes.
+        #[serde(with = "crate::serde_util::hex32")]
+        component_sha256: [u8; 32],
+        /// WIT world (with its package version) the component targets.
+        wit_world: String,
+        /// Digest of the engine configuration.
+        #[serde(with = "crate::serde_util::hex32")]
+        engine_digest: [u8; 32],
+        /// Exact wasmtime version.
+        wasmtime_version: String,
+        /// Fuel the invocation may use.
+        fuel_budget: u64,
+        /// Digest of the policy in force, once policy exists.
+        #[serde(with = "crate::serde_util::opt_hex32")]
+        policy_digest: Option<[u8; 32]>,
+        /// Exported function called.
+        function: String,
+        /// Named arguments, in parameter order.
+        args: Vec<(String, Value)>,
+    },
+    /// A host call made by the guest through the gate.
+    HostCall {
+        /// Invocation the call belongs to.
+        invocation: u64,
+        /// Position of the call within the invocation, from 0.
+        seq: u32,
+        /// WIT interface, e.g. `femtoclaw:host/http@0.1.0`.
+        interface: String,
+        /// Function within the interface.
+        function: String,
+        /// Parameters (usually a tuple or record).
+        params: Value,
+        /// Result given to the guest (an error is a `result` value's error side).
+        result: Value,
+        /// Fuel left when the call was made.
+        fuel_remaining: u64,
+    },
+    /// A policy decision.
+    Decision {
+        /// Invocation the decision belongs to.
+        invocation: u64,
+        /// Action asked for, e.g. `invoke` or `http.get`.
+        action: String,
+        /// Resource concerned.
+        resource: String,
+        /// Whether it was allowed.
+        allowed: bool,
+        /// Ids of the policies that decided.
+        policy_ids: Vec<String>,
+        /// Digest of the policy set.
+        #[serde(with = "crate::serde_util::hex32")]
+        policy_digest: [u8; 32],
+    },
+    /// The invocation trapped or hit a limit.
+    Trap {
+        /// Invocation that trapped.
+        invocation: u64,
+        /// `fuel-exhausted`, `trap`, `limit`, `interrupted`.
+        kind: String,
+        /// Human-readable detail.
+        message: String,
+        /// Fuel consumed up to the trap.
+        fuel_consumed: u64,
+    },
+    /// The invocation finished.
+    InvocationEnd {
+        /// Invocation that ended.
+        invocation: u64,
+        /// Returned value, if the function returns one.
+        result: Option<Value>,
+        /// Fuel consumed.
+        fuel_consumed: u64,
+        /// Captured standard output.
+        #[serde(with = "crate::serde_util::b64")]
+        stdout: Vec<u8>,
+        /// Captured standard error.
+        #[serde(with = "crate::serde_util::b64")]
+        stderr: Vec<u8>,
+    },
+    /// The policy in force changed.
+    PolicyChange {
+        /// Digest of the new policy set.
+        #[serde(with = "crate::serde_util::hex32")]
+        policy_digest: [u8; 32],
+        /// Where it came from (a path or a description).
+        source: String,
+    },
+    /// The checkpoint signing key changed. Informational: verifiers never trust a key
+    /// because it appears here.
+    KeyChange {
+        /// Key name.
+        name: String,
+        /// Key id of the key replaced, if any.
+        #[serde(with = "crate::serde_util::opt_hex4")]
+        old_key_id: Option<[u8; 4]>,
+        /// The new verifier key, in C2SP vkey form.
+        new_verifier_key: String,
+    },
+}
+
+mod kind {
+    pub(super) const INVOCATION_START: u8 = 1;
+    pub(super) const HOST_CALL: u8 = 2;
+    pub(super) const DECISION: u8 = 3;
+    pub(super) const TRAP: u8 = 4;
+    pub(super) const INVOCATION_END: u8 = 5;
+    pub(super) const POLICY_CHANGE: u8 = 6;
+    pub(super) const KEY_CHANGE: u8 = 7;
+}
+
+impl Entry {
+    /// The canonical version-1 encoding.
+    ///
+    /// A field longer than 4 GiB cannot be expressed; [`Entry::try_encode`] reports it,
+    /// this function then returns an encoding that [`Entry::decode`] refuses.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_writer().buf
+    }
+
+    /// The canonical version-1 encoding, refusing fields longer than 4 GiB.
+    pub fn try_encode(&self) -> Result<Vec<u8>, EncodeError> {
+        let w = self.encode_writer();
+        if w.overflow {
+            Err(EncodeError::FieldTooLong)
+        } else {
+            Ok(w.buf)
+        }
+    }
+
+    fn encode_writer(&self) -> Writer {
+        let mut w = Writer::with_capacity(128);
+        w.u8(ENCODING_VERSION);
+        match self {
+            Entry::InvocationStart {
+                invocation,
+                principal,
+                capability,
+                version,
+                component_sha256,
+                wit_world,
+                engine_digest,
+                wasmtime_version,
+                fuel_budget,
+                policy_digest,
+                function,
+                args,
+            } => {
+                w.u8(kind::INVOCATION_START);
+                w.u64(*invocation);
+                w.str(principal);
+                w.str(capability);
+                w.str(version);
+                w.digest(component_sha256);
+                w.str(wit_world);
+                w.digest(engine_digest);
+                w.str(wasmtime_version);
+                w.u64(*fuel_budget);
+                w.opt_digest(policy_digest);
+                w.str(function);
+                w.len(args.len());
+                for (name, v) in args {
+                    w.str(name);
+                    v.encode_into(&mut w);
+                }
+            }
+            Entry::HostCall {
+                invocation,
+                seq,
+                interface,
+                function,
+                params,
+                result,
+                fuel_remaining,
+            } => {
+                w.u8(kind::HOST_CALL);
+                w.u64(*invocation);
+                w.u32(*seq);
+                w.str(interface);
+                w.str(function);
+                params.encode_into(&mut w);
+                result.encode_into(&mut w);
+                w.u64(*fuel_remaining);
+            }
+            Entry::Decision {
+                invocation,
+                action,
+                resource,
+                allowed,
+                policy_ids,
+                policy_digest,
+            } => {
+                w.u8(kind::DECISION);
+                w.u64(*invocation);
+                w.str(action);
+                w.str(resource);
+                w.bool(*allowed);
+                w.len(policy_ids.len());
+                for id in policy_ids {
+                    w.str(id);
+                }
+                w.digest(policy_digest);
+            }
+            Entry::Trap {
+                invocation,
+                kind,
+                message,
+                fuel_consumed,
+            } => {
+                w.u8(kind::TRAP);
+                w.u64(*invocation);
+                w.str(kind);
+                w.str(message);
+                w.u64(*fuel_consumed);
+            }
+            Entry::InvocationEnd {
+                invocation,
+                result,
+                fuel_consumed,
+                stdout,
+                stderr,
+            } => {
+                w.u8(kind::INVOCATION_END);
+                w.u64(*invocation);
+                encode_opt_value(&mut w, result.as_ref());
+                w.u64(*fuel_consumed);
+                w.bytes(stdout);
+                w.bytes(stderr);
+            }
+            Entry::PolicyChange {
+                policy_digest,
+                source,
+            } => {
+                w.u8(kind::POLICY_CHANGE);
+                w.digest(policy_digest);
+                w.str(source);
+            }
+            Entry::KeyChange {
+                name,
+                old_key_id,
+                new_verifier_key,
+            } => {
+                w.u8(kind::KEY_CHANGE);
+                w.str(name);
+                match old_key_id {
+                    None => w.u8(0),
+                    Some(id) => {
+                        w.u8(1);
+                        w.raw(id);
+                    }
+                }
+                w.str(new_verifier_key);
+            }
+        }
+        w
+    }
+
+    /// Decodes a canonical encoding. Never panics, whatever the input.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != ENCODING_VERSION {
+            return Err(DecodeError::UnsupportedVersion { version });
+        }
+        let at = r.pos();
+        let entry = match r.u8()? {
+            kind::INVOCATION_START => {
+                let invocation = r.u64()?;
+                let principal = r.string()?;
+                let capability = r.string()?;
+                let version = r.string()?;
+                let component_sha256 = r.digest()?;
+                let wit_world = r.string()?;
+                let engine_digest = r.digest()?;
+                let wasmtime_version = r.string()?;
+                let fuel_budget = r.u64()?;
+                let policy_digest = r.opt_digest()?;
+                let function = r.string()?;
+                let n = r.count(5)?;
+                let mut args = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let name = r.string()?;
+                    args.push((name, Value::decode_from(&mut r, 0)?));
+                }
+                Entry::InvocationStart {
+                    invocation,
+                    principal,
+                    capability,
+                    version,
+                    component_sha256,
+                    wit_world,
+                    engine_digest,
+                    wasmtime_version,
+                    fuel_budget,
+                    policy_digest,
+                    function,
+                    args,
+                }
+            }
+            kind::HOST_CALL => Entry::HostCall {
+                invocation: r.u64()?,
+                seq: r.u32()?,
+                interface: r.string()?,
+                function: r.string()?,
+                params: Value::decode_from(&mut r, 0)?,
+                result: Value::decode_from(&mut r, 0)?,
+                fuel_remaining: r.u64()?,
+            },
+            kind::DECISION => {
+                let invocation = r.u64()?;
+                let action = r.string()?;
+                let resource = r.string()?;
+                let allowed = r.bool()?;
+                let n = r.count(4)?;
+                let mut policy_ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    policy_ids.push(r.string()?);
+                }
+                Entry::Decision {
+                    invocation,
+                    action,
+                    resource,
+                    allowed,
+                    policy_ids,
+                    policy_digest: r.digest()?,
+                }
+            }
+            kind::TRAP => Entry::Trap {
+                invocation: r.u64()?,
+                kind: r.string()?,
+                message: r.string()?,
+                fuel_consumed: r.u64()?,
+            },
+            kind::INVOCATION_END => Entry::InvocationEnd {
+                invocation: r.u64()?,
+                result: decode_opt_value(&mut r, 0)?,
+                fuel_consumed: r.u64()?,
+                stdout: r.bytes()?.to_vec(),
+                stderr: r.bytes()?.to_vec(),
+            },
+            kind::POLICY_CHANGE => Entry::PolicyChange {
+                policy_digest: r.digest()?,
+                source: r.string()?,
+            },
+            kind::KEY_CHANGE => Entry::KeyChange {
+                name: r.string()?,
+                old_key_id: if r.option_tag()? {
+                    Some(r.key_id()?)
+                } else {
+                    None
+                },
+                new_verifier_key: r.string()?,
+            },
+            other => {
+                return Err(DecodeError::BadTag {
+                    what: "entry kind",
+                    tag: other,
+                    offset: at,
+                });
+            }
+        };
+        r.finish()?;
+        Ok(entry)
+    }
+
+    /// The invocation this entry belongs to, if any.
+    pub fn invocation(&self) -> Option<u64> {
+        match self {
+            Entry::InvocationStart { invocation, .. }
+            | Entry::HostCall { invocation, .. }
+            | Entry::Decision { invocation, .. }
+            | Entry::Trap { invocation, .. }
+            | Entry::InvocationEnd { invocation, .. } => Some(*invocation),
+            Entry::PolicyChange { .. } | Entry::KeyChange { .. } => None,
+        }
+    }
+
+    /// The kind's name, as used in JSON (`invocation-start`, `host-call`, ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Entry::InvocationStart { .. } => "invocation-start",
+            Entry::HostCall { .. } => "host-call",
+            Entry::Decision { .. } => "decision",
+            Entry::Trap { .. } => "trap",
+            Entry::InvocationEnd { .. } => "invocation-end",
+            Entry::PolicyChange { .. } => "policy-change",
+            Entry::KeyChange { .. } => "key-change",
+        }
+    }
+}

@@ -144,10 +144,10 @@ pub fn parse_export(bytes: &[u8]) -> Result<Export<'_>, VerifyError> {
             });
         };
         // Entries and checkpoints are mandatory and come first, in that order.
-        if let Some(want) = expected.next() {
-            if tag != want {
-                return Err(VerifyError::BadSection { tag, offset });
-            }
+        if let Some(want) = expected.next()
+            && tag != want
+        {
+            return Err(VerifyError::BadSection { tag, offset });
         }
         match tag {
             SECTION_ENTRIES | SECTION_CHECKPOINTS => {

@@ -76,7 +76,8 @@ pub use proof::{
 };
 pub use segment::MAX_RECORD_LEN;
 pub use store::{
-    DEFAULT_ORIGIN, DEFAULT_SEGMENT_SIZE, Ledger, LedgerError, LedgerOptions, Receipt, Recovery,
+    DEFAULT_ORIGIN, DEFAULT_SEGMENT_SIZE, IndexPair, Ledger, LedgerError, LedgerOptions, Receipt,
+    Recovery,
 };
 pub use value::{MAX_VALUE_DEPTH, Value};
 pub use verify::{

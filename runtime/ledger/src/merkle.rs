@@ -190,7 +190,7 @@ impl MerkleTree {
         if n == 0 {
             return EMPTY_ROOT;
         }
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let k = n.trailing_zeros() as usize;
             if let Some(h) = usize::try_from(start >> k)
                 .ok()

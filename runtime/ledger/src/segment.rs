@@ -296,6 +296,24 @@ pub(crate) fn replay<E>(
             }
             continue;
         }
+        // A crash can only tear the last batch (its pages may reach the disk in any
+        // order, so even its commit record may have landed). If more than one commit
+        // record follows the damage, earlier, committed batches were altered: that is
+        // corruption, not a torn tail. (An acknowledged last batch that rots is caught
+        // by the index's record of what was committed.)
+        if stop.is_some()
+            && let Some(first) = find_commit_after(&bytes, off + 1)
+            && let Some(at) = find_commit_after(&bytes, first + 1)
+        {
+            return Err(corrupt(
+                off as u64,
+                format!(
+                    "{} (a valid commit record follows at byte {at})",
+                    stop.unwrap_or_default()
+                ),
+                size,
+            ));
+        }
         let reason = match (stop, pending.is_empty()) {
             (Some(r), _) => Some(r),
             (None, false) => Some("entries without a commit record".to_owned()),
@@ -312,6 +330,26 @@ pub(crate) fn replay<E>(
     }
     tail.size = size;
     Ok(tail)
+}
+
+/// The offset of the first well-formed commit record at or after `from`, if any.
+fn find_commit_after(bytes: &[u8], from: usize) -> Option<usize> {
+    let last = bytes.len().checked_sub(RECORD_HEADER_LEN)?;
+    (from..=last).find(|&off| {
+        let Some(hdr) = bytes.get(off..off + RECORD_HEADER_LEN) else {
+            return false;
+        };
+        if hdr[4] != KIND_COMMIT {
+            return false;
+        }
+        let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        let start = off + RECORD_HEADER_LEN;
+        len > 0
+            && len <= MAX_RECORD_LEN
+            && bytes
+                .get(start..start + len)
+                .is_some_and(|p| commit_check(p)[..8] == hdr[5..13])
+    })
 }
 
 /// fsync a directory so that a created, renamed or removed file's entry is durable.

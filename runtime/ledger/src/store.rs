@@ -153,6 +153,9 @@ impl LedgerOptions {
     }
 }
 
+/// One key and value of the sled index.
+pub type IndexPair = (Vec<u8>, Vec<u8>);
+
 /// What opening the ledger found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
@@ -703,7 +706,7 @@ impl Ledger {
     }
 
     /// Every key and value of the sled index, in key order (for diagnostics and tests).
-    pub fn index_snapshot(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+    pub fn index_snapshot(&self) -> Result<Vec<IndexPair>, LedgerError> {
         self.index
             .iter()
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))

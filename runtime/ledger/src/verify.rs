@@ -258,6 +258,16 @@ impl<'o> Verifier<'o> {
             source: NoteError::Malformed("not utf-8"),
         })?;
         let claimed = Self::claimed_size(position, note)?;
+        if !self.opts.keys.is_empty()
+            && crate::note::split_note(text).is_err()
+            && Checkpoint::parse_text(text).is_ok()
+        {
+            // A bare checkpoint: signed by nobody.
+            return Err(VerifyError::UnknownKey {
+                checkpoint: position,
+                size: claimed,
+            });
+        }
         let cp = if self.opts.keys.is_empty() {
             Checkpoint::parse_unverified(text).map_err(|source| VerifyError::BadCheckpoint {
                 checkpoint: position,

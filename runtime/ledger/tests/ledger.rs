@@ -1,0 +1,469 @@
+//! The durable ledger: appends, reads, reopen, torn-tail recovery, reindex, proofs,
+//! group commit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use femtoclaw_ledger::{
+    Checkpoint, Entry, Ledger, LedgerError, LedgerOptions, LedgerWriter, VerifyOptions,
+    merkle::verify_consistency, verify_dir, verify_export_file, verify_proof,
+};
+
+fn opts() -> LedgerOptions {
+    LedgerOptions::with_key(common::fixed_key())
+}
+
+fn open(dir: &Path) -> Ledger {
+    let (l, r) = Ledger::open(dir, opts()).unwrap();
+    assert_eq!(r.truncated_bytes, 0, "clean open");
+    l
+}
+
+fn fill(l: &mut Ledger, batches: u64, per_batch: u32) {
+    for _ in 0..batches {
+        let inv = l.next_invocation();
+        l.append_batch((0..per_batch).map(|s| common::call(inv, s)).collect())
+            .unwrap();
+    }
+}
+
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+#[test]
+fn appended_entries_read_back_after_reopen_with_one_checkpoint_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    let all: Vec<Entry> = common::one_of_each().into_iter().map(|(_, e)| e).collect();
+    let r = l.append_batch(all.clone()).unwrap();
+    assert_eq!(r.indexes(), 0..7);
+    assert_eq!(r.tree_size, 7);
+    assert_eq!(r.root, l.root());
+    let cp = Checkpoint::open(&r.checkpoint, &common::fixed_key().verifier()).unwrap();
+    assert_eq!(
+        (cp.size, cp.root, cp.origin.as_str()),
+        (7, r.root, "femtoclaw.local/ledger")
+    );
+    let r2 = l.append_batch(vec![common::call(9, 0)]).unwrap();
+    assert_eq!(r2.indexes(), 7..8);
+    assert_eq!(l.checkpoint_sizes(), vec![7, 8]);
+    drop(l);
+
+    let l = open(dir.path());
+    assert_eq!(l.len(), 8);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(&l.get(i as u64).unwrap(), e);
+    }
+    let page = l.iter(6, 10).unwrap();
+    assert_eq!(page.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![6, 7]);
+    assert_eq!(l.checkpoints().unwrap().len(), 2);
+    assert_eq!(l.latest_checkpoint().unwrap(), r2.checkpoint);
+    assert!(matches!(l.get(8), Err(LedgerError::NoSuchEntry { .. })));
+    // Invocation numbers keep increasing across reopen.
+    let mut l = l;
+    assert!(l.next_invocation() >= 10);
+}
+
+#[test]
+fn invocation_index_lists_an_invocations_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    l.append_batch(vec![
+        common::call(1, 0),
+        common::call(2, 0),
+        common::call(1, 1),
+    ])
+    .unwrap();
+    l.append_batch(vec![common::call(2, 1)]).unwrap();
+    assert_eq!(l.invocation_entries(1).unwrap(), vec![0, 2]);
+    assert_eq!(l.invocation_entries(2).unwrap(), vec![1, 3]);
+    assert!(l.invocation_entries(3).unwrap().is_empty());
+}
+
+#[test]
+fn reindex_rebuilds_the_index_equal_to_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 20, 3);
+    l.append_batch(vec![common::one_of_each().remove(5).1])
+        .unwrap();
+    let before = l.index_snapshot().unwrap();
+    assert!(before.len() > 60);
+    assert_eq!(l.reindex().unwrap(), 61);
+    assert_eq!(l.index_snapshot().unwrap(), before);
+    // Deleting the index entirely: reopen rebuilds it from the segments.
+    drop(l);
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let (l, rec) = Ledger::open(dir.path(), opts()).unwrap();
+    assert_eq!(rec.reindexed, 61);
+    assert_eq!(l.index_snapshot().unwrap(), before);
+}
+
+#[test]
+fn segments_rotate_and_everything_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.segment_size = 4096;
+    let (mut l, _) = Ledger::open(dir.path(), o.clone()).unwrap();
+    fill(&mut l, 40, 5);
+    let segs = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .count();
+    assert!(segs > 5, "rotated into {segs} segments");
+    let root = l.root();
+    drop(l);
+    let (l, rec) = Ledger::open(dir.path(), o).unwrap();
+    assert_eq!(rec.truncated_bytes, 0);
+    assert_eq!((l.len(), l.root()), (200, root));
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    let rep = verify_dir(dir.path(), &vk).unwrap();
+    assert_eq!((rep.entries, rep.checkpoints), (200, 40));
+    let export = dir.path().join("x.export");
+    l.export(&export).unwrap();
+    let rep = verify_export_file(&export, &vk).unwrap();
+    assert_eq!((rep.entries, rep.checkpoints, rep.root), (200, 40, root));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn append_garbage(dir: &Path, bytes: &[u8]) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(last_segment(dir))
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+#[test]
+fn torn_tail_is_cut_reported_and_earlier_entries_survive() {
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Damage)> = vec![
+        ("garbage", Box::new(|d| append_garbage(d, &[0xAB; 37]))),
+        (
+            "partial header",
+            Box::new(|d| append_garbage(d, &[10, 0, 0])),
+        ),
+        (
+            "record longer than the file",
+            Box::new(|d| {
+                let mut rec = 500u32.to_le_bytes().to_vec();
+                rec.extend_from_slice(&[0u8; 9]);
+                rec.extend_from_slice(b"only a few bytes");
+                append_garbage(d, &rec);
+            }),
+        ),
+        (
+            "last batch cut in its middle",
+            Box::new(|d| {
+                let p = last_segment(d);
+                let len = std::fs::metadata(&p).unwrap().len();
+                let f = OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(len - 100).unwrap();
+            }),
+        ),
+        (
+            "last batch with a hole but its commit record landed",
+            Box::new(|d| {
+                let p = last_segment(d);
+                let mut b = std::fs::read(&p).unwrap();
+                let n = b.len();
+                b[n - 260..n - 240].fill(0);
+                std::fs::write(&p, b).unwrap();
+            }),
+        ),
+    ];
+    for (name, damage) in cases {
+        let unacknowledged = name.starts_with("last batch");
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = open(dir.path());
+        fill(&mut l, 5, 4);
+        let root_at_16 = l.tree().root_at(16).unwrap();
+        let root_at_20 = l.root();
+        drop(l);
+        if unacknowledged {
+            // With the index present, cutting an acknowledged batch is refused...
+            let probe = tempfile::tempdir().unwrap();
+            copy_dir(dir.path(), probe.path());
+            damage(probe.path());
+            assert!(matches!(
+                Ledger::open(probe.path(), opts()),
+                Err(LedgerError::AcknowledgedEntriesLost {
+                    committed: 20,
+                    found: 16
+                })
+            ));
+            // ...so model a batch that was never acknowledged: the derived index never
+            // saw it (it is updated only after the fdatasync).
+            std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        }
+        damage(dir.path());
+        // A read-only verification reports the torn tail without failing.
+        let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+        let rep = verify_dir(dir.path(), &vk).unwrap();
+        assert!(rep.torn_tail_bytes > 0, "{name}");
+
+        let (l, rec) = Ledger::open(dir.path(), opts()).unwrap();
+        assert!(rec.truncated_bytes > 0, "{name}: {rec:?}");
+        assert!(rec.reason.is_some(), "{name}");
+        if unacknowledged {
+            // The unacknowledged last batch is gone; the rest is intact.
+            assert_eq!((l.len(), l.root()), (16, root_at_16), "{name}");
+        } else {
+            assert_eq!((l.len(), l.root()), (20, root_at_20), "{name}");
+        }
+        for i in 0..l.len() {
+            l.get(i).unwrap();
+        }
+        drop(l);
+        // The cut is durable and clean; appending continues.
+        let (mut l, rec) = Ledger::open(dir.path(), opts()).unwrap();
+        assert_eq!(rec.truncated_bytes, 0, "{name}");
+        fill(&mut l, 1, 2);
+        drop(l);
+        let rep = verify_dir(dir.path(), &vk).unwrap();
+        assert_eq!(rep.torn_tail_bytes, 0);
+    }
+}
+
+#[test]
+fn entries_without_a_commit_record_are_not_kept() {
+    // A batch whose entries reached the disk but whose commit record did not was never
+    // acknowledged: recovery cuts it whole.
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 2, 3);
+    drop(l);
+    let p = last_segment(dir.path());
+    let bytes = std::fs::read(&p).unwrap();
+    // Find the last commit record's start: copy the segment, drop it, and re-append only
+    // its entries (the second batch's entries without their commit).
+    let (l, _) = Ledger::open(dir.path(), opts()).unwrap();
+    let cps = l.checkpoints().unwrap();
+    let last_note = cps.last().unwrap().as_bytes().to_vec();
+    drop(l);
+    let commit_len = 13 + last_note.len();
+    std::fs::write(&p, &bytes[..bytes.len() - commit_len]).unwrap();
+    // Had the batch been acknowledged, the index would say so and opening would refuse.
+    assert!(matches!(
+        Ledger::open(dir.path(), opts()),
+        Err(LedgerError::AcknowledgedEntriesLost {
+            committed: 6,
+            found: 3
+        })
+    ));
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let (l, rec) = Ledger::open(dir.path(), opts()).unwrap();
+    assert_eq!(l.len(), 3);
+    assert_eq!(rec.truncated_entries, 3);
+}
+
+#[test]
+fn damage_before_the_tail_is_refused_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 5, 4);
+    drop(l);
+    let p = last_segment(dir.path());
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[16 + 13 + 5] ^= 0x40; // inside the first entry
+    std::fs::write(&p, &bytes).unwrap();
+    // Valid commit records follow the damage: this is not a torn tail. Opening refuses
+    // to cut, even without the index's memory of what was acknowledged.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    assert!(matches!(
+        Ledger::open(dir.path(), opts()),
+        Err(LedgerError::Corrupt {
+            segment: 0,
+            index: 0,
+            ..
+        })
+    ));
+    // And read-only verification names the damage.
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    assert!(matches!(
+        verify_dir(dir.path(), &vk),
+        Err(femtoclaw_ledger::VerifyError::CorruptSegment {
+            segment: 0,
+            index: 0,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn damage_in_an_earlier_segment_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.segment_size = 2048;
+    let (mut l, _) = Ledger::open(dir.path(), o.clone()).unwrap();
+    fill(&mut l, 20, 4);
+    drop(l);
+    let first = dir.path().join("segments/00000000.seg");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    std::fs::write(&first, &bytes).unwrap();
+    assert!(matches!(
+        Ledger::open(dir.path(), o),
+        Err(LedgerError::Corrupt { segment: 0, .. })
+    ));
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    assert!(matches!(
+        verify_dir(dir.path(), &vk),
+        Err(femtoclaw_ledger::VerifyError::CorruptSegment { segment: 0, .. })
+    ));
+}
+
+#[test]
+fn prove_output_verifies_with_the_pinned_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 7, 3);
+    let vk = common::fixed_key().verifier();
+    for i in 0..l.len() {
+        let text = l.prove(i).unwrap();
+        assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "));
+        let v = verify_proof(&text, &vk).unwrap();
+        assert_eq!(v.index, i);
+        assert_eq!(v.entry, l.get(i).unwrap());
+        assert_eq!(v.checkpoint.size, 21);
+        // Claiming another index fails.
+        let moved = text.replace(
+            &format!("\nindex {i}\n"),
+            &format!("\nindex {}\n", (i + 1) % 21),
+        );
+        assert!(verify_proof(&moved, &vk).is_err());
+    }
+    assert!(verify_proof(&l.prove(0).unwrap(), &common::other_key().verifier()).is_err());
+    // Changing the entry bytes (the extra line) breaks the proof.
+    let text = l.prove(3).unwrap();
+    let extra_line = text.lines().nth(1).unwrap().to_owned();
+    let other = l.prove(4).unwrap();
+    let other_extra = other.lines().nth(1).unwrap();
+    assert!(verify_proof(&text.replace(&extra_line, other_extra), &vk).is_err());
+    assert!(l.prove(21).is_err());
+}
+
+#[test]
+fn consistency_proofs_between_checkpoints_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 9, 2);
+    let vk = common::fixed_key().verifier();
+    let cps: Vec<Checkpoint> = l
+        .checkpoints()
+        .unwrap()
+        .iter()
+        .map(|n| Checkpoint::open(n, &vk).unwrap())
+        .collect();
+    for w in cps.windows(2) {
+        let p = l.consistency_proof(w[0].size, w[1].size).unwrap();
+        verify_consistency(w[0].size, w[1].size, &p, &w[0].root, &w[1].root).unwrap();
+    }
+}
+
+#[test]
+fn group_commit_serves_many_threads_and_every_receipt_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Arc::new(LedgerWriter::new(open(dir.path())));
+    let mut handles = Vec::new();
+    for t in 0..8u32 {
+        let w = Arc::clone(&w);
+        handles.push(std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..25 {
+                let inv = w.next_invocation();
+                let r = w
+                    .append(vec![common::call(inv, t), common::call(inv, t + 100)])
+                    .unwrap();
+                assert_eq!(r.leaf_hashes.len(), 2);
+                got.push((inv, r));
+            }
+            got
+        }));
+    }
+    let receipts: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let w = Arc::try_unwrap(w).unwrap();
+    let l = w.shutdown().unwrap();
+    assert_eq!(l.len(), 400);
+    let batches = l.checkpoint_sizes().len();
+    assert!(batches <= 200, "{batches} batches for 200 appends");
+    let mut seen = std::collections::HashSet::new();
+    for (inv, r) in &receipts {
+        for (k, i) in r.indexes().enumerate() {
+            assert!(seen.insert(i), "index {i} given twice");
+            assert_eq!(l.get(i).unwrap().invocation(), Some(*inv));
+            assert_eq!(l.tree().leaf(i).unwrap(), r.leaf_hashes[k]);
+        }
+        assert!(r.tree_size > r.indexes().end - 1);
+    }
+    drop(l);
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    assert_eq!(verify_dir(dir.path(), &vk).unwrap().entries, 400);
+}
+
+#[test]
+fn unsigned_ledger_verifies_only_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut l, _) = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    fill(&mut l, 3, 2);
+    let rep = verify_dir(dir.path(), &VerifyOptions::default()).unwrap();
+    assert!(!rep.signatures_checked);
+    assert_eq!(rep.entries, 6);
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    assert!(matches!(
+        verify_dir(dir.path(), &vk),
+        Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 0, .. })
+    ));
+}
+
+#[test]
+fn key_rotation_verifies_with_both_keys_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 2, 2);
+    let new = femtoclaw_ledger::SigningKey::from_seed("femtoclaw.test/ledger2", [5; 32]).unwrap();
+    l.set_signing_key(Some(new.clone()));
+    l.append_batch(vec![Entry::KeyChange {
+        name: new.name().into(),
+        old_key_id: Some(common::fixed_key().key_id()),
+        new_verifier_key: new.verifier().to_string(),
+    }])
+    .unwrap();
+    fill(&mut l, 2, 2);
+    let old_only = VerifyOptions::with_key(common::fixed_key().verifier());
+    assert!(matches!(
+        verify_dir(dir.path(), &old_only),
+        Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 2, .. })
+    ));
+    let both = VerifyOptions {
+        keys: vec![common::fixed_key().verifier(), new.verifier()],
+        origin: None,
+    };
+    assert_eq!(verify_dir(dir.path(), &both).unwrap().checkpoints, 5);
+}

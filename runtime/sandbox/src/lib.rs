@@ -354,13 +354,17 @@ impl Sandbox {
             hex::encode(digest),
             hex::encode(&self.engine_digest[..8])
         ));
-        if path.exists() {
+        // Read, not mapped: a cache file truncated or replaced while the host runs must not
+        // fault the process.
+        if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
             // digest (the name says so) into the operator's data directory; wasmtime checks its
-            // header and compatibility hash again on load.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            // header and compatibility hash again before using it.
+            match unsafe { Component::deserialize(&self.engine, &bytes) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "recompiling unusable cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "recompiling unusable cache entry: {e:#}");
+                }
             }
         }
         let component = compile()?;

@@ -1,0 +1,10 @@
+//! Builds the test guests and the SDK example to wasm32-wasip2 and exposes them as constants.
+
+fn main() {
+    let built = femtoclaw_guest_build::build(&[
+        "femtoclaw-guest-misbehave",
+        "femtoclaw-guest-types",
+        "femtoclaw-example-word-count",
+    ]);
+    femtoclaw_guest_build::write_constants(&built, "guests.rs");
+}

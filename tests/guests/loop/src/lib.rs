@@ -1,1 +1,0 @@
-//! Test guest: loops forever.

@@ -1,0 +1,89 @@
+//! Test guest: every way a capability can misbehave or touch the host, one function each.
+
+use std::hint::black_box;
+
+femtoclaw_sdk::wit_bindgen::generate!({
+    inline: r#"
+        package femtoclaw:misbehave@0.1.0;
+
+        world misbehave {
+            include femtoclaw:host/capability@0.1.0;
+            import wasi:random/random@0.2.12;
+
+            /// Loops forever.
+            export spin: func() -> u64;
+            /// Allocates 1 MiB at a time, forever.
+            export grow: func() -> u64;
+            /// Recurses `depth` levels (without bound for a large depth).
+            export recurse: func(depth: u64) -> u64;
+            /// `a / b`; traps when `b` is 0.
+            export divide: func(a: u32, b: u32) -> u32;
+            /// Writes `lines` numbered lines to stdout and one to stderr, and logs once.
+            export chatter: func(lines: u32) -> u32;
+            /// Reads the wall clock, the monotonic clock and 16 random bytes.
+            export sense: func() -> tuple<u64, u64, list<u8>>;
+        }
+    "#,
+    path: "../../../wit",
+    with: {
+        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
+        "wasi:random/random@0.2.12": generate,
+    },
+    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
+});
+
+struct Misbehave;
+
+/// Recursion on the wasm stack itself (no locals in linear memory), so a large depth runs
+/// into the host's `max_wasm_stack` rather than the guest's own shadow stack.
+#[inline(never)]
+fn deep(depth: u64) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    deep(depth - 1).wrapping_mul(31) ^ depth
+}
+
+impl Guest for Misbehave {
+    fn spin() -> u64 {
+        let mut n = 0u64;
+        loop {
+            n = black_box(n.wrapping_add(1));
+        }
+    }
+
+    fn grow() -> u64 {
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        loop {
+            hoard.push(black_box(vec![1u8; 1 << 20]));
+        }
+    }
+
+    fn recurse(depth: u64) -> u64 {
+        deep(depth)
+    }
+
+    fn divide(a: u32, b: u32) -> u32 {
+        black_box(a) / black_box(b)
+    }
+
+    fn chatter(lines: u32) -> u32 {
+        for i in 0..lines {
+            println!("line {i}");
+        }
+        eprintln!("done");
+        femtoclaw_sdk::log::info(&format!("wrote {lines} lines"));
+        lines
+    }
+
+    fn sense() -> (u64, u64, Vec<u8>) {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mono = std::time::Instant::now();
+        let bytes = wasi::random::random::get_random_bytes(16);
+        (wall, mono.elapsed().as_nanos() as u64, bytes)
+    }
+}
+
+export!(Misbehave);

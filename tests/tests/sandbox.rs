@@ -1,0 +1,253 @@
+//! The deterministic sandbox: fuel, limits, traps, captured output and the gate's record.
+
+use std::sync::{Arc, OnceLock};
+
+use femtoclaw_ledger::Value;
+use femtoclaw_sandbox::{Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES};
+use serde_json::json;
+
+/// One sandbox for the tests that use the default configuration: each guest compiles once.
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).unwrap())
+}
+
+fn run(sandbox: &Sandbox, guest: &Arc<Prepared>, f: &str, args: serde_json::Value, fuel: u64) -> Outcome {
+    sandbox.invoke(guest, f, &args, fuel).unwrap()
+}
+
+#[test]
+fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let runs: Vec<Outcome> = (0..3).map(|_| run(&sb, &guest, "spin", json!({}), 2_000_000)).collect();
+    for outcome in &runs {
+        assert_eq!(outcome.result, Err(Failure::FuelExhausted { budget: 2_000_000 }));
+        assert_eq!(outcome.fuel_consumed, runs[0].fuel_consumed);
+        assert!(outcome.result.as_ref().unwrap_err().to_string().contains("fuel exhausted"));
+        assert!(outcome.result.as_ref().unwrap_err().to_string().contains("2000000"));
+    }
+    assert_eq!(runs[0].fuel_consumed, 2_000_000);
+}
+
+#[test]
+fn same_invocation_twice_gives_identical_result_and_fuel() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    let args = json!({"a": -5, "b": "x"});
+    let first = run(&sb, &guest, "pair", args.clone(), 1_000_000);
+    let second = run(&sb, &guest, "pair", args, 1_000_000);
+    assert_eq!(first.result, Ok(json!([-5, "x"])));
+    assert_eq!(first.result, second.result);
+    assert_eq!(first.fuel_consumed, second.fuel_consumed);
+    assert!(first.fuel_consumed > 0);
+    // A separate sandbox (fresh engine) counts the same fuel.
+    let other = Sandbox::new(SandboxConfig::default()).unwrap();
+    let guest = other.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    let third = run(&other, &guest, "pair", json!({"a": -5, "b": "x"}), 1_000_000);
+    assert_eq!(third.fuel_consumed, first.fuel_consumed);
+}
+
+#[test]
+fn unbounded_memory_growth_hits_the_memory_limit() {
+    let sb = Sandbox::new(SandboxConfig {
+        limits: Limits {
+            memory_bytes: 16 << 20,
+            ..Limits::default()
+        },
+        cache_dir: None,
+    })
+    .unwrap();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcome = run(&sb, &guest, "grow", json!({}), u64::MAX / 2);
+    match outcome.result {
+        Err(Failure::Limit(message)) => assert!(message.contains("memory limit"), "{message}"),
+        other => panic!("expected a memory limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn unbounded_recursion_hits_the_stack_limit() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcome = run(&sb, &guest, "recurse", json!({"depth": 100_000_000u64}), u64::MAX / 2);
+    match outcome.result {
+        Err(Failure::Limit(message)) => assert!(message.contains("stack"), "{message}"),
+        other => panic!("expected a stack limit, got {other:?}"),
+    }
+    // A shallow recursion is fine.
+    let ok = run(&sb, &guest, "recurse", json!({"depth": 10}), 10_000_000);
+    assert!(ok.result.is_ok(), "{:?}", ok.result);
+}
+
+#[test]
+fn guest_trap_reports_its_code() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let ok = run(&sb, &guest, "divide", json!({"a": 7, "b": 2}), 10_000_000);
+    assert_eq!(ok.result, Ok(json!(3)));
+    let outcome = run(&sb, &guest, "divide", json!({"a": 7, "b": 0}), 10_000_000);
+    match outcome.result {
+        Err(Failure::Trap { code, .. }) => assert!(code.contains("unreachable"), "{code}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn stdout_stderr_and_logs_are_captured_not_printed() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcome = run(&sb, &guest, "chatter", json!({"lines": 3}), 50_000_000);
+    assert_eq!(outcome.result, Ok(json!(3)));
+    assert_eq!(String::from_utf8_lossy(&outcome.stdout), "line 0\nline 1\nline 2\n");
+    assert_eq!(String::from_utf8_lossy(&outcome.stderr), "done\n");
+    assert!(!outcome.output_truncated);
+    let log = outcome
+        .host_calls
+        .iter()
+        .find(|c| c.interface == femtoclaw_sandbox::LOG_INTERFACE)
+        .expect("the log call passed the gate");
+    assert_eq!(
+        log.params,
+        Value::Tuple(vec![Value::Enum("info".into()), Value::String("wrote 3 lines".into())])
+    );
+}
+
+#[test]
+fn output_past_the_bound_is_dropped_and_flagged_without_a_trap() {
+    let sb = Sandbox::new(SandboxConfig {
+        limits: Limits {
+            output_bytes: 64,
+            ..Limits::default()
+        },
+        cache_dir: None,
+    })
+    .unwrap();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcome = run(&sb, &guest, "chatter", json!({"lines": 1000}), 500_000_000);
+    assert_eq!(outcome.result, Ok(json!(1000)));
+    assert_eq!(outcome.stdout.len(), 64);
+    assert!(outcome.output_truncated);
+}
+
+#[test]
+fn clocks_and_random_pass_the_gate_with_fuel_at_the_call() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcome = run(&sb, &guest, "sense", json!({}), 10_000_000);
+    let result = outcome.result.clone().unwrap();
+    let calls: Vec<(&str, &str)> =
+        outcome.host_calls.iter().map(|c| (c.interface, c.function)).collect();
+    assert!(calls.contains(&("wasi:clocks/wall-clock@0.2.12", "now")), "{calls:?}");
+    assert!(calls.contains(&("wasi:clocks/monotonic-clock@0.2.12", "now")), "{calls:?}");
+    let random = outcome
+        .host_calls
+        .iter()
+        .find(|c| c.function == "get-random-bytes")
+        .expect("random passed the gate");
+    assert_eq!(random.params, Value::Tuple(vec![Value::U64(16)]));
+    // The recorded random bytes are exactly what the guest got.
+    let Value::Tuple(r) = &random.result else { panic!("{:?}", random.result) };
+    let Value::Bytes(bytes) = &r[0] else { panic!("{r:?}") };
+    assert_eq!(result[2], json!(bytes));
+    // Fuel at each call is what was left then: within the budget and non-increasing.
+    let fuel: Vec<u64> = outcome.host_calls.iter().map(|c| c.fuel_remaining).collect();
+    assert!(fuel.windows(2).all(|w| w[0] >= w[1]), "{fuel:?}");
+    assert!(fuel.iter().all(|&f| f < 10_000_000 && f > 0));
+}
+
+#[test]
+fn bad_arguments_name_the_parameter_and_the_expected_type() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let cases = [
+        (json!({"a": "7", "b": 1}), "argument `a`: expected an integer in the range of u32, found string \"7\""),
+        (json!({"a": -1, "b": 1}), "argument `a`: expected an integer in the range of u32"),
+        (json!({"a": 4294967296u64, "b": 1}), "argument `a`: expected an integer in the range of u32"),
+        (json!({"a": 1}), "missing argument `b` (u32)"),
+        (json!({"a": 1, "b": 2, "c": 3}), "has no parameter `c`"),
+        (json!([1, 2]), "arguments must be a JSON object"),
+    ];
+    for (args, expected) in cases {
+        let err = sb.invoke(&guest, "divide", &args, 1_000_000).unwrap_err();
+        assert!(err.is_bad_args());
+        assert!(err.to_string().contains(expected), "{args}: {err}");
+    }
+}
+
+#[test]
+fn unknown_function_lists_what_the_capability_exports() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let err = sb.invoke(&guest, "nope", &json!({}), 1_000_000).unwrap_err();
+    assert!(matches!(err, InvokeError::UnknownFunction { .. }));
+    assert!(err.to_string().contains("spin"), "{err}");
+}
+
+#[test]
+fn functions_of_exported_interfaces_are_named_interface_hash_function() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    let name = "femtoclaw:types-guest/math@0.1.0#double";
+    assert!(guest.functions.iter().any(|f| f.name == name));
+    assert_eq!(run(&sb, &guest, name, json!({"x": 21}), 1_000_000).result, Ok(json!(42)));
+}
+
+#[test]
+fn resources_in_a_signature_are_refused_with_a_clear_error() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    let err = sb
+        .invoke(&guest, "femtoclaw:types-guest/counters@0.1.0#make", &json!({"start": 1}), 1_000_000)
+        .unwrap_err();
+    assert!(matches!(err, InvokeError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("a resource"), "{err}");
+}
+
+#[test]
+fn a_zero_fuel_budget_is_refused() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    assert!(matches!(sb.invoke(&guest, "nothing", &json!({}), 0), Err(InvokeError::NoFuel)));
+}
+
+#[test]
+fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        limits: Limits::default(),
+        cache_dir: Some(dir.path().to_owned()),
+    };
+    let first = Sandbox::new(config.clone()).unwrap();
+    first.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].to_string_lossy().into_owned();
+    let digest = hex::encode(femtoclaw_sandbox::catalog::sha256(FEMTOCLAW_GUEST_TYPES));
+    assert!(name.starts_with(&digest) && name.ends_with(".cwasm"), "{name}");
+
+    // A second engine loads it and runs the same; a corrupt entry is recompiled, not trusted.
+    let second = Sandbox::new(config.clone()).unwrap();
+    let guest = second.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    assert_eq!(run(&second, &guest, "echo-f64", json!({"x": 1.5}), 1_000_000).result, Ok(json!(1.5)));
+    std::fs::write(dir.path().join(&name), b"garbage").unwrap();
+    let third = Sandbox::new(config).unwrap();
+    let guest = third.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    assert_eq!(run(&third, &guest, "echo-f64", json!({"x": 2.5}), 1_000_000).result, Ok(json!(2.5)));
+
+    // Different limits make a different engine digest, so a different cache entry.
+    let other = Sandbox::new(SandboxConfig {
+        limits: Limits { memory_bytes: 1 << 20, ..Limits::default() },
+        cache_dir: None,
+    })
+    .unwrap();
+    assert_ne!(other.engine_digest(), third.engine_digest());
+}
+
+#[test]
+fn garbage_bytes_are_refused_at_compile_time() {
+    let sb = sandbox();
+    let err = sb.prepare(b"\0asm\x0d\0\x01\0garbage").unwrap_err();
+    assert!(err.to_string().contains("cannot compile component"), "{err}");
+}

@@ -334,3 +334,71 @@ impl GrantCache {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// The call-time gate's view of one (policy set, principal, capability, manifest): answers
+/// [`PolicySet::check_call`] and remembers each answer. Decisions are pure functions of their
+/// inputs, so a remembered decision is the decision; a changed policy is a new set and needs a
+/// new checker. Thread-safe; hold one per invocation (or per cached grant).
+#[derive(Debug)]
+pub struct CallChecker {
+    policy: PolicySet,
+    principal: Principal,
+    cap: CapabilityRef,
+    requests: Requests,
+    memo: Mutex<HashMap<CallAction, HashMap<Scope, Arc<Decision>>>>,
+}
+
+impl CallChecker {
+    /// Most decisions remembered per action; past it the memo for that action starts over.
+    const MEMO_LIMIT: usize = 4096;
+
+    /// [`PolicySet::check_call`] for this checker's principal, capability and manifest.
+    pub fn check(&self, action: CallAction, scope: &Scope) -> Arc<Decision> {
+        if let Some(d) = self.lock().get(&action).and_then(|m| m.get(scope)) {
+            return Arc::clone(d);
+        }
+        let decision = Arc::new(self.policy.check_call(
+            &self.principal,
+            &self.cap,
+            &self.requests,
+            action,
+            scope,
+        ));
+        let mut memo = self.lock();
+        let per_action = memo.entry(action).or_default();
+        if per_action.len() >= Self::MEMO_LIMIT {
+            per_action.clear();
+        }
+        per_action.insert(scope.clone(), Arc::clone(&decision));
+        decision
+    }
+
+    /// The policy set this checker asks.
+    pub fn policy(&self) -> &PolicySet {
+        &self.policy
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<CallAction, HashMap<Scope, Arc<Decision>>>> {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl PolicySet {
+    /// A [`CallChecker`] for `principal` running `cap` with manifest `requests`.
+    pub fn call_checker(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+    ) -> CallChecker {
+        CallChecker {
+            policy: self.clone(),
+            principal: principal.clone(),
+            cap: cap.clone(),
+            requests: requests.clone(),
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+}

@@ -66,7 +66,7 @@ pub use baseline::{VIRTUALIZED_BASELINE, is_virtualized_baseline};
 pub use decision::{Decision, Reason};
 pub use error::{PolicyError, Problem, Problems, RequestsError};
 pub use explain::{Explanation, ImportExplanation, ScopeExplanation};
-pub use grant::{Grant, GrantCache, GrantKey, PathGrant};
+pub use grant::{CallChecker, Grant, GrantCache, GrantKey, PathGrant};
 pub use model::{CallAction, CapabilityRef, InterfaceName, Principal, PrincipalKind, Scope};
 pub use requests::{KvRequest, PathRequest, RequestedScope, Requests, ScopeEntry};
 pub use set::{Effect, PolicyInfo, PolicySet};

@@ -420,3 +420,54 @@ fn explain_shows_invoke_imports_and_scopes_with_reasons() {
     assert_eq!(json["imports"][2]["linked"], false);
     assert_eq!(json["function"], "greet");
 }
+
+#[test]
+fn a_call_checker_answers_like_check_call_and_remembers() {
+    let text = r#"
+        @id("cache-read")
+        permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw::KvNamespace::"cache");
+    "#;
+    let set = PolicySet::from_str("c.cedar", text).unwrap();
+    let requests = Requests {
+        kv: vec![
+            KvRequest {
+                namespace: "cache".into(),
+                write: true,
+            },
+            KvRequest {
+                namespace: "other".into(),
+                write: false,
+            },
+        ],
+        ..Requests::default()
+    };
+    let local = Principal::local();
+    let c = cap("x");
+    let checker = set.call_checker(&local, &c, &requests);
+    for (action, ns) in [
+        (CallAction::KvRead, "cache"),
+        (CallAction::KvWrite, "cache"),
+        (CallAction::KvRead, "other"),
+        (CallAction::KvRead, "never"),
+    ] {
+        let scope = Scope::KvNamespace(ns.into());
+        let first = checker.check(action, &scope);
+        assert_eq!(
+            *first,
+            set.check_call(&local, &c, &requests, action, &scope)
+        );
+        let again = checker.check(action, &scope);
+        assert!(Arc::ptr_eq(&first, &again), "remembered");
+    }
+    assert!(
+        checker
+            .check(CallAction::KvRead, &Scope::KvNamespace("cache".into()))
+            .allowed
+    );
+    assert_eq!(
+        checker
+            .check(CallAction::KvRead, &Scope::KvNamespace("never".into()))
+            .reason,
+        Reason::NotRequested
+    );
+}

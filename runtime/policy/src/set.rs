@@ -221,6 +221,16 @@ impl PolicySet {
                 let (line, end) = locate(&text, &body, cursor);
                 cursor = end;
                 let id = match policy.annotation("id") {
+                    Some(id) if id.trim().is_empty() => {
+                        syntax.push(Problem {
+                            file: file.clone(),
+                            line,
+                            column: 1,
+                            policy_id: None,
+                            message: "the `@id` annotation is empty".to_owned(),
+                        });
+                        continue;
+                    }
                     Some(id) => id.to_owned(),
                     None => format!("{file}:{i}"),
                 };

@@ -101,6 +101,18 @@ fn a_duplicate_id_is_rejected() {
 }
 
 #[test]
+fn an_empty_id_is_rejected() {
+    let text =
+        "permit (principal, action, resource);\n@id(\"\") permit (principal, action, resource);\n";
+    let err = PolicySet::from_str("e.cedar", text).unwrap_err();
+    assert_eq!(err.problems()[0].line, 2, "{err}");
+    assert!(
+        err.to_string().contains("`@id` annotation is empty"),
+        "{err}"
+    );
+}
+
+#[test]
 fn templates_are_refused() {
     let text = "permit (principal == ?principal, action, resource);";
     let err = PolicySet::from_str("t.cedar", text).unwrap_err();

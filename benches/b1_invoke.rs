@@ -1,0 +1,138 @@
+//! B1: warm invoke of `hello.greet` through the sandbox (JSON args → WIT → call → JSON, fresh
+//! store, fuel, limits, captured output, the gate) against a raw wasmtime baseline measured in the
+//! same run: `Store` + `InstancePre` + typed call of the same component on an engine with the
+//! same configuration. Goal: p50 ratio ≤ 1.25.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use femtoclaw_sandbox::{Sandbox, SandboxConfig, state::Limits};
+use serde_json::json;
+use wasmtime::Store;
+use wasmtime::component::{InstancePre, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+const FUEL: u64 = 10_000_000;
+
+struct Raw {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Raw {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct Setup {
+    sandbox: Sandbox,
+    prepared: std::sync::Arc<femtoclaw_sandbox::Prepared>,
+    engine: wasmtime::Engine,
+    raw_pre: InstancePre<Raw>,
+}
+
+fn setup() -> Setup {
+    let hello = femtoclaw_capabilities::find("hello").expect("hello is embedded");
+    let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+    let prepared = sandbox.prepare(hello.component).expect("prepare");
+
+    let (engine, _) = femtoclaw_sandbox::engine::build(&Limits::default()).expect("engine");
+    let component = wasmtime::component::Component::new(&engine, hello.component).expect("compile");
+    let mut linker: Linker<Raw> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
+    linker.define_unknown_imports_as_traps(&component).expect("stubs");
+    let raw_pre = linker.instantiate_pre(&component).expect("pre");
+    Setup {
+        sandbox,
+        prepared,
+        engine,
+        raw_pre,
+    }
+}
+
+fn sandbox_invoke(s: &Setup) -> String {
+    let outcome = s
+        .sandbox
+        .invoke(&s.prepared, "greet", &json!({"name": "world"}), FUEL)
+        .expect("invoke");
+    match outcome.result {
+        Ok(serde_json::Value::String(greeting)) => greeting,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn raw_invoke(s: &Setup) -> String {
+    let mut store = Store::new(
+        &s.engine,
+        Raw {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    store.set_fuel(FUEL).expect("fuel");
+    let instance = s.raw_pre.instantiate(&mut store).expect("instantiate");
+    let greet = instance
+        .get_typed_func::<(&str,), (String,)>(&mut store, "greet")
+        .expect("greet");
+    greet.call(&mut store, ("world",)).expect("call").0
+}
+
+fn bench(c: &mut Criterion) {
+    let s = setup();
+    assert_eq!(sandbox_invoke(&s), raw_invoke(&s));
+    let mut group = c.benchmark_group("b1_warm_invoke_hello_greet");
+    group.bench_function("raw_wasmtime", |b| b.iter(|| black_box(raw_invoke(&s))));
+    group.bench_function("femtoclaw_sandbox", |b| b.iter(|| black_box(sandbox_invoke(&s))));
+    group.finish();
+    report(&s);
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+/// Interleaved samples of both (so machine noise hits both alike), then p50/p99 and ratios.
+fn report(s: &Setup) {
+    const SAMPLES: usize = 3000;
+    let (mut raw, mut ours) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+    for _ in 0..SAMPLES {
+        let t = Instant::now();
+        black_box(raw_invoke(s));
+        raw.push(t.elapsed());
+        let t = Instant::now();
+        black_box(sandbox_invoke(s));
+        ours.push(t.elapsed());
+    }
+    raw.sort();
+    ours.sort();
+    let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+    let (o50, o99) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
+    println!("B1 warm invoke hello.greet ({SAMPLES} interleaved samples)");
+    println!("  raw wasmtime      p50 {r50:>10.2?}  p99 {r99:>10.2?}");
+    println!("  femtoclaw sandbox p50 {o50:>10.2?}  p99 {o99:>10.2?}");
+    println!(
+        "  ratio             p50 {:.3}x      p99 {:.3}x   (goal: p50 <= 1.25x)",
+        o50.as_secs_f64() / r50.as_secs_f64(),
+        o99.as_secs_f64() / r99.as_secs_f64()
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = bench
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

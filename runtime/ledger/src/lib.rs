@@ -53,6 +53,7 @@ mod codec;
 mod entry;
 mod error;
 mod export;
+mod indexer;
 pub mod merkle;
 mod note;
 mod proof;

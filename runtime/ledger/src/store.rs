@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::entry::Entry;
 use crate::error::DecodeError;
+use crate::indexer::{BatchJob, Indexer, batch_for};
 use crate::merkle::{Hash, MerkleTree, ProofError, leaf_hash};
 use crate::note::{Checkpoint, NoteError, SigningKey};
 use crate::segment::{
@@ -216,6 +217,7 @@ pub struct Ledger {
     commits: Vec<CommitInfo>,
     latest_note: Option<String>,
     index: sled::Db,
+    indexer: Indexer,
     next_invocation: u64,
     poisoned: bool,
 }
@@ -230,20 +232,20 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-mod key {
-    pub(super) const META_INDEXED: &[u8] = b"m:indexed";
-    pub(super) const META_COMMITTED: &[u8] = b"m:committed";
-    pub(super) const META_NEXT_INVOCATION: &[u8] = b"m:next-invocation";
-    pub(super) const META_LATEST_CHECKPOINT: &[u8] = b"m:latest-checkpoint";
+pub(crate) mod key {
+    pub(crate) const META_INDEXED: &[u8] = b"m:indexed";
+    pub(crate) const META_COMMITTED: &[u8] = b"m:committed";
+    pub(crate) const META_NEXT_INVOCATION: &[u8] = b"m:next-invocation";
+    pub(crate) const META_LATEST_CHECKPOINT: &[u8] = b"m:latest-checkpoint";
 
-    pub(super) fn entry(index: u64) -> [u8; 9] {
+    pub(crate) fn entry(index: u64) -> [u8; 9] {
         let mut k = [0u8; 9];
         k[0] = b'i';
         k[1..].copy_from_slice(&index.to_be_bytes());
         k
     }
 
-    pub(super) fn invocation(inv: u64, index: u64) -> [u8; 17] {
+    pub(crate) fn invocation(inv: u64, index: u64) -> [u8; 17] {
         let mut k = [0u8; 17];
         k[0] = b'v';
         k[1..9].copy_from_slice(&inv.to_be_bytes());
@@ -251,14 +253,14 @@ mod key {
         k
     }
 
-    pub(super) fn invocation_prefix(inv: u64) -> [u8; 9] {
+    pub(crate) fn invocation_prefix(inv: u64) -> [u8; 9] {
         let mut k = [0u8; 9];
         k[0] = b'v';
         k[1..].copy_from_slice(&inv.to_be_bytes());
         k
     }
 
-    pub(super) fn checkpoint(size: u64) -> [u8; 9] {
+    pub(crate) fn checkpoint(size: u64) -> [u8; 9] {
         let mut k = [0u8; 9];
         k[0] = b'c';
         k[1..].copy_from_slice(&size.to_be_bytes());
@@ -392,6 +394,7 @@ impl Ledger {
             tree,
             commits,
             latest_note,
+            indexer: Indexer::new(index.clone()),
             index,
             next_invocation: 0,
             poisoned: false,
@@ -562,14 +565,15 @@ impl Ledger {
                 self.next_invocation = inv + 1;
             }
         }
-        self.index_batch(
+        self.index_batch(BatchJob {
             first_index,
-            &entry_locs,
-            &invocations,
+            locs: entry_locs,
+            invocations,
             size,
             commit_loc,
-            &note,
-        )?;
+            next_invocation: self.next_invocation,
+            note: note.clone(),
+        })?;
         self.latest_note = Some(note.clone());
         Ok(Receipt {
             first_index,
@@ -641,32 +645,16 @@ impl Ledger {
         Ok((note, locs, commit_loc))
     }
 
-    fn index_batch(
-        &mut self,
-        first_index: u64,
-        locs: &[Loc],
-        invocations: &[Option<u64>],
-        size: u64,
-        commit_loc: Loc,
-        note: &str,
-    ) -> Result<(), LedgerError> {
-        let mut b = sled::Batch::default();
-        for (i, (loc, inv)) in locs.iter().zip(invocations).enumerate() {
-            let index = first_index + i as u64;
-            b.insert(&key::entry(index)[..], &loc.to_bytes()[..]);
-            if let Some(inv) = inv {
-                b.insert(&key::invocation(*inv, index)[..], &[][..]);
-            }
+    fn index_batch(&mut self, job: BatchJob) -> Result<(), LedgerError> {
+        if let Err(job) = self.indexer.submit(job) {
+            self.index.apply_batch(batch_for(&job)).map_err(sled_err)?;
         }
-        b.insert(&key::checkpoint(size)[..], &commit_loc.to_bytes()[..]);
-        b.insert(key::META_INDEXED, &size.to_le_bytes()[..]);
-        b.insert(key::META_COMMITTED, &size.to_le_bytes()[..]);
-        b.insert(
-            key::META_NEXT_INVOCATION,
-            &self.next_invocation.to_le_bytes()[..],
-        );
-        b.insert(key::META_LATEST_CHECKPOINT, note.as_bytes());
-        self.index.apply_batch(b).map_err(sled_err)
+        Ok(())
+    }
+
+    /// Waits for the background indexer; reports a failure it met.
+    fn sync_index(&self) -> Result<(), LedgerError> {
+        self.indexer.sync().map_err(LedgerError::Index)
     }
 
     /// Indexes entries `[from, to)` and the commits after `from` (used on open).
@@ -699,6 +687,7 @@ impl Ledger {
     /// Rebuilds the sled index from the segments alone. Returns the number of entries
     /// indexed.
     pub fn reindex(&mut self) -> Result<u64, LedgerError> {
+        self.sync_index()?;
         self.index.clear().map_err(sled_err)?;
         self.next_invocation = 0;
         self.index_range(0, self.len())?;
@@ -707,6 +696,7 @@ impl Ledger {
 
     /// Every key and value of the sled index, in key order (for diagnostics and tests).
     pub fn index_snapshot(&self) -> Result<Vec<IndexPair>, LedgerError> {
+        self.sync_index()?;
         self.index
             .iter()
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))
@@ -715,6 +705,7 @@ impl Ledger {
 
     /// Flushes the sled index to disk (it is derived: losing it never loses an entry).
     pub fn flush_index(&self) -> Result<(), LedgerError> {
+        self.sync_index()?;
         self.index.flush().map(|_| ()).map_err(sled_err)
     }
 
@@ -765,6 +756,7 @@ impl Ledger {
 
     /// Indexes of the entries recorded for an invocation, in order (from the index).
     pub fn invocation_entries(&self, invocation: u64) -> Result<Vec<u64>, LedgerError> {
+        self.sync_index()?;
         self.index
             .scan_prefix(key::invocation_prefix(invocation))
             .keys()

@@ -1,0 +1,141 @@
+//! Keeps the sled index of derived state up to date on a background thread, off the
+//! durable append path. The index may lag the segments (even across a crash); opening
+//! the ledger catches it up, and every read through [`crate::Ledger`] waits for it first.
+
+use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::segment::Loc;
+
+pub(crate) struct BatchJob {
+    pub(crate) first_index: u64,
+    pub(crate) locs: Vec<Loc>,
+    pub(crate) invocations: Vec<Option<u64>>,
+    pub(crate) size: u64,
+    pub(crate) commit_loc: Loc,
+    pub(crate) next_invocation: u64,
+    pub(crate) note: String,
+}
+
+enum Job {
+    Batch(BatchJob),
+    Sync(SyncSender<()>),
+}
+
+pub(crate) struct Indexer {
+    tx: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) fn batch_for(job: &BatchJob) -> sled::Batch {
+    use crate::store::key;
+    let mut b = sled::Batch::default();
+    for (i, (loc, inv)) in job.locs.iter().zip(&job.invocations).enumerate() {
+        let index = job.first_index + i as u64;
+        b.insert(&key::entry(index)[..], &loc.to_bytes()[..]);
+        if let Some(inv) = inv {
+            b.insert(&key::invocation(*inv, index)[..], &[][..]);
+        }
+    }
+    b.insert(
+        &key::checkpoint(job.size)[..],
+        &job.commit_loc.to_bytes()[..],
+    );
+    b.insert(key::META_INDEXED, &job.size.to_le_bytes()[..]);
+    b.insert(key::META_COMMITTED, &job.size.to_le_bytes()[..]);
+    b.insert(
+        key::META_NEXT_INVOCATION,
+        &job.next_invocation.to_le_bytes()[..],
+    );
+    b.insert(key::META_LATEST_CHECKPOINT, job.note.as_bytes());
+    b
+}
+
+impl Indexer {
+    pub(crate) fn new(db: sled::Db) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let error = Arc::new(Mutex::new(None));
+        let err = Arc::clone(&error);
+        let thread = std::thread::Builder::new()
+            .name("femtoclaw-ledger-index".to_owned())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Batch(b) => {
+                            if let Err(e) = db.apply_batch(batch_for(&b)) {
+                                *err.lock().unwrap_or_else(PoisonError::into_inner) =
+                                    Some(e.to_string());
+                            }
+                        }
+                        Job::Sync(reply) => {
+                            let _ = reply.send(());
+                        }
+                    }
+                }
+            })
+            .ok();
+        Self {
+            tx: thread.as_ref().map(|_| tx),
+            thread,
+            error,
+        }
+    }
+
+    /// Queues a batch; applied in order. Returns false when there is no indexer thread
+    /// (the caller then applies it itself).
+    pub(crate) fn submit(&self, job: BatchJob) -> Result<(), BatchJob> {
+        match &self.tx {
+            Some(tx) => tx.send(Job::Batch(job)).map_err(|e| match e.0 {
+                Job::Batch(b) => b,
+                Job::Sync(_) => unreachable_job(),
+            }),
+            None => Err(job),
+        }
+    }
+
+    /// Waits until every queued batch is applied; reports the first failure, if any.
+    pub(crate) fn sync(&self) -> Result<(), String> {
+        if let Some(tx) = &self.tx {
+            let (reply, rx) = mpsc::sync_channel(1);
+            if tx.send(Job::Sync(reply)).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+        match self
+            .error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn unreachable_job() -> BatchJob {
+    BatchJob {
+        first_index: 0,
+        locs: Vec::new(),
+        invocations: Vec::new(),
+        size: 0,
+        commit_loc: Loc {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        },
+        next_invocation: 0,
+        note: String::new(),
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use femtoclaw_sandbox::{Sandbox, SandboxConfig, state::Limits};
+use femtoclaw_sandbox::{Context, Sandbox, SandboxConfig, state::Limits};
 use serde_json::json;
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker, ResourceTable};
@@ -31,6 +31,7 @@ impl WasiView for Raw {
 
 struct Setup {
     sandbox: Sandbox,
+    context: Context,
     prepared: std::sync::Arc<femtoclaw_sandbox::Prepared>,
     engine: wasmtime::Engine,
     raw_pre: InstancePre<Raw>,
@@ -49,6 +50,7 @@ fn setup() -> Setup {
     let raw_pre = linker.instantiate_pre(&component).expect("pre");
     Setup {
         sandbox,
+        context: Context::deny_all().expect("context"),
         prepared,
         engine,
         raw_pre,
@@ -58,7 +60,7 @@ fn setup() -> Setup {
 fn sandbox_invoke(s: &Setup) -> String {
     let outcome = s
         .sandbox
-        .invoke(&s.prepared, "greet", &json!({"name": "world"}), FUEL)
+        .invoke(&s.prepared, "greet", &json!({"name": "world"}), FUEL, s.context.clone())
         .expect("invoke");
     match outcome.result {
         Ok(serde_json::Value::String(greeting)) => greeting,

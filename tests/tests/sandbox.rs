@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use femtoclaw_ledger::Value;
-use femtoclaw_sandbox::{Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{Context, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig};
 use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES};
 use serde_json::json;
 
@@ -14,7 +14,7 @@ fn sandbox() -> &'static Sandbox {
 }
 
 fn run(sandbox: &Sandbox, guest: &Arc<Prepared>, f: &str, args: serde_json::Value, fuel: u64) -> Outcome {
-    sandbox.invoke(guest, f, &args, fuel).unwrap()
+    sandbox.invoke(guest, f, &args, fuel, Context::deny_all().unwrap()).unwrap()
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn bad_arguments_name_the_parameter_and_the_expected_type() {
         (json!([1, 2]), "arguments must be a JSON object"),
     ];
     for (args, expected) in cases {
-        let err = sb.invoke(&guest, "divide", &args, 1_000_000).unwrap_err();
+        let err = sb.invoke(&guest, "divide", &args, 1_000_000, Context::deny_all().unwrap()).unwrap_err();
         assert!(err.is_bad_args());
         assert!(err.to_string().contains(expected), "{args}: {err}");
     }
@@ -180,7 +180,7 @@ fn bad_arguments_name_the_parameter_and_the_expected_type() {
 fn unknown_function_lists_what_the_capability_exports() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let err = sb.invoke(&guest, "nope", &json!({}), 1_000_000).unwrap_err();
+    let err = sb.invoke(&guest, "nope", &json!({}), 1_000_000, Context::deny_all().unwrap()).unwrap_err();
     assert!(matches!(err, InvokeError::UnknownFunction { .. }));
     assert!(err.to_string().contains("spin"), "{err}");
 }
@@ -199,7 +199,7 @@ fn resources_in_a_signature_are_refused_with_a_clear_error() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
     let err = sb
-        .invoke(&guest, "femtoclaw:types-guest/counters@0.1.0#make", &json!({"start": 1}), 1_000_000)
+        .invoke(&guest, "femtoclaw:types-guest/counters@0.1.0#make", &json!({"start": 1}), 1_000_000, Context::deny_all().unwrap())
         .unwrap_err();
     assert!(matches!(err, InvokeError::Unsupported(_)), "{err}");
     assert!(err.to_string().contains("a resource"), "{err}");
@@ -209,7 +209,7 @@ fn resources_in_a_signature_are_refused_with_a_clear_error() {
 fn a_zero_fuel_budget_is_refused() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
-    assert!(matches!(sb.invoke(&guest, "nothing", &json!({}), 0), Err(InvokeError::NoFuel)));
+    assert!(matches!(sb.invoke(&guest, "nothing", &json!({}), 0, Context::deny_all().unwrap()), Err(InvokeError::NoFuel)));
 }
 
 #[test]
@@ -250,4 +250,48 @@ fn garbage_bytes_are_refused_at_compile_time() {
     let sb = sandbox();
     let err = sb.prepare(b"\0asm\x0d\0\x01\0garbage").unwrap_err();
     assert!(err.to_string().contains("cannot compile component"), "{err}");
+}
+
+#[test]
+fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
+    use femtoclaw_policy::{CallAction, CapabilityRef, PolicySet, Principal, Reason, Requests};
+    let policy = PolicySet::from_str(
+        "test.cedar",
+        "@id(\"test:region\")\npermit (principal, action == FemtoClaw::Action::\"config.read\", resource)\nwhen { resource.name == \"region\" };\n",
+    )
+    .unwrap();
+    let requests: Requests = toml::from_str("config = [\"region\", \"token\"]").unwrap();
+    let cap = CapabilityRef::new("misbehave", "1.0.0", "", "test");
+    let context = Context {
+        authority: Arc::new(policy.call_checker(&Principal::local(), &cap, &requests)),
+        config: [("region", "eu"), ("token", "t0p"), ("other", "o")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcome = sb
+        .invoke(&guest, "read-config", &json!({"keys": ["region", "token", "other"]}), 10_000_000, context)
+        .unwrap();
+    let result = outcome.result.unwrap();
+    assert_eq!(result[0], json!("region=eu"));
+    assert!(result[1].as_str().unwrap().starts_with("token refused: denied"), "{result}");
+    assert!(!result.to_string().contains("t0p"));
+
+    let decisions: Vec<_> = outcome.host_calls.iter().flat_map(|c| c.decisions.iter()).collect();
+    assert_eq!(decisions.len(), 3);
+    assert!(decisions.iter().all(|d| d.action == CallAction::ConfigRead));
+    assert!(decisions.iter().all(|d| d.decision.policy_digest == policy.digest()));
+    let (region, token, other) = (&decisions[0], &decisions[1], &decisions[2]);
+    assert_eq!((region.resource.as_str(), region.decision.allowed), ("region", true));
+    assert_eq!(region.decision.policy_ids, ["test:region"]);
+    assert_eq!((token.resource.as_str(), token.decision.allowed), ("token", false));
+    assert_eq!(token.decision.reason, Reason::NoPermit);
+    assert!(token.decision.policy_ids.is_empty());
+    assert_eq!(other.decision.reason, Reason::NotRequested);
+    // The denied call's recorded result is the error the guest saw, not a trap.
+    let denied_call = &outcome.host_calls[1];
+    assert_eq!(denied_call.function, "get");
+    assert!(matches!(&denied_call.result, Value::Tuple(r) if matches!(&r[0], Value::Result(Err(_)))));
 }

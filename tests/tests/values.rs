@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use femtoclaw_sandbox::{Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{Context, Prepared, Sandbox, SandboxConfig};
 use femtoclaw_tests::FEMTOCLAW_GUEST_TYPES;
 use serde_json::{Value as Json, json};
 
@@ -19,7 +19,7 @@ fn guest() -> &'static (Sandbox, Arc<Prepared>) {
 fn call(function: &str, args: Json) -> Result<Json, String> {
     let (sandbox, prepared) = guest();
     let outcome = sandbox
-        .invoke(prepared, function, &args, 10_000_000)
+        .invoke(prepared, function, &args, 10_000_000, Context::deny_all().unwrap())
         .map_err(|e| e.to_string())?;
     outcome.result.map_err(|e| e.to_string())
 }

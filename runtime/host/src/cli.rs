@@ -7,6 +7,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_sandbox::LOG_INTERFACE;
 use serde_json::{Value as Json, json};
 
+use crate::authority;
 use crate::exit::{Code, Failure};
 use crate::host::Host;
 
@@ -19,8 +20,24 @@ pub struct Cli {
     #[arg(long, global = true, env = "FEMTOCLAW_DATA_DIR", default_value = "./femtoclaw-data")]
     pub data_dir: PathBuf,
 
+    /// The policy: a `.cedar` file or a directory of them (default: `<data dir>/policy` if it
+    /// exists, else the embedded default policy). Re-read when it changes.
+    #[arg(long, global = true, env = "FEMTOCLAW_POLICY")]
+    pub policy: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Who is asking.
+#[derive(Debug, clap::Args)]
+pub struct PrincipalArgs {
+    /// The principal: `user:ID`, `agent:ID`, or a bare ID (a user).
+    #[arg(long, default_value = "local")]
+    pub principal: String,
+    /// A group the principal belongs to (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,8 +45,13 @@ pub enum Command {
     /// Install, list and inspect capabilities.
     #[command(subcommand)]
     Capability(CapabilityCommand),
+    /// Check policies and explain decisions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Invoke one function of a capability and print its result as JSON.
     Invoke {
+        #[command(flatten)]
+        who: PrincipalArgs,
         /// `name` or `name@version`.
         capability: String,
         /// The exported function (`greet`, or `<interface>#<function>`).
@@ -62,17 +84,72 @@ pub enum CapabilityCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a capability's functions, parameters, JSON Schemas and imports (JSON).
+    /// Show a capability's functions, parameters, JSON Schemas, imports, and what it requests
+    /// versus what the policy grants a principal (JSON).
     Inspect {
         /// `name` or `name@version`.
         capability: String,
+        #[command(flatten)]
+        who: PrincipalArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file or directory against the schema; list its policies and ids.
+    Check {
+        /// A `.cedar` file or a directory of them.
+        path: PathBuf,
+    },
+    /// Explain whether a principal may invoke a capability, which imports would link and which
+    /// scopes are granted.
+    Explain {
+        #[command(flatten)]
+        who: PrincipalArgs,
+        /// `name` or `name@version`.
+        #[arg(long)]
+        capability: String,
+        /// The function to be invoked.
+        #[arg(long)]
+        function: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let host = Host::open(&cli.data_dir)?;
+    if let Command::Policy(PolicyCommand::Check { path }) = &cli.command {
+        return policy_check(path);
+    }
+    let source = authority::Source::locate(cli.policy.as_deref(), &cli.data_dir);
+    let host = Host::open(&cli.data_dir, source)?;
     match cli.command {
+        Command::Policy(PolicyCommand::Check { .. }) => Ok(()),
+        Command::Policy(PolicyCommand::Explain {
+            who,
+            capability,
+            function,
+            json,
+        }) => {
+            let principal = authority::principal(&who.principal, &who.groups)?;
+            let resolved = host.resolve(&capability)?;
+            let policy = host.authority.policy()?;
+            let explanation = policy.explain_component(
+                &principal,
+                &authority::capability_ref(&resolved.entry),
+                &resolved.entry.manifest.requests,
+                resolved.prepared.imports.iter().map(String::as_str),
+                function.as_deref(),
+            );
+            if json {
+                print_json(&serde_json::to_value(&explanation).map_err(internal)?);
+            } else {
+                out(explanation.to_string().trim_end());
+            }
+            Ok(())
+        }
         Command::Capability(CapabilityCommand::Add {
             component,
             manifest,
@@ -107,8 +184,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Capability(CapabilityCommand::Inspect { capability }) => {
+        Command::Capability(CapabilityCommand::Inspect { capability, who }) => {
+            let principal = authority::principal(&who.principal, &who.groups)?;
             let resolved = host.resolve(&capability)?;
+            let policy = host.authority.policy()?;
+            let grant = host.authority.grant(
+                &policy,
+                &principal,
+                &resolved.entry,
+                &resolved.prepared.imports,
+            );
             let functions: Vec<Json> = resolved
                 .prepared
                 .functions
@@ -137,10 +222,26 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 "source": resolved.entry.source,
                 "functions": functions,
                 "imports": resolved.prepared.imports,
+                "requested": resolved.entry.manifest.requests,
+                "granted": {
+                    "principal": principal.to_string(),
+                    "policy_digest": policy.digest_hex(),
+                    "imports": grant.imports,
+                    "refused_imports": grant
+                        .refused(resolved.prepared.imports.iter().map(String::as_str))
+                        .into_iter()
+                        .map(|(i, d)| json!({ "import": i, "decision": d }))
+                        .collect::<Vec<_>>(),
+                    "scopes": grant.scopes,
+                    "denied_scopes": grant.denied_scopes.iter().map(|(a, s, d)| json!({
+                        "action": a.as_str(), "scope": s, "decision": d,
+                    })).collect::<Vec<_>>(),
+                },
             }));
             Ok(())
         }
         Command::Invoke {
+            who,
             capability,
             function,
             args,
@@ -149,8 +250,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let args: Json = serde_json::from_str(&args)
                 .map_err(|e| Failure::new(Code::InvalidArgs, format!("--args is not JSON: {e}")))?;
+            let principal = authority::principal(&who.principal, &who.groups)?;
             let resolved = host.resolve(&capability)?;
-            let outcome = host.invoke(&resolved, &function, &args, fuel)?;
+            let outcome = host.invoke(&principal, &resolved, &function, &args, fuel)?;
             let result = outcome.result.as_ref().map_err(Failure::from)?;
             if json {
                 print_json(&json!({
@@ -172,6 +274,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `policy check`: validate, then list every policy with its id, effect and place.
+fn policy_check(path: &std::path::Path) -> Result<(), Failure> {
+    let policy = authority::Source::Path(path.to_owned()).load()?;
+    for p in policy.policies() {
+        out(&format!("{:<40} {:<7} {}:{}", p.id, format!("{:?}", p.effect).to_lowercase(), p.file, p.line));
+    }
+    for warning in policy.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    out(&format!("{} policies, digest {}", policy.policies().len(), policy.digest_hex()));
+    Ok(())
 }
 
 /// The log lines among the host calls.

@@ -16,6 +16,8 @@ pub enum Code {
     Trap = 5,
     /// A memory, table or stack limit.
     Limit = 6,
+    /// The policy denied the invocation or an import the capability needs.
+    Denied = 7,
 }
 
 /// A failed command: its exit code and the one line printed on stderr.

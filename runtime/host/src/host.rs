@@ -3,16 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use femtoclaw_policy::Principal;
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
-use femtoclaw_sandbox::{Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{Context, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
-use crate::exit::Failure;
+use crate::authority::{self, Authority};
+use crate::exit::{Code, Failure};
 
 /// Everything one `femtoclaw-host` process holds.
 pub struct Host {
+    pub data_dir: PathBuf,
     pub catalog: Catalog,
     pub sandbox: Sandbox,
+    pub authority: Authority,
 }
 
 /// A capability resolved and prepared for invocation.
@@ -23,7 +27,7 @@ pub struct Resolved {
 
 impl Host {
     /// Opens the host on `data_dir` (created when missing).
-    pub fn open(data_dir: &Path) -> Result<Self, Failure> {
+    pub fn open(data_dir: &Path, policy: authority::Source) -> Result<Self, Failure> {
         let builtins: Vec<Builtin> = femtoclaw_capabilities::ALL
             .iter()
             .map(|c| Builtin {
@@ -36,7 +40,12 @@ impl Host {
             cache_dir: Some(cache_dir(data_dir)),
             ..SandboxConfig::default()
         })?;
-        Ok(Self { catalog, sandbox })
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            catalog,
+            sandbox,
+            authority: Authority::new(policy)?,
+        })
     }
 
     /// Finds `spec` (`name` or `name@version`), re-checks its digest and prepares it.
@@ -47,18 +56,60 @@ impl Host {
         Ok(Resolved { entry, prepared })
     }
 
-    /// Runs one invocation; `fuel` overrides the manifest's budget.
+    /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget.
+    ///
+    /// The policy decides first whether `principal` may invoke the capability, then whether
+    /// every import of the component is granted (manifest ∩ policy): either refusal happens
+    /// before any guest code runs, and names every missing grant.
     pub fn invoke(
         &self,
+        principal: &Principal,
         resolved: &Resolved,
         function: &str,
         args: &Json,
         fuel: Option<u64>,
     ) -> Result<Outcome, Failure> {
-        let fuel = fuel.unwrap_or(resolved.entry.manifest.fuel);
+        let entry = &resolved.entry;
+        let policy = self.authority.policy()?;
+        let cap = authority::capability_ref(entry);
+        let invoke = policy.authorize_invoke_function(principal, &cap, Some(function));
+        if !invoke.allowed {
+            return Err(Failure::new(
+                Code::Denied,
+                format!(
+                    "denied: `{principal}` may not invoke `{}@{}`: {invoke}",
+                    entry.manifest.name, entry.manifest.version
+                ),
+            ));
+        }
+        let imports = &resolved.prepared.imports;
+        let refused = self
+            .authority
+            .grant(&policy, principal, entry, imports)
+            .refused(imports.iter().map(String::as_str));
+        if !refused.is_empty() {
+            let named: Vec<String> = refused
+                .iter()
+                .map(|(import, decision)| format!("`{import}` ({decision})"))
+                .collect();
+            return Err(Failure::new(
+                Code::Denied,
+                format!(
+                    "denied: `{}@{}` imports what is not granted to `{principal}`: {}",
+                    entry.manifest.name,
+                    entry.manifest.version,
+                    named.join(", ")
+                ),
+            ));
+        }
+        let context = Context {
+            authority: Arc::new(policy.call_checker(principal, &cap, &entry.manifest.requests)),
+            config: authority::config(&self.data_dir, &entry.manifest.name)?,
+        };
+        let fuel = fuel.unwrap_or(entry.manifest.fuel);
         Ok(self
             .sandbox
-            .invoke(&resolved.prepared, function, args, fuel)?)
+            .invoke(&resolved.prepared, function, args, fuel, context)?)
     }
 }
 

@@ -7,6 +7,7 @@
 //! femtoclaw-host capability inspect hello
 //! ```
 
+mod authority;
 mod cli;
 mod exit;
 mod host;

@@ -12,17 +12,26 @@ struct Host {
 }
 
 impl Host {
+    /// A host whose policy (in `<data dir>/policy`) lets the local operator run anything.
     fn new() -> Self {
-        Self {
+        let host = Self {
             data: tempfile::tempdir().unwrap(),
             files: tempfile::tempdir().unwrap(),
-        }
+        };
+        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
+        std::fs::write(
+            host.data.path().join("policy/open.cedar"),
+            "permit (principal == FemtoClaw::User::\"local\", action, resource);\n",
+        )
+        .unwrap();
+        host
     }
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"))
             .args(args)
             .env("FEMTOCLAW_DATA_DIR", self.data.path())
+            .env_remove("FEMTOCLAW_POLICY")
             .output()
             .unwrap()
     }
@@ -37,7 +46,7 @@ impl Host {
         let wasm = self.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
         let manifest = self.file(
             "misbehave.toml",
-            b"name = \"misbehave\"\nversion = \"1.0.0\"\ndescription = \"test\"\nfuel = 3000000\n",
+            b"name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 3000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\n",
         );
         let out = self.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));

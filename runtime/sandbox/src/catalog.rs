@@ -36,6 +36,10 @@ pub struct Manifest {
     /// Default fuel budget of one invocation.
     #[serde(default = "default_fuel")]
     pub fuel: u64,
+    /// The imports and scopes the capability asks for; it gets at most these, and only what
+    /// the policy also grants.
+    #[serde(default)]
+    pub requests: femtoclaw_policy::Requests,
 }
 
 fn default_fuel() -> u64 {
@@ -187,6 +191,7 @@ impl Manifest {
             description: String::new(),
             publisher: String::new(),
             fuel: DEFAULT_FUEL,
+            requests: femtoclaw_policy::Requests::default(),
         };
         manifest.validate()?;
         Ok(manifest)
@@ -221,6 +226,12 @@ impl Manifest {
                 rule: "starts with a digit; letters, digits, `.`, `-` and `+` only",
             });
         }
+        self.requests
+            .validate()
+            .map_err(|e| CatalogError::Manifest {
+                path: self.name.clone(),
+                message: format!("[requests]: {e}"),
+            })?;
         if self.fuel == 0 {
             return Err(CatalogError::Manifest {
                 path: self.name.clone(),

@@ -1,15 +1,31 @@
 //! The gate: the one path every host call takes.
 //!
-//! A host interface never writes its own recording (or, later, authorization) code: it declares
-//! its functions with [`Gate::define`], giving the interface name, the function name and what
-//! performing the call means. The gate reads the fuel left at the call, performs it, and records
-//! `{interface, function, params, result, fuel remaining}` in the invocation's host-call log, the
-//! log the ledger persists.
+//! A host interface never writes its own authorization or recording code: it declares its
+//! functions with [`Gate::define`] (calls that touch no scope, such as clocks) or
+//! [`Gate::define_scoped`] (calls on a host, path, namespace, secret or config key). The gate
+//! reads the fuel left at the call, asks the policy about the concrete scope, performs the call
+//! or answers `denied` as a WIT error the guest sees, and records
+//! `{interface, function, params, result, fuel remaining, decisions}` in the invocation's
+//! host-call log, the log the ledger persists.
+
+use std::sync::Arc;
 
 use femtoclaw_ledger::Value;
+use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower};
 
 use crate::state::State;
+
+/// One policy decision the gate took for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// The call action (`config.read`, `kv.write`, …).
+    pub action: CallAction,
+    /// The concrete scope, canonical (`config:region`).
+    pub resource: String,
+    /// The decision, with its determining policy ids and the policy-set digest.
+    pub decision: Arc<Decision>,
+}
 
 /// One host call as the gate saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +40,8 @@ pub struct HostCall {
     pub result: Value,
     /// Fuel left in the store when the guest made the call.
     pub fuel_remaining: u64,
+    /// The policy decisions the call needed, in the order taken (empty for unscoped calls).
+    pub decisions: Vec<Authorized>,
 }
 
 /// A value a host call takes or returns, in the ledger's canonical form.
@@ -72,13 +90,59 @@ recorded_tuple!();
 recorded_tuple!(A);
 recorded_tuple!(A B);
 
-/// The per-invocation side of the gate: the log of host calls made so far.
-#[derive(Debug, Default)]
+/// The per-invocation side of the gate: who may do what, and the log of host calls made so far.
+#[derive(Debug)]
 pub struct Gate {
+    authority: Arc<CallChecker>,
     calls: Vec<HostCall>,
 }
 
+/// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record.
+pub struct Authority<'a> {
+    checker: &'a CallChecker,
+    decisions: Vec<Authorized>,
+}
+
+impl Authority<'_> {
+    /// Asks whether this call may `action` on `scope`; the decision is recorded either way.
+    pub fn check(&mut self, action: CallAction, scope: &Scope) -> Result<(), Denied> {
+        let decision = self.checker.check(action, scope);
+        let allowed = decision.allowed;
+        self.decisions.push(Authorized {
+            action,
+            resource: scope.canonical(),
+            decision,
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied {
+                action,
+                resource: scope.canonical(),
+            })
+        }
+    }
+}
+
+/// A call the policy refused: the guest gets this as a WIT error, never a trap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("denied: `{}` on `{resource}` is not granted to this capability", action.as_str())]
+pub struct Denied {
+    /// The action.
+    pub action: CallAction,
+    /// The scope, canonical.
+    pub resource: String,
+}
+
 impl Gate {
+    /// A gate that authorizes scoped calls with `authority`.
+    pub fn new(authority: Arc<CallChecker>) -> Self {
+        Self {
+            authority,
+            calls: Vec::new(),
+        }
+    }
+
     /// The host calls recorded so far, in call order.
     pub fn calls(&self) -> &[HostCall] {
         &self.calls
@@ -115,6 +179,46 @@ impl Gate {
                     params: params.to_value(),
                     result: result.to_value(),
                     fuel_remaining,
+                    decisions: Vec::new(),
+                });
+                Ok(result)
+            })
+    }
+
+    /// Like [`Gate::define`], for a call that touches scopes: `perform` gets an [`Authority`]
+    /// to ask about each scope before touching it, and the decisions are recorded with the call.
+    pub(crate) fn define_scoped<P, R>(
+        linker: &mut Linker<State>,
+        interface: &'static str,
+        function: &'static str,
+        perform: impl Fn(&mut State, &mut Authority<'_>, &P) -> wasmtime::Result<R>
+        + Send
+        + Sync
+        + 'static,
+    ) -> wasmtime::Result<()>
+    where
+        P: ComponentNamedList + Lift + Recorded + 'static,
+        R: ComponentNamedList + Lower + Recorded + 'static,
+    {
+        linker
+            .instance(interface)?
+            .func_wrap(function, move |mut store, params: P| {
+                let fuel_remaining = store.get_fuel()?;
+                let state = store.data_mut();
+                // A second handle on the checker leaves `state` free for `perform`.
+                let checker = Arc::clone(&state.gate.authority);
+                let mut authority = Authority {
+                    checker: &checker,
+                    decisions: Vec::new(),
+                };
+                let result = perform(state, &mut authority, &params)?;
+                state.gate.calls.push(HostCall {
+                    interface,
+                    function,
+                    params: params.to_value(),
+                    result: result.to_value(),
+                    fuel_remaining,
+                    decisions: authority.decisions,
                 });
                 Ok(result)
             })

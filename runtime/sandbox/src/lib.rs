@@ -2,13 +2,14 @@
 //! compile cache, the linker, the gate every host call passes, and JSON ↔ WIT values.
 //!
 //! ```no_run
-//! use femtoclaw_sandbox::{Sandbox, SandboxConfig};
+//! use femtoclaw_sandbox::{Context, Sandbox, SandboxConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sandbox = Sandbox::new(SandboxConfig::default())?;
 //! let component = std::fs::read("hello.wasm")?;
 //! let prepared = sandbox.prepare(&component)?;
-//! let outcome = sandbox.invoke(&prepared, "greet", &serde_json::json!({"name": "Ada"}), 1_000_000)?;
+//! let args = serde_json::json!({"name": "Ada"});
+//! let outcome = sandbox.invoke(&prepared, "greet", &args, 1_000_000, Context::deny_all()?)?;
 //! assert_eq!(outcome.result?, serde_json::json!("Hello, Ada!"));
 //! # Ok(())
 //! # }
@@ -32,7 +33,9 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, 
 use wasmtime::{Engine, Store, Trap};
 
 use femtoclaw_ledger::Value;
-pub use gate::HostCall;
+use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
+pub use gate::{Authorized, Denied, HostCall};
+pub use host::config::Config;
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 pub use state::{LimitError, Limits};
 use state::State;
@@ -40,6 +43,32 @@ use values::{UnsupportedType, ValueError};
 
 /// The WIT world capabilities target, with its version.
 pub const WIT_WORLD: &str = "femtoclaw:host/capability@0.1.0";
+
+/// Who is invoking, what the call may touch, and the operator's configuration values: the
+/// per-invocation inputs of the gate.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Answers the gate's call-time questions (policy ∩ manifest, for this principal and
+    /// capability).
+    pub authority: Arc<CallChecker>,
+    /// The capability's `wasi:config/store` values.
+    pub config: Config,
+}
+
+impl Context {
+    /// A context in which every scoped call is denied (an empty policy) and no config is set.
+    pub fn deny_all() -> Result<Self, femtoclaw_policy::PolicyError> {
+        let cap = CapabilityRef::new("unnamed", "0.0.0", "", "");
+        Ok(Self {
+            authority: Arc::new(PolicySet::empty()?.call_checker(
+                &Principal::local(),
+                &cap,
+                &Requests::default(),
+            )),
+            config: Config::new(),
+        })
+    }
+}
 
 /// How to build a [`Sandbox`].
 #[derive(Debug, Clone, Default)]
@@ -305,6 +334,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         host::wasi::add_to_linker(&mut linker)
             .and_then(|()| host::log::add_to_linker(&mut linker))
+            .and_then(|()| host::config::add_to_linker(&mut linker))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
             engine,
@@ -452,7 +482,8 @@ impl Sandbox {
             .collect()
     }
 
-    /// Runs `function` of `prepared` with JSON `args` on a fresh store with `fuel`.
+    /// Runs `function` of `prepared` with JSON `args` on a fresh store with `fuel`, its scoped
+    /// host calls authorized by `context`.
     ///
     /// Errors before the run (unknown function, bad arguments) are `Err`; everything that
     /// happens once guest code runs, traps included, is in the [`Outcome`].
@@ -462,6 +493,7 @@ impl Sandbox {
         function: &str,
         args: &Json,
         fuel: u64,
+        context: Context,
     ) -> Result<Outcome, InvokeError> {
         if fuel == 0 {
             return Err(InvokeError::NoFuel);
@@ -475,7 +507,7 @@ impl Sandbox {
             .map(|((name, _), val)| (name.clone(), values::val_to_value(val)))
             .collect();
 
-        let mut store = Store::new(&self.engine, State::new(self.limits));
+        let mut store = Store::new(&self.engine, State::new(self.limits, context));
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(16 << 20);
         let run = store.set_fuel(fuel).and_then(|()| {

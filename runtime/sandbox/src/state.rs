@@ -7,6 +7,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capture::Capture;
 use crate::gate::Gate;
+use crate::host::config::Config;
 
 /// Resource limits of one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,11 +119,12 @@ pub struct State {
     pub(crate) gate: Gate,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
+    pub(crate) config: Config,
 }
 
 impl State {
     /// Fresh state: no environment, arguments, preopens or network; output captured.
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits, context: crate::Context) -> Self {
         let stdout = Capture::new(limits.output_bytes);
         let stderr = Capture::new(limits.output_bytes);
         let wasi = WasiCtx::builder()
@@ -136,9 +138,10 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter(limits),
-            gate: Gate::default(),
+            gate: Gate::new(context.authority),
             stdout,
             stderr,
+            config: context.config,
         }
     }
 }

@@ -9,6 +9,7 @@ femtoclaw_sdk::wit_bindgen::generate!({
         world misbehave {
             include femtoclaw:host/capability@0.1.0;
             import wasi:random/random@0.2.12;
+            import wasi:config/store@0.2.0-draft;
 
             /// Loops forever.
             export spin: func() -> u64;
@@ -22,12 +23,15 @@ femtoclaw_sdk::wit_bindgen::generate!({
             export chatter: func(lines: u32) -> u32;
             /// Reads the wall clock, the monotonic clock and 16 random bytes.
             export sense: func() -> tuple<u64, u64, list<u8>>;
+            /// Reads each config key; a refused key is reported, not fatal.
+            export read-config: func(keys: list<string>) -> list<string>;
         }
     "#,
     path: "../../../wit",
     with: {
         "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
         "wasi:random/random@0.2.12": generate,
+        "wasi:config/store@0.2.0-draft": generate,
     },
     runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
@@ -83,6 +87,17 @@ impl Guest for Misbehave {
         let mono = std::time::Instant::now();
         let bytes = wasi::random::random::get_random_bytes(16);
         (wall, mono.elapsed().as_nanos() as u64, bytes)
+    }
+
+    fn read_config(keys: Vec<String>) -> Vec<String> {
+        use wasi::config::store::{Error, get};
+        keys.iter()
+            .map(|key| match get(key) {
+                Ok(Some(value)) => format!("{key}={value}"),
+                Ok(None) => format!("{key} unset"),
+                Err(Error::Upstream(e) | Error::Io(e)) => format!("{key} refused: {e}"),
+            })
+            .collect()
     }
 }
 

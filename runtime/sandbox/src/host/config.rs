@@ -1,0 +1,88 @@
+//! `wasi:config/store`: per-capability configuration values from the operator.
+//!
+//! Every key is a scope (`config.read` on `ConfigKey`): a key the policy (and the manifest) does
+//! not grant reads as `upstream("denied: …")`, and `get-all` returns only the granted keys.
+
+use std::collections::BTreeMap;
+
+use femtoclaw_ledger::Value;
+use femtoclaw_policy::{CallAction, Scope};
+use wasmtime::component::Linker;
+
+use crate::gate::{Gate, Recorded};
+use crate::state::State;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        inline: "
+            package femtoclaw:config-host;
+            world config-host { import wasi:config/store@0.2.0-draft; }
+        ",
+        world: "femtoclaw:config-host/config-host",
+    });
+}
+
+use bindings::wasi::config::store::Error;
+
+const INTERFACE: &str = "wasi:config/store@0.2.0-draft";
+
+/// Configuration values of one capability, by key.
+pub type Config = BTreeMap<String, String>;
+
+impl Recorded for Error {
+    fn to_value(&self) -> Value {
+        let (case, text) = match self {
+            Error::Upstream(t) => ("upstream", t),
+            Error::Io(t) => ("io", t),
+        };
+        Value::Variant {
+            case: case.to_owned(),
+            payload: Some(Box::new(Value::String(text.clone()))),
+        }
+    }
+}
+
+impl<T: Recorded> Recorded for Option<T> {
+    fn to_value(&self) -> Value {
+        Value::Option(self.as_ref().map(|v| Box::new(v.to_value())))
+    }
+}
+
+impl<T: Recorded> Recorded for Vec<T> {
+    fn to_value(&self) -> Value {
+        Value::List(self.iter().map(Recorded::to_value).collect())
+    }
+}
+
+impl<T: Recorded, E: Recorded> Recorded for Result<T, E> {
+    fn to_value(&self) -> Value {
+        Value::Result(match self {
+            Ok(v) => Ok(Some(Box::new(v.to_value()))),
+            Err(e) => Err(Some(Box::new(e.to_value()))),
+        })
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    Gate::define_scoped(linker, INTERFACE, "get", |state, authority, (key,): &(String,)| {
+        let answer = match authority.check(CallAction::ConfigRead, &Scope::ConfigKey(key.clone())) {
+            Ok(()) => Ok(state.config.get(key).cloned()),
+            Err(denied) => Err(Error::Upstream(denied.to_string())),
+        };
+        Ok((answer,))
+    })?;
+    Gate::define_scoped(linker, INTERFACE, "get-all", |state, authority, (): &()| {
+        let granted: Vec<(String, String)> = state
+            .config
+            .iter()
+            .filter(|(key, _)| {
+                authority
+                    .check(CallAction::ConfigRead, &Scope::ConfigKey((*key).clone()))
+                    .is_ok()
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok((Ok::<_, Error>(granted),))
+    })
+}

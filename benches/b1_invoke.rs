@@ -46,7 +46,9 @@ fn setup() -> Setup {
     let component = wasmtime::component::Component::new(&engine, hello.component).expect("compile");
     let mut linker: Linker<Raw> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
-    linker.define_unknown_imports_as_traps(&component).expect("stubs");
+    linker
+        .define_unknown_imports_as_traps(&component)
+        .expect("stubs");
     let raw_pre = linker.instantiate_pre(&component).expect("pre");
     Setup {
         sandbox,
@@ -60,7 +62,13 @@ fn setup() -> Setup {
 fn sandbox_invoke(s: &Setup) -> String {
     let outcome = s
         .sandbox
-        .invoke(&s.prepared, "greet", &json!({"name": "world"}), FUEL, s.context.clone())
+        .invoke(
+            &s.prepared,
+            "greet",
+            &json!({"name": "world"}),
+            FUEL,
+            s.context.clone(),
+        )
         .expect("invoke");
     match outcome.result {
         Ok(serde_json::Value::String(greeting)) => greeting,
@@ -89,7 +97,9 @@ fn bench(c: &mut Criterion) {
     assert_eq!(sandbox_invoke(&s), raw_invoke(&s));
     let mut group = c.benchmark_group("b1_warm_invoke_hello_greet");
     group.bench_function("raw_wasmtime", |b| b.iter(|| black_box(raw_invoke(&s))));
-    group.bench_function("femtoclaw_sandbox", |b| b.iter(|| black_box(sandbox_invoke(&s))));
+    group.bench_function("femtoclaw_sandbox", |b| {
+        b.iter(|| black_box(sandbox_invoke(&s)))
+    });
     group.finish();
     report(&s);
 }

@@ -3,7 +3,9 @@
 use std::sync::{Arc, OnceLock};
 
 use femtoclaw_ledger::Value;
-use femtoclaw_sandbox::{Context, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{
+    Context, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig,
+};
 use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES};
 use serde_json::json;
 
@@ -13,20 +15,47 @@ fn sandbox() -> &'static Sandbox {
     SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).unwrap())
 }
 
-fn run(sandbox: &Sandbox, guest: &Arc<Prepared>, f: &str, args: serde_json::Value, fuel: u64) -> Outcome {
-    sandbox.invoke(guest, f, &args, fuel, Context::deny_all().unwrap()).unwrap()
+fn run(
+    sandbox: &Sandbox,
+    guest: &Arc<Prepared>,
+    f: &str,
+    args: serde_json::Value,
+    fuel: u64,
+) -> Outcome {
+    sandbox
+        .invoke(guest, f, &args, fuel, Context::deny_all().unwrap())
+        .unwrap()
 }
 
 #[test]
 fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let runs: Vec<Outcome> = (0..3).map(|_| run(&sb, &guest, "spin", json!({}), 2_000_000)).collect();
+    let runs: Vec<Outcome> = (0..3)
+        .map(|_| run(&sb, &guest, "spin", json!({}), 2_000_000))
+        .collect();
     for outcome in &runs {
-        assert_eq!(outcome.result, Err(Failure::FuelExhausted { budget: 2_000_000 }));
+        assert_eq!(
+            outcome.result,
+            Err(Failure::FuelExhausted { budget: 2_000_000 })
+        );
         assert_eq!(outcome.fuel_consumed, runs[0].fuel_consumed);
-        assert!(outcome.result.as_ref().unwrap_err().to_string().contains("fuel exhausted"));
-        assert!(outcome.result.as_ref().unwrap_err().to_string().contains("2000000"));
+        assert!(
+            outcome
+                .result
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("fuel exhausted")
+        );
+        assert!(
+            outcome
+                .result
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("2000000")
+        );
     }
     assert_eq!(runs[0].fuel_consumed, 2_000_000);
 }
@@ -45,7 +74,13 @@ fn same_invocation_twice_gives_identical_result_and_fuel() {
     // A separate sandbox (fresh engine) counts the same fuel.
     let other = Sandbox::new(SandboxConfig::default()).unwrap();
     let guest = other.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
-    let third = run(&other, &guest, "pair", json!({"a": -5, "b": "x"}), 1_000_000);
+    let third = run(
+        &other,
+        &guest,
+        "pair",
+        json!({"a": -5, "b": "x"}),
+        1_000_000,
+    );
     assert_eq!(third.fuel_consumed, first.fuel_consumed);
 }
 
@@ -71,7 +106,13 @@ fn unbounded_memory_growth_hits_the_memory_limit() {
 fn unbounded_recursion_hits_the_stack_limit() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let outcome = run(&sb, &guest, "recurse", json!({"depth": 100_000_000u64}), u64::MAX / 2);
+    let outcome = run(
+        &sb,
+        &guest,
+        "recurse",
+        json!({"depth": 100_000_000u64}),
+        u64::MAX / 2,
+    );
     match outcome.result {
         Err(Failure::Limit(message)) => assert!(message.contains("stack"), "{message}"),
         other => panic!("expected a stack limit, got {other:?}"),
@@ -100,7 +141,10 @@ fn stdout_stderr_and_logs_are_captured_not_printed() {
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let outcome = run(&sb, &guest, "chatter", json!({"lines": 3}), 50_000_000);
     assert_eq!(outcome.result, Ok(json!(3)));
-    assert_eq!(String::from_utf8_lossy(&outcome.stdout), "line 0\nline 1\nline 2\n");
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        "line 0\nline 1\nline 2\n"
+    );
     assert_eq!(String::from_utf8_lossy(&outcome.stderr), "done\n");
     assert!(!outcome.output_truncated);
     let log = outcome
@@ -110,7 +154,10 @@ fn stdout_stderr_and_logs_are_captured_not_printed() {
         .expect("the log call passed the gate");
     assert_eq!(
         log.params,
-        Value::Tuple(vec![Value::Enum("info".into()), Value::String("wrote 3 lines".into())])
+        Value::Tuple(vec![
+            Value::Enum("info".into()),
+            Value::String("wrote 3 lines".into())
+        ])
     );
 }
 
@@ -137,10 +184,19 @@ fn clocks_and_random_pass_the_gate_with_fuel_at_the_call() {
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let outcome = run(&sb, &guest, "sense", json!({}), 10_000_000);
     let result = outcome.result.clone().unwrap();
-    let calls: Vec<(&str, &str)> =
-        outcome.host_calls.iter().map(|c| (c.interface, c.function)).collect();
-    assert!(calls.contains(&("wasi:clocks/wall-clock@0.2.12", "now")), "{calls:?}");
-    assert!(calls.contains(&("wasi:clocks/monotonic-clock@0.2.12", "now")), "{calls:?}");
+    let calls: Vec<(&str, &str)> = outcome
+        .host_calls
+        .iter()
+        .map(|c| (c.interface, c.function))
+        .collect();
+    assert!(
+        calls.contains(&("wasi:clocks/wall-clock@0.2.12", "now")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&("wasi:clocks/monotonic-clock@0.2.12", "now")),
+        "{calls:?}"
+    );
     let random = outcome
         .host_calls
         .iter()
@@ -148,11 +204,19 @@ fn clocks_and_random_pass_the_gate_with_fuel_at_the_call() {
         .expect("random passed the gate");
     assert_eq!(random.params, Value::Tuple(vec![Value::U64(16)]));
     // The recorded random bytes are exactly what the guest got.
-    let Value::Tuple(r) = &random.result else { panic!("{:?}", random.result) };
-    let Value::Bytes(bytes) = &r[0] else { panic!("{r:?}") };
+    let Value::Tuple(r) = &random.result else {
+        panic!("{:?}", random.result)
+    };
+    let Value::Bytes(bytes) = &r[0] else {
+        panic!("{r:?}")
+    };
     assert_eq!(result[2], json!(bytes));
     // Fuel at each call is what was left then: within the budget and non-increasing.
-    let fuel: Vec<u64> = outcome.host_calls.iter().map(|c| c.fuel_remaining).collect();
+    let fuel: Vec<u64> = outcome
+        .host_calls
+        .iter()
+        .map(|c| c.fuel_remaining)
+        .collect();
     assert!(fuel.windows(2).all(|w| w[0] >= w[1]), "{fuel:?}");
     assert!(fuel.iter().all(|&f| f < 10_000_000 && f > 0));
 }
@@ -162,15 +226,32 @@ fn bad_arguments_name_the_parameter_and_the_expected_type() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let cases = [
-        (json!({"a": "7", "b": 1}), "argument `a`: expected an integer in the range of u32, found string \"7\""),
-        (json!({"a": -1, "b": 1}), "argument `a`: expected an integer in the range of u32"),
-        (json!({"a": 4294967296u64, "b": 1}), "argument `a`: expected an integer in the range of u32"),
+        (
+            json!({"a": "7", "b": 1}),
+            "argument `a`: expected an integer in the range of u32, found string \"7\"",
+        ),
+        (
+            json!({"a": -1, "b": 1}),
+            "argument `a`: expected an integer in the range of u32",
+        ),
+        (
+            json!({"a": 4294967296u64, "b": 1}),
+            "argument `a`: expected an integer in the range of u32",
+        ),
         (json!({"a": 1}), "missing argument `b` (u32)"),
         (json!({"a": 1, "b": 2, "c": 3}), "has no parameter `c`"),
         (json!([1, 2]), "arguments must be a JSON object"),
     ];
     for (args, expected) in cases {
-        let err = sb.invoke(&guest, "divide", &args, 1_000_000, Context::deny_all().unwrap()).unwrap_err();
+        let err = sb
+            .invoke(
+                &guest,
+                "divide",
+                &args,
+                1_000_000,
+                Context::deny_all().unwrap(),
+            )
+            .unwrap_err();
         assert!(err.is_bad_args());
         assert!(err.to_string().contains(expected), "{args}: {err}");
     }
@@ -180,7 +261,15 @@ fn bad_arguments_name_the_parameter_and_the_expected_type() {
 fn unknown_function_lists_what_the_capability_exports() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let err = sb.invoke(&guest, "nope", &json!({}), 1_000_000, Context::deny_all().unwrap()).unwrap_err();
+    let err = sb
+        .invoke(
+            &guest,
+            "nope",
+            &json!({}),
+            1_000_000,
+            Context::deny_all().unwrap(),
+        )
+        .unwrap_err();
     assert!(matches!(err, InvokeError::UnknownFunction { .. }));
     assert!(err.to_string().contains("spin"), "{err}");
 }
@@ -191,7 +280,10 @@ fn functions_of_exported_interfaces_are_named_interface_hash_function() {
     let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
     let name = "femtoclaw:types-guest/math@0.1.0#double";
     assert!(guest.functions.iter().any(|f| f.name == name));
-    assert_eq!(run(&sb, &guest, name, json!({"x": 21}), 1_000_000).result, Ok(json!(42)));
+    assert_eq!(
+        run(&sb, &guest, name, json!({"x": 21}), 1_000_000).result,
+        Ok(json!(42))
+    );
 }
 
 #[test]
@@ -199,7 +291,13 @@ fn resources_in_a_signature_are_refused_with_a_clear_error() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
     let err = sb
-        .invoke(&guest, "femtoclaw:types-guest/counters@0.1.0#make", &json!({"start": 1}), 1_000_000, Context::deny_all().unwrap())
+        .invoke(
+            &guest,
+            "femtoclaw:types-guest/counters@0.1.0#make",
+            &json!({"start": 1}),
+            1_000_000,
+            Context::deny_all().unwrap(),
+        )
         .unwrap_err();
     assert!(matches!(err, InvokeError::Unsupported(_)), "{err}");
     assert!(err.to_string().contains("a resource"), "{err}");
@@ -209,7 +307,16 @@ fn resources_in_a_signature_are_refused_with_a_clear_error() {
 fn a_zero_fuel_budget_is_refused() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
-    assert!(matches!(sb.invoke(&guest, "nothing", &json!({}), 0, Context::deny_all().unwrap()), Err(InvokeError::NoFuel)));
+    assert!(matches!(
+        sb.invoke(
+            &guest,
+            "nothing",
+            &json!({}),
+            0,
+            Context::deny_all().unwrap()
+        ),
+        Err(InvokeError::NoFuel)
+    ));
 }
 
 #[test]
@@ -221,24 +328,39 @@ fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
     };
     let first = Sandbox::new(config.clone()).unwrap();
     first.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(files.len(), 1);
     let name = files[0].to_string_lossy().into_owned();
     let digest = hex::encode(femtoclaw_sandbox::catalog::sha256(FEMTOCLAW_GUEST_TYPES));
-    assert!(name.starts_with(&digest) && name.ends_with(".cwasm"), "{name}");
+    assert!(
+        name.starts_with(&digest) && name.ends_with(".cwasm"),
+        "{name}"
+    );
 
     // A second engine loads it and runs the same; a corrupt entry is recompiled, not trusted.
     let second = Sandbox::new(config.clone()).unwrap();
     let guest = second.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
-    assert_eq!(run(&second, &guest, "echo-f64", json!({"x": 1.5}), 1_000_000).result, Ok(json!(1.5)));
+    assert_eq!(
+        run(&second, &guest, "echo-f64", json!({"x": 1.5}), 1_000_000).result,
+        Ok(json!(1.5))
+    );
     std::fs::write(dir.path().join(&name), b"garbage").unwrap();
     let third = Sandbox::new(config).unwrap();
     let guest = third.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
-    assert_eq!(run(&third, &guest, "echo-f64", json!({"x": 2.5}), 1_000_000).result, Ok(json!(2.5)));
+    assert_eq!(
+        run(&third, &guest, "echo-f64", json!({"x": 2.5}), 1_000_000).result,
+        Ok(json!(2.5))
+    );
 
     // Different limits make a different engine digest, so a different cache entry.
     let other = Sandbox::new(SandboxConfig {
-        limits: Limits { memory_bytes: 1 << 20, ..Limits::default() },
+        limits: Limits {
+            memory_bytes: 1 << 20,
+            ..Limits::default()
+        },
         cache_dir: None,
     })
     .unwrap();
@@ -249,7 +371,10 @@ fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
 fn garbage_bytes_are_refused_at_compile_time() {
     let sb = sandbox();
     let err = sb.prepare(b"\0asm\x0d\0\x01\0garbage").unwrap_err();
-    assert!(err.to_string().contains("cannot compile component"), "{err}");
+    assert!(
+        err.to_string().contains("cannot compile component"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -272,26 +397,54 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let outcome = sb
-        .invoke(&guest, "read-config", &json!({"keys": ["region", "token", "other"]}), 10_000_000, context)
+        .invoke(
+            &guest,
+            "read-config",
+            &json!({"keys": ["region", "token", "other"]}),
+            10_000_000,
+            context,
+        )
         .unwrap();
     let result = outcome.result.unwrap();
     assert_eq!(result[0], json!("region=eu"));
-    assert!(result[1].as_str().unwrap().starts_with("token refused: denied"), "{result}");
+    assert!(
+        result[1]
+            .as_str()
+            .unwrap()
+            .starts_with("token refused: denied"),
+        "{result}"
+    );
     assert!(!result.to_string().contains("t0p"));
 
-    let decisions: Vec<_> = outcome.host_calls.iter().flat_map(|c| c.decisions.iter()).collect();
+    let decisions: Vec<_> = outcome
+        .host_calls
+        .iter()
+        .flat_map(|c| c.decisions.iter())
+        .collect();
     assert_eq!(decisions.len(), 3);
     assert!(decisions.iter().all(|d| d.action == CallAction::ConfigRead));
-    assert!(decisions.iter().all(|d| d.decision.policy_digest == policy.digest()));
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.decision.policy_digest == policy.digest())
+    );
     let (region, token, other) = (&decisions[0], &decisions[1], &decisions[2]);
-    assert_eq!((region.resource.as_str(), region.decision.allowed), ("region", true));
+    assert_eq!(
+        (region.resource.as_str(), region.decision.allowed),
+        ("region", true)
+    );
     assert_eq!(region.decision.policy_ids, ["test:region"]);
-    assert_eq!((token.resource.as_str(), token.decision.allowed), ("token", false));
+    assert_eq!(
+        (token.resource.as_str(), token.decision.allowed),
+        ("token", false)
+    );
     assert_eq!(token.decision.reason, Reason::NoPermit);
     assert!(token.decision.policy_ids.is_empty());
     assert_eq!(other.decision.reason, Reason::NotRequested);
     // The denied call's recorded result is the error the guest saw, not a trap.
     let denied_call = &outcome.host_calls[1];
     assert_eq!(denied_call.function, "get");
-    assert!(matches!(&denied_call.result, Value::Tuple(r) if matches!(&r[0], Value::Result(Err(_)))));
+    assert!(
+        matches!(&denied_call.result, Value::Tuple(r) if matches!(&r[0], Value::Result(Err(_))))
+    );
 }

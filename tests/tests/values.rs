@@ -19,7 +19,13 @@ fn guest() -> &'static (Sandbox, Arc<Prepared>) {
 fn call(function: &str, args: Json) -> Result<Json, String> {
     let (sandbox, prepared) = guest();
     let outcome = sandbox
-        .invoke(prepared, function, &args, 10_000_000, Context::deny_all().unwrap())
+        .invoke(
+            prepared,
+            function,
+            &args,
+            10_000_000,
+            Context::deny_all().unwrap(),
+        )
         .map_err(|e| e.to_string())?;
     outcome.result.map_err(|e| e.to_string())
 }
@@ -78,8 +84,14 @@ fn record_fields_come_back_in_declaration_order() {
 
 #[test]
 fn variant_cases_without_payload_accept_a_bare_name() {
-    assert_eq!(call("echo-shape", json!({"x": "empty"})).unwrap(), json!({"empty": null}));
-    assert_eq!(call("echo-shape", json!({"x": {"empty": null}})).unwrap(), json!({"empty": null}));
+    assert_eq!(
+        call("echo-shape", json!({"x": "empty"})).unwrap(),
+        json!({"empty": null})
+    );
+    assert_eq!(
+        call("echo-shape", json!({"x": {"empty": null}})).unwrap(),
+        json!({"empty": null})
+    );
 }
 
 #[test]
@@ -113,25 +125,82 @@ fn each_kind_of_bad_value_is_named_with_its_path() {
         call("echo", json!({ "x": x })).unwrap_err()
     };
     let cases = [
-        (with("b", json!(1)), "argument `x.b`: expected a boolean, found number `1`"),
-        (with("u8v", json!(256)), "argument `x.u8v`: expected an integer in the range of u8"),
-        (with("s8v", json!(1.5)), "argument `x.s8v`: expected an integer in the range of s8"),
-        (with("u64v", json!(-1)), "argument `x.u64v`: expected an integer in the range of u64"),
-        (with("f64v", json!("1.0")), "argument `x.f64v`: expected a number (f64)"),
-        (with("c", json!("ab")), "argument `x.c`: expected a string of exactly one character"),
-        (with("s", json!(null)), "argument `x.s`: expected a string, found null"),
-        (with("l", json!([1, "2"])), "argument `x.l[1]`: expected an integer in the range of u32"),
-        (with("p", json!({"x": 1})), "argument `x.p.y`: expected s32, found nothing (the field is missing)"),
-        (with("p", json!({"x": 1, "y": 2, "z": 3})), "argument `x.p.z`: expected one of the fields"),
-        (with("t", json!(["a"])), "argument `x.t`: expected an array of 2 items"),
-        (with("v", json!({"square": 1})), "argument `x.v`: expected {\"<case>\": payload} with a case of variant { circle, rect, empty }"),
-        (with("v", json!({"circle": null})), "argument `x.v.circle`: expected a number (f64), found null"),
-        (with("v", json!({"empty": 1})), "argument `x.v.empty`: expected null (the case has no payload)"),
-        (with("e", json!("purple")), "argument `x.e`: expected a case name of enum { red, green, blue }"),
-        (with("oo", json!(3)), "argument `x.oo`: expected null or {\"some\": …}"),
-        (with("r", json!({"maybe": 1})), "argument `x.r`: expected {\"ok\": …} or {\"err\": …}"),
-        (with("fl", json!(["read", "fly"])), "argument `x.fl[1]`: expected a flag of flags { read, write, exec }"),
-        (with("nested", json!([{"x": 1, "y": "2"}])), "argument `x.nested[0].y`: expected an integer in the range of s32"),
+        (
+            with("b", json!(1)),
+            "argument `x.b`: expected a boolean, found number `1`",
+        ),
+        (
+            with("u8v", json!(256)),
+            "argument `x.u8v`: expected an integer in the range of u8",
+        ),
+        (
+            with("s8v", json!(1.5)),
+            "argument `x.s8v`: expected an integer in the range of s8",
+        ),
+        (
+            with("u64v", json!(-1)),
+            "argument `x.u64v`: expected an integer in the range of u64",
+        ),
+        (
+            with("f64v", json!("1.0")),
+            "argument `x.f64v`: expected a number (f64)",
+        ),
+        (
+            with("c", json!("ab")),
+            "argument `x.c`: expected a string of exactly one character",
+        ),
+        (
+            with("s", json!(null)),
+            "argument `x.s`: expected a string, found null",
+        ),
+        (
+            with("l", json!([1, "2"])),
+            "argument `x.l[1]`: expected an integer in the range of u32",
+        ),
+        (
+            with("p", json!({"x": 1})),
+            "argument `x.p.y`: expected s32, found nothing (the field is missing)",
+        ),
+        (
+            with("p", json!({"x": 1, "y": 2, "z": 3})),
+            "argument `x.p.z`: expected one of the fields",
+        ),
+        (
+            with("t", json!(["a"])),
+            "argument `x.t`: expected an array of 2 items",
+        ),
+        (
+            with("v", json!({"square": 1})),
+            "argument `x.v`: expected {\"<case>\": payload} with a case of variant { circle, rect, empty }",
+        ),
+        (
+            with("v", json!({"circle": null})),
+            "argument `x.v.circle`: expected a number (f64), found null",
+        ),
+        (
+            with("v", json!({"empty": 1})),
+            "argument `x.v.empty`: expected null (the case has no payload)",
+        ),
+        (
+            with("e", json!("purple")),
+            "argument `x.e`: expected a case name of enum { red, green, blue }",
+        ),
+        (
+            with("oo", json!(3)),
+            "argument `x.oo`: expected null or {\"some\": …}",
+        ),
+        (
+            with("r", json!({"maybe": 1})),
+            "argument `x.r`: expected {\"ok\": …} or {\"err\": …}",
+        ),
+        (
+            with("fl", json!(["read", "fly"])),
+            "argument `x.fl[1]`: expected a flag of flags { read, write, exec }",
+        ),
+        (
+            with("nested", json!([{"x": 1, "y": "2"}])),
+            "argument `x.nested[0].y`: expected an integer in the range of s32",
+        ),
     ];
     for (err, expected) in cases {
         assert!(err.contains(expected), "expected `{expected}` in `{err}`");
@@ -143,15 +212,27 @@ fn args_schema_describes_every_parameter() {
     let (_, prepared) = guest();
     let echo = prepared.function("echo").unwrap();
     let schema = echo.args_schema();
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
     assert_eq!(schema["required"], json!(["x"]));
     let x = &schema["properties"]["x"];
     assert_eq!(x["type"], "object");
     assert_eq!(x["additionalProperties"], false);
     let p = &x["properties"];
-    assert_eq!(p["u8v"], json!({"type": "integer", "minimum": 0, "maximum": 255}));
-    assert_eq!(p["c"], json!({"type": "string", "minLength": 1, "maxLength": 1}));
-    assert_eq!(p["l"], json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64}}));
+    assert_eq!(
+        p["u8v"],
+        json!({"type": "integer", "minimum": 0, "maximum": 255})
+    );
+    assert_eq!(
+        p["c"],
+        json!({"type": "string", "minLength": 1, "maxLength": 1})
+    );
+    assert_eq!(
+        p["l"],
+        json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64}})
+    );
     assert_eq!(p["e"], json!({"enum": ["red", "green", "blue"]}));
     assert_eq!(p["fl"]["items"], json!({"enum": ["read", "write", "exec"]}));
     assert_eq!(p["t"]["prefixItems"].as_array().unwrap().len(), 2);

@@ -77,7 +77,6 @@ femtoclaw_sdk::wit_bindgen::generate!({
     runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 
-
 struct TextStats;
 
 fn words(text: &str) -> impl Iterator<Item = &str> {
@@ -156,7 +155,8 @@ impl Guest for TextStats {
             let mut i = 0;
             while i + pat.len() <= folded.len() {
                 let hit = folded[i..i + pat.len()] == pat[..]
-                    && (!(whole_word || prefix) || !is_word(i.checked_sub(1).and_then(|j| folded.get(j))))
+                    && (!(whole_word || prefix)
+                        || !is_word(i.checked_sub(1).and_then(|j| folded.get(j))))
                     && (!whole_word || !is_word(folded.get(i + pat.len())));
                 if hit {
                     let mut end = i + pat.len();

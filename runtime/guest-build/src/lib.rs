@@ -82,7 +82,10 @@ pub fn build(packages: &[&str]) -> Vec<Built> {
     for dir in ["wit", "sdk", "capabilities", "tests/guests", "examples"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let target_dir = guest_target_dir();
     let mut cmd = Command::new(env("CARGO"));

@@ -142,7 +142,10 @@ pub fn principal(spec: &str, groups: &[String]) -> Result<Principal, Failure> {
         None => (PrincipalKind::User, spec),
     };
     if id.is_empty() {
-        return Err(Failure::new(Code::InvalidArgs, format!("principal `{spec}` has an empty id")));
+        return Err(Failure::new(
+            Code::InvalidArgs,
+            format!("principal `{spec}` has an empty id"),
+        ));
     }
     let base = match kind {
         PrincipalKind::Agent => Principal::agent(id),
@@ -163,6 +166,9 @@ pub fn config(data_dir: &Path, name: &str) -> Result<BTreeMap<String, String>, F
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(Failure::new(Code::Other, format!("config `{}`: {e}", path.display()))),
+        Err(e) => Err(Failure::new(
+            Code::Other,
+            format!("config `{}`: {e}", path.display()),
+        )),
     }
 }

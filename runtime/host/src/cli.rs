@@ -17,7 +17,12 @@ use crate::host::Host;
 #[command(name = "femtoclaw-host", version, about)]
 pub struct Cli {
     /// Where capabilities, the compile cache and (later) the ledger live.
-    #[arg(long, global = true, env = "FEMTOCLAW_DATA_DIR", default_value = "./femtoclaw-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "FEMTOCLAW_DATA_DIR",
+        default_value = "./femtoclaw-data"
+    )]
     pub data_dir: PathBuf,
 
     /// The policy: a `.cedar` file or a directory of them (default: `<data dir>/policy` if it
@@ -156,7 +161,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }) => {
             let entry = host.catalog.add(&component, manifest.as_deref())?;
             // Compile now, so a component that cannot run is refused at install time.
-            host.resolve(&format!("{}@{}", entry.manifest.name, entry.manifest.version))?;
+            host.resolve(&format!(
+                "{}@{}",
+                entry.manifest.name, entry.manifest.version
+            ))?;
             out(&format!(
                 "{} {} sha256:{}",
                 entry.manifest.name, entry.manifest.version, entry.sha256
@@ -280,12 +288,22 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 fn policy_check(path: &std::path::Path) -> Result<(), Failure> {
     let policy = authority::Source::Path(path.to_owned()).load()?;
     for p in policy.policies() {
-        out(&format!("{:<40} {:<7} {}:{}", p.id, format!("{:?}", p.effect).to_lowercase(), p.file, p.line));
+        out(&format!(
+            "{:<40} {:<7} {}:{}",
+            p.id,
+            format!("{:?}", p.effect).to_lowercase(),
+            p.file,
+            p.line
+        ));
     }
     for warning in policy.warnings() {
         eprintln!("warning: {warning}");
     }
-    out(&format!("{} policies, digest {}", policy.policies().len(), policy.digest_hex()));
+    out(&format!(
+        "{} policies, digest {}",
+        policy.policies().len(),
+        policy.digest_hex()
+    ));
     Ok(())
 }
 

@@ -44,9 +44,10 @@ impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
         use femtoclaw_sandbox::catalog::CatalogError as E;
         let code = match &e {
             E::Unknown(_) => Code::Unknown,
-            E::Manifest { .. } | E::InvalidName { .. } | E::NotAComponent(_) | E::TooLarge { .. } => {
-                Code::InvalidArgs
-            }
+            E::Manifest { .. }
+            | E::InvalidName { .. }
+            | E::NotAComponent(_)
+            | E::TooLarge { .. } => Code::InvalidArgs,
             _ => Code::Other,
         };
         Self::new(code, e)

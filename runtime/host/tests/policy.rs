@@ -94,7 +94,15 @@ fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
     let host = Host::new();
     let ok = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
     assert_eq!(code(&ok), 0, "{}", stderr(&ok));
-    let agent = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#, "--principal", "agent:bot"]);
+    let agent = host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--principal",
+        "agent:bot",
+    ]);
     assert_eq!(code(&agent), 7, "{}", stderr(&agent));
     assert!(
         stderr(&agent).contains("denied: `FemtoClaw::Agent::\"bot\"` may not invoke `hello@0.1.0`: denied: no policy permits it"),
@@ -106,8 +114,17 @@ fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
     // A third-party capability is not first-party: the default policy does not let it run.
     let wasm = host.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
     let manifest = host.file("capability.toml", MANIFEST.as_bytes());
-    assert_eq!(code(&host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)])), 0);
-    let out = host.run(&["invoke", "misbehave", "divide", "--args", r#"{"a":4,"b":2}"#]);
+    assert_eq!(
+        code(&host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)])),
+        0
+    );
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ]);
     assert_eq!(code(&out), 7, "{}", stderr(&out));
 }
 
@@ -115,11 +132,24 @@ fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
 fn ungranted_import_is_refused_before_guest_code_runs_naming_every_import() {
     // The manifest asks for nothing, so neither log nor config may link.
     let host = Host::with_misbehave("name = \"misbehave\"\nversion = \"1.0.0\"\n");
-    let out = host.run(&["invoke", "misbehave", "chatter", "--args", r#"{"lines":3}"#, "--json"]);
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "chatter",
+        "--args",
+        r#"{"lines":3}"#,
+        "--json",
+    ]);
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("`femtoclaw:host/log@0.1.0` (denied: not requested by manifest)"), "{err}");
-    assert!(err.contains("`wasi:config/store@0.2.0-draft` (denied: not requested by manifest)"), "{err}");
+    assert!(
+        err.contains("`femtoclaw:host/log@0.1.0` (denied: not requested by manifest)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`wasi:config/store@0.2.0-draft` (denied: not requested by manifest)"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1);
     // Nothing the guest would have done happened: no output, no result, no fuel report.
     assert!(stdout(&out).is_empty());
@@ -130,12 +160,25 @@ fn import_requested_but_not_permitted_by_policy_is_refused() {
     let host = Host::with_misbehave(MANIFEST);
     std::fs::write(
         host.data.path().join("policy/test.cedar"),
-        OPEN_POLICY.replace("action == FemtoClaw::Action::\"link\", resource)", "action == FemtoClaw::Action::\"link\", resource) when { resource.baseline }"),
+        OPEN_POLICY.replace(
+            "action == FemtoClaw::Action::\"link\", resource)",
+            "action == FemtoClaw::Action::\"link\", resource) when { resource.baseline }",
+        ),
     )
     .unwrap();
-    let out = host.run(&["invoke", "misbehave", "divide", "--args", r#"{"a":4,"b":2}"#]);
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ]);
     assert_eq!(code(&out), 7, "{}", stderr(&out));
-    assert!(stderr(&out).contains("`femtoclaw:host/log@0.1.0` (denied: no policy permits it)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`femtoclaw:host/log@0.1.0` (denied: no policy permits it)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -148,15 +191,29 @@ fn call_time_denial_reaches_the_guest_as_an_error_it_handles() {
     )
     .unwrap();
     let out = host.run(&[
-        "invoke", "misbehave", "read-config", "--args", r#"{"keys":["region","token","other"]}"#, "--json",
+        "invoke",
+        "misbehave",
+        "read-config",
+        "--args",
+        r#"{"keys":["region","token","other"]}"#,
+        "--json",
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
     let lines = report["result"].as_array().unwrap();
     assert_eq!(lines[0], json!("region=eu-west"));
     // Requested but not permitted by policy, and permitted by nobody and not requested.
-    assert_eq!(lines[1], json!("token refused: denied: `config.read` on `token` is not granted to this capability"));
-    assert!(lines[2].as_str().unwrap().starts_with("other refused: denied"), "{lines:?}");
+    assert_eq!(
+        lines[1],
+        json!("token refused: denied: `config.read` on `token` is not granted to this capability")
+    );
+    assert!(
+        lines[2]
+            .as_str()
+            .unwrap()
+            .starts_with("other refused: denied"),
+        "{lines:?}"
+    );
     assert!(!stdout(&out).contains("hunter2"));
 }
 
@@ -165,9 +222,19 @@ fn forbid_beats_permit_and_names_the_forbidding_policy() {
     let host = Host::with_misbehave(MANIFEST);
     let forbid = "@id(\"test:no-divide\")\nforbid (principal, action == FemtoClaw::Action::\"invoke\", resource)\nwhen { context has function && context.function == \"divide\" };\n";
     std::fs::write(host.data.path().join("policy/forbid.cedar"), forbid).unwrap();
-    let out = host.run(&["invoke", "misbehave", "divide", "--args", r#"{"a":4,"b":2}"#]);
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ]);
     assert_eq!(code(&out), 7, "{}", stderr(&out));
-    assert!(stderr(&out).contains("forbidden by policy"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("forbidden by policy"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("test:no-divide"), "{}", stderr(&out));
     // Other functions are still permitted: the changed policy took effect, nothing restarted.
     let ok = host.run(&["invoke", "misbehave", "chatter", "--args", r#"{"lines":1}"#]);
@@ -177,34 +244,69 @@ fn forbid_beats_permit_and_names_the_forbidding_policy() {
 #[test]
 fn a_policy_with_a_typo_is_rejected_with_its_file_and_line() {
     let host = Host::new();
-    let bad = host.file("bad.cedar", b"// comment\n\n@id(\"x\")\npermitt (principal, action, resource);\n");
+    let bad = host.file(
+        "bad.cedar",
+        b"// comment\n\n@id(\"x\")\npermitt (principal, action, resource);\n",
+    );
     let check = host.run(&["policy", "check", s(&bad)]);
     assert_eq!(code(&check), 2, "{}", stderr(&check));
     assert!(stderr(&check).contains("bad.cedar"), "{}", stderr(&check));
     assert!(stderr(&check).contains("line 4"), "{}", stderr(&check));
-    let invoke = host.run(&["--policy", s(&bad), "invoke", "hello", "greet", "--args", r#"{"name":"x"}"#]);
+    let invoke = host.run(&[
+        "--policy",
+        s(&bad),
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"x"}"#,
+    ]);
     assert_eq!(code(&invoke), 2, "{}", stderr(&invoke));
     assert!(stderr(&invoke).contains("line 4"), "{}", stderr(&invoke));
 
     let good = host.file("good.cedar", OPEN_POLICY.as_bytes());
     let check = host.run(&["policy", "check", s(&good)]);
     assert_eq!(code(&check), 0, "{}", stderr(&check));
-    assert!(stdout(&check).contains("test:config-region"), "{}", stdout(&check));
-    assert!(stdout(&check).contains("3 policies, digest "), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("test:config-region"),
+        "{}",
+        stdout(&check)
+    );
+    assert!(
+        stdout(&check).contains("3 policies, digest "),
+        "{}",
+        stdout(&check)
+    );
 }
 
 #[test]
 fn policy_explain_and_inspect_show_requested_versus_granted() {
     let host = Host::with_misbehave(MANIFEST);
-    let out = host.run(&["policy", "explain", "--capability", "misbehave", "--function", "divide", "--json"]);
+    let out = host.run(&[
+        "policy",
+        "explain",
+        "--capability",
+        "misbehave",
+        "--function",
+        "divide",
+        "--json",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let explanation: Json = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(explanation["invoke"]["allowed"], json!(true));
     assert_eq!(explanation["invoke"]["policy_ids"], json!(["test:invoke"]));
-    let text = stdout(&host.run(&["policy", "explain", "--capability", "misbehave", "--principal", "agent:x"]));
+    let text = stdout(&host.run(&[
+        "policy",
+        "explain",
+        "--capability",
+        "misbehave",
+        "--principal",
+        "agent:x",
+    ]));
     assert!(text.contains("denied"), "{text}");
 
-    let inspect: Json = serde_json::from_str(&stdout(&host.run(&["capability", "inspect", "misbehave"]))).unwrap();
+    let inspect: Json =
+        serde_json::from_str(&stdout(&host.run(&["capability", "inspect", "misbehave"]))).unwrap();
     assert_eq!(inspect["requested"]["config"], json!(["region", "token"]));
     let granted = inspect["granted"]["imports"].as_array().unwrap();
     assert!(granted.contains(&json!("wasi:config/store@0.2.0-draft")));

@@ -71,7 +71,9 @@ pub enum CatalogError {
     #[error("unknown capability `{0}`")]
     Unknown(String),
     /// The component's bytes no longer match the digest recorded when it was added.
-    #[error("component `{path}` was changed after it was added: expected sha256 {expected}, found {found}")]
+    #[error(
+        "component `{path}` was changed after it was added: expected sha256 {expected}, found {found}"
+    )]
     DigestMismatch {
         /// The file.
         path: PathBuf,
@@ -293,7 +295,11 @@ impl Catalog {
             }
             None => Manifest::from_stem(wasm)?,
         };
-        if self.embedded.iter().any(|e| e.manifest.name == manifest.name) {
+        if self
+            .embedded
+            .iter()
+            .any(|e| e.manifest.name == manifest.name)
+        {
             return Err(CatalogError::Reserved(manifest.name));
         }
         let size = fs::metadata(wasm).map_err(io(wasm))?.len();

@@ -37,8 +37,8 @@ use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Request
 pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
-pub use state::{LimitError, Limits};
 use state::State;
+pub use state::{LimitError, Limits};
 use values::{UnsupportedType, ValueError};
 
 /// The WIT world capabilities target, with its version.
@@ -288,7 +288,10 @@ impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("digest", &hex::encode(self.digest))
-            .field("functions", &self.functions.iter().map(|f| &f.name).collect::<Vec<_>>())
+            .field(
+                "functions",
+                &self.functions.iter().map(|f| &f.name).collect::<Vec<_>>(),
+            )
             .field("imports", &self.imports)
             .finish_non_exhaustive()
     }
@@ -402,7 +405,9 @@ impl Sandbox {
             path: path.clone(),
             message,
         };
-        let serialized = component.serialize().map_err(|e| cache_err(format!("{e:#}")))?;
+        let serialized = component
+            .serialize()
+            .map_err(|e| cache_err(format!("{e:#}")))?;
         std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
         catalog::write_durably(&path, &serialized).map_err(|e| cache_err(e.to_string()))?;
         Ok(component)
@@ -461,7 +466,10 @@ impl Sandbox {
             Json::Null => &empty,
             other => return Err(InvokeError::ArgsNotObject(other.to_string())),
         };
-        if let Some(extra) = obj.keys().find(|k| !function.params.iter().any(|(n, _)| n == *k)) {
+        if let Some(extra) = obj
+            .keys()
+            .find(|k| !function.params.iter().any(|(n, _)| n == *k))
+        {
             return Err(InvokeError::UnknownParameter {
                 function: function.name.clone(),
                 name: extra.clone(),
@@ -514,7 +522,9 @@ impl Sandbox {
             let instance = prepared.pre.instantiate(&mut store)?;
             let func = instance
                 .get_func(&mut store, function.index)
-                .ok_or_else(|| wasmtime::format_err!("export `{}` is not a function", function.name))?;
+                .ok_or_else(|| {
+                    wasmtime::format_err!("export `{}` is not a function", function.name)
+                })?;
             let mut results = vec![Val::Bool(false); usize::from(function.result.is_some())];
             func.call(&mut store, &params, &mut results)?;
             Ok(results.pop())
@@ -549,7 +559,11 @@ impl Sandbox {
     }
 }
 
-fn function(name: String, index: ComponentExportIndex, func: &wasmtime::component::types::ComponentFunc) -> Function {
+fn function(
+    name: String,
+    index: ComponentExportIndex,
+    func: &wasmtime::component::types::ComponentFunc,
+) -> Function {
     Function {
         name,
         index,

@@ -112,7 +112,10 @@ pub fn type_name(ty: &Type) -> String {
         ),
         Type::Tuple(t) => format!(
             "tuple<{}>",
-            t.types().map(|t| type_name(&t)).collect::<Vec<_>>().join(", ")
+            t.types()
+                .map(|t| type_name(&t))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Type::Variant(v) => format!(
             "variant {{ {} }}",
@@ -158,8 +161,13 @@ fn int<T: TryFrom<i128>>(json: &Json, ty: &Type, path: &str) -> Result<T, ValueE
             .or_else(|| n.as_u64().map(i128::from)),
         _ => None,
     };
-    wide.and_then(|w| T::try_from(w).ok())
-        .ok_or_else(|| mismatch(path, format!("an integer in the range of {}", type_name(ty)), json))
+    wide.and_then(|w| T::try_from(w).ok()).ok_or_else(|| {
+        mismatch(
+            path,
+            format!("an integer in the range of {}", type_name(ty)),
+            json,
+        )
+    })
 }
 
 fn float(json: &Json, ty: &Type, path: &str) -> Result<f64, ValueError> {
@@ -176,7 +184,10 @@ fn float(json: &Json, ty: &Type, path: &str) -> Result<f64, ValueError> {
 /// Converts `json` to a value of WIT type `ty`. `path` names the parameter for errors.
 pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError> {
     Ok(match ty {
-        Type::Bool => Val::Bool(json.as_bool().ok_or_else(|| mismatch(path, "a boolean", json))?),
+        Type::Bool => Val::Bool(
+            json.as_bool()
+                .ok_or_else(|| mismatch(path, "a boolean", json))?,
+        ),
         Type::S8 => Val::S8(int(json, ty, path)?),
         Type::U8 => Val::U8(int(json, ty, path)?),
         Type::S16 => Val::S16(int(json, ty, path)?),
@@ -185,7 +196,10 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
         Type::U32 => Val::U32(int(json, ty, path)?),
         Type::S64 => Val::S64(int(json, ty, path)?),
         Type::U64 => Val::U64(int(json, ty, path)?),
-        #[expect(clippy::cast_possible_truncation, reason = "f32 parameters take the nearest f32")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "f32 parameters take the nearest f32"
+        )]
         Type::Float32 => Val::Float32(float(json, ty, path)? as f32),
         Type::Float64 => Val::Float64(float(json, ty, path)?),
         Type::Char => {
@@ -202,7 +216,9 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
                 .to_owned(),
         ),
         Type::List(l) => {
-            let items = json.as_array().ok_or_else(|| mismatch(path, "an array", json))?;
+            let items = json
+                .as_array()
+                .ok_or_else(|| mismatch(path, "an array", json))?;
             let elem = l.ty();
             Val::List(
                 items
@@ -216,7 +232,10 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
             let obj = json
                 .as_object()
                 .ok_or_else(|| mismatch(path, format!("an object ({})", type_name(ty)), json))?;
-            if let Some(unknown) = obj.keys().find(|k| !r.fields().any(|f| f.name == k.as_str())) {
+            if let Some(unknown) = obj
+                .keys()
+                .find(|k| !r.fields().any(|f| f.name == k.as_str()))
+            {
                 return Err(ValueError {
                     path: format!("{path}.{unknown}"),
                     expected: format!("one of the fields of {}", type_name(ty)),
@@ -242,9 +261,16 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
             Val::Record(fields)
         }
         Type::Tuple(t) => {
-            let items = json.as_array().filter(|a| a.len() == t.types().len()).ok_or_else(|| {
-                mismatch(path, format!("an array of {} items ({})", t.types().len(), type_name(ty)), json)
-            })?;
+            let items = json
+                .as_array()
+                .filter(|a| a.len() == t.types().len())
+                .ok_or_else(|| {
+                    mismatch(
+                        path,
+                        format!("an array of {} items ({})", t.types().len(), type_name(ty)),
+                        json,
+                    )
+                })?;
             Val::Tuple(
                 t.types()
                     .zip(items)
@@ -255,7 +281,8 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
         }
         Type::Variant(v) => {
             let expected = || format!("{{\"<case>\": payload}} with a case of {}", type_name(ty));
-            let (case, payload) = single_key(json).ok_or_else(|| mismatch(path, expected(), json))?;
+            let (case, payload) =
+                single_key(json).ok_or_else(|| mismatch(path, expected(), json))?;
             let found = v
                 .cases()
                 .find(|c| c.name == case)
@@ -265,15 +292,19 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
                 (Some(t), Some(p)) => Some(Box::new(json_to_val(p, t, &cpath)?)),
                 (Some(t), None) => return Err(mismatch(&cpath, type_name(t), &Json::Null)),
                 (None, None | Some(Json::Null)) => None,
-                (None, Some(p)) => return Err(mismatch(&cpath, "null (the case has no payload)", p)),
+                (None, Some(p)) => {
+                    return Err(mismatch(&cpath, "null (the case has no payload)", p));
+                }
             };
             Val::Variant(case.to_owned(), payload)
         }
         Type::Enum(e) => {
             let name = json.as_str().filter(|s| e.names().any(|n| n == *s));
             Val::Enum(
-                name.ok_or_else(|| mismatch(path, format!("a case name of {}", type_name(ty)), json))?
-                    .to_owned(),
+                name.ok_or_else(|| {
+                    mismatch(path, format!("a case name of {}", type_name(ty)), json)
+                })?
+                .to_owned(),
             )
         }
         Type::Option(o) => {
@@ -285,7 +316,9 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
                         .as_object()
                         .filter(|m| m.len() == 1)
                         .and_then(|m| m.get("some"))
-                        .ok_or_else(|| mismatch(path, "null or {\"some\": …} (a nested option)", json))?;
+                        .ok_or_else(|| {
+                            mismatch(path, "null or {\"some\": …} (a nested option)", json)
+                        })?;
                     Val::Option(Some(Box::new(json_to_val(some, &inner, path)?)))
                 }
                 _ => Val::Option(Some(Box::new(json_to_val(json, &inner, path)?))),
@@ -303,22 +336,39 @@ pub fn json_to_val(json: &Json, ty: &Type, path: &str) -> Result<Val, ValueError
                 (None, None | Some(Json::Null)) => None,
                 (None, Some(p)) => return Err(mismatch(&cpath, "null (no payload)", p)),
             };
-            Val::Result(if case == "ok" { Ok(payload) } else { Err(payload) })
+            Val::Result(if case == "ok" {
+                Ok(payload)
+            } else {
+                Err(payload)
+            })
         }
         Type::Flags(f) => {
-            let items = json.as_array().ok_or_else(|| mismatch(path, "an array of flag names", json))?;
+            let items = json
+                .as_array()
+                .ok_or_else(|| mismatch(path, "an array of flag names", json))?;
             let mut set = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let name = item
                     .as_str()
                     .filter(|s| f.names().any(|n| n == *s))
-                    .ok_or_else(|| mismatch(&format!("{path}[{i}]"), format!("a flag of {}", type_name(ty)), item))?;
+                    .ok_or_else(|| {
+                        mismatch(
+                            &format!("{path}[{i}]"),
+                            format!("a flag of {}", type_name(ty)),
+                            item,
+                        )
+                    })?;
                 if !set.iter().any(|s: &String| s == name) {
                     set.push(name.to_owned());
                 }
             }
             // Canonical order: the declaration order of the flags.
-            Val::Flags(f.names().filter(|n| set.iter().any(|s| s == n)).map(str::to_owned).collect())
+            Val::Flags(
+                f.names()
+                    .filter(|n| set.iter().any(|s| s == n))
+                    .map(str::to_owned)
+                    .collect(),
+            )
         }
         other => {
             return Err(ValueError {
@@ -378,9 +428,13 @@ pub fn val_to_json(val: &Val, ty: &Type) -> Json {
                 .map(|((name, v), f)| (name.clone(), val_to_json(v, &f.ty)))
                 .collect::<Map<_, _>>(),
         ),
-        (Val::Tuple(items), Type::Tuple(t)) => {
-            Json::Array(items.iter().zip(t.types()).map(|(v, t)| val_to_json(v, &t)).collect())
-        }
+        (Val::Tuple(items), Type::Tuple(t)) => Json::Array(
+            items
+                .iter()
+                .zip(t.types())
+                .map(|(v, t)| val_to_json(v, &t))
+                .collect(),
+        ),
         (Val::Variant(case, payload), Type::Variant(v)) => {
             let pty = v.cases().find(|c| c.name == case).and_then(|c| c.ty);
             let p = match (payload, pty) {
@@ -394,7 +448,11 @@ pub fn val_to_json(val: &Val, ty: &Type) -> Json {
         (Val::Option(Some(v)), Type::Option(o)) => {
             let inner = o.ty();
             let j = val_to_json(v, &inner);
-            if matches!(inner, Type::Option(_)) { json!({ "some": j }) } else { j }
+            if matches!(inner, Type::Option(_)) {
+                json!({ "some": j })
+            } else {
+                j
+            }
         }
         (Val::Result(r), Type::Result(t)) => {
             let (key, payload, pty) = match r {
@@ -432,9 +490,12 @@ pub fn val_to_value(val: &Val) -> Value {
         Val::Char(c) => Value::Char(*c),
         Val::String(s) => Value::String(s.clone()),
         Val::List(items) => Value::List(items.iter().map(val_to_value).collect()),
-        Val::Record(fields) => {
-            Value::Record(fields.iter().map(|(k, v)| (k.clone(), val_to_value(v))).collect())
-        }
+        Val::Record(fields) => Value::Record(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), val_to_value(v)))
+                .collect(),
+        ),
         Val::Tuple(items) => Value::Tuple(items.iter().map(val_to_value).collect()),
         Val::Variant(case, payload) => Value::Variant {
             case: case.clone(),
@@ -469,8 +530,10 @@ pub fn schema(ty: &Type) -> Json {
         Type::String => json!({ "type": "string" }),
         Type::List(l) => json!({ "type": "array", "items": schema(&l.ty()) }),
         Type::Record(r) => {
-            let properties: Map<String, Json> =
-                r.fields().map(|f| (f.name.to_owned(), schema(&f.ty))).collect();
+            let properties: Map<String, Json> = r
+                .fields()
+                .map(|f| (f.name.to_owned(), schema(&f.ty)))
+                .collect();
             let required: Vec<&str> = r
                 .fields()
                 .filter(|f| !matches!(f.ty, Type::Option(_)))

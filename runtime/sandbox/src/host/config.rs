@@ -65,13 +65,19 @@ impl<T: Recorded, E: Recorded> Recorded for Result<T, E> {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    Gate::define_scoped(linker, INTERFACE, "get", |state, authority, (key,): &(String,)| {
-        let answer = match authority.check(CallAction::ConfigRead, &Scope::ConfigKey(key.clone())) {
-            Ok(()) => Ok(state.config.get(key).cloned()),
-            Err(denied) => Err(Error::Upstream(denied.to_string())),
-        };
-        Ok((answer,))
-    })?;
+    Gate::define_scoped(
+        linker,
+        INTERFACE,
+        "get",
+        |state, authority, (key,): &(String,)| {
+            let answer =
+                match authority.check(CallAction::ConfigRead, &Scope::ConfigKey(key.clone())) {
+                    Ok(()) => Ok(state.config.get(key).cloned()),
+                    Err(denied) => Err(Error::Upstream(denied.to_string())),
+                };
+            Ok((answer,))
+        },
+    )?;
     Gate::define_scoped(linker, INTERFACE, "get-all", |state, authority, (): &()| {
         let granted: Vec<(String, String)> = state
             .config

@@ -42,10 +42,18 @@ impl Recorded for Level {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    Gate::define(linker, INTERFACE, "log", |_state, (_level, message): &(Level, String)| {
-        if message.len() > MAX_MESSAGE {
-            wasmtime::bail!("log message of {} bytes exceeds the limit of {MAX_MESSAGE}", message.len());
-        }
-        Ok(())
-    })
+    Gate::define(
+        linker,
+        INTERFACE,
+        "log",
+        |_state, (_level, message): &(Level, String)| {
+            if message.len() > MAX_MESSAGE {
+                wasmtime::bail!(
+                    "log message of {} bytes exceeds the limit of {MAX_MESSAGE}",
+                    message.len()
+                );
+            }
+            Ok(())
+        },
+    )
 }

@@ -16,7 +16,6 @@ use crate::gate::{Gate, Recorded};
 use crate::state::State;
 use femtoclaw_ledger::Value;
 
-
 const WALL_CLOCK: &str = "wasi:clocks/wall-clock@0.2.12";
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 const RANDOM: &str = "wasi:random/random@0.2.12";
@@ -62,7 +61,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     linker.allow_shadowing(true);
 
     Gate::define(linker, WALL_CLOCK, "now", |_, (): &()| {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Ok((Datetime {
             seconds: since.as_secs(),
             nanoseconds: since.subsec_nanos(),
@@ -77,7 +78,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     Gate::define(linker, MONOTONIC_CLOCK, "now", |_, (): &()| {
         Ok((nanos_u64(EPOCH.elapsed().as_nanos()),))
     })?;
-    Gate::define(linker, MONOTONIC_CLOCK, "resolution", |_, (): &()| Ok((1u64,)))?;
+    Gate::define(linker, MONOTONIC_CLOCK, "resolution", |_, (): &()| {
+        Ok((1u64,))
+    })?;
     for timer in ["subscribe-instant", "subscribe-duration"] {
         linker.instance(MONOTONIC_CLOCK)?.func_new(timer, move |_, _, _, _| {
             wasmtime::bail!("`{MONOTONIC_CLOCK}#{timer}` is not available: timers would make execution depend on wall-clock time")
@@ -86,10 +89,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     Gate::define(linker, RANDOM, "get-random-bytes", |_, (len,): &(u64,)| {
         Ok((random_bytes(*len)?,))
     })?;
-    Gate::define(linker, RANDOM, "get-random-u64", |_, (): &()| Ok((random_u64()?,)))?;
-    Gate::define(linker, INSECURE, "get-insecure-random-bytes", |_, (len,): &(u64,)| {
-        Ok((random_bytes(*len)?,))
+    Gate::define(linker, RANDOM, "get-random-u64", |_, (): &()| {
+        Ok((random_u64()?,))
     })?;
+    Gate::define(
+        linker,
+        INSECURE,
+        "get-insecure-random-bytes",
+        |_, (len,): &(u64,)| Ok((random_bytes(*len)?,)),
+    )?;
     Gate::define(linker, INSECURE, "get-insecure-random-u64", |_, (): &()| {
         Ok((random_u64()?,))
     })?;

@@ -7,6 +7,8 @@ use femtoclaw_ledger::Value;
 use femtoclaw_sandbox::LOG_INTERFACE;
 use serde_json::{Value as Json, json};
 
+use femtoclaw_ledger::Ledger;
+
 use crate::authority;
 use crate::exit::{Code, Failure};
 use crate::host::Host;
@@ -53,6 +55,12 @@ pub enum Command {
     /// Check policies and explain decisions.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Read, verify, export and prove the ledger.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Manage the ledger's signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Invoke one function of a capability and print its result as JSON.
     Invoke {
         #[command(flatten)]
@@ -100,6 +108,66 @@ pub enum CapabilityCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print entries.
+    Show {
+        /// First index.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Most entries to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the latest signed checkpoint note, byte-exact.
+    Checkpoint,
+    /// Verify the ledger (or an exported file): leaves, roots, every checkpoint's signature
+    /// against the pinned key, consistency. Exit 8 names the first bad position.
+    Verify {
+        /// A verifier key to pin (`name+hex id+base64`; repeat for rotated keys); default:
+        /// this host's own current key.
+        #[arg(long)]
+        key: Vec<String>,
+        /// An exported ledger file; default: this host's ledger.
+        file: Option<PathBuf>,
+    },
+    /// Export entries and checkpoints to one self-contained file.
+    Export {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Print an inclusion proof of entry `index` (C2SP tlog-proof, with the entry as `extra`).
+    Prove {
+        /// The entry's index.
+        index: u64,
+    },
+    /// Check an inclusion proof against a pinned key.
+    VerifyProof {
+        /// The proof file.
+        file: PathBuf,
+        /// The verifier key to pin.
+        #[arg(long)]
+        key: String,
+    },
+    /// Rebuild the derived index from the segments.
+    Reindex,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a new signing key (a rotation when one exists; recorded in the ledger).
+    Generate {
+        /// The key name (the note signer name).
+        #[arg(long, default_value = femtoclaw_ledger::DEFAULT_ORIGIN)]
+        name: String,
+    },
+    /// Print the verifier key: `<name>+<key id>+<base64 public key>`.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate a policy file or directory against the schema; list its policies and ids.
     Check {
@@ -128,10 +196,31 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Policy(PolicyCommand::Check { path }) = &cli.command {
         return policy_check(path);
     }
+    if let Command::Log(LogCommand::VerifyProof { file, key }) = &cli.command {
+        return verify_proof(file, key);
+    }
+    if let Command::Log(LogCommand::Verify {
+        key,
+        file: Some(file),
+    }) = &cli.command
+        && !key.is_empty()
+    {
+        return verify(&Target::Export(file), key);
+    }
     let source = authority::Source::locate(cli.policy.as_deref(), &cli.data_dir);
-    let host = Host::open(&cli.data_dir, source)?;
+    let mut host = Host::open(&cli.data_dir, source)?;
     match cli.command {
         Command::Policy(PolicyCommand::Check { .. }) => Ok(()),
+        Command::Log(command) => log(&host, command),
+        Command::Key(KeyCommand::Generate { name }) => {
+            let verifier = host.records.rotate(&name)?;
+            out(&verifier.to_string());
+            Ok(())
+        }
+        Command::Key(KeyCommand::Show) => {
+            out(&host.records.verifier().to_string());
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Explain {
             who,
             capability,
@@ -260,7 +349,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(Code::InvalidArgs, format!("--args is not JSON: {e}")))?;
             let principal = authority::principal(&who.principal, &who.groups)?;
             let resolved = host.resolve(&capability)?;
-            let outcome = host.invoke(&principal, &resolved, &function, &args, fuel)?;
+            let (outcome, receipt) = host.invoke(&principal, &resolved, &function, &args, fuel)?;
             let result = outcome.result.as_ref().map_err(Failure::from)?;
             if json {
                 print_json(&json!({
@@ -275,12 +364,124 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     "output_truncated": outcome.output_truncated,
                     "logs": logs(&outcome.host_calls),
                     "host_calls": outcome.host_calls.len(),
+                    "receipt": {
+                        "indexes": receipt.indexes().collect::<Vec<_>>(),
+                        "tree_size": receipt.tree_size,
+                        "root": hex::encode(receipt.root),
+                    },
                 }));
             } else {
                 out(&result.to_string());
             }
             Ok(())
         }
+    }
+}
+
+enum Target<'a> {
+    Export(&'a std::path::Path),
+    Dir(std::path::PathBuf),
+}
+
+/// `log verify`: exit 8 (integrity) names the first bad position.
+fn verify(target: &Target<'_>, keys: &[String]) -> Result<(), Failure> {
+    let keys = keys
+        .iter()
+        .map(|k| femtoclaw_ledger::VerifierKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
+    let options = femtoclaw_ledger::VerifyOptions { keys, origin: None };
+    let report = match target {
+        Target::Export(file) => femtoclaw_ledger::verify_export_file(file, &options),
+        Target::Dir(dir) => femtoclaw_ledger::verify_dir(dir, &options),
+    }
+    .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
+    out(&format!(
+        "ok: {} entries, {} checkpoints verified",
+        report.entries, report.checkpoints
+    ));
+    Ok(())
+}
+
+/// `log verify-proof`.
+fn verify_proof(file: &std::path::Path, key: &str) -> Result<(), Failure> {
+    let key = femtoclaw_ledger::VerifierKey::parse(key)
+        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(Code::InvalidArgs, format!("{}: {e}", file.display())))?;
+    let proof = femtoclaw_ledger::verify_proof(&text, &key)
+        .map_err(|e| Failure::new(Code::Integrity, format!("proof verification failed: {e}")))?;
+    out(&format!(
+        "ok: entry {} is in the tree of size {}",
+        proof.index, proof.checkpoint.size
+    ));
+    Ok(())
+}
+
+/// The `log` commands that read this host's ledger.
+fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
+    let failed =
+        |e: femtoclaw_ledger::LedgerError| Failure::new(Code::Other, format!("ledger: {e}"));
+    match command {
+        LogCommand::Show { from, limit, json } => {
+            let entries = host
+                .records
+                .with_ledger(|l| l.iter(from, limit))
+                .map_err(failed)?;
+            for (index, entry) in entries {
+                let value = serde_json::to_value(&entry).map_err(internal)?;
+                if json {
+                    out(&json!({ "index": index, "entry": value }).to_string());
+                } else {
+                    out(&format!("{index:>6}  {value}"));
+                }
+            }
+            Ok(())
+        }
+        LogCommand::Checkpoint => {
+            let note = host
+                .records
+                .with_ledger(|l| l.latest_checkpoint().map(str::to_owned));
+            let note =
+                note.ok_or_else(|| Failure::new(Code::Other, "the ledger has no checkpoint yet"))?;
+            use std::io::Write as _;
+            let _ = std::io::stdout().lock().write_all(note.as_bytes());
+            Ok(())
+        }
+        LogCommand::Verify { mut key, file } => {
+            if key.is_empty() {
+                key.push(host.records.verifier().to_string());
+            }
+            match &file {
+                Some(file) => verify(&Target::Export(file), &key),
+                None => verify(
+                    &Target::Dir(host.records.with_ledger(|l| l.dir().to_owned())),
+                    &key,
+                ),
+            }
+        }
+        LogCommand::Export { file } => {
+            host.records
+                .with_ledger(|l| l.export(&file))
+                .map_err(failed)?;
+            out(&format!("exported to {}", file.display()));
+            Ok(())
+        }
+        LogCommand::Prove { index } => {
+            let proof = host
+                .records
+                .with_ledger(|l| l.prove(index))
+                .map_err(failed)?;
+            use std::io::Write as _;
+            let _ = std::io::stdout().lock().write_all(proof.as_bytes());
+            Ok(())
+        }
+        LogCommand::Reindex => {
+            let n = host.records.with_ledger(Ledger::reindex).map_err(failed)?;
+            out(&format!("reindexed {n} entries"));
+            Ok(())
+        }
+        LogCommand::VerifyProof { file, key } => verify_proof(&file, &key),
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Code {
     Limit = 6,
     /// The policy denied the invocation or an import the capability needs.
     Denied = 7,
+    /// The ledger (or a proof) failed verification: an integrity failure.
+    Integrity = 8,
 }
 
 /// A failed command: its exit code and the one line printed on stderr.

@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use femtoclaw_policy::Principal;
+use femtoclaw_ledger::Receipt;
+use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
+use femtoclaw_sandbox::record::{self, Start};
 use femtoclaw_sandbox::{Context, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
 use crate::exit::{Code, Failure};
+use crate::records::Records;
 
 /// Everything one `femtoclaw-host` process holds.
 pub struct Host {
@@ -17,6 +20,7 @@ pub struct Host {
     pub catalog: Catalog,
     pub sandbox: Sandbox,
     pub authority: Authority,
+    pub records: Records,
 }
 
 /// A capability resolved and prepared for invocation.
@@ -45,6 +49,7 @@ impl Host {
             catalog,
             sandbox,
             authority: Authority::new(policy)?,
+            records: Records::open(data_dir)?,
         })
     }
 
@@ -60,7 +65,9 @@ impl Host {
     ///
     /// The policy decides first whether `principal` may invoke the capability, then whether
     /// every import of the component is granted (manifest ∩ policy): either refusal happens
-    /// before any guest code runs, and names every missing grant.
+    /// before any guest code runs, names every missing grant, and is recorded. An invocation
+    /// that runs is recorded whole — start, decisions, every host call, trap, end — and the
+    /// result is returned only once those entries are durable.
     pub fn invoke(
         &self,
         principal: &Principal,
@@ -68,18 +75,31 @@ impl Host {
         function: &str,
         args: &Json,
         fuel: Option<u64>,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<(Outcome, Receipt), Failure> {
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
         let cap = authority::capability_ref(entry);
+        let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
+        let fuel = fuel.unwrap_or(entry.manifest.fuel);
+        let start = Start {
+            invocation: self.records.next_invocation(),
+            principal: principal.to_string(),
+            capability: entry.manifest.name.clone(),
+            version: entry.manifest.version.clone(),
+            component_sha256: resolved.prepared.digest,
+            engine_digest: self.sandbox.engine_digest(),
+            fuel_budget: fuel,
+            policy_digest: policy.digest(),
+            function: function.to_owned(),
+        };
+
         let invoke = policy.authorize_invoke_function(principal, &cap, Some(function));
         if !invoke.allowed {
+            self.records
+                .append(record::refused(&start, &[("invoke", &name, &invoke)]))?;
             return Err(Failure::new(
                 Code::Denied,
-                format!(
-                    "denied: `{principal}` may not invoke `{}@{}`: {invoke}",
-                    entry.manifest.name, entry.manifest.version
-                ),
+                format!("denied: `{principal}` may not invoke `{name}`: {invoke}"),
             ));
         }
         let imports = &resolved.prepared.imports;
@@ -88,6 +108,11 @@ impl Host {
             .grant(&policy, principal, entry, imports)
             .refused(imports.iter().map(String::as_str));
         if !refused.is_empty() {
+            let refusals: Vec<(&str, &str, &Decision)> = refused
+                .iter()
+                .map(|(import, decision)| ("link", import.as_str(), decision))
+                .collect();
+            self.records.append(record::refused(&start, &refusals))?;
             let named: Vec<String> = refused
                 .iter()
                 .map(|(import, decision)| format!("`{import}` ({decision})"))
@@ -95,21 +120,23 @@ impl Host {
             return Err(Failure::new(
                 Code::Denied,
                 format!(
-                    "denied: `{}@{}` imports what is not granted to `{principal}`: {}",
-                    entry.manifest.name,
-                    entry.manifest.version,
+                    "denied: `{name}` imports what is not granted to `{principal}`: {}",
                     named.join(", ")
                 ),
             ));
         }
+
         let context = Context {
             authority: Arc::new(policy.call_checker(principal, &cap, &entry.manifest.requests)),
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
         };
-        let fuel = fuel.unwrap_or(entry.manifest.fuel);
-        Ok(self
+        let outcome = self
             .sandbox
-            .invoke(&resolved.prepared, function, args, fuel, context)?)
+            .invoke(&resolved.prepared, function, args, fuel, context)?;
+        let receipt = self
+            .records
+            .append(record::ran(&start, &invoke, &outcome))?;
+        Ok((outcome, receipt))
     }
 }
 

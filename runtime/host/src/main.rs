@@ -11,6 +11,7 @@ mod authority;
 mod cli;
 mod exit;
 mod host;
+mod records;
 
 use std::process::ExitCode;
 

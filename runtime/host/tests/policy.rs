@@ -94,6 +94,25 @@ fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
     let host = Host::new();
     let ok = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
     assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    // textstats logs and exports its own type interface: both fine under the default policy.
+    let stats = host.run(&[
+        "invoke",
+        "textstats",
+        "analyze",
+        "--args",
+        r#"{"text":"a b a","top":1}"#,
+        "--json",
+    ]);
+    assert_eq!(code(&stats), 0, "{}", stderr(&stats));
+    let report: Json = serde_json::from_str(&stdout(&stats)).unwrap();
+    assert_eq!(
+        report["result"]["top-words"],
+        json!([{"word": "a", "count": 2}])
+    );
+    assert_eq!(
+        report["logs"],
+        json!([{"level": "debug", "message": "analyzed 3 words"}])
+    );
     let agent = host.run(&[
         "invoke",
         "hello",

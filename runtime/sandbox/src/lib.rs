@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod engine;
 pub mod gate;
 mod host;
+pub mod record;
 pub mod state;
 pub mod values;
 
@@ -280,7 +281,8 @@ pub struct Prepared {
     pre: InstancePre<State>,
     /// Exported functions, in export order.
     pub functions: Vec<Function>,
-    /// Imported interfaces (`package:name/interface@version`).
+    /// Imported interfaces (`package:name/interface@version`) that the host must provide:
+    /// instances of types only are left out.
     pub imports: Vec<String>,
 }
 
@@ -415,8 +417,16 @@ impl Sandbox {
 
     fn link(&self, component: Component, digest: [u8; 32]) -> Result<Prepared, SandboxError> {
         let ty = component.component_type();
+        // Imports the host must provide. An instance of types only (a capability's own type
+        // interface, say) needs nothing from the host, so it needs no grant either.
         let imports = ty
             .imports(&self.engine)
+            .filter(|(_, item)| match &item.ty {
+                ComponentItem::ComponentInstance(instance) => instance
+                    .exports(&self.engine)
+                    .any(|(_, e)| !matches!(e.ty, ComponentItem::Type(_))),
+                _ => true,
+            })
             .map(|(name, _)| name.to_owned())
             .collect();
         let mut functions = Vec::new();

@@ -1,0 +1,112 @@
+//! The ledger of this host: opened (and recovered) at start, signing with the operator's key,
+//! appended to through the group-committing writer so that an answer is sent only once its
+//! entries are durable.
+
+use std::path::{Path, PathBuf};
+
+use femtoclaw_ledger::{
+    DEFAULT_ORIGIN, Entry, KeyError, Ledger, LedgerOptions, LedgerWriter, Receipt, SigningKey,
+    VerifierKey,
+};
+
+use crate::exit::{Code, Failure};
+
+/// The ledger directory under the data directory.
+pub fn ledger_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger")
+}
+
+/// The signing-key directory under the data directory.
+pub fn keys_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys")
+}
+
+fn ledger_failure(e: impl std::fmt::Display) -> Failure {
+    Failure::new(Code::Other, format!("ledger: {e}"))
+}
+
+/// The host's ledger and its signing key.
+pub struct Records {
+    writer: LedgerWriter,
+    key: SigningKey,
+    keys_dir: PathBuf,
+}
+
+impl Records {
+    /// Opens the ledger in `data_dir`, cutting (and reporting) a torn tail. The first open
+    /// generates the signing key and records it.
+    pub fn open(data_dir: &Path) -> Result<Self, Failure> {
+        let keys_dir = keys_dir(data_dir);
+        let (key, fresh) = match femtoclaw_ledger::load_key(&keys_dir) {
+            Ok(key) => (key, false),
+            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let key = femtoclaw_ledger::generate_key(&keys_dir, DEFAULT_ORIGIN)
+                    .map_err(ledger_failure)?;
+                (key, true)
+            }
+            Err(e) => return Err(ledger_failure(e)),
+        };
+        let (ledger, recovery) =
+            Ledger::open(&ledger_dir(data_dir), LedgerOptions::with_key(key.clone()))
+                .map_err(ledger_failure)?;
+        if recovery.truncated_bytes > 0 {
+            tracing::warn!(
+                bytes = recovery.truncated_bytes,
+                entries = recovery.truncated_entries,
+                reason = recovery.reason.as_deref().unwrap_or("torn tail"),
+                "ledger recovery cut an unacknowledged tail"
+            );
+        }
+        let records = Self {
+            writer: LedgerWriter::new(ledger),
+            key,
+            keys_dir,
+        };
+        if fresh {
+            records.append(vec![records.key_change(None, &records.key)])?;
+        }
+        Ok(records)
+    }
+
+    fn key_change(&self, old: Option<&SigningKey>, new: &SigningKey) -> Entry {
+        Entry::KeyChange {
+            name: new.name().to_owned(),
+            old_key_id: old.map(SigningKey::key_id),
+            new_verifier_key: new.verifier().to_string(),
+        }
+    }
+
+    /// A fresh invocation number.
+    pub fn next_invocation(&self) -> u64 {
+        self.writer.next_invocation()
+    }
+
+    /// Appends `entries` durably (fsync'd, with a signed checkpoint) and returns the receipt.
+    pub fn append(&self, entries: Vec<Entry>) -> Result<Receipt, Failure> {
+        self.writer.append(entries).map_err(ledger_failure)
+    }
+
+    /// The verifier key of the current signing key.
+    pub fn verifier(&self) -> VerifierKey {
+        self.key.verifier()
+    }
+
+    /// Rotates the signing key: the change is recorded (and signed) under the old key, then
+    /// the new key signs every later checkpoint.
+    pub fn rotate(&mut self, name: &str) -> Result<VerifierKey, Failure> {
+        let new = SigningKey::generate(name).map_err(ledger_failure)?;
+        self.append(vec![self.key_change(Some(&self.key), &new)])?;
+        std::fs::create_dir_all(&self.keys_dir).map_err(ledger_failure)?;
+        new.write_to_file(&self.keys_dir.join(femtoclaw_ledger::KEY_FILE_NAME))
+            .map_err(ledger_failure)?;
+        self.writer
+            .with_ledger(|l| l.set_signing_key(Some(new.clone())));
+        self.key = new;
+        Ok(self.key.verifier())
+    }
+
+    /// Runs `f` on the ledger (for reads, export, proofs, reindex).
+    pub fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
+        self.writer.with_ledger(f)
+    }
+}

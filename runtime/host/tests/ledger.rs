@@ -1,0 +1,345 @@
+//! The ledger end to end: every invocation and host call recorded before the answer, signed
+//! checkpoints verifiable with a pinned key, tampering located, key rotation, and nothing
+//! acknowledged lost when the host is killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE;
+use serde_json::{Value as Json, json};
+
+struct Host {
+    data: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let host = Self {
+            data: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
+        std::fs::write(
+            host.data.path().join("policy/open.cedar"),
+            "permit (principal == FemtoClaw::User::\"local\", action, resource);\n",
+        )
+        .unwrap();
+        let wasm = host.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
+        let manifest = host.file(
+            "capability.toml",
+            b"name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 5000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\n",
+        );
+        let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        host
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"));
+        cmd.args(args)
+            .env("FEMTOCLAW_DATA_DIR", self.data.path())
+            .env_remove("FEMTOCLAW_POLICY");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn key(&self) -> String {
+        stdout(&self.run(&["key", "show"])).trim().to_owned()
+    }
+
+    fn entries(&self) -> Vec<Json> {
+        stdout(&self.run(&["log", "show", "--limit", "100000", "--json"]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn every_invocation_and_host_call_is_recorded_and_the_receipt_points_at_it() {
+    let host = Host::new();
+    let out = host.run(&["invoke", "misbehave", "sense", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    let indexes: Vec<u64> = report["receipt"]["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_u64().unwrap())
+        .collect();
+    let entries = host.entries();
+    let mine: Vec<&Json> = indexes
+        .iter()
+        .map(|&i| &entries[i as usize]["entry"])
+        .collect();
+    let kinds: Vec<&str> = mine.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"invocation-start"));
+    assert_eq!(kinds.last(), Some(&"invocation-end"));
+    assert!(kinds.contains(&"decision"));
+    let invocation = &mine[0]["invocation"];
+    assert!(mine.iter().all(|e| &e["invocation"] == invocation));
+
+    let start = mine[0];
+    assert_eq!(start["capability"], json!("misbehave"));
+    assert_eq!(start["function"], json!("sense"));
+    assert_eq!(start["wasmtime_version"], json!("48.0.8"));
+    assert_eq!(start["wit_world"], json!("femtoclaw:host/capability@0.1.0"));
+    assert_eq!(start["fuel_budget"], json!(5_000_000));
+    assert!(start["policy_digest"].is_string());
+
+    let calls: Vec<&&Json> = mine.iter().filter(|e| e["type"] == "host-call").collect();
+    let names: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{}#{}",
+                c["interface"].as_str().unwrap(),
+                c["function"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        names.contains(&"wasi:clocks/wall-clock@0.2.12#now".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"wasi:clocks/monotonic-clock@0.2.12#now".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"wasi:random/random@0.2.12#get-random-bytes".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["fuel_remaining"].as_u64().unwrap() < 5_000_000)
+    );
+    let seqs: Vec<u64> = calls.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..calls.len() as u64).collect::<Vec<_>>());
+
+    let end = mine.last().unwrap();
+    assert_eq!(end["fuel_consumed"], report["fuel"]["consumed"]);
+}
+
+#[test]
+fn refused_and_failed_invocations_are_recorded_too() {
+    let host = Host::new();
+    assert_eq!(code(&host.run(&["invoke", "misbehave", "spin"])), 4);
+    assert_eq!(
+        code(&host.run(&[
+            "invoke",
+            "hello",
+            "greet",
+            "--args",
+            r#"{"name":"x"}"#,
+            "--principal",
+            "agent:bot"
+        ])),
+        7
+    );
+    let entries = host.entries();
+    let trap = entries
+        .iter()
+        .find(|e| e["entry"]["type"] == "trap")
+        .expect("trap recorded");
+    assert_eq!(trap["entry"]["kind"], json!("fuel-exhausted"));
+    assert_eq!(trap["entry"]["fuel_consumed"], json!(5_000_000));
+    let denied = entries
+        .iter()
+        .find(|e| e["entry"]["type"] == "decision" && e["entry"]["allowed"] == json!(false))
+        .expect("denial recorded");
+    assert_eq!(denied["entry"]["action"], json!("invoke"));
+    assert_eq!(denied["entry"]["resource"], json!("hello@0.1.0"));
+}
+
+#[test]
+fn verify_passes_with_the_pinned_key_and_fails_with_another_or_a_tampered_export() {
+    let host = Host::new();
+    for i in 0..3 {
+        let out = host.run(&[
+            "invoke",
+            "misbehave",
+            "divide",
+            "--args",
+            &format!(r#"{{"a":{i},"b":1}}"#),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let key = host.key();
+    let ok = host.run(&["log", "verify", "--key", &key]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert!(stdout(&ok).starts_with("ok: "), "{}", stdout(&ok));
+
+    let export = host.files.path().join("ledger.export");
+    assert_eq!(code(&host.run(&["log", "export", s(&export)])), 0);
+    assert_eq!(
+        code(&host.run(&["log", "verify", "--key", &key, s(&export)])),
+        0
+    );
+
+    // Another key (a fresh host's) is not trusted.
+    let stranger = Host::new().key();
+    let out = host.run(&["log", "verify", "--key", &stranger, s(&export)]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+
+    // A flipped byte in the middle of the entries is an integrity failure with its place.
+    let mut bytes = std::fs::read(&export).unwrap();
+    let middle = bytes.len() / 3;
+    bytes[middle] ^= 0x40;
+    let tampered = host.file("tampered.export", &bytes);
+    let out = host.run(&["log", "verify", "--key", &key, s(&tampered)]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ledger verification failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn checkpoint_and_inclusion_proof_verify_against_the_key() {
+    let host = Host::new();
+    assert_eq!(
+        code(&host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"x"}"#])),
+        0
+    );
+    let note = stdout(&host.run(&["log", "checkpoint"]));
+    let lines: Vec<&str> = note.lines().collect();
+    assert_eq!(lines[0], "femtoclaw.local/ledger");
+    assert!(
+        lines[3].is_empty() && lines[4].starts_with("— femtoclaw.local/ledger "),
+        "{note}"
+    );
+    let size: u64 = lines[1].parse().unwrap();
+    let proof = host.file(
+        "proof.txt",
+        &host.run(&["log", "prove", &(size - 1).to_string()]).stdout,
+    );
+    let out = host.run(&["log", "verify-proof", s(&proof), "--key", &host.key()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = host.run(&[
+        "log",
+        "verify-proof",
+        s(&proof),
+        "--key",
+        &Host::new().key(),
+    ]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+}
+
+#[test]
+fn key_rotation_is_recorded_and_both_keys_verify_their_checkpoints() {
+    let host = Host::new();
+    let old = host.key();
+    let out = host.run(&["key", "generate"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let new = stdout(&out).trim().to_owned();
+    assert_ne!(old, new);
+    assert_eq!(host.key(), new);
+    assert_eq!(
+        code(&host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"x"}"#])),
+        0
+    );
+    let changes: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .filter(|e| e["entry"]["type"] == "key-change")
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1]["entry"]["new_verifier_key"], json!(new));
+    assert!(changes[1]["entry"]["old_key_id"].is_string());
+    // Checkpoints before the rotation are signed by the old key, after it by the new one.
+    assert_eq!(
+        code(&host.run(&["log", "verify", "--key", &old, "--key", &new])),
+        0
+    );
+    assert_eq!(code(&host.run(&["log", "verify", "--key", &new])), 8);
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_when_the_host_is_killed() {
+    let host = Host::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut acknowledged: Vec<(u64, Vec<u64>)> = Vec::new();
+    let mut killed = 0;
+    for round in 0..24u64 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let mut child = host
+            .command(&[
+                "invoke",
+                "misbehave",
+                "divide",
+                "--args",
+                &format!(r#"{{"a":{round},"b":1}}"#),
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Every other process is killed at a varying point of its life.
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(5 + (round * 7) % 60));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                killed += 1;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            let report: Json = serde_json::from_slice(&out.stdout).unwrap();
+            let indexes = report["receipt"]["indexes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap())
+                .collect();
+            acknowledged.push((report["result"].as_u64().unwrap(), indexes));
+        }
+    }
+    assert!(
+        acknowledged.len() >= 10,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    assert!(killed > 0, "no process was killed mid-run");
+
+    let verify = host.run(&["log", "verify", "--key", &host.key()]);
+    assert_eq!(code(&verify), 0, "killed {killed}: {}", stderr(&verify));
+    let entries = host.entries();
+    for (result, indexes) in acknowledged {
+        let end = &entries[*indexes.last().unwrap() as usize]["entry"];
+        assert_eq!(end["type"], json!("invocation-end"));
+        assert_eq!(end["result"], json!({"u32": result}), "{end}");
+    }
+}

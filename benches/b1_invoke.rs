@@ -3,6 +3,8 @@
 //! same run: `Store` + `InstancePre` + typed call of the same component on an engine with the
 //! same configuration. Goal: p50 ratio ≤ 1.25.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,7 @@
 //! The deterministic sandbox: fuel, limits, traps, captured output and the gate's record.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::sync::{Arc, OnceLock};
 
 use femtoclaw_ledger::Value;
@@ -32,7 +34,7 @@ fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let runs: Vec<Outcome> = (0..3)
-        .map(|_| run(&sb, &guest, "spin", json!({}), 2_000_000))
+        .map(|_| run(sb, &guest, "spin", json!({}), 2_000_000))
         .collect();
     for outcome in &runs {
         assert_eq!(
@@ -65,8 +67,8 @@ fn same_invocation_twice_gives_identical_result_and_fuel() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
     let args = json!({"a": -5, "b": "x"});
-    let first = run(&sb, &guest, "pair", args.clone(), 1_000_000);
-    let second = run(&sb, &guest, "pair", args, 1_000_000);
+    let first = run(sb, &guest, "pair", args.clone(), 1_000_000);
+    let second = run(sb, &guest, "pair", args, 1_000_000);
     assert_eq!(first.result, Ok(json!([-5, "x"])));
     assert_eq!(first.result, second.result);
     assert_eq!(first.fuel_consumed, second.fuel_consumed);
@@ -107,7 +109,7 @@ fn unbounded_recursion_hits_the_stack_limit() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let outcome = run(
-        &sb,
+        sb,
         &guest,
         "recurse",
         json!({"depth": 100_000_000u64}),
@@ -118,7 +120,7 @@ fn unbounded_recursion_hits_the_stack_limit() {
         other => panic!("expected a stack limit, got {other:?}"),
     }
     // A shallow recursion is fine.
-    let ok = run(&sb, &guest, "recurse", json!({"depth": 10}), 10_000_000);
+    let ok = run(sb, &guest, "recurse", json!({"depth": 10}), 10_000_000);
     assert!(ok.result.is_ok(), "{:?}", ok.result);
 }
 
@@ -126,9 +128,9 @@ fn unbounded_recursion_hits_the_stack_limit() {
 fn guest_trap_reports_its_code() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let ok = run(&sb, &guest, "divide", json!({"a": 7, "b": 2}), 10_000_000);
+    let ok = run(sb, &guest, "divide", json!({"a": 7, "b": 2}), 10_000_000);
     assert_eq!(ok.result, Ok(json!(3)));
-    let outcome = run(&sb, &guest, "divide", json!({"a": 7, "b": 0}), 10_000_000);
+    let outcome = run(sb, &guest, "divide", json!({"a": 7, "b": 0}), 10_000_000);
     match outcome.result {
         Err(Failure::Trap { code, .. }) => assert!(code.contains("unreachable"), "{code}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -139,7 +141,7 @@ fn guest_trap_reports_its_code() {
 fn stdout_stderr_and_logs_are_captured_not_printed() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let outcome = run(&sb, &guest, "chatter", json!({"lines": 3}), 50_000_000);
+    let outcome = run(sb, &guest, "chatter", json!({"lines": 3}), 50_000_000);
     assert_eq!(outcome.result, Ok(json!(3)));
     assert_eq!(
         String::from_utf8_lossy(&outcome.stdout),
@@ -182,7 +184,7 @@ fn output_past_the_bound_is_dropped_and_flagged_without_a_trap() {
 fn clocks_and_random_pass_the_gate_with_fuel_at_the_call() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let outcome = run(&sb, &guest, "sense", json!({}), 10_000_000);
+    let outcome = run(sb, &guest, "sense", json!({}), 10_000_000);
     let result = outcome.result.clone().unwrap();
     let calls: Vec<(&str, &str)> = outcome
         .host_calls
@@ -281,7 +283,7 @@ fn functions_of_exported_interfaces_are_named_interface_hash_function() {
     let name = "femtoclaw:types-guest/math@0.1.0#double";
     assert!(guest.functions.iter().any(|f| f.name == name));
     assert_eq!(
-        run(&sb, &guest, name, json!({"x": 21}), 1_000_000).result,
+        run(sb, &guest, name, json!({"x": 21}), 1_000_000).result,
         Ok(json!(42))
     );
 }

@@ -1,6 +1,8 @@
 //! JSON ↔ WIT: every value type through a real component and back, the errors for each kind of
 //! bad input, and the JSON Schemas generated from signatures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::sync::{Arc, OnceLock};
 
 use femtoclaw_sandbox::{Context, Prepared, Sandbox, SandboxConfig};

@@ -4,6 +4,11 @@
 //! sentences, the most frequent words, where a word or phrase occurs, and a SHA-256 digest to
 //! compare documents.
 
+#![allow(
+    clippy::too_many_arguments,
+    reason = "wit-bindgen's generated export glue"
+)]
+
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! The inner `cargo build` runs in release mode with its own target directory (next to the outer
-//! one, so every build script of the workspace shares it), and clears the outer build's flags so
-//! that a host-only `RUSTFLAGS` never reaches the wasm target.
+//! one, so every build script of the workspace shares it), and clears the outer build's flags and
+//! wrappers so that a host-only `RUSTFLAGS` or clippy never reaches the wasm build.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,11 @@ pub fn build(packages: &[&str]) -> Vec<Built> {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
+        // Under `cargo clippy` the outer build runs clippy-driver as a wrapper; guests are
+        // built, not linted, here (clippy lints them as workspace members on the host target).
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     for package in packages {

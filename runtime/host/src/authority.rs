@@ -14,6 +14,9 @@ use femtoclaw_sandbox::catalog::Entry;
 
 use crate::exit::{Code, Failure};
 
+/// The policy files with their modification times and sizes: what "changed" means.
+type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
 /// Where the policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -43,8 +46,7 @@ impl Source {
         loaded.map_err(|e| Failure::new(Code::InvalidArgs, e))
     }
 
-    /// Paths and modification times of the policy files: what "changed" means.
-    fn stamp(&self) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    fn stamp(&self) -> Stamp {
         let Source::Path(path) = self else {
             return Vec::new();
         };
@@ -72,7 +74,7 @@ impl Source {
 /// The policy in force, reloaded when its files change, and the link-time grants it made.
 pub struct Authority {
     source: Source,
-    current: Mutex<(Vec<(PathBuf, Option<SystemTime>, u64)>, PolicySet)>,
+    current: Mutex<(Stamp, PolicySet)>,
     grants: GrantCache,
 }
 

@@ -1,5 +1,7 @@
 //! The `femtoclaw-host` command line, run as a user would: exit codes, output, installation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -2,6 +2,8 @@
 //! checkpoints verifiable with a pinned key, tampering located, key rotation, and nothing
 //! acknowledged lost when the host is killed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

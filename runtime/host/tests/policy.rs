@@ -1,6 +1,8 @@
 //! Authorization end to end: default deny, link-time refusal before any guest code runs,
 //! call-time denial the guest can handle, forbid over permit, policy errors with their place.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -14,7 +14,16 @@ use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower};
 
+use crate::replay::{Divergence, Replay};
 use crate::state::State;
+use crate::values;
+
+/// The linker being built, and the names of every function defined through the gate: the
+/// functions that replay answers from the ledger.
+pub(crate) struct Registry {
+    pub(crate) linker: Linker<State>,
+    pub(crate) gated: Vec<(&'static str, &'static str)>,
+}
 
 /// One policy decision the gate took for a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +99,13 @@ recorded_tuple!();
 recorded_tuple!(A);
 recorded_tuple!(A B);
 
-/// The per-invocation side of the gate: who may do what, and the log of host calls made so far.
+/// The per-invocation side of the gate: who may do what, the log of host calls made so far,
+/// and, in replay, the recorded calls that answer them.
 #[derive(Debug)]
 pub struct Gate {
     authority: Arc<CallChecker>,
     calls: Vec<HostCall>,
+    pub(crate) replay: Option<Replay>,
 }
 
 /// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record.
@@ -140,6 +151,7 @@ impl Gate {
         Self {
             authority,
             calls: Vec::new(),
+            replay: None,
         }
     }
 
@@ -158,7 +170,7 @@ impl Gate {
     /// `perform` runs the call on the store's state; it may fail, which traps the guest (a host
     /// fault or a limit, never a policy denial: those are WIT errors the guest sees).
     pub(crate) fn define<P, R>(
-        linker: &mut Linker<State>,
+        registry: &mut Registry,
         interface: &'static str,
         function: &'static str,
         perform: impl Fn(&mut State, &P) -> wasmtime::Result<R> + Send + Sync + 'static,
@@ -167,7 +179,9 @@ impl Gate {
         P: ComponentNamedList + Lift + Recorded + 'static,
         R: ComponentNamedList + Lower + Recorded + 'static,
     {
-        linker
+        registry.gated.push((interface, function));
+        registry
+            .linker
             .instance(interface)?
             .func_wrap(function, move |mut store, params: P| {
                 let fuel_remaining = store.get_fuel()?;
@@ -188,7 +202,7 @@ impl Gate {
     /// Like [`Gate::define`], for a call that touches scopes: `perform` gets an [`Authority`]
     /// to ask about each scope before touching it, and the decisions are recorded with the call.
     pub(crate) fn define_scoped<P, R>(
-        linker: &mut Linker<State>,
+        registry: &mut Registry,
         interface: &'static str,
         function: &'static str,
         perform: impl Fn(&mut State, &mut Authority<'_>, &P) -> wasmtime::Result<R>
@@ -200,7 +214,9 @@ impl Gate {
         P: ComponentNamedList + Lift + Recorded + 'static,
         R: ComponentNamedList + Lower + Recorded + 'static,
     {
-        linker
+        registry.gated.push((interface, function));
+        registry
+            .linker
             .instance(interface)?
             .func_wrap(function, move |mut store, params: P| {
                 let fuel_remaining = store.get_fuel()?;
@@ -221,6 +237,66 @@ impl Gate {
                     decisions: authority.decisions,
                 });
                 Ok(result)
+            })
+    }
+
+    /// Redefines `interface#function` in `linker` to answer from the ledger: the call must be
+    /// the next recorded one, with the same parameters and the same fuel left; its recorded
+    /// result is returned and nothing is performed. A mismatch stops the run with the
+    /// [`Divergence`] that says where and how.
+    pub(crate) fn define_replay(
+        linker: &mut Linker<State>,
+        interface: &'static str,
+        function: &'static str,
+    ) -> wasmtime::Result<()> {
+        linker
+            .instance(interface)?
+            .func_new(function, move |mut store, ty, params, results| {
+                let fuel_remaining = store.get_fuel()?;
+                let state = store.data_mut();
+                let actual = Value::Tuple(
+                    params
+                        .iter()
+                        .zip(ty.params())
+                        .map(|(v, (_, t))| values::val_to_value(v, &t))
+                        .collect(),
+                );
+                let seq = state.gate.calls.len();
+                let replay =
+                    state.gate.replay.as_mut().ok_or_else(|| {
+                        wasmtime::format_err!("replay linker used outside replay")
+                    })?;
+                let expected = replay.expect(seq, interface, function, &actual, fuel_remaining)?;
+                let recorded = match &expected.result {
+                    Value::Tuple(values) if values.len() == results.len() => values,
+                    other => {
+                        return Err(Divergence::Unanswerable {
+                            seq,
+                            call: format!("{interface}#{function}"),
+                            recorded: format!("{other:?}"),
+                        }
+                        .into());
+                    }
+                };
+                for ((slot, value), t) in results.iter_mut().zip(recorded).zip(ty.results()) {
+                    *slot = values::value_to_val(value, &t).ok_or_else(|| {
+                        Divergence::Unanswerable {
+                            seq,
+                            call: format!("{interface}#{function}"),
+                            recorded: format!("{value:?}"),
+                        }
+                    })?;
+                }
+                let result = expected.result.clone();
+                state.gate.calls.push(HostCall {
+                    interface,
+                    function,
+                    params: actual,
+                    result,
+                    fuel_remaining,
+                    decisions: Vec::new(),
+                });
+                Ok(())
             })
     }
 }

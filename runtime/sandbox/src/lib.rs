@@ -21,12 +21,13 @@ pub mod engine;
 pub mod gate;
 mod host;
 pub mod record;
+pub mod replay;
 pub mod state;
 pub mod values;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::{Map, Value as Json};
 use wasmtime::component::types::ComponentItem;
@@ -143,6 +144,9 @@ pub enum InvokeError {
     /// The fuel budget is zero.
     #[error("fuel budget must be greater than 0")]
     NoFuel,
+    /// A recorded invocation cannot be set up for replay.
+    #[error("cannot replay: {0}")]
+    Replay(String),
 }
 
 impl InvokeError {
@@ -278,7 +282,9 @@ impl Function {
 pub struct Prepared {
     /// SHA-256 of the component bytes.
     pub digest: [u8; 32],
+    component: Component,
     pre: InstancePre<State>,
+    replay_pre: OnceLock<InstancePre<State>>,
     /// Exported functions, in export order.
     pub functions: Vec<Function>,
     /// Imported interfaces (`package:name/interface@version`) that the host must provide:
@@ -300,6 +306,15 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
+    /// The component linked for replay (every gated import answered from the ledger).
+    fn replay_pre(&self, linker: &Linker<State>) -> wasmtime::Result<&InstancePre<State>> {
+        if let Some(pre) = self.replay_pre.get() {
+            return Ok(pre);
+        }
+        let pre = linker.instantiate_pre(&self.component)?;
+        Ok(self.replay_pre.get_or_init(|| pre))
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Result<&Function, InvokeError> {
         self.functions
@@ -316,6 +331,7 @@ impl Prepared {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<State>,
+    replay_linker: Linker<State>,
     limits: Limits,
     engine_digest: engine::EngineDigest,
     cache_dir: Option<PathBuf>,
@@ -336,14 +352,25 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let (engine, engine_digest) =
             engine::build(&config.limits).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        host::wasi::add_to_linker(&mut linker)
-            .and_then(|()| host::log::add_to_linker(&mut linker))
-            .and_then(|()| host::config::add_to_linker(&mut linker))
+        let mut registry = gate::Registry {
+            linker: Linker::new(&engine),
+            gated: Vec::new(),
+        };
+        host::wasi::add_to_linker(&mut registry)
+            .and_then(|()| host::log::add_to_linker(&mut registry))
+            .and_then(|()| host::config::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        // Replay links the same imports, with every gated function answered from the ledger.
+        let mut replay_linker = registry.linker.clone();
+        replay_linker.allow_shadowing(true);
+        for (interface, function) in &registry.gated {
+            gate::Gate::define_replay(&mut replay_linker, interface, function)
+                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        }
         Ok(Self {
             engine,
-            linker,
+            linker: registry.linker,
+            replay_linker,
             limits: config.limits,
             engine_digest,
             cache_dir: config.cache_dir,
@@ -459,7 +486,9 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
         Ok(Prepared {
             digest,
+            component,
             pre,
+            replay_pre: OnceLock::new(),
             functions,
             imports,
         })
@@ -518,18 +547,77 @@ impl Sandbox {
         }
         let function = prepared.function(function)?;
         let params = Self::args(function, args)?;
-        let recorded_args = function
+        Ok(self
+            .run(
+                &prepared.pre,
+                function,
+                params,
+                fuel,
+                State::new(self.limits, context),
+            )
+            .0)
+    }
+
+    /// Re-runs a recorded invocation of `function` with its recorded `args` and `fuel`,
+    /// answering every gated host call from the recording and performing none; then compares
+    /// the run with the recording. The divergence is `None` when they are identical.
+    pub fn replay(
+        &self,
+        prepared: &Prepared,
+        function: &str,
+        args: &[(String, Value)],
+        fuel: u64,
+        recorded: &replay::Recorded,
+    ) -> Result<(Outcome, Option<replay::Divergence>), InvokeError> {
+        let function = prepared.function(function)?;
+        if let Some(unsupported) = function.unsupported() {
+            return Err(unsupported.into());
+        }
+        let params = function
+            .params
+            .iter()
+            .map(|(name, ty)| {
+                let value = args.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                value
+                    .and_then(|v| values::value_to_val(v, ty))
+                    .ok_or_else(|| InvokeError::MissingParameter {
+                        name: name.clone(),
+                        ty: values::type_name(ty),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pre = prepared
+            .replay_pre(&self.replay_linker)
+            .map_err(|e| InvokeError::Replay(format!("cannot link for replay: {e:#}")))?;
+        let context = Context::deny_all().map_err(|e| InvokeError::Replay(e.to_string()))?;
+        let mut state = State::new(self.limits, context);
+        state.gate.replay = Some(replay::Replay::new(recorded.calls.clone()));
+        let (outcome, divergence) = self.run(pre, function, params, fuel, state);
+        let divergence = divergence.or_else(|| recorded.compare(&outcome));
+        Ok((outcome, divergence))
+    }
+
+    /// One run on a fresh store: the shared core of [`Sandbox::invoke`] and
+    /// [`Sandbox::replay`]. A divergence that stopped a replay is returned beside the outcome.
+    fn run(
+        &self,
+        pre: &InstancePre<State>,
+        function: &Function,
+        params: Vec<Val>,
+        fuel: u64,
+        state: State,
+    ) -> (Outcome, Option<replay::Divergence>) {
+        let args = function
             .params
             .iter()
             .zip(&params)
-            .map(|((name, _), val)| (name.clone(), values::val_to_value(val)))
+            .map(|((name, ty), val)| (name.clone(), values::val_to_value(val, ty)))
             .collect();
-
-        let mut store = Store::new(&self.engine, State::new(self.limits, context));
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(16 << 20);
         let run = store.set_fuel(fuel).and_then(|()| {
-            let instance = prepared.pre.instantiate(&mut store)?;
+            let instance = pre.instantiate(&mut store)?;
             let func = instance
                 .get_func(&mut store, function.index)
                 .ok_or_else(|| {
@@ -545,27 +633,30 @@ impl Sandbox {
         let (stderr, err_cut) = state.stderr.contents();
         let host_calls = state.gate.take_calls();
 
-        let (result, result_value) = match run {
-            Ok(val) => {
-                let json = match (&val, &function.result) {
-                    (Some(v), Some(ty)) => values::val_to_json(v, ty),
-                    _ => Json::Null,
-                };
-                (Ok(json), val.as_ref().map(values::val_to_value))
+        let mut divergence = None;
+        let (result, result_value) = match (run, &function.result) {
+            (Ok(Some(val)), Some(ty)) => (
+                Ok(values::val_to_json(&val, ty)),
+                Some(values::val_to_value(&val, ty)),
+            ),
+            (Ok(_), _) => (Ok(Json::Null), None),
+            (Err(e), _) => {
+                divergence = e.downcast_ref::<replay::Divergence>().cloned();
+                (Err(classify(&e, fuel, remaining)), None)
             }
-            Err(e) => (Err(classify(&e, fuel, remaining)), None),
         };
-        Ok(Outcome {
+        let outcome = Outcome {
             result,
             result_value,
-            args: recorded_args,
+            args,
             fuel_budget: fuel,
             fuel_consumed: fuel - remaining,
             host_calls,
             stdout,
             stderr,
             output_truncated: out_cut || err_cut,
-        })
+        };
+        (outcome, divergence)
     }
 }
 

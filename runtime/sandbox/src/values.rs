@@ -472,42 +472,146 @@ pub fn val_to_json(val: &Val, ty: &Type) -> Json {
     }
 }
 
-/// The ledger's canonical form of a WIT value.
-pub fn val_to_value(val: &Val) -> Value {
-    let boxed = |v: &Option<Box<Val>>| v.as_deref().map(|v| Box::new(val_to_value(v)));
-    match val {
-        Val::Bool(b) => Value::Bool(*b),
-        Val::S8(n) => Value::S8(*n),
-        Val::U8(n) => Value::U8(*n),
-        Val::S16(n) => Value::S16(*n),
-        Val::U16(n) => Value::U16(*n),
-        Val::S32(n) => Value::S32(*n),
-        Val::U32(n) => Value::U32(*n),
-        Val::S64(n) => Value::S64(*n),
-        Val::U64(n) => Value::U64(*n),
-        Val::Float32(f) => Value::F32(f.to_bits()),
-        Val::Float64(f) => Value::F64(f.to_bits()),
-        Val::Char(c) => Value::Char(*c),
-        Val::String(s) => Value::String(s.clone()),
-        Val::List(items) => Value::List(items.iter().map(val_to_value).collect()),
-        Val::Record(fields) => Value::Record(
+/// The ledger's canonical form of a WIT value of type `ty`: `list<u8>` is [`Value::Bytes`].
+pub fn val_to_value(val: &Val, ty: &Type) -> Value {
+    fn boxed(v: &Option<Box<Val>>, ty: Option<Type>) -> Option<Box<Value>> {
+        match (v, ty) {
+            (Some(v), Some(t)) => Some(Box::new(val_to_value(v, &t))),
+            _ => None,
+        }
+    }
+    match (val, ty) {
+        (Val::Bool(b), _) => Value::Bool(*b),
+        (Val::S8(n), _) => Value::S8(*n),
+        (Val::U8(n), _) => Value::U8(*n),
+        (Val::S16(n), _) => Value::S16(*n),
+        (Val::U16(n), _) => Value::U16(*n),
+        (Val::S32(n), _) => Value::S32(*n),
+        (Val::U32(n), _) => Value::U32(*n),
+        (Val::S64(n), _) => Value::S64(*n),
+        (Val::U64(n), _) => Value::U64(*n),
+        (Val::Float32(f), _) => Value::F32(f.to_bits()),
+        (Val::Float64(f), _) => Value::F64(f.to_bits()),
+        (Val::Char(c), _) => Value::Char(*c),
+        (Val::String(s), _) => Value::String(s.clone()),
+        (Val::List(items), Type::List(l)) => {
+            let elem = l.ty();
+            if elem == Type::U8 {
+                Value::Bytes(
+                    items
+                        .iter()
+                        .filter_map(|v| match v {
+                            Val::U8(b) => Some(*b),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            } else {
+                Value::List(items.iter().map(|v| val_to_value(v, &elem)).collect())
+            }
+        }
+        (Val::Record(fields), Type::Record(r)) => Value::Record(
             fields
                 .iter()
-                .map(|(k, v)| (k.clone(), val_to_value(v)))
+                .zip(r.fields())
+                .map(|((k, v), f)| (k.clone(), val_to_value(v, &f.ty)))
                 .collect(),
         ),
-        Val::Tuple(items) => Value::Tuple(items.iter().map(val_to_value).collect()),
-        Val::Variant(case, payload) => Value::Variant {
+        (Val::Tuple(items), Type::Tuple(t)) => Value::Tuple(
+            items
+                .iter()
+                .zip(t.types())
+                .map(|(v, t)| val_to_value(v, &t))
+                .collect(),
+        ),
+        (Val::Variant(case, payload), Type::Variant(v)) => Value::Variant {
             case: case.clone(),
-            payload: boxed(payload),
+            payload: boxed(
+                payload,
+                v.cases().find(|c| c.name == case).and_then(|c| c.ty),
+            ),
         },
-        Val::Enum(case) => Value::Enum(case.clone()),
-        Val::Option(v) => Value::Option(boxed(v)),
-        Val::Result(Ok(v)) => Value::Result(Ok(boxed(v))),
-        Val::Result(Err(v)) => Value::Result(Err(boxed(v))),
-        Val::Flags(names) => Value::Flags(names.clone()),
-        other => Value::String(format!("<unrecordable {other:?}>")),
+        (Val::Enum(case), _) => Value::Enum(case.clone()),
+        (Val::Option(v), Type::Option(o)) => Value::Option(boxed(v, Some(o.ty()))),
+        (Val::Result(Ok(v)), Type::Result(r)) => Value::Result(Ok(boxed(v, r.ok()))),
+        (Val::Result(Err(v)), Type::Result(r)) => Value::Result(Err(boxed(v, r.err()))),
+        (Val::Flags(names), _) => Value::Flags(names.clone()),
+        (other, _) => Value::String(format!("<unrecordable {other:?}>")),
     }
+}
+
+/// The WIT value of type `ty` that a recorded [`Value`] stands for (the inverse of
+/// [`val_to_value`]); `None` when the value does not fit the type.
+pub fn value_to_val(value: &Value, ty: &Type) -> Option<Val> {
+    fn boxed(v: &Option<Box<Value>>, ty: Option<Type>) -> Option<Option<Box<Val>>> {
+        match (v, ty) {
+            (None, _) => Some(None),
+            (Some(v), Some(t)) => Some(Some(Box::new(value_to_val(v, &t)?))),
+            (Some(_), None) => None,
+        }
+    }
+    Some(match (value, ty) {
+        (Value::Bool(b), Type::Bool) => Val::Bool(*b),
+        (Value::S8(n), Type::S8) => Val::S8(*n),
+        (Value::U8(n), Type::U8) => Val::U8(*n),
+        (Value::S16(n), Type::S16) => Val::S16(*n),
+        (Value::U16(n), Type::U16) => Val::U16(*n),
+        (Value::S32(n), Type::S32) => Val::S32(*n),
+        (Value::U32(n), Type::U32) => Val::U32(*n),
+        (Value::S64(n), Type::S64) => Val::S64(*n),
+        (Value::U64(n), Type::U64) => Val::U64(*n),
+        (Value::F32(bits), Type::Float32) => Val::Float32(f32::from_bits(*bits)),
+        (Value::F64(bits), Type::Float64) => Val::Float64(f64::from_bits(*bits)),
+        (Value::Char(c), Type::Char) => Val::Char(*c),
+        (Value::String(s), Type::String) => Val::String(s.clone()),
+        (Value::Bytes(bytes), Type::List(l)) if l.ty() == Type::U8 => {
+            Val::List(bytes.iter().map(|b| Val::U8(*b)).collect())
+        }
+        (Value::List(items), Type::List(l)) => {
+            let elem = l.ty();
+            Val::List(
+                items
+                    .iter()
+                    .map(|v| value_to_val(v, &elem))
+                    .collect::<Option<_>>()?,
+            )
+        }
+        (Value::Record(fields), Type::Record(r)) if fields.len() == r.fields().len() => {
+            Val::Record(
+                fields
+                    .iter()
+                    .zip(r.fields())
+                    .map(|((k, v), f)| {
+                        (k == f.name).then_some(())?;
+                        Some((k.clone(), value_to_val(v, &f.ty)?))
+                    })
+                    .collect::<Option<_>>()?,
+            )
+        }
+        (Value::Tuple(items), Type::Tuple(t)) if items.len() == t.types().len() => Val::Tuple(
+            items
+                .iter()
+                .zip(t.types())
+                .map(|(v, t)| value_to_val(v, &t))
+                .collect::<Option<_>>()?,
+        ),
+        (Value::Variant { case, payload }, Type::Variant(v)) => {
+            let found = v.cases().find(|c| c.name == case)?;
+            Val::Variant(case.clone(), boxed(payload, found.ty)?)
+        }
+        (Value::Enum(case), Type::Enum(e)) if e.names().any(|n| n == case) => {
+            Val::Enum(case.clone())
+        }
+        (Value::Option(v), Type::Option(o)) => Val::Option(boxed(v, Some(o.ty()))?),
+        (Value::Result(Ok(v)), Type::Result(r)) => Val::Result(Ok(boxed(v, r.ok())?)),
+        (Value::Result(Err(v)), Type::Result(r)) => Val::Result(Err(boxed(v, r.err())?)),
+        (Value::Flags(names), Type::Flags(f))
+            if names.iter().all(|n| f.names().any(|m| m == n)) =>
+        {
+            Val::Flags(names.clone())
+        }
+        _ => return None,
+    })
 }
 
 /// The JSON Schema (draft 2020-12) of values of WIT type `ty` under this module's scheme.

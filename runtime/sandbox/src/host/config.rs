@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, Scope};
-use wasmtime::component::Linker;
 
-use crate::gate::{Gate, Recorded};
-use crate::state::State;
+use crate::gate::{Gate, Recorded, Registry};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -64,9 +62,9 @@ impl<T: Recorded, E: Recorded> Recorded for Result<T, E> {
     }
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(
-        linker,
+        registry,
         INTERFACE,
         "get",
         |state, authority, (key,): &(String,)| {
@@ -78,17 +76,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             Ok((answer,))
         },
     )?;
-    Gate::define_scoped(linker, INTERFACE, "get-all", |state, authority, (): &()| {
-        let granted: Vec<(String, String)> = state
-            .config
-            .iter()
-            .filter(|(key, _)| {
-                authority
-                    .check(CallAction::ConfigRead, &Scope::ConfigKey((*key).clone()))
-                    .is_ok()
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok((Ok::<_, Error>(granted),))
-    })
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "get-all",
+        |state, authority, (): &()| {
+            let granted: Vec<(String, String)> = state
+                .config
+                .iter()
+                .filter(|(key, _)| {
+                    authority
+                        .check(CallAction::ConfigRead, &Scope::ConfigKey((*key).clone()))
+                        .is_ok()
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Ok((Ok::<_, Error>(granted),))
+        },
+    )
 }

@@ -1,10 +1,7 @@
 //! `femtoclaw:host/log`: structured logging from a capability. Messages are recorded by the gate
 //! (they are host calls like any other) and returned with the outcome.
 
-use wasmtime::component::Linker;
-
-use crate::gate::{Gate, Recorded};
-use crate::state::State;
+use crate::gate::{Gate, Recorded, Registry};
 use femtoclaw_ledger::Value;
 
 mod bindings {
@@ -41,9 +38,9 @@ impl Recorded for Level {
     }
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define(
-        linker,
+        registry,
         INTERFACE,
         "log",
         |_state, (_level, message): &(Level, String)| {

@@ -9,11 +9,9 @@
 use std::sync::LazyLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use wasmtime::component::Linker;
 use wasmtime_wasi::p2::bindings::sync::clocks::wall_clock::Datetime;
 
-use crate::gate::{Gate, Recorded};
-use crate::state::State;
+use crate::gate::{Gate, Recorded, Registry};
 use femtoclaw_ledger::Value;
 
 const WALL_CLOCK: &str = "wasi:clocks/wall-clock@0.2.12";
@@ -56,11 +54,11 @@ fn nanos_u64(nanos: u128) -> u64 {
     u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    linker.allow_shadowing(true);
+pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(&mut registry.linker)?;
+    registry.linker.allow_shadowing(true);
 
-    Gate::define(linker, WALL_CLOCK, "now", |_, (): &()| {
+    Gate::define(registry, WALL_CLOCK, "now", |_, (): &()| {
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -69,42 +67,48 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             nanoseconds: since.subsec_nanos(),
         },))
     })?;
-    Gate::define(linker, WALL_CLOCK, "resolution", |_, (): &()| {
+    Gate::define(registry, WALL_CLOCK, "resolution", |_, (): &()| {
         Ok((Datetime {
             seconds: 0,
             nanoseconds: 1,
         },))
     })?;
-    Gate::define(linker, MONOTONIC_CLOCK, "now", |_, (): &()| {
+    Gate::define(registry, MONOTONIC_CLOCK, "now", |_, (): &()| {
         Ok((nanos_u64(EPOCH.elapsed().as_nanos()),))
     })?;
-    Gate::define(linker, MONOTONIC_CLOCK, "resolution", |_, (): &()| {
+    Gate::define(registry, MONOTONIC_CLOCK, "resolution", |_, (): &()| {
         Ok((1u64,))
     })?;
     for timer in ["subscribe-instant", "subscribe-duration"] {
-        linker.instance(MONOTONIC_CLOCK)?.func_new(timer, move |_, _, _, _| {
+        registry.linker.instance(MONOTONIC_CLOCK)?.func_new(timer, move |_, _, _, _| {
             wasmtime::bail!("`{MONOTONIC_CLOCK}#{timer}` is not available: timers would make execution depend on wall-clock time")
         })?;
     }
-    Gate::define(linker, RANDOM, "get-random-bytes", |_, (len,): &(u64,)| {
-        Ok((random_bytes(*len)?,))
-    })?;
-    Gate::define(linker, RANDOM, "get-random-u64", |_, (): &()| {
+    Gate::define(
+        registry,
+        RANDOM,
+        "get-random-bytes",
+        |_, (len,): &(u64,)| Ok((random_bytes(*len)?,)),
+    )?;
+    Gate::define(registry, RANDOM, "get-random-u64", |_, (): &()| {
         Ok((random_u64()?,))
     })?;
     Gate::define(
-        linker,
+        registry,
         INSECURE,
         "get-insecure-random-bytes",
         |_, (len,): &(u64,)| Ok((random_bytes(*len)?,)),
     )?;
-    Gate::define(linker, INSECURE, "get-insecure-random-u64", |_, (): &()| {
-        Ok((random_u64()?,))
-    })?;
-    Gate::define(linker, INSECURE_SEED, "insecure-seed", |_, (): &()| {
+    Gate::define(
+        registry,
+        INSECURE,
+        "get-insecure-random-u64",
+        |_, (): &()| Ok((random_u64()?,)),
+    )?;
+    Gate::define(registry, INSECURE_SEED, "insecure-seed", |_, (): &()| {
         Ok(((random_u64()?, random_u64()?),))
     })?;
 
-    linker.allow_shadowing(false);
+    registry.linker.allow_shadowing(false);
     Ok(())
 }

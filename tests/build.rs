@@ -3,6 +3,7 @@
 fn main() {
     let built = femtoclaw_guest_build::build(&[
         "femtoclaw-guest-misbehave",
+        "femtoclaw-guest-misbehave-changed",
         "femtoclaw-guest-types",
         "femtoclaw-example-word-count",
     ]);

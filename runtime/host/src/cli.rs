@@ -61,6 +61,28 @@ pub enum Command {
     /// Manage the ledger's signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Verify an exported ledger, then re-execute its invocations offline, answering every
+    /// host call from the ledger. Exit 0 identical, 8 integrity, 9 divergence, 10 cannot replay.
+    Replay {
+        /// The exported ledger.
+        export: PathBuf,
+        /// A verifier key to pin (repeat for rotated keys).
+        #[arg(long, required = true)]
+        key: Vec<String>,
+        /// A directory of components: by recorded sha256, or `<capability>.wasm` to replay the
+        /// recording against another build of that capability.
+        #[arg(long)]
+        components: Option<PathBuf>,
+        /// First invocation number.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last invocation number.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Invoke one function of a capability and print its result as JSON.
     Invoke {
         #[command(flatten)]
@@ -137,6 +159,9 @@ pub enum LogCommand {
     Export {
         /// Where to write it.
         file: PathBuf,
+        /// Include every component the invocations ran, so replay needs this file alone.
+        #[arg(long)]
+        with_components: bool,
     },
     /// Print an inclusion proof of entry `index` (C2SP tlog-proof, with the entry as `extra`).
     Prove {
@@ -208,17 +233,38 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         return verify(&Target::Export(file), key);
     }
     let source = authority::Source::locate(cli.policy.as_deref(), &cli.data_dir);
-    let mut host = Host::open(&cli.data_dir, source)?;
+    let ledger = !matches!(cli.command, Command::Replay { .. } | Command::Policy(_));
+    let mut host = Host::open(&cli.data_dir, source, ledger)?;
     match cli.command {
         Command::Policy(PolicyCommand::Check { .. }) => Ok(()),
         Command::Log(command) => log(&host, command),
+        Command::Replay {
+            export,
+            key,
+            components,
+            from,
+            to,
+            json,
+        } => {
+            let reports = crate::replay::replay(
+                &host,
+                &crate::replay::Options {
+                    export: &export,
+                    keys: &key,
+                    components: components.as_deref(),
+                    from,
+                    to,
+                },
+            )?;
+            crate::replay::finish(&reports, json, out)
+        }
         Command::Key(KeyCommand::Generate { name }) => {
-            let verifier = host.records.rotate(&name)?;
+            let verifier = host.records_mut()?.rotate(&name)?;
             out(&verifier.to_string());
             Ok(())
         }
         Command::Key(KeyCommand::Show) => {
-            out(&host.records.verifier().to_string());
+            out(&host.records()?.verifier().to_string());
             Ok(())
         }
         Command::Policy(PolicyCommand::Explain {
@@ -425,7 +471,7 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
     match command {
         LogCommand::Show { from, limit, json } => {
             let entries = host
-                .records
+                .records()?
                 .with_ledger(|l| l.iter(from, limit))
                 .map_err(failed)?;
             for (index, entry) in entries {
@@ -440,7 +486,7 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
         }
         LogCommand::Checkpoint => {
             let note = host
-                .records
+                .records()?
                 .with_ledger(|l| l.latest_checkpoint().map(str::to_owned));
             let note =
                 note.ok_or_else(|| Failure::new(Code::Other, "the ledger has no checkpoint yet"))?;
@@ -450,26 +496,33 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
         }
         LogCommand::Verify { mut key, file } => {
             if key.is_empty() {
-                key.push(host.records.verifier().to_string());
+                key.push(host.records()?.verifier().to_string());
             }
             match &file {
                 Some(file) => verify(&Target::Export(file), &key),
                 None => verify(
-                    &Target::Dir(host.records.with_ledger(|l| l.dir().to_owned())),
+                    &Target::Dir(host.records()?.with_ledger(|l| l.dir().to_owned())),
                     &key,
                 ),
             }
         }
-        LogCommand::Export { file } => {
-            host.records
-                .with_ledger(|l| l.export(&file))
-                .map_err(failed)?;
+        LogCommand::Export {
+            file,
+            with_components,
+        } => {
+            if with_components {
+                crate::replay::export_with_components(host, &file)?;
+            } else {
+                host.records()?
+                    .with_ledger(|l| l.export(&file))
+                    .map_err(failed)?;
+            }
             out(&format!("exported to {}", file.display()));
             Ok(())
         }
         LogCommand::Prove { index } => {
             let proof = host
-                .records
+                .records()?
                 .with_ledger(|l| l.prove(index))
                 .map_err(failed)?;
             use std::io::Write as _;
@@ -477,7 +530,10 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
             Ok(())
         }
         LogCommand::Reindex => {
-            let n = host.records.with_ledger(Ledger::reindex).map_err(failed)?;
+            let n = host
+                .records()?
+                .with_ledger(Ledger::reindex)
+                .map_err(failed)?;
             out(&format!("reindexed {n} entries"));
             Ok(())
         }

@@ -20,6 +20,10 @@ pub enum Code {
     Denied = 7,
     /// The ledger (or a proof) failed verification: an integrity failure.
     Integrity = 8,
+    /// A replayed invocation diverged from its recording.
+    Divergence = 9,
+    /// A recorded invocation cannot be replayed here (component, wasmtime version, engine).
+    CannotReplay = 10,
 }
 
 /// A failed command: its exit code and the one line printed on stderr.

@@ -20,7 +20,7 @@ pub struct Host {
     pub catalog: Catalog,
     pub sandbox: Sandbox,
     pub authority: Authority,
-    pub records: Records,
+    records: Option<Records>,
 }
 
 /// A capability resolved and prepared for invocation.
@@ -31,7 +31,9 @@ pub struct Resolved {
 
 impl Host {
     /// Opens the host on `data_dir` (created when missing).
-    pub fn open(data_dir: &Path, policy: authority::Source) -> Result<Self, Failure> {
+    /// `ledger` opens (or creates) the ledger; commands that only read an export, such as
+    /// `replay`, leave the data directory's ledger alone.
+    pub fn open(data_dir: &Path, policy: authority::Source, ledger: bool) -> Result<Self, Failure> {
         let builtins: Vec<Builtin> = femtoclaw_capabilities::ALL
             .iter()
             .map(|c| Builtin {
@@ -49,8 +51,26 @@ impl Host {
             catalog,
             sandbox,
             authority: Authority::new(policy)?,
-            records: Records::open(data_dir)?,
+            records: if ledger {
+                Some(Records::open(data_dir)?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// The ledger (opened unless the command said otherwise).
+    pub fn records(&self) -> Result<&Records, Failure> {
+        self.records
+            .as_ref()
+            .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
+    }
+
+    /// The ledger, for a key rotation.
+    pub fn records_mut(&mut self) -> Result<&mut Records, Failure> {
+        self.records
+            .as_mut()
+            .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
     }
 
     /// Finds `spec` (`name` or `name@version`), re-checks its digest and prepares it.
@@ -82,7 +102,7 @@ impl Host {
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
         let fuel = fuel.unwrap_or(entry.manifest.fuel);
         let start = Start {
-            invocation: self.records.next_invocation(),
+            invocation: self.records()?.next_invocation(),
             principal: principal.to_string(),
             capability: entry.manifest.name.clone(),
             version: entry.manifest.version.clone(),
@@ -95,7 +115,7 @@ impl Host {
 
         let invoke = policy.authorize_invoke_function(principal, &cap, Some(function));
         if !invoke.allowed {
-            self.records
+            self.records()?
                 .append(record::refused(&start, &[("invoke", &name, &invoke)]))?;
             return Err(Failure::new(
                 Code::Denied,
@@ -112,7 +132,7 @@ impl Host {
                 .iter()
                 .map(|(import, decision)| ("link", import.as_str(), decision))
                 .collect();
-            self.records.append(record::refused(&start, &refusals))?;
+            self.records()?.append(record::refused(&start, &refusals))?;
             let named: Vec<String> = refused
                 .iter()
                 .map(|(import, decision)| format!("`{import}` ({decision})"))
@@ -134,7 +154,7 @@ impl Host {
             .sandbox
             .invoke(&resolved.prepared, function, args, fuel, context)?;
         let receipt = self
-            .records
+            .records()?
             .append(record::ran(&start, &invoke, &outcome))?;
         Ok((outcome, receipt))
     }

@@ -12,6 +12,7 @@ mod cli;
 mod exit;
 mod host;
 mod records;
+mod replay;
 
 use std::process::ExitCode;
 

@@ -38,6 +38,10 @@ femtoclaw_sdk::wit_bindgen::generate!({
 
 struct Misbehave;
 
+/// The constant the "changed" build changes: replaying a recording of the original against it
+/// must diverge.
+const OFFSET: u32 = if cfg!(feature = "changed") { 1 } else { 0 };
+
 /// Recursion on the wasm stack itself (no locals in linear memory), so a large depth runs
 /// into the host's `max_wasm_stack` rather than the guest's own shadow stack.
 #[inline(never)]
@@ -68,7 +72,7 @@ impl Guest for Misbehave {
     }
 
     fn divide(a: u32, b: u32) -> u32 {
-        black_box(a) / black_box(b)
+        black_box(a) / black_box(b) + OFFSET
     }
 
     fn chatter(lines: u32) -> u32 {
@@ -81,6 +85,8 @@ impl Guest for Misbehave {
     }
 
     fn sense() -> (u64, u64, Vec<u8>) {
+        // Work before the first host call: a changed amount shifts the fuel left at it.
+        black_box((0..100 + OFFSET).fold(0u32, |a, b| a.wrapping_add(black_box(b))));
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

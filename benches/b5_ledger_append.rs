@@ -5,6 +5,7 @@
 //! durable latency ≤ 1.1× raw fdatasync p50. The summary printed at the end gives p50
 //! figures and ratios from an interleaved timing loop (ours and raw alternate, so both
 //! see the same disk weather).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark may stop on a broken set-up
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;

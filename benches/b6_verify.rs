@@ -5,6 +5,7 @@
 //! against the pinned key, compares roots and checks consistency between consecutive
 //! checkpoints, so its cost depends on how many checkpoints there are (one per group
 //! commit batch). Two shapes are measured: 128 and 16 entries per batch.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark may stop on a broken set-up
 
 use std::time::{Duration, Instant};
 
@@ -57,10 +58,8 @@ fn p50(v: &mut [Duration]) -> Duration {
 fn main() {
     let key = SigningKey::from_seed("bench.femtoclaw/ledger", [1; 32]).expect("key");
     let opts = VerifyOptions::with_key(key.verifier());
-    let exports: Vec<(usize, Vec<u8>)> = SHAPES
-        .iter()
-        .map(|&s| (s, build_export(s, &key)))
-        .collect();
+    let exports: Vec<(usize, Vec<u8>)> =
+        SHAPES.iter().map(|&s| (s, build_export(s, &key))).collect();
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -74,9 +73,11 @@ fn main() {
             g.bench_with_input(BenchmarkId::new("verify_export", shape), shape, |b, _| {
                 b.iter(|| verify_export(bytes, &opts).expect("verify"))
             });
-            g.bench_with_input(BenchmarkId::new("raw_sha256_merkle", shape), shape, |b, _| {
-                b.iter(|| raw(&parsed.entries))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("raw_sha256_merkle", shape),
+                shape,
+                |b, _| b.iter(|| raw(&parsed.entries)),
+            );
         }
         g.finish();
     }

@@ -160,8 +160,20 @@ impl Entry {
         }
     }
 
+    /// Appends the canonical encoding to `buf` (used to build a batch in place).
+    pub(crate) fn encode_append(&self, buf: Vec<u8>) -> (Vec<u8>, bool) {
+        let w = self.encode_with(Writer {
+            buf,
+            overflow: false,
+        });
+        (w.buf, w.overflow)
+    }
+
     fn encode_writer(&self) -> Writer {
-        let mut w = Writer::with_capacity(128);
+        self.encode_with(Writer::with_capacity(128))
+    }
+
+    fn encode_with(&self, mut w: Writer) -> Writer {
         w.u8(ENCODING_VERSION);
         match self {
             Entry::InvocationStart {

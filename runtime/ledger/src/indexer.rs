@@ -2,7 +2,7 @@
 //! durable append path. The index may lag the segments (even across a crash); opening
 //! the ledger catches it up, and every read through [`crate::Ledger`] waits for it first.
 
-use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -24,7 +24,7 @@ enum Job {
 }
 
 pub(crate) struct Indexer {
-    tx: Option<Sender<Job>>,
+    tx: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -55,7 +55,8 @@ pub(crate) fn batch_for(job: &BatchJob) -> sled::Batch {
 
 impl Indexer {
     pub(crate) fn new(db: sled::Db) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>();
+        // Bounded: if sled falls behind, appends wait rather than queue without limit.
+        let (tx, rx) = mpsc::sync_channel::<Job>(1024);
         let error = Arc::new(Mutex::new(None));
         let err = Arc::clone(&error);
         let thread = std::thread::Builder::new()

@@ -67,9 +67,27 @@ pub(crate) fn commit_check(payload: &[u8]) -> Hash {
     h.finalize().into()
 }
 
-/// Appends an entry record to `buf`; returns the payload's offset within `buf`.
-pub(crate) fn push_entry_record(buf: &mut Vec<u8>, payload: &[u8], leaf: &Hash) -> usize {
-    push_record(buf, KIND_ENTRY, payload, leaf)
+/// Encodes `entry` as an entry record at the end of `buf`, in place. Returns the
+/// payload's offset and length within `buf` and the leaf hash, or `None` when the entry
+/// is too large (then `buf` is left as it was).
+pub(crate) fn push_entry(buf: &mut Vec<u8>, entry: &crate::Entry) -> Option<(usize, u32, Hash)> {
+    let hdr = buf.len();
+    buf.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+    let start = buf.len();
+    let (b, overflow) = entry.encode_append(std::mem::take(buf));
+    *buf = b;
+    let len = buf.len() - start;
+    if overflow || len > MAX_RECORD_LEN {
+        buf.truncate(hdr);
+        return None;
+    }
+    let leaf = leaf_hash(buf.get(start..)?);
+    let len32 = u32::try_from(len).ok()?;
+    let h = buf.get_mut(hdr..start)?;
+    h[..4].copy_from_slice(&len32.to_le_bytes());
+    h[4] = KIND_ENTRY;
+    h[5..13].copy_from_slice(&leaf[..8]);
+    Some((start, len32, leaf))
 }
 
 /// Appends a commit record to `buf`; returns the payload's offset within `buf`.

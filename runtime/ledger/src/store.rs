@@ -11,11 +11,11 @@ use thiserror::Error;
 use crate::entry::Entry;
 use crate::error::DecodeError;
 use crate::indexer::{BatchJob, Indexer, batch_for};
-use crate::merkle::{Hash, MerkleTree, ProofError, leaf_hash};
+use crate::merkle::{Hash, MerkleTree, ProofError};
 use crate::note::{Checkpoint, NoteError, SigningKey};
 use crate::segment::{
-    self, Corruption, Event, Loc, MAX_RECORD_LEN, ReplayError, SEGMENT_HEADER_LEN, segment_header,
-    segment_path, sync_dir,
+    self, Corruption, Event, Loc, ReplayError, SEGMENT_HEADER_LEN, segment_header, segment_path,
+    sync_dir,
 };
 
 /// Origin line used when none is configured.
@@ -529,15 +529,9 @@ impl Ledger {
         let mut offsets = Vec::with_capacity(entries.len());
         let mut invocations = Vec::with_capacity(entries.len());
         for (position, e) in entries.iter().enumerate() {
-            let bytes = e
-                .try_encode()
-                .map_err(|_| LedgerError::EntryTooLarge { position })?;
-            if bytes.len() > MAX_RECORD_LEN {
-                return Err(LedgerError::EntryTooLarge { position });
-            }
-            let leaf = leaf_hash(&bytes);
-            let at = segment::push_entry_record(&mut buf, &bytes, &leaf);
-            offsets.push((at, bytes.len() as u32));
+            let (at, len, leaf) =
+                segment::push_entry(&mut buf, e).ok_or(LedgerError::EntryTooLarge { position })?;
+            offsets.push((at, len));
             leaves.push(leaf);
             invocations.push(e.invocation());
         }

@@ -1,0 +1,335 @@
+//! Replay end to end: an honest ledger replays identically with no side effect; a changed
+//! component diverges at the right place with the right class; a ledger re-signed with a changed
+//! host result diverges at that call; a ledger changed without re-signing is an integrity
+//! failure, never a divergence; a missing component cannot be replayed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use femtoclaw_ledger::{Entry, Ledger, LedgerOptions, Value};
+use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_MISBEHAVE_CHANGED};
+use serde_json::{Value as Json, json};
+
+struct Host {
+    data: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+impl Host {
+    /// A host that ran a few invocations of every kind, and exported them with components.
+    fn recorded() -> (Self, PathBuf) {
+        let host = Self {
+            data: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
+        std::fs::write(
+            host.data.path().join("policy/test.cedar"),
+            "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+             permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n\
+             permit (principal, action == FemtoClaw::Action::\"config.read\", resource) when { resource.name == \"region\" };\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(host.data.path().join("config")).unwrap();
+        std::fs::write(
+            host.data.path().join("config/misbehave.toml"),
+            "region = \"eu\"\ntoken = \"s3cret\"\n",
+        )
+        .unwrap();
+        let wasm = host.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
+        let manifest = host.file(
+            "capability.toml",
+            b"name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 5000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\nconfig = [\"region\", \"token\"]\n",
+        );
+        assert_eq!(
+            code(&host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)])),
+            0
+        );
+        for args in [
+            vec![
+                "invoke",
+                "misbehave",
+                "divide",
+                "--args",
+                r#"{"a":9,"b":3}"#,
+            ],
+            vec!["invoke", "misbehave", "sense"],
+            vec!["invoke", "misbehave", "chatter", "--args", r#"{"lines":2}"#],
+            vec![
+                "invoke",
+                "misbehave",
+                "read-config",
+                "--args",
+                r#"{"keys":["region","token"]}"#,
+            ],
+            vec!["invoke", "misbehave", "spin"],
+            vec!["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#],
+            vec![
+                "invoke",
+                "hello",
+                "greet",
+                "--args",
+                r#"{"name":"Ada"}"#,
+                "--principal",
+                "agent:bot",
+            ],
+        ] {
+            let out = host.run(&args);
+            assert!(
+                [0, 4, 7].contains(&code(&out)),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+        let export = host.files.path().join("ledger.export");
+        let out = host.run(&["log", "export", "--with-components", s(&export)]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        (host, export)
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn run_in(&self, data: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"))
+            .args(args)
+            .env("FEMTOCLAW_DATA_DIR", data)
+            .env_remove("FEMTOCLAW_POLICY")
+            .output()
+            .unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_in(self.data.path(), args)
+    }
+
+    fn key(&self) -> String {
+        stdout(&self.run(&["key", "show"])).trim().to_owned()
+    }
+
+    /// Replays `export` from an empty data directory (no catalog, no ledger: the export
+    /// alone must do).
+    fn replay(&self, export: &Path, extra: &[&str]) -> Output {
+        let empty = tempfile::tempdir().unwrap();
+        let key = self.key();
+        let mut args = vec!["replay", s(export), "--key", &key, "--json"];
+        args.extend_from_slice(extra);
+        self.run_in(empty.path(), &args)
+    }
+
+    /// Rewrites the host's ledger through `edit` into a new export signed with the host's own
+    /// key (what a forger holding the key could do).
+    fn resign(&self, export: &Path, edit: impl Fn(&mut Vec<Entry>)) -> PathBuf {
+        let bytes = std::fs::read(export).unwrap();
+        let parsed = femtoclaw_ledger::parse_export(&bytes).unwrap();
+        let mut entries: Vec<Entry> = parsed
+            .entries
+            .iter()
+            .map(|b| Entry::decode(b).unwrap())
+            .collect();
+        edit(&mut entries);
+        let key = femtoclaw_ledger::load_key(&self.data.path().join("keys")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ledger, _) = Ledger::open(dir.path(), LedgerOptions::with_key(key)).unwrap();
+        ledger.append_batch(entries).unwrap();
+        let plain = self.files.path().join("resigned-plain.export");
+        ledger.export(&plain).unwrap();
+        let plain = std::fs::read(&plain).unwrap();
+        let resigned = femtoclaw_ledger::parse_export(&plain).unwrap();
+        let components: Vec<([u8; 32], Vec<u8>)> = parsed
+            .components
+            .iter()
+            .map(|(h, b)| (*h, b.to_vec()))
+            .collect();
+        let path = self.files.path().join("resigned.export");
+        let mut out = Vec::new();
+        femtoclaw_ledger::write_export(
+            &mut out,
+            &resigned.entries,
+            &resigned.checkpoints,
+            &components,
+        )
+        .unwrap();
+        std::fs::write(&path, out).unwrap();
+        path
+    }
+}
+
+fn report(out: &Output) -> Json {
+    serde_json::from_str(&stdout(out))
+        .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(out), stderr(out)))
+}
+
+#[test]
+fn an_honest_ledger_replays_identically_with_no_side_effect() {
+    let (host, export) = Host::recorded();
+    let before = std::fs::read(host.data.path().join("config/misbehave.toml")).unwrap();
+    let entries_before = stdout(&host.run(&["log", "show", "--limit", "100000"]))
+        .lines()
+        .count();
+
+    let out = host.replay(&export, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = report(&out);
+    assert_eq!(r["identical"], json!(6), "{r}");
+    assert_eq!(r["divergent"], json!(0));
+    assert_eq!(r["refused"], json!(1));
+
+    // Replaying against the host's own data directory records nothing there either.
+    let key = host.key();
+    let out = host.run(&["replay", s(&export), "--key", &key]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&host.run(&["log", "show", "--limit", "100000"]))
+            .lines()
+            .count(),
+        entries_before
+    );
+    assert_eq!(
+        std::fs::read(host.data.path().join("config/misbehave.toml")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
+    let (host, export) = Host::recorded();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("misbehave.wasm"),
+        FEMTOCLAW_GUEST_MISBEHAVE_CHANGED,
+    )
+    .unwrap();
+    let out = host.replay(&export, &["--components", s(dir.path())]);
+    assert_eq!(code(&out), 9, "{}", stderr(&out));
+    let r = report(&out);
+    let by_function = |f: &str| -> Json {
+        r["invocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["function"] == f)
+            .unwrap()
+            .clone()
+    };
+    let divide = by_function("divide");
+    assert_eq!(divide["status"], json!("divergent"));
+    assert!(divide["replaced_component"].is_string());
+    assert_eq!(divide["divergence"]["class"], json!("RESULT"));
+    assert_eq!(divide["divergence"]["what"], json!("result"));
+    let sense = by_function("sense");
+    assert_eq!(sense["divergence"]["class"], json!("FUEL"), "{sense}");
+    assert_eq!(sense["divergence"]["seq"], json!(0));
+    // hello did not change: still identical.
+    assert_eq!(by_function("greet")["status"], json!("identical"));
+}
+
+#[test]
+fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
+    let (host, export) = Host::recorded();
+    // The random bytes `sense` got: change them, keep everything else, sign with the right key.
+    let forged = host.resign(&export, |entries| {
+        for e in entries.iter_mut() {
+            if let Entry::HostCall {
+                function, result, ..
+            } = e
+                && function == "get-random-bytes"
+            {
+                *result = Value::Tuple(vec![Value::Bytes(vec![0; 16])]);
+            }
+        }
+    });
+    let out = host.replay(&forged, &[]);
+    assert_eq!(code(&out), 9, "{}", stderr(&out));
+    let r = report(&out);
+    let sense = r["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["function"] == "sense")
+        .unwrap();
+    assert_eq!(sense["divergence"]["class"], json!("RESULT"), "{sense}");
+    assert_eq!(r["divergent"], json!(1));
+
+    // A changed fuel count at a call is located at that call.
+    let forged = host.resign(&export, |entries| {
+        if let Some(Entry::HostCall { fuel_remaining, .. }) = entries.iter_mut().find(
+            |e| matches!(e, Entry::HostCall { function, .. } if function == "get-random-bytes"),
+        ) {
+            *fuel_remaining += 1;
+        }
+    });
+    let out = host.replay(&forged, &[]);
+    assert_eq!(code(&out), 9, "{}", stderr(&out));
+    let r = report(&out);
+    let sense = r["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["function"] == "sense")
+        .unwrap();
+    assert_eq!(sense["divergence"]["class"], json!("FUEL"), "{sense}");
+    assert!(
+        sense["divergence"]["call"]
+            .as_str()
+            .unwrap()
+            .ends_with("#get-random-bytes")
+    );
+}
+
+#[test]
+fn a_ledger_changed_without_resigning_is_integrity_not_divergence() {
+    let (host, export) = Host::recorded();
+    let mut bytes = std::fs::read(&export).unwrap();
+    let at = bytes.len() / 4;
+    bytes[at] ^= 1;
+    let tampered = host.file("tampered.export", &bytes);
+    let out = host.replay(&tampered, &[]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ledger verification failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn a_missing_component_cannot_be_replayed_and_says_which() {
+    let (host, _) = Host::recorded();
+    let plain = host.files.path().join("plain.export");
+    assert_eq!(code(&host.run(&["log", "export", s(&plain)])), 0);
+    let out = host.replay(&plain, &[]);
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("component of `misbehave`"),
+        "{}",
+        stderr(&out)
+    );
+    // With --components holding the recorded bytes it replays.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("anything.wasm"), FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let out = host.replay(&plain, &["--components", s(dir.path())]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}

@@ -333,8 +333,11 @@ pub fn finish(reports: &[Report], json: bool, print: impl Fn(&str)) -> Result<()
     Ok(())
 }
 
+/// A component's SHA-256 and bytes, as an export carries it.
+type Component = ([u8; 32], Vec<u8>);
+
 /// The components an export with `--with-components` carries: each one the entries name.
-pub fn components_of(host: &Host, entries: &[Entry]) -> Result<Vec<([u8; 32], Vec<u8>)>, Failure> {
+fn components_of(host: &Host, entries: &[Entry]) -> Result<Vec<Component>, Failure> {
     let mut wanted: Vec<[u8; 32]> = entries
         .iter()
         .filter_map(|e| match e {

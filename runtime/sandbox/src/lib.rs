@@ -332,6 +332,9 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<State>,
     replay_linker: Linker<State>,
+    /// Replay authorizes nothing (every answer comes from the ledger): one deny-all context,
+    /// built once.
+    replay_context: Context,
     limits: Limits,
     engine_digest: engine::EngineDigest,
     cache_dir: Option<PathBuf>,
@@ -371,6 +374,8 @@ impl Sandbox {
             engine,
             linker: registry.linker,
             replay_linker,
+            replay_context: Context::deny_all()
+                .map_err(|e| SandboxError::Engine(format!("replay context: {e}")))?,
             limits: config.limits,
             engine_digest,
             cache_dir: config.cache_dir,
@@ -589,8 +594,7 @@ impl Sandbox {
         let pre = prepared
             .replay_pre(&self.replay_linker)
             .map_err(|e| InvokeError::Replay(format!("cannot link for replay: {e:#}")))?;
-        let context = Context::deny_all().map_err(|e| InvokeError::Replay(e.to_string()))?;
-        let mut state = State::new(self.limits, context);
+        let mut state = State::new(self.limits, self.replay_context.clone());
         state.gate.replay = Some(replay::Replay::new(recorded.calls.clone()));
         let (outcome, divergence) = self.run(pre, function, params, fuel, state);
         let divergence = divergence.or_else(|| recorded.compare(&outcome));

@@ -165,21 +165,21 @@ impl Replay {
         params: &Value,
         fuel_remaining: u64,
     ) -> Result<&RecordedCall, Divergence> {
-        let call = format!("{interface}#{function}");
+        let call = || format!("{interface}#{function}");
         let Some(expected) = self.calls.get(seq) else {
-            return Err(Divergence::Extra { seq, call });
+            return Err(Divergence::Extra { seq, call: call() });
         };
         if expected.interface != interface || expected.function != function {
             return Err(Divergence::Order {
                 seq,
                 expected: format!("{}#{}", expected.interface, expected.function),
-                actual: call,
+                actual: call(),
             });
         }
         if &expected.params != params {
             return Err(Divergence::Args {
                 seq,
-                call,
+                call: call(),
                 expected: format!("{:?}", expected.params),
                 actual: format!("{params:?}"),
             });
@@ -187,7 +187,7 @@ impl Replay {
         if expected.fuel_remaining != fuel_remaining {
             return Err(Divergence::Fuel {
                 seq,
-                call,
+                call: call(),
                 expected: expected.fuel_remaining,
                 actual: fuel_remaining,
             });

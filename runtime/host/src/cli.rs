@@ -79,6 +79,10 @@ pub enum Command {
         /// Last invocation number.
         #[arg(long)]
         to: Option<u64>,
+        /// What-if: instead of re-executing, ask this policy (a `.cedar` file or directory)
+        /// every recorded decision and list those it would take the other way.
+        #[arg(long = "what-if-policy", alias = "policy-what-if")]
+        what_if: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -244,18 +248,43 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             components,
             from,
             to,
+            what_if,
             json,
         } => {
-            let reports = crate::replay::replay(
-                &host,
-                &crate::replay::Options {
-                    export: &export,
-                    keys: &key,
-                    components: components.as_deref(),
-                    from,
-                    to,
-                },
-            )?;
+            let options = crate::replay::Options {
+                export: &export,
+                keys: &key,
+                components: components.as_deref(),
+                from,
+                to,
+            };
+            if let Some(path) = what_if {
+                let policy = authority::Source::Path(path).load()?;
+                let changed = crate::replay::what_if(&host, &policy, &options)?;
+                if json {
+                    print_json(
+                        &json!({ "policy_digest": policy.digest_hex(), "changed": changed }),
+                    );
+                } else {
+                    for c in &changed {
+                        out(&format!(
+                            "invocation {} {} `{}`: {} ({})",
+                            c.invocation,
+                            c.action,
+                            c.resource,
+                            c.change,
+                            if c.policy_ids.is_empty() {
+                                "default deny".to_owned()
+                            } else {
+                                c.policy_ids.join(", ")
+                            }
+                        ));
+                    }
+                    out(&format!("{} decisions would change", changed.len()));
+                }
+                return Ok(());
+            }
+            let reports = crate::replay::replay(&host, &options)?;
             crate::replay::finish(&reports, json, out)
         }
         Command::Key(KeyCommand::Generate { name }) => {

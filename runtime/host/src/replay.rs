@@ -54,6 +54,177 @@ pub struct Options<'a> {
     pub to: Option<u64>,
 }
 
+/// A recorded decision that another policy would take the other way.
+#[derive(Debug, Serialize)]
+pub struct ChangedDecision {
+    pub invocation: u64,
+    pub action: String,
+    pub resource: String,
+    /// `allow→deny` or `deny→allow`.
+    pub change: &'static str,
+    /// The policies that determine the new decision.
+    pub policy_ids: Vec<String>,
+}
+
+/// What-if: every recorded decision re-asked of `policy`, and those that would change.
+///
+/// The principal, capability, resource and function come from the ledger; the publisher and
+/// the manifest's requests from the capability installed here with the recorded digest (a
+/// capability not installed here is asked about with no publisher and no requests). Groups
+/// are not recorded, so a principal is asked about without its groups.
+pub fn what_if(
+    host: &Host,
+    policy: &femtoclaw_policy::PolicySet,
+    options: &Options<'_>,
+) -> Result<Vec<ChangedDecision>, Failure> {
+    use femtoclaw_policy::{CallAction, CapabilityRef, Principal, Requests, Scope};
+    let entries = verified_entries(options)?.0;
+    let installed: BTreeMap<String, femtoclaw_sandbox::catalog::Manifest> = host
+        .catalog
+        .list()?
+        .into_iter()
+        .map(|e| (e.sha256, e.manifest))
+        .collect();
+    let mut starts: BTreeMap<u64, (Principal, CapabilityRef, Requests, String)> = BTreeMap::new();
+    let mut changed = Vec::new();
+    for entry in entries {
+        match entry {
+            Entry::InvocationStart {
+                invocation,
+                principal,
+                capability,
+                version,
+                component_sha256,
+                function,
+                ..
+            } => {
+                let digest = hex::encode(component_sha256);
+                let manifest = installed.get(&digest);
+                let cap = CapabilityRef::new(
+                    capability,
+                    version,
+                    digest.clone(),
+                    manifest.map(|m| m.publisher.clone()).unwrap_or_default(),
+                );
+                let requests = manifest.map(|m| m.requests.clone()).unwrap_or_default();
+                starts.insert(
+                    invocation,
+                    (parse_principal(&principal)?, cap, requests, function),
+                );
+            }
+            Entry::Decision {
+                invocation,
+                action,
+                resource,
+                allowed,
+                ..
+            } => {
+                if options.from.is_some_and(|f| invocation < f)
+                    || options.to.is_some_and(|t| invocation > t)
+                {
+                    continue;
+                }
+                let Some((principal, cap, requests, function)) = starts.get(&invocation) else {
+                    continue;
+                };
+                let now = match action.as_str() {
+                    "invoke" => policy.authorize_invoke_function(principal, cap, Some(function)),
+                    "link" => policy.check_link(principal, cap, requests, &resource),
+                    other => {
+                        let action: CallAction = other.parse().map_err(|e| {
+                            Failure::new(Code::Integrity, format!("recorded action `{other}`: {e}"))
+                        })?;
+                        let scope = match action {
+                            CallAction::HttpRequest => Scope::http(&resource),
+                            CallAction::FsRead | CallAction::FsWrite => Scope::path(&resource),
+                            CallAction::KvRead | CallAction::KvWrite => {
+                                Ok(Scope::KvNamespace(resource.clone()))
+                            }
+                            CallAction::SecretUse => Ok(Scope::Secret(resource.clone())),
+                            CallAction::ConfigRead => Ok(Scope::ConfigKey(resource.clone())),
+                        }
+                        .map_err(|e| {
+                            Failure::new(
+                                Code::Integrity,
+                                format!("recorded scope `{resource}`: {e}"),
+                            )
+                        })?;
+                        policy.check_call(principal, cap, requests, action, &scope)
+                    }
+                };
+                if now.allowed != allowed {
+                    changed.push(ChangedDecision {
+                        invocation,
+                        action,
+                        resource,
+                        change: if allowed {
+                            "allow→deny"
+                        } else {
+                            "deny→allow"
+                        },
+                        policy_ids: now.policy_ids,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(changed)
+}
+
+/// `FemtoClaw::User::"local"` (as recorded) → the principal.
+fn parse_principal(text: &str) -> Result<femtoclaw_policy::Principal, Failure> {
+    let parsed = text
+        .strip_prefix("FemtoClaw::")
+        .and_then(|rest| rest.split_once("::"))
+        .and_then(|(kind, id)| Some((kind, id.strip_prefix('"')?.strip_suffix('"')?)));
+    match parsed {
+        Some(("User", id)) => Ok(femtoclaw_policy::Principal::user(id)),
+        Some(("Agent", id)) => Ok(femtoclaw_policy::Principal::agent(id)),
+        _ => Err(Failure::new(
+            Code::Integrity,
+            format!("recorded principal `{text}` is not one this host writes"),
+        )),
+    }
+}
+
+/// Reads and verifies the export; its entries and components.
+fn verified_entries(options: &Options<'_>) -> Result<(Vec<Entry>, Vec<Component>), Failure> {
+    let bytes = std::fs::read(options.export).map_err(|e| {
+        Failure::new(
+            Code::InvalidArgs,
+            format!("{}: {e}", options.export.display()),
+        )
+    })?;
+    let keys = options
+        .keys
+        .iter()
+        .map(|k| femtoclaw_ledger::VerifierKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
+    femtoclaw_ledger::verify_export(&bytes, &VerifyOptions { keys, origin: None })
+        .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
+    let export = femtoclaw_ledger::parse_export(&bytes)
+        .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
+    let entries = export
+        .entries
+        .iter()
+        .map(|b| Entry::decode(b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Failure::new(
+                Code::Integrity,
+                format!("ledger entry does not decode: {e}"),
+            )
+        })?;
+    let components = export
+        .components
+        .iter()
+        .map(|(h, b)| (*h, b.to_vec()))
+        .collect();
+    Ok((entries, components))
+}
+
 fn group(entries: Vec<Entry>) -> BTreeMap<u64, Invocation> {
     let mut all: BTreeMap<u64, Invocation> = BTreeMap::new();
     for entry in entries {
@@ -163,34 +334,10 @@ fn cannot(message: String) -> Failure {
 
 /// Verifies the export, then replays every invocation in range.
 pub fn replay(host: &Host, options: &Options<'_>) -> Result<Vec<Report>, Failure> {
-    let bytes = std::fs::read(options.export).map_err(|e| {
-        Failure::new(
-            Code::InvalidArgs,
-            format!("{}: {e}", options.export.display()),
-        )
-    })?;
-    let keys = options
-        .keys
-        .iter()
-        .map(|k| femtoclaw_ledger::VerifierKey::parse(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
-    femtoclaw_ledger::verify_export(&bytes, &VerifyOptions { keys, origin: None })
-        .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
-    let export = femtoclaw_ledger::parse_export(&bytes)
-        .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
-    let entries = export
-        .entries
-        .iter()
-        .map(|b| Entry::decode(b))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Failure::new(
-                Code::Integrity,
-                format!("ledger entry does not decode: {e}"),
-            )
-        })?;
-    let components = Components::gather(host, options.components, &export.components)?;
+    let (entries, exported) = verified_entries(options)?;
+    let exported: Vec<([u8; 32], &[u8])> =
+        exported.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+    let components = Components::gather(host, options.components, &exported)?;
     let sandbox: &Sandbox = &host.sandbox;
 
     let mut reports = Vec::new();

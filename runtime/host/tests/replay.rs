@@ -333,3 +333,44 @@ fn a_missing_component_cannot_be_replayed_and_says_which() {
     let out = host.replay(&plain, &["--components", s(dir.path())]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+#[test]
+fn what_if_lists_every_decision_another_policy_would_change() {
+    let (host, export) = Host::recorded();
+    let policy = host.file(
+        "what-if.cedar",
+        b"permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+          permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n\
+          @id(\"all-config\")\npermit (principal, action == FemtoClaw::Action::\"config.read\", resource);\n\
+          @id(\"no-divide\")\nforbid (principal, action == FemtoClaw::Action::\"invoke\", resource)\n\
+          when { context has function && context.function == \"divide\" };\n",
+    );
+    let key = host.key();
+    let out = host.run(&[
+        "replay",
+        s(&export),
+        "--key",
+        &key,
+        "--what-if-policy",
+        s(&policy),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = report(&out);
+    let changed = r["changed"].as_array().unwrap();
+    let find = |action: &str, resource: &str| {
+        changed
+            .iter()
+            .find(|c| c["action"] == action && c["resource"] == resource)
+            .unwrap_or_else(|| panic!("no change for {action} {resource}: {changed:?}"))
+    };
+    let divide = find("invoke", "misbehave@1.0.0");
+    assert_eq!(divide["change"], json!("allow→deny"));
+    assert_eq!(divide["policy_ids"], json!(["no-divide"]));
+    let token = find("config.read", "token");
+    assert_eq!(token["change"], json!("deny→allow"));
+    assert_eq!(token["policy_ids"], json!(["all-config"]));
+    // The `hello` invocation by agent:bot stays denied; the region read stays allowed.
+    assert!(!changed.iter().any(|c| c["resource"] == "region"));
+    assert_eq!(changed.len(), 2, "{changed:?}");
+}

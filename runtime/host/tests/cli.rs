@@ -2,80 +2,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
 
 use femtoclaw_tests::{
     FEMTOCLAW_EXAMPLE_WORD_COUNT, FEMTOCLAW_GUEST_MISBEHAVE, WORD_COUNT_MANIFEST,
 };
 use serde_json::{Value as Json, json};
 
-struct Host {
-    data: tempfile::TempDir,
-    files: tempfile::TempDir,
-}
-
-impl Host {
-    /// A host whose policy (in `<data dir>/policy`) lets the local operator run anything.
-    fn new() -> Self {
-        let host = Self {
-            data: tempfile::tempdir().unwrap(),
-            files: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
-        std::fs::write(
-            host.data.path().join("policy/open.cedar"),
-            "permit (principal == FemtoClaw::User::\"local\", action, resource);\n",
-        )
-        .unwrap();
-        host
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"))
-            .args(args)
-            .env("FEMTOCLAW_DATA_DIR", self.data.path())
-            .env_remove("FEMTOCLAW_POLICY")
-            .output()
-            .unwrap()
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.files.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn add_misbehave(&self) {
-        let wasm = self.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
-        let manifest = self.file(
-            "misbehave.toml",
-            b"name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 3000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\n",
-        );
-        let out = self.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// A host whose policy lets the local operator run anything, with the misbehave guest
+/// installed (budget 3 000 000).
+fn with_misbehave() -> Host {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(
+        FEMTOCLAW_GUEST_MISBEHAVE,
+        &MISBEHAVE_MANIFEST.replace("fuel = 5000000", "fuel = 3000000"),
+    );
+    host
 }
 
 #[test]
 fn invoke_hello_greet_prints_the_json_result() {
-    let host = Host::new();
+    let host = Host::with_policy(OPEN_POLICY);
     let out = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out), "\"Hello, Ada!\"\n");
@@ -83,8 +32,7 @@ fn invoke_hello_greet_prints_the_json_result() {
 
 #[test]
 fn invoke_json_reports_result_fuel_output_and_logs() {
-    let host = Host::new();
-    host.add_misbehave();
+    let host = with_misbehave();
     let out = host.run(&[
         "invoke",
         "misbehave",
@@ -108,8 +56,7 @@ fn invoke_json_reports_result_fuel_output_and_logs() {
 
 #[test]
 fn installed_endless_loop_exits_4_with_the_same_fuel_every_time() {
-    let host = Host::new();
-    host.add_misbehave();
+    let host = with_misbehave();
     let first = host.run(&["invoke", "misbehave", "spin"]);
     let second = host.run(&["invoke", "misbehave", "spin", "--fuel", "3000000"]);
     for out in [&first, &second] {
@@ -124,8 +71,7 @@ fn installed_endless_loop_exits_4_with_the_same_fuel_every_time() {
 
 #[test]
 fn exit_codes_name_each_kind_of_failure() {
-    let host = Host::new();
-    host.add_misbehave();
+    let host = with_misbehave();
     let cases: [(&[&str], i32, &str); 8] = [
         (
             &["invoke", "hello", "greet", "--args", "{not json"],
@@ -183,7 +129,7 @@ fn exit_codes_name_each_kind_of_failure() {
 
 #[test]
 fn add_list_and_inspect_an_sdk_capability() {
-    let host = Host::new();
+    let host = Host::with_policy(OPEN_POLICY);
     let wasm = host.file("word_count.wasm", FEMTOCLAW_EXAMPLE_WORD_COUNT);
     let manifest = host.file("word-count.toml", WORD_COUNT_MANIFEST.as_bytes());
     let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
@@ -234,7 +180,7 @@ fn add_list_and_inspect_an_sdk_capability() {
 
 #[test]
 fn add_without_manifest_takes_the_file_stem_and_version_0_0_0() {
-    let host = Host::new();
+    let host = Host::with_policy(OPEN_POLICY);
     let wasm = host.file("Word_Count.wasm", FEMTOCLAW_EXAMPLE_WORD_COUNT);
     let out = host.run(&["capability", "add", s(&wasm)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -247,8 +193,7 @@ fn add_without_manifest_takes_the_file_stem_and_version_0_0_0() {
 
 #[test]
 fn a_component_changed_after_add_is_refused_by_name() {
-    let host = Host::new();
-    host.add_misbehave();
+    let host = with_misbehave();
     let installed = host
         .data
         .path()
@@ -275,7 +220,7 @@ fn a_component_changed_after_add_is_refused_by_name() {
 
 #[test]
 fn bad_packages_are_refused_with_what_is_wrong() {
-    let host = Host::new();
+    let host = Host::with_policy(OPEN_POLICY);
     let wasm = host.file("ok.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
     let not_wasm = host.file("notes.wasm", b"hello");
     let traversal = host.file("evil.toml", b"name = \"../../etc\"\nversion = \"1.0.0\"\n");

@@ -12,7 +12,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+
+use common::{MISBEHAVE_MANIFEST, OPEN_POLICY, command};
 
 use femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE;
 
@@ -21,12 +25,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn run(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"))
-        .args(args)
-        .env("FEMTOCLAW_DATA_DIR", data)
-        .env_remove("FEMTOCLAW_POLICY")
-        .output()
-        .unwrap()
+    command(data, args).output().unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -39,17 +38,13 @@ fn bless(components: &Path) {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
     std::fs::create_dir_all(d.join("policy")).unwrap();
-    std::fs::write(
-        d.join("policy/golden.cedar"),
-        "permit (principal == FemtoClaw::User::\"local\", action, resource);\n",
-    )
-    .unwrap();
+    std::fs::write(d.join("policy/golden.cedar"), OPEN_POLICY).unwrap();
     std::fs::create_dir_all(d.join("config")).unwrap();
     std::fs::write(d.join("config/misbehave.toml"), "region = \"eu\"\n").unwrap();
     let manifest = components.join("capability.toml");
     std::fs::write(
         &manifest,
-        "name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 5000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\nconfig = [\"region\"]\n",
+        format!("{MISBEHAVE_MANIFEST}config = [\"region\"]\n"),
     )
     .unwrap();
     let wasm = components.join("misbehave.wasm");

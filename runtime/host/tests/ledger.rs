@@ -4,89 +4,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+
+mod common;
+
+use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
 use std::time::{Duration, Instant};
 
 use femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE;
 use serde_json::{Value as Json, json};
 
-struct Host {
-    data: tempfile::TempDir,
-    files: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Self {
-        let host = Self {
-            data: tempfile::tempdir().unwrap(),
-            files: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
-        std::fs::write(
-            host.data.path().join("policy/open.cedar"),
-            "permit (principal == FemtoClaw::User::\"local\", action, resource);\n",
-        )
-        .unwrap();
-        let wasm = host.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
-        let manifest = host.file(
-            "capability.toml",
-            b"name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 5000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\n",
-        );
-        let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-        host
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.files.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"));
-        cmd.args(args)
-            .env("FEMTOCLAW_DATA_DIR", self.data.path())
-            .env_remove("FEMTOCLAW_POLICY");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn key(&self) -> String {
-        stdout(&self.run(&["key", "show"])).trim().to_owned()
-    }
-
-    fn entries(&self) -> Vec<Json> {
-        stdout(&self.run(&["log", "show", "--limit", "100000", "--json"]))
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// A host that lets the local operator run anything, with the misbehave guest installed.
+fn misbehave_host() -> Host {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
+    host
 }
 
 #[test]
 fn every_invocation_and_host_call_is_recorded_and_the_receipt_points_at_it() {
-    let host = Host::new();
+    let host = misbehave_host();
     let out = host.run(&["invoke", "misbehave", "sense", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
@@ -153,7 +90,7 @@ fn every_invocation_and_host_call_is_recorded_and_the_receipt_points_at_it() {
 
 #[test]
 fn refused_and_failed_invocations_are_recorded_too() {
-    let host = Host::new();
+    let host = misbehave_host();
     assert_eq!(code(&host.run(&["invoke", "misbehave", "spin"])), 4);
     assert_eq!(
         code(&host.run(&[
@@ -184,7 +121,7 @@ fn refused_and_failed_invocations_are_recorded_too() {
 
 #[test]
 fn verify_passes_with_the_pinned_key_and_fails_with_another_or_a_tampered_export() {
-    let host = Host::new();
+    let host = misbehave_host();
     for i in 0..3 {
         let out = host.run(&[
             "invoke",
@@ -228,7 +165,7 @@ fn verify_passes_with_the_pinned_key_and_fails_with_another_or_a_tampered_export
 
 #[test]
 fn checkpoint_and_inclusion_proof_verify_against_the_key() {
-    let host = Host::new();
+    let host = misbehave_host();
     assert_eq!(
         code(&host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"x"}"#])),
         0
@@ -259,7 +196,7 @@ fn checkpoint_and_inclusion_proof_verify_against_the_key() {
 
 #[test]
 fn key_rotation_is_recorded_and_both_keys_verify_their_checkpoints() {
-    let host = Host::new();
+    let host = misbehave_host();
     let old = host.key();
     let out = host.run(&["key", "generate"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -288,7 +225,7 @@ fn key_rotation_is_recorded_and_both_keys_verify_their_checkpoints() {
 
 #[test]
 fn nothing_acknowledged_is_lost_when_the_host_is_killed() {
-    let host = Host::new();
+    let host = misbehave_host();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut acknowledged: Vec<(u64, Vec<u64>)> = Vec::new();
     let mut killed = 0;

@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{Host, code, s, stderr, stdout};
 
 use femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE;
 use serde_json::{Value as Json, json};
@@ -33,62 +34,11 @@ imports = ["femtoclaw:host/log@0.1.0", "wasi:config/store@0.2.0-draft"]
 config = ["region", "token"]
 "#;
 
-struct Host {
-    data: tempfile::TempDir,
-    files: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Self {
-        Self {
-            data: tempfile::tempdir().unwrap(),
-            files: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn file(&self, name: &str, text: &[u8]) -> PathBuf {
-        let path = self.files.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"))
-            .args(args)
-            .env("FEMTOCLAW_DATA_DIR", self.data.path())
-            .env_remove("FEMTOCLAW_POLICY")
-            .output()
-            .unwrap()
-    }
-
-    /// Installs the misbehave guest with `manifest`, under the open test policy in
-    /// `<data dir>/policy`.
-    fn with_misbehave(manifest: &str) -> Self {
-        let host = Self::new();
-        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
-        std::fs::write(host.data.path().join("policy/test.cedar"), OPEN_POLICY).unwrap();
-        let wasm = host.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
-        let manifest = host.file("capability.toml", manifest.as_bytes());
-        let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-        host
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// The misbehave guest installed with `manifest`, under [`OPEN_POLICY`].
+fn with_misbehave(manifest: &str) -> Host {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, manifest);
+    host
 }
 
 #[test]
@@ -152,7 +102,7 @@ fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
 #[test]
 fn ungranted_import_is_refused_before_guest_code_runs_naming_every_import() {
     // The manifest asks for nothing, so neither log nor config may link.
-    let host = Host::with_misbehave("name = \"misbehave\"\nversion = \"1.0.0\"\n");
+    let host = with_misbehave("name = \"misbehave\"\nversion = \"1.0.0\"\n");
     let out = host.run(&[
         "invoke",
         "misbehave",
@@ -178,7 +128,7 @@ fn ungranted_import_is_refused_before_guest_code_runs_naming_every_import() {
 
 #[test]
 fn import_requested_but_not_permitted_by_policy_is_refused() {
-    let host = Host::with_misbehave(MANIFEST);
+    let host = with_misbehave(MANIFEST);
     std::fs::write(
         host.data.path().join("policy/test.cedar"),
         OPEN_POLICY.replace(
@@ -204,7 +154,7 @@ fn import_requested_but_not_permitted_by_policy_is_refused() {
 
 #[test]
 fn call_time_denial_reaches_the_guest_as_an_error_it_handles() {
-    let host = Host::with_misbehave(MANIFEST);
+    let host = with_misbehave(MANIFEST);
     std::fs::create_dir_all(host.data.path().join("config")).unwrap();
     std::fs::write(
         host.data.path().join("config/misbehave.toml"),
@@ -240,7 +190,7 @@ fn call_time_denial_reaches_the_guest_as_an_error_it_handles() {
 
 #[test]
 fn forbid_beats_permit_and_names_the_forbidding_policy() {
-    let host = Host::with_misbehave(MANIFEST);
+    let host = with_misbehave(MANIFEST);
     let forbid = "@id(\"test:no-divide\")\nforbid (principal, action == FemtoClaw::Action::\"invoke\", resource)\nwhen { context has function && context.function == \"divide\" };\n";
     std::fs::write(host.data.path().join("policy/forbid.cedar"), forbid).unwrap();
     let out = host.run(&[
@@ -302,7 +252,7 @@ fn a_policy_with_a_typo_is_rejected_with_its_file_and_line() {
 
 #[test]
 fn policy_explain_and_inspect_show_requested_versus_granted() {
-    let host = Host::with_misbehave(MANIFEST);
+    let host = with_misbehave(MANIFEST);
     let out = host.run(&[
         "policy",
         "explain",

@@ -6,174 +6,118 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+
+use common::{Host, MISBEHAVE_MANIFEST, code, command, s, stderr, stdout};
 
 use femtoclaw_ledger::{Entry, Ledger, LedgerOptions, Value};
 use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_MISBEHAVE_CHANGED};
 use serde_json::{Value as Json, json};
 
-struct Host {
-    data: tempfile::TempDir,
-    files: tempfile::TempDir,
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-impl Host {
-    /// A host that ran a few invocations of every kind, and exported them with components.
-    fn recorded() -> (Self, PathBuf) {
-        let host = Self {
-            data: tempfile::tempdir().unwrap(),
-            files: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(host.data.path().join("policy")).unwrap();
-        std::fs::write(
-            host.data.path().join("policy/test.cedar"),
-            "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
-             permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n\
-             permit (principal, action == FemtoClaw::Action::\"config.read\", resource) when { resource.name == \"region\" };\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(host.data.path().join("config")).unwrap();
-        std::fs::write(
-            host.data.path().join("config/misbehave.toml"),
-            "region = \"eu\"\ntoken = \"s3cret\"\n",
-        )
-        .unwrap();
-        let wasm = host.file("misbehave.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
-        let manifest = host.file(
-            "capability.toml",
-            b"name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 5000000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\nconfig = [\"region\", \"token\"]\n",
+/// A host that ran a few invocations of every kind, and exported them with components.
+fn recorded() -> (Host, PathBuf) {
+    let host = Host::with_policy(
+        "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n\
+         permit (principal, action == FemtoClaw::Action::\"config.read\", resource) when { resource.name == \"region\" };\n",
+    );
+    std::fs::create_dir_all(host.data.path().join("config")).unwrap();
+    std::fs::write(
+        host.data.path().join("config/misbehave.toml"),
+        "region = \"eu\"\ntoken = \"s3cret\"\n",
+    )
+    .unwrap();
+    host.add(
+        FEMTOCLAW_GUEST_MISBEHAVE,
+        &format!("{MISBEHAVE_MANIFEST}config = [\"region\", \"token\"]\n"),
+    );
+    for args in [
+        &[
+            "invoke",
+            "misbehave",
+            "divide",
+            "--args",
+            r#"{"a":9,"b":3}"#,
+        ][..],
+        &["invoke", "misbehave", "sense"],
+        &["invoke", "misbehave", "chatter", "--args", r#"{"lines":2}"#],
+        &[
+            "invoke",
+            "misbehave",
+            "read-config",
+            "--args",
+            r#"{"keys":["region","token"]}"#,
+        ],
+        &["invoke", "misbehave", "spin"],
+        &["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#],
+        &[
+            "invoke",
+            "hello",
+            "greet",
+            "--args",
+            r#"{"name":"Ada"}"#,
+            "--principal",
+            "agent:bot",
+        ],
+    ] {
+        let out = host.run(args);
+        assert!(
+            [0, 4, 7].contains(&code(&out)),
+            "{args:?}: {}",
+            stderr(&out)
         );
-        assert_eq!(
-            code(&host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)])),
-            0
-        );
-        for args in [
-            vec![
-                "invoke",
-                "misbehave",
-                "divide",
-                "--args",
-                r#"{"a":9,"b":3}"#,
-            ],
-            vec!["invoke", "misbehave", "sense"],
-            vec!["invoke", "misbehave", "chatter", "--args", r#"{"lines":2}"#],
-            vec![
-                "invoke",
-                "misbehave",
-                "read-config",
-                "--args",
-                r#"{"keys":["region","token"]}"#,
-            ],
-            vec!["invoke", "misbehave", "spin"],
-            vec!["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#],
-            vec![
-                "invoke",
-                "hello",
-                "greet",
-                "--args",
-                r#"{"name":"Ada"}"#,
-                "--principal",
-                "agent:bot",
-            ],
-        ] {
-            let out = host.run(&args);
-            assert!(
-                [0, 4, 7].contains(&code(&out)),
-                "{args:?}: {}",
-                stderr(&out)
-            );
-        }
-        let export = host.files.path().join("ledger.export");
-        let out = host.run(&["log", "export", "--with-components", s(&export)]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-        (host, export)
     }
+    let export = host.files.path().join("ledger.export");
+    let out = host.run(&["log", "export", "--with-components", s(&export)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    (host, export)
+}
 
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.files.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
+/// Replays `export` from an empty data directory (no catalog, no ledger: the export alone must
+/// do), pinning `host`'s key.
+fn replay(host: &Host, export: &Path, extra: &[&str]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    let key = host.key();
+    let mut args = vec!["replay", s(export), "--key", &key, "--json"];
+    args.extend_from_slice(extra);
+    command(empty.path(), &args).output().unwrap()
+}
 
-    fn run_in(&self, data: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"))
-            .args(args)
-            .env("FEMTOCLAW_DATA_DIR", data)
-            .env_remove("FEMTOCLAW_POLICY")
-            .output()
-            .unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_in(self.data.path(), args)
-    }
-
-    fn key(&self) -> String {
-        stdout(&self.run(&["key", "show"])).trim().to_owned()
-    }
-
-    /// Replays `export` from an empty data directory (no catalog, no ledger: the export
-    /// alone must do).
-    fn replay(&self, export: &Path, extra: &[&str]) -> Output {
-        let empty = tempfile::tempdir().unwrap();
-        let key = self.key();
-        let mut args = vec!["replay", s(export), "--key", &key, "--json"];
-        args.extend_from_slice(extra);
-        self.run_in(empty.path(), &args)
-    }
-
-    /// Rewrites the host's ledger through `edit` into a new export signed with the host's own
-    /// key (what a forger holding the key could do).
-    fn resign(&self, export: &Path, edit: impl Fn(&mut Vec<Entry>)) -> PathBuf {
-        let bytes = std::fs::read(export).unwrap();
-        let parsed = femtoclaw_ledger::parse_export(&bytes).unwrap();
-        let mut entries: Vec<Entry> = parsed
-            .entries
-            .iter()
-            .map(|b| Entry::decode(b).unwrap())
-            .collect();
-        edit(&mut entries);
-        let key = femtoclaw_ledger::load_key(&self.data.path().join("keys")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (mut ledger, _) = Ledger::open(dir.path(), LedgerOptions::with_key(key)).unwrap();
-        ledger.append_batch(entries).unwrap();
-        let plain = self.files.path().join("resigned-plain.export");
-        ledger.export(&plain).unwrap();
-        let plain = std::fs::read(&plain).unwrap();
-        let resigned = femtoclaw_ledger::parse_export(&plain).unwrap();
-        let components: Vec<([u8; 32], Vec<u8>)> = parsed
-            .components
-            .iter()
-            .map(|(h, b)| (*h, b.to_vec()))
-            .collect();
-        let path = self.files.path().join("resigned.export");
-        let mut out = Vec::new();
-        femtoclaw_ledger::write_export(
-            &mut out,
-            &resigned.entries,
-            &resigned.checkpoints,
-            &components,
-        )
-        .unwrap();
-        std::fs::write(&path, out).unwrap();
-        path
-    }
+/// Rewrites `host`'s exported ledger through `edit` into a new export signed with the host's
+/// own key (what a forger holding the key could do).
+fn resign(host: &Host, export: &Path, edit: impl Fn(&mut Vec<Entry>)) -> PathBuf {
+    let bytes = std::fs::read(export).unwrap();
+    let parsed = femtoclaw_ledger::parse_export(&bytes).unwrap();
+    let mut entries: Vec<Entry> = parsed
+        .entries
+        .iter()
+        .map(|b| Entry::decode(b).unwrap())
+        .collect();
+    edit(&mut entries);
+    let key = femtoclaw_ledger::load_key(&host.data.path().join("keys")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ledger, _) = Ledger::open(dir.path(), LedgerOptions::with_key(key)).unwrap();
+    ledger.append_batch(entries).unwrap();
+    let plain = host.files.path().join("resigned-plain.export");
+    ledger.export(&plain).unwrap();
+    let plain = std::fs::read(&plain).unwrap();
+    let resigned = femtoclaw_ledger::parse_export(&plain).unwrap();
+    let components: Vec<([u8; 32], Vec<u8>)> = parsed
+        .components
+        .iter()
+        .map(|(h, b)| (*h, b.to_vec()))
+        .collect();
+    let mut out = Vec::new();
+    femtoclaw_ledger::write_export(
+        &mut out,
+        &resigned.entries,
+        &resigned.checkpoints,
+        &components,
+    )
+    .unwrap();
+    host.file("resigned.export", &out)
 }
 
 fn report(out: &Output) -> Json {
@@ -183,13 +127,13 @@ fn report(out: &Output) -> Json {
 
 #[test]
 fn an_honest_ledger_replays_identically_with_no_side_effect() {
-    let (host, export) = Host::recorded();
+    let (host, export) = recorded();
     let before = std::fs::read(host.data.path().join("config/misbehave.toml")).unwrap();
     let entries_before = stdout(&host.run(&["log", "show", "--limit", "100000"]))
         .lines()
         .count();
 
-    let out = host.replay(&export, &[]);
+    let out = replay(&host, &export, &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = report(&out);
     assert_eq!(r["identical"], json!(6), "{r}");
@@ -214,14 +158,14 @@ fn an_honest_ledger_replays_identically_with_no_side_effect() {
 
 #[test]
 fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
-    let (host, export) = Host::recorded();
+    let (host, export) = recorded();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("misbehave.wasm"),
         FEMTOCLAW_GUEST_MISBEHAVE_CHANGED,
     )
     .unwrap();
-    let out = host.replay(&export, &["--components", s(dir.path())]);
+    let out = replay(&host, &export, &["--components", s(dir.path())]);
     assert_eq!(code(&out), 9, "{}", stderr(&out));
     let r = report(&out);
     let by_function = |f: &str| -> Json {
@@ -247,9 +191,9 @@ fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
 
 #[test]
 fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
-    let (host, export) = Host::recorded();
+    let (host, export) = recorded();
     // The random bytes `sense` got: change them, keep everything else, sign with the right key.
-    let forged = host.resign(&export, |entries| {
+    let forged = resign(&host, &export, |entries| {
         for e in entries.iter_mut() {
             if let Entry::HostCall {
                 function, result, ..
@@ -260,7 +204,7 @@ fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
             }
         }
     });
-    let out = host.replay(&forged, &[]);
+    let out = replay(&host, &forged, &[]);
     assert_eq!(code(&out), 9, "{}", stderr(&out));
     let r = report(&out);
     let sense = r["invocations"]
@@ -273,14 +217,14 @@ fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
     assert_eq!(r["divergent"], json!(1));
 
     // A changed fuel count at a call is located at that call.
-    let forged = host.resign(&export, |entries| {
+    let forged = resign(&host, &export, |entries| {
         if let Some(Entry::HostCall { fuel_remaining, .. }) = entries.iter_mut().find(
             |e| matches!(e, Entry::HostCall { function, .. } if function == "get-random-bytes"),
         ) {
             *fuel_remaining += 1;
         }
     });
-    let out = host.replay(&forged, &[]);
+    let out = replay(&host, &forged, &[]);
     assert_eq!(code(&out), 9, "{}", stderr(&out));
     let r = report(&out);
     let sense = r["invocations"]
@@ -300,12 +244,12 @@ fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
 
 #[test]
 fn a_ledger_changed_without_resigning_is_integrity_not_divergence() {
-    let (host, export) = Host::recorded();
+    let (host, export) = recorded();
     let mut bytes = std::fs::read(&export).unwrap();
     let at = bytes.len() / 4;
     bytes[at] ^= 1;
     let tampered = host.file("tampered.export", &bytes);
-    let out = host.replay(&tampered, &[]);
+    let out = replay(&host, &tampered, &[]);
     assert_eq!(code(&out), 8, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("ledger verification failed"),
@@ -317,10 +261,10 @@ fn a_ledger_changed_without_resigning_is_integrity_not_divergence() {
 
 #[test]
 fn a_missing_component_cannot_be_replayed_and_says_which() {
-    let (host, _) = Host::recorded();
+    let (host, _) = recorded();
     let plain = host.files.path().join("plain.export");
     assert_eq!(code(&host.run(&["log", "export", s(&plain)])), 0);
-    let out = host.replay(&plain, &[]);
+    let out = replay(&host, &plain, &[]);
     assert_eq!(code(&out), 10, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("component of `misbehave`"),
@@ -330,13 +274,13 @@ fn a_missing_component_cannot_be_replayed_and_says_which() {
     // With --components holding the recorded bytes it replays.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("anything.wasm"), FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let out = host.replay(&plain, &["--components", s(dir.path())]);
+    let out = replay(&host, &plain, &["--components", s(dir.path())]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
 #[test]
 fn what_if_lists_every_decision_another_policy_would_change() {
-    let (host, export) = Host::recorded();
+    let (host, export) = recorded();
     let policy = host.file(
         "what-if.cedar",
         b"permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\

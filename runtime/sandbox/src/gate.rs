@@ -165,7 +165,8 @@ impl Gate {
         std::mem::take(&mut self.calls)
     }
 
-    /// Defines `interface#function` in `linker` so that every call passes the gate.
+    /// Defines `interface#function` so that every call passes the gate: a call that touches no
+    /// scope (clocks, random, logging).
     ///
     /// `perform` runs the call on the store's state; it may fail, which traps the guest (a host
     /// fault or a limit, never a policy denial: those are WIT errors the guest sees).
@@ -179,24 +180,9 @@ impl Gate {
         P: ComponentNamedList + Lift + Recorded + 'static,
         R: ComponentNamedList + Lower + Recorded + 'static,
     {
-        registry.gated.push((interface, function));
-        registry
-            .linker
-            .instance(interface)?
-            .func_wrap(function, move |mut store, params: P| {
-                let fuel_remaining = store.get_fuel()?;
-                let state = store.data_mut();
-                let result = perform(state, &params)?;
-                state.gate.calls.push(HostCall {
-                    interface,
-                    function,
-                    params: params.to_value(),
-                    result: result.to_value(),
-                    fuel_remaining,
-                    decisions: Vec::new(),
-                });
-                Ok(result)
-            })
+        Self::define_scoped(registry, interface, function, move |state, _, params| {
+            perform(state, params)
+        })
     }
 
     /// Like [`Gate::define`], for a call that touches scopes: `perform` gets an [`Authority`]

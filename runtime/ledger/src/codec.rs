@@ -175,6 +175,15 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError::BadUtf8 { offset })
     }
 
+    /// Checks a string exactly as [`Reader::string`] does, without allocating.
+    pub(crate) fn skip_string(&mut self) -> Result<(), DecodeError> {
+        let offset = self.pos;
+        let b = self.bytes()?;
+        std::str::from_utf8(b)
+            .map(|_| ())
+            .map_err(|_| DecodeError::BadUtf8 { offset })
+    }
+
     pub(crate) fn digest(&mut self) -> Result<[u8; 32], DecodeError> {
         self.array()
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, EncodeError};
-use crate::value::{Value, decode_opt_value, encode_opt_value};
+use crate::value::{Value, decode_opt_value, encode_opt_value, skip_opt, skip_value};
 
 /// The encoding version written by this build.
 pub const ENCODING_VERSION: u8 = 1;
@@ -407,6 +407,90 @@ impl Entry {
         Ok(entry)
     }
 
+    /// Checks that `bytes` is a canonical encoding, exactly as [`Entry::decode`] does
+    /// (it fails on the same inputs, with the same error), without building the entry:
+    /// no allocation. Used by verification, which needs the verdict, not the value.
+    pub(crate) fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != ENCODING_VERSION {
+            return Err(DecodeError::UnsupportedVersion { version });
+        }
+        let at = r.pos();
+        match r.u8()? {
+            kind::INVOCATION_START => {
+                r.u64()?;
+                r.skip_string()?; // principal
+                r.skip_string()?; // capability
+                r.skip_string()?; // version
+                r.digest()?;
+                r.skip_string()?; // wit world
+                r.digest()?;
+                r.skip_string()?; // wasmtime version
+                r.u64()?;
+                r.opt_digest()?;
+                r.skip_string()?; // function
+                let n = r.count(5)?;
+                for _ in 0..n {
+                    r.skip_string()?;
+                    skip_value(&mut r, 0)?;
+                }
+            }
+            kind::HOST_CALL => {
+                r.u64()?;
+                r.u32()?;
+                r.skip_string()?; // interface
+                r.skip_string()?; // function
+                skip_value(&mut r, 0)?;
+                skip_value(&mut r, 0)?;
+                r.u64()?;
+            }
+            kind::DECISION => {
+                r.u64()?;
+                r.skip_string()?; // action
+                r.skip_string()?; // resource
+                r.bool()?;
+                let n = r.count(4)?;
+                for _ in 0..n {
+                    r.skip_string()?;
+                }
+                r.digest()?;
+            }
+            kind::TRAP => {
+                r.u64()?;
+                r.skip_string()?; // kind
+                r.skip_string()?; // message
+                r.u64()?;
+            }
+            kind::INVOCATION_END => {
+                r.u64()?;
+                skip_opt(&mut r, 0)?;
+                r.u64()?;
+                r.bytes()?;
+                r.bytes()?;
+            }
+            kind::POLICY_CHANGE => {
+                r.digest()?;
+                r.skip_string()?;
+            }
+            kind::KEY_CHANGE => {
+                r.skip_string()?;
+                if r.option_tag()? {
+                    r.key_id()?;
+                }
+                r.skip_string()?;
+            }
+            other => {
+                return Err(DecodeError::BadTag {
+                    what: "entry kind",
+                    tag: other,
+                    offset: at,
+                });
+            }
+        }
+        r.finish()
+    }
+
     /// The invocation this entry belongs to, if any.
     pub fn invocation(&self) -> Option<u64> {
         match self {
@@ -429,6 +513,75 @@ impl Entry {
             Entry::InvocationEnd { .. } => "invocation-end",
             Entry::PolicyChange { .. } => "policy-change",
             Entry::KeyChange { .. } => "key-change",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::Entry;
+
+    const GOLDEN: [&[u8]; 7] = [
+        include_bytes!("../tests/golden/v1/invocation-start.bin"),
+        include_bytes!("../tests/golden/v1/host-call.bin"),
+        include_bytes!("../tests/golden/v1/decision.bin"),
+        include_bytes!("../tests/golden/v1/trap.bin"),
+        include_bytes!("../tests/golden/v1/invocation-end.bin"),
+        include_bytes!("../tests/golden/v1/policy-change.bin"),
+        include_bytes!("../tests/golden/v1/key-change.bin"),
+    ];
+
+    fn same_verdict(bytes: &[u8]) {
+        assert_eq!(
+            Entry::validate(bytes),
+            Entry::decode(bytes).map(|_| ()),
+            "validate and decode disagree on {bytes:02x?}"
+        );
+    }
+
+    #[test]
+    fn validate_agrees_with_decode_on_every_flip_and_cut_of_every_kind() {
+        for g in GOLDEN {
+            same_verdict(g);
+            assert!(Entry::validate(g).is_ok());
+            for i in 0..g.len() {
+                for bit in 0..8 {
+                    let mut m = g.to_vec();
+                    m[i] ^= 1 << bit;
+                    same_verdict(&m);
+                }
+                for b in [0x00, 0x7f, 0x80, 0xff] {
+                    let mut m = g.to_vec();
+                    m[i] = b;
+                    same_verdict(&m);
+                }
+                same_verdict(&g[..i]);
+            }
+            let mut longer = g.to_vec();
+            longer.push(0);
+            same_verdict(&longer);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn validate_agrees_with_decode_on_any_bytes(
+            kind in 0usize..7,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut m = GOLDEN[kind].to_vec();
+            for (at, b) in edits {
+                let n = m.len();
+                m[at % n] = b;
+            }
+            same_verdict(&m);
+            same_verdict(&noise);
+            let mut spliced = m.clone();
+            spliced.extend_from_slice(&noise);
+            same_verdict(&spliced);
         }
     }
 }

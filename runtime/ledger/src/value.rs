@@ -304,6 +304,94 @@ impl Value {
     }
 }
 
+/// Checks a value exactly as [`Value::decode_from`] does (same errors at the same
+/// offsets) without building it: no allocation.
+pub(crate) fn skip_value(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
+    let offset = r.pos();
+    if depth >= MAX_VALUE_DEPTH {
+        return Err(DecodeError::TooDeep { offset });
+    }
+    let t = r.u8()?;
+    match t {
+        tag::BOOL => {
+            r.bool()?;
+        }
+        tag::S8 | tag::U8 => {
+            r.u8()?;
+        }
+        tag::S16 | tag::U16 => {
+            r.u16()?;
+        }
+        tag::S32 | tag::U32 | tag::F32 => {
+            r.u32()?;
+        }
+        tag::S64 | tag::U64 | tag::F64 => {
+            r.u64()?;
+        }
+        tag::CHAR => {
+            let at = r.pos();
+            char::from_u32(r.u32()?).ok_or(DecodeError::BadChar { offset: at })?;
+        }
+        tag::STRING | tag::ENUM => r.skip_string()?,
+        tag::LIST | tag::TUPLE => {
+            let n = r.count(1)?;
+            for _ in 0..n {
+                skip_value(r, depth + 1)?;
+            }
+        }
+        tag::RECORD => {
+            let n = r.count(5)?;
+            for _ in 0..n {
+                r.skip_string()?;
+                skip_value(r, depth + 1)?;
+            }
+        }
+        tag::VARIANT => {
+            r.skip_string()?;
+            skip_opt(r, depth)?;
+        }
+        tag::OPTION => skip_opt(r, depth)?,
+        tag::RESULT => {
+            let at = r.pos();
+            match r.u8()? {
+                0 | 1 => skip_opt(r, depth)?,
+                b => {
+                    return Err(DecodeError::BadTag {
+                        what: "result",
+                        tag: b,
+                        offset: at,
+                    });
+                }
+            }
+        }
+        tag::FLAGS => {
+            let n = r.count(4)?;
+            for _ in 0..n {
+                r.skip_string()?;
+            }
+        }
+        tag::BYTES => {
+            r.bytes()?;
+        }
+        other => {
+            return Err(DecodeError::BadTag {
+                what: "value",
+                tag: other,
+                offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks an optional value as [`decode_opt`] and [`decode_opt_value`] do.
+pub(crate) fn skip_opt(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
+    if r.option_tag()? {
+        skip_value(r, depth + 1)?;
+    }
+    Ok(())
+}
+
 fn encode_opt(w: &mut Writer, v: Option<&Value>) {
     match v {
         None => w.u8(0),

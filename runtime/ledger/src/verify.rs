@@ -3,12 +3,13 @@
 //! checkpoints are consistent, and name the first bad position.
 
 use std::path::Path;
+use std::sync::mpsc;
 
 use thiserror::Error;
 
 use crate::entry::Entry;
 use crate::error::DecodeError;
-use crate::export::parse_export;
+use crate::export::{Export, parse_export};
 use crate::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency};
 use crate::note::{Checkpoint, NoteError, VerifierKey};
 use crate::segment::{self, Event, ReplayError};
@@ -231,7 +232,8 @@ impl<'o> Verifier<'o> {
 
     fn entry(&mut self, bytes: &[u8], known_leaf: Option<Hash>) -> Result<(), VerifyError> {
         let index = self.tree.len();
-        Entry::decode(bytes).map_err(|source| VerifyError::BadRecord { index, source })?;
+        // The same verdict as a full decode, without building the entry.
+        Entry::validate(bytes).map_err(|source| VerifyError::BadRecord { index, source })?;
         self.tree
             .push(known_leaf.unwrap_or_else(|| leaf_hash(bytes)));
         Ok(())
@@ -252,62 +254,18 @@ impl<'o> Verifier<'o> {
     }
 
     fn checkpoint(&mut self, note: &[u8]) -> Result<(), VerifyError> {
+        let opened = open_checkpoint(self.opts, self.checkpoints, note);
+        self.opened_checkpoint(opened)
+    }
+
+    /// The checks that need the log so far, on a checkpoint whose note was opened by
+    /// [`open_checkpoint`] (given its result, so that opening can run elsewhere).
+    fn opened_checkpoint(
+        &mut self,
+        opened: Result<Checkpoint, VerifyError>,
+    ) -> Result<(), VerifyError> {
         let position = self.checkpoints;
-        let text = std::str::from_utf8(note).map_err(|_| VerifyError::BadCheckpoint {
-            checkpoint: position,
-            source: NoteError::Malformed("not utf-8"),
-        })?;
-        let claimed = Self::claimed_size(position, note)?;
-        if !self.opts.keys.is_empty()
-            && crate::note::split_note(text).is_err()
-            && Checkpoint::parse_text(text).is_ok()
-        {
-            // A bare checkpoint: signed by nobody.
-            return Err(VerifyError::UnknownKey {
-                checkpoint: position,
-                size: claimed,
-            });
-        }
-        let cp = if self.opts.keys.is_empty() {
-            Checkpoint::parse_unverified(text).map_err(|source| VerifyError::BadCheckpoint {
-                checkpoint: position,
-                source,
-            })?
-        } else {
-            let mut found: Option<Checkpoint> = None;
-            let mut bad_sig = false;
-            for k in &self.opts.keys {
-                match Checkpoint::open(text, k) {
-                    Ok(cp) => {
-                        found = Some(cp);
-                        break;
-                    }
-                    Err(NoteError::BadSignature(_)) => bad_sig = true,
-                    Err(NoteError::UnknownKey(_)) => {}
-                    Err(source) => {
-                        return Err(VerifyError::BadCheckpoint {
-                            checkpoint: position,
-                            source,
-                        });
-                    }
-                }
-            }
-            match found {
-                Some(cp) => cp,
-                None if bad_sig => {
-                    return Err(VerifyError::BadSignature {
-                        checkpoint: position,
-                        size: claimed,
-                    });
-                }
-                None => {
-                    return Err(VerifyError::UnknownKey {
-                        checkpoint: position,
-                        size: claimed,
-                    });
-                }
-            }
-        };
+        let cp = opened?;
         match &self.origin {
             Some(o) if *o != cp.origin => {
                 return Err(VerifyError::OriginMismatch {
@@ -386,29 +344,142 @@ impl<'o> Verifier<'o> {
     }
 }
 
+/// Parses a checkpoint note and checks its signature against the pinned keys: all that
+/// depends on the note alone, so it can run apart from (and in parallel with) the
+/// entries. Every note is checked on its own, with a strict Ed25519 verification.
+fn open_checkpoint(
+    opts: &VerifyOptions,
+    position: u64,
+    note: &[u8],
+) -> Result<Checkpoint, VerifyError> {
+    let text = std::str::from_utf8(note).map_err(|_| VerifyError::BadCheckpoint {
+        checkpoint: position,
+        source: NoteError::Malformed("not utf-8"),
+    })?;
+    let claimed = Verifier::claimed_size(position, note)?;
+    if !opts.keys.is_empty()
+        && crate::note::split_note(text).is_err()
+        && Checkpoint::parse_text(text).is_ok()
+    {
+        // A bare checkpoint: signed by nobody.
+        return Err(VerifyError::UnknownKey {
+            checkpoint: position,
+            size: claimed,
+        });
+    }
+    if opts.keys.is_empty() {
+        return Checkpoint::parse_unverified(text).map_err(|source| VerifyError::BadCheckpoint {
+            checkpoint: position,
+            source,
+        });
+    }
+    let mut bad_sig = false;
+    for k in &opts.keys {
+        match Checkpoint::open(text, k) {
+            Ok(cp) => return Ok(cp),
+            Err(NoteError::BadSignature(_)) => bad_sig = true,
+            Err(NoteError::UnknownKey(_)) => {}
+            Err(source) => {
+                return Err(VerifyError::BadCheckpoint {
+                    checkpoint: position,
+                    source,
+                });
+            }
+        }
+    }
+    if bad_sig {
+        Err(VerifyError::BadSignature {
+            checkpoint: position,
+            size: claimed,
+        })
+    } else {
+        Err(VerifyError::UnknownKey {
+            checkpoint: position,
+            size: claimed,
+        })
+    }
+}
+
+/// Fewest checkpoints for which opening them on a second thread pays for the thread.
+const PARALLEL_MIN_CHECKPOINTS: usize = 2;
+
 /// Verifies an export held in memory.
 pub fn verify_export(bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let export = parse_export(bytes)?;
+    let notes = export.checkpoints.as_slice();
+    if opts.keys.is_empty() || notes.len() < PARALLEL_MIN_CHECKPOINTS {
+        return verify_parsed(&export, opts, |position, note| {
+            open_checkpoint(opts, position, note)
+        });
+    }
+    // Signature checks (the costly part of a checkpoint) run on a second thread, in log
+    // order, while this one hashes entries; results are consumed in the same order as
+    // the sequential verifier would compute them, so the verdict and the first bad
+    // position are the same. The helper stops as soon as nobody listens.
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel::<Result<Checkpoint, VerifyError>>();
+        let helper = std::thread::Builder::new()
+            .name("femtoclaw-verify-checkpoints".to_owned())
+            .spawn_scoped(s, move || {
+                for (position, note) in notes.iter().enumerate() {
+                    if tx
+                        .send(open_checkpoint(opts, position as u64, note))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        let result = if helper.is_ok() {
+            verify_parsed(&export, opts, |position, note| {
+                // The helper sends one result per note, in order; if it is gone, do the
+                // work here.
+                rx.recv()
+                    .unwrap_or_else(|_| open_checkpoint(opts, position, note))
+            })
+        } else {
+            verify_parsed(&export, opts, |position, note| {
+                open_checkpoint(opts, position, note)
+            })
+        };
+        drop(rx);
+        result
+    })
+}
+
+/// The sequential verification of a parsed export; `open` gives the opened checkpoint
+/// at each position, asked for once per position, in increasing order.
+fn verify_parsed(
+    export: &Export<'_>,
+    opts: &VerifyOptions,
+    mut open: impl FnMut(u64, &[u8]) -> Result<Checkpoint, VerifyError>,
+) -> Result<VerifyReport, VerifyError> {
     let mut v = Verifier::new(opts);
     let mut next_cp = 0usize;
+    // The size claimed by checkpoint `next_cp`, parsed once.
+    let mut claimed: Option<u64> = None;
     let n = export.entries.len();
     for i in 0..=n {
         // Check every checkpoint that closes a tree of `i` entries or fewer before
         // reading entry `i`, so that the first bad position is reported.
         while let Some(note) = export.checkpoints.get(next_cp) {
-            let claimed = Verifier::claimed_size(next_cp as u64, note)?;
-            if claimed > i as u64 {
+            let size = match claimed {
+                Some(size) => size,
+                None => *claimed.insert(Verifier::claimed_size(next_cp as u64, note)?),
+            };
+            if size > i as u64 {
                 break;
             }
-            v.checkpoint(note)?;
+            v.opened_checkpoint(open(next_cp as u64, note))?;
             next_cp += 1;
+            claimed = None;
         }
         if let Some(bytes) = export.entries.get(i) {
             v.entry(bytes, None)?;
         }
     }
     if let Some(note) = export.checkpoints.get(next_cp) {
-        v.checkpoint(note)?;
+        v.opened_checkpoint(open(next_cp as u64, note))?;
     }
     for (index, (sha, bytes)) in export.components.iter().enumerate() {
         use sha2::Digest as _;
@@ -456,4 +527,60 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Veri
     report.torn_tail_bytes = tail.file_len.saturating_sub(tail.keep_len);
     report.uncommitted_entries = tail.uncommitted_entries;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Ledger, LedgerOptions, SigningKey, Value};
+
+    fn key() -> SigningKey {
+        SigningKey::from_seed("femtoclaw.test/ledger", [7u8; 32]).unwrap()
+    }
+
+    /// An export with enough checkpoints for the parallel path.
+    fn export() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut l, _) = Ledger::open(dir.path(), LedgerOptions::with_key(key())).unwrap();
+        for b in 0..3 {
+            let entries = (0..=(b % 2) as u32)
+                .map(|seq| Entry::HostCall {
+                    invocation: b,
+                    seq,
+                    interface: "i".into(),
+                    function: "f".into(),
+                    params: Value::U8(1),
+                    result: Value::Bool(true),
+                    fuel_remaining: 9,
+                })
+                .collect();
+            l.append_batch(entries).unwrap();
+        }
+        let p = dir.path().join("x.export");
+        l.export(&p).unwrap();
+        std::fs::read(p).unwrap()
+    }
+
+    fn sequential(bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+        let export = parse_export(bytes)?;
+        verify_parsed(&export, opts, |position, note| {
+            open_checkpoint(opts, position, note)
+        })
+    }
+
+    #[test]
+    fn parallel_checkpoint_checks_give_the_sequential_verdict_for_every_flipped_byte() {
+        let bytes = export();
+        let opts = VerifyOptions::with_key(key().verifier());
+        let report = verify_export(&bytes, &opts).unwrap();
+        assert!(report.checkpoints as usize >= PARALLEL_MIN_CHECKPOINTS);
+        assert_eq!(Ok(report), sequential(&bytes, &opts));
+        for i in 0..bytes.len() {
+            let mut m = bytes.clone();
+            m[i] ^= 1 << (i % 8);
+            let got = verify_export(&m, &opts);
+            assert!(got.is_err(), "flip at byte {i} went undetected");
+            assert_eq!(got, sequential(&m, &opts), "flip at byte {i}");
+        }
+    }
 }

@@ -205,7 +205,7 @@ fn main() {
     let (mut live, mut replayed) = (vec![], vec![]);
     for _ in 0..SAMPLES {
         live.push(time(|| drop(black_box(gated(&s, CALLS)))));
-        replayed.push(time(&replay));
+        replayed.push(time(replay));
     }
     let (live, replayed) = (p50(live), p50(replayed));
     println!("Replay of a {CALLS}-host-call invocation ({SAMPLES} interleaved samples, p50)");

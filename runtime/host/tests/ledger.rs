@@ -282,3 +282,55 @@ fn nothing_acknowledged_is_lost_when_the_host_is_killed() {
         assert_eq!(end["result"], json!({"u32": result}), "{end}");
     }
 }
+
+#[test]
+fn recording_the_same_inputs_twice_gives_identical_entries_but_for_clock_and_random_values() {
+    let host = misbehave_host();
+    let invocation = |args: &[&str]| -> Vec<Json> {
+        let out = host.run(args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+        let entries = host.entries();
+        report["receipt"]["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut e = entries[i.as_u64().unwrap() as usize]["entry"].clone();
+                e.as_object_mut().unwrap().remove("invocation");
+                e
+            })
+            .collect()
+    };
+    let chatter = [
+        "invoke",
+        "misbehave",
+        "chatter",
+        "--args",
+        r#"{"lines":2}"#,
+        "--json",
+    ];
+    assert_eq!(invocation(&chatter), invocation(&chatter));
+
+    let sense = ["invoke", "misbehave", "sense", "--json"];
+    let (first, second) = (invocation(&sense), invocation(&sense));
+    assert_eq!(first.len(), second.len());
+    let mut differing = 0;
+    for (a, b) in first.iter().zip(&second) {
+        if a["type"] == "host-call" {
+            // Same call, same parameters, same fuel left; only the world's answer may differ.
+            for field in ["interface", "function", "params", "fuel_remaining", "seq"] {
+                assert_eq!(a[field], b[field], "{field}: {a} vs {b}");
+            }
+            differing += usize::from(a["result"] != b["result"]);
+        } else if a["type"] == "invocation-end" {
+            assert_eq!(a["fuel_consumed"], b["fuel_consumed"]);
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    assert!(
+        differing > 0,
+        "fresh randomness should differ between the two recordings"
+    );
+}

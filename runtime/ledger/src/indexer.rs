@@ -30,8 +30,14 @@ pub(crate) struct Indexer {
 }
 
 pub(crate) fn batch_for(job: &BatchJob) -> sled::Batch {
-    use crate::store::key;
     let mut b = sled::Batch::default();
+    add_to_batch(&mut b, job);
+    b
+}
+
+/// Adds a job's keys to a sled batch; a later job's metadata replaces an earlier one's.
+fn add_to_batch(b: &mut sled::Batch, job: &BatchJob) {
+    use crate::store::key;
     for (i, (loc, inv)) in job.locs.iter().zip(&job.invocations).enumerate() {
         let index = job.first_index + i as u64;
         b.insert(&key::entry(index)[..], &loc.to_bytes()[..]);
@@ -50,8 +56,10 @@ pub(crate) fn batch_for(job: &BatchJob) -> sled::Batch {
         &job.next_invocation.to_le_bytes()[..],
     );
     b.insert(key::META_LATEST_CHECKPOINT, job.note.as_bytes());
-    b
 }
+
+/// Most queued jobs merged into one sled batch.
+const MAX_COALESCED_JOBS: usize = 64;
 
 impl Indexer {
     pub(crate) fn new(db: sled::Db) -> Self {
@@ -62,13 +70,36 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("femtoclaw-ledger-index".to_owned())
             .spawn(move || {
-                for job in rx {
+                let apply = |b: sled::Batch| {
+                    if let Err(e) = db.apply_batch(b) {
+                        *err.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+                    }
+                };
+                let mut pending: Option<Job> = None;
+                loop {
+                    let job = match pending.take() {
+                        Some(j) => j,
+                        None => match rx.recv() {
+                            Ok(j) => j,
+                            Err(_) => break,
+                        },
+                    };
                     match job {
-                        Job::Batch(b) => {
-                            if let Err(e) = db.apply_batch(batch_for(&b)) {
-                                *err.lock().unwrap_or_else(PoisonError::into_inner) =
-                                    Some(e.to_string());
+                        Job::Batch(first) => {
+                            // Merge the jobs already queued behind this one into one
+                            // sled batch (applied in order; a sync waits for it).
+                            let mut b = batch_for(&first);
+                            for _ in 1..MAX_COALESCED_JOBS {
+                                match rx.try_recv() {
+                                    Ok(Job::Batch(next)) => add_to_batch(&mut b, &next),
+                                    Ok(other) => {
+                                        pending = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
                             }
+                            apply(b);
                         }
                         Job::Sync(reply) => {
                             let _ = reply.send(());

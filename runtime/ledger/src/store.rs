@@ -102,6 +102,9 @@ pub enum LedgerError {
     WriterStopped,
 }
 
+/// Largest batch buffer kept for the next batch.
+const MAX_SCRATCH: usize = 4 << 20;
+
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + use<> {
     let path = path.display().to_string();
     move |e| LedgerError::Io {
@@ -220,6 +223,9 @@ pub struct Ledger {
     indexer: Indexer,
     next_invocation: u64,
     poisoned: bool,
+    /// The buffer a batch is encoded into, kept between batches so that a batch does
+    /// not allocate (and fault in) a fresh one.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -398,6 +404,7 @@ impl Ledger {
             index,
             next_invocation: 0,
             poisoned: false,
+            scratch: Vec::new(),
         };
         ledger.open_active()?;
 
@@ -524,7 +531,9 @@ impl Ledger {
                 checkpoint: self.latest_note.clone().unwrap_or_default(),
             });
         }
-        let mut buf = Vec::with_capacity(entries.len() * 256 + 256);
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.reserve(entries.len() * 256 + 256);
         let mut leaves = Vec::with_capacity(entries.len());
         let mut offsets = Vec::with_capacity(entries.len());
         let mut invocations = Vec::with_capacity(entries.len());
@@ -541,7 +550,10 @@ impl Ledger {
         }
         let size = self.tree.len();
         let root = self.tree.root();
-        let result = self.write_batch(buf, &offsets, size, root);
+        let result = self.write_batch(&mut buf, &offsets, size, root);
+        if buf.capacity() <= MAX_SCRATCH {
+            self.scratch = buf;
+        }
         let (note, entry_locs, commit_loc) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -581,7 +593,7 @@ impl Ledger {
     /// Signs, writes and syncs; on failure, cuts the file back to where it was.
     fn write_batch(
         &mut self,
-        mut buf: Vec<u8>,
+        buf: &mut Vec<u8>,
         offsets: &[(usize, u32)],
         size: u64,
         root: Hash,
@@ -595,7 +607,7 @@ impl Ledger {
             Some(k) => k.sign_checkpoint(&cp)?,
             None => cp.to_text(),
         };
-        let commit_at = segment::push_commit_record(&mut buf, note.as_bytes());
+        let commit_at = segment::push_commit_record(buf, note.as_bytes());
 
         // Rotate before the batch if it would overflow the segment; a batch never spans
         // two segments.
@@ -612,9 +624,7 @@ impl Ledger {
         let Some(file) = self.files.last() else {
             return Err(LedgerError::Poisoned);
         };
-        let written = file
-            .write_all_at(&buf, base)
-            .and_then(|()| file.sync_data());
+        let written = file.write_all_at(buf, base).and_then(|()| file.sync_data());
         if let Err(e) = written {
             // Undo: nothing of this batch may stay on disk after an error is returned.
             if file.set_len(base).and_then(|()| file.sync_data()).is_err() {

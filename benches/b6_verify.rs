@@ -5,6 +5,11 @@
 //! against the pinned key, compares roots and checks consistency between consecutive
 //! checkpoints, so its cost depends on how many checkpoints there are (one per group
 //! commit batch). Two shapes are measured: 128 and 16 entries per batch.
+//!
+//! Verification opens checkpoint signatures on a second thread while the first hashes
+//! entries, so the ratio printed is wall-clock with up to two threads against a
+//! one-thread baseline. For the per-core ratio, pin the run to one CPU
+//! (`taskset -c 0 target/release/deps/b6_verify-* --bench`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark may stop on a broken set-up
 
 use std::time::{Duration, Instant};

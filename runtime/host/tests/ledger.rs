@@ -334,3 +334,49 @@ fn recording_the_same_inputs_twice_gives_identical_entries_but_for_clock_and_ran
         "fresh randomness should differ between the two recordings"
     );
 }
+
+#[test]
+fn inclusion_proofs_verify_with_an_independent_implementation() {
+    let verifier = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop/verify_tlog_proof.py");
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        available,
+        "python3 with the `cryptography` package is needed for this test (.ci/run installs it)"
+    );
+    let host = misbehave_host();
+    for lines in 1..=3 {
+        let args = format!(r#"{{"lines":{lines}}}"#);
+        assert_eq!(
+            code(&host.run(&["invoke", "misbehave", "chatter", "--args", &args])),
+            0
+        );
+    }
+    let key = host.key();
+    let size = host.entries().len();
+    let python = |proof: &std::path::Path| {
+        std::process::Command::new("python3")
+            .args([s(&verifier), s(proof), &key])
+            .output()
+            .unwrap()
+    };
+    for index in 0..size {
+        let proof = host.file(
+            "proof.txt",
+            &host.run(&["log", "prove", &index.to_string()]).stdout,
+        );
+        let out = python(&proof);
+        assert_eq!(code(&out), 0, "entry {index}: {}", stderr(&out));
+        assert!(stdout(&out).starts_with(&format!("ok: entry {index} is in the tree")));
+    }
+    // The independent verifier also rejects a proof moved to another index.
+    let text = stdout(&host.run(&["log", "prove", "1"]));
+    let moved = host.file(
+        "moved.txt",
+        text.replace("index 1\n", "index 2\n").as_bytes(),
+    );
+    assert_eq!(code(&python(&moved)), 1);
+}

@@ -71,6 +71,15 @@ impl Source {
     }
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default policy (embedded)"),
+            Source::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// The policy in force, reloaded when its files change, and the link-time grants it made.
 pub struct Authority {
     source: Source,
@@ -87,6 +96,11 @@ impl Authority {
             source,
             grants: GrantCache::default(),
         })
+    }
+
+    /// Where the policy comes from.
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
     /// The policy in force now (re-read if any of its files changed).

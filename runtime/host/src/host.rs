@@ -98,6 +98,8 @@ impl Host {
     ) -> Result<(Outcome, Receipt), Failure> {
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
+        self.records()?
+            .note_policy(policy.digest(), &self.authority.source().to_string())?;
         let cap = authority::capability_ref(entry);
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
         let fuel = fuel.unwrap_or(entry.manifest.fuel);

@@ -30,6 +30,10 @@ pub struct Records {
     writer: LedgerWriter,
     key: SigningKey,
     keys_dir: PathBuf,
+    /// The digest of the policy set the ledger last recorded (`<data dir>/policy-digest`,
+    /// derived: if it is lost, one redundant policy-change entry is recorded).
+    last_policy: std::sync::Mutex<Option<[u8; 32]>>,
+    last_policy_file: PathBuf,
 }
 
 impl Records {
@@ -57,10 +61,17 @@ impl Records {
                 "ledger recovery cut an unacknowledged tail"
             );
         }
+        let last_policy_file = data_dir.join("policy-digest");
+        let last_policy = std::fs::read_to_string(&last_policy_file)
+            .ok()
+            .and_then(|hex_digest| hex::decode(hex_digest.trim()).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
         let records = Self {
             writer: LedgerWriter::new(ledger),
             key,
             keys_dir,
+            last_policy: std::sync::Mutex::new(last_policy),
+            last_policy_file,
         };
         if fresh {
             records.append(vec![records.key_change(None, &records.key)])?;
@@ -84,6 +95,26 @@ impl Records {
     /// Appends `entries` durably (fsync'd, with a signed checkpoint) and returns the receipt.
     pub fn append(&self, entries: Vec<Entry>) -> Result<Receipt, Failure> {
         self.writer.append(entries).map_err(ledger_failure)
+    }
+
+    /// Records a policy change when `digest` is not the policy the ledger last recorded, so
+    /// that every decision after it can be traced to the policy that made it.
+    pub fn note_policy(&self, digest: [u8; 32], source: &str) -> Result<(), Failure> {
+        let mut last = self
+            .last_policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last == Some(digest) {
+            return Ok(());
+        }
+        self.append(vec![Entry::PolicyChange {
+            policy_digest: digest,
+            source: source.to_owned(),
+        }])?;
+        *last = Some(digest);
+        // Derived state: a failure to remember costs one redundant entry next time, nothing more.
+        let _ = std::fs::write(&self.last_policy_file, hex::encode(digest));
+        Ok(())
     }
 
     /// The verifier key of the current signing key.

@@ -380,3 +380,55 @@ fn inclusion_proofs_verify_with_an_independent_implementation() {
     );
     assert_eq!(code(&python(&moved)), 1);
 }
+
+#[test]
+fn a_policy_change_is_recorded_before_the_first_decision_it_makes() {
+    let host = misbehave_host();
+    let divide = [
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ];
+    assert_eq!(code(&host.run(&divide)), 0);
+    assert_eq!(code(&host.run(&divide)), 0);
+    // A comment is not a policy change (the digest covers policies, not layout)...
+    host.set_policy(&format!("{OPEN_POLICY}// edited\n"));
+    assert_eq!(code(&host.run(&divide)), 0);
+    // ...a new policy is.
+    host.set_policy(&format!(
+        "{OPEN_POLICY}permit (principal == FemtoClaw::User::\"ada\", action, resource);\n"
+    ));
+    assert_eq!(code(&host.run(&divide)), 0);
+    let entries = host.entries();
+    let changes: Vec<&Json> = entries
+        .iter()
+        .filter(|e| e["entry"]["type"] == "policy-change")
+        .collect();
+    assert_eq!(
+        changes.len(),
+        2,
+        "one per distinct policy, not per invocation"
+    );
+    let digest_of_decision_after = |change: &Json| {
+        let at = change["index"].as_u64().unwrap() as usize;
+        entries[at..]
+            .iter()
+            .find(|e| e["entry"]["type"] == "decision")
+            .map(|e| e["entry"]["policy_digest"].clone())
+            .unwrap()
+    };
+    for change in changes {
+        assert_eq!(
+            change["entry"]["policy_digest"],
+            digest_of_decision_after(change)
+        );
+        assert!(
+            change["entry"]["source"]
+                .as_str()
+                .unwrap()
+                .ends_with("policy")
+        );
+    }
+}

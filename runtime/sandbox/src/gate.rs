@@ -16,13 +16,10 @@ use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower};
 
 use crate::replay::{Divergence, Replay};
 use crate::state::State;
-use crate::values;
 
-/// The linker being built, and the names of every function defined through the gate: the
-/// functions that replay answers from the ledger.
+/// The linker being built, through which every host interface declares its functions.
 pub(crate) struct Registry {
     pub(crate) linker: Linker<State>,
-    pub(crate) gated: Vec<(&'static str, &'static str)>,
 }
 
 /// One policy decision the gate took for a call.
@@ -53,33 +50,72 @@ pub struct HostCall {
     pub decisions: Vec<Authorized>,
 }
 
-/// A value a host call takes or returns, in the ledger's canonical form.
-pub trait Recorded {
+/// A value a host call takes or returns, in the ledger's canonical form, and back: the gate
+/// records the one and, in replay, answers with the other.
+pub trait Recorded: Sized {
     /// The canonical value.
     fn to_value(&self) -> Value;
+    /// The value a recorded [`Value`] stands for; `None` when it does not fit the type.
+    fn from_value(value: &Value) -> Option<Self>;
 }
 
-impl Recorded for u64 {
+macro_rules! recorded_scalar {
+    ($($ty:ty => $case:ident),*) => {$(
+        impl Recorded for $ty {
+            fn to_value(&self) -> Value {
+                Value::$case(self.clone())
+            }
+            fn from_value(value: &Value) -> Option<Self> {
+                match value {
+                    Value::$case(v) => Some(v.clone()),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+recorded_scalar!(u64 => U64, u32 => U32, String => String, Vec<u8> => Bytes);
+
+impl<T: Recorded> Recorded for Option<T> {
     fn to_value(&self) -> Value {
-        Value::U64(*self)
+        Value::Option(self.as_ref().map(|v| Box::new(v.to_value())))
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Option(None) => Some(None),
+            Value::Option(Some(v)) => T::from_value(v).map(Some),
+            _ => None,
+        }
     }
 }
 
-impl Recorded for u32 {
+impl<T: Recorded, E: Recorded> Recorded for Result<T, E> {
     fn to_value(&self) -> Value {
-        Value::U32(*self)
+        Value::Result(match self {
+            Ok(v) => Ok(Some(Box::new(v.to_value()))),
+            Err(e) => Err(Some(Box::new(e.to_value()))),
+        })
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Result(Ok(Some(v))) => T::from_value(v).map(Ok),
+            Value::Result(Err(Some(e))) => E::from_value(e).map(Err),
+            _ => None,
+        }
     }
 }
 
-impl Recorded for String {
+/// A list of anything but bytes (`list<u8>` is [`Value::Bytes`], above).
+impl<T: Recorded> Recorded for Vec<T> {
     fn to_value(&self) -> Value {
-        Value::String(self.clone())
+        Value::List(self.iter().map(Recorded::to_value).collect())
     }
-}
-
-impl Recorded for Vec<u8> {
-    fn to_value(&self) -> Value {
-        Value::Bytes(self.clone())
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::List(items) => items.iter().map(T::from_value).collect(),
+            _ => None,
+        }
     }
 }
 
@@ -90,6 +126,13 @@ macro_rules! recorded_tuple {
             fn to_value(&self) -> Value {
                 let ($($name,)*) = self;
                 Value::Tuple(vec![$($name.to_value()),*])
+            }
+            #[allow(non_snake_case, unused_mut, unused_variables, reason = "generated per arity")]
+            fn from_value(value: &Value) -> Option<Self> {
+                let Value::Tuple(items) = value else { return None };
+                let mut items = items.iter();
+                let tuple = ($($name::from_value(items.next()?)?,)*);
+                items.next().is_none().then_some(tuple)
             }
         }
     };
@@ -200,89 +243,54 @@ impl Gate {
         P: ComponentNamedList + Lift + Recorded + 'static,
         R: ComponentNamedList + Lower + Recorded + 'static,
     {
-        registry.gated.push((interface, function));
         registry
             .linker
             .instance(interface)?
             .func_wrap(function, move |mut store, params: P| {
                 let fuel_remaining = store.get_fuel()?;
                 let state = store.data_mut();
-                // A second handle on the checker leaves `state` free for `perform`.
-                let checker = Arc::clone(&state.gate.authority);
-                let mut authority = Authority {
-                    checker: &checker,
-                    decisions: Vec::new(),
-                };
-                let result = perform(state, &mut authority, &params)?;
-                state.gate.calls.push(HostCall {
-                    interface,
-                    function,
-                    params: params.to_value(),
-                    result: result.to_value(),
-                    fuel_remaining,
-                    decisions: authority.decisions,
-                });
-                Ok(result)
-            })
-    }
-
-    /// Redefines `interface#function` in `linker` to answer from the ledger: the call must be
-    /// the next recorded one, with the same parameters and the same fuel left; its recorded
-    /// result is returned and nothing is performed. A mismatch stops the run with the
-    /// [`Divergence`] that says where and how.
-    pub(crate) fn define_replay(
-        linker: &mut Linker<State>,
-        interface: &'static str,
-        function: &'static str,
-    ) -> wasmtime::Result<()> {
-        linker
-            .instance(interface)?
-            .func_new(function, move |mut store, ty, params, results| {
-                let fuel_remaining = store.get_fuel()?;
-                let state = store.data_mut();
-                let actual = Value::Tuple(
-                    params
-                        .iter()
-                        .zip(ty.params())
-                        .map(|(v, (_, t))| values::val_to_value(v, &t))
-                        .collect(),
-                );
+                let recorded_params = params.to_value();
                 let seq = state.gate.calls.len();
-                let replay =
-                    state.gate.replay.as_mut().ok_or_else(|| {
-                        wasmtime::format_err!("replay linker used outside replay")
-                    })?;
-                let expected = replay.expect(seq, interface, function, &actual, fuel_remaining)?;
-                let recorded = match &expected.result {
-                    Value::Tuple(values) if values.len() == results.len() => values,
-                    other => {
-                        return Err(Divergence::Unanswerable {
+                let (result, recorded_result, decisions) = match &state.gate.replay {
+                    // Replay: the next recorded call must be this one; its result answers.
+                    Some(replay) => {
+                        let expected = replay.expect(
                             seq,
-                            call: format!("{interface}#{function}"),
-                            recorded: format!("{other:?}"),
-                        }
-                        .into());
+                            interface,
+                            function,
+                            &recorded_params,
+                            fuel_remaining,
+                        )?;
+                        let result = R::from_value(&expected.result).ok_or_else(|| {
+                            Divergence::Unanswerable {
+                                seq,
+                                call: format!("{interface}#{function}"),
+                                recorded: format!("{:?}", expected.result),
+                            }
+                        })?;
+                        (result, expected.result.clone(), Vec::new())
+                    }
+                    None => {
+                        // A second handle on the checker leaves `state` free for `perform`.
+                        let checker = Arc::clone(&state.gate.authority);
+                        let mut authority = Authority {
+                            checker: &checker,
+                            decisions: Vec::new(),
+                        };
+                        let result = perform(state, &mut authority, &params)?;
+                        let value = result.to_value();
+                        (result, value, authority.decisions)
                     }
                 };
-                for ((slot, value), t) in results.iter_mut().zip(recorded).zip(ty.results()) {
-                    *slot = values::value_to_val(value, &t).ok_or_else(|| {
-                        Divergence::Unanswerable {
-                            seq,
-                            call: format!("{interface}#{function}"),
-                            recorded: format!("{value:?}"),
-                        }
-                    })?;
-                }
-                let result = expected.result.clone();
                 state.gate.calls.push(HostCall {
                     interface,
                     function,
-                    params: actual,
-                    result,
+                    params: recorded_params,
+                    result: recorded_result,
                     fuel_remaining,
-                    decisions: Vec::new(),
+                    decisions,
                 });
-                Ok(())
+                Ok(result)
             })
     }
 }

@@ -27,7 +27,7 @@ pub mod values;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value as Json};
 use wasmtime::component::types::ComponentItem;
@@ -144,9 +144,6 @@ pub enum InvokeError {
     /// The fuel budget is zero.
     #[error("fuel budget must be greater than 0")]
     NoFuel,
-    /// A recorded invocation cannot be set up for replay.
-    #[error("cannot replay: {0}")]
-    Replay(String),
 }
 
 impl InvokeError {
@@ -282,9 +279,7 @@ impl Function {
 pub struct Prepared {
     /// SHA-256 of the component bytes.
     pub digest: [u8; 32],
-    component: Component,
     pre: InstancePre<State>,
-    replay_pre: OnceLock<InstancePre<State>>,
     /// Exported functions, in export order.
     pub functions: Vec<Function>,
     /// Imported interfaces (`package:name/interface@version`) that the host must provide:
@@ -306,15 +301,6 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
-    /// The component linked for replay (every gated import answered from the ledger).
-    fn replay_pre(&self, linker: &Linker<State>) -> wasmtime::Result<&InstancePre<State>> {
-        if let Some(pre) = self.replay_pre.get() {
-            return Ok(pre);
-        }
-        let pre = linker.instantiate_pre(&self.component)?;
-        Ok(self.replay_pre.get_or_init(|| pre))
-    }
-
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Result<&Function, InvokeError> {
         self.functions
@@ -331,7 +317,6 @@ impl Prepared {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<State>,
-    replay_linker: Linker<State>,
     /// Replay authorizes nothing (every answer comes from the ledger): one deny-all context,
     /// built once.
     replay_context: Context,
@@ -357,23 +342,14 @@ impl Sandbox {
             engine::build(&config.limits).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut registry = gate::Registry {
             linker: Linker::new(&engine),
-            gated: Vec::new(),
         };
         host::wasi::add_to_linker(&mut registry)
             .and_then(|()| host::log::add_to_linker(&mut registry))
             .and_then(|()| host::config::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        // Replay links the same imports, with every gated function answered from the ledger.
-        let mut replay_linker = registry.linker.clone();
-        replay_linker.allow_shadowing(true);
-        for (interface, function) in &registry.gated {
-            gate::Gate::define_replay(&mut replay_linker, interface, function)
-                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        }
         Ok(Self {
             engine,
             linker: registry.linker,
-            replay_linker,
             replay_context: Context::deny_all()
                 .map_err(|e| SandboxError::Engine(format!("replay context: {e}")))?,
             limits: config.limits,
@@ -491,9 +467,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
         Ok(Prepared {
             digest,
-            component,
             pre,
-            replay_pre: OnceLock::new(),
             functions,
             imports,
         })
@@ -591,12 +565,9 @@ impl Sandbox {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let pre = prepared
-            .replay_pre(&self.replay_linker)
-            .map_err(|e| InvokeError::Replay(format!("cannot link for replay: {e:#}")))?;
         let mut state = State::new(self.limits, self.replay_context.clone());
         state.gate.replay = Some(replay::Replay::new(recorded.calls.clone()));
-        let (outcome, divergence) = self.run(pre, function, params, fuel, state);
+        let (outcome, divergence) = self.run(&prepared.pre, function, params, fuel, state);
         let divergence = divergence.or_else(|| recorded.compare(&outcome));
         Ok((outcome, divergence))
     }

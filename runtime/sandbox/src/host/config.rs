@@ -39,26 +39,22 @@ impl Recorded for Error {
             payload: Some(Box::new(Value::String(text.clone()))),
         }
     }
-}
-
-impl<T: Recorded> Recorded for Option<T> {
-    fn to_value(&self) -> Value {
-        Value::Option(self.as_ref().map(|v| Box::new(v.to_value())))
-    }
-}
-
-impl<T: Recorded> Recorded for Vec<T> {
-    fn to_value(&self) -> Value {
-        Value::List(self.iter().map(Recorded::to_value).collect())
-    }
-}
-
-impl<T: Recorded, E: Recorded> Recorded for Result<T, E> {
-    fn to_value(&self) -> Value {
-        Value::Result(match self {
-            Ok(v) => Ok(Some(Box::new(v.to_value()))),
-            Err(e) => Err(Some(Box::new(e.to_value()))),
-        })
+    fn from_value(value: &Value) -> Option<Self> {
+        let Value::Variant {
+            case,
+            payload: Some(payload),
+        } = value
+        else {
+            return None;
+        };
+        let Value::String(text) = payload.as_ref() else {
+            return None;
+        };
+        match case.as_str() {
+            "upstream" => Some(Error::Upstream(text.clone())),
+            "io" => Some(Error::Io(text.clone())),
+            _ => None,
+        }
     }
 }
 

@@ -36,6 +36,20 @@ impl Recorded for Level {
     fn to_value(&self) -> Value {
         Value::Enum(self.name().to_owned())
     }
+    fn from_value(value: &Value) -> Option<Self> {
+        let Value::Enum(name) = value else {
+            return None;
+        };
+        [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+        ]
+        .into_iter()
+        .find(|l| l.name() == name)
+    }
 }
 
 pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {

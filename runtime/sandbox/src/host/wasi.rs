@@ -32,6 +32,22 @@ impl Recorded for Datetime {
             ("nanoseconds".into(), Value::U32(self.nanoseconds)),
         ])
     }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Record(fields) => match fields.as_slice() {
+                [(s, Value::U64(seconds)), (n, Value::U32(nanoseconds))]
+                    if s == "seconds" && n == "nanoseconds" =>
+                {
+                    Some(Datetime {
+                        seconds: *seconds,
+                        nanoseconds: *nanoseconds,
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 fn random_bytes(len: u64) -> wasmtime::Result<Vec<u8>> {

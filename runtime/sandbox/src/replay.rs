@@ -1,8 +1,8 @@
 //! Replay: re-execute a recorded invocation and prove its result, host calls and fuel came
 //! from the recorded component.
 //!
-//! Every gated host call is answered from the recording (see
-//! [`Gate::define_replay`](crate::gate::Gate)): nothing is performed, no clock or randomness is
+//! Every gated host call is answered from the recording by the gate itself (see
+//! [`Gate`](crate::gate::Gate)): nothing is performed, no clock or randomness is
 //! read. The replayed run must make the same calls, in the same order, with the same
 //! parameters and the same fuel left at each; then end the same way with the same result and
 //! output. The first difference is a [`Divergence`], classified.

@@ -9,34 +9,20 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
+use femtoclaw_benches::RawWasi;
 use femtoclaw_sandbox::{Context, Sandbox, SandboxConfig, state::Limits};
 use serde_json::json;
 use wasmtime::Store;
-use wasmtime::component::{InstancePre, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{InstancePre, Linker};
 
 const FUEL: u64 = 10_000_000;
-
-struct Raw {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Raw {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
 
 struct Setup {
     sandbox: Sandbox,
     context: Context,
     prepared: std::sync::Arc<femtoclaw_sandbox::Prepared>,
     engine: wasmtime::Engine,
-    raw_pre: InstancePre<Raw>,
+    raw_pre: InstancePre<RawWasi>,
 }
 
 fn setup() -> Setup {
@@ -46,7 +32,7 @@ fn setup() -> Setup {
 
     let (engine, _) = femtoclaw_sandbox::engine::build(&Limits::default()).expect("engine");
     let component = wasmtime::component::Component::new(&engine, hello.component).expect("compile");
-    let mut linker: Linker<Raw> = Linker::new(&engine);
+    let mut linker: Linker<RawWasi> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
     linker
         .define_unknown_imports_as_traps(&component)
@@ -79,13 +65,7 @@ fn sandbox_invoke(s: &Setup) -> String {
 }
 
 fn raw_invoke(s: &Setup) -> String {
-    let mut store = Store::new(
-        &s.engine,
-        Raw {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        },
-    );
+    let mut store = Store::new(&s.engine, RawWasi::default());
     store.set_fuel(FUEL).expect("fuel");
     let instance = s.raw_pre.instantiate(&mut store).expect("instantiate");
     let greet = instance

@@ -15,31 +15,17 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use femtoclaw_benches::RawWasi;
 use femtoclaw_policy::{CapabilityRef, PolicySet, Principal, Requests};
 use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
 use femtoclaw_sandbox::{Context, Prepared, Sandbox, SandboxConfig, state::Limits};
 use serde_json::json;
 use wasmtime::Store;
-use wasmtime::component::{ComponentType, InstancePre, Lift, Linker, Lower, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{ComponentType, InstancePre, Lift, Linker, Lower};
 
 const CALLS: usize = 256;
 const FUEL: u64 = 1_000_000_000;
 const SAMPLES: usize = 400;
-
-struct Raw {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Raw {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
 
 #[derive(ComponentType, Lift, Lower)]
 #[component(variant)]
@@ -55,7 +41,7 @@ struct Setup {
     prepared: Arc<Prepared>,
     context: Context,
     engine: wasmtime::Engine,
-    raw: InstancePre<Raw>,
+    raw: InstancePre<RawWasi>,
 }
 
 fn setup() -> Setup {
@@ -78,7 +64,7 @@ fn setup() -> Setup {
 
     let (engine, _) = femtoclaw_sandbox::engine::build(&Limits::default()).unwrap();
     let component = wasmtime::component::Component::new(&engine, guest).unwrap();
-    let mut linker: Linker<Raw> = Linker::new(&engine);
+    let mut linker: Linker<RawWasi> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     linker
         .instance("wasi:config/store@0.2.0-draft")
@@ -118,13 +104,7 @@ fn gated(s: &Setup, n: usize) -> femtoclaw_sandbox::Outcome {
 }
 
 fn raw(s: &Setup, n: usize) -> Vec<String> {
-    let mut store = Store::new(
-        &s.engine,
-        Raw {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        },
-    );
+    let mut store = Store::new(&s.engine, RawWasi::default());
     store.set_fuel(FUEL).unwrap();
     let instance = s.raw.instantiate(&mut store).unwrap();
     let f = instance

@@ -83,6 +83,9 @@ pub enum Command {
         /// every recorded decision and list those it would take the other way.
         #[arg(long = "what-if-policy", alias = "policy-what-if")]
         what_if: Option<PathBuf>,
+        /// Also write the results as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -249,6 +252,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             from,
             to,
             what_if,
+            junit,
             json,
         } => {
             let options = crate::replay::Options {
@@ -285,6 +289,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 return Ok(());
             }
             let reports = crate::replay::replay(&host, &options)?;
+            if let Some(path) = junit {
+                std::fs::write(&path, crate::replay::junit(&reports)).map_err(|e| {
+                    Failure::new(Code::Other, format!("--junit `{}`: {e}", path.display()))
+                })?;
+            }
             crate::replay::finish(&reports, json, out)
         }
         Command::Key(KeyCommand::Generate { name }) => {

@@ -483,6 +483,53 @@ pub fn finish(reports: &[Report], json: bool, print: impl Fn(&str)) -> Result<()
 /// A component's SHA-256 and bytes, as an export carries it.
 type Component = ([u8; 32], Vec<u8>);
 
+/// The reports as a JUnit XML test suite, one test case per invocation, for CI systems that
+/// show test results: a divergence is a failure, a refused invocation is skipped.
+pub fn junit(reports: &[Report]) -> String {
+    fn escape(text: &str) -> String {
+        text.chars()
+            .map(|c| match c {
+                '&' => "&amp;".to_owned(),
+                '<' => "&lt;".to_owned(),
+                '>' => "&gt;".to_owned(),
+                '"' => "&quot;".to_owned(),
+                '\'' => "&apos;".to_owned(),
+                c if c.is_control() && c != '\n' && c != '\t' => format!("&#x{:x};", u32::from(c)),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+    let failures = reports.iter().filter(|r| r.status == "divergent").count();
+    let skipped = reports.iter().filter(|r| r.status == "refused").count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"femtoclaw-replay\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n",
+        reports.len()
+    );
+    for r in reports {
+        let name = escape(&format!(
+            "invocation {} {}.{}",
+            r.invocation, r.capability, r.function
+        ));
+        xml.push_str(&format!(
+            "  <testcase classname=\"{}\" name=\"{name}\"",
+            escape(&r.capability)
+        ));
+        match (&r.divergence, r.status) {
+            (Some(d), _) => xml.push_str(&format!(
+                ">\n    <failure type=\"{}\" message=\"{}\"/>\n  </testcase>\n",
+                d.class(),
+                escape(&d.to_string())
+            )),
+            (None, "refused") => xml.push_str(
+                ">\n    <skipped message=\"refused by policy when recorded\"/>\n  </testcase>\n",
+            ),
+            (None, _) => xml.push_str("/>\n"),
+        }
+    }
+    xml.push_str("</testsuite>\n");
+    xml
+}
+
 /// The components an export with `--with-components` carries: each one the entries name.
 fn components_of(host: &Host, entries: &[Entry]) -> Result<Vec<Component>, Failure> {
     let mut wanted: Vec<[u8; 32]> = entries

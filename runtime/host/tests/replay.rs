@@ -168,6 +168,21 @@ fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
     let out = replay(&host, &export, &["--components", s(dir.path())]);
     assert_eq!(code(&out), 9, "{}", stderr(&out));
     let r = report(&out);
+    // The same verdicts as JUnit XML, for CI systems.
+    let xml_path = host.files.path().join("replay.xml");
+    let out = replay(
+        &host,
+        &export,
+        &["--components", s(dir.path()), "--junit", s(&xml_path)],
+    );
+    assert_eq!(code(&out), 9);
+    let xml = std::fs::read_to_string(&xml_path).unwrap();
+    assert!(
+        xml.contains(r#"<testsuite name="femtoclaw-replay" tests="7" failures="3" skipped="1">"#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"<failure type="RESULT""#), "{xml}");
+    assert!(xml.contains(r#"<failure type="FUEL""#), "{xml}");
     let by_function = |f: &str| -> Json {
         r["invocations"]
             .as_array()

@@ -469,17 +469,12 @@ enum Target<'a> {
 
 /// `log verify`: exit 8 (integrity) names the first bad position.
 fn verify(target: &Target<'_>, keys: &[String]) -> Result<(), Failure> {
-    let keys = keys
-        .iter()
-        .map(|k| femtoclaw_ledger::VerifierKey::parse(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
-    let options = femtoclaw_ledger::VerifyOptions { keys, origin: None };
+    let options = crate::records::pinned(keys)?;
     let report = match target {
         Target::Export(file) => femtoclaw_ledger::verify_export_file(file, &options),
         Target::Dir(dir) => femtoclaw_ledger::verify_dir(dir, &options),
     }
-    .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
+    .map_err(crate::records::integrity)?;
     out(&format!(
         "ok: {} entries, {} checkpoints verified",
         report.entries, report.checkpoints

@@ -21,6 +21,21 @@ pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")
 }
 
+/// The verifier keys given with `--key`, pinned for a verification.
+pub fn pinned(keys: &[String]) -> Result<femtoclaw_ledger::VerifyOptions, Failure> {
+    let keys = keys
+        .iter()
+        .map(|k| VerifierKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
+    Ok(femtoclaw_ledger::VerifyOptions { keys, origin: None })
+}
+
+/// A failed verification: an integrity failure (exit 8), never anything else.
+pub fn integrity(e: impl std::fmt::Display) -> Failure {
+    Failure::new(Code::Integrity, format!("ledger verification failed: {e}"))
+}
+
 fn ledger_failure(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Other, format!("ledger: {e}"))
 }

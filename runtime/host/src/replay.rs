@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use femtoclaw_ledger::{Entry, VerifyOptions};
+use femtoclaw_ledger::Entry;
 use femtoclaw_sandbox::catalog::sha256;
 use femtoclaw_sandbox::replay::{Divergence, Recorded, RecordedCall};
 use femtoclaw_sandbox::{Sandbox, engine};
@@ -196,16 +196,9 @@ fn verified_entries(options: &Options<'_>) -> Result<(Vec<Entry>, Vec<Component>
             format!("{}: {e}", options.export.display()),
         )
     })?;
-    let keys = options
-        .keys
-        .iter()
-        .map(|k| femtoclaw_ledger::VerifierKey::parse(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
-    femtoclaw_ledger::verify_export(&bytes, &VerifyOptions { keys, origin: None })
-        .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
-    let export = femtoclaw_ledger::parse_export(&bytes)
-        .map_err(|e| Failure::new(Code::Integrity, format!("ledger verification failed: {e}")))?;
+    femtoclaw_ledger::verify_export(&bytes, &crate::records::pinned(options.keys)?)
+        .map_err(crate::records::integrity)?;
+    let export = femtoclaw_ledger::parse_export(&bytes).map_err(crate::records::integrity)?;
     let entries = export
         .entries
         .iter()

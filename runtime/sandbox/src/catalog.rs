@@ -427,9 +427,10 @@ fn version_key(version: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Writes `path` through a temporary file, fsync'd, then renamed into place.
+/// Writes `path` through a temporary file (named per process, so two hosts writing the same
+/// file never share one), fsync'd, then renamed into place.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;

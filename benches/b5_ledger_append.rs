@@ -7,30 +7,19 @@
 //! see the same disk weather).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark may stop on a broken set-up
 
+use femtoclaw_benches::sample_entry;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion};
-use femtoclaw_ledger::{Entry, Ledger, LedgerOptions, SigningKey, Value};
+use femtoclaw_ledger::{Entry, Ledger, LedgerOptions, SigningKey};
 
 const BATCHES: [usize; 3] = [1, 16, 128];
 
-fn entry(inv: u64, seq: u32) -> Entry {
-    Entry::HostCall {
-        invocation: inv,
-        seq,
-        interface: "femtoclaw:host/kv@0.1.0".into(),
-        function: "get".into(),
-        params: Value::Tuple(vec![Value::String(format!("namespace/key-{inv}-{seq}"))]),
-        result: Value::Result(Ok(Some(Box::new(Value::Bytes(vec![7; 64]))))),
-        fuel_remaining: 1_000_000 - u64::from(seq),
-    }
-}
-
 fn batch(n: usize) -> Vec<Entry> {
-    (0..n).map(|i| entry(1, i as u32)).collect()
+    (0..n).map(|i| sample_entry(1, i as u32)).collect()
 }
 
 /// The raw baseline's bytes for a batch: each entry's canonical bytes behind a u32

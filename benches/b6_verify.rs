@@ -12,28 +12,17 @@
 //! (`taskset -c 0 target/release/deps/b6_verify-* --bench`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark may stop on a broken set-up
 
+use femtoclaw_benches::sample_entry;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use femtoclaw_ledger::merkle::{leaf_hash, root_from_leaf_hashes};
 use femtoclaw_ledger::{
-    Entry, Ledger, LedgerOptions, SigningKey, Value, VerifyOptions, parse_export, verify_export,
+    Ledger, LedgerOptions, SigningKey, VerifyOptions, parse_export, verify_export,
 };
 
 const ENTRIES: usize = 10_000;
 const SHAPES: [usize; 2] = [128, 16];
-
-fn entry(inv: u64, seq: u32) -> Entry {
-    Entry::HostCall {
-        invocation: inv,
-        seq,
-        interface: "femtoclaw:host/kv@0.1.0".into(),
-        function: "get".into(),
-        params: Value::Tuple(vec![Value::String(format!("namespace/key-{inv}-{seq}"))]),
-        result: Value::Result(Ok(Some(Box::new(Value::Bytes(vec![7; 64]))))),
-        fuel_remaining: 1_000_000 - u64::from(seq),
-    }
-}
 
 fn build_export(per_batch: usize, key: &SigningKey) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -41,7 +30,7 @@ fn build_export(per_batch: usize, key: &SigningKey) -> Vec<u8> {
     let mut i = 0;
     while i < ENTRIES {
         let n = per_batch.min(ENTRIES - i);
-        l.append_batch((0..n).map(|s| entry(i as u64, s as u32)).collect())
+        l.append_batch((0..n).map(|s| sample_entry(i as u64, s as u32)).collect())
             .expect("append");
         i += n;
     }

@@ -132,24 +132,34 @@ impl std::str::FromStr for VerifierKey {
     }
 }
 
+/// Splits `<name>+<hex id>+<base64(0x01 ‖ 32 bytes)>` (the form shared by verifier and signer
+/// keys) into the name, the id and the 32 key bytes; `bad` is the error for a malformed text.
+fn parse_key_parts(
+    text: &str,
+    bad: impl Fn() -> KeyError,
+) -> Result<(&str, [u8; 4], [u8; 32]), KeyError> {
+    // The base64 key material may itself contain `+`.
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(material)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    check_name(name)?;
+    let id = parse_id(id_hex).ok_or_else(&bad)?;
+    let material = STANDARD.decode(material).map_err(|_| bad())?;
+    let (&alg, bytes) = material.split_first().ok_or_else(&bad)?;
+    if alg != ALG_ED25519 {
+        return Err(KeyError::UnsupportedAlgorithm(alg));
+    }
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+    Ok((name, id, bytes))
+}
+
 impl VerifierKey {
     /// Parses the C2SP vkey form.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let bad = || KeyError::Malformed(text.to_owned());
-        // The base64 key material may itself contain `+`.
-        let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(material)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        check_name(name)?;
-        let id = parse_id(id_hex).ok_or_else(bad)?;
-        let material = STANDARD.decode(material).map_err(|_| bad())?;
-        let (&alg, public) = material.split_first().ok_or_else(bad)?;
-        if alg != ALG_ED25519 {
-            return Err(KeyError::UnsupportedAlgorithm(alg));
-        }
-        let public: [u8; 32] = public.try_into().map_err(|_| bad())?;
+        let (name, id, public) = parse_key_parts(text, bad)?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| bad())?;
         if key_id(name, &public) != id {
             return Err(KeyError::IdMismatch(text.to_owned()));
@@ -319,23 +329,12 @@ impl SigningKey {
         let text = text.trim_end_matches('\n');
         let bad = || KeyError::Malformed("PRIVATE+KEY+…".to_owned());
         let rest = text.strip_prefix("PRIVATE+KEY+").ok_or_else(bad)?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(material)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        check_name(name)?;
-        let id = parse_id(id_hex).ok_or_else(bad)?;
-        let material = STANDARD.decode(material).map_err(|_| bad())?;
-        let (&alg, seed) = material.split_first().ok_or_else(bad)?;
-        if alg != ALG_ED25519 {
-            return Err(KeyError::UnsupportedAlgorithm(alg));
-        }
-        let seed: [u8; 32] = seed.try_into().map_err(|_| bad())?;
+        let (name, id, seed) = parse_key_parts(rest, bad)?;
         let key = Self::from_seed(name, seed)?;
         if key.id != id {
             return Err(KeyError::IdMismatch(format!(
-                "PRIVATE+KEY+{name}+{id_hex}+…"
+                "PRIVATE+KEY+{name}+{}+…",
+                hex::encode(id)
             )));
         }
         Ok(key)

@@ -120,10 +120,14 @@ pub fn build(packages: &[&str]) -> Vec<Built> {
                 .join(TARGET)
                 .join("release")
                 .join(format!("{}.wasm", package.replace('-', "_")));
-            assert!(wasm.exists(), "guest component {} missing", wasm.display());
+            // A private copy: the shared directory may be rebuilt by another checkout's build
+            // before this crate's compiler reads the bytes.
+            let copy = PathBuf::from(env("OUT_DIR")).join(wasm.file_name().unwrap_or_default());
+            std::fs::copy(&wasm, &copy)
+                .unwrap_or_else(|e| panic!("guest component {}: {e}", wasm.display()));
             Built {
                 package: (*package).to_owned(),
-                wasm,
+                wasm: copy,
             }
         })
         .collect()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
-use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower};
+use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType};
 
 use crate::replay::{Divergence, Replay};
 use crate::state::State;
@@ -141,6 +141,23 @@ macro_rules! recorded_tuple {
 recorded_tuple!();
 recorded_tuple!(A);
 recorded_tuple!(A B);
+recorded_tuple!(A B C);
+recorded_tuple!(A B C D);
+
+/// A resource handle is recorded as its table index. In replay the index answers as a fresh
+/// own handle: the host never touches it (every call on it is answered from the ledger) and
+/// [`Gate::resource`] lets its drop find no table entry.
+impl<T: 'static> Recorded for Resource<T> {
+    fn to_value(&self) -> Value {
+        Value::U32(self.rep())
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::U32(rep) => Some(Resource::new_own(*rep)),
+            _ => None,
+        }
+    }
+}
 
 /// The per-invocation side of the gate: who may do what, the log of host calls made so far,
 /// and, in replay, the recorded calls that answer them.
@@ -206,6 +223,25 @@ impl Gate {
     /// Takes the recorded calls, leaving the log empty.
     pub fn take_calls(&mut self) -> Vec<HostCall> {
         std::mem::take(&mut self.calls)
+    }
+
+    /// Defines the host resource type `interface#name`, backed by `T` entries of the store's
+    /// resource table. Its drop deletes the entry when there is one: in replay, handles are
+    /// answered from the ledger and have none.
+    pub(crate) fn resource<T: Send + 'static>(
+        registry: &mut Registry,
+        interface: &'static str,
+        name: &'static str,
+    ) -> wasmtime::Result<()> {
+        registry.linker.instance(interface)?.resource(
+            name,
+            ResourceType::host::<T>(),
+            |mut store, rep| {
+                // Absent in replay; present otherwise. Either way the guest's handle is gone.
+                let _ = store.data_mut().table.delete(Resource::<T>::new_own(rep));
+                Ok(())
+            },
+        )
     }
 
     /// Defines `interface#function` so that every call passes the gate: a call that touches no

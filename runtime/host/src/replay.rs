@@ -134,16 +134,7 @@ pub fn what_if(
                         let action: CallAction = other.parse().map_err(|e| {
                             Failure::new(Code::Integrity, format!("recorded action `{other}`: {e}"))
                         })?;
-                        let scope = match action {
-                            CallAction::HttpRequest => Scope::http(&resource),
-                            CallAction::FsRead | CallAction::FsWrite => Scope::path(&resource),
-                            CallAction::KvRead | CallAction::KvWrite => {
-                                Ok(Scope::KvNamespace(resource.clone()))
-                            }
-                            CallAction::SecretUse => Ok(Scope::Secret(resource.clone())),
-                            CallAction::ConfigRead => Ok(Scope::ConfigKey(resource.clone())),
-                        }
-                        .map_err(|e| {
+                        let scope = Scope::parse(action, &resource).map_err(|e| {
                             Failure::new(
                                 Code::Integrity,
                                 format!("recorded scope `{resource}`: {e}"),

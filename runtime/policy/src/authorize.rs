@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use cedar_policy as cedar;
 use cedar_policy::RestrictedExpression as Expr;
 
+use crate::address::AddressKind;
 use crate::baseline::is_virtualized_baseline;
 use crate::decision::{Decision, Reason};
 use crate::model::{CallAction, CapabilityRef, InterfaceName, Principal, PrincipalKind, Scope};
@@ -128,6 +129,13 @@ impl PolicySet {
             Scope::KvNamespace(n) => (&s.kv_namespace, attrs([("name", string(n))])),
             Scope::Secret(n) => (&s.secret, attrs([("name", string(n))])),
             Scope::ConfigKey(n) => (&s.config_key, attrs([("name", string(n))])),
+            Scope::Address(ip) => (
+                &s.address,
+                attrs([
+                    ("address", Expr::new_ip(ip.to_canonical().to_string())),
+                    ("kind", string(AddressKind::of(*ip).as_str())),
+                ]),
+            ),
         };
         cedar::Entity::new(uid(ty, &id), attrs, HashSet::new()).map_err(|e| e.to_string())
     }

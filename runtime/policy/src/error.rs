@@ -136,10 +136,11 @@ pub enum RequestsError {
         /// What is wrong.
         reason: String,
     },
-    /// A key-value namespace, secret or config key is empty or holds control characters.
+    /// A key-value namespace, secret or config key is empty or holds control characters, or an
+    /// address is not an IP address.
     #[error("malformed {kind} name `{entry}`")]
     Name {
-        /// `kv namespace`, `secret` or `config key`.
+        /// `kv namespace`, `secret`, `config key` or `address`.
         kind: &'static str,
         /// The entry as written.
         entry: String,

@@ -134,7 +134,8 @@ impl PolicySet {
 
     /// THE call-time decision the gate asks: may `cap`, run for `principal`, do `action` on the
     /// concrete `scope`? Denied as `not requested by manifest` unless a manifest entry covers
-    /// it, whatever the policy says; then the policy's decision for the concrete resource.
+    /// it, whatever the policy says (except `net.connect`, which the policy alone decides); then
+    /// the policy's decision for the concrete resource.
     pub fn check_call(
         &self,
         principal: &Principal,
@@ -151,7 +152,7 @@ impl PolicySet {
         if let Err(reason) = concrete(scope) {
             return self.malformed(format!("scope `{scope}`: {reason}"));
         }
-        if !requests.covers(action, scope) {
+        if action.needs_request() && !requests.covers(action, scope) {
             return Decision::deny_without_policy(Reason::NotRequested, None, self.digest());
         }
         self.authorize_call(principal, cap, action, scope)

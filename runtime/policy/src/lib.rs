@@ -52,6 +52,7 @@
 //! # Ok::<(), femtoclaw_policy::PolicyError>(())
 //! ```
 
+mod address;
 mod authorize;
 mod baseline;
 mod decision;
@@ -62,6 +63,7 @@ mod model;
 mod requests;
 mod set;
 
+pub use address::AddressKind;
 pub use baseline::{VIRTUALIZED_BASELINE, is_virtualized_baseline};
 pub use decision::{Decision, Reason};
 pub use error::{PolicyError, Problem, Problems, RequestsError};

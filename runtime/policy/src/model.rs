@@ -1,6 +1,7 @@
 //! The things a decision is about: principals, capabilities, interfaces, call actions and scopes.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -216,11 +217,17 @@ pub enum CallAction {
     /// Reading a [`Scope::ConfigKey`].
     #[serde(rename = "config.read")]
     ConfigRead,
+    /// Connecting to a non-public [`Scope::Address`] (loopback, private, link-local, metadata,
+    /// …) that a granted host resolved to. Decided by the policy alone: no manifest entry asks
+    /// for it, since which addresses are reachable is the operator's network, not the
+    /// capability's business.
+    #[serde(rename = "net.connect")]
+    NetConnect,
 }
 
 impl CallAction {
     /// Every call action.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::HttpRequest,
         Self::KvRead,
         Self::KvWrite,
@@ -228,6 +235,7 @@ impl CallAction {
         Self::FsWrite,
         Self::SecretUse,
         Self::ConfigRead,
+        Self::NetConnect,
     ];
 
     /// The Cedar action id, e.g. `kv.read`.
@@ -240,6 +248,7 @@ impl CallAction {
             Self::FsWrite => "fs.write",
             Self::SecretUse => "secret.use",
             Self::ConfigRead => "config.read",
+            Self::NetConnect => "net.connect",
         }
     }
 
@@ -252,7 +261,14 @@ impl CallAction {
                 | (Self::FsRead | Self::FsWrite, Scope::Path(_))
                 | (Self::SecretUse, Scope::Secret(_))
                 | (Self::ConfigRead, Scope::ConfigKey(_))
+                | (Self::NetConnect, Scope::Address(_))
         )
+    }
+
+    /// Whether a call needs a manifest entry covering its scope besides the policy's permit.
+    /// Every action does except [`CallAction::NetConnect`], which the policy alone decides.
+    pub fn needs_request(self) -> bool {
+        self != Self::NetConnect
     }
 }
 
@@ -296,6 +312,9 @@ pub enum Scope {
     Secret(String),
     /// A configuration key.
     ConfigKey(String),
+    /// A network address a call would connect to (only non-public ones are ever decided; see
+    /// [`crate::AddressKind`]).
+    Address(IpAddr),
 }
 
 impl Scope {
@@ -308,6 +327,26 @@ impl Scope {
     /// A normalized path scope; `..` may not climb above the root.
     pub fn path(path: &str) -> Result<Self, RequestsError> {
         normalize_path(path).map(Self::Path)
+    }
+
+    /// An address scope from its text (`127.0.0.1`, `::1`).
+    pub fn address(text: &str) -> Result<Self, RequestsError> {
+        text.parse().map(Self::Address).map_err(|_| RequestsError::Name {
+            kind: "address",
+            entry: text.to_owned(),
+        })
+    }
+
+    /// The scope a recorded decision names: `action` with its scope's canonical `text`.
+    pub fn parse(action: CallAction, text: &str) -> Result<Self, RequestsError> {
+        match action {
+            CallAction::HttpRequest => Self::http(text),
+            CallAction::FsRead | CallAction::FsWrite => Self::path(text),
+            CallAction::KvRead | CallAction::KvWrite => Ok(Self::KvNamespace(text.to_owned())),
+            CallAction::SecretUse => Ok(Self::Secret(text.to_owned())),
+            CallAction::ConfigRead => Ok(Self::ConfigKey(text.to_owned())),
+            CallAction::NetConnect => Self::address(text),
+        }
     }
 
     /// The canonical text of the scope; also its Cedar entity id.
@@ -329,6 +368,7 @@ impl fmt::Display for Scope {
             Self::Path(p) | Self::KvNamespace(p) | Self::Secret(p) | Self::ConfigKey(p) => {
                 f.write_str(p)
             }
+            Self::Address(ip) => write!(f, "{}", ip.to_canonical()),
         }
     }
 }

@@ -61,6 +61,7 @@ pub(crate) struct Statics {
     pub kv_namespace: cedar::EntityTypeName,
     pub secret: cedar::EntityTypeName,
     pub config_key: cedar::EntityTypeName,
+    pub address: cedar::EntityTypeName,
     pub action: cedar::EntityTypeName,
 }
 
@@ -82,6 +83,7 @@ fn load_statics() -> Result<Statics, String> {
         kv_namespace: ty("KvNamespace")?,
         secret: ty("Secret")?,
         config_key: ty("ConfigKey")?,
+        address: ty("Address")?,
         action: ty("Action")?,
     })
 }

@@ -70,10 +70,10 @@ fn an_unknown_entity_type_is_rejected_by_the_schema_with_its_location() {
 
 #[test]
 fn an_unknown_action_is_rejected_by_the_schema() {
-    let text = "permit (principal, action == FemtoClaw::Action::\"net.connect\", resource);";
+    let text = "permit (principal, action == FemtoClaw::Action::\"net.listen\", resource);";
     let err = PolicySet::from_str("a.cedar", text).unwrap_err();
     assert!(matches!(err, PolicyError::Validation(_)), "{err:?}");
-    assert!(err.to_string().contains("net.connect"), "{err}");
+    assert!(err.to_string().contains("net.listen"), "{err}");
 }
 
 #[test]

@@ -38,6 +38,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
 pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
+pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 use state::State;
 pub use state::{LimitError, Limits};
@@ -55,6 +56,8 @@ pub struct Context {
     pub authority: Arc<CallChecker>,
     /// The capability's `wasi:config/store` values.
     pub config: Config,
+    /// What its HTTP requests may use: the secret store and the host's caps.
+    pub http: Egress,
 }
 
 impl Context {
@@ -68,6 +71,7 @@ impl Context {
                 &Requests::default(),
             )),
             config: Config::new(),
+            http: Egress::default(),
         })
     }
 }
@@ -346,6 +350,7 @@ impl Sandbox {
         host::wasi::add_to_linker(&mut registry)
             .and_then(|()| host::log::add_to_linker(&mut registry))
             .and_then(|()| host::config::add_to_linker(&mut registry))
+            .and_then(|()| host::http::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
             engine,

@@ -1,0 +1,402 @@
+//! Performing one request: authorize the origin, the secrets and the resolved address of every
+//! hop, then exchange the whole message through reqwest (rustls), pinned to that address.
+
+use std::io::Read as _;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use femtoclaw_policy::{AddressKind, CallAction, Scope};
+use reqwest::blocking::Client;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode, Url};
+
+use super::{Egress, Error, Header, Request, Response, SecretValue};
+use crate::gate::{Authority, Denied};
+
+/// What the host puts where a server echoed a secret's value.
+const REDACTED: &str = "[redacted]";
+
+/// Headers that carry credentials: like secret headers, dropped once a redirect leaves the
+/// origin.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// Sends `request` on behalf of a guest. Nothing returned, and so nothing recorded, holds the
+/// value of a secret the request used, even where the server echoed it.
+pub(super) fn send(
+    egress: &Egress,
+    authority: &mut Authority<'_>,
+    request: &Request,
+) -> Result<Response, Error> {
+    let mut used = Vec::new();
+    let result = exchange(egress, authority, request, &mut used);
+    let secrets: Vec<&str> = used
+        .iter()
+        .map(SecretValue::expose)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if secrets.is_empty() {
+        return result;
+    }
+    match result {
+        Ok(mut response) => {
+            for header in &mut response.headers {
+                header.value = scrub_text(&header.value, &secrets);
+            }
+            response.body = scrub_bytes(&response.body, &secrets);
+            response.url = scrub_text(&response.url, &secrets);
+            Ok(response)
+        }
+        Err(error) => Err(scrub_error(error, &secrets)),
+    }
+}
+
+/// The caps of one request: the host's, or smaller where the request asks.
+struct Caps {
+    max_response_bytes: u64,
+    max_redirects: u32,
+    deadline: Instant,
+}
+
+fn exchange(
+    egress: &Egress,
+    authority: &mut Authority<'_>,
+    request: &Request,
+    used: &mut Vec<SecretValue>,
+) -> Result<Response, Error> {
+    let limits = egress.limits;
+    let mut method = Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| invalid(format!("`{}` is not an HTTP method", request.method)))?;
+    let body_len = u64::try_from(request.body.len()).unwrap_or(u64::MAX);
+    if body_len > limits.max_request_bytes {
+        return Err(Error::TooLarge(format!(
+            "the request body of {body_len} bytes is larger than the host's cap of {} bytes",
+            limits.max_request_bytes
+        )));
+    }
+    let timeout = request.timeout_ms.map_or(limits.timeout, |ms| {
+        Duration::from_millis(u64::from(ms)).min(limits.timeout)
+    });
+    let caps = Caps {
+        max_response_bytes: request
+            .max_response_bytes
+            .map_or(limits.max_response_bytes, |m| {
+                m.min(limits.max_response_bytes)
+            }),
+        max_redirects: request.max_redirects.min(limits.max_redirects),
+        deadline: Instant::now() + timeout,
+    };
+
+    let mut headers = HeaderMap::new();
+    for h in &request.headers {
+        let value = HeaderValue::from_str(&h.value)
+            .map_err(|_| invalid(format!("header `{}` has an invalid value", h.name)))?;
+        headers.append(header_name(&h.name)?, value);
+    }
+    let mut secret_headers = Vec::new();
+    for sh in &request.secret_headers {
+        authority
+            .check(CallAction::SecretUse, &Scope::Secret(sh.secret.clone()))
+            .map_err(denied)?;
+        let value = egress
+            .secrets
+            .secret(&sh.secret)
+            .map_err(|e| invalid(format!("secret `{}` cannot be read: {e}", sh.secret)))?
+            .ok_or_else(|| invalid(format!("there is no secret named `{}`", sh.secret)))?;
+        let mut header = HeaderValue::from_str(&format!("{}{}", sh.prefix, value.expose()))
+            .map_err(|_| {
+                invalid(format!(
+                    "secret header `{}`: the prefix and the secret's value do not make a valid header value",
+                    sh.name
+                ))
+            })?;
+        header.set_sensitive(true);
+        used.push(value);
+        secret_headers.push((header_name(&sh.name)?, header));
+    }
+
+    let mut url = Url::parse(&request.url)
+        .map_err(|e| invalid(format!("`{}` is not an absolute URL: {e}", request.url)))?;
+    let mut body = request.body.clone();
+    let mut hops = 0;
+    loop {
+        let target = authorize(authority, &url)?;
+        let remaining = caps.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::Timeout(format!(
+                "the request ran out of its {} ms",
+                timeout.as_millis()
+            )));
+        }
+        let mut all = headers.clone();
+        for (name, value) in &secret_headers {
+            all.append(name.clone(), value.clone());
+        }
+        let response = client(&url, target, remaining)?
+            .request(method.clone(), url.clone())
+            .headers(all)
+            .body(body.clone())
+            .send()
+            .map_err(|e| classify(&e))?;
+        let status = response.status();
+        let location = response.headers().get(LOCATION).cloned();
+        match location {
+            Some(location) if status.is_redirection() && caps.max_redirects > 0 => {
+                if hops == caps.max_redirects {
+                    return Err(Error::TooManyRedirects(format!(
+                        "`{url}` redirects again after {hops} redirects, the most this request follows"
+                    )));
+                }
+                hops += 1;
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| {
+                        Error::Protocol(format!("`{url}` redirects to an invalid location"))
+                    })?;
+                if next.origin() != url.origin() {
+                    secret_headers.clear();
+                    for name in CREDENTIAL_HEADERS {
+                        headers.remove(name);
+                    }
+                }
+                if status == StatusCode::SEE_OTHER && method != Method::HEAD
+                    || matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                        && method == Method::POST
+                {
+                    method = Method::GET;
+                    body.clear();
+                    headers.remove(reqwest::header::CONTENT_TYPE);
+                    headers.remove(reqwest::header::CONTENT_LENGTH);
+                }
+                url = next;
+            }
+            _ => return read(response, &caps),
+        }
+    }
+}
+
+/// Authorizes one hop: its origin, then the address its host resolves to. Returns the one
+/// address to connect to.
+fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<SocketAddr, Error> {
+    let scheme = url.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid(format!(
+            "`{url}`: only `http` and `https` URLs can be requested"
+        )));
+    }
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(invalid(format!("`{url}` names no host")));
+    };
+    let scope = Scope::http(&format!("{scheme}://{host}:{port}"))
+        .map_err(|e| invalid(format!("`{url}`: {e}")))?;
+    authority
+        .check(CallAction::HttpRequest, &scope)
+        .map_err(denied)?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let candidates: Vec<IpAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            let mut found: Vec<IpAddr> = Vec::new();
+            let resolved = (bare, port)
+                .to_socket_addrs()
+                .map_err(|e| Error::Dns(format!("`{bare}` does not resolve: {e}")))?;
+            for addr in resolved {
+                if !found.contains(&addr.ip()) {
+                    found.push(addr.ip());
+                }
+            }
+            found
+        }
+    };
+    let mut refused = Vec::new();
+    for ip in &candidates {
+        let kind = AddressKind::of(*ip);
+        if kind.is_public()
+            || authority
+                .check(CallAction::NetConnect, &Scope::Address(*ip))
+                .is_ok()
+        {
+            return Ok(SocketAddr::new(*ip, port));
+        }
+        refused.push(format!("{} ({kind})", ip.to_canonical()));
+    }
+    if refused.is_empty() {
+        return Err(Error::Dns(format!("`{bare}` resolves to no address")));
+    }
+    Err(Error::Denied(format!(
+        "denied: `{bare}` resolves only to addresses `net.connect` is not granted on: {}",
+        refused.join(", ")
+    )))
+}
+
+/// A client for one hop: no proxy, no redirects of its own, and no name lookup of its own: the
+/// URL's host is pinned to the address the host authorized.
+fn client(url: &Url, target: SocketAddr, timeout: Duration) -> Result<Client, Error> {
+    let mut builder = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .dns_resolver(Arc::new(NoLookup))
+        .user_agent(concat!("femtoclaw-host/", env!("CARGO_PKG_VERSION")));
+    if let Some(domain) = url.domain() {
+        builder = builder.resolve(domain, target);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Connection(format!("cannot build the HTTP client: {}", chain(&e))))
+}
+
+/// Reads the whole body, refusing one larger than the cap.
+fn read(response: reqwest::blocking::Response, caps: &Caps) -> Result<Response, Error> {
+    let cap = caps.max_response_bytes;
+    let too_large = || {
+        Error::TooLarge(format!(
+            "the response body is larger than the cap of {cap} bytes"
+        ))
+    };
+    if response.content_length().is_some_and(|len| len > cap) {
+        return Err(too_large());
+    }
+    let status = response.status().as_u16();
+    let url = response.url().to_string();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect();
+    let mut body = Vec::new();
+    response
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|e| {
+            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                || e.get_ref()
+                    .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                    .is_some_and(reqwest::Error::is_timeout);
+            if timed_out {
+                Error::Timeout(format!("reading the response body of `{url}` timed out"))
+            } else {
+                Error::Connection(format!("reading the response body of `{url}`: {e}"))
+            }
+        })?;
+    if u64::try_from(body.len()).unwrap_or(u64::MAX) > cap {
+        return Err(too_large());
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+        url,
+    })
+}
+
+/// A name resolver that resolves nothing: every connection goes to an address the host
+/// authorized (pinned with `ClientBuilder::resolve`), never to a second lookup's answer.
+#[derive(Debug)]
+struct NoLookup;
+
+impl reqwest::dns::Resolve for NoLookup {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let message = format!("`{}` was not resolved by the host", name.as_str());
+        Box::pin(std::future::ready(Err(message.into())))
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, Error> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| invalid(format!("`{name}` is not a valid header name")))
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidRequest(message)
+}
+
+fn denied(denied: Denied) -> Error {
+    Error::Denied(denied.to_string())
+}
+
+/// Sorts a transport error into the WIT error cases.
+fn classify(error: &reqwest::Error) -> Error {
+    let message = chain(error);
+    if error.is_timeout() {
+        Error::Timeout(message)
+    } else if error.is_connect() {
+        Error::Connection(message)
+    } else {
+        Error::Protocol(message)
+    }
+}
+
+/// An error with its sources, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+fn scrub_text(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_owned(), |t, s| t.replace(s, REDACTED))
+}
+
+fn scrub_bytes(bytes: &[u8], secrets: &[&str]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for secret in secrets {
+        let needle = secret.as_bytes();
+        let mut scrubbed = Vec::with_capacity(out.len());
+        let mut rest = out.as_slice();
+        while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+            scrubbed.extend_from_slice(&rest[..at]);
+            scrubbed.extend_from_slice(REDACTED.as_bytes());
+            rest = &rest[at + needle.len()..];
+        }
+        scrubbed.extend_from_slice(rest);
+        out = scrubbed;
+    }
+    out
+}
+
+fn scrub_error(error: Error, secrets: &[&str]) -> Error {
+    let s = |t: String| scrub_text(&t, secrets);
+    match error {
+        Error::Denied(t) => Error::Denied(s(t)),
+        Error::InvalidRequest(t) => Error::InvalidRequest(s(t)),
+        Error::Dns(t) => Error::Dns(s(t)),
+        Error::Connection(t) => Error::Connection(s(t)),
+        Error::Timeout(t) => Error::Timeout(s(t)),
+        Error::TooLarge(t) => Error::TooLarge(s(t)),
+        Error::TooManyRedirects(t) => Error::TooManyRedirects(s(t)),
+        Error::Protocol(t) => Error::Protocol(s(t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_secrets_are_scrubbed_from_bytes_and_text() {
+        let secrets = ["s3cr3t-value"];
+        assert_eq!(
+            scrub_bytes(b"a s3cr3t-value b s3cr3t-value", &secrets),
+            b"a [redacted] b [redacted]"
+        );
+        assert_eq!(scrub_bytes(b"nothing", &secrets), b"nothing");
+        assert_eq!(
+            scrub_text("Bearer s3cr3t-value", &secrets),
+            "Bearer [redacted]"
+        );
+    }
+}

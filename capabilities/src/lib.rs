@@ -25,6 +25,11 @@ pub struct Embedded {
 /// Every first-party capability.
 pub const ALL: &[Embedded] = &[
     Embedded {
+        name: "fetch",
+        manifest: include_str!("../fetch/capability.toml"),
+        component: components::FEMTOCLAW_CAP_FETCH,
+    },
+    Embedded {
         name: "hello",
         manifest: include_str!("../hello/capability.toml"),
         component: components::FEMTOCLAW_CAP_HELLO,

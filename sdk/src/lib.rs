@@ -7,6 +7,8 @@
 //! - the bindings of the host contract (`femtoclaw:host`, generated from the repository's `wit/`,
 //!   the same files the host reads), re-exported as [`bindings`];
 //! - a logging helper ([`log`]) whose messages reach the invocation's outcome;
+//! - outgoing HTTP ([`http`]): `femtoclaw_sdk::http::get(url)`, authorized and recorded by the
+//!   host;
 //! - [`wit_bindgen`], so the capability generates its own exports with the same version.
 //!
 //! # Example
@@ -22,7 +24,10 @@
 //!         }
 //!     "#,
 //!     path: "../../wit",
-//!     with: { "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log },
+//!     with: {
+//!         "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
+//!         "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
+//!     },
 //!     runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 //! });
 //!
@@ -48,7 +53,145 @@ pub mod bindings {
         generate_all,
     });
 
+    pub use femtoclaw::host::http;
     pub use femtoclaw::host::log;
+}
+
+/// Outgoing HTTP through the host: one whole request, one whole response.
+///
+/// The host decides every request (the origin, each redirect hop, every non-public address the
+/// name resolves to, every secret used), caps the bodies and the time, and records the
+/// exchange. A refusal is an [`Error::Denied`] the capability can report, never a trap.
+///
+/// ```ignore
+/// let page = femtoclaw_sdk::http::get("https://example.com/")?;
+/// assert_eq!(page.status, 200);
+/// let text = page.text();
+///
+/// // A secret the operator stored (`femtoclaw-host secret set api-token`) as a header: the host
+/// // fills in the value; the capability never sees it.
+/// let request = femtoclaw_sdk::http::Request::get("https://api.example.com/v1/me")
+///     .secret_header("authorization", "api-token", "Bearer ");
+/// let me = femtoclaw_sdk::http::send(&request)?;
+/// ```
+pub mod http {
+    pub use crate::bindings::http::{Error, Header, Request, Response, SecretHeader, send};
+
+    /// Redirects followed by [`Request::new`] unless changed (each hop is authorized again).
+    pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+
+    /// `GET url`, following up to [`DEFAULT_MAX_REDIRECTS`] redirects.
+    pub fn get(url: &str) -> Result<Response, Error> {
+        send(&Request::get(url))
+    }
+
+    /// `POST url` with `body` of type `content_type`.
+    pub fn post(url: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Result<Response, Error> {
+        send(&Request::new("POST", url).header("content-type", content_type).body(body))
+    }
+
+    impl Request {
+        /// A `method` request to `url` with no headers and no body, following up to
+        /// [`DEFAULT_MAX_REDIRECTS`] redirects, under the host's caps.
+        pub fn new(method: &str, url: &str) -> Self {
+            Self {
+                method: method.to_owned(),
+                url: url.to_owned(),
+                headers: Vec::new(),
+                secret_headers: Vec::new(),
+                body: Vec::new(),
+                max_redirects: DEFAULT_MAX_REDIRECTS,
+                max_response_bytes: None,
+                timeout_ms: None,
+            }
+        }
+
+        /// A `GET` request.
+        pub fn get(url: &str) -> Self {
+            Self::new("GET", url)
+        }
+
+        /// Adds a header.
+        #[must_use]
+        pub fn header(mut self, name: &str, value: &str) -> Self {
+            self.headers.push(Header {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+            self
+        }
+
+        /// Adds a header whose value the host makes from `prefix` and the secret `secret`.
+        #[must_use]
+        pub fn secret_header(mut self, name: &str, secret: &str, prefix: &str) -> Self {
+            self.secret_headers.push(SecretHeader {
+                name: name.to_owned(),
+                secret: secret.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+            self
+        }
+
+        /// Sets the body.
+        #[must_use]
+        pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+            self.body = body.into();
+            self
+        }
+
+        /// Follows at most `n` redirects; 0 returns a redirect as the response.
+        #[must_use]
+        pub fn max_redirects(mut self, n: u32) -> Self {
+            self.max_redirects = n;
+            self
+        }
+
+        /// Refuses a response body larger than `bytes` (the host's cap still applies).
+        #[must_use]
+        pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+            self.max_response_bytes = Some(bytes);
+            self
+        }
+
+        /// Gives up after `ms` milliseconds (the host's timeout still applies).
+        #[must_use]
+        pub fn timeout_ms(mut self, ms: u32) -> Self {
+            self.timeout_ms = Some(ms);
+            self
+        }
+    }
+
+    impl Response {
+        /// The body as text (invalid UTF-8 replaced).
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+
+        /// The first value of header `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.as_str())
+        }
+    }
+
+    impl Error {
+        /// The error as one line: its kind and the host's message.
+        pub fn message(&self) -> String {
+            let (kind, text) = match self {
+                Self::Denied(t) => return t.clone(),
+                Self::InvalidRequest(t) => ("invalid request", t),
+                Self::Dns(t) => ("dns", t),
+                Self::Connection(t) => ("connection", t),
+                Self::Timeout(t) => ("timeout", t),
+                Self::TooLarge(t) => ("too large", t),
+                Self::TooManyRedirects(t) => ("too many redirects", t),
+                Self::Protocol(t) => ("protocol", t),
+            };
+            format!("{kind}: {text}")
+        }
+    }
 }
 
 /// Log messages to the host. They are captured with the invocation's outcome, never printed by

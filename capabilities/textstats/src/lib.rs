@@ -78,7 +78,10 @@ femtoclaw_sdk::wit_bindgen::generate!({
         }
     "#,
     path: "../../wit",
-    with: { "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log },
+    with: {
+        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
+        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
+    },
     runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 

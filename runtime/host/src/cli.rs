@@ -61,6 +61,9 @@ pub enum Command {
     /// Manage the ledger's signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Store secrets capabilities may use (never see): values in, names out.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Verify an exported ledger, then re-execute its invocations offline, answering every
     /// host call from the ledger. Exit 0 identical, 8 integrity, 9 divergence, 10 cannot replay.
     Replay {
@@ -200,6 +203,23 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret; its value is read from stdin (one final line break is dropped) and never
+    /// printed.
+    Set {
+        /// The secret's name, as capabilities and policies refer to it.
+        name: String,
+    },
+    /// List the names of the stored secrets (never their values).
+    List,
+    /// Remove a secret.
+    Remove {
+        /// The secret's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate a policy file or directory against the schema; list its policies and ids.
     Check {
@@ -239,11 +259,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     {
         return verify(&Target::Export(file), key);
     }
+    if let Command::Secret(command) = &cli.command {
+        return secret(&cli.data_dir, command);
+    }
     let source = authority::Source::locate(cli.policy.as_deref(), &cli.data_dir);
     let ledger = !matches!(cli.command, Command::Replay { .. } | Command::Policy(_));
     let mut host = Host::open(&cli.data_dir, source, ledger)?;
     match cli.command {
-        Command::Policy(PolicyCommand::Check { .. }) => Ok(()),
+        Command::Policy(PolicyCommand::Check { .. }) | Command::Secret(_) => Ok(()),
         Command::Log(command) => log(&host, command),
         Command::Replay {
             export,
@@ -465,6 +488,28 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 enum Target<'a> {
     Export(&'a std::path::Path),
     Dir(std::path::PathBuf),
+}
+
+/// The `secret` commands: they touch only `<data dir>/secrets`.
+fn secret(data_dir: &std::path::Path, command: &SecretCommand) -> Result<(), Failure> {
+    let store = crate::secrets::Store::new(data_dir);
+    match command {
+        SecretCommand::Set { name } => {
+            let value = crate::secrets::read_value(std::io::stdin().lock())?;
+            store.set(name, &value)?;
+            out(&format!("secret `{name}` stored"));
+        }
+        SecretCommand::List => {
+            for name in store.list()? {
+                out(&name);
+            }
+        }
+        SecretCommand::Remove { name } => {
+            store.remove(name)?;
+            out(&format!("secret `{name}` removed"));
+        }
+    }
+    Ok(())
 }
 
 /// `log verify`: exit 8 (integrity) names the first bad position.

@@ -7,7 +7,9 @@ use femtoclaw_ledger::Receipt;
 use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
 use femtoclaw_sandbox::record::{self, Start};
-use femtoclaw_sandbox::{Context, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{
+    Context, Egress, HttpLimits, Outcome, Prepared, Sandbox, SandboxConfig,
+};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
@@ -151,6 +153,10 @@ impl Host {
         let context = Context {
             authority: Arc::new(policy.call_checker(principal, &cap, &entry.manifest.requests)),
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
+            http: Egress {
+                secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
+                limits: HttpLimits::default(),
+            },
         };
         let outcome = self
             .sandbox

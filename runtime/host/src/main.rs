@@ -5,6 +5,7 @@
 //! femtoclaw-host capability add tool.wasm --manifest capability.toml
 //! femtoclaw-host capability list
 //! femtoclaw-host capability inspect hello
+//! printf %s "$TOKEN" | femtoclaw-host secret set api-token
 //! ```
 
 mod authority;
@@ -13,6 +14,7 @@ mod exit;
 mod host;
 mod records;
 mod replay;
+mod secrets;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,612 @@
+//! HTTP egress end to end, against a server on 127.0.0.1 that this test runs and stops: granted
+//! origins answer; an ungranted origin, a redirect to one, a name or literal resolving to
+//! loopback without `net.connect`, the metadata address and `::1` are denied with the decision
+//! in the ledger; caps and timeouts hold; a secret's value reaches the server and nothing else;
+//! replay answers from the ledger without a single request.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Host, code, command, s, stderr, stdout};
+use serde_json::{Value as Json, json};
+
+/// The secret the tests store; it must never come back out of the host.
+const SECRET: &str = "tok-7f3a9c-never-echo-me";
+
+/// Invoke and link anything; reach `127.0.0.1`, `localhost`, `::1` and the metadata address
+/// by origin; use secret `api-token`. No address is granted: see [`LOOPBACK`].
+const POLICY: &str = r#"
+@id("test:invoke")
+permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"invoke", resource);
+@id("test:link")
+permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"link", resource);
+@id("test:local-origins")
+permit (principal, action == FemtoClaw::Action::"http.request", resource)
+when { ["127.0.0.1", "localhost", "::1", "169.254.169.254"].contains(resource.host) };
+@id("test:api-token")
+permit (principal, action == FemtoClaw::Action::"secret.use", resource)
+when { resource.name == "api-token" };
+"#;
+
+/// Grants loopback addresses explicitly.
+const LOOPBACK: &str = r#"
+@id("test:loopback")
+permit (principal, action == FemtoClaw::Action::"net.connect", resource)
+when { resource.address.isLoopback() };
+"#;
+
+/// A small HTTP/1.1 server on a loopback address, for one test. It counts requests, keeps their
+/// heads, and stops when dropped or after two minutes, whichever comes first.
+struct Server {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(bind: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(bind)?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, r, st) = (hits.clone(), heads.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !st.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (h, r) = (h.clone(), r.clone());
+                        std::thread::spawn(move || serve(stream, &h, &r));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(Self {
+            port,
+            hits,
+            heads,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, hits: &AtomicUsize, heads: &Mutex<Vec<String>>) {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    hits.fetch_add(1, Ordering::SeqCst);
+    heads.lock().unwrap().push(head.clone());
+    let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+    let auth = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("authorization:")
+                .then(|| l[14..].trim().to_owned())
+        })
+        .unwrap_or_else(|| "none".to_owned());
+    let respond = |stream: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(body);
+    };
+    match target.split_once('?').map_or((target.as_str(), ""), |(p, q)| (p, q)) {
+        ("/ok", _) => respond(&mut stream, "200 OK", "", b"hello from the test server"),
+        ("/echo", _) => respond(
+            &mut stream,
+            "200 OK",
+            &format!("X-Echo-Authorization: {auth}\r\n"),
+            head.as_bytes(),
+        ),
+        ("/redirect", to) => respond(
+            &mut stream,
+            "302 Found",
+            &format!("Location: {}\r\n", to.strip_prefix("to=").unwrap_or("/ok")),
+            b"",
+        ),
+        ("/big", _) => respond(&mut stream, "200 OK", "", &[b'x'; 100_000]),
+        ("/stream", _) => {
+            // No Content-Length: the body ends when the connection closes.
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(&[b'y'; 100_000]);
+        }
+        ("/slow", _) => std::thread::sleep(Duration::from_secs(2)),
+        _ => respond(&mut stream, "404 Not Found", "", b"no such page"),
+    }
+}
+
+/// A host with `policy` and the first-party fetch component installed as `webfetch`
+/// (publisher `test`), requesting the test origins on `port` (and `port6` on `::1`).
+fn host(policy: &str, port: u16, port6: u16) -> Host {
+    let host = Host::with_policy(policy);
+    let manifest = format!(
+        "name = \"webfetch\"\nversion = \"1.0.0\"\npublisher = \"test\"\nfuel = 500000000\n\n\
+         [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\n\
+         http = [\"http://127.0.0.1:{port}\", \"http://localhost:{port}\", \"http://forbidden.invalid:{port}\", \
+         \"http://169.254.169.254\", \"http://[::1]:{port6}\"]\nsecrets = [\"api-token\"]\n"
+    );
+    host.add(
+        femtoclaw_capabilities::find("fetch").unwrap().component,
+        &manifest,
+    );
+    host
+}
+
+/// Invokes `webfetch`'s `function` with `args`; returns the whole `--json` report.
+fn fetch(host: &Host, function: &str, args: &Json) -> Json {
+    let out = host.run(&[
+        "invoke",
+        "webfetch",
+        function,
+        "--args",
+        &args.to_string(),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// The error text of a report whose result must be an error.
+fn error(report: &Json) -> String {
+    report["result"]["err"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error: {report}"))
+        .to_owned()
+}
+
+/// The decisions of the ledger, as `(action, resource, allowed)`.
+fn decisions(host: &Host) -> Vec<(String, String, bool)> {
+    host.entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == json!("decision"))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["resource"].as_str().unwrap().to_owned(),
+                e["allowed"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn local_server() -> Server {
+    Server::start("127.0.0.1:0").unwrap()
+}
+
+#[test]
+fn a_granted_origin_and_address_answers_and_the_exchange_is_recorded() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    let url = format!("http://127.0.0.1:{}/ok", server.port);
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    let ok = &report["result"]["ok"];
+    assert_eq!(ok["status"], json!(200), "{report}");
+    assert_eq!(ok["text"], json!("hello from the test server"));
+    assert_eq!(server.hits(), 1);
+    let decided = decisions(&host);
+    assert!(decided.contains(&(
+        "http.request".into(),
+        format!("http://127.0.0.1:{}", server.port),
+        true
+    )));
+    assert!(decided.contains(&("net.connect".into(), "127.0.0.1".into(), true)));
+    // The host call is in the ledger with its request and its response.
+    let call = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .find(|e| e["type"] == json!("host-call") && e["function"] == json!("send"))
+        .unwrap();
+    assert_eq!(call["interface"], json!("femtoclaw:host/http@0.1.0"));
+    assert!(call["params"].to_string().contains(&url), "{call}");
+    assert!(call["result"].to_string().contains("200"), "{call}");
+}
+
+#[test]
+fn an_ungranted_origin_is_denied_with_the_decision_in_the_ledger_and_no_request() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    // Requested by the manifest, not permitted by the policy.
+    let report = fetch(
+        &host,
+        "get",
+        &json!({ "url": format!("http://forbidden.invalid:{}/ok", server.port) }),
+    );
+    let err = error(&report);
+    assert!(
+        err.starts_with(&format!(
+            "denied: `http.request` on `http://forbidden.invalid:{}`",
+            server.port
+        )),
+        "{err}"
+    );
+    // Not even requested by the manifest.
+    let report = fetch(
+        &host,
+        "get",
+        &json!({ "url": format!("http://127.0.0.1:{}/ok", server.port + 1) }),
+    );
+    assert!(error(&report).starts_with("denied"), "{report}");
+    assert_eq!(server.hits(), 0);
+    let denied: Vec<_> = decisions(&host).into_iter().filter(|d| !d.2).collect();
+    assert_eq!(
+        denied,
+        [
+            (
+                "http.request".to_owned(),
+                format!("http://forbidden.invalid:{}", server.port),
+                false
+            ),
+            (
+                "http.request".to_owned(),
+                format!("http://127.0.0.1:{}", server.port + 1),
+                false
+            ),
+        ]
+    );
+    // `log show` names the action and resource; the export holds the same decision.
+    let shown = stdout(&host.run(&["log", "show", "--limit", "1000"]));
+    assert!(shown.contains("forbidden.invalid"), "{shown}");
+}
+
+#[test]
+fn the_default_policy_links_fetch_but_grants_no_host() {
+    let host = Host::new();
+    let out = host.run(&[
+        "invoke",
+        "fetch",
+        "get",
+        "--args",
+        r#"{"url":"https://example.com/"}"#,
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        error(&report),
+        "denied: `http.request` on `https://example.com:443` is not granted to this capability"
+    );
+    assert_eq!(
+        decisions(&host)
+            .into_iter()
+            .filter(|d| d.0 == "http.request")
+            .collect::<Vec<_>>(),
+        [(
+            "http.request".to_owned(),
+            "https://example.com:443".to_owned(),
+            false
+        )]
+    );
+}
+
+#[test]
+fn a_redirect_to_an_ungranted_origin_is_denied_at_that_hop() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    let url = format!(
+        "http://127.0.0.1:{p}/redirect?to=http://forbidden.invalid:{p}/ok",
+        p = server.port
+    );
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    assert!(
+        error(&report).starts_with("denied: `http.request` on `http://forbidden.invalid"),
+        "{report}"
+    );
+    assert_eq!(server.hits(), 1, "only the first hop reached the server");
+    // A same-origin redirect is followed; with `max-redirects` 0 it comes back as is.
+    let url = format!("http://127.0.0.1:{}/redirect?to=/ok", server.port);
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    assert_eq!(
+        report["result"]["ok"]["text"],
+        json!("hello from the test server")
+    );
+    let report = fetch(
+        &host,
+        "request",
+        &json!({ "method": "GET", "url": url, "max-redirects": 0 }),
+    );
+    assert_eq!(report["result"]["ok"]["status"], json!(302), "{report}");
+}
+
+#[test]
+fn loopback_names_and_literals_are_refused_without_an_address_grant() {
+    let server = local_server();
+    let host = host(POLICY, server.port, 1);
+    for url in [
+        format!("http://localhost:{}/ok", server.port),
+        format!("http://127.0.0.1:{}/ok", server.port),
+    ] {
+        let report = fetch(&host, "get", &json!({ "url": url }));
+        let err = error(&report);
+        assert!(err.starts_with("denied: "), "{url}: {err}");
+        assert!(err.contains("127.0.0.1 (loopback)"), "{url}: {err}");
+    }
+    assert_eq!(server.hits(), 0);
+    assert!(decisions(&host).contains(&("net.connect".into(), "127.0.0.1".into(), false)));
+    // Granting loopback explicitly makes the same name work.
+    host.set_policy(&format!("{POLICY}{LOOPBACK}"));
+    let report = fetch(
+        &host,
+        "get",
+        &json!({ "url": format!("http://localhost:{}/ok", server.port) }),
+    );
+    assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
+    assert_eq!(server.hits(), 1);
+}
+
+#[test]
+fn the_metadata_address_is_refused_before_any_connection() {
+    // Origin granted by manifest and policy, loopback granted too: the metadata service is
+    // still refused, at once (no connection attempt, so no timeout).
+    let host = host(&format!("{POLICY}{LOOPBACK}"), 1, 1);
+    let started = Instant::now();
+    let report = fetch(
+        &host,
+        "request",
+        &json!({ "method": "GET", "url": "http://169.254.169.254/latest/meta-data/", "timeout-ms": 20000 }),
+    );
+    let err = error(&report);
+    assert!(err.starts_with("denied: "), "{err}");
+    assert!(err.contains("169.254.169.254 (metadata)"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(decisions(&host).contains(&("net.connect".into(), "169.254.169.254".into(), false)));
+}
+
+#[test]
+fn ipv6_loopback_is_refused_without_an_address_grant() {
+    let Ok(server) = Server::start("[::1]:0") else {
+        println!("skipped: cannot bind [::1] here (no IPv6 loopback); AddressKind unit tests cover ::1");
+        return;
+    };
+    let host = host(POLICY, 1, server.port);
+    let url = format!("http://[::1]:{}/ok", server.port);
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    assert!(error(&report).contains("::1 (loopback)"), "{report}");
+    assert_eq!(server.hits(), 0);
+    host.set_policy(&format!("{POLICY}{LOOPBACK}"));
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
+}
+
+#[test]
+fn oversized_responses_are_refused_whatever_the_server_declares() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    for path in ["/big", "/stream"] {
+        let url = format!("http://127.0.0.1:{}{path}", server.port);
+        let report = fetch(
+            &host,
+            "request",
+            &json!({ "method": "GET", "url": url, "max-response-bytes": 1000 }),
+        );
+        let err = error(&report);
+        assert!(
+            err.starts_with("too large: the response body is larger than the cap of 1000 bytes"),
+            "{path}: {err}"
+        );
+        // Under the host's own cap (4 MiB) the same body is fine.
+        let report = fetch(&host, "get", &json!({ "url": url }));
+        assert_eq!(
+            report["result"]["ok"]["text"].as_str().unwrap().len(),
+            100_000
+        );
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    let started = Instant::now();
+    let report = fetch(
+        &host,
+        "request",
+        &json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", server.port), "timeout-ms": 300 }),
+    );
+    assert!(error(&report).starts_with("timeout: "), "{report}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Stores [`SECRET`] as `api-token` through the CLI; checks the command never prints it.
+fn store_secret(host: &Host) {
+    let mut child = command(host.data.path(), &["secret", "set", "api-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET));
+}
+
+#[test]
+fn secrets_are_stored_privately_and_listed_by_name_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let host = Host::new();
+    store_secret(&host);
+    let dir = host.data.path().join("secrets");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("api-token")), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("api-token")).unwrap(),
+        SECRET
+    );
+    let list = host.run(&["secret", "list"]);
+    assert_eq!(stdout(&list), "api-token\n");
+    let bad = host.run(&["secret", "remove", "../keys"]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    let removed = host.run(&["secret", "remove", "api-token"]);
+    assert_eq!(code(&removed), 0, "{}", stderr(&removed));
+    assert_eq!(stdout(&host.run(&["secret", "list"])), "");
+    assert_eq!(code(&host.run(&["secret", "remove", "api-token"])), 3);
+}
+
+#[test]
+fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    store_secret(&host);
+    let secret_header = json!([{ "name": "authorization", "secret": "api-token", "prefix": "Bearer " }]);
+    // The echo server sends the header back in a response header and in the body.
+    let out = host.run(&[
+        "invoke",
+        "webfetch",
+        "request",
+        "--args",
+        &json!({
+            "method": "GET",
+            "url": format!("http://127.0.0.1:{}/echo", server.port),
+            "secret-headers": secret_header,
+        })
+        .to_string(),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        server.heads()[0].contains(&format!("authorization: Bearer {SECRET}")),
+        "{:?}",
+        server.heads()
+    );
+    let guest_sees = stdout(&out);
+    assert!(!guest_sees.contains(SECRET), "{guest_sees}");
+    assert!(guest_sees.contains("Bearer [redacted]"), "{guest_sees}");
+
+    // A cross-origin redirect drops the secret header.
+    let url = format!(
+        "http://127.0.0.1:{p}/redirect?to=http://localhost:{p}/echo",
+        p = server.port
+    );
+    let report = fetch(
+        &host,
+        "request",
+        &json!({ "method": "GET", "url": url, "secret-headers": secret_header }),
+    );
+    assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
+    assert!(!server.heads()[2].to_ascii_lowercase().contains("authorization"));
+
+    // The ledger names the secret and never holds its value.
+    let decided = decisions(&host);
+    assert!(decided.contains(&("secret.use".into(), "api-token".into(), true)));
+    let export = host.files.path().join("ledger.export");
+    let out = host.run(&["log", "export", s(&export)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let bytes = std::fs::read(&export).unwrap();
+    assert!(
+        !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+        "the export holds the secret"
+    );
+    assert!(bytes.windows(9).any(|w| w == b"api-token"));
+    let shown = stdout(&host.run(&["log", "show", "--limit", "1000", "--json"]));
+    assert!(!shown.contains(SECRET));
+}
+
+#[test]
+fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
+    let server = local_server();
+    let host = host(
+        &format!("{POLICY}{LOOPBACK}").replace("resource.name == \"api-token\"", "false"),
+        server.port,
+        1,
+    );
+    store_secret(&host);
+    let report = fetch(
+        &host,
+        "request",
+        &json!({
+            "method": "GET",
+            "url": format!("http://127.0.0.1:{}/echo", server.port),
+            "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "" }],
+        }),
+    );
+    assert_eq!(
+        error(&report),
+        "denied: `secret.use` on `api-token` is not granted to this capability"
+    );
+    assert_eq!(server.hits(), 0);
+    assert!(decisions(&host).contains(&("secret.use".into(), "api-token".into(), false)));
+}
+
+#[test]
+fn replay_answers_http_from_the_ledger_without_any_request() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    let url = format!("http://127.0.0.1:{}/ok", server.port);
+    fetch(&host, "get", &json!({ "url": url }));
+    fetch(
+        &host,
+        "get",
+        &json!({ "url": format!("http://forbidden.invalid:{}/", server.port) }),
+    );
+    assert_eq!(server.hits(), 1);
+    let export = host.files.path().join("ledger.export");
+    let out = host.run(&["log", "export", "--with-components", s(&export)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let empty = tempfile::tempdir().unwrap();
+    let key = host.key();
+    let out = command(empty.path(), &["replay", s(&export), "--key", &key, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
+    let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["identical"], json!(2), "{report}");
+    assert_eq!(report["divergent"], json!(0), "{report}");
+    assert_eq!(server.hits(), 1, "replay sent a request");
+}

@@ -561,7 +561,7 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
 fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
     let server = local_server();
     let host = host(
-        &format!("{POLICY}{LOOPBACK}").replace("resource.name == \"api-token\"", "false"),
+        &format!("{POLICY}{LOOPBACK}").replace("resource.name == \"api-token\"", "resource.name == \"other-token\""),
         server.port,
         1,
     );

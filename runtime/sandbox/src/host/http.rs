@@ -8,7 +8,7 @@
 //!   in the header, the guest and the ledger see only the secret's name;
 //! - the host resolves the name itself and decides every non-public address it would connect to
 //!   (`net.connect` on [`Scope::Address`]: loopback, private, link-local, metadata, …), then
-//!   connects to exactly that address, never looking the name up a second time;
+//!   connects only to the addresses it checked, never looking the name up a second time;
 //! - each redirect hop is authorized again, and secret headers are dropped once a hop leaves
 //!   the first origin.
 //!

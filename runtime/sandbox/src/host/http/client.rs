@@ -120,7 +120,7 @@ fn exchange(
     let mut body = request.body.clone();
     let mut hops = 0;
     loop {
-        let target = authorize(authority, &url)?;
+        let targets = authorize(authority, &url)?;
         let remaining = caps.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(Error::Timeout(format!(
@@ -132,7 +132,7 @@ fn exchange(
         for (name, value) in &secret_headers {
             all.append(name.clone(), value.clone());
         }
-        let response = client(&url, target, remaining)?
+        let response = client(&url, &targets, remaining)?
             .request(method.clone(), url.clone())
             .headers(all)
             .body(body.clone())
@@ -177,9 +177,9 @@ fn exchange(
     }
 }
 
-/// Authorizes one hop: its origin, then the address its host resolves to. Returns the one
-/// address to connect to.
-fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<SocketAddr, Error> {
+/// Authorizes one hop: its origin, then every address its host resolves to. Returns the
+/// addresses that may be connected to (public, or granted by `net.connect`), in resolver order.
+fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<Vec<SocketAddr>, Error> {
     let scheme = url.scheme();
     if scheme != "http" && scheme != "https" {
         return Err(invalid(format!(
@@ -210,6 +210,7 @@ fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<SocketAddr, Err
             found
         }
     };
+    let mut allowed = Vec::new();
     let mut refused = Vec::new();
     for ip in &candidates {
         let kind = AddressKind::of(*ip);
@@ -218,9 +219,13 @@ fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<SocketAddr, Err
                 .check(CallAction::NetConnect, &Scope::Address(*ip))
                 .is_ok()
         {
-            return Ok(SocketAddr::new(*ip, port));
+            allowed.push(SocketAddr::new(*ip, port));
+        } else {
+            refused.push(format!("{} ({kind})", ip.to_canonical()));
         }
-        refused.push(format!("{} ({kind})", ip.to_canonical()));
+    }
+    if !allowed.is_empty() {
+        return Ok(allowed);
     }
     if refused.is_empty() {
         return Err(Error::Dns(format!("`{bare}` resolves to no address")));
@@ -232,8 +237,8 @@ fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<SocketAddr, Err
 }
 
 /// A client for one hop: no proxy, no redirects of its own, and no name lookup of its own: the
-/// URL's host is pinned to the address the host authorized.
-fn client(url: &Url, target: SocketAddr, timeout: Duration) -> Result<Client, Error> {
+/// URL's host is pinned to the addresses the host authorized (tried in order).
+fn client(url: &Url, targets: &[SocketAddr], timeout: Duration) -> Result<Client, Error> {
     let mut builder = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -242,7 +247,7 @@ fn client(url: &Url, target: SocketAddr, timeout: Duration) -> Result<Client, Er
         .dns_resolver(Arc::new(NoLookup))
         .user_agent(concat!("femtoclaw-host/", env!("CARGO_PKG_VERSION")));
     if let Some(domain) = url.domain() {
-        builder = builder.resolve(domain, target);
+        builder = builder.resolve_to_addrs(domain, targets);
     }
     builder
         .build()

@@ -60,7 +60,7 @@ fn setup() -> Setup {
         config: [("region".to_owned(), "eu".to_owned())]
             .into_iter()
             .collect(),
-       http: femtoclaw_sandbox::Egress::default(),
+        http: femtoclaw_sandbox::Egress::default(),
     };
 
     let (engine, _) = femtoclaw_sandbox::engine::build(&Limits::default()).unwrap();

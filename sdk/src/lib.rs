@@ -86,8 +86,16 @@ pub mod http {
     }
 
     /// `POST url` with `body` of type `content_type`.
-    pub fn post(url: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Result<Response, Error> {
-        send(&Request::new("POST", url).header("content-type", content_type).body(body))
+    pub fn post(
+        url: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Result<Response, Error> {
+        send(
+            &Request::new("POST", url)
+                .header("content-type", content_type)
+                .body(body),
+        )
     }
 
     impl Request {

@@ -4,6 +4,11 @@
 //! (a stored secret the host puts in a header; this capability never sees its value), and
 //! smaller caps. A host the policy does not grant is an `Err("denied: …")`, never a trap.
 
+#![allow(
+    clippy::too_many_arguments,
+    reason = "wit-bindgen's generated export glue; `request` has one optional argument per knob"
+)]
+
 femtoclaw_sdk::wit_bindgen::generate!({
     inline: r#"
         package femtoclaw:fetch@0.1.0;
@@ -105,7 +110,6 @@ impl Guest for Fetch {
         send(&with_headers(request, headers))
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one optional argument per knob, for agents")]
     fn request(
         method: String,
         url: String,
@@ -116,8 +120,8 @@ impl Guest for Fetch {
         max_response_bytes: Option<u64>,
         timeout_ms: Option<u32>,
     ) -> Result<Response, String> {
-        let mut request = with_headers(host::Request::new(&method, &url), headers)
-            .body(body.unwrap_or_default());
+        let mut request =
+            with_headers(host::Request::new(&method, &url), headers).body(body.unwrap_or_default());
         for s in secret_headers.unwrap_or_default() {
             request = request.secret_header(&s.name, &s.secret, &s.prefix);
         }

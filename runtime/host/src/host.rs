@@ -7,9 +7,7 @@ use femtoclaw_ledger::Receipt;
 use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
 use femtoclaw_sandbox::record::{self, Start};
-use femtoclaw_sandbox::{
-    Context, Egress, HttpLimits, Outcome, Prepared, Sandbox, SandboxConfig,
-};
+use femtoclaw_sandbox::{Context, Egress, HttpLimits, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};

@@ -46,9 +46,7 @@ impl Store {
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| io(&self.dir, &e))?;
         let path = self.dir.join(name);
-        let tmp = self
-            .dir
-            .join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut file = fs::OpenOptions::new()
                 .write(true)

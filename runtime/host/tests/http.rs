@@ -138,7 +138,10 @@ fn serve(mut stream: TcpStream, hits: &AtomicUsize, heads: &Mutex<Vec<String>>) 
         );
         let _ = stream.write_all(body);
     };
-    match target.split_once('?').map_or((target.as_str(), ""), |(p, q)| (p, q)) {
+    match target
+        .split_once('?')
+        .map_or((target.as_str(), ""), |(p, q)| (p, q))
+    {
         ("/ok", _) => respond(&mut stream, "200 OK", "", b"hello from the test server"),
         ("/echo", _) => respond(
             &mut stream,
@@ -404,7 +407,9 @@ fn the_metadata_address_is_refused_before_any_connection() {
 #[test]
 fn ipv6_loopback_is_refused_without_an_address_grant() {
     let Ok(server) = Server::start("[::1]:0") else {
-        println!("skipped: cannot bind [::1] here (no IPv6 loopback); AddressKind unit tests cover ::1");
+        println!(
+            "skipped: cannot bind [::1] here (no IPv6 loopback); AddressKind unit tests cover ::1"
+        );
         return;
     };
     let host = host(POLICY, 1, server.port);
@@ -503,7 +508,8 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
     let server = local_server();
     let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
     store_secret(&host);
-    let secret_header = json!([{ "name": "authorization", "secret": "api-token", "prefix": "Bearer " }]);
+    let secret_header =
+        json!([{ "name": "authorization", "secret": "api-token", "prefix": "Bearer " }]);
     // The echo server sends the header back in a response header and in the body.
     let out = host.run(&[
         "invoke",
@@ -539,7 +545,11 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
         &json!({ "method": "GET", "url": url, "secret-headers": secret_header }),
     );
     assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
-    assert!(!server.heads()[2].to_ascii_lowercase().contains("authorization"));
+    assert!(
+        !server.heads()[2]
+            .to_ascii_lowercase()
+            .contains("authorization")
+    );
 
     // The ledger names the secret and never holds its value.
     let decided = decisions(&host);
@@ -561,7 +571,10 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
 fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
     let server = local_server();
     let host = host(
-        &format!("{POLICY}{LOOPBACK}").replace("resource.name == \"api-token\"", "resource.name == \"other-token\""),
+        &format!("{POLICY}{LOOPBACK}").replace(
+            "resource.name == \"api-token\"",
+            "resource.name == \"other-token\"",
+        ),
         server.port,
         1,
     );
@@ -601,9 +614,12 @@ fn replay_answers_http_from_the_ledger_without_any_request() {
 
     let empty = tempfile::tempdir().unwrap();
     let key = host.key();
-    let out = command(empty.path(), &["replay", s(&export), "--key", &key, "--json"])
-        .output()
-        .unwrap();
+    let out = command(
+        empty.path(),
+        &["replay", s(&export), "--key", &key, "--json"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
     let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["identical"], json!(2), "{report}");

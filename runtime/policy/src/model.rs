@@ -331,10 +331,12 @@ impl Scope {
 
     /// An address scope from its text (`127.0.0.1`, `::1`).
     pub fn address(text: &str) -> Result<Self, RequestsError> {
-        text.parse().map(Self::Address).map_err(|_| RequestsError::Name {
-            kind: "address",
-            entry: text.to_owned(),
-        })
+        text.parse()
+            .map(Self::Address)
+            .map_err(|_| RequestsError::Name {
+                kind: "address",
+                entry: text.to_owned(),
+            })
     }
 
     /// The scope a recorded decision names: `action` with its scope's canonical `text`.

@@ -8,7 +8,12 @@ use femtoclaw_policy::{
 };
 
 fn fetch() -> CapabilityRef {
-    CapabilityRef::new("fetch", "0.1.0", "00".repeat(32), CapabilityRef::FIRST_PARTY)
+    CapabilityRef::new(
+        "fetch",
+        "0.1.0",
+        "00".repeat(32),
+        CapabilityRef::FIRST_PARTY,
+    )
 }
 
 fn connect(policy: &PolicySet, address: &str) -> femtoclaw_policy::Decision {
@@ -25,7 +30,13 @@ fn connect(policy: &PolicySet, address: &str) -> femtoclaw_policy::Decision {
 #[test]
 fn the_default_policy_grants_no_special_address() {
     let policy = PolicySet::default_policy().unwrap();
-    for address in ["127.0.0.1", "::1", "10.0.0.1", "169.254.169.254", "fd00:ec2::254"] {
+    for address in [
+        "127.0.0.1",
+        "::1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "fd00:ec2::254",
+    ] {
         let d = connect(&policy, address);
         assert!(!d.allowed, "{address}");
         assert_eq!(d.reason, Reason::NoPermit, "{address}");
@@ -71,7 +82,11 @@ fn the_default_policy_links_http_for_first_party_capabilities_only() {
             .allowed
     );
     let third = CapabilityRef::new("fetch", "0.1.0", "00".repeat(32), "acme");
-    assert!(!policy.authorize_link(&Principal::local(), &third, http).allowed);
+    assert!(
+        !policy
+            .authorize_link(&Principal::local(), &third, http)
+            .allowed
+    );
     // No host is granted.
     let requests = Requests {
         http: vec!["https://*".into()],
@@ -94,7 +109,10 @@ fn address_scopes_round_trip_through_their_canonical_text() {
         assert_eq!(scope.canonical(), text);
         assert_eq!(Scope::parse(CallAction::NetConnect, text).unwrap(), scope);
     }
-    assert_eq!(Scope::address("::ffff:10.0.0.1").unwrap().canonical(), "10.0.0.1");
+    assert_eq!(
+        Scope::address("::ffff:10.0.0.1").unwrap().canonical(),
+        "10.0.0.1"
+    );
     assert!(Scope::address("localhost").is_err());
     assert_eq!(
         AddressKind::of("169.254.169.254".parse().unwrap()),

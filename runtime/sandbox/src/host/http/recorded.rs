@@ -137,7 +137,9 @@ mod tests {
             url: "https://example.com/x".into(),
         };
         assert_eq!(
-            Response::from_value(&response.to_value()).unwrap().to_value(),
+            Response::from_value(&response.to_value())
+                .unwrap()
+                .to_value(),
             response.to_value()
         );
         let error = Error::TooLarge("big".into());

@@ -29,8 +29,7 @@ femtoclaw_sdk::wit_bindgen::generate!({
     "#,
     path: "../../../wit",
     with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
+        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log, "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
         "wasi:random/random@0.2.12": generate,
         "wasi:config/store@0.2.0-draft": generate,
     },

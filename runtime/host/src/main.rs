@@ -11,6 +11,7 @@ mod authority;
 mod cli;
 mod exit;
 mod host;
+mod kv;
 mod records;
 mod replay;
 

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod engine;
 pub mod gate;
 mod host;
+pub mod kv;
 pub mod record;
 pub mod replay;
 pub mod state;
@@ -38,6 +39,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
 pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
+pub use host::kv::{INTERFACE as KV_INTERFACE, PREFIX_INTERFACE as KV_PREFIX_INTERFACE};
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 use state::State;
 pub use state::{LimitError, Limits};
@@ -55,6 +57,9 @@ pub struct Context {
     pub authority: Arc<CallChecker>,
     /// The capability's `wasi:config/store` values.
     pub config: Config,
+    /// The key-value store `wasi:keyvalue` reads (writes wait for the host to apply them);
+    /// `None` answers every `open` with an error.
+    pub kv: Option<Arc<kv::KvStore>>,
 }
 
 impl Context {
@@ -68,6 +73,7 @@ impl Context {
                 &Requests::default(),
             )),
             config: Config::new(),
+            kv: None,
         })
     }
 }
@@ -346,6 +352,7 @@ impl Sandbox {
         host::wasi::add_to_linker(&mut registry)
             .and_then(|()| host::log::add_to_linker(&mut registry))
             .and_then(|()| host::config::add_to_linker(&mut registry))
+            .and_then(|()| host::kv::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
             engine,

@@ -30,6 +30,8 @@ femtoclaw_sdk::wit_bindgen::generate!({
     path: "../../../wit",
     with: {
         "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
+        "wasi:keyvalue/store@0.2.0-draft2": femtoclaw_sdk::bindings::keyvalue,
+        "femtoclaw:host/keyvalue-prefix@0.1.0": femtoclaw_sdk::bindings::keyvalue_prefix,
         "wasi:random/random@0.2.12": generate,
         "wasi:config/store@0.2.0-draft": generate,
     },

@@ -164,9 +164,13 @@ impl Host {
         }
 
         let context = Context {
-            authority: Arc::new(policy.call_checker(principal, &cap, &entry.manifest.requests)),
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
             kv: self.kv.clone(),
+            ..Context::new(Arc::new(policy.call_checker(
+                principal,
+                &cap,
+                &entry.manifest.requests,
+            )))
         };
         let outcome = self
             .sandbox

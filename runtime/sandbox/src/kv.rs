@@ -426,3 +426,151 @@ pub fn ledger_writes<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Kv
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    fn store(keys: impl IntoIterator<Item = String>) -> (tempfile::TempDir, Arc<KvStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KvStore::open(&dir.path().join("kv")).unwrap();
+        let writes: Vec<KvWrite> = keys
+            .into_iter()
+            .map(|key| KvWrite {
+                namespace: "n".into(),
+                key,
+                value: Some(b"v".to_vec()),
+            })
+            .collect();
+        store.apply(&writes, 7).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    /// Every key, following cursors.
+    fn all(session: &Session, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = session.list("n", prefix, cursor.as_deref()).unwrap();
+            assert!(page.keys.len() <= PAGE_KEYS);
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => return keys,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_merge_pending_writes_with_the_store_in_order() {
+        let (_dir, store) = store((0..250).map(|i| format!("k{i:03}")));
+        assert_eq!(store.applied().unwrap(), 7);
+        let mut session = Session::new(Some(store));
+        for i in (0..250).step_by(3) {
+            session.put("n", &format!("k{i:03}"), None).unwrap();
+        }
+        session.put("n", "k0995", Some(b"x".to_vec())).unwrap();
+        session.put("n", "zz", Some(b"x".to_vec())).unwrap();
+        session.put("other", "k000", Some(b"x".to_vec())).unwrap();
+        let mut expected: Vec<String> = (0..250)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("k{i:03}"))
+            .collect();
+        expected.push("k0995".into());
+        expected.push("zz".into());
+        expected.sort();
+        assert_eq!(all(&session, ""), expected);
+        let k1: Vec<String> = expected
+            .iter()
+            .filter(|k| k.starts_with("k1"))
+            .cloned()
+            .collect();
+        assert_eq!(all(&session, "k1"), k1);
+        assert_eq!(session.get("n", "k000").unwrap(), None);
+        assert_eq!(session.get("n", "k001").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(session.get("n", "zz").unwrap(), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn oversized_keys_values_and_invocations_are_refused_and_keep_nothing() {
+        let (_dir, store) = store([]);
+        let mut session = Session::new(Some(store));
+        let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(
+            matches!(session.put("n", &long_key, None), Err(Error::Other(m)) if m.contains("key of 1025 bytes"))
+        );
+        let big = vec![0; MAX_VALUE_BYTES + 1];
+        assert!(
+            matches!(session.put("n", "k", Some(big)), Err(Error::Other(m)) if m.contains("exceeds the limit"))
+        );
+        for i in 0..16 {
+            session
+                .put("n", &format!("k{i}"), Some(vec![0; MAX_VALUE_BYTES - 64]))
+                .unwrap();
+        }
+        let over = session.put("n", "last", Some(vec![0; MAX_VALUE_BYTES - 64]));
+        assert!(matches!(over, Err(Error::Other(m)) if m.contains("this invocation's writes")));
+        assert_eq!(session.get("n", "last").unwrap(), None);
+        assert!(check_namespace("").is_err());
+        assert!(check_namespace("a\nb").is_err());
+        assert!(check_namespace(&"n".repeat(MAX_NAMESPACE_BYTES + 1)).is_err());
+        assert!(check_namespace("memory").is_ok());
+    }
+
+    #[test]
+    fn ledger_writes_skip_trapped_invocations_and_other_buckets() {
+        let open = |inv: u64, ns: &str, rep: u32| Entry::HostCall {
+            invocation: inv,
+            seq: 0,
+            interface: INTERFACE.into(),
+            function: "open".into(),
+            params: (ns.to_owned(),).to_value(),
+            result: (Ok::<u32, Error>(rep),).to_value(),
+            fuel_remaining: 0,
+        };
+        let set = |inv: u64, rep: u32, key: &str, ok: bool| Entry::HostCall {
+            invocation: inv,
+            seq: 1,
+            interface: INTERFACE.into(),
+            function: "[method]bucket.set".into(),
+            params: (rep, key.to_owned(), b"v".to_vec()).to_value(),
+            result: (if ok { Ok(()) } else { Err(Error::AccessDenied) },).to_value(),
+            fuel_remaining: 0,
+        };
+        let end = |inv: u64| Entry::InvocationEnd {
+            invocation: inv,
+            result: None,
+            fuel_consumed: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        let trap = |inv: u64| Entry::Trap {
+            invocation: inv,
+            kind: "trap".into(),
+            message: String::new(),
+            fuel_consumed: 0,
+        };
+        let entries = [
+            open(1, "a", 3),
+            open(2, "b", 3),
+            set(1, 3, "one", true),
+            set(2, 3, "two", true),
+            set(1, 3, "denied", false),
+            set(1, 9, "unopened", true),
+            end(1),
+            trap(2),
+            end(2),
+        ];
+        let writes = ledger_writes(&entries);
+        assert_eq!(
+            writes,
+            [KvWrite {
+                namespace: "a".into(),
+                key: "one".into(),
+                value: Some(b"v".to_vec()),
+            }]
+        );
+    }
+}

@@ -63,18 +63,23 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context that asks `authority`, with nothing else: no config values, no key-value store.
+    pub fn new(authority: Arc<CallChecker>) -> Self {
+        Self {
+            authority,
+            config: Config::new(),
+            kv: None,
+        }
+    }
+
     /// A context in which every scoped call is denied (an empty policy) and no config is set.
     pub fn deny_all() -> Result<Self, femtoclaw_policy::PolicyError> {
         let cap = CapabilityRef::new("unnamed", "0.0.0", "", "");
-        Ok(Self {
-            authority: Arc::new(PolicySet::empty()?.call_checker(
-                &Principal::local(),
-                &cap,
-                &Requests::default(),
-            )),
-            config: Config::new(),
-            kv: None,
-        })
+        Ok(Self::new(Arc::new(PolicySet::empty()?.call_checker(
+            &Principal::local(),
+            &cap,
+            &Requests::default(),
+        ))))
     }
 }
 

@@ -7,15 +7,17 @@
 
 mod common;
 
-use common::{Host, code, command, s, stderr, stdout};
+use common::{Host, MISBEHAVE_MANIFEST, code, command, s, stderr, stdout};
 use femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE;
 use serde_json::{Value as Json, json};
 
 /// The misbehave guest, asking for `notes` (read and write) and `ro` (read).
-const KV_MANIFEST: &str = "name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 50000000\n\n\
-    [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:keyvalue/store@0.2.0-draft2\", \
-    \"femtoclaw:host/keyvalue-prefix@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\n\
-    kv = [{ namespace = \"notes\", write = true }, { namespace = \"ro\", write = true }]\n";
+fn kv_manifest() -> String {
+    format!(
+        "{MISBEHAVE_MANIFEST}kv = [{{ namespace = \"notes\", write = true }}, \
+         {{ namespace = \"ro\", write = true }}]\n"
+    )
+}
 
 /// Invoke and link anything; `notes` read and write; `ro` read only.
 const KV_POLICY: &str = "\
@@ -45,7 +47,7 @@ fn dump(host: &Host) -> Vec<Json> {
 
 fn kv_host() -> Host {
     let host = Host::with_policy(KV_POLICY);
-    host.add(FEMTOCLAW_GUEST_MISBEHAVE, KV_MANIFEST);
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, &kv_manifest());
     host
 }
 
@@ -141,7 +143,7 @@ fn an_ungranted_namespace_is_denied_answered_and_recorded() {
 
     // The default policy grants no namespace to a third-party capability.
     let host = Host::new();
-    host.add(FEMTOCLAW_GUEST_MISBEHAVE, KV_MANIFEST);
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, &kv_manifest());
     let out = host.run(&[
         "invoke",
         "misbehave",

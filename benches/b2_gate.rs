@@ -56,11 +56,14 @@ fn setup() -> Setup {
     let requests: Requests = toml::from_str("config = [\"region\"]").unwrap();
     let cap = CapabilityRef::new("misbehave", "1.0.0", "", "bench");
     let context = Context {
-        authority: Arc::new(policy.call_checker(&Principal::local(), &cap, &requests)),
         config: [("region".to_owned(), "eu".to_owned())]
             .into_iter()
             .collect(),
-        http: femtoclaw_sandbox::Egress::default(),
+        ..Context::new(Arc::new(policy.call_checker(
+            &Principal::local(),
+            &cap,
+            &requests,
+        )))
     };
 
     let (engine, _) = femtoclaw_sandbox::engine::build(&Limits::default()).unwrap();

@@ -5,6 +5,7 @@ fn main() {
         "femtoclaw-cap-fetch",
         "femtoclaw-cap-hello",
         "femtoclaw-cap-textstats",
+        "femtoclaw-cap-memory",
     ]);
     femtoclaw_guest_build::write_constants(&built, "components.rs");
 }

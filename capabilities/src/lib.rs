@@ -39,6 +39,11 @@ pub const ALL: &[Embedded] = &[
         manifest: include_str!("../textstats/capability.toml"),
         component: components::FEMTOCLAW_CAP_TEXTSTATS,
     },
+    Embedded {
+        name: "memory",
+        manifest: include_str!("../memory/capability.toml"),
+        component: components::FEMTOCLAW_CAP_MEMORY,
+    },
 ];
 
 /// The embedded capability called `name`.

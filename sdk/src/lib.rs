@@ -15,7 +15,7 @@
 //!
 //! ```ignore
 //! // src/lib.rs of a capability crate (crate-type = ["cdylib"])
-//! femtoclaw_sdk::wit_bindgen::generate!({
+//! femtoclaw_sdk::generate!({
 //!     inline: r#"
 //!         package example:hello;
 //!         world hello {
@@ -24,11 +24,6 @@
 //!         }
 //!     "#,
 //!     path: "../../wit",
-//!     with: {
-//!         "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-//!         "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
-//!     },
-//!     runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 //! });
 //!
 //! struct Hello;
@@ -54,7 +49,83 @@ pub mod bindings {
     });
 
     pub use femtoclaw::host::http;
+    pub use femtoclaw::host::keyvalue_prefix;
     pub use femtoclaw::host::log;
+    pub use wasi::keyvalue::store as keyvalue;
+}
+
+/// Generates a capability's bindings: `wit_bindgen::generate!` with the host interfaces mapped
+/// to this SDK's bindings, so the capability and the SDK's helpers share one set of types.
+///
+/// Give the capability's own `inline` WIT (a world that includes
+/// `femtoclaw:host/capability@0.1.0`) and the `path` of the `wit/` directory; for a world
+/// that imports more than the capability world, call [`wit_bindgen::generate!`] directly.
+#[macro_export]
+macro_rules! generate {
+    ({ $($key:ident : $value:literal),* $(,)? }) => {
+        $crate::wit_bindgen::generate!({
+            $($key: $value,)*
+            with: {
+                "femtoclaw:host/log@0.1.0": ::femtoclaw_sdk::bindings::log,
+                "wasi:keyvalue/store@0.2.0-draft2": ::femtoclaw_sdk::bindings::keyvalue,
+                "femtoclaw:host/keyvalue-prefix@0.1.0": ::femtoclaw_sdk::bindings::keyvalue_prefix,
+                "femtoclaw:host/http@0.1.0": ::femtoclaw_sdk::bindings::http,
+            },
+            runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
+        });
+    };
+}
+
+/// Key-value state (`wasi:keyvalue`): buckets are namespaces the operator's policy grants, by
+/// name, to read or to write. Writes take effect when the invocation returns (a trap discards
+/// them); the invocation reads its own writes.
+///
+/// ```ignore
+/// femtoclaw_sdk::kv::set("notes", "today", b"buy milk")?;
+/// let value = femtoclaw_sdk::kv::get("notes", "today")?;
+/// let keys = femtoclaw_sdk::kv::keys("notes", "to")?;
+/// ```
+pub mod kv {
+    pub use crate::bindings::keyvalue::{Bucket, Error, KeyResponse, open};
+    use crate::bindings::keyvalue_prefix::list_keys_with_prefix;
+
+    /// The value of `key` in bucket `namespace`.
+    pub fn get(namespace: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        open(namespace)?.get(key)
+    }
+
+    /// Sets `key` in bucket `namespace` to `value`.
+    pub fn set(namespace: &str, key: &str, value: &[u8]) -> Result<(), Error> {
+        open(namespace)?.set(key, value)
+    }
+
+    /// Removes `key` from bucket `namespace`.
+    pub fn delete(namespace: &str, key: &str) -> Result<(), Error> {
+        open(namespace)?.delete(key)
+    }
+
+    /// Every key of bucket `namespace` starting with `prefix`, in byte order.
+    pub fn keys(namespace: &str, prefix: &str) -> Result<Vec<String>, Error> {
+        keys_of(&open(namespace)?, prefix, usize::MAX)
+    }
+
+    /// Up to `limit` keys of `bucket` starting with `prefix`, in byte order, following cursors.
+    pub fn keys_of(bucket: &Bucket, prefix: &str, limit: usize) -> Result<Vec<String>, Error> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = list_keys_with_prefix(bucket, prefix, cursor.as_deref())?;
+            keys.extend(page.keys);
+            if keys.len() >= limit {
+                keys.truncate(limit);
+                return Ok(keys);
+            }
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
 }
 
 /// Outgoing HTTP through the host: one whole request, one whole response.

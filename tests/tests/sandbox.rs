@@ -390,12 +390,15 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
     let requests: Requests = toml::from_str("config = [\"region\", \"token\"]").unwrap();
     let cap = CapabilityRef::new("misbehave", "1.0.0", "", "test");
     let context = Context {
-        authority: Arc::new(policy.call_checker(&Principal::local(), &cap, &requests)),
         config: [("region", "eu"), ("token", "t0p"), ("other", "o")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-        http: femtoclaw_sandbox::Egress::default(),
+        ..Context::new(Arc::new(policy.call_checker(
+            &Principal::local(),
+            &cap,
+            &requests,
+        )))
     };
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();

@@ -9,7 +9,7 @@
     reason = "wit-bindgen's generated export glue; `request` has one optional argument per knob"
 )]
 
-femtoclaw_sdk::wit_bindgen::generate!({
+femtoclaw_sdk::generate!({
     inline: r#"
         package femtoclaw:fetch@0.1.0;
 
@@ -53,11 +53,6 @@ femtoclaw_sdk::wit_bindgen::generate!({
         }
     "#,
     path: "../../wit",
-    with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
-    },
-    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 
 use femtoclaw_sdk::http as host;

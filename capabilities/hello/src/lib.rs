@@ -1,6 +1,6 @@
 //! The `hello` capability: the tutorial tool. `greet("Ada")` returns `Hello, Ada!`.
 
-femtoclaw_sdk::wit_bindgen::generate!({
+femtoclaw_sdk::generate!({
     inline: r#"
         package femtoclaw:hello@0.1.0;
 
@@ -12,11 +12,6 @@ femtoclaw_sdk::wit_bindgen::generate!({
         }
     "#,
     path: "../../wit",
-    with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
-    },
-    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 
 struct Hello;

@@ -12,7 +12,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-femtoclaw_sdk::wit_bindgen::generate!({
+femtoclaw_sdk::generate!({
     inline: r#"
         package femtoclaw:textstats@0.1.0;
 
@@ -78,11 +78,6 @@ femtoclaw_sdk::wit_bindgen::generate!({
         }
     "#,
     path: "../../wit",
-    with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
-    },
-    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 
 struct TextStats;

@@ -3,7 +3,7 @@
 //! femtoclaw-example-word-count`, then `femtoclaw-host capability add` the `.wasm` with
 //! `capability.toml`.
 
-femtoclaw_sdk::wit_bindgen::generate!({
+femtoclaw_sdk::generate!({
     inline: r#"
         package example:word-count@0.1.0;
 
@@ -20,11 +20,6 @@ femtoclaw_sdk::wit_bindgen::generate!({
         }
     "#,
     path: "../../wit",
-    with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
-    },
-    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 
 struct WordCount;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use femtoclaw_ledger::Value;
 use femtoclaw_sandbox::LOG_INTERFACE;
@@ -12,6 +13,7 @@ use femtoclaw_ledger::Ledger;
 use crate::authority;
 use crate::exit::{Code, Failure};
 use crate::host::Host;
+use crate::kv;
 
 /// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
 /// in a deterministic sandbox.
@@ -61,6 +63,9 @@ pub enum Command {
     /// Manage the ledger's signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Read the key-value store (a view of the ledger; capabilities write it).
+    #[command(subcommand)]
+    Kv(KvCommand),
     /// Store secrets capabilities may use (never see): values in, names out.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -186,8 +191,23 @@ pub enum LogCommand {
         #[arg(long)]
         key: String,
     },
-    /// Rebuild the derived index from the segments.
+    /// Rebuild the derived index and the key-value store from the segments.
     Reindex,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// List stored pairs, by namespace and key. Values print as text when they are UTF-8.
+    List {
+        /// Only this namespace.
+        namespace: Option<String>,
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Print JSON: one object per pair, values base64.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,6 +344,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             out(&verifier.to_string());
             Ok(())
         }
+        Command::Kv(KvCommand::List {
+            namespace,
+            prefix,
+            json,
+        }) => kv_list(&host, namespace.as_deref(), &prefix, json),
         Command::Key(KeyCommand::Show) => {
             out(&host.records()?.verifier().to_string());
             Ok(())
@@ -612,11 +637,39 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
                 .records()?
                 .with_ledger(Ledger::reindex)
                 .map_err(failed)?;
-            out(&format!("reindexed {n} entries"));
+            let pairs = kv::rebuild(host.kv()?, host.records()?)?;
+            out(&format!(
+                "reindexed {n} entries; the key-value store holds {pairs} pairs"
+            ));
             Ok(())
         }
         LogCommand::VerifyProof { file, key } => verify_proof(&file, &key),
     }
+}
+
+/// `kv list`: the stored pairs, filtered.
+fn kv_list(host: &Host, namespace: Option<&str>, prefix: &str, json: bool) -> Result<(), Failure> {
+    let pairs = kv::pairs(host.kv()?)?;
+    let selected = pairs
+        .iter()
+        .filter(|p| namespace.is_none_or(|n| p.namespace == n) && p.key.starts_with(prefix));
+    for pair in selected {
+        if json {
+            out(&json!({
+                "namespace": pair.namespace,
+                "key": pair.key,
+                "value": base64::engine::general_purpose::STANDARD.encode(&pair.value),
+            })
+            .to_string());
+        } else {
+            let value = std::str::from_utf8(&pair.value).map_or_else(
+                |_| format!("<{} bytes>", pair.value.len()),
+                |text| format!("{text:?}"),
+            );
+            out(&format!("{}/{} = {value}", pair.namespace, pair.key));
+        }
+    }
+    Ok(())
 }
 
 /// `policy check`: validate, then list every policy with its id, effect and place.

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use femtoclaw_ledger::Receipt;
 use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
+use femtoclaw_sandbox::kv::{CallView, KvStore, writes as kv_writes};
 use femtoclaw_sandbox::record::{self, Start};
 use femtoclaw_sandbox::{Context, Egress, HttpLimits, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
 use crate::exit::{Code, Failure};
+use crate::kv;
 use crate::records::Records;
 
 /// Everything one `femtoclaw-host` process holds.
@@ -21,6 +23,8 @@ pub struct Host {
     pub sandbox: Sandbox,
     pub authority: Authority,
     records: Option<Records>,
+    /// The key-value store, a view of the ledger: open exactly when the ledger is.
+    kv: Option<Arc<KvStore>>,
 }
 
 /// A capability resolved and prepared for invocation.
@@ -46,16 +50,20 @@ impl Host {
             cache_dir: Some(cache_dir(data_dir)),
             ..SandboxConfig::default()
         })?;
+        let (records, kv) = if ledger {
+            let records = Records::open(data_dir)?;
+            let kv = kv::open(data_dir, &records)?;
+            (Some(records), Some(Arc::new(kv)))
+        } else {
+            (None, None)
+        };
         Ok(Self {
             data_dir: data_dir.to_owned(),
             catalog,
             sandbox,
             authority: Authority::new(policy)?,
-            records: if ledger {
-                Some(Records::open(data_dir)?)
-            } else {
-                None
-            },
+            records,
+            kv,
         })
     }
 
@@ -63,6 +71,13 @@ impl Host {
     pub fn records(&self) -> Result<&Records, Failure> {
         self.records
             .as_ref()
+            .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
+    }
+
+    /// The key-value store (open with the ledger).
+    pub fn kv(&self) -> Result<&KvStore, Failure> {
+        self.kv
+            .as_deref()
             .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
     }
 
@@ -149,12 +164,17 @@ impl Host {
         }
 
         let context = Context {
-            authority: Arc::new(policy.call_checker(principal, &cap, &entry.manifest.requests)),
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
             http: Egress {
                 secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
                 limits: HttpLimits::default(),
             },
+            kv: self.kv.clone(),
+            ..Context::new(Arc::new(policy.call_checker(
+                principal,
+                &cap,
+                &entry.manifest.requests,
+            )))
         };
         let outcome = self
             .sandbox
@@ -162,6 +182,16 @@ impl Host {
         let receipt = self
             .records()?
             .append(record::ran(&start, &invoke, &outcome))?;
+        // Durable first, then applied: the store never holds a write the ledger lacks. A
+        // failure here loses nothing: the next open catches up from the ledger.
+        if outcome.result.is_ok() {
+            let writes = kv_writes(outcome.host_calls.iter().map(CallView::from));
+            if !writes.is_empty() {
+                self.kv()?
+                    .apply(&writes, receipt.tree_size)
+                    .map_err(|e| Failure::new(Code::Other, e.to_string()))?;
+            }
+        }
         Ok((outcome, receipt))
     }
 }

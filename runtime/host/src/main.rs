@@ -12,6 +12,7 @@ mod authority;
 mod cli;
 mod exit;
 mod host;
+mod kv;
 mod records;
 mod replay;
 mod secrets;

@@ -190,7 +190,7 @@ fn verified_entries(options: &Options<'_>) -> Result<(Vec<Entry>, Vec<Component>
     femtoclaw_ledger::verify_export(&bytes, &crate::records::pinned(options.keys)?)
         .map_err(crate::records::integrity)?;
     let export = femtoclaw_ledger::parse_export(&bytes).map_err(crate::records::integrity)?;
-    let entries = export
+    let mut entries = export
         .entries
         .iter()
         .map(|b| Entry::decode(b))
@@ -201,6 +201,20 @@ fn verified_entries(options: &Options<'_>) -> Result<(Vec<Entry>, Vec<Component>
                 format!("ledger entry does not decode: {e}"),
             )
         })?;
+    // Large recorded bytes travel beside the entries, by digest (verified above).
+    for (index, entry) in entries.iter_mut().enumerate() {
+        entry
+            .internalize(&mut |sha| export.blob(sha).map(<[u8]>::to_vec))
+            .map_err(|sha| {
+                Failure::new(
+                    Code::CannotReplay,
+                    format!(
+                        "entry {index} refers to blob {} which the export does not carry",
+                        hex::encode(sha)
+                    ),
+                )
+            })?;
+    }
     let components = export
         .components
         .iter()
@@ -548,10 +562,14 @@ pub fn export_with_components(host: &Host, path: &Path) -> Result<(), Failure> {
         .map_err(|e| failed(e.to_string()))?;
     let entries: Vec<Entry> = raw.iter().filter_map(|b| Entry::decode(b).ok()).collect();
     let components = components_of(host, &entries)?;
+    let blobs = host
+        .records()?
+        .with_ledger(|l| l.blobs_of(&raw))
+        .map_err(|e| failed(e.to_string()))?;
     let file =
         std::fs::File::create(path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
     let mut writer = std::io::BufWriter::new(file);
-    femtoclaw_ledger::write_export(&mut writer, &raw, &checkpoints, &components)
+    femtoclaw_ledger::write_export(&mut writer, &raw, &checkpoints, &components, &blobs)
         .map_err(|e| failed(e.to_string()))?;
     let file = writer.into_inner().map_err(|e| failed(e.to_string()))?;
     file.sync_all().map_err(|e| failed(e.to_string()))

@@ -607,7 +607,14 @@ fn replay_answers_http_from_the_ledger_without_any_request() {
         "get",
         &json!({ "url": format!("http://forbidden.invalid:{}/", server.port) }),
     );
-    assert_eq!(server.hits(), 1);
+    // A body large enough to be recorded by digest, beside the ledger.
+    let big = fetch(
+        &host,
+        "get",
+        &json!({ "url": format!("http://127.0.0.1:{}/big", server.port) }),
+    );
+    assert_eq!(big["result"]["ok"]["text"].as_str().unwrap().len(), 100_000);
+    assert_eq!(server.hits(), 2);
     let export = host.files.path().join("ledger.export");
     let out = host.run(&["log", "export", "--with-components", s(&export)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -622,7 +629,7 @@ fn replay_answers_http_from_the_ledger_without_any_request() {
     .unwrap();
     assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
     let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(report["identical"], json!(2), "{report}");
+    assert_eq!(report["identical"], json!(3), "{report}");
     assert_eq!(report["divergent"], json!(0), "{report}");
-    assert_eq!(server.hits(), 1, "replay sent a request");
+    assert_eq!(server.hits(), 2, "replay sent a request");
 }

@@ -30,7 +30,7 @@ publisher = "test"
 fuel = 50000000
 
 [requests]
-imports = ["femtoclaw:host/log@0.1.0", "wasi:config/store@0.2.0-draft"]
+imports = ["femtoclaw:host/log@0.1.0", "wasi:config/store@0.2.0-draft", "wasi:keyvalue/store@0.2.0-draft2", "femtoclaw:host/keyvalue-prefix@0.1.0"]
 config = ["region", "token"]
 "#;
 

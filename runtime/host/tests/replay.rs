@@ -115,6 +115,11 @@ fn resign(host: &Host, export: &Path, edit: impl Fn(&mut Vec<Entry>)) -> PathBuf
         &resigned.entries,
         &resigned.checkpoints,
         &components,
+        &resigned
+            .blobs
+            .iter()
+            .map(|(h, b)| (*h, b.to_vec()))
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     host.file("resigned.export", &out)

@@ -142,6 +142,48 @@ mod kind {
 }
 
 impl Entry {
+    /// Every WIT value the entry holds: arguments, host-call parameters and results, the
+    /// invocation's result.
+    fn values_mut(&mut self) -> Vec<&mut Value> {
+        match self {
+            Entry::InvocationStart { args, .. } => args.iter_mut().map(|(_, v)| v).collect(),
+            Entry::HostCall { params, result, .. } => vec![params, result],
+            Entry::InvocationEnd {
+                result: Some(result),
+                ..
+            } => vec![result],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Moves large bytes out of the entry's values (see [`Value::externalize`]).
+    pub fn externalize(&mut self, threshold: usize) -> Vec<([u8; 32], Vec<u8>)> {
+        self.values_mut()
+            .into_iter()
+            .flat_map(|v| v.externalize(threshold))
+            .collect()
+    }
+
+    /// Puts back the bytes of the entry's blob references (see [`Value::internalize`]).
+    pub fn internalize(
+        &mut self,
+        resolve: &mut impl FnMut(&[u8; 32]) -> Option<Vec<u8>>,
+    ) -> Result<(), [u8; 32]> {
+        self.values_mut()
+            .into_iter()
+            .try_for_each(|v| v.internalize(resolve))
+    }
+
+    /// The digests of the blobs the entry refers to, in order.
+    pub fn blob_refs(&self) -> Vec<[u8; 32]> {
+        let mut refs = Vec::new();
+        // The walk is over mutable values; a copy keeps `self` untouched.
+        let mut copy = self.clone();
+        for v in copy.values_mut() {
+            v.collect_blobs(&mut refs);
+        }
+        refs
+    }
     /// The canonical version-1 encoding.
     ///
     /// A field longer than 4 GiB cannot be expressed; [`Entry::try_encode`] reports it,

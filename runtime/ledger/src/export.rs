@@ -6,6 +6,7 @@
 //! 0x01 entries      count u64 LE, then count × (len u32 LE, canonical entry bytes)
 //! 0x02 checkpoints  count u64 LE, then count × (len u32 LE, signed note bytes)
 //! 0x03 components   (optional) count u64 LE, then count × (sha256 [32], len u64 LE, bytes)
+//! 0x04 blobs        (optional) the same shape: the large bytes entries refer to by digest
 //! 0xff end
 //! ```
 
@@ -22,7 +23,14 @@ pub const EXPORT_VERSION: u8 = 1;
 const SECTION_ENTRIES: u8 = 0x01;
 const SECTION_CHECKPOINTS: u8 = 0x02;
 const SECTION_COMPONENTS: u8 = 0x03;
+const SECTION_BLOBS: u8 = 0x04;
 const SECTION_END: u8 = 0xff;
+
+/// Bytes named by their SHA-256 (a component or a blob), as an export carries them.
+pub type Digested<'a> = ([u8; 32], &'a [u8]);
+
+/// Owned bytes named by their SHA-256.
+pub type DigestedBytes = ([u8; 32], Vec<u8>);
 
 /// A parsed export; slices borrow from the file's bytes.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +41,18 @@ pub struct Export<'a> {
     pub checkpoints: Vec<&'a [u8]>,
     /// Components (sha256, bytes), when the export carries them.
     pub components: Vec<([u8; 32], &'a [u8])>,
+    /// Blobs (sha256, bytes) the entries refer to.
+    pub blobs: Vec<([u8; 32], &'a [u8])>,
+}
+
+impl Export<'_> {
+    /// The blob with digest `sha256`, if the export carries it.
+    pub fn blob(&self, sha256: &[u8; 32]) -> Option<&[u8]> {
+        self.blobs
+            .iter()
+            .find(|(s, _)| s == sha256)
+            .map(|(_, b)| *b)
+    }
 }
 
 /// Writes an export to any writer.
@@ -41,6 +61,7 @@ pub fn write_export<W: Write>(
     entries: &[impl AsRef<[u8]>],
     checkpoints: &[impl AsRef<[u8]>],
     components: &[([u8; 32], Vec<u8>)],
+    blobs: &[([u8; 32], Vec<u8>)],
 ) -> std::io::Result<()> {
     let too_long = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "record too long");
     w.write_all(&EXPORT_MAGIC)?;
@@ -66,10 +87,13 @@ pub fn write_export<W: Write>(
             w.write_all(it)?;
         }
     }
-    if !components.is_empty() {
-        w.write_all(&[SECTION_COMPONENTS])?;
-        w.write_all(&(components.len() as u64).to_le_bytes())?;
-        for (sha, bytes) in components {
+    for (tag, items) in [(SECTION_COMPONENTS, components), (SECTION_BLOBS, blobs)] {
+        if items.is_empty() {
+            continue;
+        }
+        w.write_all(&[tag])?;
+        w.write_all(&(items.len() as u64).to_le_bytes())?;
+        for (sha, bytes) in items {
             w.write_all(sha)?;
             w.write_all(&(bytes.len() as u64).to_le_bytes())?;
             w.write_all(bytes)?;
@@ -85,10 +109,11 @@ pub(crate) fn write_export_file(
     entries: &[Vec<u8>],
     checkpoints: &[String],
     components: &[([u8; 32], Vec<u8>)],
+    blobs: &[([u8; 32], Vec<u8>)],
 ) -> std::io::Result<()> {
     let f = std::fs::File::create(path)?;
     let mut w = std::io::BufWriter::new(f);
-    write_export(&mut w, entries, checkpoints, components)?;
+    write_export(&mut w, entries, checkpoints, components, blobs)?;
     let f = w
         .into_inner()
         .map_err(std::io::IntoInnerError::into_error)?;
@@ -120,6 +145,33 @@ impl<'a> Cursor<'a> {
             .and_then(|s| s.try_into().ok())
             .map(u64::from_le_bytes)
     }
+}
+
+/// A section of `(sha256, len u64, bytes)` items.
+fn digest_items<'a>(
+    c: &mut Cursor<'a>,
+    what: &'static str,
+    total: usize,
+) -> Result<Vec<Digested<'a>>, VerifyError> {
+    let count = c.u64().ok_or(VerifyError::Truncated { what, index: 0 })?;
+    // Each item takes at least 40 bytes: refuse impossible counts up front.
+    if count > (total as u64) / 40 {
+        return Err(VerifyError::Truncated { what, index: 0 });
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let sha: [u8; 32] = c
+            .take(32)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(VerifyError::Truncated { what, index })?;
+        let len = c.u64().ok_or(VerifyError::Truncated { what, index })?;
+        let item = usize::try_from(len)
+            .ok()
+            .and_then(|len| c.take(len))
+            .ok_or(VerifyError::Truncated { what, index })?;
+        out.push((sha, item));
+    }
+    Ok(out)
 }
 
 /// Parses the framing of an export. Never panics; names the first item that is cut.
@@ -175,24 +227,11 @@ pub fn parse_export(bytes: &[u8]) -> Result<Export<'_>, VerifyError> {
                     out.checkpoints = items;
                 }
             }
-            SECTION_COMPONENTS if out.components.is_empty() => {
-                let what = "component";
-                let count = c.u64().ok_or(VerifyError::Truncated { what, index: 0 })?;
-                if count > (bytes.len() as u64) / 40 {
-                    return Err(VerifyError::Truncated { what, index: 0 });
-                }
-                for index in 0..count {
-                    let sha: [u8; 32] = c
-                        .take(32)
-                        .and_then(|s| s.try_into().ok())
-                        .ok_or(VerifyError::Truncated { what, index })?;
-                    let len = c.u64().ok_or(VerifyError::Truncated { what, index })?;
-                    let item = usize::try_from(len)
-                        .ok()
-                        .and_then(|len| c.take(len))
-                        .ok_or(VerifyError::Truncated { what, index })?;
-                    out.components.push((sha, item));
-                }
+            SECTION_COMPONENTS if out.components.is_empty() && out.blobs.is_empty() => {
+                out.components = digest_items(&mut c, "component", bytes.len())?;
+            }
+            SECTION_BLOBS if out.blobs.is_empty() => {
+                out.blobs = digest_items(&mut c, "blob", bytes.len())?;
             }
             SECTION_END => {
                 if c.pos != bytes.len() {

@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+mod blobs;
 mod codec;
 mod entry;
 mod error;
@@ -64,9 +65,12 @@ mod value;
 mod verify;
 mod writer;
 
+pub use blobs::BlobStore;
 pub use entry::{ENCODING_VERSION, Entry};
 pub use error::{DecodeError, EncodeError};
-pub use export::{EXPORT_MAGIC, EXPORT_VERSION, Export, parse_export, write_export};
+pub use export::{
+    Digested, DigestedBytes, EXPORT_MAGIC, EXPORT_VERSION, Export, parse_export, write_export,
+};
 pub use merkle::{Hash, MerkleTree, ProofError};
 pub use note::{
     Checkpoint, KEY_FILE_NAME, KeyError, NoteError, SigningKey, VerifierKey, generate_key, load_key,
@@ -80,7 +84,13 @@ pub use store::{
     DEFAULT_ORIGIN, DEFAULT_SEGMENT_SIZE, IndexPair, Ledger, LedgerError, LedgerOptions, Receipt,
     Recovery,
 };
-pub use value::{MAX_VALUE_DEPTH, Value};
+pub use value::{BLOB_THRESHOLD, MAX_VALUE_DEPTH, Value};
+
+/// SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
 pub use verify::{
     VerifyError, VerifyOptions, VerifyReport, verify_dir, verify_export, verify_export_file,
 };

@@ -105,7 +105,10 @@ pub enum LedgerError {
 /// Largest batch buffer kept for the next batch.
 const MAX_SCRATCH: usize = 4 << 20;
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + use<> {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> LedgerError + use<> {
     let path = path.display().to_string();
     move |e| LedgerError::Io {
         op,
@@ -223,6 +226,8 @@ pub struct Ledger {
     indexer: Indexer,
     next_invocation: u64,
     poisoned: bool,
+    /// Large bytes of entries, by digest.
+    blobs: crate::BlobStore,
     /// The buffer a batch is encoded into, kept between batches so that a batch does
     /// not allocate (and fault in) a fresh one.
     scratch: Vec<u8>,
@@ -404,6 +409,7 @@ impl Ledger {
             index,
             next_invocation: 0,
             poisoned: false,
+            blobs: crate::BlobStore::new(dir),
             scratch: Vec::new(),
         };
         ledger.open_active()?;
@@ -517,9 +523,17 @@ impl Ledger {
     /// Appends a batch durably: writes every entry and one checkpoint for the batch,
     /// fdatasyncs once, and only then updates the tree and the index. When this returns
     /// `Ok`, the entries survive a crash.
-    pub fn append_batch(&mut self, entries: Vec<Entry>) -> Result<Receipt, LedgerError> {
+    ///
+    /// Bytes of at least [`crate::BLOB_THRESHOLD`] in the entries' values are stored durably
+    /// beside the ledger first, and the entries refer to them by digest.
+    pub fn append_batch(&mut self, mut entries: Vec<Entry>) -> Result<Receipt, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
+        }
+        for entry in &mut entries {
+            for (sha256, bytes) in entry.externalize(crate::BLOB_THRESHOLD) {
+                self.blobs.put(&sha256, &bytes)?;
+            }
         }
         let first_index = self.len();
         if entries.is_empty() {
@@ -853,7 +867,41 @@ impl Ledger {
             entries.push(bytes.to_vec());
         }
         let checkpoints = self.checkpoints()?;
-        crate::export::write_export_file(path, &entries, &checkpoints, &[])
+        let blobs = self.blobs_of(&entries)?;
+        crate::export::write_export_file(path, &entries, &checkpoints, &[], &blobs)
             .map_err(io_err("export", path))
+    }
+
+    /// The blobs stored beside this ledger.
+    pub fn blobs(&self) -> &crate::BlobStore {
+        &self.blobs
+    }
+
+    /// The blobs the canonical entries `entries` refer to, each once, in first-use order; a
+    /// missing one is an error naming it.
+    pub fn blobs_of(
+        &self,
+        entries: &[impl AsRef<[u8]>],
+    ) -> Result<Vec<crate::DigestedBytes>, LedgerError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (index, bytes) in entries.iter().enumerate() {
+            let entry = Entry::decode(bytes.as_ref()).map_err(|source| LedgerError::Decode {
+                index: index as u64,
+                source,
+            })?;
+            for sha in entry.blob_refs() {
+                if seen.insert(sha) {
+                    let blob = self.blobs.get(&sha)?.ok_or_else(|| LedgerError::Corrupt {
+                        segment: 0,
+                        offset: 0,
+                        index: index as u64,
+                        reason: format!("blob {} is missing or damaged", hex::encode(sha)),
+                    })?;
+                    out.push((sha, blob));
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -65,7 +65,19 @@ pub enum Value {
     Flags(Vec<String>),
     /// Raw bytes (a `list<u8>` a host call passes or returns as bytes).
     Bytes(#[serde(with = "crate::serde_util::b64")] Vec<u8>),
+    /// Bytes kept beside the ledger, by digest: a large [`Value::Bytes`] as the ledger stores
+    /// it (see [`Value::externalize`]). The leaf commits to the digest, so the bytes verify.
+    Blob {
+        /// SHA-256 of the bytes.
+        #[serde(with = "crate::serde_util::hex32")]
+        sha256: [u8; 32],
+        /// Their length.
+        len: u64,
+    },
 }
+
+/// [`Value::Bytes`] at least this long are stored beside the ledger, by digest.
+pub const BLOB_THRESHOLD: usize = 16 << 10;
 
 mod tag {
     pub(super) const BOOL: u8 = 0x01;
@@ -90,6 +102,7 @@ mod tag {
     pub(super) const RESULT: u8 = 0x14;
     pub(super) const FLAGS: u8 = 0x15;
     pub(super) const BYTES: u8 = 0x16;
+    pub(super) const BLOB: u8 = 0x17;
 }
 
 impl Value {
@@ -216,7 +229,82 @@ impl Value {
                 w.u8(tag::BYTES);
                 w.bytes(b);
             }
+            Value::Blob { sha256, len } => {
+                w.u8(tag::BLOB);
+                w.digest(sha256);
+                w.u64(*len);
+            }
         }
+    }
+
+    /// Every value directly inside this one.
+    fn children_mut(&mut self) -> Vec<&mut Value> {
+        match self {
+            Value::List(items) | Value::Tuple(items) => items.iter_mut().collect(),
+            Value::Record(fields) => fields.iter_mut().map(|(_, v)| v).collect(),
+            Value::Variant {
+                payload: Some(v), ..
+            }
+            | Value::Option(Some(v))
+            | Value::Result(Ok(Some(v)) | Err(Some(v))) => vec![v.as_mut()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Replaces every [`Value::Bytes`] of at least `threshold` bytes, at any depth, with a
+    /// [`Value::Blob`] reference, and returns the bytes moved out, with their digests.
+    pub fn externalize(&mut self, threshold: usize) -> Vec<([u8; 32], Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            if let Value::Bytes(b) = v {
+                if b.len() >= threshold {
+                    let bytes = std::mem::take(b);
+                    let sha256 = crate::sha256(&bytes);
+                    *v = Value::Blob {
+                        sha256,
+                        len: bytes.len() as u64,
+                    };
+                    out.push((sha256, bytes));
+                }
+            } else {
+                stack.extend(v.children_mut());
+            }
+        }
+        out
+    }
+
+    /// Appends the digest of every [`Value::Blob`], at any depth, to `out`.
+    pub(crate) fn collect_blobs(&mut self, out: &mut Vec<[u8; 32]>) {
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            if let Value::Blob { sha256, .. } = v {
+                out.push(*sha256);
+            } else {
+                stack.extend(v.children_mut());
+            }
+        }
+    }
+
+    /// Puts back the bytes of every [`Value::Blob`], at any depth, from `resolve`. Bytes whose
+    /// digest or length differ from the reference count as missing; the first missing digest
+    /// is the error.
+    pub fn internalize(
+        &mut self,
+        resolve: &mut impl FnMut(&[u8; 32]) -> Option<Vec<u8>>,
+    ) -> Result<(), [u8; 32]> {
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            if let Value::Blob { sha256, len } = v {
+                let bytes = resolve(sha256)
+                    .filter(|b| b.len() as u64 == *len && crate::sha256(b) == *sha256)
+                    .ok_or(*sha256)?;
+                *v = Value::Bytes(bytes);
+            } else {
+                stack.extend(v.children_mut());
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn decode_from(r: &mut Reader<'_>, depth: usize) -> Result<Value, DecodeError> {
@@ -293,6 +381,10 @@ impl Value {
                 Value::Flags(names)
             }
             tag::BYTES => Value::Bytes(r.bytes()?.to_vec()),
+            tag::BLOB => Value::Blob {
+                sha256: r.digest()?,
+                len: r.u64()?,
+            },
             other => {
                 return Err(DecodeError::BadTag {
                     what: "value",
@@ -372,6 +464,10 @@ pub(crate) fn skip_value(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeE
         }
         tag::BYTES => {
             r.bytes()?;
+        }
+        tag::BLOB => {
+            r.digest()?;
+            r.u64()?;
         }
         other => {
             return Err(DecodeError::BadTag {

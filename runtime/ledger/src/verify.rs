@@ -200,6 +200,12 @@ pub enum VerifyError {
         /// Component position.
         index: u64,
     },
+    /// A blob's bytes do not hash to the digest entries refer to it by.
+    #[error("blob {index} does not match its sha256")]
+    BlobDigest {
+        /// Blob position.
+        index: u64,
+    },
     /// The directory or file could not be read.
     #[error("cannot read `{path}`: {message}")]
     Io {
@@ -482,9 +488,15 @@ fn verify_parsed(
         v.opened_checkpoint(open(next_cp as u64, note))?;
     }
     for (index, (sha, bytes)) in export.components.iter().enumerate() {
-        use sha2::Digest as _;
-        if sha2::Sha256::digest(bytes).as_slice() != sha {
+        if crate::sha256(bytes) != *sha {
             return Err(VerifyError::ComponentDigest {
+                index: index as u64,
+            });
+        }
+    }
+    for (index, (sha, bytes)) in export.blobs.iter().enumerate() {
+        if crate::sha256(bytes) != *sha {
+            return Err(VerifyError::BlobDigest {
                 index: index as u64,
             });
         }

@@ -189,6 +189,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
         "[a-z-]{1,8}".prop_map(Value::Enum),
         proptest::collection::vec("[a-z]{1,6}", 0..4).prop_map(Value::Flags),
         proptest::collection::vec(any::<u8>(), 0..32).prop_map(Value::Bytes),
+        (any::<[u8; 32]>(), any::<u64>()).prop_map(|(sha256, len)| Value::Blob { sha256, len }),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![

@@ -33,7 +33,7 @@ fn key() -> VerifyOptions {
 
 fn rebuild(entries: Vec<Vec<u8>>, checkpoints: Vec<Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
-    write_export(&mut out, &entries, &checkpoints, &[]).unwrap();
+    write_export(&mut out, &entries, &checkpoints, &[], &[]).unwrap();
     out
 }
 
@@ -232,11 +232,11 @@ fn components_section_is_checked_and_optional() {
     let comp = b"\0asm component bytes".to_vec();
     let sha: [u8; 32] = sha2::Sha256::digest(&comp).into();
     let mut out = Vec::new();
-    write_export(&mut out, &e, &c, &[(sha, comp.clone())]).unwrap();
+    write_export(&mut out, &e, &c, &[(sha, comp.clone())], &[]).unwrap();
     assert_eq!(verify_export(&out, &key()).unwrap().entries, 6);
     assert_eq!(parse_export(&out).unwrap().components.len(), 1);
     let mut bad = Vec::new();
-    write_export(&mut bad, &e, &c, &[([0; 32], comp)]).unwrap();
+    write_export(&mut bad, &e, &c, &[([0; 32], comp)], &[]).unwrap();
     assert_eq!(
         verify_export(&bad, &key()),
         Err(VerifyError::ComponentDigest { index: 0 })

@@ -164,22 +164,25 @@ fn the_default_policy_lets_local_invoke_first_party_only() {
 }
 
 #[test]
-fn the_default_policy_links_log_and_the_baseline_but_nothing_else() {
+fn the_default_policy_links_host_interfaces_and_the_baseline_but_nothing_else() {
     let set = PolicySet::default_policy().unwrap();
     let local = Principal::local();
     let hello = first_party("hello");
     for interface in [
         "femtoclaw:host/log@0.1.0",
+        "femtoclaw:host/keyvalue-prefix@0.1.0",
+        "wasi:keyvalue/store@0.2.0-draft2",
         "wasi:clocks/wall-clock@0.2.12",
         "wasi:cli/environment@0.2.0",
         "wasi:filesystem/preopens@0.2.12",
     ] {
         let d = set.authorize_link(&local, &hello, interface);
         assert!(d.allowed, "{interface}: {d}");
-        assert_eq!(d.policy_ids, ["default:link-log-and-baseline"]);
+        assert_eq!(d.policy_ids, ["default:link-host-and-baseline"]);
     }
     for interface in [
         "femtoclaw:host/log@0.2.0",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
         "wasi:http/outgoing-handler@0.2.12",
         "wasi:clocks/wall-clock@0.3.0",
         "acme:tools/shell@1.0.0",

@@ -400,7 +400,7 @@ fn explain_shows_invoke_imports_and_scopes_with_reasons() {
     );
     assert_eq!(
         e.imports[0].decision.policy_ids,
-        ["default:link-log-and-baseline"]
+        ["default:link-host-and-baseline"]
     );
     assert!(!e.scopes[0].granted);
 

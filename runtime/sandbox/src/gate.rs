@@ -75,7 +75,7 @@ macro_rules! recorded_scalar {
     )*};
 }
 
-recorded_scalar!(u64 => U64, u32 => U32, u16 => U16, String => String, Vec<u8> => Bytes);
+recorded_scalar!(bool => Bool, u64 => U64, u32 => U32, u16 => U16, String => String, Vec<u8> => Bytes);
 
 impl<T: Recorded> Recorded for Option<T> {
     fn to_value(&self) -> Value {

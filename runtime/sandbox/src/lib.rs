@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod engine;
 pub mod gate;
 mod host;
+pub mod kv;
 pub mod record;
 pub mod replay;
 pub mod state;
@@ -39,6 +40,7 @@ use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Request
 pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
 pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
+pub use host::kv::{INTERFACE as KV_INTERFACE, PREFIX_INTERFACE as KV_PREFIX_INTERFACE};
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 use state::State;
 pub use state::{LimitError, Limits};
@@ -58,21 +60,31 @@ pub struct Context {
     pub config: Config,
     /// What its HTTP requests may use: the secret store and the host's caps.
     pub http: Egress,
+    /// The key-value store `wasi:keyvalue` reads (writes wait for the host to apply them);
+    /// `None` answers every `open` with an error.
+    pub kv: Option<Arc<kv::KvStore>>,
 }
 
 impl Context {
+    /// A context that asks `authority`, with nothing else: no config values, no key-value
+    /// store, no secrets (and the host's default HTTP caps).
+    pub fn new(authority: Arc<CallChecker>) -> Self {
+        Self {
+            authority,
+            config: Config::new(),
+            http: Egress::default(),
+            kv: None,
+        }
+    }
+
     /// A context in which every scoped call is denied (an empty policy) and no config is set.
     pub fn deny_all() -> Result<Self, femtoclaw_policy::PolicyError> {
         let cap = CapabilityRef::new("unnamed", "0.0.0", "", "");
-        Ok(Self {
-            authority: Arc::new(PolicySet::empty()?.call_checker(
-                &Principal::local(),
-                &cap,
-                &Requests::default(),
-            )),
-            config: Config::new(),
-            http: Egress::default(),
-        })
+        Ok(Self::new(Arc::new(PolicySet::empty()?.call_checker(
+            &Principal::local(),
+            &cap,
+            &Requests::default(),
+        ))))
     }
 }
 
@@ -350,6 +362,7 @@ impl Sandbox {
         host::wasi::add_to_linker(&mut registry)
             .and_then(|()| host::log::add_to_linker(&mut registry))
             .and_then(|()| host::config::add_to_linker(&mut registry))
+            .and_then(|()| host::kv::add_to_linker(&mut registry))
             .and_then(|()| host::http::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {

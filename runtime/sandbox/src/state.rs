@@ -120,6 +120,7 @@ pub struct State {
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
     pub(crate) config: Config,
+    pub(crate) kv: crate::kv::Session,
     pub(crate) http: crate::Egress,
 }
 
@@ -143,6 +144,7 @@ impl State {
             stdout,
             stderr,
             config: context.config,
+            kv: crate::kv::Session::new(context.kv),
             http: context.http,
         }
     }

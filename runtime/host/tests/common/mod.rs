@@ -13,9 +13,10 @@ use serde_json::Value as Json;
 pub const OPEN_POLICY: &str =
     "permit (principal == FemtoClaw::User::\"local\", action, resource);\n";
 
-/// The misbehave test guest's manifest: it logs and reads config.
+/// The misbehave test guest's manifest: it logs, reads config and uses key-value buckets.
 pub const MISBEHAVE_MANIFEST: &str = "name = \"misbehave\"\nversion = \"1.0.0\"\nfuel = 5000000\n\n\
-    [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\"]\n";
+    [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\", \
+    \"wasi:keyvalue/store@0.2.0-draft2\", \"femtoclaw:host/keyvalue-prefix@0.1.0\"]\n";
 
 /// A host with its own data directory, and a directory for the files the test hands it.
 pub struct Host {

@@ -3,5 +3,6 @@
 
 pub(crate) mod config;
 pub(crate) mod http;
+pub(crate) mod kv;
 pub(crate) mod log;
 pub(crate) mod wasi;

@@ -25,11 +25,17 @@ femtoclaw_sdk::wit_bindgen::generate!({
             export sense: func() -> tuple<u64, u64, list<u8>>;
             /// Reads each config key; a refused key is reported, not fatal.
             export read-config: func(keys: list<string>) -> list<string>;
+            /// Sets `key` to `value` in bucket `namespace`, then traps when `trap` is set.
+            export kv-set: func(namespace: string, key: string, value: string, trap: bool) -> result<_, string>;
+            /// Reads `key` of bucket `namespace`.
+            export kv-get: func(namespace: string, key: string) -> result<option<string>, string>;
         }
     "#,
     path: "../../../wit",
     with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log, "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
+        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
+        "wasi:keyvalue/store@0.2.0-draft2": femtoclaw_sdk::bindings::keyvalue,
+        "femtoclaw:host/keyvalue-prefix@0.1.0": femtoclaw_sdk::bindings::keyvalue_prefix, "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
         "wasi:random/random@0.2.12": generate,
         "wasi:config/store@0.2.0-draft": generate,
     },
@@ -104,6 +110,19 @@ impl Guest for Misbehave {
                 Err(Error::Upstream(e) | Error::Io(e)) => format!("{key} refused: {e}"),
             })
             .collect()
+    }
+
+    fn kv_set(namespace: String, key: String, value: String, trap: bool) -> Result<(), String> {
+        femtoclaw_sdk::kv::set(&namespace, &key, value.as_bytes()).map_err(|e| e.to_string())?;
+        if trap {
+            std::process::abort();
+        }
+        Ok(())
+    }
+
+    fn kv_get(namespace: String, key: String) -> Result<Option<String>, String> {
+        let value = femtoclaw_sdk::kv::get(&namespace, &key).map_err(|e| e.to_string())?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 }
 

@@ -2,7 +2,7 @@
 //! against a real component. Also exports an interface (named `<interface>#<function>`) and a
 //! resource (which the host refuses to pass through JSON).
 
-femtoclaw_sdk::wit_bindgen::generate!({
+femtoclaw_sdk::generate!({
     inline: r#"
         package femtoclaw:types-guest@0.1.0;
 
@@ -61,11 +61,6 @@ femtoclaw_sdk::wit_bindgen::generate!({
         }
     "#,
     path: "../../../wit",
-    with: {
-        "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log,
-        "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
-    },
-    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
 
 use exports::femtoclaw::types_guest::{counters, math};

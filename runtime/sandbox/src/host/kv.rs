@@ -1,0 +1,181 @@
+//! `wasi:keyvalue/store` and `femtoclaw:host/keyvalue-prefix`: key-value buckets, one per
+//! namespace the policy grants.
+//!
+//! Opening a bucket and every read (`get`, `exists`, listings) is `kv.read` on the namespace;
+//! `set` and `delete` are `kv.write`. A denied call answers `access-denied` and its decision is
+//! recorded. Reads are recorded with what they returned; writes with what they wrote, which is
+//! how the host applies them after the invocation (see [`crate::kv`]).
+
+use femtoclaw_ledger::Value;
+use femtoclaw_policy::{CallAction, Scope};
+use wasmtime::component::Resource;
+
+use crate::gate::{Authority, Gate, Recorded, Registry};
+use crate::kv::check_namespace;
+use crate::state::State;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        inline: "
+            package femtoclaw:kv-host;
+            world kv-host {
+                import wasi:keyvalue/store@0.2.0-draft2;
+                import femtoclaw:host/keyvalue-prefix@0.1.0;
+            }
+        ",
+        world: "femtoclaw:kv-host/kv-host",
+    });
+}
+
+pub use bindings::wasi::keyvalue::store::{Error, KeyResponse};
+
+/// The store interface, as components import it.
+pub const INTERFACE: &str = "wasi:keyvalue/store@0.2.0-draft2";
+/// The prefix-listing interface.
+pub const PREFIX_INTERFACE: &str = "femtoclaw:host/keyvalue-prefix@0.1.0";
+
+/// An open bucket: the namespace it names.
+pub(crate) struct Bucket {
+    namespace: String,
+}
+
+impl Recorded for Error {
+    fn to_value(&self) -> Value {
+        let (case, payload) = match self {
+            Error::NoSuchStore => ("no-such-store", None),
+            Error::AccessDenied => ("access-denied", None),
+            Error::Other(text) => ("other", Some(Box::new(Value::String(text.clone())))),
+        };
+        Value::Variant {
+            case: case.to_owned(),
+            payload,
+        }
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        let Value::Variant { case, payload } = value else {
+            return None;
+        };
+        match (case.as_str(), payload.as_deref()) {
+            ("no-such-store", None) => Some(Error::NoSuchStore),
+            ("access-denied", None) => Some(Error::AccessDenied),
+            ("other", Some(Value::String(text))) => Some(Error::Other(text.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl Recorded for KeyResponse {
+    fn to_value(&self) -> Value {
+        Value::Record(vec![
+            ("keys".into(), self.keys.to_value()),
+            ("cursor".into(), self.cursor.to_value()),
+        ])
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        let Value::Record(fields) = value else {
+            return None;
+        };
+        match fields.as_slice() {
+            [(k, keys), (c, cursor)] if k == "keys" && c == "cursor" => Some(KeyResponse {
+                keys: Recorded::from_value(keys)?,
+                cursor: Recorded::from_value(cursor)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The namespace of `bucket`, after asking the policy for `action` on it.
+fn authorized(
+    state: &State,
+    authority: &mut Authority<'_>,
+    bucket: &Resource<Bucket>,
+    action: CallAction,
+) -> wasmtime::Result<Result<String, Error>> {
+    let namespace = state.table.get(bucket)?.namespace.clone();
+    Ok(authority
+        .check(action, &Scope::KvNamespace(namespace.clone()))
+        .map(|()| namespace)
+        .map_err(|_| Error::AccessDenied))
+}
+
+pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+    Gate::resource::<Bucket>(registry, INTERFACE, "bucket")?;
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "open",
+        |state, authority, (identifier,): &(String,)| {
+            let opened = check_namespace(identifier)
+                .and_then(|()| state.kv.check_open())
+                .and_then(|()| {
+                    authority
+                        .check(CallAction::KvRead, &Scope::KvNamespace(identifier.clone()))
+                        .map_err(|_| Error::AccessDenied)
+                });
+            Ok((match opened {
+                Ok(()) => Ok(state.table.push(Bucket {
+                    namespace: identifier.clone(),
+                })?),
+                Err(e) => Err(e),
+            },))
+        },
+    )?;
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "[method]bucket.get",
+        |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
+            let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
+            Ok((namespace.and_then(|ns| state.kv.get(&ns, key)),))
+        },
+    )?;
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "[method]bucket.exists",
+        |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
+            let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
+            Ok((namespace.and_then(|ns| state.kv.get(&ns, key).map(|v| v.is_some())),))
+        },
+    )?;
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "[method]bucket.set",
+        |state, authority, (bucket, key, value): &(Resource<Bucket>, String, Vec<u8>)| {
+            let namespace = authorized(state, authority, bucket, CallAction::KvWrite)?;
+            Ok((namespace.and_then(|ns| state.kv.put(&ns, key, Some(value.clone()))),))
+        },
+    )?;
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "[method]bucket.delete",
+        |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
+            let namespace = authorized(state, authority, bucket, CallAction::KvWrite)?;
+            Ok((namespace.and_then(|ns| state.kv.put(&ns, key, None)),))
+        },
+    )?;
+    Gate::define_scoped(
+        registry,
+        INTERFACE,
+        "[method]bucket.list-keys",
+        |state, authority, (bucket, cursor): &(Resource<Bucket>, Option<String>)| {
+            let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
+            Ok((namespace.and_then(|ns| state.kv.list(&ns, "", cursor.as_deref())),))
+        },
+    )?;
+    Gate::define_scoped(
+        registry,
+        PREFIX_INTERFACE,
+        "list-keys-with-prefix",
+        |state,
+         authority,
+         (bucket, prefix, cursor): &(Resource<Bucket>, String, Option<String>)| {
+            let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
+            Ok((namespace.and_then(|ns| state.kv.list(&ns, prefix, cursor.as_deref())),))
+        },
+    )
+}

@@ -155,6 +155,7 @@ fn serve(mut stream: TcpStream, hits: &AtomicUsize, heads: &Mutex<Vec<String>>) 
             &format!("Location: {}\r\n", to.strip_prefix("to=").unwrap_or("/ok")),
             b"",
         ),
+        ("/loop", _) => respond(&mut stream, "302 Found", "Location: /loop\r\n", b""),
         ("/big", _) => respond(&mut stream, "200 OK", "", &[b'x'; 100_000]),
         ("/stream", _) => {
             // No Content-Length: the body ends when the connection closes.
@@ -358,6 +359,22 @@ fn a_redirect_to_an_ungranted_origin_is_denied_at_that_hop() {
         &json!({ "method": "GET", "url": url, "max-redirects": 0 }),
     );
     assert_eq!(report["result"]["ok"]["status"], json!(302), "{report}");
+}
+
+#[test]
+fn a_redirect_loop_stops_at_the_requested_hop_count() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    let report = fetch(
+        &host,
+        "request",
+        &json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/loop", server.port), "max-redirects": 3 }),
+    );
+    assert!(
+        error(&report).starts_with("too many redirects: "),
+        "{report}"
+    );
+    assert_eq!(server.hits(), 4, "the first request and three redirects");
 }
 
 #[test]

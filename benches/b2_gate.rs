@@ -60,6 +60,7 @@ fn setup() -> Setup {
         config: [("region".to_owned(), "eu".to_owned())]
             .into_iter()
             .collect(),
+        preopens: Vec::new(),
     };
 
     let (engine, _) = femtoclaw_sandbox::engine::build(&Limits::default()).unwrap();

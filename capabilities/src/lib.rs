@@ -34,6 +34,11 @@ pub const ALL: &[Embedded] = &[
         manifest: include_str!("../textstats/capability.toml"),
         component: components::FEMTOCLAW_CAP_TEXTSTATS,
     },
+    Embedded {
+        name: "files",
+        manifest: include_str!("../files/capability.toml"),
+        component: components::FEMTOCLAW_CAP_FILES,
+    },
 ];
 
 /// The embedded capability called `name`.

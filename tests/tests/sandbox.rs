@@ -395,6 +395,7 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
+        preopens: Vec::new(),
     };
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();

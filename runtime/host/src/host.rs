@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
 use crate::exit::{Code, Failure};
+use crate::mounts;
 use crate::records::Records;
 
 /// Everything one `femtoclaw-host` process holds.
@@ -125,10 +126,8 @@ impl Host {
             ));
         }
         let imports = &resolved.prepared.imports;
-        let refused = self
-            .authority
-            .grant(&policy, principal, entry, imports)
-            .refused(imports.iter().map(String::as_str));
+        let grant = self.authority.grant(&policy, principal, entry, imports);
+        let refused = grant.refused(imports.iter().map(String::as_str));
         if !refused.is_empty() {
             let refusals: Vec<(&str, &str, &Decision)> = refused
                 .iter()
@@ -151,6 +150,7 @@ impl Host {
         let context = Context {
             authority: Arc::new(policy.call_checker(principal, &cap, &entry.manifest.requests)),
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
+            preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,
         };
         let outcome = self
             .sandbox

@@ -11,6 +11,7 @@ mod authority;
 mod cli;
 mod exit;
 mod host;
+mod mounts;
 mod records;
 mod replay;
 

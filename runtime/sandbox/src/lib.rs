@@ -38,6 +38,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
 pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
+pub use host::files::{MAX_READ_BYTES, Preopen};
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 use state::State;
 pub use state::{LimitError, Limits};
@@ -55,6 +56,8 @@ pub struct Context {
     pub authority: Arc<CallChecker>,
     /// The capability's `wasi:config/store` values.
     pub config: Config,
+    /// The directories the capability sees through `wasi:filesystem` (granted paths only).
+    pub preopens: Vec<Preopen>,
 }
 
 impl Context {
@@ -68,6 +71,7 @@ impl Context {
                 &Requests::default(),
             )),
             config: Config::new(),
+            preopens: Vec::new(),
         })
     }
 }
@@ -346,6 +350,7 @@ impl Sandbox {
         host::wasi::add_to_linker(&mut registry)
             .and_then(|()| host::log::add_to_linker(&mut registry))
             .and_then(|()| host::config::add_to_linker(&mut registry))
+            .and_then(|()| host::files::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
             engine,

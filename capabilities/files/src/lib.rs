@@ -1,0 +1,66 @@
+//! The `files` capability: read, write and list files below `/data`.
+//!
+//! The manifest requests `/data` for reading and writing; the operator's policy decides what is
+//! granted (nothing, by default) and `<data dir>/mounts.toml` which host directory it is. Every
+//! operation is checked against the policy with its concrete path and recorded, the bytes read
+//! included; a refused path is an `err` naming it, never a trap.
+
+femtoclaw_sdk::wit_bindgen::generate!({
+    inline: r#"
+        package femtoclaw:files@0.1.0;
+
+        interface types {
+            /// One entry of a directory.
+            record entry {
+                /// Its name.
+                name: string,
+                /// `file`, `directory`, `symbolic-link` or `other`.
+                kind: string,
+            }
+        }
+
+        world files {
+            include femtoclaw:host/capability@0.1.0;
+            use types.{entry};
+
+            /// The content of the text file at `path`.
+            export read: func(path: string) -> result<string, string>;
+            /// Replaces the content of the file at `path` (created when missing) with `text`;
+            /// returns the number of bytes written.
+            export write: func(path: string, text: string) -> result<u64, string>;
+            /// The entries of the directory at `dir`, sorted by name.
+            export %list: func(dir: string) -> result<list<entry>, string>;
+        }
+    "#,
+    path: "../../wit",
+    with: { "femtoclaw:host/log@0.1.0": femtoclaw_sdk::bindings::log },
+    runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
+});
+
+use femtoclaw_sdk::files;
+
+struct Files;
+
+impl Guest for Files {
+    fn read(path: String) -> Result<String, String> {
+        files::read_to_string(&path).map_err(|e| e.to_string())
+    }
+
+    fn write(path: String, text: String) -> Result<u64, String> {
+        files::write(&path, text.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(text.len() as u64)
+    }
+
+    fn list(dir: String) -> Result<Vec<Entry>, String> {
+        let entries = files::list(&dir).map_err(|e| e.to_string())?;
+        Ok(entries
+            .into_iter()
+            .map(|e| Entry {
+                name: e.name,
+                kind: e.kind.to_owned(),
+            })
+            .collect())
+    }
+}
+
+export!(Files);

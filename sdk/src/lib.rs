@@ -7,8 +7,8 @@
 //! - the bindings of the host contract (`femtoclaw:host`, generated from the repository's `wit/`,
 //!   the same files the host reads), re-exported as [`bindings`];
 //! - a logging helper ([`log`]) whose messages reach the invocation's outcome;
-//! - file access in one line ([`files::read`], [`files::write`], [`files::list`]) within the
-//!   directories the operator's policy grants;
+//! - with the `files` feature, file access in one line (`files::read`, `files::write`,
+//!   `files::list`) within the directories the operator's policy grants;
 //! - [`wit_bindgen`], so the capability generates its own exports with the same version.
 //!
 //! # Example
@@ -85,6 +85,7 @@ pub mod log {
 }
 
 /// Bindings of `wasi:filesystem`, which [`files`] uses.
+#[cfg(feature = "files")]
 mod filesystem {
     wit_bindgen::generate!({
         inline: "
@@ -102,4 +103,5 @@ mod filesystem {
     pub use wasi::filesystem::{preopens, types};
 }
 
+#[cfg(feature = "files")]
 pub mod files;

@@ -157,7 +157,7 @@ fn add_list_and_inspect_an_sdk_capability() {
         .iter()
         .map(|e| e["manifest"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["hello", "textstats", "word-count"]);
+    assert_eq!(names, ["hello", "textstats", "files", "word-count"]);
 
     let inspect: Json =
         serde_json::from_str(&stdout(&host.run(&["capability", "inspect", "word-count"]))).unwrap();

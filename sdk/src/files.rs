@@ -23,8 +23,9 @@ use crate::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
 };
 
-/// Bytes asked of the host per read (the host answers at most 1 MiB per call).
-const CHUNK: u64 = 1 << 20;
+/// Bytes asked of the host per read; the host answers at most its own cap (1 MiB) per call,
+/// and [`read`] asks again until the end of the file.
+const CHUNK: u64 = 4 << 20;
 
 /// A file operation the host refused or that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,7 +76,7 @@ fn granted_paths_are_written_read_and_listed_on_the_host() {
     let host = host(READ_WRITE);
     let answer = invoke(
         &host,
-        "write",
+        "write-file",
         json!({"path": "/data/notes.txt", "text": "hello"}),
     );
     assert_eq!(answer, json!({"ok": 5}));
@@ -88,9 +88,13 @@ fn granted_paths_are_written_read_and_listed_on_the_host() {
 
     std::fs::create_dir(dir.join("sub")).unwrap();
     std::fs::write(dir.join("sub/from-host.txt"), "from the host").unwrap();
-    let answer = invoke(&host, "read", json!({"path": "/data/sub/from-host.txt"}));
+    let answer = invoke(
+        &host,
+        "read-file",
+        json!({"path": "/data/sub/from-host.txt"}),
+    );
     assert_eq!(answer, json!({"ok": "from the host"}));
-    let answer = invoke(&host, "list", json!({"dir": "/data"}));
+    let answer = invoke(&host, "list-dir", json!({"dir": "/data"}));
     assert_eq!(
         answer,
         json!({"ok": [{"name": "notes.txt", "kind": "file"}, {"name": "sub", "kind": "directory"}]})
@@ -116,7 +120,7 @@ fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
     std::fs::create_dir(dir.join("private")).unwrap();
     std::fs::write(dir.join("private/key.txt"), "secret").unwrap();
 
-    let answer = invoke(&host, "read", json!({"path": "/data/private/key.txt"}));
+    let answer = invoke(&host, "read-file", json!({"path": "/data/private/key.txt"}));
     assert!(
         refused(&answer).contains("denied by the policy"),
         "{answer}"
@@ -127,7 +131,7 @@ fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
     assert_eq!(denied[0]["policy_ids"], json!(["test:private"]));
 
     // A path the manifest never requested is denied too, and recorded.
-    let answer = invoke(&host, "read", json!({"path": "/etc/passwd"}));
+    let answer = invoke(&host, "read-file", json!({"path": "/etc/passwd"}));
     assert!(
         refused(&answer).contains("denied by the policy"),
         "{answer}"
@@ -140,7 +144,7 @@ fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
 #[test]
 fn the_default_policy_grants_no_path() {
     let host = Host::new();
-    let answer = invoke(&host, "read", json!({"path": "/data/notes.txt"}));
+    let answer = invoke(&host, "read-file", json!({"path": "/data/notes.txt"}));
     assert!(
         refused(&answer).contains("no directory is granted"),
         "{answer}"
@@ -159,7 +163,7 @@ fn a_read_only_preopen_refuses_writes() {
 
     let answer = invoke(
         &host,
-        "write",
+        "write-file",
         json!({"path": "/data/notes.txt", "text": "changed"}),
     );
     assert!(
@@ -168,7 +172,7 @@ fn a_read_only_preopen_refuses_writes() {
     );
     let answer = invoke(
         &host,
-        "write",
+        "write-file",
         json!({"path": "/data/new.txt", "text": "new"}),
     );
     assert!(
@@ -185,7 +189,7 @@ fn a_read_only_preopen_refuses_writes() {
     assert_eq!(denied[0]["allowed"], json!(false));
 
     // Reading still works.
-    let answer = invoke(&host, "read", json!({"path": "/data/notes.txt"}));
+    let answer = invoke(&host, "read-file", json!({"path": "/data/notes.txt"}));
     assert_eq!(answer, json!({"ok": "original"}));
 }
 
@@ -201,18 +205,21 @@ fn paths_that_leave_the_preopen_are_refused_and_recorded() {
     std::os::unix::fs::symlink(dir.parent().unwrap(), dir.join("dir-link")).unwrap();
 
     for (function, args) in [
-        ("read", json!({"path": "/data/../outside.txt"})),
-        ("read", json!({"path": "/data/sub/../../outside.txt"})),
-        ("read", json!({"path": "/data//etc/passwd"})),
-        ("read", json!({"path": "/data/link"})),
-        ("read", json!({"path": "/data/relative-link"})),
-        ("read", json!({"path": "/data/dir-link/outside.txt"})),
-        ("list", json!({"dir": "/data/dir-link"})),
+        ("read-file", json!({"path": "/data/../outside.txt"})),
+        ("read-file", json!({"path": "/data/sub/../../outside.txt"})),
+        ("read-file", json!({"path": "/data//etc/passwd"})),
+        ("read-file", json!({"path": "/data/link"})),
+        ("read-file", json!({"path": "/data/relative-link"})),
+        ("read-file", json!({"path": "/data/dir-link/outside.txt"})),
+        ("list-dir", json!({"dir": "/data/dir-link"})),
         (
-            "write",
+            "write-file",
             json!({"path": "/data/../outside.txt", "text": "escaped"}),
         ),
-        ("write", json!({"path": "/data/link", "text": "escaped"})),
+        (
+            "write-file",
+            json!({"path": "/data/link", "text": "escaped"}),
+        ),
     ] {
         let answer = invoke(&host, function, args.clone());
         assert!(answer.get("err").is_some(), "{function} {args}: {answer}");
@@ -246,7 +253,7 @@ fn oversized_reads_are_capped_per_call() {
     let size = (5 << 20) / 2;
     std::fs::write(dir.join("big.txt"), "x".repeat(size)).unwrap();
 
-    let answer = invoke(&host, "read", json!({"path": "/data/big.txt"}));
+    let answer = invoke(&host, "read-file", json!({"path": "/data/big.txt"}));
     assert_eq!(answer["ok"].as_str().map(str::len), Some(size));
 
     // The guest asks for 4 MiB at a time; no recorded read answers more than the cap, and
@@ -279,12 +286,12 @@ fn replay_answers_reads_and_writes_from_the_ledger_and_touches_no_file() {
     let host = host(READ_WRITE);
     invoke(
         &host,
-        "write",
+        "write-file",
         json!({"path": "/data/notes.txt", "text": "recorded"}),
     );
-    let answer = invoke(&host, "read", json!({"path": "/data/notes.txt"}));
+    let answer = invoke(&host, "read-file", json!({"path": "/data/notes.txt"}));
     assert_eq!(answer, json!({"ok": "recorded"}));
-    invoke(&host, "list", json!({"dir": "/data"}));
+    invoke(&host, "list-dir", json!({"dir": "/data"}));
 
     // The file changes after the recording; replay must neither see nor undo that.
     let file = data_dir(&host).join("notes.txt");
@@ -309,4 +316,77 @@ fn replay_answers_reads_and_writes_from_the_ledger_and_touches_no_file() {
         std::fs::metadata(&file).unwrap().modified().unwrap(),
         modified
     );
+}
+
+/// The std-files test guest's manifest: it asks for `/data`, read and write.
+const STD_FILES_MANIFEST: &str = "name = \"std-files\"\nversion = \"1.0.0\"\nfuel = 50000000\n\n\
+    [requests]\npaths = [{ path = \"/data\", write = true }]\n";
+
+/// Invokes `std-files.<function>` with `args`.
+fn invoke_std(host: &Host, function: &str, args: Json) -> Json {
+    let args = args.to_string();
+    let function = format!("fs-{function}");
+    let out = host.run(&["invoke", "std-files", &function, "--args", &args]);
+    assert_eq!(code(&out), 0, "{function} {args}: {}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+#[test]
+fn rust_std_fs_reads_lists_and_changes_directories_but_writes_only_through_descriptor_write() {
+    let host = host(READ_WRITE);
+    host.add(
+        femtoclaw_tests::FEMTOCLAW_GUEST_STD_FILES,
+        STD_FILES_MANIFEST,
+    );
+    let dir = host.data.path().join("files/std-files/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), "from the host").unwrap();
+
+    // Reads go through `read-via-stream`: the bytes are recorded and answered as a stream.
+    let answer = invoke_std(&host, "read", json!({"path": "/data/a.txt"}));
+    assert_eq!(answer, json!({"ok": "from the host"}));
+    let streams = host_calls(&host, "[method]descriptor.read-via-stream");
+    assert_eq!(
+        streams[0]["result"]["tuple"][0]["result"]["Ok"]["bytes"],
+        json!("ZnJvbSB0aGUgaG9zdA==")
+    );
+    assert_eq!(
+        invoke_std(&host, "size", json!({"path": "/data/a.txt"})),
+        json!({"ok": 13})
+    );
+    assert_eq!(
+        invoke_std(&host, "mkdir", json!({"path": "/data/d"})),
+        json!({"ok": null})
+    );
+    assert!(dir.join("d").is_dir());
+    let answer = invoke_std(
+        &host,
+        "rename",
+        json!({"source": "/data/a.txt", "target": "/data/d/b.txt"}),
+    );
+    assert_eq!(answer, json!({"ok": null}));
+    assert_eq!(
+        invoke_std(&host, "list", json!({"dir": "/data/d"})),
+        json!({"ok": ["b.txt"]})
+    );
+    assert_eq!(
+        invoke_std(&host, "remove", json!({"path": "/data/d/b.txt"})),
+        json!({"ok": null})
+    );
+    assert!(!dir.join("d/b.txt").exists());
+
+    // `std::fs::write` writes through a stream, which would bypass the gate: refused.
+    let answer = invoke_std(&host, "write", json!({"path": "/data/w.txt", "text": "x"}));
+    assert!(answer.get("err").is_some(), "{answer}");
+    assert_eq!(std::fs::read(dir.join("w.txt")).unwrap_or_default(), b"");
+    let refused = host_calls(&host, "[method]descriptor.write-via-stream");
+    assert_eq!(error_code(&refused[0]), Some("unsupported"));
+
+    // A file past the cap is refused whole rather than cut.
+    let cap = usize::try_from(femtoclaw_sandbox::MAX_READ_BYTES).unwrap();
+    std::fs::write(dir.join("big.txt"), "x".repeat(cap + 1)).unwrap();
+    let answer = invoke_std(&host, "read", json!({"path": "/data/big.txt"}));
+    assert!(answer.get("err").is_some(), "{answer}");
+    let streams = host_calls(&host, "[method]descriptor.read-via-stream");
+    assert_eq!(error_code(streams.last().unwrap()), Some("file-too-large"));
 }

@@ -164,30 +164,6 @@ fn open(path: &str, open: OpenFlags, flags: DescriptorFlags) -> Result<Descripto
 fn failure(path: &str) -> impl Fn(ErrorCode) -> Error + '_ {
     move |code| Error {
         path: path.to_owned(),
-        code: code_name(code).to_owned(),
-    }
-}
-
-/// The WIT name of an error code.
-fn code_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::Access => "access",
-        ErrorCode::NotPermitted => "not-permitted",
-        ErrorCode::NoEntry => "no-entry",
-        ErrorCode::Exist => "exist",
-        ErrorCode::FileTooLarge => "file-too-large",
-        ErrorCode::IllegalByteSequence => "illegal-byte-sequence",
-        ErrorCode::IsDirectory => "is-directory",
-        ErrorCode::NotDirectory => "not-directory",
-        ErrorCode::NotEmpty => "not-empty",
-        ErrorCode::ReadOnly => "read-only",
-        ErrorCode::BadDescriptor => "bad-descriptor",
-        ErrorCode::Invalid => "invalid",
-        ErrorCode::Loop => "loop",
-        ErrorCode::NameTooLong => "name-too-long",
-        ErrorCode::Unsupported => "unsupported",
-        ErrorCode::InsufficientSpace => "insufficient-space",
-        ErrorCode::Io => "io",
-        _ => "other",
+        code: code.name().to_owned(),
     }
 }

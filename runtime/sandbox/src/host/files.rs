@@ -20,6 +20,8 @@
 //! builds the same stream from the ledger. `write-via-stream` and `append-via-stream` answer
 //! `unsupported`: a write through a stream would reach the file outside the gate. Writes use
 //! `descriptor.write`. Symbolic links are never created (`symlink-at` answers `not-permitted`).
+//! `filesystem-error-code` stays wasmtime-wasi's: it only inspects a stream error the guest
+//! already holds. Dropping a descriptor or a directory stream closes it and is not recorded.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

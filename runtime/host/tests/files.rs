@@ -112,6 +112,44 @@ fn granted_paths_are_written_read_and_listed_on_the_host() {
 }
 
 #[test]
+fn mounts_toml_maps_a_guest_path_to_an_operator_directory() {
+    let host = host(READ_WRITE);
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(
+        host.data.path().join("mounts.toml"),
+        format!("[files]\n\"/data\" = {:?}\n", shared.path()),
+    )
+    .unwrap();
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/mapped.txt", "text": "mapped"}),
+    );
+    assert_eq!(answer, json!({"ok": 6}));
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("mapped.txt")).unwrap(),
+        "mapped"
+    );
+    assert!(!host.data.path().join("files").exists());
+
+    // A mapping to a directory that does not exist stops the invocation, naming it.
+    std::fs::write(
+        host.data.path().join("mounts.toml"),
+        "\"/data\" = \"missing-dir\"\n",
+    )
+    .unwrap();
+    let out = host.run(&[
+        "invoke",
+        "files",
+        "list-dir",
+        "--args",
+        r#"{"dir":"/data"}"#,
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("missing-dir"), "{}", stderr(&out));
+}
+
+#[test]
 fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
     let host = host(&format!(
         "{READ_WRITE}@id(\"test:private\")\nforbid (principal, action, resource is FemtoClaw::Path) when {{ resource.path like \"/data/private*\" }};\n"

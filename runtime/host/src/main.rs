@@ -12,6 +12,7 @@ mod cli;
 mod exit;
 mod host;
 mod kv;
+mod mounts;
 mod records;
 mod replay;
 

@@ -146,6 +146,75 @@ recorded_tuple!(A B C);
 recorded_tuple!(A B C D);
 recorded_tuple!(A B C D E);
 
+/// Implements [`Recorded`] for a WIT enum: each case by its WIT name.
+macro_rules! recorded_enum {
+    ($ty:ty { $($case:ident => $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                ::femtoclaw_ledger::Value::Enum(match self { $(Self::$case => $name),* }.to_owned())
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Enum(name) = value else { return None };
+                match name.as_str() {
+                    $($name => Some(Self::$case),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// Implements [`Recorded`] for WIT flags: the names of the flags set, in declaration order.
+macro_rules! recorded_flags {
+    ($ty:ty { $($flag:ident => $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                ::femtoclaw_ledger::Value::Flags(
+                    [$((Self::$flag, $name)),*]
+                        .into_iter()
+                        .filter(|(flag, _)| self.contains(*flag))
+                        .map(|(_, name)| name.to_owned())
+                        .collect(),
+                )
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Flags(names) = value else { return None };
+                names.iter().try_fold(Self::empty(), |set, name| match name.as_str() {
+                    $($name => Some(set | Self::$flag),)*
+                    _ => None,
+                })
+            }
+        }
+    };
+}
+
+/// Implements [`Recorded`] for a WIT record: each field under its WIT name, in declaration
+/// order; a recorded value with other fields, or in another order, does not fit.
+macro_rules! recorded_record {
+    ($ty:ty { $($field:ident: $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                ::femtoclaw_ledger::Value::Record(vec![
+                    $(($name.to_owned(), $crate::gate::Recorded::to_value(&self.$field)),)*
+                ])
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Record(fields) = value else { return None };
+                let mut fields = fields.iter();
+                $(
+                    let $field = match fields.next()? {
+                        (name, value) if name == $name => $crate::gate::Recorded::from_value(value)?,
+                        _ => return None,
+                    };
+                )*
+                fields.next().is_none().then_some(Self { $($field),* })
+            }
+        }
+    };
+}
+
+pub(crate) use {recorded_enum, recorded_flags, recorded_record};
+
 /// A resource handle is recorded as its table index. In replay the index answers as a fresh
 /// own handle: the host never touches it (every call on it is answered from the ledger) and
 /// [`Gate::resource`] lets its drop find no table entry.

@@ -39,7 +39,9 @@ use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsResult};
 
-use crate::gate::{Authority, Gate, Recorded, Registry};
+use crate::gate::{
+    Authority, Gate, Recorded, Registry, recorded_enum, recorded_flags, recorded_record,
+};
 use crate::state::State;
 
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
@@ -582,46 +584,6 @@ type AtFn = fn(&mut WasiFilesystemCtxView<'_>, Fd, String) -> FsResult<()>;
 
 // ---- how the filesystem's types are recorded --------------------------------------------------
 
-macro_rules! recorded_enum {
-    ($ty:ty { $($case:ident => $name:literal),* $(,)? }) => {
-        impl Recorded for $ty {
-            fn to_value(&self) -> Value {
-                Value::Enum(match self { $(Self::$case => $name),* }.to_owned())
-            }
-            fn from_value(value: &Value) -> Option<Self> {
-                let Value::Enum(name) = value else { return None };
-                match name.as_str() {
-                    $($name => Some(Self::$case),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-macro_rules! recorded_flags {
-    ($ty:ty { $($flag:ident => $name:literal),* $(,)? }) => {
-        impl Recorded for $ty {
-            fn to_value(&self) -> Value {
-                Value::Flags(
-                    [$((Self::$flag, $name)),*]
-                        .into_iter()
-                        .filter(|(flag, _)| self.contains(*flag))
-                        .map(|(_, name)| name.to_owned())
-                        .collect(),
-                )
-            }
-            fn from_value(value: &Value) -> Option<Self> {
-                let Value::Flags(names) = value else { return None };
-                names.iter().try_fold(Self::empty(), |set, name| match name.as_str() {
-                    $($name => Some(set | Self::$flag),)*
-                    _ => None,
-                })
-            }
-        }
-    };
-}
-
 recorded_enum!(ErrorCode {
     Access => "access",
     WouldBlock => "would-block",
@@ -702,92 +664,24 @@ recorded_flags!(OpenFlags {
     TRUNCATE => "truncate",
 });
 
-/// The values of a record's fields, which must be exactly `names`, in order.
-fn fields<'a, const N: usize>(value: &'a Value, names: [&str; N]) -> Option<[&'a Value; N]> {
-    let Value::Record(fields) = value else {
-        return None;
-    };
-    if fields.len() != N || fields.iter().zip(names).any(|((f, _), n)| f != n) {
-        return None;
-    }
-    let values: Vec<&Value> = fields.iter().map(|(_, v)| v).collect();
-    values.try_into().ok()
-}
+recorded_record!(DescriptorStat {
+    type_: "type",
+    link_count: "link-count",
+    size: "size",
+    data_access_timestamp: "data-access-timestamp",
+    data_modification_timestamp: "data-modification-timestamp",
+    status_change_timestamp: "status-change-timestamp",
+});
 
-impl Recorded for DescriptorStat {
-    fn to_value(&self) -> Value {
-        Value::Record(vec![
-            ("type".into(), self.type_.to_value()),
-            ("link-count".into(), self.link_count.to_value()),
-            ("size".into(), self.size.to_value()),
-            (
-                "data-access-timestamp".into(),
-                self.data_access_timestamp.to_value(),
-            ),
-            (
-                "data-modification-timestamp".into(),
-                self.data_modification_timestamp.to_value(),
-            ),
-            (
-                "status-change-timestamp".into(),
-                self.status_change_timestamp.to_value(),
-            ),
-        ])
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let [ty, links, size, access, modification, change] = fields(
-            value,
-            [
-                "type",
-                "link-count",
-                "size",
-                "data-access-timestamp",
-                "data-modification-timestamp",
-                "status-change-timestamp",
-            ],
-        )?;
-        Some(Self {
-            type_: Recorded::from_value(ty)?,
-            link_count: Recorded::from_value(links)?,
-            size: Recorded::from_value(size)?,
-            data_access_timestamp: Recorded::from_value(access)?,
-            data_modification_timestamp: Recorded::from_value(modification)?,
-            status_change_timestamp: Recorded::from_value(change)?,
-        })
-    }
-}
+recorded_record!(DirectoryEntry {
+    type_: "type",
+    name: "name",
+});
 
-impl Recorded for DirectoryEntry {
-    fn to_value(&self) -> Value {
-        Value::Record(vec![
-            ("type".into(), self.type_.to_value()),
-            ("name".into(), self.name.to_value()),
-        ])
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let [ty, name] = fields(value, ["type", "name"])?;
-        Some(Self {
-            type_: Recorded::from_value(ty)?,
-            name: Recorded::from_value(name)?,
-        })
-    }
-}
-
-impl Recorded for MetadataHashValue {
-    fn to_value(&self) -> Value {
-        Value::Record(vec![
-            ("lower".into(), self.lower.to_value()),
-            ("upper".into(), self.upper.to_value()),
-        ])
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let [lower, upper] = fields(value, ["lower", "upper"])?;
-        Some(Self {
-            lower: Recorded::from_value(lower)?,
-            upper: Recorded::from_value(upper)?,
-        })
-    }
-}
+recorded_record!(MetadataHashValue {
+    lower: "lower",
+    upper: "upper",
+});
 
 impl Recorded for NewTimestamp {
     fn to_value(&self) -> Value {

@@ -6,6 +6,7 @@ fn main() {
         "femtoclaw-cap-hello",
         "femtoclaw-cap-textstats",
         "femtoclaw-cap-memory",
+        "femtoclaw-cap-files",
     ]);
     femtoclaw_guest_build::write_constants(&built, "components.rs");
 }

@@ -5,6 +5,7 @@ fn main() {
         "femtoclaw-guest-misbehave",
         "femtoclaw-guest-misbehave-changed",
         "femtoclaw-guest-types",
+        "femtoclaw-guest-std-files",
         "femtoclaw-example-word-count",
     ]);
     femtoclaw_guest_build::write_constants(&built, "guests.rs");

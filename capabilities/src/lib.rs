@@ -44,6 +44,11 @@ pub const ALL: &[Embedded] = &[
         manifest: include_str!("../memory/capability.toml"),
         component: components::FEMTOCLAW_CAP_MEMORY,
     },
+    Embedded {
+        name: "files",
+        manifest: include_str!("../files/capability.toml"),
+        component: components::FEMTOCLAW_CAP_FILES,
+    },
 ];
 
 /// The embedded capability called `name`.

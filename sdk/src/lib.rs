@@ -9,6 +9,8 @@
 //! - a logging helper ([`log`]) whose messages reach the invocation's outcome;
 //! - outgoing HTTP ([`http`]): `femtoclaw_sdk::http::get(url)`, authorized and recorded by the
 //!   host;
+//! - with the `files` feature, file access in one line (`files::read`, `files::write`,
+//!   `files::list`) within the directories the operator's policy grants;
 //! - [`wit_bindgen`], so the capability generates its own exports with the same version.
 //!
 //! # Example
@@ -303,3 +305,25 @@ pub mod log {
         log(Level::Error, message);
     }
 }
+
+/// Bindings of `wasi:filesystem`, which [`files`] uses.
+#[cfg(feature = "files")]
+mod filesystem {
+    wit_bindgen::generate!({
+        inline: "
+            package femtoclaw:sdk-files;
+            world files {
+                import wasi:filesystem/types@0.2.12;
+                import wasi:filesystem/preopens@0.2.12;
+            }
+        ",
+        path: "../wit",
+        world: "femtoclaw:sdk-files/files",
+        generate_all,
+    });
+
+    pub use wasi::filesystem::{preopens, types};
+}
+
+#[cfg(feature = "files")]
+pub mod files;

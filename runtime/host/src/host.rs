@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use crate::authority::{self, Authority};
 use crate::exit::{Code, Failure};
 use crate::kv;
+use crate::mounts;
 use crate::records::Records;
 
 /// Everything one `femtoclaw-host` process holds.
@@ -140,10 +141,8 @@ impl Host {
             ));
         }
         let imports = &resolved.prepared.imports;
-        let refused = self
-            .authority
-            .grant(&policy, principal, entry, imports)
-            .refused(imports.iter().map(String::as_str));
+        let grant = self.authority.grant(&policy, principal, entry, imports);
+        let refused = grant.refused(imports.iter().map(String::as_str));
         if !refused.is_empty() {
             let refusals: Vec<(&str, &str, &Decision)> = refused
                 .iter()
@@ -170,6 +169,7 @@ impl Host {
                 limits: HttpLimits::default(),
             },
             kv: self.kv.clone(),
+            preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,
             ..Context::new(Arc::new(policy.call_checker(
                 principal,
                 &cap,

@@ -13,6 +13,7 @@ mod cli;
 mod exit;
 mod host;
 mod kv;
+mod mounts;
 mod records;
 mod replay;
 mod secrets;

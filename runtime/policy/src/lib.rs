@@ -69,7 +69,9 @@ pub use decision::{Decision, Reason};
 pub use error::{PolicyError, Problem, Problems, RequestsError};
 pub use explain::{Explanation, ImportExplanation, ScopeExplanation};
 pub use grant::{CallChecker, Grant, GrantCache, GrantKey, PathGrant};
-pub use model::{CallAction, CapabilityRef, InterfaceName, Principal, PrincipalKind, Scope};
+pub use model::{
+    CallAction, CapabilityRef, InterfaceName, Principal, PrincipalKind, Scope, path_covers,
+};
 pub use requests::{KvRequest, PathRequest, RequestedScope, Requests, ScopeEntry};
 pub use set::{Effect, PolicyInfo, PolicySet};
 

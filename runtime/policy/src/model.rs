@@ -498,7 +498,7 @@ pub(crate) fn normalize_path(path: &str) -> Result<String, RequestsError> {
 }
 
 /// Whether the requested (normalized) path `base` covers the (normalized) `path`.
-pub(crate) fn path_covers(base: &str, path: &str) -> bool {
+pub fn path_covers(base: &str, path: &str) -> bool {
     base == "/"
         || path == base
         || path

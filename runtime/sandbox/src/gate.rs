@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
+use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType};
 
 use crate::replay::{Divergence, Replay};
@@ -143,6 +144,76 @@ recorded_tuple!(A);
 recorded_tuple!(A B);
 recorded_tuple!(A B C);
 recorded_tuple!(A B C D);
+recorded_tuple!(A B C D E);
+
+/// Implements [`Recorded`] for a WIT enum: each case by its WIT name.
+macro_rules! recorded_enum {
+    ($ty:ty { $($case:ident => $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                ::femtoclaw_ledger::Value::Enum(match self { $(Self::$case => $name),* }.to_owned())
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Enum(name) = value else { return None };
+                match name.as_str() {
+                    $($name => Some(Self::$case),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// Implements [`Recorded`] for WIT flags: the names of the flags set, in declaration order.
+macro_rules! recorded_flags {
+    ($ty:ty { $($flag:ident => $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                ::femtoclaw_ledger::Value::Flags(
+                    [$((Self::$flag, $name)),*]
+                        .into_iter()
+                        .filter(|(flag, _)| self.contains(*flag))
+                        .map(|(_, name)| name.to_owned())
+                        .collect(),
+                )
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Flags(names) = value else { return None };
+                names.iter().try_fold(Self::empty(), |set, name| match name.as_str() {
+                    $($name => Some(set | Self::$flag),)*
+                    _ => None,
+                })
+            }
+        }
+    };
+}
+
+/// Implements [`Recorded`] for a WIT record: each field under its WIT name, in declaration
+/// order; a recorded value with other fields, or in another order, does not fit.
+macro_rules! recorded_record {
+    ($ty:ty { $($field:ident: $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                ::femtoclaw_ledger::Value::Record(vec![
+                    $(($name.to_owned(), $crate::gate::Recorded::to_value(&self.$field)),)*
+                ])
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Record(fields) = value else { return None };
+                let mut fields = fields.iter();
+                $(
+                    let $field = match fields.next()? {
+                        (name, value) if name == $name => $crate::gate::Recorded::from_value(value)?,
+                        _ => return None,
+                    };
+                )*
+                fields.next().is_none().then_some(Self { $($field),* })
+            }
+        }
+    };
+}
+
+pub(crate) use {recorded_enum, recorded_flags, recorded_record};
 
 /// A resource handle is recorded as its table index. In replay the index answers as a fresh
 /// own handle: the host never touches it (every call on it is answered from the ledger) and
@@ -237,8 +308,12 @@ impl Gate {
             name,
             ResourceType::host::<T>(),
             |mut store, rep| {
-                // Absent in replay; present otherwise. Either way the guest's handle is gone.
-                let _ = store.data_mut().table.delete(Resource::<T>::new_own(rep));
+                // Absent in replay, where the index may even name an entry of another type
+                // (the table holds fewer entries): only an entry of this type is deleted.
+                let table = &mut store.data_mut().table;
+                if table.get(&Resource::<T>::new_borrow(rep)).is_ok() {
+                    table.delete(Resource::<T>::new_own(rep))?;
+                }
                 Ok(())
             },
         )
@@ -283,50 +358,64 @@ impl Gate {
             .linker
             .instance(interface)?
             .func_wrap(function, move |mut store, params: P| {
-                let fuel_remaining = store.get_fuel()?;
-                let state = store.data_mut();
-                let recorded_params = params.to_value();
-                let seq = state.gate.calls.len();
-                let (result, recorded_result, decisions) = match &state.gate.replay {
-                    // Replay: the next recorded call must be this one; its result answers.
-                    Some(replay) => {
-                        let expected = replay.expect(
-                            seq,
-                            interface,
-                            function,
-                            &recorded_params,
-                            fuel_remaining,
-                        )?;
-                        let result = R::from_value(&expected.result).ok_or_else(|| {
-                            Divergence::Unanswerable {
-                                seq,
-                                call: format!("{interface}#{function}"),
-                                recorded: format!("{:?}", expected.result),
-                            }
-                        })?;
-                        (result, expected.result.clone(), Vec::new())
-                    }
-                    None => {
-                        // A second handle on the checker leaves `state` free for `perform`.
-                        let checker = Arc::clone(&state.gate.authority);
-                        let mut authority = Authority {
-                            checker: &checker,
-                            decisions: Vec::new(),
-                        };
-                        let result = perform(state, &mut authority, &params)?;
-                        let value = result.to_value();
-                        (result, value, authority.decisions)
-                    }
-                };
-                state.gate.calls.push(HostCall {
+                Self::pass(
+                    &mut store,
                     interface,
                     function,
-                    params: recorded_params,
-                    result: recorded_result,
-                    fuel_remaining,
-                    decisions,
-                });
-                Ok(result)
+                    &params,
+                    |state, authority| perform(state, authority, &params),
+                )
             })
+    }
+
+    /// Passes one call through the gate: the body of every [`Gate::define_scoped`] function,
+    /// and the way in for a host function whose WIT result is built from what the gate
+    /// records (an in-memory stream over recorded bytes, say), so that replay builds it from
+    /// the ledger the same way.
+    pub(crate) fn pass<P: Recorded, R: Recorded>(
+        store: &mut StoreContextMut<'_, State>,
+        interface: &'static str,
+        function: &'static str,
+        params: &P,
+        perform: impl FnOnce(&mut State, &mut Authority<'_>) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        let fuel_remaining = store.get_fuel()?;
+        let state = store.data_mut();
+        let recorded_params = params.to_value();
+        let seq = state.gate.calls.len();
+        let (result, recorded_result, decisions) = match &state.gate.replay {
+            // Replay: the next recorded call must be this one; its result answers.
+            Some(replay) => {
+                let expected =
+                    replay.expect(seq, interface, function, &recorded_params, fuel_remaining)?;
+                let result =
+                    R::from_value(&expected.result).ok_or_else(|| Divergence::Unanswerable {
+                        seq,
+                        call: format!("{interface}#{function}"),
+                        recorded: format!("{:?}", expected.result),
+                    })?;
+                (result, expected.result.clone(), Vec::new())
+            }
+            None => {
+                // A second handle on the checker leaves `state` free for `perform`.
+                let checker = Arc::clone(&state.gate.authority);
+                let mut authority = Authority {
+                    checker: &checker,
+                    decisions: Vec::new(),
+                };
+                let result = perform(state, &mut authority)?;
+                let value = result.to_value();
+                (result, value, authority.decisions)
+            }
+        };
+        state.gate.calls.push(HostCall {
+            interface,
+            function,
+            params: recorded_params,
+            result: recorded_result,
+            fuel_remaining,
+            decisions,
+        });
+        Ok(result)
     }
 }

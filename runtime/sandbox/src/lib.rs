@@ -39,6 +39,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
 pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
+pub use host::files::{MAX_READ_BYTES, Preopen};
 pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
 pub use host::kv::{INTERFACE as KV_INTERFACE, PREFIX_INTERFACE as KV_PREFIX_INTERFACE};
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
@@ -63,6 +64,8 @@ pub struct Context {
     /// The key-value store `wasi:keyvalue` reads (writes wait for the host to apply them);
     /// `None` answers every `open` with an error.
     pub kv: Option<Arc<kv::KvStore>>,
+    /// The directories the capability sees through `wasi:filesystem` (granted paths only).
+    pub preopens: Vec<Preopen>,
 }
 
 impl Context {
@@ -74,6 +77,7 @@ impl Context {
             config: Config::new(),
             http: Egress::default(),
             kv: None,
+            preopens: Vec::new(),
         }
     }
 
@@ -364,6 +368,7 @@ impl Sandbox {
             .and_then(|()| host::config::add_to_linker(&mut registry))
             .and_then(|()| host::kv::add_to_linker(&mut registry))
             .and_then(|()| host::http::add_to_linker(&mut registry))
+            .and_then(|()| host::files::add_to_linker(&mut registry))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
             engine,

@@ -3,11 +3,12 @@
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::capture::Capture;
 use crate::gate::Gate;
 use crate::host::config::Config;
+use crate::host::files::Paths;
 
 /// Resource limits of one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,20 +123,35 @@ pub struct State {
     pub(crate) config: Config,
     pub(crate) kv: crate::kv::Session,
     pub(crate) http: crate::Egress,
+    pub(crate) paths: Paths,
 }
 
 impl State {
-    /// Fresh state: no environment, arguments, preopens or network; output captured.
+    /// Fresh state: no environment, arguments or network; only the context's preopens; output
+    /// captured.
     pub(crate) fn new(limits: Limits, context: crate::Context) -> Self {
         let stdout = Capture::new(limits.output_bytes);
         let stderr = Capture::new(limits.output_bytes);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .build();
+            .allow_blocking_current_thread(true);
+        for p in &context.preopens {
+            let perms = if p.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            // The host checked the directory before the invocation; one that vanished since is
+            // not preopened, and the guest finds no such path.
+            if let Err(e) = wasi.preopened_dir(&p.host, &p.guest, perms) {
+                tracing::warn!(host = %p.host.display(), guest = %p.guest, "not preopened: {e:#}");
+            }
+        }
+        let wasi = wasi.build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -146,6 +162,7 @@ impl State {
             config: context.config,
             kv: crate::kv::Session::new(context.kv),
             http: context.http,
+            paths: Paths::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, Scope};
 use wasmtime::component::Resource;
 
-use crate::gate::{Authority, Gate, Recorded, Registry};
+use crate::gate::{Authority, Gate, Recorded, Registry, recorded_record};
 use crate::kv::check_namespace;
 use crate::state::State;
 
@@ -65,26 +65,10 @@ impl Recorded for Error {
     }
 }
 
-impl Recorded for KeyResponse {
-    fn to_value(&self) -> Value {
-        Value::Record(vec![
-            ("keys".into(), self.keys.to_value()),
-            ("cursor".into(), self.cursor.to_value()),
-        ])
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let Value::Record(fields) = value else {
-            return None;
-        };
-        match fields.as_slice() {
-            [(k, keys), (c, cursor)] if k == "keys" && c == "cursor" => Some(KeyResponse {
-                keys: Recorded::from_value(keys)?,
-                cursor: Recorded::from_value(cursor)?,
-            }),
-            _ => None,
-        }
-    }
-}
+recorded_record!(KeyResponse {
+    keys: "keys",
+    cursor: "cursor",
+});
 
 /// The namespace of `bucket`, after asking the policy for `action` on it.
 fn authorized(

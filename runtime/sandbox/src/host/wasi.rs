@@ -11,8 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime_wasi::p2::bindings::sync::clocks::wall_clock::Datetime;
 
-use crate::gate::{Gate, Recorded, Registry};
-use femtoclaw_ledger::Value;
+use crate::gate::{Gate, Registry, recorded_record};
 
 const WALL_CLOCK: &str = "wasi:clocks/wall-clock@0.2.12";
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
@@ -25,30 +24,10 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-impl Recorded for Datetime {
-    fn to_value(&self) -> Value {
-        Value::Record(vec![
-            ("seconds".into(), Value::U64(self.seconds)),
-            ("nanoseconds".into(), Value::U32(self.nanoseconds)),
-        ])
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        match value {
-            Value::Record(fields) => match fields.as_slice() {
-                [(s, Value::U64(seconds)), (n, Value::U32(nanoseconds))]
-                    if s == "seconds" && n == "nanoseconds" =>
-                {
-                    Some(Datetime {
-                        seconds: *seconds,
-                        nanoseconds: *nanoseconds,
-                    })
-                }
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-}
+recorded_record!(Datetime {
+    seconds: "seconds",
+    nanoseconds: "nanoseconds",
+});
 
 fn random_bytes(len: u64) -> wasmtime::Result<Vec<u8>> {
     if len > MAX_RANDOM_BYTES {

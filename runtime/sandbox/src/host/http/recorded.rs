@@ -1,60 +1,35 @@
-//! The HTTP types in the ledger's canonical form: records by field (kebab-case, in WIT order),
+//! The HTTP types in the ledger's canonical form: records by field (WIT names, in WIT order),
 //! the error as a variant with its message.
 
 use femtoclaw_ledger::Value;
 
 use super::{Error, Header, Request, Response, SecretHeader};
-use crate::gate::Recorded;
+use crate::gate::{Recorded, recorded_record};
 
-/// Implements [`Recorded`] for a WIT record whose fields are all [`Recorded`].
-macro_rules! recorded_record {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
-        impl Recorded for $ty {
-            fn to_value(&self) -> Value {
-                Value::Record(vec![
-                    $((stringify!($field).replace('_', "-"), self.$field.to_value())),*
-                ])
-            }
-            fn from_value(value: &Value) -> Option<Self> {
-                let Value::Record(fields) = value else { return None };
-                let mut fields = fields.iter();
-                // Struct expression fields are evaluated in the order written: WIT order.
-                let record = $ty {
-                    $($field: {
-                        let (name, v) = fields.next()?;
-                        if *name != stringify!($field).replace('_', "-") {
-                            return None;
-                        }
-                        Recorded::from_value(v)?
-                    }),*
-                };
-                fields.next().is_none().then_some(record)
-            }
-        }
-    };
-}
-
-recorded_record!(Header { name, value });
+recorded_record!(Header {
+    name: "name",
+    value: "value",
+});
 recorded_record!(SecretHeader {
-    name,
-    secret,
-    prefix
+    name: "name",
+    secret: "secret",
+    prefix: "prefix",
 });
 recorded_record!(Request {
-    method,
-    url,
-    headers,
-    secret_headers,
-    body,
-    max_redirects,
-    max_response_bytes,
-    timeout_ms,
+    method: "method",
+    url: "url",
+    headers: "headers",
+    secret_headers: "secret-headers",
+    body: "body",
+    max_redirects: "max-redirects",
+    max_response_bytes: "max-response-bytes",
+    timeout_ms: "timeout-ms",
 });
 recorded_record!(Response {
-    status,
-    headers,
-    body,
-    url
+    status: "status",
+    headers: "headers",
+    body: "body",
+    url: "url",
 });
 
 /// Implements [`Recorded`] for a WIT variant whose every case carries a string.

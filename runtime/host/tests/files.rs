@@ -1,0 +1,445 @@
+//! Files end to end, through the embedded `files` capability: its manifest requests `/data`
+//! (read and write); the policy decides, per operation and concrete path, and every operation
+//! is in the ledger. Each hostile case must be refused, recorded, and leave the host alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::path::PathBuf;
+
+mod common;
+
+use common::{Host, code, s, stderr, stdout};
+use serde_json::{Value as Json, json};
+
+/// The local operator may invoke and link everything; `extra` decides the paths.
+fn host(extra: &str) -> Host {
+    Host::with_policy(&format!(
+        "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n\
+         {extra}"
+    ))
+}
+
+/// `fs.read` and `fs.write` on everything the manifest requests.
+const READ_WRITE: &str = "@id(\"test:fs\")\npermit (principal, action in [FemtoClaw::Action::\"fs.read\", FemtoClaw::Action::\"fs.write\"], resource);\n";
+
+/// `fs.read` only.
+const READ_ONLY: &str = "@id(\"test:fs-read\")\npermit (principal, action == FemtoClaw::Action::\"fs.read\", resource);\n";
+
+/// The host directory behind the guest's `/data` (the default mount).
+fn data_dir(host: &Host) -> PathBuf {
+    let dir = host.data.path().join("files/files/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Invokes `files.<function>` with `args`; the invocation itself must succeed.
+fn invoke(host: &Host, function: &str, args: Json) -> Json {
+    let args = args.to_string();
+    let out = host.run(&["invoke", "files", function, "--args", &args]);
+    assert_eq!(code(&out), 0, "{function} {args}: {}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+/// The `err` text of a refused call.
+fn refused(answer: &Json) -> &str {
+    answer["err"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a refusal, got {answer}"))
+}
+
+/// The ledger's decision entries on `action` for `resource`.
+fn decisions(host: &Host, action: &str, resource: &str) -> Vec<Json> {
+    host.entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "decision" && e["action"] == action && e["resource"] == resource)
+        .collect()
+}
+
+/// The ledger's host calls of `function` (`[method]descriptor.read`, …).
+fn host_calls(host: &Host, function: &str) -> Vec<Json> {
+    host.entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "host-call" && e["function"] == function)
+        .collect()
+}
+
+/// The error code of a recorded `result<_, error-code>`.
+fn error_code(call: &Json) -> Option<&str> {
+    call["result"]["tuple"][0]["result"]["Err"]["enum"].as_str()
+}
+
+#[test]
+fn granted_paths_are_written_read_and_listed_on_the_host() {
+    let host = host(READ_WRITE);
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/notes.txt", "text": "hello"}),
+    );
+    assert_eq!(answer, json!({"ok": 5}));
+    let dir = data_dir(&host);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "hello"
+    );
+
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/from-host.txt"), "from the host").unwrap();
+    let answer = invoke(
+        &host,
+        "read-file",
+        json!({"path": "/data/sub/from-host.txt"}),
+    );
+    assert_eq!(answer, json!({"ok": "from the host"}));
+    let answer = invoke(&host, "list-dir", json!({"dir": "/data"}));
+    assert_eq!(
+        answer,
+        json!({"ok": [{"name": "notes.txt", "kind": "file"}, {"name": "sub", "kind": "directory"}]})
+    );
+
+    // Each operation was decided on its concrete path, and the read's bytes are recorded.
+    assert!(!decisions(&host, "fs.write", "/data/notes.txt").is_empty());
+    assert!(!decisions(&host, "fs.read", "/data/sub/from-host.txt").is_empty());
+    let reads = host_calls(&host, "[method]descriptor.read");
+    let recorded = reads
+        .iter()
+        .filter_map(|c| c["result"]["tuple"][0]["result"]["Ok"]["tuple"][0]["bytes"].as_str())
+        .collect::<Vec<_>>();
+    assert!(recorded.contains(&"ZnJvbSB0aGUgaG9zdA=="), "{reads:?}");
+}
+
+#[test]
+fn mounts_toml_maps_a_guest_path_to_an_operator_directory() {
+    let host = host(READ_WRITE);
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(
+        host.data.path().join("mounts.toml"),
+        format!("[files]\n\"/data\" = {:?}\n", shared.path()),
+    )
+    .unwrap();
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/mapped.txt", "text": "mapped"}),
+    );
+    assert_eq!(answer, json!({"ok": 6}));
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("mapped.txt")).unwrap(),
+        "mapped"
+    );
+    assert!(!host.data.path().join("files").exists());
+
+    // A mapping to a directory that does not exist stops the invocation, naming it.
+    std::fs::write(
+        host.data.path().join("mounts.toml"),
+        "\"/data\" = \"missing-dir\"\n",
+    )
+    .unwrap();
+    let out = host.run(&[
+        "invoke",
+        "files",
+        "list-dir",
+        "--args",
+        r#"{"dir":"/data"}"#,
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("missing-dir"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
+    let host = host(&format!(
+        "{READ_WRITE}@id(\"test:private\")\nforbid (principal, action, resource is FemtoClaw::Path) when {{ resource.path like \"/data/private*\" }};\n"
+    ));
+    let dir = data_dir(&host);
+    std::fs::create_dir(dir.join("private")).unwrap();
+    std::fs::write(dir.join("private/key.txt"), "secret").unwrap();
+
+    let answer = invoke(&host, "read-file", json!({"path": "/data/private/key.txt"}));
+    assert!(
+        refused(&answer).contains("denied by the policy"),
+        "{answer}"
+    );
+    let denied = decisions(&host, "fs.read", "/data/private/key.txt");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["allowed"], json!(false));
+    assert_eq!(denied[0]["policy_ids"], json!(["test:private"]));
+
+    // A path the manifest never requested is denied too, and recorded.
+    let answer = invoke(&host, "read-file", json!({"path": "/etc/passwd"}));
+    assert!(
+        refused(&answer).contains("denied by the policy"),
+        "{answer}"
+    );
+    let denied = decisions(&host, "fs.read", "/etc/passwd");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["allowed"], json!(false));
+}
+
+#[test]
+fn the_default_policy_grants_no_path() {
+    let host = Host::new();
+    let answer = invoke(&host, "read-file", json!({"path": "/data/notes.txt"}));
+    assert!(
+        refused(&answer).contains("no directory is granted"),
+        "{answer}"
+    );
+    let listed = host_calls(&host, "get-directories");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["result"], json!({"tuple": [{"list": []}]}));
+    assert!(!host.data.path().join("files").exists());
+}
+
+#[test]
+fn a_read_only_preopen_refuses_writes() {
+    let host = host(READ_ONLY);
+    let dir = data_dir(&host);
+    std::fs::write(dir.join("notes.txt"), "original").unwrap();
+
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/notes.txt", "text": "changed"}),
+    );
+    assert!(
+        refused(&answer).contains("denied by the policy"),
+        "{answer}"
+    );
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/new.txt", "text": "new"}),
+    );
+    assert!(
+        refused(&answer).contains("denied by the policy"),
+        "{answer}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "original"
+    );
+    assert!(!dir.join("new.txt").exists());
+    let denied = decisions(&host, "fs.write", "/data/notes.txt");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["allowed"], json!(false));
+
+    // Reading still works.
+    let answer = invoke(&host, "read-file", json!({"path": "/data/notes.txt"}));
+    assert_eq!(answer, json!({"ok": "original"}));
+}
+
+#[test]
+fn paths_that_leave_the_preopen_are_refused_and_recorded() {
+    let host = host(READ_WRITE);
+    let dir = data_dir(&host);
+    // Beside the preopen, on the host: what an escape would reach.
+    let outside = dir.parent().unwrap().join("outside.txt");
+    std::fs::write(&outside, "outside").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link")).unwrap();
+    std::os::unix::fs::symlink("../outside.txt", dir.join("relative-link")).unwrap();
+    std::os::unix::fs::symlink(dir.parent().unwrap(), dir.join("dir-link")).unwrap();
+
+    for (function, args) in [
+        ("read-file", json!({"path": "/data/../outside.txt"})),
+        ("read-file", json!({"path": "/data/sub/../../outside.txt"})),
+        ("read-file", json!({"path": "/data//etc/passwd"})),
+        ("read-file", json!({"path": "/data/link"})),
+        ("read-file", json!({"path": "/data/relative-link"})),
+        ("read-file", json!({"path": "/data/dir-link/outside.txt"})),
+        ("list-dir", json!({"dir": "/data/dir-link"})),
+        (
+            "write-file",
+            json!({"path": "/data/../outside.txt", "text": "escaped"}),
+        ),
+        (
+            "write-file",
+            json!({"path": "/data/link", "text": "escaped"}),
+        ),
+    ] {
+        let answer = invoke(&host, function, args.clone());
+        assert!(answer.get("err").is_some(), "{function} {args}: {answer}");
+        assert!(
+            !answer.to_string().contains("outside\""),
+            "{function} {args}: {answer}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "outside");
+
+    // Every attempt reached the host as an `open-at` and was recorded with its refusal.
+    let opens = host_calls(&host, "[method]descriptor.open-at");
+    assert_eq!(opens.len(), 9, "{opens:?}");
+    for open in &opens {
+        let code = error_code(open);
+        assert!(
+            matches!(code, Some("not-permitted" | "access" | "no-entry" | "loop")),
+            "{open}"
+        );
+    }
+    // The escapes by `..` and the absolute path were put to the policy and recorded.
+    assert!(!decisions(&host, "fs.read", "/outside.txt").is_empty());
+    assert!(!decisions(&host, "fs.write", "/outside.txt").is_empty());
+    assert!(!decisions(&host, "fs.read", "/etc/passwd").is_empty());
+}
+
+#[test]
+fn oversized_reads_are_capped_per_call() {
+    let host = host(READ_WRITE);
+    let dir = data_dir(&host);
+    let size = (5 << 20) / 2;
+    std::fs::write(dir.join("big.txt"), "x".repeat(size)).unwrap();
+
+    let answer = invoke(&host, "read-file", json!({"path": "/data/big.txt"}));
+    assert_eq!(answer["ok"].as_str().map(str::len), Some(size));
+
+    // The guest asks for 4 MiB at a time; no recorded read answers more than the cap, and
+    // together they are the file.
+    let cap = femtoclaw_sandbox::MAX_READ_BYTES;
+    let reads = host_calls(&host, "[method]descriptor.read");
+    assert!(reads.len() >= 3, "{} reads", reads.len());
+    let mut total = 0;
+    for read in &reads {
+        let asked = read["params"]["tuple"][1]["u64"].as_u64().unwrap();
+        assert!(asked > cap, "the guest asks for more than the cap");
+        // Large reads are recorded by digest, beside the ledger.
+        let data = &read["result"]["tuple"][0]["result"]["Ok"]["tuple"][0];
+        let len = match data.get("blob") {
+            Some(blob) => blob["len"].as_u64().unwrap(),
+            None => base64_len(data["bytes"].as_str().unwrap()),
+        };
+        assert!(len <= cap, "a read answered {len} bytes");
+        total += len;
+    }
+    assert_eq!(total, size as u64);
+}
+
+/// The length of the bytes a padded base64 text encodes.
+fn base64_len(text: &str) -> u64 {
+    let padding = text.bytes().rev().take_while(|&b| b == b'=').count();
+    (text.len() / 4 * 3 - padding) as u64
+}
+
+#[test]
+fn replay_answers_reads_and_writes_from_the_ledger_and_touches_no_file() {
+    let host = host(READ_WRITE);
+    invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/notes.txt", "text": "recorded"}),
+    );
+    let answer = invoke(&host, "read-file", json!({"path": "/data/notes.txt"}));
+    assert_eq!(answer, json!({"ok": "recorded"}));
+    invoke(&host, "list-dir", json!({"dir": "/data"}));
+
+    // The file changes after the recording; replay must neither see nor undo that.
+    let file = data_dir(&host).join("notes.txt");
+    std::fs::write(&file, "changed on disk").unwrap();
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(data_dir(&host).join("extra.txt"), "new").unwrap();
+
+    let report = replay(&host);
+    assert_eq!(report["identical"], json!(3), "{report}");
+
+    // The replayed write wrote nothing; the replayed read and list answered the recorded
+    // content and entries (they are identical to the recording, not to the disk).
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "changed on disk");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        modified
+    );
+}
+
+/// The std-files test guest's manifest: it asks for `/data`, read and write.
+const STD_FILES_MANIFEST: &str = "name = \"std-files\"\nversion = \"1.0.0\"\nfuel = 50000000\n\n\
+    [requests]\npaths = [{ path = \"/data\", write = true }]\n";
+
+/// Invokes `std-files.<function>` with `args`.
+fn invoke_std(host: &Host, function: &str, args: Json) -> Json {
+    let args = args.to_string();
+    let function = format!("fs-{function}");
+    let out = host.run(&["invoke", "std-files", &function, "--args", &args]);
+    assert_eq!(code(&out), 0, "{function} {args}: {}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+#[test]
+fn rust_std_fs_reads_lists_and_changes_directories_but_writes_only_through_descriptor_write() {
+    let host = host(READ_WRITE);
+    host.add(
+        femtoclaw_tests::FEMTOCLAW_GUEST_STD_FILES,
+        STD_FILES_MANIFEST,
+    );
+    let dir = host.data.path().join("files/std-files/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), "from the host").unwrap();
+
+    // Reads go through `read-via-stream`: the bytes are recorded and answered as a stream.
+    let answer = invoke_std(&host, "read", json!({"path": "/data/a.txt"}));
+    assert_eq!(answer, json!({"ok": "from the host"}));
+    let streams = host_calls(&host, "[method]descriptor.read-via-stream");
+    assert_eq!(
+        streams[0]["result"]["tuple"][0]["result"]["Ok"]["bytes"],
+        json!("ZnJvbSB0aGUgaG9zdA==")
+    );
+    assert_eq!(
+        invoke_std(&host, "size", json!({"path": "/data/a.txt"})),
+        json!({"ok": 13})
+    );
+    assert_eq!(
+        invoke_std(&host, "mkdir", json!({"path": "/data/d"})),
+        json!({"ok": null})
+    );
+    assert!(dir.join("d").is_dir());
+    let answer = invoke_std(
+        &host,
+        "rename",
+        json!({"source": "/data/a.txt", "target": "/data/d/b.txt"}),
+    );
+    assert_eq!(answer, json!({"ok": null}));
+    assert_eq!(
+        invoke_std(&host, "list", json!({"dir": "/data/d"})),
+        json!({"ok": ["b.txt"]})
+    );
+    assert_eq!(
+        invoke_std(&host, "remove", json!({"path": "/data/d/b.txt"})),
+        json!({"ok": null})
+    );
+    assert!(!dir.join("d/b.txt").exists());
+
+    // `std::fs::write` writes through a stream, which would bypass the gate: refused.
+    let answer = invoke_std(&host, "write", json!({"path": "/data/w.txt", "text": "x"}));
+    assert!(answer.get("err").is_some(), "{answer}");
+    assert_eq!(std::fs::read(dir.join("w.txt")).unwrap_or_default(), b"");
+    let refused = host_calls(&host, "[method]descriptor.write-via-stream");
+    assert_eq!(error_code(&refused[0]), Some("unsupported"));
+
+    // A file past the cap is refused whole rather than cut.
+    let cap = usize::try_from(femtoclaw_sandbox::MAX_READ_BYTES).unwrap();
+    std::fs::write(dir.join("big.txt"), "x".repeat(cap + 1)).unwrap();
+    let answer = invoke_std(&host, "read", json!({"path": "/data/big.txt"}));
+    assert!(answer.get("err").is_some(), "{answer}");
+    let streams = host_calls(&host, "[method]descriptor.read-via-stream");
+    assert_eq!(error_code(streams.last().unwrap()), Some("file-too-large"));
+
+    // Every one of these replays from the ledger alone: streams rebuilt from recorded bytes,
+    // metadata and entries answered as recorded.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let report = replay(&host);
+    assert_eq!(report["identical"], json!(8), "{report}");
+    assert!(!dir.exists());
+}
+
+/// Exports `host`'s ledger and replays it on the same data directory; the report.
+fn replay(host: &Host) -> Json {
+    let export = host.files.path().join("ledger.export");
+    let out = host.run(&["log", "export", "--with-components", s(&export)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = host.key();
+    let out = host.run(&["replay", s(&export), "--key", &key, "--json"]);
+    assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
+    let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["divergent"], json!(0), "{report}");
+    report
+}

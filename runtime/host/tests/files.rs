@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 mod common;
 
-use common::{Host, code, s, stderr, stdout};
+use common::{Host, code, stderr, stdout};
 use serde_json::{Value as Json, json};
 
 /// The local operator may invoke and link everything; `extra` decides the paths.
@@ -433,13 +433,5 @@ fn rust_std_fs_reads_lists_and_changes_directories_but_writes_only_through_descr
 
 /// Exports `host`'s ledger and replays it on the same data directory; the report.
 fn replay(host: &Host) -> Json {
-    let export = host.files.path().join("ledger.export");
-    let out = host.run(&["log", "export", "--with-components", s(&export)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let key = host.key();
-    let out = host.run(&["replay", s(&export), "--key", &key, "--json"]);
-    assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
-    let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(report["divergent"], json!(0), "{report}");
-    report
+    host.replay_on(host.data.path(), &host.export())
 }

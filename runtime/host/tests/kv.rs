@@ -246,9 +246,7 @@ fn replay_answers_reads_from_the_ledger_and_leaves_the_store_alone() {
         json!({"namespace": "notes", "key": "k"}),
     );
     assert_eq!(r, json!({"ok": "recorded"}));
-    let export = host.files.path().join("ledger.export");
-    let out = host.run(&["log", "export", "--with-components", s(&export)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let export = host.export();
 
     // The store moves on after the export.
     invoke(
@@ -260,16 +258,9 @@ fn replay_answers_reads_from_the_ledger_and_leaves_the_store_alone() {
     let before = dump(&host);
     let store_files = snapshot(&host.data.path().join("kv"));
 
-    let key = host.key();
     let empty = tempfile::tempdir().unwrap();
     for data in [host.data.path(), empty.path()] {
-        let out = command(data, &["replay", s(&export), "--key", &key, "--json"])
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
-        let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
-        assert_eq!(report["divergent"], json!(0), "{report}");
-        assert_eq!(report["identical"], json!(2), "{report}");
+        assert_eq!(host.replay_on(data, &export)["identical"], json!(2));
     }
     assert_eq!(snapshot(&host.data.path().join("kv")), store_files);
     assert!(!empty.path().join("kv").exists());
@@ -327,18 +318,10 @@ fn large_values_are_kept_beside_the_ledger_and_travel_with_the_export() {
         1
     );
 
-    let export = host.files.path().join("ledger.export");
-    let out = host.run(&["log", "export", "--with-components", s(&export)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let key = host.key();
+    let export = host.export();
     let empty = tempfile::tempdir().unwrap();
-    let out = command(
-        empty.path(),
-        &["replay", s(&export), "--key", &key, "--json"],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
+    host.replay_on(empty.path(), &export);
+    let key = host.key();
 
     // Without the blob the export still verifies, but cannot be replayed, and says why.
     let bytes = std::fs::read(&export).unwrap();

@@ -69,9 +69,7 @@ fn recorded() -> (Host, PathBuf) {
             stderr(&out)
         );
     }
-    let export = host.files.path().join("ledger.export");
-    let out = host.run(&["log", "export", "--with-components", s(&export)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let export = host.export();
     (host, export)
 }
 

@@ -213,7 +213,46 @@ macro_rules! recorded_record {
     };
 }
 
-pub(crate) use {recorded_enum, recorded_flags, recorded_record};
+/// Implements [`Recorded`] for a WIT variant: the case by its WIT name, with its payload when
+/// the case carries one (`Case(Type) => "case"`).
+macro_rules! recorded_variant {
+    ($ty:ty { $($case:ident $(($payload:ty))? => $name:literal),* $(,)? }) => {
+        impl $crate::gate::Recorded for $ty {
+            fn to_value(&self) -> ::femtoclaw_ledger::Value {
+                let (case, payload): (&str, Option<::femtoclaw_ledger::Value>) = match self {
+                    $(recorded_variant!(@pattern $case $(, payload $payload)?) =>
+                        ($name, recorded_variant!(@record $(payload $payload)?)),)*
+                };
+                ::femtoclaw_ledger::Value::Variant {
+                    case: case.to_owned(),
+                    payload: payload.map(Box::new),
+                }
+            }
+            fn from_value(value: &::femtoclaw_ledger::Value) -> Option<Self> {
+                let ::femtoclaw_ledger::Value::Variant { case, payload } = value else {
+                    return None;
+                };
+                match case.as_str() {
+                    $($name => recorded_variant!(@answer Self::$case, payload $(, $payload)?),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+    (@pattern $case:ident) => { Self::$case };
+    (@pattern $case:ident, $bind:ident $payload:ty) => { Self::$case($bind) };
+    (@record) => { None };
+    (@record $bind:ident $payload:ty) => { Some($crate::gate::Recorded::to_value($bind)) };
+    (@answer $make:path, $payload:ident) => { $payload.is_none().then_some($make) };
+    (@answer $make:path, $payload:ident, $ty:ty) => {
+        $payload
+            .as_deref()
+            .and_then(<$ty as $crate::gate::Recorded>::from_value)
+            .map($make)
+    };
+}
+
+pub(crate) use {recorded_enum, recorded_flags, recorded_record, recorded_variant};
 
 /// A resource handle is recorded as its table index. In replay the index answers as a fresh
 /// own handle: the host never touches it (every call on it is answered from the ledger) and

@@ -520,6 +520,34 @@ mod tests {
     }
 
     #[test]
+    fn variants_are_recorded_by_case_name_with_their_payload() {
+        for error in [
+            Error::NoSuchStore,
+            Error::AccessDenied,
+            Error::Other("disk".into()),
+        ] {
+            let value = error.to_value();
+            assert_eq!(Error::from_value(&value).map(|e| e.to_value()), Some(value));
+        }
+        assert_eq!(
+            Error::Other("x".into()).to_value(),
+            Value::Variant {
+                case: "other".into(),
+                payload: Some(Box::new(Value::String("x".into()))),
+            }
+        );
+        // A case with a payload it does not carry, or without the one it does, does not fit.
+        let wrong = |case: &str, payload: Option<Value>| Value::Variant {
+            case: case.into(),
+            payload: payload.map(Box::new),
+        };
+        assert!(Error::from_value(&wrong("access-denied", Some(Value::U32(1)))).is_none());
+        assert!(Error::from_value(&wrong("other", None)).is_none());
+        assert!(Error::from_value(&wrong("other", Some(Value::U32(1)))).is_none());
+        assert!(Error::from_value(&wrong("unknown", None)).is_none());
+    }
+
+    #[test]
     fn ledger_writes_skip_trapped_invocations_and_other_buckets() {
         let open = |inv: u64, ns: &str, rep: u32| Entry::HostCall {
             invocation: inv,

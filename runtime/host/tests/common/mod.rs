@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 /// A policy that lets the local operator do anything.
 pub const OPEN_POLICY: &str =
@@ -74,6 +74,27 @@ impl Host {
     /// This host's verifier key.
     pub fn key(&self) -> String {
         stdout(&self.run(&["key", "show"])).trim().to_owned()
+    }
+
+    /// Exports the ledger with its components (`ledger.export` among the test's files).
+    pub fn export(&self) -> PathBuf {
+        let export = self.files.path().join("ledger.export");
+        let out = self.run(&["log", "export", "--with-components", s(&export)]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        export
+    }
+
+    /// Replays `export` on the data directory `data`, pinning this host's key; the JSON report
+    /// of a replay that must succeed.
+    pub fn replay_on(&self, data: &Path, export: &Path) -> Json {
+        let key = self.key();
+        let out = command(data, &["replay", s(export), "--key", &key, "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
+        let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["divergent"], json!(0), "{report}");
+        report
     }
 
     /// Every ledger entry, as `{"index", "entry"}` objects.

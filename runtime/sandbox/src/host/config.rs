@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, Scope};
 
-use crate::gate::{Gate, Recorded, Registry};
+use crate::gate::{Gate, Registry, recorded_variant};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -28,35 +27,10 @@ const INTERFACE: &str = "wasi:config/store@0.2.0-draft";
 /// Configuration values of one capability, by key.
 pub type Config = BTreeMap<String, String>;
 
-impl Recorded for Error {
-    fn to_value(&self) -> Value {
-        let (case, text) = match self {
-            Error::Upstream(t) => ("upstream", t),
-            Error::Io(t) => ("io", t),
-        };
-        Value::Variant {
-            case: case.to_owned(),
-            payload: Some(Box::new(Value::String(text.clone()))),
-        }
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let Value::Variant {
-            case,
-            payload: Some(payload),
-        } = value
-        else {
-            return None;
-        };
-        let Value::String(text) = payload.as_ref() else {
-            return None;
-        };
-        match case.as_str() {
-            "upstream" => Some(Error::Upstream(text.clone())),
-            "io" => Some(Error::Io(text.clone())),
-            _ => None,
-        }
-    }
-}
+recorded_variant!(Error {
+    Upstream(String) => "upstream",
+    Io(String) => "io",
+});
 
 pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(

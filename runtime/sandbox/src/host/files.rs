@@ -26,11 +26,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, Scope, path_covers};
 use wasmtime::component::Resource;
 use wasmtime_wasi::filesystem::{WasiFilesystemCtxView, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+use wasmtime_wasi::p2::bindings::sync::clocks::wall_clock::Datetime;
 use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
     Advice, Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry,
     DirectoryEntryStream, ErrorCode, Filesize, Host as _, HostDescriptor, HostDirectoryEntryStream,
@@ -40,7 +40,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsResult};
 
 use crate::gate::{
-    Authority, Gate, Recorded, Registry, recorded_enum, recorded_flags, recorded_record,
+    Authority, Gate, Registry, recorded_enum, recorded_flags, recorded_record, recorded_variant,
 };
 use crate::state::State;
 
@@ -683,27 +683,8 @@ recorded_record!(MetadataHashValue {
     upper: "upper",
 });
 
-impl Recorded for NewTimestamp {
-    fn to_value(&self) -> Value {
-        let (case, payload) = match self {
-            NewTimestamp::NoChange => ("no-change", None),
-            NewTimestamp::Now => ("now", None),
-            NewTimestamp::Timestamp(t) => ("timestamp", Some(Box::new(t.to_value()))),
-        };
-        Value::Variant {
-            case: case.to_owned(),
-            payload,
-        }
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let Value::Variant { case, payload } = value else {
-            return None;
-        };
-        match (case.as_str(), payload) {
-            ("no-change", None) => Some(NewTimestamp::NoChange),
-            ("now", None) => Some(NewTimestamp::Now),
-            ("timestamp", Some(t)) => Recorded::from_value(t).map(NewTimestamp::Timestamp),
-            _ => None,
-        }
-    }
-}
+recorded_variant!(NewTimestamp {
+    NoChange => "no-change",
+    Now => "now",
+    Timestamp(Datetime) => "timestamp",
+});

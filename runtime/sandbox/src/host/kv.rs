@@ -6,11 +6,10 @@
 //! recorded. Reads are recorded with what they returned; writes with what they wrote, which is
 //! how the host applies them after the invocation (see [`crate::kv`]).
 
-use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, Scope};
 use wasmtime::component::Resource;
 
-use crate::gate::{Authority, Gate, Recorded, Registry, recorded_record};
+use crate::gate::{Authority, Gate, Registry, recorded_record, recorded_variant};
 use crate::kv::check_namespace;
 use crate::state::State;
 
@@ -40,30 +39,11 @@ pub(crate) struct Bucket {
     namespace: String,
 }
 
-impl Recorded for Error {
-    fn to_value(&self) -> Value {
-        let (case, payload) = match self {
-            Error::NoSuchStore => ("no-such-store", None),
-            Error::AccessDenied => ("access-denied", None),
-            Error::Other(text) => ("other", Some(Box::new(Value::String(text.clone())))),
-        };
-        Value::Variant {
-            case: case.to_owned(),
-            payload,
-        }
-    }
-    fn from_value(value: &Value) -> Option<Self> {
-        let Value::Variant { case, payload } = value else {
-            return None;
-        };
-        match (case.as_str(), payload.as_deref()) {
-            ("no-such-store", None) => Some(Error::NoSuchStore),
-            ("access-denied", None) => Some(Error::AccessDenied),
-            ("other", Some(Value::String(text))) => Some(Error::Other(text.clone())),
-            _ => None,
-        }
-    }
-}
+recorded_variant!(Error {
+    NoSuchStore => "no-such-store",
+    AccessDenied => "access-denied",
+    Other(String) => "other",
+});
 
 recorded_record!(KeyResponse {
     keys: "keys",

@@ -1,10 +1,8 @@
 //! The HTTP types in the ledger's canonical form: records by field (WIT names, in WIT order),
 //! the error as a variant with its message.
 
-use femtoclaw_ledger::Value;
-
 use super::{Error, Header, Request, Response, SecretHeader};
-use crate::gate::{Recorded, recorded_record};
+use crate::gate::{recorded_record, recorded_variant};
 
 recorded_record!(Header {
     name: "name",
@@ -32,51 +30,25 @@ recorded_record!(Response {
     url: "url",
 });
 
-/// Implements [`Recorded`] for a WIT variant whose every case carries a string.
-macro_rules! recorded_string_variant {
-    ($ty:ident { $($case:ident => $name:literal),* $(,)? }) => {
-        impl Recorded for $ty {
-            fn to_value(&self) -> Value {
-                let (case, text) = match self {
-                    $($ty::$case(t) => ($name, t)),*
-                };
-                Value::Variant {
-                    case: case.to_owned(),
-                    payload: Some(Box::new(Value::String(text.clone()))),
-                }
-            }
-            fn from_value(value: &Value) -> Option<Self> {
-                let Value::Variant { case, payload: Some(payload) } = value else {
-                    return None;
-                };
-                let Value::String(text) = payload.as_ref() else {
-                    return None;
-                };
-                match case.as_str() {
-                    $($name => Some($ty::$case(text.clone())),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-recorded_string_variant!(Error {
-    Denied => "denied",
-    InvalidRequest => "invalid-request",
-    Dns => "dns",
-    Connection => "connection",
-    Timeout => "timeout",
-    TooLarge => "too-large",
-    TooManyRedirects => "too-many-redirects",
-    Protocol => "protocol",
+recorded_variant!(Error {
+    Denied(String) => "denied",
+    InvalidRequest(String) => "invalid-request",
+    Dns(String) => "dns",
+    Connection(String) => "connection",
+    Timeout(String) => "timeout",
+    TooLarge(String) => "too-large",
+    TooManyRedirects(String) => "too-many-redirects",
+    Protocol(String) => "protocol",
 });
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+    use femtoclaw_ledger::Value;
+
     use super::*;
+    use crate::gate::Recorded;
 
     #[test]
     fn requests_responses_and_errors_round_trip() {

@@ -13,8 +13,9 @@
 //!   the first origin.
 //!
 //! Bodies are capped both ways and the whole exchange has a deadline; the guest may ask for
-//! smaller caps, never larger. The request and the response (bodies inline) are the call's
-//! recorded params and result, so replay answers from the ledger without any network.
+//! smaller caps, never larger. The request and the response are the call's recorded params and
+//! result (bodies of 16 KiB or more by digest, beside the ledger), so replay answers from the
+//! ledger without any network.
 //!
 //! [`Scope::HttpHost`]: femtoclaw_policy::Scope::HttpHost
 //! [`Scope::Secret`]: femtoclaw_policy::Scope::Secret

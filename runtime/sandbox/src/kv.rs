@@ -173,7 +173,7 @@ impl KvStore {
         self.db.apply_batch(batch).map_err(|e| self.fail(e))
     }
 
-    /// Forgets everything, then applies `invocations`' writes in ledger order: the state the
+    /// Forgets everything, then applies `writes` (in ledger order): the state the
     /// ledger of size `ledger_size` implies.
     pub fn rebuild(&self, writes: &[KvWrite], ledger_size: u64) -> Result<(), KvError> {
         self.db.clear().map_err(|e| self.fail(e))?;

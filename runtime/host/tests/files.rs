@@ -435,3 +435,42 @@ fn rust_std_fs_reads_lists_and_changes_directories_but_writes_only_through_descr
 fn replay(host: &Host) -> Json {
     host.replay_on(host.data.path(), &host.export())
 }
+
+#[test]
+fn a_symlink_inside_the_preopen_cannot_reach_a_path_the_policy_withholds() {
+    let host = host(&format!(
+        "{READ_WRITE}@id(\"test:private\")\nforbid (principal, action, resource is FemtoClaw::Path) when {{ resource.path like \"/data/private*\" }};\n"
+    ));
+    let dir = data_dir(&host);
+    std::fs::create_dir(dir.join("private")).unwrap();
+    std::fs::write(dir.join("private/key.txt"), "secret").unwrap();
+    std::fs::write(dir.join("public.txt"), "hello").unwrap();
+    // Links made by someone on the host, all staying inside the preopen.
+    std::os::unix::fs::symlink("private/key.txt", dir.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink("private", dir.join("door")).unwrap();
+    std::os::unix::fs::symlink("public.txt", dir.join("fine.txt")).unwrap();
+
+    for path in ["/data/alias.txt", "/data/door/key.txt"] {
+        let answer = invoke(&host, "read-file", json!({ "path": path }));
+        assert!(
+            refused(&answer).contains("denied by the policy"),
+            "{path}: {answer}"
+        );
+    }
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/door/new.txt", "text": "x"}),
+    );
+    assert!(refused(&answer).contains("denied"), "{answer}");
+    assert!(!dir.join("private/new.txt").exists());
+    // The link's target is what the policy was asked about, and refused.
+    let denied = decisions(&host, "fs.read", "/data/private/key.txt");
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(denied.iter().all(|d| d["allowed"] == json!(false)));
+    assert!(!decisions(&host, "fs.write", "/data/private/new.txt").is_empty());
+
+    // A link to a granted path works, and the file's bytes are what it reads.
+    let answer = invoke(&host, "read-file", json!({"path": "/data/fine.txt"}));
+    assert_eq!(answer, json!({"ok": "hello"}));
+}

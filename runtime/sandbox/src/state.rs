@@ -162,7 +162,7 @@ impl State {
             config: context.config,
             kv: crate::kv::Session::new(context.kv),
             http: context.http,
-            paths: Paths::default(),
+            paths: Paths::new(&context.preopens),
         }
     }
 }

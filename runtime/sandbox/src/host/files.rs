@@ -68,6 +68,47 @@ pub struct Preopen {
 #[derive(Debug, Default)]
 pub(crate) struct Paths {
     by_rep: HashMap<u32, Node>,
+    /// The host directory of each preopen, by guest path: where a path's symbolic links are
+    /// resolved before the policy is asked about it.
+    roots: HashMap<String, PathBuf>,
+}
+
+impl Paths {
+    /// Paths below `preopens`.
+    pub(crate) fn new(preopens: &[Preopen]) -> Self {
+        Self {
+            by_rep: HashMap::new(),
+            roots: preopens
+                .iter()
+                .map(|p| (p.guest.clone(), p.host.clone()))
+                .collect(),
+        }
+    }
+
+    /// The guest path `node` really names when symbolic links inside its preopen lead
+    /// elsewhere in it; `None` when it names itself (or does not exist, nor its parent).
+    /// Links leading out of the preopen are refused by cap-std when the call is performed.
+    fn resolved(&self, node: &Node) -> Option<String> {
+        let host = self.roots.get(&node.root)?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(host, cap_std::ambient_authority()).ok()?;
+        let relative = node.path.strip_prefix(&node.root)?.trim_start_matches('/');
+        if relative.is_empty() {
+            return None;
+        }
+        // A path that does not exist yet (a file being created) resolves through its parent.
+        let real = match dir.canonicalize(relative) {
+            Ok(real) => real,
+            Err(_) => {
+                let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
+                dir.canonicalize(parent).ok()?.join(name)
+            }
+        };
+        let real = format!("{}/{}", node.root, real.to_str()?);
+        match Scope::path(&real) {
+            Ok(Scope::Path(real)) if real != node.path => Some(real),
+            _ => None,
+        }
+    }
 }
 
 /// Where a descriptor is: its preopen's guest path and its own.
@@ -156,11 +197,19 @@ fn authorize(
             .check(action, &Scope::Path(node.path.clone()))
             .map_err(|_| ErrorCode::Access)?;
     }
-    if inside {
-        Ok(node)
-    } else {
-        Err(ErrorCode::NotPermitted)
+    if !inside {
+        return Err(ErrorCode::NotPermitted);
     }
+    // A symbolic link inside the preopen may lead to another path in it: that path must be
+    // granted too, or a link would reach what the policy withholds.
+    if let Some(real) = state.paths.resolved(&node) {
+        for &action in access.actions() {
+            authority
+                .check(action, &Scope::Path(real.clone()))
+                .map_err(|_| ErrorCode::Access)?;
+        }
+    }
+    Ok(node)
 }
 
 /// wasmtime-wasi's answer as the WIT result: its error codes are the guest's; anything else

@@ -120,7 +120,8 @@ fn exchange(
     let mut body = request.body.clone();
     let mut hops = 0;
     loop {
-        let targets = authorize(authority, &url)?;
+        let remaining = caps.deadline.saturating_duration_since(Instant::now());
+        let targets = authorize(authority, &url, remaining)?;
         let remaining = caps.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(Error::Timeout(format!(
@@ -179,7 +180,11 @@ fn exchange(
 
 /// Authorizes one hop: its origin, then every address its host resolves to. Returns the
 /// addresses that may be connected to (public, or granted by `net.connect`), in resolver order.
-fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<Vec<SocketAddr>, Error> {
+fn authorize(
+    authority: &mut Authority<'_>,
+    url: &Url,
+    within: Duration,
+) -> Result<Vec<SocketAddr>, Error> {
     let scheme = url.scheme();
     if scheme != "http" && scheme != "https" {
         return Err(invalid(format!(
@@ -197,18 +202,7 @@ fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<Vec<SocketAddr>
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let candidates: Vec<IpAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => {
-            let mut found: Vec<IpAddr> = Vec::new();
-            let resolved = (bare, port)
-                .to_socket_addrs()
-                .map_err(|e| Error::Dns(format!("`{bare}` does not resolve: {e}")))?;
-            for addr in resolved {
-                if !found.contains(&addr.ip()) {
-                    found.push(addr.ip());
-                }
-            }
-            found
-        }
+        Err(_) => lookup(bare, port, within)?,
     };
     let mut allowed = Vec::new();
     let mut refused = Vec::new();
@@ -234,6 +228,38 @@ fn authorize(authority: &mut Authority<'_>, url: &Url) -> Result<Vec<SocketAddr>
         "denied: `{bare}` resolves only to addresses `net.connect` is not granted on: {}",
         refused.join(", ")
     )))
+}
+
+/// The addresses `host` resolves to, each once, in the resolver's order. The system resolver
+/// runs on a thread of its own so that the request's time left bounds the wait (a lookup that
+/// outlives it finishes unheard).
+fn lookup(host: &str, port: u16, within: Duration) -> Result<Vec<IpAddr>, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("femtoclaw-dns".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })
+        .map_err(|e| Error::Dns(format!("cannot look `{host}` up: {e}")))?;
+    let resolved = match rx.recv_timeout(within) {
+        Ok(resolved) => {
+            resolved.map_err(|e| Error::Dns(format!("`{host}` does not resolve: {e}")))?
+        }
+        Err(_) => {
+            return Err(Error::Timeout(format!(
+                "looking `{host}` up took longer than the {} ms the request had left",
+                within.as_millis()
+            )));
+        }
+    };
+    let mut found: Vec<IpAddr> = Vec::new();
+    for addr in resolved {
+        if !found.contains(&addr.ip()) {
+            found.push(addr.ip());
+        }
+    }
+    Ok(found)
 }
 
 /// A client for one hop: no proxy, no redirects of its own, and no name lookup of its own: the
@@ -390,6 +416,22 @@ fn scrub_error(error: Error, secrets: &[&str]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_answer_within_the_time_left_or_say_why_not() {
+        let found = lookup("localhost", 80, Duration::from_secs(10));
+        assert!(
+            found
+                .as_ref()
+                .is_ok_and(|ips| ips.iter().all(IpAddr::is_loopback)),
+            "{found:?}"
+        );
+        let missing = lookup("no-such-host.invalid", 80, Duration::from_secs(10));
+        assert!(
+            matches!(&missing, Err(Error::Dns(m) | Error::Timeout(m)) if m.contains("no-such-host.invalid")),
+            "{missing:?}"
+        );
+    }
 
     #[test]
     fn echoed_secrets_are_scrubbed_from_bytes_and_text() {

@@ -41,6 +41,38 @@ fn version_1_encoding_matches_golden_files() {
     assert_eq!(kinds, vec![1, 2, 3, 4, 5, 6, 7], "one golden file per kind");
 }
 
+/// The blob reference (value tag 0x17), added within version 1, frozen like the entry kinds:
+/// a host call whose result is a blob. Blessed with the other golden files.
+#[test]
+fn blob_references_match_their_golden_file() {
+    let entry = Entry::HostCall {
+        invocation: 7,
+        seq: 2,
+        interface: "femtoclaw:host/http@0.1.0".into(),
+        function: "send".into(),
+        params: Value::Tuple(vec![Value::String("GET".into())]),
+        result: Value::Tuple(vec![Value::Blob {
+            sha256: [0xab; 32],
+            len: 70_000,
+        }]),
+        fuel_remaining: 99,
+    };
+    let bytes = entry.encode();
+    let path = golden_dir().join("blob-value.bin");
+    if std::env::var_os("FEMTOCLAW_BLESS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("missing golden file {}: {e}", path.display()));
+    assert_eq!(bytes, golden, "encoding of a blob reference changed");
+    assert_eq!(Entry::decode(&golden).unwrap(), entry);
+    // The result ends with the blob (tag, digest, length u64 LE); the fuel left follows.
+    let tail = &golden[golden.len() - 49..golden.len() - 8];
+    assert_eq!(tail[0], 0x17);
+    assert_eq!(&tail[1..33], &[0xab; 32]);
+    assert_eq!(&tail[33..], &70_000u64.to_le_bytes());
+}
+
 #[test]
 fn golden_trap_bytes_are_the_documented_layout() {
     // Spelled out by hand from docs/ledger-format.md: version, kind, u64 LE, strings with

@@ -637,3 +637,57 @@ fn replay_answers_http_from_the_ledger_without_any_request() {
     assert_eq!(report["identical"], json!(3), "{report}");
     assert_eq!(server.hits(), 2, "replay sent a request");
 }
+
+#[test]
+fn https_speaks_tls_and_a_failed_handshake_is_an_error_not_a_crash() {
+    // A loopback listener that takes one connection, keeps the first bytes the host sends and
+    // answers plain text: the host must have started a TLS handshake, and must fail it cleanly.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok((mut stream, _)) = listener.accept() {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut hello = [0u8; 5];
+                let read = stream.read_exact(&mut hello).ok().map(|()| hello);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot tls");
+                return read;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    });
+    let host = Host::with_policy(&format!(
+        "{POLICY}{LOOPBACK}\n@id(\"test:https\")\npermit (principal, action == FemtoClaw::Action::\"http.request\", resource)\n\
+         when {{ resource.scheme == \"https\" && resource.host == \"127.0.0.1\" }};\n"
+    ));
+    let manifest = format!(
+        "name = \"webfetch\"\nversion = \"1.0.0\"\npublisher = \"test\"\nfuel = 500000000\n\n\
+         [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\n\
+         http = [\"https://127.0.0.1:{port}\"]\n"
+    );
+    host.add(
+        femtoclaw_capabilities::find("fetch").unwrap().component,
+        &manifest,
+    );
+    let url = format!("https://127.0.0.1:{port}/ok");
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    let err = error(&report);
+    assert!(!err.starts_with("timeout"), "{err}");
+    // A TLS record of type handshake (0x16), version 3.x: a ClientHello.
+    let hello = first.join().unwrap().expect("the host connected");
+    assert_eq!(hello[0], 0x16, "{hello:?}");
+    assert_eq!(hello[1], 3, "{hello:?}");
+    let decided = decisions(&host);
+    assert!(decided.contains(&(
+        "http.request".into(),
+        format!("https://127.0.0.1:{port}"),
+        true
+    )));
+    assert!(decided.contains(&("net.connect".into(), "127.0.0.1".into(), true)));
+}

@@ -41,7 +41,6 @@ pub use gate::{Authorized, Denied, HostCall};
 pub use host::config::Config;
 pub use host::files::{MAX_READ_BYTES, Preopen};
 pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
-pub use host::kv::{INTERFACE as KV_INTERFACE, PREFIX_INTERFACE as KV_PREFIX_INTERFACE};
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 use state::State;
 pub use state::{LimitError, Limits};

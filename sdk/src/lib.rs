@@ -53,6 +53,7 @@ pub mod bindings {
     pub use femtoclaw::host::http;
     pub use femtoclaw::host::keyvalue_prefix;
     pub use femtoclaw::host::log;
+    pub use wasi::config::store as config;
     pub use wasi::keyvalue::store as keyvalue;
 }
 
@@ -72,10 +73,32 @@ macro_rules! generate {
                 "wasi:keyvalue/store@0.2.0-draft2": ::femtoclaw_sdk::bindings::keyvalue,
                 "femtoclaw:host/keyvalue-prefix@0.1.0": ::femtoclaw_sdk::bindings::keyvalue_prefix,
                 "femtoclaw:host/http@0.1.0": ::femtoclaw_sdk::bindings::http,
+                "wasi:config/store@0.2.0-draft": ::femtoclaw_sdk::bindings::config,
             },
             runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
         });
     };
+}
+
+/// The operator's configuration values for this capability (`wasi:config/store`): each key the
+/// manifest requests (`config = ["region"]`) and the policy grants (`config.read`). A refused
+/// key answers `Error::Upstream("denied: …")`.
+///
+/// ```ignore
+/// let region = femtoclaw_sdk::config::get("region")?.unwrap_or_else(|| "eu".into());
+/// ```
+pub mod config {
+    pub use crate::bindings::config::Error;
+
+    /// The value of `key`, or `None` when the operator set none.
+    pub fn get(key: &str) -> Result<Option<String>, Error> {
+        crate::bindings::config::get(key)
+    }
+
+    /// Every granted key with its value.
+    pub fn get_all() -> Result<Vec<(String, String)>, Error> {
+        crate::bindings::config::get_all()
+    }
 }
 
 /// Key-value state (`wasi:keyvalue`): buckets are namespaces the operator's policy grants, by

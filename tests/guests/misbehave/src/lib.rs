@@ -37,7 +37,7 @@ femtoclaw_sdk::wit_bindgen::generate!({
         "wasi:keyvalue/store@0.2.0-draft2": femtoclaw_sdk::bindings::keyvalue,
         "femtoclaw:host/keyvalue-prefix@0.1.0": femtoclaw_sdk::bindings::keyvalue_prefix, "femtoclaw:host/http@0.1.0": femtoclaw_sdk::bindings::http,
         "wasi:random/random@0.2.12": generate,
-        "wasi:config/store@0.2.0-draft": generate,
+        "wasi:config/store@0.2.0-draft": femtoclaw_sdk::bindings::config,
     },
     runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
 });
@@ -102,7 +102,7 @@ impl Guest for Misbehave {
     }
 
     fn read_config(keys: Vec<String>) -> Vec<String> {
-        use wasi::config::store::{Error, get};
+        use femtoclaw_sdk::config::{Error, get};
         keys.iter()
             .map(|key| match get(key) {
                 Ok(Some(value)) => format!("{key}={value}"),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use femtoclaw_policy::{CapabilityRef, Grant, GrantCache, PolicySet, Principal, PrincipalKind};
+use femtoclaw_sandbox::HttpLimits;
 use femtoclaw_sandbox::catalog::Entry;
 
 use crate::exit::{Code, Failure};
@@ -173,18 +174,62 @@ pub fn principal(spec: &str, groups: &[String]) -> Result<Principal, Failure> {
 /// Operator configuration values of a capability: `<data dir>/config/<name>.toml`, a table of
 /// strings. Missing file: no values.
 pub fn config(data_dir: &Path, name: &str) -> Result<BTreeMap<String, String>, Failure> {
-    let path = data_dir.join("config").join(format!("{name}.toml"));
-    match std::fs::read_to_string(&path) {
+    operator_file(&data_dir.join("config").join(format!("{name}.toml")))
+}
+
+/// The operator's caps on HTTP requests, `<data dir>/http.toml`; each key optional, the
+/// built-in cap where it is missing:
+///
+/// ```toml
+/// max_request_bytes = 1048576
+/// max_response_bytes = 4194304
+/// timeout_ms = 30000
+/// max_redirects = 10
+/// ```
+pub fn http_limits(data_dir: &Path) -> Result<HttpLimits, Failure> {
+    #[derive(Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        max_request_bytes: Option<u64>,
+        max_response_bytes: Option<u64>,
+        timeout_ms: Option<u64>,
+        max_redirects: Option<u32>,
+    }
+    let path = data_dir.join("http.toml");
+    let file: File = operator_file(&path)?;
+    let defaults = HttpLimits::default();
+    if file.timeout_ms == Some(0) {
+        return Err(Failure::new(
+            Code::InvalidArgs,
+            format!("`{}`: timeout_ms must be at least 1", path.display()),
+        ));
+    }
+    Ok(HttpLimits {
+        max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
+        max_response_bytes: file
+            .max_response_bytes
+            .unwrap_or(defaults.max_response_bytes),
+        timeout: file
+            .timeout_ms
+            .map_or(defaults.timeout, std::time::Duration::from_millis),
+        max_redirects: file.max_redirects.unwrap_or(defaults.max_redirects),
+    })
+}
+
+/// A TOML file the operator may write in the data directory; its default when absent. A
+/// malformed one is refused naming the file and what is wrong.
+fn operator_file<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Failure> {
+    match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|e| {
             Failure::new(
                 Code::InvalidArgs,
-                format!("config `{}`: {}", path.display(), e.to_string().trim()),
+                format!("`{}`: {}", path.display(), e.to_string().trim()),
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(Failure::new(
             Code::Other,
-            format!("config `{}`: {e}", path.display()),
+            format!("`{}`: {e}", path.display()),
         )),
     }
 }

@@ -8,7 +8,7 @@ use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
 use femtoclaw_sandbox::kv::{CallView, KvStore, writes as kv_writes};
 use femtoclaw_sandbox::record::{self, Start};
-use femtoclaw_sandbox::{Context, Egress, HttpLimits, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{Context, Egress, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
@@ -166,7 +166,7 @@ impl Host {
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
             http: Egress {
                 secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
-                limits: HttpLimits::default(),
+                limits: authority::http_limits(&self.data_dir)?,
             },
             kv: self.kv.clone(),
             preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,

@@ -691,3 +691,50 @@ fn https_speaks_tls_and_a_failed_handshake_is_an_error_not_a_crash() {
     )));
     assert!(decided.contains(&("net.connect".into(), "127.0.0.1".into(), true)));
 }
+
+#[test]
+fn the_operator_sets_the_caps_in_http_toml_and_a_bad_file_is_named() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    let url = format!("http://127.0.0.1:{}/ok", server.port);
+    std::fs::write(
+        host.data.path().join("http.toml"),
+        "max_response_bytes = 10\n",
+    )
+    .unwrap();
+    let err = error(&fetch(&host, "get", &json!({ "url": url })));
+    assert!(err.starts_with("too large"), "{err}");
+    assert!(err.contains("10"), "{err}");
+
+    // Nothing the operator wrote is ignored silently.
+    std::fs::write(
+        host.data.path().join("http.toml"),
+        "max_respons_bytes = 10\n",
+    )
+    .unwrap();
+    let out = host.run(&[
+        "invoke",
+        "webfetch",
+        "get",
+        "--args",
+        &json!({ "url": url }).to_string(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("http.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("max_respons_bytes"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(host.data.path().join("http.toml"), "timeout_ms = 0\n").unwrap();
+    let out = host.run(&[
+        "invoke",
+        "webfetch",
+        "get",
+        "--args",
+        &json!({ "url": url }).to_string(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("timeout_ms"), "{}", stderr(&out));
+}

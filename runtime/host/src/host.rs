@@ -26,6 +26,8 @@ pub struct Host {
     records: Option<Records>,
     /// The key-value store, a view of the ledger: open exactly when the ledger is.
     kv: Option<Arc<KvStore>>,
+    /// Held by an invocation with key-value writes from its append to its apply.
+    kv_order: std::sync::Mutex<()>,
 }
 
 /// A capability resolved and prepared for invocation.
@@ -65,6 +67,7 @@ impl Host {
             authority: Authority::new(policy)?,
             records,
             kv,
+            kv_order: std::sync::Mutex::default(),
         })
     }
 
@@ -179,19 +182,27 @@ impl Host {
         let outcome = self
             .sandbox
             .invoke(&resolved.prepared, function, args, fuel, context)?;
-        let receipt = self
-            .records()?
-            .append(record::ran(&start, &invoke, &outcome))?;
-        // Durable first, then applied: the store never holds a write the ledger lacks. A
-        // failure here loses nothing: the next open catches up from the ledger.
-        if outcome.result.is_ok() {
-            let writes = kv_writes(outcome.host_calls.iter().map(CallView::from));
-            if !writes.is_empty() {
-                self.kv()?
-                    .apply(&writes, receipt.tree_size)
-                    .map_err(|e| Failure::new(Code::Other, e.to_string()))?;
-            }
+        let entries = record::ran(&start, &invoke, &outcome);
+        let writes = match &outcome.result {
+            Ok(_) => kv_writes(outcome.host_calls.iter().map(CallView::from)),
+            Err(_) => Vec::new(),
+        };
+        if writes.is_empty() {
+            let receipt = self.records()?.append(entries)?;
+            return Ok((outcome, receipt));
         }
+        // Durable first, then applied: the store never holds a write the ledger lacks. Writing
+        // invocations append and apply one at a time, so the store applies them in ledger
+        // order, as a rebuild does. A failure to apply loses nothing: the next open catches up
+        // from the ledger.
+        let _in_order = self
+            .kv_order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let receipt = self.records()?.append(entries)?;
+        self.kv()?
+            .apply(&writes, receipt.tree_size)
+            .map_err(|e| Failure::new(Code::Other, e.to_string()))?;
         Ok((outcome, receipt))
     }
 }

@@ -603,10 +603,18 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
             }
             match &file {
                 Some(file) => verify(&Target::Export(file), &key),
-                None => verify(
-                    &Target::Dir(host.records()?.with_ledger(|l| l.dir().to_owned())),
-                    &key,
-                ),
+                None => {
+                    verify(
+                        &Target::Dir(host.records()?.with_ledger(|l| l.dir().to_owned())),
+                        &key,
+                    )?;
+                    let blobs = host
+                        .records()?
+                        .with_ledger(|l| l.check_blobs())
+                        .map_err(crate::records::integrity)?;
+                    out(&format!("ok: {blobs} blobs match their digests"));
+                    Ok(())
+                }
             }
         }
         LogCommand::Export {

@@ -311,12 +311,14 @@ fn large_values_are_kept_beside_the_ledger_and_travel_with_the_export() {
         .map(Json::String)
         .collect();
     assert_eq!(refs.len(), 2, "the set's value and the get's result");
-    assert_eq!(
-        std::fs::read_dir(host.data.path().join("ledger/blobs"))
-            .unwrap()
-            .count(),
-        1
-    );
+    let blobs: Vec<std::path::PathBuf> = std::fs::read_dir(host.data.path().join("ledger/blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(blobs.len(), 1);
+    let out = host.run(&["log", "verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 blobs match"), "{}", stdout(&out));
 
     let export = host.export();
     let empty = tempfile::tempdir().unwrap();
@@ -348,4 +350,18 @@ fn large_values_are_kept_beside_the_ledger_and_travel_with_the_export() {
         .unwrap();
     assert_eq!(code(&out), 10, "{}", stderr(&out));
     assert!(stderr(&out).contains("blob"), "{}", stderr(&out));
+
+    // A blob changed beside the live ledger is an integrity failure of `log verify`, named.
+    let original = std::fs::read(&blobs[0]).unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 1;
+    std::fs::write(&blobs[0], &changed).unwrap();
+    let out = host.run(&["log", "verify"]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    let name = blobs[0].file_name().unwrap().to_str().unwrap();
+    assert!(stderr(&out).contains(name), "{}", stderr(&out));
+    std::fs::remove_file(&blobs[0]).unwrap();
+    assert_eq!(code(&host.run(&["log", "verify"])), 8);
+    std::fs::write(&blobs[0], &original).unwrap();
+    assert_eq!(code(&host.run(&["log", "verify"])), 0);
 }

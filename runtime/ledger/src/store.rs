@@ -878,15 +878,38 @@ impl Ledger {
     }
 
     /// The blobs the canonical entries `entries` refer to, each once, in first-use order; a
-    /// missing one is an error naming it.
+    /// missing or damaged one is an error naming it and the first entry referring to it.
     pub fn blobs_of(
         &self,
         entries: &[impl AsRef<[u8]>],
     ) -> Result<Vec<crate::DigestedBytes>, LedgerError> {
-        let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        for (index, bytes) in entries.iter().enumerate() {
-            let entry = Entry::decode(bytes.as_ref()).map_err(|source| LedgerError::Decode {
+        self.each_blob(entries.iter().map(AsRef::as_ref), |sha, bytes| {
+            out.push((sha, bytes));
+        })?;
+        Ok(out)
+    }
+
+    /// Checks that every blob the ledger's entries refer to is beside it, with the bytes its
+    /// digest names; returns how many there are.
+    pub fn check_blobs(&self) -> Result<usize, LedgerError> {
+        let entries = (0..self.len())
+            .map(|i| self.get_bytes(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut count = 0;
+        self.each_blob(entries.iter().map(Vec::as_slice), |_, _| count += 1)?;
+        Ok(count)
+    }
+
+    /// Calls `f` with each blob `entries` refer to, once each, in first-use order.
+    fn each_blob<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a [u8]>,
+        mut f: impl FnMut([u8; 32], Vec<u8>),
+    ) -> Result<(), LedgerError> {
+        let mut seen = std::collections::HashSet::new();
+        for (index, bytes) in entries.enumerate() {
+            let entry = Entry::decode(bytes).map_err(|source| LedgerError::Decode {
                 index: index as u64,
                 source,
             })?;
@@ -898,10 +921,10 @@ impl Ledger {
                         index: index as u64,
                         reason: format!("blob {} is missing or damaged", hex::encode(sha)),
                     })?;
-                    out.push((sha, blob));
+                    f(sha, blob);
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

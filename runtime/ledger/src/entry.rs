@@ -174,13 +174,24 @@ impl Entry {
             .try_for_each(|v| v.internalize(resolve))
     }
 
-    /// The digests of the blobs the entry refers to, in order.
+    /// The digests of the blobs the entry refers to.
     pub fn blob_refs(&self) -> Vec<[u8; 32]> {
         let mut refs = Vec::new();
-        // The walk is over mutable values; a copy keeps `self` untouched.
-        let mut copy = self.clone();
-        for v in copy.values_mut() {
-            v.collect_blobs(&mut refs);
+        match self {
+            Entry::InvocationStart { args, .. } => {
+                for (_, v) in args {
+                    v.collect_blobs(&mut refs);
+                }
+            }
+            Entry::HostCall { params, result, .. } => {
+                params.collect_blobs(&mut refs);
+                result.collect_blobs(&mut refs);
+            }
+            Entry::InvocationEnd {
+                result: Some(result),
+                ..
+            } => result.collect_blobs(&mut refs),
+            _ => {}
         }
         refs
     }

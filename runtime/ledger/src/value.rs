@@ -237,51 +237,67 @@ impl Value {
         }
     }
 
-    /// Every value directly inside this one.
-    fn children_mut(&mut self) -> Vec<&mut Value> {
-        match self {
-            Value::List(items) | Value::Tuple(items) => items.iter_mut().collect(),
-            Value::Record(fields) => fields.iter_mut().map(|(_, v)| v).collect(),
-            Value::Variant {
-                payload: Some(v), ..
+    /// Calls `f` on every bytes value (`Bytes` or `Blob`) at any depth, stopping at the first
+    /// error. One stack for the whole walk: nothing is allocated per value.
+    fn each_bytes_mut<E>(
+        &mut self,
+        mut f: impl FnMut(&mut Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            if matches!(v, Value::Bytes(_) | Value::Blob { .. }) {
+                f(v)?;
+                continue;
             }
-            | Value::Option(Some(v))
-            | Value::Result(Ok(Some(v)) | Err(Some(v))) => vec![v.as_mut()],
-            _ => Vec::new(),
+            match v {
+                Value::List(items) | Value::Tuple(items) => stack.extend(items.iter_mut()),
+                Value::Record(fields) => stack.extend(fields.iter_mut().map(|(_, v)| v)),
+                Value::Variant {
+                    payload: Some(v), ..
+                }
+                | Value::Option(Some(v))
+                | Value::Result(Ok(Some(v)) | Err(Some(v))) => stack.push(v),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// Replaces every [`Value::Bytes`] of at least `threshold` bytes, at any depth, with a
     /// [`Value::Blob`] reference, and returns the bytes moved out, with their digests.
     pub fn externalize(&mut self, threshold: usize) -> Vec<([u8; 32], Vec<u8>)> {
         let mut out = Vec::new();
-        let mut stack = vec![self];
-        while let Some(v) = stack.pop() {
-            if let Value::Bytes(b) = v {
-                if b.len() >= threshold {
-                    let bytes = std::mem::take(b);
-                    let sha256 = crate::sha256(&bytes);
-                    *v = Value::Blob {
-                        sha256,
-                        len: bytes.len() as u64,
-                    };
-                    out.push((sha256, bytes));
-                }
-            } else {
-                stack.extend(v.children_mut());
+        let _ = self.each_bytes_mut(|v| {
+            if let Value::Bytes(b) = v
+                && b.len() >= threshold
+            {
+                let bytes = std::mem::take(b);
+                let sha256 = crate::sha256(&bytes);
+                *v = Value::Blob {
+                    sha256,
+                    len: bytes.len() as u64,
+                };
+                out.push((sha256, bytes));
             }
-        }
+            Ok::<(), std::convert::Infallible>(())
+        });
         out
     }
 
     /// Appends the digest of every [`Value::Blob`], at any depth, to `out`.
-    pub(crate) fn collect_blobs(&mut self, out: &mut Vec<[u8; 32]>) {
+    pub(crate) fn collect_blobs(&self, out: &mut Vec<[u8; 32]>) {
         let mut stack = vec![self];
         while let Some(v) = stack.pop() {
-            if let Value::Blob { sha256, .. } = v {
-                out.push(*sha256);
-            } else {
-                stack.extend(v.children_mut());
+            match v {
+                Value::Blob { sha256, .. } => out.push(*sha256),
+                Value::List(items) | Value::Tuple(items) => stack.extend(items.iter()),
+                Value::Record(fields) => stack.extend(fields.iter().map(|(_, v)| v)),
+                Value::Variant {
+                    payload: Some(v), ..
+                }
+                | Value::Option(Some(v))
+                | Value::Result(Ok(Some(v)) | Err(Some(v))) => stack.push(v),
+                _ => {}
             }
         }
     }
@@ -293,18 +309,15 @@ impl Value {
         &mut self,
         resolve: &mut impl FnMut(&[u8; 32]) -> Option<Vec<u8>>,
     ) -> Result<(), [u8; 32]> {
-        let mut stack = vec![self];
-        while let Some(v) = stack.pop() {
+        self.each_bytes_mut(|v| {
             if let Value::Blob { sha256, len } = v {
                 let bytes = resolve(sha256)
                     .filter(|b| b.len() as u64 == *len && crate::sha256(b) == *sha256)
                     .ok_or(*sha256)?;
                 *v = Value::Bytes(bytes);
-            } else {
-                stack.extend(v.children_mut());
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub(crate) fn decode_from(r: &mut Reader<'_>, depth: usize) -> Result<Value, DecodeError> {

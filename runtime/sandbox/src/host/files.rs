@@ -68,45 +68,59 @@ pub struct Preopen {
 #[derive(Debug, Default)]
 pub(crate) struct Paths {
     by_rep: HashMap<u32, Node>,
-    /// The host directory of each preopen, by guest path: where a path's symbolic links are
-    /// resolved before the policy is asked about it.
-    roots: HashMap<String, PathBuf>,
+    /// The host directory of each preopen, by guest path, opened once per invocation: where a
+    /// path's symbolic links are resolved before the policy is asked about it.
+    roots: HashMap<String, cap_std::fs::Dir>,
 }
 
 impl Paths {
-    /// Paths below `preopens`.
+    /// Paths below `preopens`. A directory that cannot be opened is left out, as the WASI
+    /// context leaves it out: the guest never gets a descriptor below it.
     pub(crate) fn new(preopens: &[Preopen]) -> Self {
         Self {
             by_rep: HashMap::new(),
             roots: preopens
                 .iter()
-                .map(|p| (p.guest.clone(), p.host.clone()))
+                .filter_map(|p| {
+                    let dir =
+                        cap_std::fs::Dir::open_ambient_dir(&p.host, cap_std::ambient_authority());
+                    Some((p.guest.clone(), dir.ok()?))
+                })
                 .collect(),
         }
     }
 
     /// The guest path `node` really names when symbolic links inside its preopen lead
-    /// elsewhere in it; `None` when it names itself (or does not exist, nor its parent).
-    /// Links leading out of the preopen are refused by cap-std when the call is performed.
-    fn resolved(&self, node: &Node) -> Option<String> {
-        let host = self.roots.get(&node.root)?;
-        let dir = cap_std::fs::Dir::open_ambient_dir(host, cap_std::ambient_authority()).ok()?;
-        let relative = node.path.strip_prefix(&node.root)?.trim_start_matches('/');
+    /// elsewhere in it; `None` when it names itself, or neither it nor its parent exists (the
+    /// call then fails on its own). Links leading out of the preopen are refused by cap-std
+    /// when the call is performed. A preopen the host could not open, or a target that is not
+    /// a path the policy can be asked about, is refused: never an unchecked path.
+    fn resolved(&self, node: &Node) -> Result<Option<String>, ErrorCode> {
+        let dir = self.roots.get(&node.root).ok_or(ErrorCode::NotPermitted)?;
+        let relative = node
+            .path
+            .strip_prefix(&node.root)
+            .ok_or(ErrorCode::NotPermitted)?
+            .trim_start_matches('/');
         if relative.is_empty() {
-            return None;
+            return Ok(None);
         }
         // A path that does not exist yet (a file being created) resolves through its parent.
         let real = match dir.canonicalize(relative) {
             Ok(real) => real,
             Err(_) => {
                 let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
-                dir.canonicalize(parent).ok()?.join(name)
+                match dir.canonicalize(parent) {
+                    Ok(parent) => parent.join(name),
+                    Err(_) => return Ok(None),
+                }
             }
         };
-        let real = format!("{}/{}", node.root, real.to_str()?);
-        match Scope::path(&real) {
-            Ok(Scope::Path(real)) if real != node.path => Some(real),
-            _ => None,
+        let real = real.to_str().ok_or(ErrorCode::IllegalByteSequence)?;
+        match Scope::path(&format!("{}/{real}", node.root)) {
+            Ok(Scope::Path(real)) if real == node.path => Ok(None),
+            Ok(Scope::Path(real)) => Ok(Some(real)),
+            _ => Err(ErrorCode::NotPermitted),
         }
     }
 }
@@ -202,7 +216,7 @@ fn authorize(
     }
     // A symbolic link inside the preopen may lead to another path in it: that path must be
     // granted too, or a link would reach what the policy withholds.
-    if let Some(real) = state.paths.resolved(&node) {
+    if let Some(real) = state.paths.resolved(&node)? {
         for &action in access.actions() {
             authority
                 .check(action, &Scope::Path(real.clone()))

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use femtoclaw_ledger::{Entry, Value};
 
 use crate::gate::Recorded;
-use crate::host::kv::{Error, INTERFACE, KeyResponse};
+use crate::host::kv::{DELETE, Error, INTERFACE, KeyResponse, OPEN, SET};
 
 /// Longest namespace name, in bytes.
 pub const MAX_NAMESPACE_BYTES: usize = 128;
@@ -217,7 +217,7 @@ pub fn writes<'a>(calls: impl IntoIterator<Item = CallView<'a>>) -> Vec<KvWrite>
             continue;
         }
         match call.function {
-            "open" => {
+            OPEN => {
                 if let (Some((namespace,)), Some((Ok(rep),))) = (
                     <(String,)>::from_value(call.params),
                     <(Result<u32, Error>,)>::from_value(call.result),
@@ -225,7 +225,7 @@ pub fn writes<'a>(calls: impl IntoIterator<Item = CallView<'a>>) -> Vec<KvWrite>
                     buckets.insert(rep, namespace);
                 }
             }
-            "[method]bucket.set" => {
+            SET => {
                 if let (Some((rep, key, value)), Some((Ok(()),))) = (
                     <(u32, String, Vec<u8>)>::from_value(call.params),
                     <(Result<(), Error>,)>::from_value(call.result),
@@ -238,7 +238,7 @@ pub fn writes<'a>(calls: impl IntoIterator<Item = CallView<'a>>) -> Vec<KvWrite>
                     });
                 }
             }
-            "[method]bucket.delete" => {
+            DELETE => {
                 if let (Some((rep, key)), Some((Ok(()),))) = (
                     <(u32, String)>::from_value(call.params),
                     <(Result<(), Error>,)>::from_value(call.result),

@@ -31,6 +31,12 @@ pub use bindings::wasi::keyvalue::store::{Error, KeyResponse};
 
 /// The store interface, as components import it.
 pub const INTERFACE: &str = "wasi:keyvalue/store@0.2.0-draft2";
+/// The functions whose recorded calls the host derives key-value writes from
+/// ([`crate::kv::writes`]).
+pub(crate) const OPEN: &str = "open";
+pub(crate) const SET: &str = "[method]bucket.set";
+pub(crate) const DELETE: &str = "[method]bucket.delete";
+
 /// The prefix-listing interface.
 pub const PREFIX_INTERFACE: &str = "femtoclaw:host/keyvalue-prefix@0.1.0";
 
@@ -69,7 +75,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(
         registry,
         INTERFACE,
-        "open",
+        OPEN,
         |state, authority, (identifier,): &(String,)| {
             let opened = check_namespace(identifier)
                 .and_then(|()| state.kv.check_open())
@@ -107,7 +113,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(
         registry,
         INTERFACE,
-        "[method]bucket.set",
+        SET,
         |state, authority, (bucket, key, value): &(Resource<Bucket>, String, Vec<u8>)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvWrite)?;
             Ok((namespace.and_then(|ns| state.kv.put(&ns, key, Some(value.clone()))),))
@@ -116,7 +122,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(
         registry,
         INTERFACE,
-        "[method]bucket.delete",
+        DELETE,
         |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvWrite)?;
             Ok((namespace.and_then(|ns| state.kv.put(&ns, key, None)),))

@@ -216,6 +216,69 @@ pub fn http_limits(data_dir: &Path) -> Result<HttpLimits, Failure> {
     })
 }
 
+/// The operator's ceilings on every invocation, `<data dir>/limits.toml`; each key optional,
+/// the built-in value where it is missing:
+///
+/// ```toml
+/// max_fuel = 10000000000        # no manifest and no `--fuel` may ask for more
+/// deadline_ms = 30000           # wall-clock time of one invocation; a request may ask less
+/// max_recorded_bytes = 67108864 # bytes one invocation may put in the ledger
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorLimits {
+    /// The largest fuel budget of one invocation.
+    pub max_fuel: u64,
+    /// The wall-clock deadline of one invocation.
+    pub deadline: std::time::Duration,
+    /// The most bytes of host-call parameters and results one invocation may record.
+    pub max_recorded_bytes: u64,
+}
+
+impl Default for OperatorLimits {
+    fn default() -> Self {
+        Self {
+            max_fuel: 10_000_000_000,
+            deadline: std::time::Duration::from_secs(30),
+            max_recorded_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Reads `<data dir>/limits.toml` (see [`OperatorLimits`]); a zero value is refused, named.
+pub fn operator_limits(data_dir: &Path) -> Result<OperatorLimits, Failure> {
+    #[derive(Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        max_fuel: Option<u64>,
+        deadline_ms: Option<u64>,
+        max_recorded_bytes: Option<u64>,
+    }
+    let path = data_dir.join("limits.toml");
+    let file: File = operator_file(&path)?;
+    for (key, value) in [
+        ("max_fuel", file.max_fuel),
+        ("deadline_ms", file.deadline_ms),
+        ("max_recorded_bytes", file.max_recorded_bytes),
+    ] {
+        if value == Some(0) {
+            return Err(Failure::new(
+                Code::InvalidArgs,
+                format!("`{}`: {key} must be at least 1", path.display()),
+            ));
+        }
+    }
+    let defaults = OperatorLimits::default();
+    Ok(OperatorLimits {
+        max_fuel: file.max_fuel.unwrap_or(defaults.max_fuel),
+        deadline: file
+            .deadline_ms
+            .map_or(defaults.deadline, std::time::Duration::from_millis),
+        max_recorded_bytes: file
+            .max_recorded_bytes
+            .unwrap_or(defaults.max_recorded_bytes),
+    })
+}
+
 /// A TOML file the operator may write in the data directory; its default when absent. A
 /// malformed one is refused naming the file and what is wrong.
 fn operator_file<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Failure> {

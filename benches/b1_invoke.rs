@@ -20,6 +20,7 @@ const FUEL: u64 = 10_000_000;
 struct Setup {
     sandbox: Sandbox,
     context: Context,
+    link: femtoclaw_policy::LinkGrant,
     prepared: std::sync::Arc<femtoclaw_sandbox::Prepared>,
     engine: wasmtime::Engine,
     raw_pre: InstancePre<RawWasi>,
@@ -41,6 +42,7 @@ fn setup() -> Setup {
     Setup {
         sandbox,
         context: Context::deny_all().expect("context"),
+        link: femtoclaw_tests::grant_all(&prepared),
         prepared,
         engine,
         raw_pre,
@@ -55,6 +57,7 @@ fn sandbox_invoke(s: &Setup) -> String {
             "greet",
             &json!({"name": "world"}),
             FUEL,
+            &s.link,
             s.context.clone(),
         )
         .expect("invoke");

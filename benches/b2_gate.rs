@@ -40,6 +40,7 @@ struct Setup {
     sandbox: Sandbox,
     prepared: Arc<Prepared>,
     context: Context,
+    link: femtoclaw_policy::LinkGrant,
     engine: wasmtime::Engine,
     raw: InstancePre<RawWasi>,
 }
@@ -81,6 +82,7 @@ fn setup() -> Setup {
     let raw = linker.instantiate_pre(&component).unwrap();
     Setup {
         sandbox,
+        link: femtoclaw_tests::grant_all(&prepared),
         prepared,
         context,
         engine,
@@ -100,6 +102,7 @@ fn gated(s: &Setup, n: usize) -> femtoclaw_sandbox::Outcome {
             "read-config",
             &json!({ "keys": keys(n) }),
             FUEL,
+            &s.link,
             s.context.clone(),
         )
         .unwrap();

@@ -6,6 +6,8 @@ fn main() {
         "femtoclaw-guest-misbehave-changed",
         "femtoclaw-guest-types",
         "femtoclaw-guest-std-files",
+        "femtoclaw-guest-net",
+        "femtoclaw-guest-unprovided",
         "femtoclaw-example-word-count",
     ]);
     femtoclaw_guest_build::write_constants(&built, "guests.rs");

@@ -47,7 +47,14 @@ fn fetch(function: &str, args: &Json, limits: HttpLimits, origin: &str) -> Outco
         )))
     };
     sandbox
-        .invoke(&prepared, function, args, 1_000_000_000, context)
+        .invoke(
+            &prepared,
+            function,
+            args,
+            1_000_000_000,
+            &femtoclaw_tests::grant_all(&prepared),
+            context,
+        )
         .unwrap()
 }
 

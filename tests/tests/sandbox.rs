@@ -8,7 +8,7 @@ use femtoclaw_ledger::Value;
 use femtoclaw_sandbox::{
     Context, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig,
 };
-use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES};
+use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES, grant_all};
 use serde_json::json;
 
 /// One sandbox for the tests that use the default configuration: each guest compiles once.
@@ -25,7 +25,14 @@ fn run(
     fuel: u64,
 ) -> Outcome {
     sandbox
-        .invoke(guest, f, &args, fuel, Context::deny_all().unwrap())
+        .invoke(
+            guest,
+            f,
+            &args,
+            fuel,
+            &grant_all(guest),
+            Context::deny_all().unwrap(),
+        )
         .unwrap()
 }
 
@@ -251,6 +258,7 @@ fn bad_arguments_name_the_parameter_and_the_expected_type() {
                 "divide",
                 &args,
                 1_000_000,
+                &grant_all(&guest),
                 Context::deny_all().unwrap(),
             )
             .unwrap_err();
@@ -269,6 +277,7 @@ fn unknown_function_lists_what_the_capability_exports() {
             "nope",
             &json!({}),
             1_000_000,
+            &grant_all(&guest),
             Context::deny_all().unwrap(),
         )
         .unwrap_err();
@@ -298,6 +307,7 @@ fn resources_in_a_signature_are_refused_with_a_clear_error() {
             "femtoclaw:types-guest/counters@0.1.0#make",
             &json!({"start": 1}),
             1_000_000,
+            &grant_all(&guest),
             Context::deny_all().unwrap(),
         )
         .unwrap_err();
@@ -315,6 +325,7 @@ fn a_zero_fuel_budget_is_refused() {
             "nothing",
             &json!({}),
             0,
+            &grant_all(&guest),
             Context::deny_all().unwrap()
         ),
         Err(InvokeError::NoFuel)
@@ -408,6 +419,7 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
             "read-config",
             &json!({"keys": ["region", "token", "other"]}),
             10_000_000,
+            &grant_all(&guest),
             context,
         )
         .unwrap();
@@ -452,5 +464,37 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
     assert_eq!(denied_call.function, "get");
     assert!(
         matches!(&denied_call.result, Value::Tuple(r) if matches!(&r[0], Value::Result(Err(_))))
+    );
+}
+
+#[test]
+fn invoke_refuses_a_link_grant_that_does_not_cover_every_import() {
+    let sb = sandbox();
+    let hello = sb
+        .prepare(femtoclaw_capabilities::find("hello").unwrap().component)
+        .unwrap();
+    let misbehave = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    // A grant for hello's imports does not let misbehave, which imports more, run.
+    let err = sb
+        .invoke(
+            &misbehave,
+            "divide",
+            &json!({"a": 4, "b": 2}),
+            1_000_000,
+            &grant_all(&hello),
+            Context::deny_all().unwrap(),
+        )
+        .unwrap_err();
+    let InvokeError::NotGranted { imports } = &err else {
+        panic!("{err}");
+    };
+    assert!(!imports.is_empty());
+    assert!(
+        imports.iter().all(|i| !hello.imports.contains(i)),
+        "{imports:?}"
+    );
+    assert!(
+        imports.iter().all(|i| misbehave.imports.contains(i)),
+        "{imports:?}"
     );
 }

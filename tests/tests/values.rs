@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use femtoclaw_sandbox::{Context, Prepared, Sandbox, SandboxConfig};
-use femtoclaw_tests::FEMTOCLAW_GUEST_TYPES;
+use femtoclaw_tests::{FEMTOCLAW_GUEST_TYPES, grant_all};
 use serde_json::{Value as Json, json};
 
 fn guest() -> &'static (Sandbox, Arc<Prepared>) {
@@ -26,6 +26,7 @@ fn call(function: &str, args: Json) -> Result<Json, String> {
             function,
             &args,
             10_000_000,
+            &grant_all(prepared),
             Context::deny_all().unwrap(),
         )
         .map_err(|e| e.to_string())?;

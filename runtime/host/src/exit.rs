@@ -62,16 +62,21 @@ impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
 
 impl From<femtoclaw_sandbox::SandboxError> for Failure {
     fn from(e: femtoclaw_sandbox::SandboxError) -> Self {
-        Self::new(Code::Other, e)
+        let code = match &e {
+            // What the host does not provide is refused like an import the policy withholds.
+            femtoclaw_sandbox::SandboxError::Unprovided { .. } => Code::Denied,
+            _ => Code::Other,
+        };
+        Self::new(code, e)
     }
 }
 
 impl From<femtoclaw_sandbox::InvokeError> for Failure {
     fn from(e: femtoclaw_sandbox::InvokeError) -> Self {
-        let code = if e.is_bad_args() {
-            Code::InvalidArgs
-        } else {
-            Code::Unknown
+        let code = match &e {
+            femtoclaw_sandbox::InvokeError::NotGranted { .. } => Code::Denied,
+            e if e.is_bad_args() => Code::InvalidArgs,
+            _ => Code::Unknown,
         };
         Self::new(code, e)
     }

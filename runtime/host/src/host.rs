@@ -145,25 +145,10 @@ impl Host {
         }
         let imports = &resolved.prepared.imports;
         let grant = self.authority.grant(&policy, principal, entry, imports);
-        let refused = grant.refused(imports.iter().map(String::as_str));
-        if !refused.is_empty() {
-            let refusals: Vec<(&str, &str, &Decision)> = refused
-                .iter()
-                .map(|(import, decision)| ("link", import.as_str(), decision))
-                .collect();
-            self.records()?.append(record::refused(&start, &refusals))?;
-            let named: Vec<String> = refused
-                .iter()
-                .map(|(import, decision)| format!("`{import}` ({decision})"))
-                .collect();
-            return Err(Failure::new(
-                Code::Denied,
-                format!(
-                    "denied: `{name}` imports what is not granted to `{principal}`: {}",
-                    named.join(", ")
-                ),
-            ));
-        }
+        let link = match grant.authorize_link(imports.iter().map(String::as_str)) {
+            Ok(link) => link,
+            Err(refused) => return Err(self.refuse_link(&start, &name, principal, &refused)),
+        };
 
         let context = Context {
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
@@ -179,9 +164,9 @@ impl Host {
                 &entry.manifest.requests,
             )))
         };
-        let outcome = self
-            .sandbox
-            .invoke(&resolved.prepared, function, args, fuel, context)?;
+        let outcome =
+            self.sandbox
+                .invoke(&resolved.prepared, function, args, fuel, &link, context)?;
         let entries = record::ran(&start, &invoke, &outcome);
         let writes = match &outcome.result {
             Ok(_) => kv_writes(outcome.host_calls.iter().map(CallView::from)),
@@ -204,6 +189,39 @@ impl Host {
             .apply(&writes, receipt.tree_size)
             .map_err(|e| Failure::new(Code::Other, e.to_string()))?;
         Ok((outcome, receipt))
+    }
+}
+
+impl Host {
+    /// Records a refusal to link and names every refused import: exit 7.
+    fn refuse_link(
+        &self,
+        start: &Start,
+        name: &str,
+        principal: &Principal,
+        refused: &[(String, Decision)],
+    ) -> Failure {
+        let refusals: Vec<(&str, &str, &Decision)> = refused
+            .iter()
+            .map(|(import, decision)| ("link", import.as_str(), decision))
+            .collect();
+        if let Err(failure) = self
+            .records()
+            .and_then(|r| r.append(record::refused(start, &refusals)))
+        {
+            return failure;
+        }
+        let named: Vec<String> = refused
+            .iter()
+            .map(|(import, decision)| format!("`{import}` ({decision})"))
+            .collect();
+        Failure::new(
+            Code::Denied,
+            format!(
+                "denied: `{name}` imports what is not granted to `{principal}`: {}",
+                named.join(", ")
+            ),
+        )
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Host, code, s, stderr, stdout};
 
-use femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE;
+use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_NET, FEMTOCLAW_GUEST_UNPROVIDED};
 use serde_json::{Value as Json, json};
 
 /// Permits the local operator to invoke and link anything, and to read config key `region`.
@@ -285,4 +285,114 @@ fn policy_explain_and_inspect_show_requested_versus_granted() {
     let denied = inspect["granted"]["denied_scopes"].as_array().unwrap();
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert_eq!(denied[0]["scope"], json!("token"));
+}
+
+/// Permits invoking anything, and linking only the virtualized WASI baseline.
+const BASELINE_POLICY: &str = r#"
+@id("test:invoke")
+permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"invoke", resource);
+
+@id("test:link-baseline")
+permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"link", resource)
+when { resource.baseline };
+"#;
+
+const NET_MANIFEST: &str = "name = \"net\"\nversion = \"1.0.0\"\npublisher = \"test\"\n";
+
+/// The `wasi:sockets` imports of the net guest, as `capability inspect` lists them.
+fn sockets_imports(host: &Host) -> Vec<String> {
+    let out = host.run(&["capability", "inspect", "net"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let inspect: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    let imports: Vec<String> = inspect["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .filter(|i| i.starts_with("wasi:sockets/"))
+        .collect();
+    assert!(imports.len() >= 3, "{imports:?}");
+    imports
+}
+
+#[test]
+fn sockets_are_not_baseline_a_component_importing_them_is_refused_naming_each() {
+    let host = Host::with_policy(BASELINE_POLICY);
+    host.add(FEMTOCLAW_GUEST_NET, NET_MANIFEST);
+    let out = host.run(&[
+        "invoke",
+        "net",
+        "tcp-connect",
+        "--args",
+        r#"{"address":"127.0.0.1:9"}"#,
+    ]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    let err = stderr(&out);
+    for import in sockets_imports(&host) {
+        assert!(
+            err.contains(&format!("`{import}` (denied")),
+            "{import}: {err}"
+        );
+    }
+    // The baseline the guest also imports is granted: only sockets are named.
+    assert!(!err.contains("wasi:clocks"), "{err}");
+}
+
+#[test]
+fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_recorded() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_NET, NET_MANIFEST);
+    let imports = sockets_imports(&host);
+    let manifest = format!(
+        "name = \"net\"\nversion = \"1.0.1\"\npublisher = \"test\"\n\n[requests]\nimports = {}\n",
+        serde_json::to_string(&imports).unwrap()
+    );
+    host.add(FEMTOCLAW_GUEST_NET, &manifest);
+    for (function, args) in [
+        ("tcp-connect", r#"{"address":"127.0.0.1:9"}"#),
+        ("udp-bind", r#"{"address":"127.0.0.1:0"}"#),
+    ] {
+        let out = host.run(&["invoke", "net@1.0.1", function, "--args", args]);
+        assert_eq!(code(&out), 0, "{function}: {}", stderr(&out));
+        let result: Json = serde_json::from_str(&stdout(&out)).unwrap();
+        assert!(result["err"].is_string(), "{function}: {result}");
+    }
+    let log = host.run(&["log", "show", "--json", "--limit", "1000"]);
+    let entries: Vec<Json> = stdout(&log)
+        .lines()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap()["entry"].clone())
+        .collect();
+    for create in ["create-tcp-socket", "create-udp-socket"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["type"] == "host-call" && e["function"] == create),
+            "{create} is not recorded"
+        );
+    }
+    let denied: Vec<&Json> = entries
+        .iter()
+        .filter(|e| e["type"] == "decision" && e["action"] == "net.connect")
+        .collect();
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(
+        denied
+            .iter()
+            .all(|d| d["allowed"] == false && d["resource"] == "0.0.0.0")
+    );
+}
+
+#[test]
+fn an_import_no_host_provides_is_refused_with_exit_7_naming_every_one() {
+    let host = Host::with_policy(OPEN_POLICY);
+    let wasm = host.file("unprovided.wasm", FEMTOCLAW_GUEST_UNPROVIDED);
+    let out = host.run(&["capability", "add", s(&wasm)]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    let err = stderr(&out);
+    for import in [
+        "femtoclaw:unprovided/elsewhere@0.1.0",
+        "femtoclaw:unprovided/nowhere@0.1.0",
+    ] {
+        assert!(err.contains(&format!("`{import}`")), "{import}: {err}");
+    }
 }

@@ -64,6 +64,24 @@ impl Grant {
             .collect()
     }
 
+    /// The proof that a component with `imports` may be linked, or every import refused with
+    /// its decision. The [`LinkGrant`] is the only way into an invocation.
+    pub fn authorize_link<'a>(
+        &self,
+        imports: impl IntoIterator<Item = &'a str>,
+    ) -> Result<LinkGrant, Vec<(String, Decision)>> {
+        let imports: BTreeSet<String> = imports.into_iter().map(str::to_owned).collect();
+        let refused = self.refused(imports.iter().map(String::as_str));
+        if refused.is_empty() {
+            Ok(LinkGrant {
+                imports,
+                policy_digest: self.policy_digest,
+            })
+        } else {
+            Err(refused)
+        }
+    }
+
     /// Whether a granted requested scope covers the concrete `scope` for `action`. A quick
     /// pre-check; [`PolicySet::check_call`] decides.
     pub fn permits_scope(&self, action: CallAction, scope: &Scope) -> bool {
@@ -208,6 +226,27 @@ impl PolicySet {
             denied_scopes,
             policy_digest: self.digest(),
         }
+    }
+}
+
+/// The policy's permission to link one component: every import it names was granted. Made only
+/// by [`Grant::authorize_link`]; the sandbox runs a component only under one that covers all
+/// of its imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkGrant {
+    imports: BTreeSet<String>,
+    policy_digest: [u8; 32],
+}
+
+impl LinkGrant {
+    /// Whether `import` was granted.
+    pub fn covers(&self, import: &str) -> bool {
+        self.imports.contains(import)
+    }
+
+    /// The digest of the policy set that granted it.
+    pub fn policy_digest(&self) -> [u8; 32] {
+        self.policy_digest
     }
 }
 

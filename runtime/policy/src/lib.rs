@@ -68,7 +68,7 @@ pub use baseline::{VIRTUALIZED_BASELINE, is_virtualized_baseline};
 pub use decision::{Decision, Reason};
 pub use error::{PolicyError, Problem, Problems, RequestsError};
 pub use explain::{Explanation, ImportExplanation, ScopeExplanation};
-pub use grant::{CallChecker, Grant, GrantCache, GrantKey, PathGrant};
+pub use grant::{CallChecker, Grant, GrantCache, GrantKey, LinkGrant, PathGrant};
 pub use model::{
     CallAction, CapabilityRef, InterfaceName, Principal, PrincipalKind, Scope, path_covers,
 };

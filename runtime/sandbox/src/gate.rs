@@ -13,14 +13,118 @@ use std::sync::Arc;
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
 use wasmtime::StoreContextMut;
-use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType};
+use wasmtime::component::types::ComponentFunc;
+use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType, Val};
 
 use crate::replay::{Divergence, Replay};
 use crate::state::State;
 
-/// The linker being built, through which every host interface declares its functions.
+/// The linker being built. It is private: every function a guest can import is defined through
+/// the gate ([`Gate::define`], [`Gate::define_scoped`], [`Gate::wrap`]) or is one of the
+/// reviewed [`DETERMINISTIC`](crate::host::linking::DETERMINISTIC) functions, and each is noted
+/// here with how it is answered. Nothing is shadowed: a function defined twice is an error.
 pub(crate) struct Registry {
-    pub(crate) linker: Linker<State>,
+    linker: Linker<State>,
+    linked: Vec<Linked>,
+}
+
+/// How the host answers one function a guest can import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Through the gate: authorized, performed or replayed, recorded.
+    Gated,
+    /// By wasmtime-wasi, unrecorded: deterministic, and reviewed (the reason says why it needs
+    /// no record).
+    Deterministic(&'static str),
+}
+
+/// One function the host links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linked {
+    /// WIT interface, with package and version.
+    pub interface: &'static str,
+    /// Function name within the interface.
+    pub function: &'static str,
+    /// How it is answered.
+    pub answer: Answer,
+}
+
+impl Registry {
+    pub(crate) fn new(engine: &wasmtime::Engine) -> Self {
+        Self {
+            linker: Linker::new(engine),
+            linked: Vec::new(),
+        }
+    }
+
+    /// The linker and what it links.
+    pub(crate) fn finish(self) -> (Linker<State>, Vec<Linked>) {
+        (self.linker, self.linked)
+    }
+
+    fn note(
+        &mut self,
+        interface: &'static str,
+        function: &'static str,
+        answer: Answer,
+    ) -> wasmtime::Result<()> {
+        if self
+            .linked
+            .iter()
+            .any(|l| l.interface == interface && l.function == function)
+        {
+            wasmtime::bail!("`{interface}#{function}` is defined twice");
+        }
+        self.linked.push(Linked {
+            interface,
+            function,
+            answer,
+        });
+        Ok(())
+    }
+
+    /// Links wasmtime-wasi's implementation of `interface` with `add`: only for an interface
+    /// every function of which is in the reviewed table, or one of resource types only (the
+    /// structural test checks that `add` links nothing else).
+    pub(crate) fn deterministic(
+        &mut self,
+        interface: &'static str,
+        add: impl FnOnce(&mut Linker<State>) -> wasmtime::Result<()>,
+    ) -> wasmtime::Result<()> {
+        let reviewed: Vec<_> = crate::host::linking::DETERMINISTIC
+            .iter()
+            .filter(|(i, _, _)| *i == interface)
+            .collect();
+        if reviewed.is_empty() && !crate::host::linking::TYPES_ONLY.contains(&interface) {
+            wasmtime::bail!("`{interface}` has no reviewed deterministic function");
+        }
+        add(&mut self.linker)?;
+        for (interface, function, reason) in reviewed {
+            self.note(interface, function, Answer::Deterministic(reason))?;
+        }
+        Ok(())
+    }
+
+    /// Defines one reviewed deterministic function of an interface the gate otherwise answers.
+    pub(crate) fn deterministic_func<P, R>(
+        &mut self,
+        interface: &'static str,
+        function: &'static str,
+        func: impl Fn(StoreContextMut<'_, State>, P) -> wasmtime::Result<R> + Send + Sync + 'static,
+    ) -> wasmtime::Result<()>
+    where
+        P: ComponentNamedList + Lift + 'static,
+        R: ComponentNamedList + Lower + 'static,
+    {
+        let Some((_, _, reason)) = crate::host::linking::DETERMINISTIC
+            .iter()
+            .find(|(i, f, _)| *i == interface && *f == function)
+        else {
+            wasmtime::bail!("`{interface}#{function}` is not a reviewed deterministic function");
+        };
+        self.linker.instance(interface)?.func_wrap(function, func)?;
+        self.note(interface, function, Answer::Deterministic(reason))
+    }
 }
 
 /// One policy decision the gate took for a call.
@@ -254,6 +358,83 @@ macro_rules! recorded_variant {
 
 pub(crate) use {recorded_enum, recorded_flags, recorded_record, recorded_variant};
 
+/// Dynamic values of a [`Gate::define_dynamic`] function: recorded by their WIT types, and in
+/// replay answered from the recorded value.
+pub(crate) struct Dynamic {
+    value: Value,
+    vals: Option<Vec<Val>>,
+}
+
+impl Dynamic {
+    fn params(ty: &ComponentFunc, params: &[Val]) -> Self {
+        let value = Value::Tuple(
+            params
+                .iter()
+                .zip(ty.params())
+                .map(|(v, (_, t))| crate::values::val_to_value(v, &t))
+                .collect(),
+        );
+        Self { value, vals: None }
+    }
+
+    fn results(ty: &ComponentFunc, vals: Vec<Val>) -> Self {
+        let value = Value::Tuple(
+            vals.iter()
+                .zip(ty.results())
+                .map(|(v, t)| crate::values::val_to_value(v, &t))
+                .collect(),
+        );
+        Self {
+            value,
+            vals: Some(vals),
+        }
+    }
+
+    /// Writes the answer into the call's results: the values performed, or in replay the
+    /// recorded ones converted back by the function's result types.
+    fn store(self, ty: &ComponentFunc, results: &mut [Val]) -> wasmtime::Result<()> {
+        let vals = match self.vals {
+            Some(vals) => vals,
+            None => {
+                let Value::Tuple(items) = &self.value else {
+                    wasmtime::bail!("recorded answer {:?} is not a tuple", self.value);
+                };
+                items
+                    .iter()
+                    .zip(ty.results())
+                    .map(|(v, t)| crate::values::value_to_val(v, &t))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        wasmtime::format_err!("recorded answer {:?} does not fit", self.value)
+                    })?
+            }
+        };
+        if vals.len() != results.len() {
+            wasmtime::bail!(
+                "answer has {} values; the function returns {}",
+                vals.len(),
+                results.len()
+            );
+        }
+        for (slot, val) in results.iter_mut().zip(vals) {
+            *slot = val;
+        }
+        Ok(())
+    }
+}
+
+impl Recorded for Dynamic {
+    fn to_value(&self) -> Value {
+        self.value.clone()
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        Some(Self {
+            value: value.clone(),
+            vals: None,
+        })
+    }
+}
+
 /// A resource handle is recorded as its table index. In replay the index answers as a fresh
 /// own handle: the host never touches it (every call on it is answered from the ledger) and
 /// [`Gate::resource`] lets its drop find no table entry.
@@ -393,10 +574,11 @@ impl Gate {
         P: ComponentNamedList + Lift + Recorded + 'static,
         R: ComponentNamedList + Lower + Recorded + 'static,
     {
-        registry
-            .linker
-            .instance(interface)?
-            .func_wrap(function, move |mut store, params: P| {
+        Self::wrap(
+            registry,
+            interface,
+            function,
+            move |mut store, params: P| {
                 Self::pass(
                     &mut store,
                     interface,
@@ -404,7 +586,64 @@ impl Gate {
                     &params,
                     |state, authority| perform(state, authority, &params),
                 )
-            })
+            },
+        )
+    }
+
+    /// Defines `interface#function` with a body that passes the gate itself, through
+    /// [`Gate::pass`]: for a host function whose WIT result is built from what the gate
+    /// records (an in-memory stream over recorded bytes, say).
+    pub(crate) fn wrap<P, R>(
+        registry: &mut Registry,
+        interface: &'static str,
+        function: &'static str,
+        body: impl Fn(StoreContextMut<'_, State>, P) -> wasmtime::Result<R> + Send + Sync + 'static,
+    ) -> wasmtime::Result<()>
+    where
+        P: ComponentNamedList + Lift + 'static,
+        R: ComponentNamedList + Lower + 'static,
+    {
+        registry
+            .linker
+            .instance(interface)?
+            .func_wrap(function, body)?;
+        registry.note(interface, function, Answer::Gated)
+    }
+
+    /// Defines `interface#function` with dynamic values: every call passes the gate, its
+    /// parameters and results recorded by their WIT types. For interfaces answered uniformly
+    /// (sockets, which the host refuses call by call).
+    pub(crate) fn define_dynamic(
+        registry: &mut Registry,
+        interface: &'static str,
+        function: &'static str,
+        perform: impl Fn(
+            &mut State,
+            &mut Authority<'_>,
+            &ComponentFunc,
+            &[Val],
+        ) -> wasmtime::Result<Vec<Val>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> wasmtime::Result<()> {
+        registry.linker.instance(interface)?.func_new(
+            function,
+            move |mut store, ty, params, results| {
+                let answer = Self::pass(
+                    &mut store,
+                    interface,
+                    function,
+                    &Dynamic::params(&ty, params),
+                    |state, authority| {
+                        perform(state, authority, &ty, params)
+                            .map(|vals| Dynamic::results(&ty, vals))
+                    },
+                )?;
+                answer.store(&ty, results)
+            },
+        )?;
+        registry.note(interface, function, Answer::Gated)
     }
 
     /// Passes one call through the gate: the body of every [`Gate::define_scoped`] function,

@@ -2,14 +2,24 @@
 //! compile cache, the linker, the gate every host call passes, and JSON ↔ WIT values.
 //!
 //! ```no_run
+//! use femtoclaw_policy::{CapabilityRef, PolicySet, Principal, Requests};
 //! use femtoclaw_sandbox::{Context, Sandbox, SandboxConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sandbox = Sandbox::new(SandboxConfig::default())?;
 //! let component = std::fs::read("hello.wasm")?;
 //! let prepared = sandbox.prepare(&component)?;
+//! // The policy decides which imports link; its grant is the only way into `invoke`.
+//! let policy = PolicySet::default_policy()?;
+//! let cap = CapabilityRef::new("hello", "0.1.0", "", "femtoclaw");
+//! let imports = prepared.imports.iter().map(String::as_str);
+//! let grant = policy.grant_for_component(&Principal::local(), &cap, &Requests::default(), imports);
+//! let link = grant
+//!     .authorize_link(prepared.imports.iter().map(String::as_str))
+//!     .map_err(|refused| format!("{refused:?}"))?;
 //! let args = serde_json::json!({"name": "Ada"});
-//! let outcome = sandbox.invoke(&prepared, "greet", &args, 1_000_000, Context::deny_all()?)?;
+//! let outcome =
+//!     sandbox.invoke(&prepared, "greet", &args, 1_000_000, &link, Context::deny_all()?)?;
 //! assert_eq!(outcome.result?, serde_json::json!("Hello, Ada!"));
 //! # Ok(())
 //! # }
@@ -36,8 +46,8 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, 
 use wasmtime::{Engine, Store, Trap};
 
 use femtoclaw_ledger::Value;
-use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
-pub use gate::{Authorized, Denied, HostCall};
+use femtoclaw_policy::{CallChecker, CapabilityRef, LinkGrant, PolicySet, Principal, Requests};
+pub use gate::{Answer, Authorized, Denied, HostCall, Linked};
 pub use host::config::Config;
 pub use host::files::{MAX_READ_BYTES, Preopen};
 pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
@@ -109,7 +119,13 @@ pub enum SandboxError {
     /// The bytes are not a valid component for this engine.
     #[error("cannot compile component: {0}")]
     Compile(String),
-    /// The component imports something the host does not provide.
+    /// The component imports what the host does not provide at all: every such import.
+    #[error("the host does not provide what the component imports: {}", imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "))]
+    Unprovided {
+        /// Each interface (or `interface#function`) the host does not link.
+        imports: Vec<String>,
+    },
+    /// The component's imports do not fit what the host provides.
     #[error("cannot link component: {0}")]
     Link(String),
     /// The compile cache failed.
@@ -125,6 +141,12 @@ pub enum SandboxError {
 /// Errors that stop an invocation before any guest code runs.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
+    /// The link grant does not cover every import of the component.
+    #[error("not granted: the component imports {}", imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "))]
+    NotGranted {
+        /// The imports the grant does not cover.
+        imports: Vec<String>,
+    },
     /// The component exports no function of that name.
     #[error("unknown function `{function}`; the capability exports: {}", available.join(", "))]
     UnknownFunction {
@@ -169,7 +191,10 @@ impl InvokeError {
     /// Whether the error is about the request's arguments (as opposed to naming a function that
     /// does not exist).
     pub fn is_bad_args(&self) -> bool {
-        !matches!(self, InvokeError::UnknownFunction { .. })
+        !matches!(
+            self,
+            InvokeError::UnknownFunction { .. } | InvokeError::NotGranted { .. }
+        )
     }
 }
 
@@ -336,6 +361,8 @@ impl Prepared {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<State>,
+    /// Every function the linker defines, and how it is answered.
+    linked: Vec<Linked>,
     /// Replay authorizes nothing (every answer comes from the ledger): one deny-all context,
     /// built once.
     replay_context: Context,
@@ -359,19 +386,12 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let (engine, engine_digest) =
             engine::build(&config.limits).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let mut registry = gate::Registry {
-            linker: Linker::new(&engine),
-        };
-        host::wasi::add_to_linker(&mut registry)
-            .and_then(|()| host::log::add_to_linker(&mut registry))
-            .and_then(|()| host::config::add_to_linker(&mut registry))
-            .and_then(|()| host::kv::add_to_linker(&mut registry))
-            .and_then(|()| host::http::add_to_linker(&mut registry))
-            .and_then(|()| host::files::add_to_linker(&mut registry))
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let (linker, linked) =
+            host::link(&engine).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
             engine,
-            linker: registry.linker,
+            linker,
+            linked,
             replay_context: Context::deny_all()
                 .map_err(|e| SandboxError::Engine(format!("replay context: {e}")))?,
             limits: config.limits,
@@ -384,6 +404,12 @@ impl Sandbox {
     /// The digest of the engine configuration (see [`engine::settings`]).
     pub fn engine_digest(&self) -> [u8; 32] {
         self.engine_digest
+    }
+
+    /// Every function a guest can import, and how the host answers it: through the gate, or
+    /// as one of the reviewed deterministic functions.
+    pub fn linked(&self) -> &[Linked] {
+        &self.linked
     }
 
     /// The limits every invocation runs under.
@@ -483,6 +509,12 @@ impl Sandbox {
                 _ => {}
             }
         }
+        let unprovided = self.unprovided(&ty);
+        if !unprovided.is_empty() {
+            return Err(SandboxError::Unprovided {
+                imports: unprovided,
+            });
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -493,6 +525,39 @@ impl Sandbox {
             functions,
             imports,
         })
+    }
+
+    /// Every import of a component the host does not provide: an interface it does not link
+    /// at a compatible version, or a function of one it does.
+    fn unprovided(&self, ty: &wasmtime::component::types::Component) -> Vec<String> {
+        let mut missing = Vec::new();
+        for (name, item) in ty.imports(&self.engine) {
+            let ComponentItem::ComponentInstance(instance) = item.ty else {
+                missing.push(name.to_owned());
+                continue;
+            };
+            let provided: Vec<&Linked> = self
+                .linked
+                .iter()
+                .filter(|l| semver_compatible(l.interface, name))
+                .collect();
+            let functions: Vec<&str> = instance
+                .exports(&self.engine)
+                .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
+                .map(|(f, _)| f)
+                .collect();
+            if provided.is_empty() && !functions.is_empty() {
+                missing.push(name.to_owned());
+                continue;
+            }
+            missing.extend(
+                functions
+                    .into_iter()
+                    .filter(|f| !provided.iter().any(|l| l.function == *f))
+                    .map(|f| format!("{name}#{f}")),
+            );
+        }
+        missing
     }
 
     /// Converts JSON arguments to the function's parameters, checking every one.
@@ -530,19 +595,31 @@ impl Sandbox {
             .collect()
     }
 
-    /// Runs `function` of `prepared` with JSON `args` on a fresh store with `fuel`, its scoped
-    /// host calls authorized by `context`.
+    /// Runs `function` of `prepared` with JSON `args` on a fresh store with `fuel`, its imports
+    /// linked under `link` (the policy's grant: it must cover every import) and its scoped host
+    /// calls authorized by `context`.
     ///
-    /// Errors before the run (unknown function, bad arguments) are `Err`; everything that
-    /// happens once guest code runs, traps included, is in the [`Outcome`].
+    /// Errors before the run (an import not granted, unknown function, bad arguments) are
+    /// `Err`; everything that happens once guest code runs, traps included, is in the
+    /// [`Outcome`].
     pub fn invoke(
         &self,
         prepared: &Prepared,
         function: &str,
         args: &Json,
         fuel: u64,
+        link: &LinkGrant,
         context: Context,
     ) -> Result<Outcome, InvokeError> {
+        let ungranted: Vec<String> = prepared
+            .imports
+            .iter()
+            .filter(|i| !link.covers(i))
+            .cloned()
+            .collect();
+        if !ungranted.is_empty() {
+            return Err(InvokeError::NotGranted { imports: ungranted });
+        }
         if fuel == 0 {
             return Err(InvokeError::NoFuel);
         }
@@ -654,6 +731,38 @@ impl Sandbox {
             output_truncated: out_cut || err_cut,
         };
         (outcome, divergence)
+    }
+}
+
+/// Whether the host's `provided` interface (`package/name@version`) answers an import of
+/// `imported`, as wasmtime's linker matches them: the same name, and the same version, or for
+/// versions without a pre-release the same major (`1.x`) or the same minor (`0.x`, x > 0).
+fn semver_compatible(provided: &str, imported: &str) -> bool {
+    fn split(s: &str) -> (&str, Option<&str>) {
+        s.split_once('@').map_or((s, None), |(n, v)| (n, Some(v)))
+    }
+    let ((pn, pv), (in_, iv)) = (split(provided), split(imported));
+    if pn != in_ {
+        return false;
+    }
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut parts = v.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        let patch = parts.next()?;
+        (patch.chars().all(|c| c.is_ascii_digit()) && parts.next().is_none())
+            .then_some((major, minor))
+    };
+    match (pv, iv) {
+        (Some(p), Some(i)) if p == i => true,
+        (Some(p), Some(i)) => match (parse(p), parse(i)) {
+            (Some((0, 0)), _) | (_, Some((0, 0))) => false,
+            (Some((0, pm)), Some((0, im))) => pm == im,
+            (Some((pmaj, _)), Some((imaj, _))) => pmaj == imaj && pmaj > 0,
+            _ => false,
+        },
+        (None, None) => true,
+        _ => false,
     }
 }
 

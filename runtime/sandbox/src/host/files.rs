@@ -290,7 +290,6 @@ fn read_rest(
 }
 
 pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
-    registry.linker.allow_shadowing(true);
     Gate::resource::<Descriptor>(registry, TYPES, "descriptor")?;
     Gate::resource::<DirectoryEntryStream>(registry, TYPES, "directory-entry-stream")?;
 
@@ -311,9 +310,13 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     add_reads(registry)?;
     add_streams(registry)?;
     add_writes(registry)?;
-
-    registry.linker.allow_shadowing(false);
-    Ok(())
+    registry.deterministic_func(
+        TYPES,
+        "filesystem-error-code",
+        |mut store, (err,): (Resource<wasmtime_wasi::p2::bindings::sync::io::error::Error>,)| {
+            Ok((store.data_mut().filesystem().filesystem_error_code(err)?,))
+        },
+    )
 }
 
 type Fd = Resource<Descriptor>;
@@ -479,7 +482,9 @@ fn add_reads(registry: &mut Registry) -> wasmtime::Result<()> {
 /// The stream constructors: reads answered from recorded bytes, writes refused.
 fn add_streams(registry: &mut Registry) -> wasmtime::Result<()> {
     const READ_VIA_STREAM: &str = "[method]descriptor.read-via-stream";
-    registry.linker.instance(TYPES)?.func_wrap(
+    Gate::wrap(
+        registry,
+        TYPES,
         READ_VIA_STREAM,
         |mut store, (fd, offset): (Fd, Filesize)| {
             let (read,): (Result<Vec<u8>, ErrorCode>,) = Gate::pass(

@@ -1,10 +1,8 @@
 //! The WASI 0.2 interfaces whose answers come from the outside world: clocks and randomness.
 //!
-//! wasmtime-wasi links the rest of `wasi:cli/imports` in a virtualized, empty form (no
-//! environment, arguments, preopens or network). These functions shadow its clocks and random so
-//! that every answer passes the gate and is recorded: the same invocation replayed gets the same
+//! Every function passes the gate and is recorded: the same invocation replayed gets the same
 //! answers. Timers (`subscribe-instant`, `subscribe-duration`) would make execution depend on
-//! wall-clock time, so they trap with a clear message.
+//! wall-clock time, so they trap with a clear message (the trap is recorded like any answer).
 
 use std::sync::LazyLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -50,9 +48,6 @@ fn nanos_u64(nanos: u128) -> u64 {
 }
 
 pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(&mut registry.linker)?;
-    registry.linker.allow_shadowing(true);
-
     Gate::define(registry, WALL_CLOCK, "now", |_, (): &()| {
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -75,8 +70,10 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         Ok((1u64,))
     })?;
     for timer in ["subscribe-instant", "subscribe-duration"] {
-        registry.linker.instance(MONOTONIC_CLOCK)?.func_new(timer, move |_, _, _, _| {
-            wasmtime::bail!("`{MONOTONIC_CLOCK}#{timer}` is not available: timers would make execution depend on wall-clock time")
+        Gate::define_dynamic(registry, MONOTONIC_CLOCK, timer, move |_, _, _, _| {
+            wasmtime::bail!(
+                "`{MONOTONIC_CLOCK}#{timer}` is not available: timers would make execution depend on wall-clock time"
+            )
         })?;
     }
     Gate::define(
@@ -103,7 +100,5 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define(registry, INSECURE_SEED, "insecure-seed", |_, (): &()| {
         Ok(((random_u64()?, random_u64()?),))
     })?;
-
-    registry.linker.allow_shadowing(false);
     Ok(())
 }

@@ -53,7 +53,8 @@ impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
             E::Manifest { .. }
             | E::InvalidName { .. }
             | E::NotAComponent(_)
-            | E::TooLarge { .. } => Code::InvalidArgs,
+            | E::TooLarge { .. }
+            | E::FuelOverCeiling { .. } => Code::InvalidArgs,
             _ => Code::Other,
         };
         Self::new(code, e)

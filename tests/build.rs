@@ -6,6 +6,7 @@ fn main() {
         "femtoclaw-guest-misbehave-changed",
         "femtoclaw-guest-types",
         "femtoclaw-guest-std-files",
+        "femtoclaw-guest-hoard",
         "femtoclaw-example-word-count",
     ]);
     femtoclaw_guest_build::write_constants(&built, "guests.rs");

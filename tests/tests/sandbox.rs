@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use femtoclaw_ledger::Value;
 use femtoclaw_ledger::CallFault;
+use femtoclaw_ledger::Value;
 use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
 use femtoclaw_sandbox::{
     Context, FUEL_PER_RECORDED_BYTE, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox,
@@ -486,7 +486,13 @@ fn recording(outcome: &Outcome) -> Recorded {
 
 /// Replays `outcome` (a run of `function` of `wasm` with `fuel`) on `sandbox`; it must be
 /// identical.
-fn replays_identically(sandbox: &Sandbox, wasm: &[u8], function: &str, fuel: u64, outcome: &Outcome) {
+fn replays_identically(
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    function: &str,
+    fuel: u64,
+    outcome: &Outcome,
+) {
     let guest = sandbox.prepare(wasm).unwrap();
     let (replayed, divergence) = sandbox
         .replay(&guest, function, &outcome.args, fuel, &recording(outcome))
@@ -500,8 +506,16 @@ fn a_host_call_that_fails_is_recorded_with_its_fault_and_replays_with_it() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_HOARD).unwrap();
     for (function, args, cap) in [
-        ("log-big", json!({"bytes": 17 << 10}), "exceeds the limit of 16384"),
-        ("random-big", json!({"len": 2 << 20}), "exceeds the limit of 1048576"),
+        (
+            "log-big",
+            json!({"bytes": 17 << 10}),
+            "exceeds the limit of 16384",
+        ),
+        (
+            "random-big",
+            json!({"len": 2 << 20}),
+            "exceeds the limit of 1048576",
+        ),
     ] {
         let outcome = run(sb, &guest, function, args, 50_000_000);
         let Err(Failure::Trap { code, message }) = &outcome.result else {
@@ -528,14 +542,22 @@ fn host_bytes_cost_fuel_at_the_documented_rate_and_replay_charges_the_same() {
     let small = run(sb, &guest, "random-big", json!({"len": 16}), fuel);
     let big = run(sb, &guest, "random-big", json!({"len": 1 << 20}), fuel);
     assert_eq!(big.result, Ok(json!(1 << 20)));
+    // The rate the README documents; the guest's own work for the larger buffer is small.
+    assert_eq!(FUEL_PER_RECORDED_BYTE, 1);
     let extra = big.fuel_consumed - small.fuel_consumed;
     assert!(
-        extra >= (1 << 20) * FUEL_PER_RECORDED_BYTE,
-        "1 MiB more of host bytes cost only {extra} more fuel"
+        ((1 << 20)..(1 << 20) + 1_000).contains(&extra),
+        "1 MiB more of host bytes cost {extra} more fuel"
     );
     replays_identically(sb, FEMTOCLAW_GUEST_HOARD, "random-big", fuel, &big);
     // A budget that pays for the guest's work but not for the host's ends out of fuel.
-    let short = run(sb, &guest, "random-big", json!({"len": 1 << 20}), small.fuel_consumed * 4);
+    let short = run(
+        sb,
+        &guest,
+        "random-big",
+        json!({"len": 1 << 20}),
+        small.fuel_consumed * 4,
+    );
     assert_eq!(
         short.result,
         Err(Failure::FuelExhausted {
@@ -562,12 +584,21 @@ fn host_calls_past_the_recorded_bytes_cap_end_the_invocation_with_a_limit() {
     };
     let fuel = 1_000_000_000;
     let outcome = sb
-        .invoke(&guest, "hoard-random", &json!({"turns": 100, "len": 1 << 20}), fuel, context)
+        .invoke(
+            &guest,
+            "hoard-random",
+            &json!({"turns": 100, "len": 1 << 20}),
+            fuel,
+            context,
+        )
         .unwrap();
     let Err(Failure::Limit(message)) = &outcome.result else {
         panic!("{:?}", outcome.result);
     };
-    assert!(message.contains("recorded-bytes limit of 4194304 bytes"), "{message}");
+    assert!(
+        message.contains("recorded-bytes limit of 4194304 bytes"),
+        "{message}"
+    );
     // Three calls fit; the fourth is recorded with the limit in place of its 1 MiB.
     assert_eq!(outcome.host_calls.len(), 4);
     let recorded: u64 = outcome
@@ -635,7 +666,13 @@ fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
         ] {
             let outcome = run(recorder, &guest, function, args, 5_000_000);
             assert!(outcome.result.is_ok(), "{function}: {:?}", outcome.result);
-            replays_identically(replayer, FEMTOCLAW_GUEST_MISBEHAVE, function, 5_000_000, &outcome);
+            replays_identically(
+                replayer,
+                FEMTOCLAW_GUEST_MISBEHAVE,
+                function,
+                5_000_000,
+                &outcome,
+            );
         }
     }
 }

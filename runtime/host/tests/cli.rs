@@ -287,7 +287,13 @@ fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
     // `--fuel` above it is refused, naming both numbers; at it, the invocation runs.
     let divide = |fuel: &str| {
         host.run(&[
-            "invoke", "misbehave", "divide", "--args", r#"{"a":4,"b":2}"#, "--fuel", fuel,
+            "invoke",
+            "misbehave",
+            "divide",
+            "--args",
+            r#"{"a":4,"b":2}"#,
+            "--fuel",
+            fuel,
         ])
     };
     let out = divide("6000001");
@@ -303,7 +309,13 @@ fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
 
     // A ceiling lowered under an installed manifest refuses its invocations, named.
     std::fs::write(&limits, "max_fuel = 4000000\n").unwrap();
-    let out = host.run(&["invoke", "misbehave", "divide", "--args", r#"{"a":4,"b":2}"#]);
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("fuel budget of 5000000 (the manifest of `misbehave`)")
@@ -316,8 +328,15 @@ fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
 /// Runs `cmd` to its end: its exit code, its stderr, and its own peak resident set in bytes,
 /// as the kernel accounts for this one child when `wait4` reaps it.
 #[cfg(target_os = "linux")]
-fn run_measuring_peak_rss(mut cmd: std::process::Command, stderr_file: &std::path::Path) -> (i32, String, u64) {
+fn run_measuring_peak_rss(
+    mut cmd: std::process::Command,
+    stderr_file: &std::path::Path,
+) -> (i32, String, u64) {
     let file = std::fs::File::create(stderr_file).unwrap();
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped below by wait4, which reads the child's own resource usage"
+    )]
     let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(file)
@@ -330,7 +349,10 @@ fn run_measuring_peak_rss(mut cmd: std::process::Command, stderr_file: &std::pat
     // SAFETY: `pid` is our child, not yet reaped; `status` and `usage` are valid for writes.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
-    assert!(libc::WIFEXITED(status), "the host did not exit: status {status}");
+    assert!(
+        libc::WIFEXITED(status),
+        "the host did not exit: status {status}"
+    );
     let peak = u64::try_from(usage.ru_maxrss).unwrap() * 1024; // KiB on Linux
     let err = std::fs::read_to_string(stderr_file).unwrap();
     (libc::WEXITSTATUS(status), err, peak)
@@ -365,11 +387,15 @@ fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays
     // The host holds what it records a few times over (the calls, their entries, the encoded
     // batch), so its peak grows with the cap, never with the guest's loop.
     assert!(
-        peak < baseline + 4 * CAP,
+        peak < baseline + 3 * CAP,
         "peak RSS {} MiB with a cap of {} MiB; one turn peaks at {} MiB",
         peak >> 20,
         CAP >> 20,
         baseline >> 20
     );
-    eprintln!("peak RSS: one turn {} KiB, capped hoard {} KiB", baseline >> 10, peak >> 10);
+    eprintln!(
+        "peak RSS: one turn {} KiB, capped hoard {} KiB",
+        baseline >> 10,
+        peak >> 10
+    );
 }

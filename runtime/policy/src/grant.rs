@@ -366,7 +366,12 @@ impl CallChecker {
 
     /// [`PolicySet::check_call`] for this checker's principal, capability and manifest.
     pub fn check(&self, action: CallAction, scope: &Scope) -> Arc<Decision> {
-        if let Some(d) = self.lock().decisions.get(&action).and_then(|m| m.get(scope)) {
+        if let Some(d) = self
+            .lock()
+            .decisions
+            .get(&action)
+            .and_then(|m| m.get(scope))
+        {
             return Arc::clone(d);
         }
         let decision = Arc::new(self.policy.check_call(
@@ -413,10 +418,7 @@ impl CallChecker {
 fn footprint(scope: &Scope, decision: &Decision) -> usize {
     let scope_text = match scope {
         Scope::HttpHost { scheme, host, .. } => scheme.len() + host.len(),
-        Scope::Path(s)
-        | Scope::KvNamespace(s)
-        | Scope::Secret(s)
-        | Scope::ConfigKey(s) => s.len(),
+        Scope::Path(s) | Scope::KvNamespace(s) | Scope::Secret(s) | Scope::ConfigKey(s) => s.len(),
         Scope::Address(_) => 16,
     };
     let decision_text: usize = decision

@@ -6,14 +6,17 @@
 //! reads the fuel left at the call, asks the policy about the concrete scope, performs the call
 //! or answers `denied` as a WIT error the guest sees, and records
 //! `{interface, function, params, result, fuel remaining, decisions}` in the invocation's
-//! host-call log, the log the ledger persists.
+//! host-call log, the log the ledger persists. A call that fails is recorded too, with its
+//! [`CallFault`] in place of the result. Host work is bounded here: each call is charged
+//! [`FUEL_PER_RECORDED_BYTE`] for every byte it records, and the bytes one invocation records
+//! are capped (`max_recorded_bytes`).
 
 use std::sync::Arc;
 
 use femtoclaw_ledger::{CallFault, Value};
 use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
-use wasmtime::{StoreContextMut, Trap};
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType};
+use wasmtime::{StoreContextMut, Trap};
 
 use crate::replay::{Divergence, Replay};
 use crate::state::{LimitError, State};
@@ -534,4 +537,3 @@ fn fault(error: &wasmtime::Error) -> CallFault {
         None => CallFault::Trap(format!("{error:#}")),
     }
 }
-

@@ -189,7 +189,7 @@ pub enum Failure {
         /// The budget.
         budget: u64,
     },
-    /// A memory, table or stack limit.
+    /// A memory, table or stack limit, or the invocation's recorded-bytes cap.
     #[error("{0}")]
     Limit(String),
     /// The guest trapped (or a host call it made failed).

@@ -491,7 +491,7 @@ impl Gate {
             }
         };
         let recorded_len = params_len + recorded_result.encoded_len();
-        state.gate.recorded_bytes += recorded_len;
+        state.gate.recorded_bytes = state.gate.recorded_bytes.saturating_add(recorded_len);
         state.gate.calls.push(HostCall {
             interface,
             function,

@@ -8,6 +8,7 @@ fn main() {
         "femtoclaw-guest-std-files",
         "femtoclaw-guest-net",
         "femtoclaw-guest-unprovided",
+        "femtoclaw-guest-hoard",
         "femtoclaw-example-word-count",
     ]);
     femtoclaw_guest_build::write_constants(&built, "guests.rs");

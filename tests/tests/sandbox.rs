@@ -4,11 +4,16 @@
 
 use std::sync::{Arc, OnceLock};
 
+use femtoclaw_ledger::CallFault;
 use femtoclaw_ledger::Value;
+use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
 use femtoclaw_sandbox::{
-    Context, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox, SandboxConfig,
+    Context, FUEL_PER_RECORDED_BYTE, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox,
+    SandboxConfig,
 };
-use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES, grant_all};
+use femtoclaw_tests::{
+    FEMTOCLAW_GUEST_HOARD, FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES, grant_all,
+};
 use serde_json::json;
 
 /// One sandbox for the tests that use the default configuration: each guest compiles once.
@@ -100,7 +105,7 @@ fn unbounded_memory_growth_hits_the_memory_limit() {
             memory_bytes: 16 << 20,
             ..Limits::default()
         },
-        cache_dir: None,
+        ..SandboxConfig::default()
     })
     .unwrap();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
@@ -177,7 +182,7 @@ fn output_past_the_bound_is_dropped_and_flagged_without_a_trap() {
             output_bytes: 64,
             ..Limits::default()
         },
-        cache_dir: None,
+        ..SandboxConfig::default()
     })
     .unwrap();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
@@ -336,8 +341,8 @@ fn a_zero_fuel_budget_is_refused() {
 fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig {
-        limits: Limits::default(),
         cache_dir: Some(dir.path().to_owned()),
+        ..SandboxConfig::default()
     };
     let first = Sandbox::new(config.clone()).unwrap();
     first.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
@@ -374,7 +379,7 @@ fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
             memory_bytes: 1 << 20,
             ..Limits::default()
         },
-        cache_dir: None,
+        ..SandboxConfig::default()
     })
     .unwrap();
     assert_ne!(other.engine_digest(), third.engine_digest());
@@ -497,4 +502,235 @@ fn invoke_refuses_a_link_grant_that_does_not_cover_every_import() {
         imports.iter().all(|i| misbehave.imports.contains(i)),
         "{imports:?}"
     );
+}
+/// What the ledger would hold of `outcome`, as replay reads it.
+fn recording(outcome: &Outcome) -> Recorded {
+    Recorded {
+        calls: outcome
+            .host_calls
+            .iter()
+            .map(|c| RecordedCall {
+                interface: c.interface.to_owned(),
+                function: c.function.to_owned(),
+                params: c.params.clone(),
+                result: c.result.clone(),
+                fuel_remaining: c.fuel_remaining,
+            })
+            .collect(),
+        trap: outcome
+            .result
+            .as_ref()
+            .err()
+            .map(|f| (f.kind().to_owned(), f.to_string())),
+        result: outcome.result_value.clone(),
+        fuel_consumed: outcome.fuel_consumed,
+        stdout: outcome.stdout.clone(),
+        stderr: outcome.stderr.clone(),
+    }
+}
+
+/// Replays `outcome` (a run of `function` of `wasm` with `fuel`) on `sandbox`; it must be
+/// identical.
+fn replays_identically(
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    function: &str,
+    fuel: u64,
+    outcome: &Outcome,
+) {
+    let guest = sandbox.prepare(wasm).unwrap();
+    let (replayed, divergence) = sandbox
+        .replay(&guest, function, &outcome.args, fuel, &recording(outcome))
+        .unwrap();
+    assert_eq!(divergence, None, "{function}");
+    assert_eq!(replayed.fuel_consumed, outcome.fuel_consumed);
+}
+
+#[test]
+fn a_host_call_that_fails_is_recorded_with_its_fault_and_replays_with_it() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_HOARD).unwrap();
+    for (function, args, cap) in [
+        (
+            "log-big",
+            json!({"bytes": 17 << 10}),
+            "exceeds the limit of 16384",
+        ),
+        (
+            "random-big",
+            json!({"len": 2 << 20}),
+            "exceeds the limit of 1048576",
+        ),
+    ] {
+        let outcome = run(sb, &guest, function, args, 50_000_000);
+        let Err(Failure::Trap { code, message }) = &outcome.result else {
+            panic!("{function}: {:?}", outcome.result);
+        };
+        assert_eq!(code, "host");
+        assert!(message.contains(cap), "{message}");
+        let [call] = &outcome.host_calls[..] else {
+            panic!("{function}: {:?}", outcome.host_calls);
+        };
+        let Some(CallFault::Trap(recorded)) = CallFault::from_value(&call.result) else {
+            panic!("{function}: {:?}", call.result);
+        };
+        assert!(recorded.contains(cap), "{recorded}");
+        replays_identically(sb, FEMTOCLAW_GUEST_HOARD, function, 50_000_000, &outcome);
+    }
+}
+
+#[test]
+fn host_bytes_cost_fuel_at_the_documented_rate_and_replay_charges_the_same() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_HOARD).unwrap();
+    let fuel = 50_000_000;
+    let small = run(sb, &guest, "random-big", json!({"len": 16}), fuel);
+    let big = run(sb, &guest, "random-big", json!({"len": 1 << 20}), fuel);
+    assert_eq!(big.result, Ok(json!(1 << 20)));
+    // The rate the README documents; the guest's own work for the larger buffer is small.
+    assert_eq!(FUEL_PER_RECORDED_BYTE, 1);
+    let extra = big.fuel_consumed - small.fuel_consumed;
+    assert!(
+        ((1 << 20)..(1 << 20) + 1_000).contains(&extra),
+        "1 MiB more of host bytes cost {extra} more fuel"
+    );
+    replays_identically(sb, FEMTOCLAW_GUEST_HOARD, "random-big", fuel, &big);
+    // A budget that pays for the guest's work but not for the host's ends out of fuel.
+    let short = run(
+        sb,
+        &guest,
+        "random-big",
+        json!({"len": 1 << 20}),
+        small.fuel_consumed * 4,
+    );
+    assert_eq!(
+        short.result,
+        Err(Failure::FuelExhausted {
+            budget: small.fuel_consumed * 4
+        })
+    );
+    assert_eq!(short.host_calls.len(), 1, "the call is recorded");
+    replays_identically(
+        sb,
+        FEMTOCLAW_GUEST_HOARD,
+        "random-big",
+        small.fuel_consumed * 4,
+        &short,
+    );
+}
+
+#[test]
+fn host_calls_past_the_recorded_bytes_cap_end_the_invocation_with_a_limit() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_HOARD).unwrap();
+    let context = Context {
+        max_recorded_bytes: 4 << 20,
+        ..Context::deny_all().unwrap()
+    };
+    let fuel = 1_000_000_000;
+    let outcome = sb
+        .invoke(
+            &guest,
+            "hoard-random",
+            &json!({"turns": 100, "len": 1 << 20}),
+            fuel,
+            &grant_all(&guest),
+            context,
+        )
+        .unwrap();
+    let Err(Failure::Limit(message)) = &outcome.result else {
+        panic!("{:?}", outcome.result);
+    };
+    assert!(
+        message.contains("recorded-bytes limit of 4194304 bytes"),
+        "{message}"
+    );
+    // Three calls fit; the fourth is recorded with the limit in place of its 1 MiB.
+    assert_eq!(outcome.host_calls.len(), 4);
+    let recorded: u64 = outcome
+        .host_calls
+        .iter()
+        .map(|c| c.params.encoded_len() + c.result.encoded_len())
+        .sum();
+    assert!(recorded <= 4 << 20, "{recorded} bytes recorded");
+    assert!(matches!(
+        CallFault::from_value(&outcome.host_calls[3].result),
+        Some(CallFault::Limit(_))
+    ));
+    // Replay answers from the recording, whatever its own cap.
+    replays_identically(sb, FEMTOCLAW_GUEST_HOARD, "hoard-random", fuel, &outcome);
+}
+
+/// A CPU feature this host has, as a Cranelift ISA flag: code compiled without it differs.
+fn a_cpu_feature_of_this_host() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let detected = [
+            ("has_avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("has_popcnt", std::arch::is_x86_feature_detected!("popcnt")),
+            ("has_sse42", std::arch::is_x86_feature_detected!("sse4.2")),
+        ];
+        if let Some((flag, _)) = detected.iter().find(|(_, on)| *on) {
+            return flag;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("lse") {
+        return "has_lse";
+    }
+    panic!("no optional CPU feature found on this host to compile without");
+}
+
+#[test]
+fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
+    let feature = a_cpu_feature_of_this_host();
+    let dir = tempfile::tempdir().unwrap();
+    let native = Sandbox::new(SandboxConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let reduced = Sandbox::new(SandboxConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        disabled_cpu_features: vec![feature.to_owned()],
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    assert_eq!(native.engine_digest(), reduced.engine_digest(), "{feature}");
+    assert_ne!(native.cache_key(), reduced.cache_key(), "{feature}");
+    // Each compiles its own code into the cache.
+    native.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    reduced.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // Recorded on either, replayed on the other: identical.
+    for (recorder, replayer) in [(&native, &reduced), (&reduced, &native)] {
+        let guest = recorder.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+        for (function, args) in [
+            ("sense", json!({})),
+            ("recurse", json!({"depth": 50})),
+            ("chatter", json!({"lines": 3})),
+        ] {
+            let outcome = run(recorder, &guest, function, args, 5_000_000);
+            assert!(outcome.result.is_ok(), "{function}: {:?}", outcome.result);
+            replays_identically(
+                replayer,
+                FEMTOCLAW_GUEST_MISBEHAVE,
+                function,
+                5_000_000,
+                &outcome,
+            );
+        }
+    }
+}
+
+#[test]
+fn only_cpu_feature_flags_may_be_disabled() {
+    for flag in ["opt_level", "has_no_such_feature"] {
+        let err = Sandbox::new(SandboxConfig {
+            disabled_cpu_features: vec![flag.to_owned()],
+            ..SandboxConfig::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains(flag), "{err}");
+    }
 }

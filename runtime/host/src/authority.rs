@@ -239,9 +239,35 @@ impl Default for OperatorLimits {
         Self {
             max_fuel: 10_000_000_000,
             deadline: std::time::Duration::from_secs(30),
-            max_recorded_bytes: 64 << 20,
+            max_recorded_bytes: femtoclaw_sandbox::MAX_RECORDED_BYTES,
         }
     }
+}
+
+/// The fuel budget of one invocation: `requested` (`--fuel`) or the manifest's, refused
+/// (naming both numbers) over the operator's `max_fuel`.
+pub fn fuel_budget(
+    requested: Option<u64>,
+    entry: &Entry,
+    limits: &OperatorLimits,
+) -> Result<u64, Failure> {
+    let (fuel, source) = match requested {
+        Some(fuel) => (fuel, "--fuel".to_owned()),
+        None => (
+            entry.manifest.fuel,
+            format!("the manifest of `{}`", entry.manifest.name),
+        ),
+    };
+    if fuel > limits.max_fuel {
+        return Err(Failure::new(
+            Code::InvalidArgs,
+            format!(
+                "fuel budget of {fuel} ({source}) is over the operator's max_fuel of {}",
+                limits.max_fuel
+            ),
+        ));
+    }
+    Ok(fuel)
 }
 
 /// Reads `<data dir>/limits.toml` (see [`OperatorLimits`]); a zero value is refused, named.

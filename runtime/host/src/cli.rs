@@ -380,7 +380,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             component,
             manifest,
         }) => {
-            let entry = host.catalog.add(&component, manifest.as_deref())?;
+            let max_fuel = authority::operator_limits(&host.data_dir)?.max_fuel;
+            let entry = host
+                .catalog
+                .add(&component, manifest.as_deref(), max_fuel)?;
             // Compile now, so a component that cannot run is refused at install time.
             host.resolve(&format!(
                 "{}@{}",

@@ -14,7 +14,7 @@ pub enum Code {
     FuelExhausted = 4,
     /// The guest trapped.
     Trap = 5,
-    /// A memory, table or stack limit.
+    /// A limit: memory, table, stack, or the bytes an invocation may record.
     Limit = 6,
     /// The policy denied the invocation or an import the capability needs.
     Denied = 7,
@@ -53,7 +53,8 @@ impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
             E::Manifest { .. }
             | E::InvalidName { .. }
             | E::NotAComponent(_)
-            | E::TooLarge { .. } => Code::InvalidArgs,
+            | E::TooLarge { .. }
+            | E::FuelOverCeiling { .. } => Code::InvalidArgs,
             _ => Code::Other,
         };
         Self::new(code, e)

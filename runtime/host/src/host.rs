@@ -100,7 +100,8 @@ impl Host {
         Ok(Resolved { entry, prepared })
     }
 
-    /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget.
+    /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget. Either is
+    /// refused over the operator's `max_fuel`, before anything is recorded.
     ///
     /// The policy decides first whether `principal` may invoke the capability, then whether
     /// every import of the component is granted (manifest ∩ policy): either refusal happens
@@ -121,7 +122,8 @@ impl Host {
             .note_policy(policy.digest(), &self.authority.source().to_string())?;
         let cap = authority::capability_ref(entry);
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
-        let fuel = fuel.unwrap_or(entry.manifest.fuel);
+        let limits = authority::operator_limits(&self.data_dir)?;
+        let fuel = authority::fuel_budget(fuel, entry, &limits)?;
         let start = Start {
             invocation: self.records()?.next_invocation(),
             principal: principal.to_string(),
@@ -158,6 +160,7 @@ impl Host {
             },
             kv: self.kv.clone(),
             preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,
+            max_recorded_bytes: limits.max_recorded_bytes,
             ..Context::new(Arc::new(policy.call_checker(
                 principal,
                 &cap,

@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
+use common::{HOARD_MANIFEST, Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
 
 use femtoclaw_tests::{
-    FEMTOCLAW_EXAMPLE_WORD_COUNT, FEMTOCLAW_GUEST_MISBEHAVE, WORD_COUNT_MANIFEST,
+    FEMTOCLAW_EXAMPLE_WORD_COUNT, FEMTOCLAW_GUEST_HOARD, FEMTOCLAW_GUEST_MISBEHAVE,
+    WORD_COUNT_MANIFEST,
 };
 use serde_json::{Value as Json, json};
 
@@ -104,13 +105,13 @@ fn exit_codes_name_each_kind_of_failure() {
                 "--args",
                 r#"{"depth":100000000}"#,
                 "--fuel",
-                "100000000000",
+                "10000000000",
             ],
             6,
             "stack",
         ),
         (
-            &["invoke", "misbehave", "grow", "--fuel", "100000000000"],
+            &["invoke", "misbehave", "grow", "--fuel", "10000000000"],
             6,
             "memory limit",
         ),
@@ -255,4 +256,146 @@ fn bad_packages_are_refused_with_what_is_wrong() {
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
     assert!(!host.data.path().join("etc").exists());
+}
+
+#[test]
+fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
+    let host = Host::with_policy(OPEN_POLICY);
+    let limits = host.data.path().join("limits.toml");
+    std::fs::write(&limits, "max_fuel = 6000000\n").unwrap();
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
+
+    // A manifest asking for more is refused at install, naming both numbers.
+    let wasm = host.file("greedy.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
+    let manifest = host.file(
+        "greedy.toml",
+        MISBEHAVE_MANIFEST
+            .replace("\"misbehave\"", "\"greedy\"")
+            .replace("fuel = 5000000", "fuel = 7000000")
+            .as_bytes(),
+    );
+    let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fuel budget of 7000000")
+            && stderr(&out).contains("max_fuel of 6000000"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&host.run(&["capability", "list"])).contains("greedy"));
+
+    // `--fuel` above it is refused, naming both numbers; at it, the invocation runs.
+    let divide = |fuel: &str| {
+        host.run(&[
+            "invoke",
+            "misbehave",
+            "divide",
+            "--args",
+            r#"{"a":4,"b":2}"#,
+            "--fuel",
+            fuel,
+        ])
+    };
+    let out = divide("6000001");
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fuel budget of 6000001 (--fuel)")
+            && stderr(&out).contains("max_fuel of 6000000"),
+        "{}",
+        stderr(&out)
+    );
+    let out = divide("6000000");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // A ceiling lowered under an installed manifest refuses its invocations, named.
+    std::fs::write(&limits, "max_fuel = 4000000\n").unwrap();
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fuel budget of 5000000 (the manifest of `misbehave`)")
+            && stderr(&out).contains("max_fuel of 4000000"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Runs `cmd` to its end: its exit code, its stderr, and its own peak resident set in bytes,
+/// as the kernel accounts for this one child when `wait4` reaps it.
+#[cfg(target_os = "linux")]
+fn run_measuring_peak_rss(
+    mut cmd: std::process::Command,
+    stderr_file: &std::path::Path,
+) -> (i32, String, u64) {
+    let file = std::fs::File::create(stderr_file).unwrap();
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped below by wait4, which reads the child's own resource usage"
+    )]
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct, which `wait4` fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet reaped; `status` and `usage` are valid for writes.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status),
+        "the host did not exit: status {status}"
+    );
+    let peak = u64::try_from(usage.ru_maxrss).unwrap() * 1024; // KiB on Linux
+    let err = std::fs::read_to_string(stderr_file).unwrap();
+    (libc::WEXITSTATUS(status), err, peak)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays_small() {
+    const CAP: u64 = 8 << 20;
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_HOARD, HOARD_MANIFEST);
+    std::fs::write(
+        host.data.path().join("limits.toml"),
+        format!("max_recorded_bytes = {CAP}\n"),
+    )
+    .unwrap();
+    let hoard = |turns: u32| {
+        let args = format!(r#"{{"turns":{turns},"len":1048576}}"#);
+        let cmd = host.command(&["invoke", "hoard", "hoard-random", "--args", &args]);
+        run_measuring_peak_rss(cmd, &host.files.path().join("stderr"))
+    };
+    // The same host, one turn: start-up, engine, ledger and one 1 MiB call.
+    let (one, err, baseline) = hoard(1);
+    assert_eq!(one, 0, "{err}");
+    // A thousand turns would hold a GiB: the cap ends it, named, as a limit.
+    let (thousand, err, peak) = hoard(1000);
+    assert_eq!(thousand, 6, "{err}");
+    assert!(
+        err.contains("recorded-bytes limit of 8388608 bytes exceeded"),
+        "{err}"
+    );
+    // The host holds what it records a few times over (the calls, their entries, the encoded
+    // batch), so its peak grows with the cap, never with the guest's loop.
+    assert!(
+        peak < baseline + 3 * CAP,
+        "peak RSS {} MiB with a cap of {} MiB; one turn peaks at {} MiB",
+        peak >> 20,
+        CAP >> 20,
+        baseline >> 20
+    );
+    eprintln!(
+        "peak RSS: one turn {} KiB, capped hoard {} KiB",
+        baseline >> 10,
+        peak >> 10
+    );
 }

@@ -10,10 +10,14 @@ use std::process::Output;
 
 mod common;
 
-use common::{Host, MISBEHAVE_MANIFEST, code, command, s, stderr, stdout};
+use common::{
+    HOARD_MANIFEST, Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, command, s, stderr, stdout,
+};
 
 use femtoclaw_ledger::{Entry, Ledger, LedgerOptions, Value};
-use femtoclaw_tests::{FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_MISBEHAVE_CHANGED};
+use femtoclaw_tests::{
+    FEMTOCLAW_GUEST_HOARD, FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_MISBEHAVE_CHANGED,
+};
 use serde_json::{Value as Json, json};
 
 /// A host that ran a few invocations of every kind, and exported them with components.
@@ -157,6 +161,52 @@ fn an_honest_ledger_replays_identically_with_no_side_effect() {
         std::fs::read(host.data.path().join("config/misbehave.toml")).unwrap(),
         before
     );
+}
+
+#[test]
+fn host_calls_that_trap_are_recorded_and_their_ledger_replays_identically() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_HOARD, HOARD_MANIFEST);
+    for (function, args, cap) in [
+        (
+            "log-big",
+            r#"{"bytes":17408}"#,
+            "log message of 17408 bytes exceeds the limit",
+        ),
+        (
+            "random-big",
+            r#"{"len":2097152}"#,
+            "random request of 2097152 bytes exceeds the limit",
+        ),
+    ] {
+        let out = host.run(&["invoke", "hoard", function, "--args", args]);
+        assert_eq!(code(&out), 5, "{function}: {}", stderr(&out));
+        assert!(stderr(&out).contains(cap), "{function}: {}", stderr(&out));
+    }
+    // The honest ledger replays identically: each failed call is answered with its fault.
+    let export = host.export();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let report = host.replay_on(elsewhere.path(), &export);
+    assert_eq!(report["identical"], json!(2), "{report}");
+    // Each failed call is in the ledger, with its parameters and its fault.
+    let calls: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "host-call")
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for (call, cap) in calls
+        .iter()
+        .zip(["log message of 17408", "random request of 2097152"])
+    {
+        let fault = &call["result"]["variant"];
+        assert_eq!(fault["case"], "trap", "{call}");
+        assert!(
+            fault["payload"]["string"].as_str().unwrap().contains(cap),
+            "{call}"
+        );
+    }
 }
 
 #[test]

@@ -63,7 +63,8 @@ pub enum Entry {
         function: String,
         /// Parameters (usually a tuple or record).
         params: Value,
-        /// Result given to the guest (an error is a `result` value's error side).
+        /// Result given to the guest, a tuple (an error is a `result` value's error side); or,
+        /// for a call that did not return, its [`CallFault`].
         result: Value,
         /// Fuel left when the call was made.
         fuel_remaining: u64,
@@ -129,6 +130,55 @@ pub enum Entry {
         /// The new verifier key, in C2SP vkey form.
         new_verifier_key: String,
     },
+}
+
+/// Why a host call did not return: recorded in place of its result.
+///
+/// A returned result is always a tuple, so a fault is told apart by its shape alone: the
+/// variant `trap(message)` or `limit(message)` where the tuple would be. Version 1's encoding
+/// carries it unchanged (frozen by the golden file `host-call-fault.bin`). Replay answers a
+/// call recorded with a fault with the same fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFault {
+    /// The call failed in the host (a host fault or a per-call cap): the guest traps.
+    #[error("{0}")]
+    Trap(String),
+    /// The call ran into a limit of the invocation (such as its recorded-bytes cap).
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl CallFault {
+    /// The value recorded as the call's result.
+    pub fn to_value(&self) -> Value {
+        let (case, message) = match self {
+            CallFault::Trap(m) => ("trap", m),
+            CallFault::Limit(m) => ("limit", m),
+        };
+        Value::Variant {
+            case: case.to_owned(),
+            payload: Some(Box::new(Value::String(message.clone()))),
+        }
+    }
+
+    /// The fault a recorded result stands for; `None` for a result the call returned.
+    pub fn from_value(value: &Value) -> Option<Self> {
+        let Value::Variant {
+            case,
+            payload: Some(payload),
+        } = value
+        else {
+            return None;
+        };
+        let Value::String(message) = payload.as_ref() else {
+            return None;
+        };
+        match case.as_str() {
+            "trap" => Some(CallFault::Trap(message.clone())),
+            "limit" => Some(CallFault::Limit(message.clone())),
+            _ => None,
+        }
+    }
 }
 
 mod kind {

@@ -116,6 +116,48 @@ impl Value {
         Value::F64(v.to_bits())
     }
 
+    /// The length of the value's canonical encoding, computed without encoding it (one walk,
+    /// nothing allocated per value).
+    pub fn encoded_len(&self) -> u64 {
+        // Tag byte, then: a u32 length or count is 4, a string or byte string 4 + its bytes.
+        let text = |s: &[u8]| 4 + s.len() as u64;
+        let mut total = 0u64;
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            total += 1 + match v {
+                Value::Bool(_) | Value::S8(_) | Value::U8(_) => 1,
+                Value::S16(_) | Value::U16(_) => 2,
+                Value::S32(_) | Value::U32(_) | Value::F32(_) | Value::Char(_) => 4,
+                Value::S64(_) | Value::U64(_) | Value::F64(_) => 8,
+                Value::String(s) | Value::Enum(s) => text(s.as_bytes()),
+                Value::Bytes(b) => text(b),
+                Value::Blob { .. } => 32 + 8,
+                Value::List(items) | Value::Tuple(items) => {
+                    stack.extend(items.iter());
+                    4
+                }
+                Value::Record(fields) => {
+                    stack.extend(fields.iter().map(|(_, v)| v));
+                    4 + fields.iter().map(|(n, _)| text(n.as_bytes())).sum::<u64>()
+                }
+                Value::Flags(names) => 4 + names.iter().map(|n| text(n.as_bytes())).sum::<u64>(),
+                Value::Variant { case, payload } => {
+                    stack.extend(payload.as_deref());
+                    text(case.as_bytes()) + 1
+                }
+                Value::Option(payload) => {
+                    stack.extend(payload.as_deref());
+                    1
+                }
+                Value::Result(Ok(payload) | Err(payload)) => {
+                    stack.extend(payload.as_deref());
+                    2
+                }
+            };
+        }
+        total
+    }
+
     pub(crate) fn encode_into(&self, w: &mut Writer) {
         match self {
             Value::Bool(v) => {

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use femtoclaw_ledger::{DecodeError, Entry, MAX_VALUE_DEPTH, Value};
+use femtoclaw_ledger::{CallFault, DecodeError, Entry, MAX_VALUE_DEPTH, Value};
 use proptest::prelude::*;
 
 fn golden_dir() -> PathBuf {
@@ -71,6 +71,51 @@ fn blob_references_match_their_golden_file() {
     assert_eq!(tail[0], 0x17);
     assert_eq!(&tail[1..33], &[0xab; 32]);
     assert_eq!(&tail[33..], &70_000u64.to_le_bytes());
+}
+
+/// A host call that trapped records its fault where the result tuple would be, in version 1's
+/// encoding (no new tag): frozen like the entry kinds. Blessed with the other golden files.
+#[test]
+fn call_faults_match_their_golden_file_and_are_told_from_results() {
+    let fault = CallFault::Trap("log message of 17408 bytes exceeds the limit of 16384".into());
+    let entry = Entry::HostCall {
+        invocation: 3,
+        seq: 0,
+        interface: "femtoclaw:host/log@0.1.0".into(),
+        function: "log".into(),
+        params: Value::Tuple(vec![Value::Enum("info".into()), Value::String("x".into())]),
+        result: fault.to_value(),
+        fuel_remaining: 41,
+    };
+    let bytes = entry.encode();
+    let path = golden_dir().join("host-call-fault.bin");
+    if std::env::var_os("FEMTOCLAW_BLESS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("missing golden file {}: {e}", path.display()));
+    assert_eq!(bytes, golden, "encoding of a call fault changed");
+    let Entry::HostCall { result, .. } = Entry::decode(&golden).unwrap() else {
+        panic!("not a host call");
+    };
+    assert_eq!(CallFault::from_value(&result), Some(fault));
+    let limit = CallFault::Limit("recorded-bytes limit".into());
+    assert_eq!(CallFault::from_value(&limit.to_value()), Some(limit));
+    // What a call returns is a tuple: never a fault, whatever it holds.
+    for returned in [
+        Value::Tuple(vec![]),
+        Value::Tuple(vec![CallFault::Trap("m".into()).to_value()]),
+        Value::Variant {
+            case: "other".into(),
+            payload: Some(Box::new(Value::String("m".into()))),
+        },
+        Value::Variant {
+            case: "trap".into(),
+            payload: None,
+        },
+    ] {
+        assert_eq!(CallFault::from_value(&returned), None, "{returned:?}");
+    }
 }
 
 #[test]
@@ -345,6 +390,22 @@ proptest! {
         let b = e.clone().encode();
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(Entry::decode(&a).unwrap(), e);
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_canonical_encoding(v in arb_value()) {
+        let call = |params: Value| Entry::HostCall {
+            invocation: 1,
+            seq: 0,
+            interface: "i".into(),
+            function: "f".into(),
+            params,
+            result: Value::Tuple(vec![]),
+            fuel_remaining: 0,
+        };
+        // A bool encodes in 2 bytes: the rest of the entry is what the two encodings share.
+        let around = call(Value::Bool(true)).encode().len() - 2;
+        prop_assert_eq!(v.encoded_len(), (call(v.clone()).encode().len() - around) as u64);
     }
 
     #[test]

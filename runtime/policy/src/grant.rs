@@ -379,22 +379,38 @@ impl GrantCache {
 /// [`PolicySet::check_call`] and remembers each answer. Decisions are pure functions of their
 /// inputs, so a remembered decision is the decision; a changed policy is a new set and needs a
 /// new checker. Thread-safe; hold one per invocation (or per cached grant).
+///
+/// What it remembers is bounded by bytes, not by count: scopes come from guests (a config key
+/// may be megabytes long), so the memo holds at most [`CallChecker::MEMO_BYTES`] of scopes and
+/// decisions, and never one larger than a sixteenth of that.
 #[derive(Debug)]
 pub struct CallChecker {
     policy: PolicySet,
     principal: Principal,
     cap: CapabilityRef,
     requests: Requests,
-    memo: Mutex<HashMap<CallAction, HashMap<Scope, Arc<Decision>>>>,
+    memo: Mutex<Memo>,
+}
+
+/// Remembered decisions and the bytes they hold.
+#[derive(Debug, Default)]
+struct Memo {
+    decisions: HashMap<CallAction, HashMap<Scope, Arc<Decision>>>,
+    bytes: usize,
 }
 
 impl CallChecker {
-    /// Most decisions remembered per action; past it the memo for that action starts over.
-    const MEMO_LIMIT: usize = 4096;
+    /// Most bytes of scopes and decisions remembered; past it the memo starts over.
+    pub const MEMO_BYTES: usize = 1 << 20;
 
     /// [`PolicySet::check_call`] for this checker's principal, capability and manifest.
     pub fn check(&self, action: CallAction, scope: &Scope) -> Arc<Decision> {
-        if let Some(d) = self.lock().get(&action).and_then(|m| m.get(scope)) {
+        if let Some(d) = self
+            .lock()
+            .decisions
+            .get(&action)
+            .and_then(|m| m.get(scope))
+        {
             return Arc::clone(d);
         }
         let decision = Arc::new(self.policy.check_call(
@@ -404,13 +420,26 @@ impl CallChecker {
             action,
             scope,
         ));
-        let mut memo = self.lock();
-        let per_action = memo.entry(action).or_default();
-        if per_action.len() >= Self::MEMO_LIMIT {
-            per_action.clear();
+        let bytes = footprint(scope, &decision);
+        if bytes <= Self::MEMO_BYTES / 16 {
+            let mut memo = self.lock();
+            if memo.bytes + bytes > Self::MEMO_BYTES {
+                *memo = Memo::default();
+            }
+            let per_action = memo.decisions.entry(action).or_default();
+            if per_action
+                .insert(scope.clone(), Arc::clone(&decision))
+                .is_none()
+            {
+                memo.bytes += bytes;
+            }
         }
-        per_action.insert(scope.clone(), Arc::clone(&decision));
         decision
+    }
+
+    /// Bytes of scopes and decisions remembered now (at most [`CallChecker::MEMO_BYTES`]).
+    pub fn remembered_bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// The policy set this checker asks.
@@ -418,11 +447,26 @@ impl CallChecker {
         &self.policy
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<CallAction, HashMap<Scope, Arc<Decision>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
         self.memo.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What remembering `decision` for `scope` costs: their text, and a fixed amount for the
+/// entry itself.
+fn footprint(scope: &Scope, decision: &Decision) -> usize {
+    let scope_text = match scope {
+        Scope::HttpHost { scheme, host, .. } => scheme.len() + host.len(),
+        Scope::Path(s) | Scope::KvNamespace(s) | Scope::Secret(s) | Scope::ConfigKey(s) => s.len(),
+        Scope::Address(_) => 16,
+    };
+    let decision_text: usize = decision
+        .policy_ids
+        .iter()
+        .chain(&decision.errors)
+        .map(String::len)
+        .sum();
+    128 + scope_text + decision_text
 }
 
 impl PolicySet {
@@ -438,7 +482,7 @@ impl PolicySet {
             principal: principal.clone(),
             cap: cap.clone(),
             requests: requests.clone(),
-            memo: Mutex::new(HashMap::new()),
+            memo: Mutex::default(),
         }
     }
 }

@@ -471,3 +471,38 @@ fn a_call_checker_answers_like_check_call_and_remembers() {
         Reason::NotRequested
     );
 }
+
+#[test]
+fn a_call_checker_remembers_a_bounded_number_of_bytes_whatever_the_scopes() {
+    // Hostile scopes: config keys a guest chose, each 64 KiB. 512 of them are 32 MiB of text;
+    // the memo keeps at most its byte bound, and still answers each one correctly.
+    let set = permit_all();
+    let requests = Requests::default();
+    let local = Principal::local();
+    let c = cap("x");
+    let checker = set.call_checker(&local, &c, &requests);
+    for i in 0..512u32 {
+        let key = format!("{i:08}{}", "k".repeat(64 << 10));
+        let scope = Scope::ConfigKey(key);
+        let decision = checker.check(CallAction::ConfigRead, &scope);
+        assert_eq!(
+            *decision,
+            set.check_call(&local, &c, &requests, CallAction::ConfigRead, &scope)
+        );
+        assert!(
+            checker.remembered_bytes() <= femtoclaw_policy::CallChecker::MEMO_BYTES,
+            "{} bytes remembered after {} keys",
+            checker.remembered_bytes(),
+            i + 1
+        );
+    }
+    // A key too large to remember is decided afresh, never kept.
+    let huge = Scope::ConfigKey("h".repeat(16 << 20));
+    let before = checker.remembered_bytes();
+    let decision = checker.check(CallAction::ConfigRead, &huge);
+    assert_eq!(
+        *decision,
+        set.check_call(&local, &c, &requests, CallAction::ConfigRead, &huge)
+    );
+    assert_eq!(checker.remembered_bytes(), before);
+}

@@ -96,6 +96,18 @@ pub enum CatalogError {
     /// The name belongs to a first-party capability.
     #[error("`{0}` is the name of a first-party capability embedded in the host")]
     Reserved(String),
+    /// The manifest asks for a larger fuel budget than the operator allows.
+    #[error(
+        "capability `{name}` asks for a fuel budget of {fuel}, over the operator's max_fuel of {max_fuel}"
+    )]
+    FuelOverCeiling {
+        /// The capability.
+        name: String,
+        /// The manifest's fuel budget.
+        fuel: u64,
+        /// The operator's ceiling.
+        max_fuel: u64,
+    },
     /// The same name and version is installed already with other bytes.
     #[error("capability `{name}@{version}` is already installed with sha256 {existing}")]
     Exists {
@@ -286,8 +298,14 @@ impl Catalog {
     }
 
     /// Installs the component at `wasm` with the manifest at `manifest` (or one derived from the
-    /// file name). Adding the same bytes twice is a no-op.
-    pub fn add(&self, wasm: &Path, manifest: Option<&Path>) -> Result<Entry, CatalogError> {
+    /// file name), whose fuel budget may not exceed `max_fuel`. Adding the same bytes twice is a
+    /// no-op.
+    pub fn add(
+        &self,
+        wasm: &Path,
+        manifest: Option<&Path>,
+        max_fuel: u64,
+    ) -> Result<Entry, CatalogError> {
         let manifest = match manifest {
             Some(path) => {
                 let text = fs::read_to_string(path).map_err(io(path))?;
@@ -295,6 +313,13 @@ impl Catalog {
             }
             None => Manifest::from_stem(wasm)?,
         };
+        if manifest.fuel > max_fuel {
+            return Err(CatalogError::FuelOverCeiling {
+                name: manifest.name,
+                fuel: manifest.fuel,
+                max_fuel,
+            });
+        }
         if self
             .embedded
             .iter()

@@ -1,4 +1,11 @@
-//! The deterministic wasmtime engine and its digest.
+//! The deterministic wasmtime engine, its digest and its compile-cache key.
+//!
+//! The digest, recorded with every invocation, covers what decides execution: the wasmtime
+//! version, every determinism setting, the limits and the target architecture. It leaves out
+//! the host CPU's features: code compiled for a CPU with AVX2 and for one without computes the
+//! same results and the same fuel, so a ledger recorded on one replays on the other. Compiled
+//! code depends on those features, so the compile cache keys on wasmtime's full compatibility
+//! hash instead ([`cache_key`]).
 
 use std::hash::{Hash, Hasher};
 
@@ -11,7 +18,7 @@ use crate::state::Limits;
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// A SHA-256 of everything that decides how a component executes: the wasmtime version, every
-/// determinism setting, the limits, and wasmtime's own compatibility hash of the configuration.
+/// determinism setting, the limits and the target architecture ([`settings`]).
 pub type EngineDigest = [u8; 32];
 
 /// The engine settings, as `key=value` lines. They are part of the engine digest, and shown by
@@ -34,12 +41,24 @@ pub fn settings(limits: &Limits) -> Vec<(&'static str, String)> {
         ("tables", limits.tables.to_string()),
         ("memories", limits.memories.to_string()),
         ("output_bytes", limits.output_bytes.to_string()),
+        ("target_arch", std::env::consts::ARCH.to_owned()),
     ]
 }
 
 /// Builds the engine: fuel, NaN canonicalization, deterministic relaxed SIMD, no threads or
-/// shared memory, no component-model concurrency, a fixed stack, the pooling allocator.
+/// shared memory, no component-model concurrency, a fixed stack, the pooling allocator; code
+/// for every feature of the host CPU.
 pub fn build(limits: &Limits) -> wasmtime::Result<(Engine, EngineDigest)> {
+    build_with(limits, &[])
+}
+
+/// [`build`], with the CPU features named in `disabled_cpu_features` (Cranelift ISA flags such
+/// as `has_avx2`) left unused by the compiled code, as on a CPU without them: the engine
+/// digest is the same, the [`cache_key`] differs.
+pub fn build_with(
+    limits: &Limits,
+    disabled_cpu_features: &[String],
+) -> wasmtime::Result<(Engine, EngineDigest)> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(64)
         .total_core_instances(64 * 8)
@@ -62,16 +81,35 @@ pub fn build(limits: &Limits) -> wasmtime::Result<(Engine, EngineDigest)> {
         .epoch_interruption(false)
         .max_wasm_stack(limits.max_wasm_stack)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    for feature in disabled_cpu_features {
+        if !feature.starts_with("has_") {
+            wasmtime::bail!("`{feature}` is not a CPU feature flag (`has_…`)");
+        }
+        // SAFETY: only CPU feature flags, and only turned off: the compiled code then uses a
+        // subset of the host's instructions. An unknown flag fails `Engine::new`.
+        unsafe {
+            config.cranelift_flag_set(feature, "false");
+        }
+    }
     let engine = Engine::new(&config)?;
 
     let mut sha = Sha256::new();
     for (key, value) in settings(limits) {
         sha.update(format!("{key}={value}\n"));
     }
+    Ok((engine, sha.finalize().into()))
+}
+
+/// The key of `engine`'s compiled code in the compile cache: the engine digest's settings and
+/// wasmtime's compatibility hash of the configuration, which covers the CPU features the code
+/// may use.
+pub fn cache_key(engine: &Engine, digest: &EngineDigest) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    sha.update(digest);
     engine
         .precompile_compatibility_hash()
         .hash(&mut ShaHasher(&mut sha));
-    Ok((engine, sha.finalize().into()))
+    sha.finalize().into()
 }
 
 /// Feeds `Hash` output into a SHA-256 (std's hashers are not stable across releases).

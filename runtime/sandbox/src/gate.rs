@@ -6,18 +6,30 @@
 //! reads the fuel left at the call, asks the policy about the concrete scope, performs the call
 //! or answers `denied` as a WIT error the guest sees, and records
 //! `{interface, function, params, result, fuel remaining, decisions}` in the invocation's
-//! host-call log, the log the ledger persists.
+//! host-call log, the log the ledger persists. A call that fails is recorded too, with its
+//! [`CallFault`] in place of the result. Host work is bounded here: each call is charged
+//! [`FUEL_PER_RECORDED_BYTE`] for every byte it records, and the bytes one invocation records
+//! are capped (`max_recorded_bytes`).
 
 use std::sync::Arc;
 
-use femtoclaw_ledger::Value;
+use femtoclaw_ledger::{CallFault, Value};
 use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
-use wasmtime::StoreContextMut;
 use wasmtime::component::types::ComponentFunc;
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType, Val};
+use wasmtime::{StoreContextMut, Trap};
 
 use crate::replay::{Divergence, Replay};
-use crate::state::State;
+use crate::state::{LimitError, State};
+
+/// Fuel charged per byte a host call records (its parameters and result, in the ledger's
+/// canonical encoding), on top of the guest instructions that led to it: host work is
+/// bounded by the same budget as guest work.
+pub const FUEL_PER_RECORDED_BYTE: u64 = 1;
+
+/// The most bytes of host-call parameters and results one invocation records unless the
+/// operator sets another cap; past it, the invocation ends with a limit.
+pub const MAX_RECORDED_BYTES: u64 = 64 << 20;
 
 /// The linker being built. It is private: every function a guest can import is defined through
 /// the gate ([`Gate::define`], [`Gate::define_scoped`], [`Gate::wrap`]) or is one of the
@@ -456,6 +468,11 @@ impl<T: 'static> Recorded for Resource<T> {
 pub struct Gate {
     authority: Arc<CallChecker>,
     calls: Vec<HostCall>,
+    /// Bytes of parameters and results recorded so far.
+    recorded_bytes: u64,
+    /// The cap on `recorded_bytes` (a replay answers from the recording, which kept any fault
+    /// the cap caused, and never checks it).
+    max_recorded_bytes: u64,
     pub(crate) replay: Option<Replay>,
 }
 
@@ -497,11 +514,14 @@ pub struct Denied {
 }
 
 impl Gate {
-    /// A gate that authorizes scoped calls with `authority`.
-    pub fn new(authority: Arc<CallChecker>) -> Self {
+    /// A gate that authorizes scoped calls with `authority` and records at most
+    /// `max_recorded_bytes` of their parameters and results.
+    pub fn new(authority: Arc<CallChecker>, max_recorded_bytes: u64) -> Self {
         Self {
             authority,
             calls: Vec::new(),
+            recorded_bytes: 0,
+            max_recorded_bytes,
             replay: None,
         }
     }
@@ -543,7 +563,8 @@ impl Gate {
     /// scope (clocks, random, logging).
     ///
     /// `perform` runs the call on the store's state; it may fail, which traps the guest (a host
-    /// fault or a limit, never a policy denial: those are WIT errors the guest sees).
+    /// fault or a limit, never a policy denial: those are WIT errors the guest sees). A failed
+    /// call is recorded like any other, with its [`CallFault`] in place of the result.
     pub(crate) fn define<P, R>(
         registry: &mut Registry,
         interface: &'static str,
@@ -650,6 +671,11 @@ impl Gate {
     /// and the way in for a host function whose WIT result is built from what the gate
     /// records (an in-memory stream over recorded bytes, say), so that replay builds it from
     /// the ledger the same way.
+    ///
+    /// Every call is recorded, the ones that fail too (with their [`CallFault`]); a call that
+    /// would take the invocation's recorded bytes past its cap is not performed, or its result
+    /// not kept, and ends the invocation with [`CallFault::Limit`]. Then the recorded bytes are
+    /// charged, [`FUEL_PER_RECORDED_BYTE`] each.
     pub(crate) fn pass<P: Recorded, R: Recorded>(
         store: &mut StoreContextMut<'_, State>,
         interface: &'static str,
@@ -660,19 +686,24 @@ impl Gate {
         let fuel_remaining = store.get_fuel()?;
         let state = store.data_mut();
         let recorded_params = params.to_value();
+        let params_len = recorded_params.encoded_len();
         let seq = state.gate.calls.len();
-        let (result, recorded_result, decisions) = match &state.gate.replay {
-            // Replay: the next recorded call must be this one; its result answers.
+        let (answer, recorded_result, decisions) = match &state.gate.replay {
+            // Replay: the next recorded call must be this one; its result (or fault) answers.
             Some(replay) => {
                 let expected =
                     replay.expect(seq, interface, function, &recorded_params, fuel_remaining)?;
-                let result =
-                    R::from_value(&expected.result).ok_or_else(|| Divergence::Unanswerable {
-                        seq,
-                        call: format!("{interface}#{function}"),
-                        recorded: format!("{:?}", expected.result),
-                    })?;
-                (result, expected.result.clone(), Vec::new())
+                let answer = match CallFault::from_value(&expected.result) {
+                    Some(fault) => Err(fault),
+                    None => Ok(R::from_value(&expected.result).ok_or_else(|| {
+                        Divergence::Unanswerable {
+                            seq,
+                            call: format!("{interface}#{function}"),
+                            recorded: format!("{:?}", expected.result),
+                        }
+                    })?),
+                };
+                (answer, expected.result.clone(), Vec::new())
             }
             None => {
                 // A second handle on the checker leaves `state` free for `perform`.
@@ -681,11 +712,25 @@ impl Gate {
                     checker: &checker,
                     decisions: Vec::new(),
                 };
-                let result = perform(state, &mut authority)?;
-                let value = result.to_value();
-                (result, value, authority.decisions)
+                let answer = state
+                    .gate
+                    .within_cap(params_len)
+                    .and_then(|()| perform(state, &mut authority).map_err(|e| fault(&e)))
+                    .and_then(|result| {
+                        let value = result.to_value();
+                        state
+                            .gate
+                            .within_cap(params_len + value.encoded_len())
+                            .map(|()| (result, value))
+                    });
+                match answer {
+                    Ok((result, value)) => (Ok(result), value, authority.decisions),
+                    Err(fault) => (Err(fault.clone()), fault.to_value(), authority.decisions),
+                }
             }
         };
+        let recorded_len = params_len + recorded_result.encoded_len();
+        state.gate.recorded_bytes = state.gate.recorded_bytes.saturating_add(recorded_len);
         state.gate.calls.push(HostCall {
             interface,
             function,
@@ -694,6 +739,40 @@ impl Gate {
             fuel_remaining,
             decisions,
         });
-        Ok(result)
+        // Host work is paid for like guest work, from what was recorded: replay, answering
+        // from the recording, charges the same.
+        let charge = recorded_len.saturating_mul(FUEL_PER_RECORDED_BYTE);
+        let left = store.get_fuel()?;
+        store.set_fuel(left.saturating_sub(charge))?;
+        match answer {
+            Err(fault) => Err(fault.into()),
+            Ok(_) if charge > left => Err(Trap::OutOfFuel.into()),
+            Ok(result) => Ok(result),
+        }
+    }
+
+    /// Whether a call that would record `call_len` more bytes stays within the invocation's
+    /// cap; past it, the call's [`CallFault::Limit`].
+    fn within_cap(&self, call_len: u64) -> Result<(), CallFault> {
+        let total = self.recorded_bytes.saturating_add(call_len);
+        if total > self.max_recorded_bytes {
+            return Err(CallFault::Limit(
+                LimitError::RecordedBytes {
+                    limit: self.max_recorded_bytes,
+                    total,
+                }
+                .to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The fault a failed `perform` is recorded as: a limit stays a limit, anything else traps
+/// with the full message.
+fn fault(error: &wasmtime::Error) -> CallFault {
+    match error.downcast_ref::<LimitError>() {
+        Some(limit) => CallFault::Limit(limit.to_string()),
+        None => CallFault::Trap(format!("{error:#}")),
     }
 }

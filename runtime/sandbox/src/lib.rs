@@ -47,7 +47,9 @@ use wasmtime::{Engine, Store, Trap};
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, LinkGrant, PolicySet, Principal, Requests};
-pub use gate::{Answer, Authorized, Denied, HostCall, Linked};
+pub use gate::{
+    Answer, Authorized, Denied, FUEL_PER_RECORDED_BYTE, HostCall, Linked, MAX_RECORDED_BYTES,
+};
 pub use host::config::Config;
 pub use host::files::{MAX_READ_BYTES, Preopen};
 pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
@@ -75,6 +77,9 @@ pub struct Context {
     pub kv: Option<Arc<kv::KvStore>>,
     /// The directories the capability sees through `wasi:filesystem` (granted paths only).
     pub preopens: Vec<Preopen>,
+    /// The most bytes of host-call parameters and results the invocation may record; past it,
+    /// the invocation ends with a limit.
+    pub max_recorded_bytes: u64,
 }
 
 impl Context {
@@ -87,6 +92,7 @@ impl Context {
             http: Egress::default(),
             kv: None,
             preopens: Vec::new(),
+            max_recorded_bytes: gate::MAX_RECORDED_BYTES,
         }
     }
 
@@ -108,6 +114,9 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// Where precompiled components are cached; `None` compiles in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// CPU features the compiled code leaves unused, as Cranelift ISA flags (`has_avx2`), as
+    /// on a CPU without them; see [`engine::build_with`]. Empty: every feature of this CPU.
+    pub disabled_cpu_features: Vec<String>,
 }
 
 /// Errors of preparing a component.
@@ -207,7 +216,7 @@ pub enum Failure {
         /// The budget.
         budget: u64,
     },
-    /// A memory, table or stack limit.
+    /// A memory, table or stack limit, or the invocation's recorded-bytes cap.
     #[error("{0}")]
     Limit(String),
     /// The guest trapped (or a host call it made failed).
@@ -385,7 +394,8 @@ impl Sandbox {
     /// Builds the engine and the linker of every host interface.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let (engine, engine_digest) =
-            engine::build(&config.limits).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+            engine::build_with(&config.limits, &config.disabled_cpu_features)
+                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let (linker, linked) =
             host::link(&engine).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
@@ -410,6 +420,11 @@ impl Sandbox {
     /// as one of the reviewed deterministic functions.
     pub fn linked(&self) -> &[Linked] {
         &self.linked
+    }
+
+    /// The key of this engine's compiled code in the compile cache (see [`engine::cache_key`]).
+    pub fn cache_key(&self) -> [u8; 32] {
+        engine::cache_key(&self.engine, &self.engine_digest)
     }
 
     /// The limits every invocation runs under.
@@ -443,13 +458,13 @@ impl Sandbox {
         let path = dir.join(format!(
             "{}-{}.cwasm",
             hex::encode(digest),
-            hex::encode(&self.engine_digest[..8])
+            hex::encode(&self.cache_key()[..8])
         ));
         // Read, not mapped: a cache file truncated or replaced while the host runs must not
         // fault the process.
         if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
-            // digest (the name says so) into the operator's data directory; wasmtime checks its
+            // cache key (the name says so) into the operator's data directory; wasmtime checks its
             // header and compatibility hash again before using it.
             match unsafe { Component::deserialize(&self.engine, &bytes) } {
                 Ok(component) => return Ok(component),
@@ -783,6 +798,10 @@ fn function(
 fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
     if let Some(limit) = error.downcast_ref::<LimitError>() {
         return Failure::Limit(limit.to_string());
+    }
+    // A host call's fault, as the gate recorded it (or, in replay, answered it).
+    if let Some(femtoclaw_ledger::CallFault::Limit(message)) = error.downcast_ref() {
+        return Failure::Limit(message.clone());
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Failure::Trap {

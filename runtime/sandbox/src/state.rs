@@ -62,6 +62,16 @@ pub enum LimitError {
         /// The limit.
         limit: usize,
     },
+    /// A host call would have recorded more than the invocation may.
+    #[error(
+        "recorded-bytes limit of {limit} bytes exceeded: the host calls would record {total} bytes"
+    )]
+    RecordedBytes {
+        /// The invocation's host-call bytes with this call's.
+        total: u64,
+        /// The cap (`max_recorded_bytes`).
+        limit: u64,
+    },
 }
 
 pub(crate) struct Limiter(pub(crate) Limits);
@@ -156,7 +166,7 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter(limits),
-            gate: Gate::new(context.authority),
+            gate: Gate::new(context.authority, context.max_recorded_bytes),
             stdout,
             stderr,
             config: context.config,

@@ -18,6 +18,10 @@ pub const MISBEHAVE_MANIFEST: &str = "name = \"misbehave\"\nversion = \"1.0.0\"\
     [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"wasi:config/store@0.2.0-draft\", \
     \"wasi:keyvalue/store@0.2.0-draft2\", \"femtoclaw:host/keyvalue-prefix@0.1.0\"]\n";
 
+/// The hoard test guest's manifest: it logs and asks for random bytes (baseline).
+pub const HOARD_MANIFEST: &str = "name = \"hoard\"\nversion = \"1.0.0\"\nfuel = 5000000000\n\n\
+    [requests]\nimports = [\"femtoclaw:host/log@0.1.0\"]\n";
+
 /// A host with its own data directory, and a directory for the files the test hands it.
 pub struct Host {
     pub data: tempfile::TempDir,

@@ -3,8 +3,10 @@
 //! beyond what the store has seen (a host stopped between the two), and `log reindex` rebuilds
 //! it from the ledger alone.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use femtoclaw_ledger::Entry;
 use femtoclaw_sandbox::kv::{self, KvPair, KvStore, KvWrite};
 
 use crate::exit::{Code, Failure};
@@ -19,7 +21,9 @@ fn failed(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Other, e.to_string())
 }
 
-/// The writes the ledger holds from entry `from` on, and the ledger's size.
+/// The writes of the invocations that end at entry `from` or later, and the ledger's size.
+/// An invocation written ahead of an effect can have begun before `from`: its earlier entries
+/// are read too, through the index.
 fn ledger_writes(records: &Records, from: u64) -> Result<(Vec<KvWrite>, u64), Failure> {
     records.with_ledger(|ledger| {
         let size = ledger.len();
@@ -29,7 +33,27 @@ fn ledger_writes(records: &Records, from: u64) -> Result<(Vec<KvWrite>, u64), Fa
                 usize::try_from(size - from.min(size)).unwrap_or(usize::MAX),
             )
             .map_err(failed)?;
-        Ok((kv::ledger_writes(entries.iter().map(|(_, e)| e)), size))
+        let started: BTreeSet<u64> = entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Entry::InvocationStart { invocation, .. } => Some(*invocation),
+                _ => None,
+            })
+            .collect();
+        let mut earlier = Vec::new();
+        for (_, entry) in &entries {
+            if let Entry::InvocationEnd { invocation, .. } = entry
+                && !started.contains(invocation)
+            {
+                for index in ledger.invocation_entries(*invocation).map_err(failed)? {
+                    if index < from {
+                        earlier.push(ledger.get(index).map_err(failed)?);
+                    }
+                }
+            }
+        }
+        let all = earlier.iter().chain(entries.iter().map(|(_, e)| e));
+        Ok((kv::ledger_writes(all), size))
     })
 }
 

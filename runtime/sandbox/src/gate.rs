@@ -6,7 +6,9 @@
 //! reads the fuel left at the call, asks the policy about the concrete scope, performs the call
 //! or answers `denied` as a WIT error the guest sees, and records
 //! `{interface, function, params, result, fuel remaining, decisions}` in the invocation's
-//! host-call log, the log the ledger persists.
+//! host-call log, the log the ledger persists. A call that changes the world asks the gate to
+//! write the invocation's entries ahead of it ([`Authority::before_effect`]); every call ends
+//! with a look at the invocation's wall-clock deadline.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use femtoclaw_policy::{CallAction, CallChecker, Decision, Scope};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType};
 
+use crate::record::{Call, Journal, WriteAheadError};
 use crate::replay::{Divergence, Replay};
 use crate::state::State;
 
@@ -49,6 +52,10 @@ pub struct HostCall {
     pub fuel_remaining: u64,
     /// The policy decisions the call needed, in the order taken (empty for unscoped calls).
     pub decisions: Vec<Authorized>,
+    /// For a call written ahead of its effect, how many of `decisions` came before its intent
+    /// (the others were taken after, for a redirect, say); `None` for a call written only
+    /// with the rest of the invocation.
+    pub intent: Option<usize>,
 }
 
 /// A value a host call takes or returns, in the ledger's canonical form, and back: the gate
@@ -270,21 +277,72 @@ impl<T: 'static> Recorded for Resource<T> {
 }
 
 /// The per-invocation side of the gate: who may do what, the log of host calls made so far,
-/// and, in replay, the recorded calls that answer them.
+/// the journal that writes them ahead of an effect, and, in replay, the recorded calls that
+/// answer them.
 #[derive(Debug)]
 pub struct Gate {
     authority: Arc<CallChecker>,
     calls: Vec<HostCall>,
+    pub(crate) journal: Option<Journal>,
     pub(crate) replay: Option<Replay>,
 }
 
-/// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record.
+/// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record,
+/// and write the invocation ahead of an effect.
 pub struct Authority<'a> {
     checker: &'a CallChecker,
     decisions: Vec<Authorized>,
+    ahead: Option<Ahead<'a>>,
+    intent: Option<usize>,
+    failed: Option<WriteAheadError>,
 }
 
+/// What writing ahead needs: the journal, the calls before this one, and this one's facts.
+struct Ahead<'a> {
+    journal: &'a mut Journal,
+    done: &'a [HostCall],
+    interface: &'static str,
+    function: &'static str,
+    params: &'a Value,
+    fuel_remaining: u64,
+}
+
+/// The entries before an effect could not be made durable: the interface answers without
+/// performing it, and the gate traps the call whatever the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the call could not be recorded before its effect")]
+pub struct NotDurable;
+
 impl Authority<'_> {
+    /// Called by a call that is about to change the world, once it is authorized and right
+    /// before it acts (for an HTTP request, before each hop is sent): makes the invocation's
+    /// entries durable up to this call's decisions and intent. `Err` means the call must not
+    /// act; the gate then traps it. Without a journal (nothing records the invocation, or a
+    /// replay, which performs nothing) there is nothing to write.
+    pub fn before_effect(&mut self) -> Result<(), NotDurable> {
+        if self.failed.is_some() {
+            return Err(NotDurable);
+        }
+        let Some(ahead) = &mut self.ahead else {
+            return Ok(());
+        };
+        let intent = *self.intent.get_or_insert(self.decisions.len());
+        let pending = Call {
+            seq: ahead.done.len(),
+            interface: ahead.interface,
+            function: ahead.function,
+            params: ahead.params,
+            fuel_remaining: ahead.fuel_remaining,
+            decisions: &self.decisions,
+            intent: Some(intent),
+            result: None,
+        };
+        ahead.journal.write_ahead(ahead.done, pending).map_err(|e| {
+            self.failed = Some(e);
+            NotDurable
+        })
+    }
+
     /// Asks whether this call may `action` on `scope`; the decision is recorded either way.
     pub fn check(&mut self, action: CallAction, scope: &Scope) -> Result<(), Denied> {
         let decision = self.checker.check(action, scope);
@@ -321,6 +379,7 @@ impl Gate {
         Self {
             authority,
             calls: Vec::new(),
+            journal: None,
             replay: None,
         }
     }
@@ -422,7 +481,7 @@ impl Gate {
         let state = store.data_mut();
         let recorded_params = params.to_value();
         let seq = state.gate.calls.len();
-        let (result, recorded_result, decisions) = match &state.gate.replay {
+        let (result, recorded_result, decisions, intent) = match &state.gate.replay {
             // Replay: the next recorded call must be this one; its result answers.
             Some(replay) => {
                 let expected =
@@ -433,20 +492,47 @@ impl Gate {
                         call: format!("{interface}#{function}"),
                         recorded: format!("{:?}", expected.result),
                     })?;
-                (result, expected.result.clone(), Vec::new())
+                (result, expected.result.clone(), Vec::new(), None)
             }
             None => {
-                // A second handle on the checker leaves `state` free for `perform`.
+                // A second handle on the checker, and the log and journal lent out for the
+                // call, leave `state` free for `perform`.
                 let checker = Arc::clone(&state.gate.authority);
+                let done = std::mem::take(&mut state.gate.calls);
+                let mut journal = state.gate.journal.take();
                 let mut authority = Authority {
                     checker: &checker,
                     decisions: Vec::new(),
+                    ahead: journal.as_mut().map(|journal| Ahead {
+                        journal,
+                        done: &done,
+                        interface,
+                        function,
+                        params: &recorded_params,
+                        fuel_remaining,
+                    }),
+                    intent: None,
+                    failed: None,
                 };
-                let result = perform(state, &mut authority)?;
+                let result = perform(state, &mut authority);
+                let Authority {
+                    decisions,
+                    intent,
+                    failed,
+                    ..
+                } = authority;
+                state.gate.calls = done;
+                state.gate.journal = journal;
+                if let Some(failed) = failed {
+                    return Err(failed.into());
+                }
+                let result = result?;
                 let value = result.to_value();
-                (result, value, authority.decisions)
+                (result, value, decisions, intent)
             }
         };
+        // A call that returns past the deadline (it blocked) ends the invocation.
+        state.deadline.check()?;
         state.gate.calls.push(HostCall {
             interface,
             function,
@@ -454,6 +540,7 @@ impl Gate {
             result: recorded_result,
             fuel_remaining,
             decisions,
+            intent,
         });
         Ok(result)
     }

@@ -25,6 +25,7 @@ pub mod record;
 pub mod replay;
 pub mod state;
 pub mod values;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use serde_json::{Map, Value as Json};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store, Trap};
+use watchdog::DeadlineExceeded;
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, PolicySet, Principal, Requests};
@@ -65,6 +67,11 @@ pub struct Context {
     pub kv: Option<Arc<kv::KvStore>>,
     /// The directories the capability sees through `wasi:filesystem` (granted paths only).
     pub preopens: Vec<Preopen>,
+    /// The wall-clock time the invocation may take, host calls included (see [`watchdog`]).
+    pub deadline: std::time::Duration,
+    /// Writes the invocation's entries ahead of every call that changes the world; `None`
+    /// when nothing records the invocation.
+    pub journal: Option<record::Journal>,
 }
 
 impl Context {
@@ -77,6 +84,8 @@ impl Context {
             http: Egress::default(),
             kv: None,
             preopens: Vec::new(),
+            deadline: watchdog::DEFAULT_DEADLINE,
+            journal: None,
         }
     }
 
@@ -193,6 +202,10 @@ pub enum Failure {
         /// The full message.
         message: String,
     },
+    /// The wall-clock deadline passed: an interruption from outside the component, not a
+    /// result replay can reproduce.
+    #[error(transparent)]
+    Deadline(#[from] DeadlineExceeded),
 }
 
 impl Failure {
@@ -202,6 +215,7 @@ impl Failure {
             Failure::FuelExhausted { .. } => "fuel-exhausted",
             Failure::Limit(_) => "limit",
             Failure::Trap { .. } => "trap",
+            Failure::Deadline(_) => record::DEADLINE,
         }
     }
 }
@@ -227,6 +241,9 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
     /// Whether output past the bound was dropped.
     pub output_truncated: bool,
+    /// Ledger indexes of the entries the journal wrote ahead of effects, in order: the first
+    /// ones of the invocation's entries (see [`record`]).
+    pub written_ahead: Vec<u64>,
 }
 
 /// One exported function and its signature.
@@ -359,6 +376,8 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let (engine, engine_digest) =
             engine::build(&config.limits).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        watchdog::start_ticker(&engine)
+            .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         let mut registry = gate::Registry {
             linker: Linker::new(&engine),
         };
@@ -589,6 +608,7 @@ impl Sandbox {
             .collect::<Result<Vec<_>, _>>()?;
         let mut state = State::new(self.limits, self.replay_context.clone());
         state.gate.replay = Some(replay::Replay::new(recorded.calls.clone()));
+        state.deadline = watchdog::Deadline::none();
         let (outcome, divergence) = self.run(&prepared.pre, function, params, fuel, state);
         let divergence = divergence.or_else(|| recorded.compare(&outcome));
         Ok((outcome, divergence))
@@ -602,16 +622,22 @@ impl Sandbox {
         function: &Function,
         params: Vec<Val>,
         fuel: u64,
-        state: State,
+        mut state: State,
     ) -> (Outcome, Option<replay::Divergence>) {
-        let args = function
+        let mut args = function
             .params
             .iter()
             .zip(&params)
             .map(|((name, ty), val)| (name.clone(), values::val_to_value(val, ty)))
             .collect();
+        // The journal's start entry needs the arguments; they come back after the run.
+        if let Some(journal) = &mut state.gate.journal {
+            journal.args = std::mem::take(&mut args);
+        }
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| store.data().deadline.on_tick());
         store.set_hostcall_fuel(16 << 20);
         let run = store.set_fuel(fuel).and_then(|()| {
             let instance = pre.instantiate(&mut store)?;
@@ -629,6 +655,13 @@ impl Sandbox {
         let (stdout, out_cut) = state.stdout.contents();
         let (stderr, err_cut) = state.stderr.contents();
         let host_calls = state.gate.take_calls();
+        let written_ahead = match state.gate.journal.take() {
+            Some(journal) => {
+                args = journal.args;
+                journal.written
+            }
+            None => Vec::new(),
+        };
 
         let mut divergence = None;
         let (result, result_value) = match (run, &function.result) {
@@ -652,6 +685,7 @@ impl Sandbox {
             stdout,
             stderr,
             output_truncated: out_cut || err_cut,
+            written_ahead,
         };
         (outcome, divergence)
     }
@@ -674,6 +708,9 @@ fn function(
 fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
     if let Some(limit) = error.downcast_ref::<LimitError>() {
         return Failure::Limit(limit.to_string());
+    }
+    if let Some(deadline) = error.downcast_ref::<DeadlineExceeded>() {
+        return Failure::Deadline(*deadline);
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Failure::Trap {

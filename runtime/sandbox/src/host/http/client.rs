@@ -21,15 +21,17 @@ const REDACTED: &str = "[redacted]";
 /// origin.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
-/// Sends `request` on behalf of a guest. Nothing returned, and so nothing recorded, holds the
-/// value of a secret the request used, even where the server echoed it.
+/// Sends `request` on behalf of a guest, within `left`, the invocation's time left. Nothing
+/// returned, and so nothing recorded, holds the value of a secret the request used, even where
+/// the server echoed it.
 pub(super) fn send(
     egress: &Egress,
     authority: &mut Authority<'_>,
     request: &Request,
+    left: Duration,
 ) -> Result<Response, Error> {
     let mut used = Vec::new();
-    let result = exchange(egress, authority, request, &mut used);
+    let result = exchange(egress, authority, request, left, &mut used);
     let secrets: Vec<&str> = used
         .iter()
         .map(SecretValue::expose)
@@ -62,6 +64,7 @@ fn exchange(
     egress: &Egress,
     authority: &mut Authority<'_>,
     request: &Request,
+    left: Duration,
     used: &mut Vec<SecretValue>,
 ) -> Result<Response, Error> {
     let limits = egress.limits;
@@ -74,9 +77,12 @@ fn exchange(
             limits.max_request_bytes
         )));
     }
-    let timeout = request.timeout_ms.map_or(limits.timeout, |ms| {
-        Duration::from_millis(u64::from(ms)).min(limits.timeout)
-    });
+    let timeout = request
+        .timeout_ms
+        .map_or(limits.timeout, |ms| {
+            Duration::from_millis(u64::from(ms)).min(limits.timeout)
+        })
+        .min(left);
     let caps = Caps {
         max_response_bytes: request
             .max_response_bytes
@@ -133,6 +139,9 @@ fn exchange(
         for (name, value) in &secret_headers {
             all.append(name.clone(), value.clone());
         }
+        authority.before_effect().map_err(|e| {
+            Error::Connection(format!("`{url}` was not requested: {e}"))
+        })?;
         let response = client(&url, &targets, remaining)?
             .request(method.clone(), url.clone())
             .headers(all)

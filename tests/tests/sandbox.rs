@@ -517,11 +517,8 @@ mod write_ahead {
         let prepared = sb
             .prepare(femtoclaw_capabilities::find("files").unwrap().component)
             .unwrap();
-        let policy = PolicySet::from_str(
-            "files.cedar",
-            "permit (principal, action, resource);\n",
-        )
-        .unwrap();
+        let policy =
+            PolicySet::from_str("files.cedar", "permit (principal, action, resource);\n").unwrap();
         let requests = Requests {
             paths: vec![PathRequest {
                 path: "/data".into(),
@@ -583,7 +580,9 @@ mod write_ahead {
             .iter()
             .flat_map(|(entries, file)| {
                 entries.iter().filter_map(move |e| match e {
-                    Entry::HostCallIntent { function, .. } => Some((function.as_str(), file.as_ref())),
+                    Entry::HostCallIntent { function, .. } => {
+                        Some((function.as_str(), file.as_ref()))
+                    }
                     _ => None,
                 })
             })
@@ -599,7 +598,10 @@ mod write_ahead {
         // The first batch opens the invocation; every intent comes after the decisions that
         // allowed its call.
         let all: Vec<&Entry> = seen.iter().flat_map(|(e, _)| e).collect();
-        assert!(matches!(all[0], Entry::InvocationStart { invocation: 7, .. }));
+        assert!(matches!(
+            all[0],
+            Entry::InvocationStart { invocation: 7, .. }
+        ));
         assert!(matches!(all[1], Entry::Decision { action, .. } if action == "invoke"));
         for (i, e) in all.iter().enumerate() {
             if let Entry::HostCallIntent { .. } = e {
@@ -613,7 +615,11 @@ mod write_ahead {
         assert_eq!(outcome.written_ahead.len(), all.len());
         // A call that changes nothing is not written ahead: no intent for reads or stats.
         assert_eq!(
-            outcome.host_calls.iter().filter(|c| c.intent.is_some()).count(),
+            outcome
+                .host_calls
+                .iter()
+                .filter(|c| c.intent.is_some())
+                .count(),
             2
         );
     }

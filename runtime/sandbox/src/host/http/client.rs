@@ -139,9 +139,9 @@ fn exchange(
         for (name, value) in &secret_headers {
             all.append(name.clone(), value.clone());
         }
-        authority.before_effect().map_err(|e| {
-            Error::Connection(format!("`{url}` was not requested: {e}"))
-        })?;
+        authority
+            .before_effect()
+            .map_err(|e| Error::Connection(format!("`{url}` was not requested: {e}")))?;
         let response = client(&url, &targets, remaining)?
             .request(method.clone(), url.clone())
             .headers(all)

@@ -3,7 +3,9 @@
 //! ledger, and report the first divergence of each.
 //!
 //! Exit codes: 0 identical, 8 integrity (the export does not verify), 9 divergence, 10 cannot
-//! replay (a missing component, another wasmtime version or engine configuration).
+//! replay (a missing component, another wasmtime version or engine configuration). An
+//! invocation interrupted when recorded (the host stopped during it, or its deadline passed) is
+//! reported as `interrupted` and not re-executed: it changes no exit code.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -734,3 +734,238 @@ fn only_cpu_feature_flags_may_be_disabled() {
         assert!(err.to_string().contains(flag), "{err}");
     }
 }
+
+// ---- write-ahead and the watchdog ----------------------------------------------------------
+
+mod write_ahead {
+    use std::ops::Range;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use femtoclaw_ledger::Entry;
+    use femtoclaw_policy::{CapabilityRef, PathRequest, PolicySet, Principal, Requests};
+    use femtoclaw_sandbox::record::{self, Journal, Sink, Start};
+    use femtoclaw_sandbox::{Context, Failure, Outcome, Preopen};
+    use serde_json::json;
+
+    /// What the sink saw at each append: the entries, and the file's bytes at that moment.
+    type Seen = Vec<(Vec<Entry>, Option<Vec<u8>>)>;
+
+    /// A ledger stand-in that looks at the file the guest writes each time it is asked to make
+    /// entries durable, or refuses every append.
+    struct Observer {
+        file: PathBuf,
+        refuse: bool,
+        seen: Mutex<Seen>,
+    }
+
+    impl Sink for Observer {
+        fn append(
+            &self,
+            entries: Vec<Entry>,
+        ) -> Result<Range<u64>, Box<dyn std::error::Error + Send + Sync>> {
+            if self.refuse {
+                return Err("the disk is full".into());
+            }
+            let mut seen = self.seen.lock().unwrap();
+            let first = seen.iter().map(|(e, _)| e.len() as u64).sum::<u64>();
+            let n = entries.len() as u64;
+            seen.push((entries, std::fs::read(&self.file).ok()));
+            Ok(first..first + n)
+        }
+    }
+
+    fn start() -> Start {
+        Start {
+            invocation: 7,
+            principal: Principal::local().to_string(),
+            capability: "files".into(),
+            version: "0.1.0".into(),
+            component_sha256: [1; 32],
+            engine_digest: super::sandbox().engine_digest(),
+            fuel_budget: 50_000_000,
+            policy_digest: [2; 32],
+            function: "write-file".into(),
+        }
+    }
+
+    /// Runs the files capability's `write-file` of `text` to `/data/note.txt`, `dir` mapped to
+    /// `/data` and writable, journaled to `sink`.
+    fn write_file(dir: &Path, text: &str, sink: Arc<Observer>) -> Outcome {
+        let sb = super::sandbox();
+        let prepared = sb
+            .prepare(femtoclaw_capabilities::find("files").unwrap().component)
+            .unwrap();
+        let policy =
+            PolicySet::from_str("files.cedar", "permit (principal, action, resource);\n").unwrap();
+        let requests = Requests {
+            paths: vec![PathRequest {
+                path: "/data".into(),
+                write: true,
+            }],
+            ..Requests::default()
+        };
+        let cap = CapabilityRef::new("files", "0.1.0", "", "femtoclaw");
+        let invoke = policy.authorize_invoke_function(&Principal::local(), &cap, None);
+        let context = Context {
+            preopens: vec![Preopen {
+                guest: "/data".into(),
+                host: dir.to_owned(),
+                writable: true,
+            }],
+            journal: Some(Journal::new(start(), invoke.clone(), sink)),
+            ..Context::new(Arc::new(policy.call_checker(
+                &Principal::local(),
+                &cap,
+                &requests,
+            )))
+        };
+        let args = json!({ "path": "/data/note.txt", "text": text });
+        let outcome = sb
+            .invoke(
+                &prepared,
+                "write-file",
+                &args,
+                50_000_000,
+                &femtoclaw_tests::grant_all(&prepared),
+                context,
+            )
+            .unwrap();
+        // What the host appends at the end follows what was written ahead, without a gap or a
+        // repeat: together they are the invocation's whole record.
+        let rest = record::ran(&start(), &invoke, &outcome);
+        let whole = record::ran(
+            &start(),
+            &invoke,
+            &Outcome {
+                written_ahead: Vec::new(),
+                ..outcome.clone()
+            },
+        );
+        assert_eq!(rest.len() + outcome.written_ahead.len(), whole.len());
+        assert_eq!(rest[..], whole[outcome.written_ahead.len()..]);
+        outcome
+    }
+
+    #[test]
+    fn a_file_write_is_durable_before_the_file_is_created_or_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("note.txt");
+        let sink = Arc::new(Observer {
+            file: file.clone(),
+            refuse: false,
+            seen: Mutex::default(),
+        });
+        let outcome = write_file(dir.path(), "hello, ledger", sink.clone());
+        assert_eq!(outcome.result, Ok(json!({ "ok": 13 })));
+        assert_eq!(std::fs::read(&file).unwrap(), b"hello, ledger");
+
+        let seen = sink.seen.lock().unwrap();
+        // The create (open with `create`) and the write were each written ahead.
+        let intents: Vec<(&str, Option<&Vec<u8>>)> = seen
+            .iter()
+            .flat_map(|(entries, file)| {
+                entries.iter().filter_map(move |e| match e {
+                    Entry::HostCallIntent { function, .. } => {
+                        Some((function.as_str(), file.as_ref()))
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
+        assert_eq!(
+            intents,
+            [
+                ("[method]descriptor.open-at", None),
+                ("[method]descriptor.write", Some(&Vec::new())),
+            ],
+            "each intent is durable while the file does not exist yet, then while it is empty"
+        );
+        // The first batch opens the invocation; every intent comes after the decisions that
+        // allowed its call.
+        let all: Vec<&Entry> = seen.iter().flat_map(|(e, _)| e).collect();
+        assert!(matches!(
+            all[0],
+            Entry::InvocationStart { invocation: 7, .. }
+        ));
+        assert!(matches!(all[1], Entry::Decision { action, .. } if action == "invoke"));
+        for (i, e) in all.iter().enumerate() {
+            if let Entry::HostCallIntent { .. } = e {
+                assert!(
+                    matches!(all[i - 1], Entry::Decision { action, allowed: true, .. } if action == "fs.write"),
+                    "{:?}",
+                    all[i - 1]
+                );
+            }
+        }
+        assert_eq!(outcome.written_ahead.len(), all.len());
+        // A call that changes nothing is not written ahead: no intent for reads or stats.
+        assert_eq!(
+            outcome
+                .host_calls
+                .iter()
+                .filter(|c| c.intent.is_some())
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_recorded_first_is_not_performed_and_traps() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("note.txt");
+        let sink = Arc::new(Observer {
+            file: file.clone(),
+            refuse: true,
+            seen: Mutex::default(),
+        });
+        let outcome = write_file(dir.path(), "never written", sink);
+        match &outcome.result {
+            Err(Failure::Trap { code, message }) => {
+                assert_eq!(code, "host");
+                assert!(
+                    message.contains("cannot make host call")
+                        && message.contains("durable before performing it")
+                        && message.contains("the disk is full"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        assert!(!file.exists(), "the file was created unrecorded");
+        assert!(outcome.written_ahead.is_empty());
+    }
+
+    #[test]
+    fn a_spinning_guest_with_fuel_to_spare_stops_at_its_deadline() {
+        let sb = super::sandbox();
+        let guest = sb.prepare(super::FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+        let context = Context {
+            deadline: Duration::from_millis(200),
+            ..Context::deny_all().unwrap()
+        };
+        let started = std::time::Instant::now();
+        let outcome = sb
+            .invoke(
+                &guest,
+                "spin",
+                &json!({}),
+                u64::MAX / 2,
+                &femtoclaw_tests::grant_all(&guest),
+                context,
+            )
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "stopped within a generous bound"
+        );
+        let failure = outcome.result.unwrap_err();
+        assert_eq!(failure.kind(), "deadline");
+        assert_eq!(
+            failure.to_string(),
+            "deadline exceeded: the invocation ran past its deadline of 200 ms"
+        );
+        assert!(outcome.fuel_consumed > 0);
+    }
+}

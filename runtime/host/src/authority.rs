@@ -238,7 +238,7 @@ impl Default for OperatorLimits {
     fn default() -> Self {
         Self {
             max_fuel: 10_000_000_000,
-            deadline: std::time::Duration::from_secs(30),
+            deadline: femtoclaw_sandbox::watchdog::DEFAULT_DEADLINE,
             max_recorded_bytes: femtoclaw_sandbox::MAX_RECORDED_BYTES,
         }
     }

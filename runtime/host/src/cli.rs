@@ -70,7 +70,9 @@ pub enum Command {
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Verify an exported ledger, then re-execute its invocations offline, answering every
-    /// host call from the ledger. Exit 0 identical, 8 integrity, 9 divergence, 10 cannot replay.
+    /// host call from the ledger. Exit 0 identical, 8 integrity, 9 divergence, 10 cannot replay;
+    /// an invocation interrupted when recorded (the host stopped, or its deadline passed) is
+    /// reported as such and not re-executed.
     Replay {
         /// The exported ledger.
         export: PathBuf,
@@ -112,6 +114,11 @@ pub enum Command {
         /// Fuel budget (default: the manifest's).
         #[arg(long)]
         fuel: Option<u64>,
+        /// Wall-clock deadline in milliseconds, host calls included (default and most: the
+        /// operator's `deadline_ms` in `<data dir>/limits.toml`, 30 s unless set). Exit 11
+        /// when it passes.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        deadline_ms: Option<u64>,
         /// Print an object with the result, fuel, captured output and logs.
         #[arg(long)]
         json: bool,
@@ -478,13 +485,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             function,
             args,
             fuel,
+            deadline_ms,
             json,
         } => {
             let args: Json = serde_json::from_str(&args)
                 .map_err(|e| Failure::new(Code::InvalidArgs, format!("--args is not JSON: {e}")))?;
             let principal = authority::principal(&who.principal, &who.groups)?;
             let resolved = host.resolve(&capability)?;
-            let (outcome, receipt) = host.invoke(&principal, &resolved, &function, &args, fuel)?;
+            let deadline = deadline_ms.map(std::time::Duration::from_millis);
+            let (outcome, receipt) =
+                host.invoke(&principal, &resolved, &function, &args, fuel, deadline)?;
             let result = outcome.result.as_ref().map_err(Failure::from)?;
             if json {
                 print_json(&json!({
@@ -500,7 +510,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     "logs": logs(&outcome.host_calls),
                     "host_calls": outcome.host_calls.len(),
                     "receipt": {
-                        "indexes": receipt.indexes().collect::<Vec<_>>(),
+                        "indexes": outcome
+                            .written_ahead
+                            .iter()
+                            .copied()
+                            .chain(receipt.indexes())
+                            .collect::<Vec<_>>(),
                         "tree_size": receipt.tree_size,
                         "root": hex::encode(receipt.root),
                     },

@@ -24,6 +24,8 @@ pub enum Code {
     Divergence = 9,
     /// A recorded invocation cannot be replayed here (component, wasmtime version, engine).
     CannotReplay = 10,
+    /// The invocation ran past its wall-clock deadline.
+    Deadline = 11,
 }
 
 /// A failed command: its exit code and the one line printed on stderr.
@@ -90,6 +92,7 @@ impl From<&femtoclaw_sandbox::Failure> for Failure {
             F::FuelExhausted { .. } => Code::FuelExhausted,
             F::Limit(_) => Code::Limit,
             F::Trap { .. } => Code::Trap,
+            F::Deadline(_) => Code::Deadline,
         };
         Self::new(code, f)
     }

@@ -2,12 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use femtoclaw_ledger::Receipt;
 use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
 use femtoclaw_sandbox::kv::{CallView, KvStore, writes as kv_writes};
-use femtoclaw_sandbox::record::{self, Start};
+use femtoclaw_sandbox::record::{self, Journal, Start};
 use femtoclaw_sandbox::{Context, Egress, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
@@ -100,14 +101,17 @@ impl Host {
         Ok(Resolved { entry, prepared })
     }
 
-    /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget. Either is
-    /// refused over the operator's `max_fuel`, before anything is recorded.
+    /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget (either is
+    /// refused over the operator's `max_fuel`, before anything is recorded), and `deadline`
+    /// shortens the operator's (`<data dir>/limits.toml`), never lengthens it.
     ///
     /// The policy decides first whether `principal` may invoke the capability, then whether
     /// every import of the component is granted (manifest ∩ policy): either refusal happens
     /// before any guest code runs, names every missing grant, and is recorded. An invocation
     /// that runs is recorded whole — start, decisions, every host call, trap, end — and the
-    /// result is returned only once those entries are durable.
+    /// result is returned only once those entries are durable. A host call that changes the
+    /// world is performed only once the entries before it and its intent are durable; the
+    /// receipt names the entries appended at the end, [`Outcome::written_ahead`] the others.
     pub fn invoke(
         &self,
         principal: &Principal,
@@ -115,6 +119,7 @@ impl Host {
         function: &str,
         args: &Json,
         fuel: Option<u64>,
+        deadline: Option<Duration>,
     ) -> Result<(Outcome, Receipt), Failure> {
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
@@ -152,7 +157,14 @@ impl Host {
             Err(refused) => return Err(self.refuse_link(&start, &name, principal, &refused)),
         };
 
+        let operator = authority::operator_limits(&self.data_dir)?.deadline;
         let context = Context {
+            deadline: deadline.map_or(operator, |asked| asked.min(operator)),
+            journal: Some(Journal::new(
+                start.clone(),
+                invoke.clone(),
+                self.records()?.sink(),
+            )),
             config: authority::config(&self.data_dir, &entry.manifest.name)?,
             http: Egress {
                 secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),

@@ -3,8 +3,10 @@
 //! beyond what the store has seen (a host stopped between the two), and `log reindex` rebuilds
 //! it from the ledger alone.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use femtoclaw_ledger::Entry;
 use femtoclaw_sandbox::kv::{self, KvPair, KvStore, KvWrite};
 
 use crate::exit::{Code, Failure};
@@ -19,7 +21,9 @@ fn failed(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Other, e.to_string())
 }
 
-/// The writes the ledger holds from entry `from` on, and the ledger's size.
+/// The writes of the invocations that end at entry `from` or later, and the ledger's size.
+/// An invocation written ahead of an effect can have begun before `from`: its earlier entries
+/// are read too, through the index.
 fn ledger_writes(records: &Records, from: u64) -> Result<(Vec<KvWrite>, u64), Failure> {
     records.with_ledger(|ledger| {
         let size = ledger.len();
@@ -29,7 +33,27 @@ fn ledger_writes(records: &Records, from: u64) -> Result<(Vec<KvWrite>, u64), Fa
                 usize::try_from(size - from.min(size)).unwrap_or(usize::MAX),
             )
             .map_err(failed)?;
-        Ok((kv::ledger_writes(entries.iter().map(|(_, e)| e)), size))
+        let started: BTreeSet<u64> = entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Entry::InvocationStart { invocation, .. } => Some(*invocation),
+                _ => None,
+            })
+            .collect();
+        let mut earlier = Vec::new();
+        for (_, entry) in &entries {
+            if let Entry::InvocationEnd { invocation, .. } = entry
+                && !started.contains(invocation)
+            {
+                for index in ledger.invocation_entries(*invocation).map_err(failed)? {
+                    if index < from {
+                        earlier.push(ledger.get(index).map_err(failed)?);
+                    }
+                }
+            }
+        }
+        let all = earlier.iter().chain(entries.iter().map(|(_, e)| e));
+        Ok((kv::ledger_writes(all), size))
     })
 }
 
@@ -59,4 +83,74 @@ pub fn rebuild(store: &KvStore, records: &Records) -> Result<usize, Failure> {
 /// Every stored pair.
 pub fn pairs(store: &KvStore) -> Result<Vec<KvPair>, Failure> {
     store.pairs().map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use femtoclaw_ledger::Value;
+
+    use super::*;
+
+    /// An invocation's entries: `open("notes")` → handle 3, then `set(3, key, "v")`.
+    fn kv_calls(invocation: u64, key: &str) -> Vec<Entry> {
+        let call = |seq, function: &str, params, result| Entry::HostCall {
+            invocation,
+            seq,
+            interface: "wasi:keyvalue/store@0.2.0-draft2".into(),
+            function: function.into(),
+            params: Value::Tuple(params),
+            result: Value::Tuple(vec![result]),
+            fuel_remaining: 1,
+        };
+        vec![
+            call(
+                0,
+                "open",
+                vec![Value::String("notes".into())],
+                Value::Result(Ok(Some(Box::new(Value::U32(3))))),
+            ),
+            call(
+                1,
+                "[method]bucket.set",
+                vec![
+                    Value::U32(3),
+                    Value::String(key.into()),
+                    Value::Bytes(b"v".to_vec()),
+                ],
+                Value::Result(Ok(Some(Box::new(Value::Tuple(Vec::new()))))),
+            ),
+        ]
+    }
+
+    fn end(invocation: u64) -> Entry {
+        Entry::InvocationEnd {
+            invocation,
+            result: None,
+            fuel_consumed: 1,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Invocation 1 writes a key, then is written ahead of an effect; invocation 2 writes and
+    /// ends (the store applies it: the applied point moves past 1's first entries); 1 ends. A
+    /// catch-up from that point still finds 1's write, though it was recorded before it.
+    #[test]
+    fn a_catch_up_finds_the_writes_of_an_invocation_that_began_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path()).unwrap();
+        records.append(kv_calls(1, "early")).unwrap();
+        let mut second = kv_calls(2, "second");
+        second.push(end(2));
+        let applied = records.append(second).unwrap().tree_size;
+        records.append(vec![end(1)]).unwrap();
+        let (writes, _) = ledger_writes(&records, applied).unwrap();
+        let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["early"]);
+        let (writes, _) = ledger_writes(&records, 0).unwrap();
+        let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["second", "early"], "in the order of their ends");
+    }
 }

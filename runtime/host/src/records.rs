@@ -3,11 +3,13 @@
 //! entries are durable.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use femtoclaw_ledger::{
     DEFAULT_ORIGIN, Entry, KeyError, Ledger, LedgerOptions, LedgerWriter, Receipt, SigningKey,
     VerifierKey,
 };
+use femtoclaw_sandbox::record;
 
 use crate::exit::{Code, Failure};
 
@@ -42,7 +44,8 @@ fn ledger_failure(e: impl std::fmt::Display) -> Failure {
 
 /// The host's ledger and its signing key.
 pub struct Records {
-    writer: LedgerWriter,
+    /// Shared with the journals of running invocations, which write ahead through it.
+    writer: Arc<LedgerWriter>,
     key: SigningKey,
     keys_dir: PathBuf,
     /// The digest of the policy set the ledger last recorded (`<data dir>/policy-digest`,
@@ -52,7 +55,8 @@ pub struct Records {
 }
 
 impl Records {
-    /// Opens the ledger in `data_dir`, cutting (and reporting) a torn tail. The first open
+    /// Opens the ledger in `data_dir`, cutting (and reporting) a torn tail, and ends every
+    /// invocation the host stopped during (see [`Records::end_interrupted`]). The first open
     /// generates the signing key and records it.
     pub fn open(data_dir: &Path) -> Result<Self, Failure> {
         let keys_dir = keys_dir(data_dir);
@@ -82,7 +86,7 @@ impl Records {
             .and_then(|hex_digest| hex::decode(hex_digest.trim()).ok())
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
         let records = Self {
-            writer: LedgerWriter::new(ledger),
+            writer: Arc::new(LedgerWriter::new(ledger)),
             key,
             keys_dir,
             last_policy: std::sync::Mutex::new(last_policy),
@@ -91,7 +95,53 @@ impl Records {
         if fresh {
             records.append(vec![records.key_change(None, &records.key)])?;
         }
+        records.end_interrupted(&recovery.unfinished)?;
         Ok(records)
+    }
+
+    /// Records how each `unfinished` invocation (a start without an end: the host stopped
+    /// after writing it ahead of an effect) ended: interrupted, with the fuel its last recorded
+    /// call shows consumed. One signed batch, before anything else is appended.
+    fn end_interrupted(&self, unfinished: &[u64]) -> Result<(), Failure> {
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        for &invocation in unfinished {
+            let recorded = self
+                .with_ledger(|l| {
+                    l.invocation_entries(invocation)?
+                        .into_iter()
+                        .map(|index| l.get(index))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(ledger_failure)?;
+            let mut budget = 0;
+            let mut left = None::<u64>;
+            for entry in recorded {
+                match entry {
+                    Entry::InvocationStart { fuel_budget, .. } => budget = fuel_budget,
+                    Entry::HostCall { fuel_remaining, .. }
+                    | Entry::HostCallIntent { fuel_remaining, .. } => {
+                        left = Some(left.map_or(fuel_remaining, |l| l.min(fuel_remaining)));
+                    }
+                    _ => {}
+                }
+            }
+            let consumed = left.map_or(0, |left| budget.saturating_sub(left));
+            entries.extend(record::interrupted(invocation, consumed));
+        }
+        tracing::warn!(
+            invocations = ?unfinished,
+            "the host stopped during these invocations; recorded as interrupted"
+        );
+        self.append(entries).map(drop)
+    }
+
+    /// Where running invocations write ahead of their effects: this ledger's group-committing
+    /// writer, whose fsync they share.
+    pub fn sink(&self) -> Arc<dyn record::Sink> {
+        Arc::clone(&self.writer) as Arc<dyn record::Sink>
     }
 
     fn key_change(&self, old: Option<&SigningKey>, new: &SigningKey) -> Entry {

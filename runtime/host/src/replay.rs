@@ -3,7 +3,9 @@
 //! ledger, and report the first divergence of each.
 //!
 //! Exit codes: 0 identical, 8 integrity (the export does not verify), 9 divergence, 10 cannot
-//! replay (a missing component, another wasmtime version or engine configuration).
+//! replay (a missing component, another wasmtime version or engine configuration). An
+//! invocation interrupted when recorded (the host stopped during it, or its deadline passed) is
+//! reported as `interrupted` and not re-executed: it changes no exit code.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +35,9 @@ pub struct Report {
     pub invocation: u64,
     pub capability: String,
     pub function: String,
-    /// `identical`, `divergent` or `refused` (refused by policy when recorded: nothing ran).
+    /// `identical`, `divergent`, `refused` (refused by policy when recorded: nothing ran) or
+    /// `interrupted` (the host stopped during it, or its deadline passed: an ending from
+    /// outside the component, not re-executed).
     pub status: &'static str,
     /// The component replayed, when it is not the recorded one (`--components`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -369,6 +373,11 @@ pub fn replay(host: &Host, options: &Options<'_>) -> Result<Vec<Report>, Failure
             reports.push(report);
             continue;
         }
+        if inv.recorded.interrupted() {
+            report.status = "interrupted";
+            reports.push(report);
+            continue;
+        }
         if wasmtime_version != engine::WASMTIME_VERSION {
             return Err(cannot(format!(
                 "invocation {n} was recorded with wasmtime {wasmtime_version}; this host runs {}",
@@ -426,13 +435,18 @@ pub fn replay(host: &Host, options: &Options<'_>) -> Result<Vec<Report>, Failure
 /// Prints the reports and turns them into the exit status.
 pub fn finish(reports: &[Report], json: bool, print: impl Fn(&str)) -> Result<(), Failure> {
     let count = |s: &str| reports.iter().filter(|r| r.status == s).count();
-    let (identical, divergent, refused) =
-        (count("identical"), count("divergent"), count("refused"));
+    let (identical, divergent, refused, interrupted) = (
+        count("identical"),
+        count("divergent"),
+        count("refused"),
+        count("interrupted"),
+    );
     if json {
         let value = serde_json::json!({
             "identical": identical,
             "divergent": divergent,
             "refused": refused,
+            "interrupted": interrupted,
             "invocations": reports,
         });
         print(&serde_json::to_string_pretty(&value).unwrap_or_else(|_| Json::Null.to_string()));
@@ -463,7 +477,8 @@ pub fn finish(reports: &[Report], json: bool, print: impl Fn(&str)) -> Result<()
             }
         }
         print(&format!(
-            "{identical} identical, {divergent} divergent, {refused} refused (not re-executed)"
+            "{identical} identical, {divergent} divergent, {refused} refused, {interrupted} \
+             interrupted (the last two not re-executed)"
         ));
     }
     if divergent > 0 {
@@ -498,7 +513,10 @@ pub fn junit(reports: &[Report]) -> String {
             .collect()
     }
     let failures = reports.iter().filter(|r| r.status == "divergent").count();
-    let skipped = reports.iter().filter(|r| r.status == "refused").count();
+    let skipped = reports
+        .iter()
+        .filter(|r| r.status == "refused" || r.status == "interrupted")
+        .count();
     let mut xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"femtoclaw-replay\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n",
         reports.len()
@@ -520,6 +538,9 @@ pub fn junit(reports: &[Report]) -> String {
             )),
             (None, "refused") => xml.push_str(
                 ">\n    <skipped message=\"refused by policy when recorded\"/>\n  </testcase>\n",
+            ),
+            (None, "interrupted") => xml.push_str(
+                ">\n    <skipped message=\"interrupted when recorded\"/>\n  </testcase>\n",
             ),
             (None, _) => xml.push_str("/>\n"),
         }

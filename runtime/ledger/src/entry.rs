@@ -130,6 +130,24 @@ pub enum Entry {
         /// The new verifier key, in C2SP vkey form.
         new_verifier_key: String,
     },
+    /// A host call about to change the world, written ahead of it: durable before the host
+    /// performs it, with the decisions that allowed it before it. The call itself, with its
+    /// result, follows when it is done; an invocation the host never finished ends with an
+    /// `interrupted` trap instead.
+    HostCallIntent {
+        /// Invocation the call belongs to.
+        invocation: u64,
+        /// Position of the call within the invocation (the `seq` of its host call).
+        seq: u32,
+        /// WIT interface, e.g. `femtoclaw:host/http@0.1.0`.
+        interface: String,
+        /// Function within the interface.
+        function: String,
+        /// Parameters, as the host call records them.
+        params: Value,
+        /// Fuel left when the call was made.
+        fuel_remaining: u64,
+    },
 }
 
 /// Why a host call did not return: recorded in place of its result.
@@ -189,6 +207,7 @@ mod kind {
     pub(super) const INVOCATION_END: u8 = 5;
     pub(super) const POLICY_CHANGE: u8 = 6;
     pub(super) const KEY_CHANGE: u8 = 7;
+    pub(super) const HOST_CALL_INTENT: u8 = 8;
 }
 
 impl Entry {
@@ -198,6 +217,7 @@ impl Entry {
         match self {
             Entry::InvocationStart { args, .. } => args.iter_mut().map(|(_, v)| v).collect(),
             Entry::HostCall { params, result, .. } => vec![params, result],
+            Entry::HostCallIntent { params, .. } => vec![params],
             Entry::InvocationEnd {
                 result: Some(result),
                 ..
@@ -237,6 +257,7 @@ impl Entry {
                 params.collect_blobs(&mut refs);
                 result.collect_blobs(&mut refs);
             }
+            Entry::HostCallIntent { params, .. } => params.collect_blobs(&mut refs),
             Entry::InvocationEnd {
                 result: Some(result),
                 ..
@@ -398,6 +419,22 @@ impl Entry {
                 }
                 w.str(new_verifier_key);
             }
+            Entry::HostCallIntent {
+                invocation,
+                seq,
+                interface,
+                function,
+                params,
+                fuel_remaining,
+            } => {
+                w.u8(kind::HOST_CALL_INTENT);
+                w.u64(*invocation);
+                w.u32(*seq);
+                w.str(interface);
+                w.str(function);
+                params.encode_into(&mut w);
+                w.u64(*fuel_remaining);
+            }
         }
         w
     }
@@ -498,6 +535,14 @@ impl Entry {
                 },
                 new_verifier_key: r.string()?,
             },
+            kind::HOST_CALL_INTENT => Entry::HostCallIntent {
+                invocation: r.u64()?,
+                seq: r.u32()?,
+                interface: r.string()?,
+                function: r.string()?,
+                params: Value::decode_from(&mut r, 0)?,
+                fuel_remaining: r.u64()?,
+            },
             other => {
                 return Err(DecodeError::BadTag {
                     what: "entry kind",
@@ -583,6 +628,14 @@ impl Entry {
                 }
                 r.skip_string()?;
             }
+            kind::HOST_CALL_INTENT => {
+                r.u64()?;
+                r.u32()?;
+                r.skip_string()?; // interface
+                r.skip_string()?; // function
+                skip_value(&mut r, 0)?;
+                r.u64()?;
+            }
             other => {
                 return Err(DecodeError::BadTag {
                     what: "entry kind",
@@ -594,11 +647,25 @@ impl Entry {
         r.finish()
     }
 
+    /// Whether the canonical encoding `bytes` is an invocation's start (`true`) or end
+    /// (`false`), and of which invocation, read from its first bytes alone: how opening a
+    /// ledger finds invocations that never ended without decoding every entry.
+    pub(crate) fn peek_boundary(bytes: &[u8]) -> Option<(bool, u64)> {
+        let started = match bytes.get(..2)? {
+            [ENCODING_VERSION, kind::INVOCATION_START] => true,
+            [ENCODING_VERSION, kind::INVOCATION_END] => false,
+            _ => return None,
+        };
+        let invocation = <[u8; 8]>::try_from(bytes.get(2..10)?).ok()?;
+        Some((started, u64::from_le_bytes(invocation)))
+    }
+
     /// The invocation this entry belongs to, if any.
     pub fn invocation(&self) -> Option<u64> {
         match self {
             Entry::InvocationStart { invocation, .. }
             | Entry::HostCall { invocation, .. }
+            | Entry::HostCallIntent { invocation, .. }
             | Entry::Decision { invocation, .. }
             | Entry::Trap { invocation, .. }
             | Entry::InvocationEnd { invocation, .. } => Some(*invocation),
@@ -616,6 +683,7 @@ impl Entry {
             Entry::InvocationEnd { .. } => "invocation-end",
             Entry::PolicyChange { .. } => "policy-change",
             Entry::KeyChange { .. } => "key-change",
+            Entry::HostCallIntent { .. } => "host-call-intent",
         }
     }
 }
@@ -626,7 +694,7 @@ mod tests {
 
     use super::Entry;
 
-    const GOLDEN: [&[u8]; 7] = [
+    const GOLDEN: [&[u8]; 8] = [
         include_bytes!("../tests/golden/v1/invocation-start.bin"),
         include_bytes!("../tests/golden/v1/host-call.bin"),
         include_bytes!("../tests/golden/v1/decision.bin"),
@@ -634,6 +702,7 @@ mod tests {
         include_bytes!("../tests/golden/v1/invocation-end.bin"),
         include_bytes!("../tests/golden/v1/policy-change.bin"),
         include_bytes!("../tests/golden/v1/key-change.bin"),
+        include_bytes!("../tests/golden/v1/host-call-intent.bin"),
     ];
 
     fn same_verdict(bytes: &[u8]) {
@@ -671,7 +740,7 @@ mod tests {
     proptest! {
         #[test]
         fn validate_agrees_with_decode_on_any_bytes(
-            kind in 0usize..7,
+            kind in 0usize..8,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
             noise in proptest::collection::vec(any::<u8>(), 0..64),
         ) {

@@ -178,6 +178,10 @@ pub struct Recovery {
     pub reindexed: u64,
     /// Whether the sled index was unreadable and rebuilt from scratch.
     pub index_rebuilt: bool,
+    /// Invocations with a start and no end, in number order: the host stopped while they
+    /// ran, after their entries were written ahead of an effect. The host records how each
+    /// ended (see `femtoclaw-sandbox`'s `record::interrupted`).
+    pub unfinished: Vec<u64>,
 }
 
 /// What a durable append produced.
@@ -304,11 +308,17 @@ impl Ledger {
         let mut tree = MerkleTree::new();
         let mut commits = Vec::new();
         let mut latest_note: Option<String> = None;
+        let mut unfinished = std::collections::BTreeSet::new();
         let tail = segment::replay::<LedgerError>(dir, |ev| {
             match ev {
-                Event::Entry { loc, leaf, .. } => {
+                Event::Entry { loc, leaf, payload } => {
                     locations.push(loc);
                     tree.push(leaf);
+                    match Entry::peek_boundary(payload) {
+                        Some((true, invocation)) => unfinished.insert(invocation),
+                        Some((false, invocation)) => unfinished.remove(&invocation),
+                        None => false,
+                    };
                 }
                 Event::Commit { size, loc, note } => {
                     // The commit must describe the tree it closes.
@@ -353,6 +363,7 @@ impl Ledger {
                 sled::open(&index_dir).map_err(sled_err)?
             }
         };
+        recovery.unfinished = unfinished.into_iter().collect();
         let committed = read_u64(&index, key::META_COMMITTED)?.unwrap_or(0);
         if committed > tail.size {
             return Err(LedgerError::AcknowledgedEntriesLost {

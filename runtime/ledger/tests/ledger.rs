@@ -46,30 +46,34 @@ fn appended_entries_read_back_after_reopen_with_one_checkpoint_per_batch() {
     let dir = tempfile::tempdir().unwrap();
     let mut l = open(dir.path());
     let all: Vec<Entry> = common::one_of_each().into_iter().map(|(_, e)| e).collect();
+    let n = all.len() as u64;
     let r = l.append_batch(all.clone()).unwrap();
-    assert_eq!(r.indexes(), 0..7);
-    assert_eq!(r.tree_size, 7);
+    assert_eq!(r.indexes(), 0..n);
+    assert_eq!(r.tree_size, n);
     assert_eq!(r.root, l.root());
     let cp = Checkpoint::open(&r.checkpoint, &common::fixed_key().verifier()).unwrap();
     assert_eq!(
         (cp.size, cp.root, cp.origin.as_str()),
-        (7, r.root, "femtoclaw.local/ledger")
+        (n, r.root, "femtoclaw.local/ledger")
     );
     let r2 = l.append_batch(vec![common::call(9, 0)]).unwrap();
-    assert_eq!(r2.indexes(), 7..8);
-    assert_eq!(l.checkpoint_sizes(), vec![7, 8]);
+    assert_eq!(r2.indexes(), n..n + 1);
+    assert_eq!(l.checkpoint_sizes(), vec![n, n + 1]);
     drop(l);
 
     let l = open(dir.path());
-    assert_eq!(l.len(), 8);
+    assert_eq!(l.len(), n + 1);
     for (i, e) in all.iter().enumerate() {
         assert_eq!(&l.get(i as u64).unwrap(), e);
     }
-    let page = l.iter(6, 10).unwrap();
-    assert_eq!(page.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![6, 7]);
+    let page = l.iter(n - 1, 10).unwrap();
+    assert_eq!(
+        page.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![n - 1, n]
+    );
     assert_eq!(l.checkpoints().unwrap().len(), 2);
     assert_eq!(l.latest_checkpoint().unwrap(), r2.checkpoint);
-    assert!(matches!(l.get(8), Err(LedgerError::NoSuchEntry { .. })));
+    assert!(matches!(l.get(n + 1), Err(LedgerError::NoSuchEntry { .. })));
     // Invocation numbers keep increasing across reopen.
     let mut l = l;
     assert!(l.next_invocation() >= 10);
@@ -466,4 +470,66 @@ fn key_rotation_verifies_with_both_keys_pinned() {
         origin: None,
     };
     assert_eq!(verify_dir(dir.path(), &both).unwrap().checkpoints, 5);
+}
+
+/// An invocation written ahead of an effect has a start and no end until it finishes; opening
+/// the ledger names every such invocation (the host stopped during it), and no other.
+#[test]
+fn open_names_the_invocations_that_started_and_never_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = common::one_of_each();
+    let start = |n: u64| match all[0].1.clone() {
+        Entry::InvocationStart {
+            principal,
+            capability,
+            version,
+            component_sha256,
+            wit_world,
+            engine_digest,
+            wasmtime_version,
+            fuel_budget,
+            policy_digest,
+            function,
+            args,
+            ..
+        } => Entry::InvocationStart {
+            invocation: n,
+            principal,
+            capability,
+            version,
+            component_sha256,
+            wit_world,
+            engine_digest,
+            wasmtime_version,
+            fuel_budget,
+            policy_digest,
+            function,
+            args,
+        },
+        _ => unreachable!("the first sample is a start"),
+    };
+    let end = |n: u64| Entry::InvocationEnd {
+        invocation: n,
+        result: None,
+        fuel_consumed: 1,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let mut l = open(dir.path());
+    // 1 ends in its own batch, 2 and 3 start and interleave, 2 ends, 3 never does.
+    l.append_batch(vec![start(1), common::call(1, 0), end(1)])
+        .unwrap();
+    l.append_batch(vec![start(2), common::call(2, 0)]).unwrap();
+    l.append_batch(vec![start(3), common::call(3, 0)]).unwrap();
+    l.append_batch(vec![common::call(2, 1), end(2)]).unwrap();
+    drop(l);
+    let (l, recovery) = Ledger::open(dir.path(), opts()).unwrap();
+    assert_eq!(recovery.unfinished, [3]);
+    // The index finds an invocation's entries wherever they landed.
+    assert_eq!(l.invocation_entries(2).unwrap(), [3, 4, 7, 8]);
+    let mut l = l;
+    l.append_batch(vec![end(3)]).unwrap();
+    drop(l);
+    let (_, recovery) = Ledger::open(dir.path(), opts()).unwrap();
+    assert!(recovery.unfinished.is_empty(), "{:?}", recovery.unfinished);
 }

@@ -33,7 +33,7 @@ pub fn settings(limits: &Limits) -> Vec<(&'static str, String)> {
         ("shared_memory", "false".to_owned()),
         ("concurrency_support", "false".to_owned()),
         ("wasm_component_model_async", "false".to_owned()),
-        ("epoch_interruption", "false".to_owned()),
+        ("epoch_interruption", "true".to_owned()),
         ("max_wasm_stack", limits.max_wasm_stack.to_string()),
         ("memory_bytes", limits.memory_bytes.to_string()),
         ("table_elements", limits.table_elements.to_string()),
@@ -46,8 +46,9 @@ pub fn settings(limits: &Limits) -> Vec<(&'static str, String)> {
 }
 
 /// Builds the engine: fuel, NaN canonicalization, deterministic relaxed SIMD, no threads or
-/// shared memory, no component-model concurrency, a fixed stack, the pooling allocator; code
-/// for every feature of the host CPU.
+/// shared memory, no component-model concurrency, a fixed stack, the pooling allocator, and
+/// epoch interruption for the wall-clock watchdog (it stops guest code past its deadline and
+/// consumes no fuel: see [`crate::watchdog`]); code for every feature of the host CPU.
 pub fn build(limits: &Limits) -> wasmtime::Result<(Engine, EngineDigest)> {
     build_with(limits, &[])
 }
@@ -78,7 +79,7 @@ pub fn build_with(
         .relaxed_simd_deterministic(true)
         .shared_memory(false)
         .concurrency_support(false)
-        .epoch_interruption(false)
+        .epoch_interruption(true)
         .max_wasm_stack(limits.max_wasm_stack)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     for feature in disabled_cpu_features {

@@ -7,9 +7,11 @@
 //! or answers `denied` as a WIT error the guest sees, and records
 //! `{interface, function, params, result, fuel remaining, decisions}` in the invocation's
 //! host-call log, the log the ledger persists. A call that fails is recorded too, with its
-//! [`CallFault`] in place of the result. Host work is bounded here: each call is charged
-//! [`FUEL_PER_RECORDED_BYTE`] for every byte it records, and the bytes one invocation records
-//! are capped (`max_recorded_bytes`).
+//! [`CallFault`] in place of the result. A call that changes the world asks the gate to write
+//! the invocation's entries ahead of it ([`Authority::before_effect`]). Host work is bounded
+//! here: each call is charged [`FUEL_PER_RECORDED_BYTE`] for every byte it records, the bytes
+//! one invocation records are capped (`max_recorded_bytes`), and every call ends with a look at
+//! the invocation's wall-clock deadline.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use wasmtime::component::types::ComponentFunc;
 use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceType, Val};
 use wasmtime::{StoreContextMut, Trap};
 
+use crate::record::{Call, Journal, WriteAheadError};
 use crate::replay::{Divergence, Replay};
 use crate::state::{LimitError, State};
 
@@ -165,6 +168,10 @@ pub struct HostCall {
     pub fuel_remaining: u64,
     /// The policy decisions the call needed, in the order taken (empty for unscoped calls).
     pub decisions: Vec<Authorized>,
+    /// For a call written ahead of its effect, how many of `decisions` came before its intent
+    /// (the others were taken after, for a redirect, say); `None` for a call written only
+    /// with the rest of the invocation.
+    pub intent: Option<usize>,
 }
 
 /// A value a host call takes or returns, in the ledger's canonical form, and back: the gate
@@ -463,7 +470,8 @@ impl<T: 'static> Recorded for Resource<T> {
 }
 
 /// The per-invocation side of the gate: who may do what, the log of host calls made so far,
-/// and, in replay, the recorded calls that answer them.
+/// the journal that writes them ahead of an effect, and, in replay, the recorded calls that
+/// answer them.
 #[derive(Debug)]
 pub struct Gate {
     authority: Arc<CallChecker>,
@@ -473,16 +481,66 @@ pub struct Gate {
     /// The cap on `recorded_bytes` (a replay answers from the recording, which kept any fault
     /// the cap caused, and never checks it).
     max_recorded_bytes: u64,
+    pub(crate) journal: Option<Journal>,
     pub(crate) replay: Option<Replay>,
 }
 
-/// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record.
+/// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record,
+/// and write the invocation ahead of an effect.
 pub struct Authority<'a> {
     checker: &'a CallChecker,
     decisions: Vec<Authorized>,
+    ahead: Option<Ahead<'a>>,
+    intent: Option<usize>,
+    failed: Option<WriteAheadError>,
 }
 
+/// What writing ahead needs: the journal, the calls before this one, and this one's facts.
+struct Ahead<'a> {
+    journal: &'a mut Journal,
+    done: &'a [HostCall],
+    interface: &'static str,
+    function: &'static str,
+    params: &'a Value,
+    fuel_remaining: u64,
+}
+
+/// The entries before an effect could not be made durable: the interface answers without
+/// performing it, and the gate traps the call whatever the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the call could not be recorded before its effect")]
+pub struct NotDurable;
+
 impl Authority<'_> {
+    /// Called by a call that is about to change the world, once it is authorized and right
+    /// before it acts (for an HTTP request, before each hop is sent): makes the invocation's
+    /// entries durable up to this call's decisions and intent. `Err` means the call must not
+    /// act; the gate then traps it. Without a journal (nothing records the invocation, or a
+    /// replay, which performs nothing) there is nothing to write.
+    pub fn before_effect(&mut self) -> Result<(), NotDurable> {
+        if self.failed.is_some() {
+            return Err(NotDurable);
+        }
+        let Some(ahead) = &mut self.ahead else {
+            return Ok(());
+        };
+        let intent = *self.intent.get_or_insert(self.decisions.len());
+        let pending = Call {
+            seq: ahead.done.len(),
+            interface: ahead.interface,
+            function: ahead.function,
+            params: ahead.params,
+            fuel_remaining: ahead.fuel_remaining,
+            decisions: &self.decisions,
+            intent: Some(intent),
+            result: None,
+        };
+        ahead.journal.write_ahead(ahead.done, pending).map_err(|e| {
+            self.failed = Some(e);
+            NotDurable
+        })
+    }
+
     /// Asks whether this call may `action` on `scope`; the decision is recorded either way.
     pub fn check(&mut self, action: CallAction, scope: &Scope) -> Result<(), Denied> {
         let decision = self.checker.check(action, scope);
@@ -522,6 +580,7 @@ impl Gate {
             calls: Vec::new(),
             recorded_bytes: 0,
             max_recorded_bytes,
+            journal: None,
             replay: None,
         }
     }
@@ -688,7 +747,7 @@ impl Gate {
         let recorded_params = params.to_value();
         let params_len = recorded_params.encoded_len();
         let seq = state.gate.calls.len();
-        let (answer, recorded_result, decisions) = match &state.gate.replay {
+        let (answer, recorded_result, decisions, intent) = match &state.gate.replay {
             // Replay: the next recorded call must be this one; its result (or fault) answers.
             Some(replay) => {
                 let expected =
@@ -703,29 +762,52 @@ impl Gate {
                         }
                     })?),
                 };
-                (answer, expected.result.clone(), Vec::new())
+                (answer, expected.result.clone(), Vec::new(), None)
             }
             None => {
-                // A second handle on the checker leaves `state` free for `perform`.
+                // A second handle on the checker, and the log and journal lent out for the
+                // call, leave `state` free for `perform`.
                 let checker = Arc::clone(&state.gate.authority);
+                let within = state.gate.within_cap(params_len);
+                let done = std::mem::take(&mut state.gate.calls);
+                let mut journal = state.gate.journal.take();
                 let mut authority = Authority {
                     checker: &checker,
                     decisions: Vec::new(),
+                    ahead: journal.as_mut().map(|journal| Ahead {
+                        journal,
+                        done: &done,
+                        interface,
+                        function,
+                        params: &recorded_params,
+                        fuel_remaining,
+                    }),
+                    intent: None,
+                    failed: None,
                 };
-                let answer = state
-                    .gate
-                    .within_cap(params_len)
-                    .and_then(|()| perform(state, &mut authority).map_err(|e| fault(&e)))
-                    .and_then(|result| {
-                        let value = result.to_value();
-                        state
-                            .gate
-                            .within_cap(params_len + value.encoded_len())
-                            .map(|()| (result, value))
-                    });
+                let performed =
+                    within.and_then(|()| perform(state, &mut authority).map_err(|e| fault(&e)));
+                let Authority {
+                    decisions,
+                    intent,
+                    failed,
+                    ..
+                } = authority;
+                state.gate.calls = done;
+                state.gate.journal = journal;
+                if let Some(failed) = failed {
+                    return Err(failed.into());
+                }
+                let answer = performed.and_then(|result| {
+                    let value = result.to_value();
+                    state
+                        .gate
+                        .within_cap(params_len + value.encoded_len())
+                        .map(|()| (result, value))
+                });
                 match answer {
-                    Ok((result, value)) => (Ok(result), value, authority.decisions),
-                    Err(fault) => (Err(fault.clone()), fault.to_value(), authority.decisions),
+                    Ok((result, value)) => (Ok(result), value, decisions, intent),
+                    Err(fault) => (Err(fault.clone()), fault.to_value(), decisions, intent),
                 }
             }
         };
@@ -738,12 +820,16 @@ impl Gate {
             result: recorded_result,
             fuel_remaining,
             decisions,
+            intent,
         });
+        // A call that returns past the deadline (it blocked) ends the invocation, recorded.
+        let in_time = state.deadline.check();
         // Host work is paid for like guest work, from what was recorded: replay, answering
         // from the recording, charges the same.
         let charge = recorded_len.saturating_mul(FUEL_PER_RECORDED_BYTE);
         let left = store.get_fuel()?;
         store.set_fuel(left.saturating_sub(charge))?;
+        in_time?;
         match answer {
             Err(fault) => Err(fault.into()),
             Ok(_) if charge > left => Err(Trap::OutOfFuel.into()),

@@ -390,9 +390,10 @@ pub(crate) fn check_namespace(namespace: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The key-value writes a run of ledger entries implies: those of every invocation in it that
-/// did not trap, in ledger order. `entries` must hold whole invocations (a run that starts at a
-/// batch boundary, as [`KvStore::applied`] does).
+/// The key-value writes a run of ledger entries implies: those of every invocation that ends
+/// in it and did not trap, in the order of their ends. `entries` must hold every entry of each
+/// invocation that ends in it (one written ahead of an effect may have begun before the batch
+/// [`KvStore::applied`] names).
 pub fn ledger_writes<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<KvWrite> {
     let mut calls: BTreeMap<u64, Vec<CallView<'a>>> = BTreeMap::new();
     let mut trapped = BTreeSet::new();

@@ -35,6 +35,7 @@ pub mod record;
 pub mod replay;
 pub mod state;
 pub mod values;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ use serde_json::{Map, Value as Json};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store, Trap};
+use watchdog::DeadlineExceeded;
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, LinkGrant, PolicySet, Principal, Requests};
@@ -80,6 +82,11 @@ pub struct Context {
     /// The most bytes of host-call parameters and results the invocation may record; past it,
     /// the invocation ends with a limit.
     pub max_recorded_bytes: u64,
+    /// The wall-clock time the invocation may take, host calls included (see [`watchdog`]).
+    pub deadline: std::time::Duration,
+    /// Writes the invocation's entries ahead of every call that changes the world; `None`
+    /// when nothing records the invocation.
+    pub journal: Option<record::Journal>,
 }
 
 impl Context {
@@ -93,6 +100,8 @@ impl Context {
             kv: None,
             preopens: Vec::new(),
             max_recorded_bytes: gate::MAX_RECORDED_BYTES,
+            deadline: watchdog::DEFAULT_DEADLINE,
+            journal: None,
         }
     }
 
@@ -227,6 +236,10 @@ pub enum Failure {
         /// The full message.
         message: String,
     },
+    /// The wall-clock deadline passed: an interruption from outside the component, not a
+    /// result replay can reproduce.
+    #[error(transparent)]
+    Deadline(#[from] DeadlineExceeded),
 }
 
 impl Failure {
@@ -236,6 +249,7 @@ impl Failure {
             Failure::FuelExhausted { .. } => "fuel-exhausted",
             Failure::Limit(_) => "limit",
             Failure::Trap { .. } => "trap",
+            Failure::Deadline(_) => record::DEADLINE,
         }
     }
 }
@@ -261,6 +275,9 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
     /// Whether output past the bound was dropped.
     pub output_truncated: bool,
+    /// Ledger indexes of the entries the journal wrote ahead of effects, in order: the first
+    /// ones of the invocation's entries (see [`record`]).
+    pub written_ahead: Vec<u64>,
 }
 
 /// One exported function and its signature.
@@ -396,6 +413,8 @@ impl Sandbox {
         let (engine, engine_digest) =
             engine::build_with(&config.limits, &config.disabled_cpu_features)
                 .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        watchdog::start_ticker(&engine)
+            .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         let (linker, linked) =
             host::link(&engine).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         Ok(Self {
@@ -681,6 +700,7 @@ impl Sandbox {
             .collect::<Result<Vec<_>, _>>()?;
         let mut state = State::new(self.limits, self.replay_context.clone());
         state.gate.replay = Some(replay::Replay::new(recorded.calls.clone()));
+        state.deadline = watchdog::Deadline::none();
         let (outcome, divergence) = self.run(&prepared.pre, function, params, fuel, state);
         let divergence = divergence.or_else(|| recorded.compare(&outcome));
         Ok((outcome, divergence))
@@ -694,16 +714,22 @@ impl Sandbox {
         function: &Function,
         params: Vec<Val>,
         fuel: u64,
-        state: State,
+        mut state: State,
     ) -> (Outcome, Option<replay::Divergence>) {
-        let args = function
+        let mut args = function
             .params
             .iter()
             .zip(&params)
             .map(|((name, ty), val)| (name.clone(), values::val_to_value(val, ty)))
             .collect();
+        // The journal's start entry needs the arguments; they come back after the run.
+        if let Some(journal) = &mut state.gate.journal {
+            journal.args = std::mem::take(&mut args);
+        }
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| store.data().deadline.on_tick());
         store.set_hostcall_fuel(16 << 20);
         let run = store.set_fuel(fuel).and_then(|()| {
             let instance = pre.instantiate(&mut store)?;
@@ -721,6 +747,13 @@ impl Sandbox {
         let (stdout, out_cut) = state.stdout.contents();
         let (stderr, err_cut) = state.stderr.contents();
         let host_calls = state.gate.take_calls();
+        let written_ahead = match state.gate.journal.take() {
+            Some(journal) => {
+                args = journal.args;
+                journal.written
+            }
+            None => Vec::new(),
+        };
 
         let mut divergence = None;
         let (result, result_value) = match (run, &function.result) {
@@ -744,6 +777,7 @@ impl Sandbox {
             stdout,
             stderr,
             output_truncated: out_cut || err_cut,
+            written_ahead,
         };
         (outcome, divergence)
     }
@@ -798,6 +832,9 @@ fn function(
 fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
     if let Some(limit) = error.downcast_ref::<LimitError>() {
         return Failure::Limit(limit.to_string());
+    }
+    if let Some(deadline) = error.downcast_ref::<DeadlineExceeded>() {
+        return Failure::Deadline(*deadline);
     }
     // A host call's fault, as the gate recorded it (or, in replay, answered it).
     if let Some(femtoclaw_ledger::CallFault::Limit(message)) = error.downcast_ref() {

@@ -197,6 +197,15 @@ impl Replay {
 }
 
 impl Recorded {
+    /// Whether the recording ended by an interruption from outside the component: the host
+    /// stopped during it, or its wall-clock deadline passed. Such an ending depends on when,
+    /// not on what the component computes, so it is reported and never re-executed.
+    pub fn interrupted(&self) -> bool {
+        self.trap.as_ref().is_some_and(|(kind, _)| {
+            [crate::record::INTERRUPTED, crate::record::DEADLINE].contains(&kind.as_str())
+        })
+    }
+
     /// The first difference between this recording and a replayed run that made every call
     /// it was asked for (calls themselves were checked as they happened).
     pub fn compare(&self, outcome: &Outcome) -> Option<Divergence> {

@@ -9,6 +9,7 @@ use crate::capture::Capture;
 use crate::gate::Gate;
 use crate::host::config::Config;
 use crate::host::files::Paths;
+use crate::watchdog::Deadline;
 
 /// Resource limits of one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,7 @@ pub struct State {
     pub(crate) kv: crate::kv::Session,
     pub(crate) http: crate::Egress,
     pub(crate) paths: Paths,
+    pub(crate) deadline: Deadline,
 }
 
 impl State {
@@ -162,17 +164,20 @@ impl State {
             }
         }
         let wasi = wasi.build();
+        let mut gate = Gate::new(context.authority, context.max_recorded_bytes);
+        gate.journal = context.journal;
         Self {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter(limits),
-            gate: Gate::new(context.authority, context.max_recorded_bytes),
+            gate,
             stdout,
             stderr,
             config: context.config,
             kv: crate::kv::Session::new(context.kv),
             http: context.http,
             paths: Paths::new(&context.preopens),
+            deadline: Deadline::from_now(context.deadline),
         }
     }
 }

@@ -145,6 +145,20 @@ pub fn one_of_each() -> Vec<(&'static str, Entry)> {
                 new_verifier_key: fixed_key().verifier().to_string(),
             },
         ),
+        (
+            "host-call-intent",
+            Entry::HostCallIntent {
+                invocation: 1,
+                seq: 3,
+                interface: "femtoclaw:host/http@0.1.0".into(),
+                function: "send".into(),
+                params: Value::Tuple(vec![Value::Record(vec![
+                    ("method".into(), Value::String("POST".into())),
+                    ("body".into(), Value::Bytes(b"{}".to_vec())),
+                ])]),
+                fuel_remaining: 9_990_000,
+            },
+        ),
     ]
 }
 

@@ -12,8 +12,9 @@
 //!    denial answers `access`, never a trap, and the decision is recorded with the call; an
 //!    absolute path or one that leaves the preopen then answers `not-permitted` whatever the
 //!    policy said;
-//! 3. performs the call with wasmtime-wasi's implementation, and records it, results included
-//!    (a read records the bytes it returns).
+//! 3. performs the call with wasmtime-wasi's implementation (a call that changes a file or a
+//!    directory, or creates or truncates one on open, once the invocation is written ahead of
+//!    it), and records it, results included (a read records the bytes it returns).
 //!
 //! Streams: `read-via-stream` reads the rest of the file (at most [`MAX_READ_BYTES`]) through
 //! the gate, records the bytes and answers an in-memory input stream over them, so replay
@@ -244,7 +245,8 @@ fn lend<T: 'static>(handle: &Resource<T>) -> Resource<T> {
 }
 
 /// Authorizes `access` on descriptor `fd` (and `relative` below it), then performs `call`:
-/// the shape of every descriptor method.
+/// the shape of every descriptor method. A call that writes changes the world: it is written
+/// ahead first.
 fn answer<T>(
     state: &mut State,
     authority: &mut Authority<'_>,
@@ -255,6 +257,9 @@ fn answer<T>(
 ) -> wasmtime::Result<(Result<T, ErrorCode>,)> {
     if let Err(code) = authorize(state, authority, fd, relative, access) {
         return Ok((Err(code),));
+    }
+    if !matches!(access, Access::Read) && authority.before_effect().is_err() {
+        return Ok((Err(ErrorCode::Io),));
     }
     let mut view = state.filesystem();
     let result = call(&mut view, lend(fd));
@@ -341,6 +346,12 @@ fn add_reads(registry: &mut Registry) -> wasmtime::Result<()> {
                 Ok(node) => node,
                 Err(code) => return Ok((Err(code),)),
             };
+            // Creating or truncating a file changes the world; opening one does not.
+            if open.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE)
+                && authority.before_effect().is_err()
+            {
+                return Ok((Err(ErrorCode::Io),));
+            }
             let mut view = state.filesystem();
             let opened = HostDescriptor::open_at(
                 &mut view,

@@ -12,8 +12,10 @@
 //! - each redirect hop is authorized again, and secret headers are dropped once a hop leaves
 //!   the first origin.
 //!
-//! Bodies are capped both ways and the whole exchange has a deadline; the guest may ask for
-//! smaller caps, never larger. The request and the response are the call's recorded params and
+//! Bodies are capped both ways and the whole exchange has a deadline (the host's cap, the
+//! invocation's time left, or less if the guest asks); the guest may ask for smaller caps,
+//! never larger. Every hop is written ahead before it is sent (see
+//! [`Authority::before_effect`](crate::gate::Authority::before_effect)). The request and the response are the call's recorded params and
 //! result (bodies of 16 KiB or more by digest, beside the ledger), so replay answers from the
 //! ledger without any network.
 //!
@@ -133,7 +135,8 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         INTERFACE,
         "send",
         |state, authority, (request,): &(Request,)| {
-            Ok((client::send(&state.http, authority, request),))
+            let left = state.deadline.left();
+            Ok((client::send(&state.http, authority, request, left),))
         },
     )
 }

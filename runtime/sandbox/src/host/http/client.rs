@@ -3,7 +3,8 @@
 
 use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use femtoclaw_policy::{AddressKind, CallAction, Scope};
@@ -21,15 +22,17 @@ const REDACTED: &str = "[redacted]";
 /// origin.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
-/// Sends `request` on behalf of a guest. Nothing returned, and so nothing recorded, holds the
-/// value of a secret the request used, even where the server echoed it.
+/// Sends `request` on behalf of a guest, within `left`, the invocation's time left. Nothing
+/// returned, and so nothing recorded, holds the value of a secret the request used, even where
+/// the server echoed it.
 pub(super) fn send(
     egress: &Egress,
     authority: &mut Authority<'_>,
     request: &Request,
+    left: Duration,
 ) -> Result<Response, Error> {
     let mut used = Vec::new();
-    let result = exchange(egress, authority, request, &mut used);
+    let result = exchange(egress, authority, request, left, &mut used);
     let secrets: Vec<&str> = used
         .iter()
         .map(SecretValue::expose)
@@ -62,6 +65,7 @@ fn exchange(
     egress: &Egress,
     authority: &mut Authority<'_>,
     request: &Request,
+    left: Duration,
     used: &mut Vec<SecretValue>,
 ) -> Result<Response, Error> {
     let limits = egress.limits;
@@ -74,9 +78,12 @@ fn exchange(
             limits.max_request_bytes
         )));
     }
-    let timeout = request.timeout_ms.map_or(limits.timeout, |ms| {
-        Duration::from_millis(u64::from(ms)).min(limits.timeout)
-    });
+    let timeout = request
+        .timeout_ms
+        .map_or(limits.timeout, |ms| {
+            Duration::from_millis(u64::from(ms)).min(limits.timeout)
+        })
+        .min(left);
     let caps = Caps {
         max_response_bytes: request
             .max_response_bytes
@@ -133,6 +140,9 @@ fn exchange(
         for (name, value) in &secret_headers {
             all.append(name.clone(), value.clone());
         }
+        authority
+            .before_effect()
+            .map_err(|e| Error::Connection(format!("`{url}` was not requested: {e}")))?;
         let response = client(&url, &targets, remaining)?
             .request(method.clone(), url.clone())
             .headers(all)
@@ -230,36 +240,122 @@ fn authorize(
     )))
 }
 
-/// The addresses `host` resolves to, each once, in the resolver's order. The system resolver
-/// runs on a thread of its own so that the request's time left bounds the wait (a lookup that
-/// outlives it finishes unheard).
+/// The addresses `host` resolves to, each once, in the resolver's order, looked up by the
+/// host's resolver pool within `within` (the request's time left).
 fn lookup(host: &str, port: u16, within: Duration) -> Result<Vec<IpAddr>, Error> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let name = host.to_owned();
-    std::thread::Builder::new()
-        .name("femtoclaw-dns".into())
-        .spawn(move || {
-            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
-        })
-        .map_err(|e| Error::Dns(format!("cannot look `{host}` up: {e}")))?;
-    let resolved = match rx.recv_timeout(within) {
-        Ok(resolved) => {
-            resolved.map_err(|e| Error::Dns(format!("`{host}` does not resolve: {e}")))?
+    static POOL: OnceLock<Resolver> = OnceLock::new();
+    POOL.get_or_init(|| Resolver::new(RESOLVER_THREADS, system_lookup))
+        .lookup(host, port, within)
+}
+
+/// Threads of the resolver pool: what lookups in flight at once may hold, whatever the guests.
+const RESOLVER_THREADS: usize = 4;
+
+/// How the pool resolves one name (the system resolver; a stand-in in tests).
+type Resolve = fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>;
+
+fn system_lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    (host, port).to_socket_addrs().map(Vec::from_iter)
+}
+
+/// A lookup waiting for a thread of the pool.
+struct Job {
+    host: String,
+    port: u16,
+    /// When the asker stops waiting: a job picked up later is dropped unresolved.
+    until: Instant,
+    /// Set by the thread that picks the job up.
+    started: Arc<AtomicBool>,
+    reply: mpsc::Sender<std::io::Result<Vec<SocketAddr>>>,
+}
+
+/// The system resolver blocks for as long as it likes and cannot be cancelled, so lookups run
+/// on a fixed, small pool of threads fed by one queue: a lookup that outlives its asker's time
+/// ties up one of those threads, never a new one, and a job whose asker has stopped waiting is
+/// dropped unresolved. When every thread is busy a lookup waits at most its time left.
+struct Resolver {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    threads: usize,
+}
+
+impl Resolver {
+    fn new(threads: usize, resolve: Resolve) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for _ in 0..threads {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name("femtoclaw-dns".into())
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = job else { return };
+                        if Instant::now() >= job.until {
+                            continue;
+                        }
+                        job.started.store(true, Ordering::SeqCst);
+                        let _ = job.reply.send(resolve(&job.host, job.port));
+                    }
+                });
+            started += usize::from(spawned.is_ok());
         }
-        Err(_) => {
-            return Err(Error::Timeout(format!(
-                "looking `{host}` up took longer than the {} ms the request had left",
-                within.as_millis()
-            )));
-        }
-    };
-    let mut found: Vec<IpAddr> = Vec::new();
-    for addr in resolved {
-        if !found.contains(&addr.ip()) {
-            found.push(addr.ip());
+        Self {
+            jobs: Mutex::new(tx),
+            threads: started,
         }
     }
-    Ok(found)
+
+    fn lookup(&self, host: &str, port: u16, within: Duration) -> Result<Vec<IpAddr>, Error> {
+        let ms = within.as_millis();
+        let (reply, answer) = mpsc::channel();
+        let started = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            host: host.to_owned(),
+            port,
+            until: Instant::now()
+                .checked_add(within)
+                .unwrap_or_else(Instant::now),
+            started: Arc::clone(&started),
+            reply,
+        };
+        let queued = self.threads > 0
+            && self
+                .jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .send(job)
+                .is_ok();
+        if !queued {
+            return Err(Error::Dns(format!(
+                "cannot look `{host}` up: the host has no resolver thread"
+            )));
+        }
+        let resolved = match answer.recv_timeout(within) {
+            Ok(resolved) => {
+                resolved.map_err(|e| Error::Dns(format!("`{host}` does not resolve: {e}")))?
+            }
+            Err(_) if !started.load(Ordering::SeqCst) => {
+                return Err(Error::Timeout(format!(
+                    "cannot look `{host}` up: all {} of the host's resolver threads stayed busy \
+                     for the {ms} ms the request had left",
+                    self.threads
+                )));
+            }
+            Err(_) => {
+                return Err(Error::Timeout(format!(
+                    "looking `{host}` up took longer than the {ms} ms the request had left"
+                )));
+            }
+        };
+        let mut found: Vec<IpAddr> = Vec::new();
+        for addr in resolved {
+            if !found.contains(&addr.ip()) {
+                found.push(addr.ip());
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A client for one hop: no proxy, no redirects of its own, and no name lookup of its own: the
@@ -431,6 +527,48 @@ mod tests {
             matches!(&missing, Err(Error::Dns(m) | Error::Timeout(m)) if m.contains("no-such-host.invalid")),
             "{missing:?}"
         );
+    }
+
+    /// Held by a test: every lookup of `stuck.test` blocks until it is released, like a system
+    /// resolver stuck on a slow name server.
+    static STUCK: Mutex<()> = Mutex::new(());
+    /// Lookups of `free.test` the stand-in resolver performed.
+    static FREE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn stand_in(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        if host == "stuck.test" {
+            drop(STUCK.lock());
+        } else {
+            FREE.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(vec![SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)])
+    }
+
+    #[test]
+    fn a_lookup_waits_for_a_busy_pool_at_most_its_time_left_and_the_pool_never_grows() {
+        let pool = Resolver::new(2, stand_in);
+        let held = STUCK.lock().unwrap();
+        // Two lookups occupy both threads and run out of time while the resolver is stuck.
+        for _ in 0..2 {
+            let slow = pool.lookup("stuck.test", 80, Duration::from_millis(500));
+            assert!(
+                matches!(&slow, Err(Error::Timeout(m)) if m.starts_with("looking `stuck.test` up took longer than the 500 ms")),
+                "{slow:?}"
+            );
+        }
+        // Every thread is busy: the next lookup waits its time left, then says why it failed.
+        let queued = pool.lookup("free.test", 80, Duration::from_millis(50));
+        assert!(
+            matches!(&queued, Err(Error::Timeout(m)) if m == "cannot look `free.test` up: all 2 of the host's resolver threads stayed busy for the 50 ms the request had left"),
+            "{queued:?}"
+        );
+        drop(held);
+        // Released, the pool serves again; the job whose asker gave up was dropped, not
+        // resolved late; no thread was added.
+        let ok = pool.lookup("free.test", 80, Duration::from_secs(10));
+        assert_eq!(ok.unwrap(), [IpAddr::from([127, 0, 0, 1])]);
+        assert_eq!(FREE.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.threads, 2);
     }
 
     #[test]

@@ -275,7 +275,6 @@ impl Raw {
             .unwrap()
             .func_new("log", |_, _, _, _| Ok(()))
             .unwrap();
-        linker.define_unknown_imports_as_traps(&component).unwrap();
         let pre = linker.instantiate_pre(&component).unwrap();
         Self { engine, pre, fuel }
     }

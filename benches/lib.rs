@@ -2,6 +2,7 @@
 //! what their raw baselines share.
 
 use femtoclaw_ledger::{Entry, Value};
+use wasmtime::Config;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -27,6 +28,24 @@ impl WasiView for RawWasi {
             table: &mut self.table,
         }
     }
+}
+
+/// The engine configuration of a raw baseline that runs the host's compiled code: every setting
+/// that decides the machine code as `femtoclaw_sandbox::engine::build` has it (fuel as asked,
+/// NaN canonicalization, deterministic relaxed SIMD, no shared memory, no component-model
+/// concurrency, the same stack), with wasmtime's default (on-demand) instance allocator. A
+/// setting that drifts from the host's makes wasmtime refuse the host's `.cwasm`, by name.
+pub fn raw_config(consume_fuel: bool) -> Config {
+    let mut config = Config::new();
+    config
+        .consume_fuel(consume_fuel)
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .shared_memory(false)
+        .concurrency_support(false)
+        .epoch_interruption(false)
+        .max_wasm_stack(512 << 10);
+    config
 }
 
 /// A typical host-call entry (a key-value read of 64 bytes), for the ledger benchmarks.

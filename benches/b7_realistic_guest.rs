@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use femtoclaw_benches::{RawWasi, raw_config};
 use femtoclaw_ledger::Entry;
-use femtoclaw_policy::{CapabilityRef, PolicySet, Principal};
+use femtoclaw_policy::{CapabilityRef, GrantCache, PolicySet, Principal};
 use femtoclaw_sandbox::catalog::Manifest;
 use femtoclaw_sandbox::record::{self, Start};
 use femtoclaw_sandbox::{Context, Prepared, Sandbox, SandboxConfig};
@@ -266,7 +266,7 @@ struct Raw {
 
 impl Raw {
     fn new(component: &[u8], fuel: bool) -> Self {
-        let engine = Engine::new(&raw_config(fuel)).unwrap();
+        let engine = Engine::new(&raw_config(fuel, false)).unwrap();
         let component = Component::new(&engine, component).unwrap();
         let mut linker: Linker<RawWasi> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
@@ -312,6 +312,7 @@ struct Setup {
     prepared: Arc<Prepared>,
     manifest: Manifest,
     policy: PolicySet,
+    grants: GrantCache,
     principal: Principal,
     cap: CapabilityRef,
     fuel_on: Raw,
@@ -336,6 +337,7 @@ impl Setup {
             sandbox,
             prepared,
             policy: PolicySet::default_policy().unwrap(),
+            grants: GrantCache::default(),
             principal: Principal::local(),
             cap,
             fuel_on: Raw::new(textstats.component, true),
@@ -371,6 +373,18 @@ impl Setup {
             &self.cap,
             &self.manifest.requests,
         )));
+        let imports = || self.prepared.imports.iter().map(String::as_str);
+        let link = self
+            .grants
+            .get_or_grant(
+                &self.policy,
+                &self.principal,
+                &self.cap,
+                &self.manifest.requests,
+                imports(),
+            )
+            .authorize_link(imports())
+            .unwrap();
         let outcome = self
             .sandbox
             .invoke(
@@ -378,6 +392,7 @@ impl Setup {
                 w.function,
                 &w.args,
                 self.manifest.fuel,
+                &link,
                 context,
             )
             .unwrap();

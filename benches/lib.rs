@@ -35,7 +35,7 @@ impl WasiView for RawWasi {
 /// NaN canonicalization, deterministic relaxed SIMD, no shared memory, no component-model
 /// concurrency, the same stack), with wasmtime's default (on-demand) instance allocator. A
 /// setting that drifts from the host's makes wasmtime refuse the host's `.cwasm`, by name.
-pub fn raw_config(consume_fuel: bool) -> Config {
+pub fn raw_config(consume_fuel: bool, epoch_interruption: bool) -> Config {
     let mut config = Config::new();
     config
         .consume_fuel(consume_fuel)
@@ -43,7 +43,7 @@ pub fn raw_config(consume_fuel: bool) -> Config {
         .relaxed_simd_deterministic(true)
         .shared_memory(false)
         .concurrency_support(false)
-        .epoch_interruption(false)
+        .epoch_interruption(epoch_interruption)
         .max_wasm_stack(512 << 10);
     config
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use femtoclaw_benches::RawWasi;
 use femtoclaw_policy::{CapabilityRef, PolicySet, Principal, Requests};
 use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
-use femtoclaw_sandbox::{Context, Prepared, Sandbox, SandboxConfig, state::Limits};
+use femtoclaw_sandbox::{Context, HostContext, Prepared, Sandbox, SandboxConfig, state::Limits};
 use serde_json::json;
 use wasmtime::Store;
 use wasmtime::component::{ComponentType, InstancePre, Lift, Linker, Lower};
@@ -57,9 +57,12 @@ fn setup() -> Setup {
     let requests: Requests = toml::from_str("config = [\"region\"]").unwrap();
     let cap = CapabilityRef::new("misbehave", "1.0.0", "", "bench");
     let context = Context {
-        config: [("region".to_owned(), "eu".to_owned())]
-            .into_iter()
-            .collect(),
+        host: HostContext {
+            config: [("region".to_owned(), "eu".to_owned())]
+                .into_iter()
+                .collect(),
+            ..HostContext::default()
+        },
         ..Context::new(Arc::new(policy.call_checker(
             &Principal::local(),
             &cap,

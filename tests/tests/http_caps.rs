@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use femtoclaw_policy::{CapabilityRef, PolicySet, Principal, Requests};
-use femtoclaw_sandbox::{Context, Egress, HttpLimits, Outcome, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{
+    Context, Egress, HostContext, HttpLimits, Outcome, Sandbox, SandboxConfig,
+};
 use serde_json::{Value as Json, json};
 
 /// Runs fetch's `function` with `args`, the host's caps `limits`, and a policy that grants
@@ -36,9 +38,12 @@ fn fetch(function: &str, args: &Json, limits: HttpLimits, origin: &str) -> Outco
     };
     let cap = CapabilityRef::new("fetch", "0.1.0", "", "test");
     let context = Context {
-        http: Egress {
-            limits,
-            ..Egress::default()
+        host: HostContext {
+            http: Egress {
+                limits,
+                ..Egress::default()
+            },
+            ..HostContext::default()
         },
         ..Context::new(Arc::new(policy.call_checker(
             &Principal::local(),

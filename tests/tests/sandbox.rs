@@ -8,8 +8,8 @@ use femtoclaw_ledger::CallFault;
 use femtoclaw_ledger::Value;
 use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
 use femtoclaw_sandbox::{
-    Context, FUEL_PER_RECORDED_BYTE, Failure, InvokeError, Limits, Outcome, Prepared, Sandbox,
-    SandboxConfig,
+    Context, FUEL_PER_RECORDED_BYTE, Failure, HostContext, InvokeError, Limits, Outcome, Prepared,
+    Sandbox, SandboxConfig,
 };
 use femtoclaw_tests::{
     FEMTOCLAW_GUEST_HOARD, FEMTOCLAW_GUEST_MISBEHAVE, FEMTOCLAW_GUEST_TYPES, grant_all,
@@ -406,10 +406,13 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
     let requests: Requests = toml::from_str("config = [\"region\", \"token\"]").unwrap();
     let cap = CapabilityRef::new("misbehave", "1.0.0", "", "test");
     let context = Context {
-        config: [("region", "eu"), ("token", "t0p"), ("other", "o")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        host: HostContext {
+            config: [("region", "eu"), ("token", "t0p"), ("other", "o")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..HostContext::default()
+        },
         ..Context::new(Arc::new(policy.call_checker(
             &Principal::local(),
             &cap,
@@ -746,7 +749,7 @@ mod write_ahead {
     use femtoclaw_ledger::Entry;
     use femtoclaw_policy::{CapabilityRef, PathRequest, PolicySet, Principal, Requests};
     use femtoclaw_sandbox::record::{self, Journal, Sink, Start};
-    use femtoclaw_sandbox::{Context, Failure, Outcome, Preopen};
+    use femtoclaw_sandbox::{Context, Failure, HostContext, Outcome, Preopen};
     use serde_json::json;
 
     /// What the sink saw at each append: the entries, and the file's bytes at that moment.
@@ -809,11 +812,14 @@ mod write_ahead {
         let cap = CapabilityRef::new("files", "0.1.0", "", "femtoclaw");
         let invoke = policy.authorize_invoke_function(&Principal::local(), &cap, None);
         let context = Context {
-            preopens: vec![Preopen {
-                guest: "/data".into(),
-                host: dir.to_owned(),
-                writable: true,
-            }],
+            host: HostContext {
+                preopens: vec![Preopen {
+                    guest: "/data".into(),
+                    host: dir.to_owned(),
+                    writable: true,
+                }],
+                ..HostContext::default()
+            },
             journal: Some(Journal::new(start(), invoke.clone(), sink)),
             ..Context::new(Arc::new(policy.call_checker(
                 &Principal::local(),

@@ -9,7 +9,7 @@ use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
 use femtoclaw_sandbox::kv::{CallView, KvStore, writes as kv_writes};
 use femtoclaw_sandbox::record::{self, Journal, Start};
-use femtoclaw_sandbox::{Context, Egress, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{Context, Egress, HostContext, Outcome, Prepared, Sandbox, SandboxConfig};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
@@ -165,13 +165,15 @@ impl Host {
                 invoke.clone(),
                 self.records()?.sink(),
             )),
-            config: authority::config(&self.data_dir, &entry.manifest.name)?,
-            http: Egress {
-                secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
-                limits: authority::http_limits(&self.data_dir)?,
+            host: HostContext {
+                config: authority::config(&self.data_dir, &entry.manifest.name)?,
+                http: Egress {
+                    secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
+                    limits: authority::http_limits(&self.data_dir)?,
+                },
+                kv: self.kv.clone(),
+                preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,
             },
-            kv: self.kv.clone(),
-            preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,
             max_recorded_bytes: limits.max_recorded_bytes,
             ..Context::new(Arc::new(policy.call_checker(
                 principal,

@@ -30,7 +30,6 @@ pub mod catalog;
 pub mod engine;
 pub mod gate;
 mod host;
-pub mod kv;
 pub mod record;
 pub mod replay;
 pub mod state;
@@ -52,9 +51,11 @@ use femtoclaw_policy::{CallChecker, CapabilityRef, LinkGrant, PolicySet, Princip
 pub use gate::{
     Answer, Authorized, Denied, FUEL_PER_RECORDED_BYTE, HostCall, Linked, MAX_RECORDED_BYTES,
 };
+pub use host::HostContext;
 pub use host::config::Config;
 pub use host::files::{MAX_READ_BYTES, Preopen};
 pub use host::http::{Egress, HttpLimits, NoSecrets, SecretSource, SecretValue};
+pub use host::kv::store as kv;
 pub use host::log::{INTERFACE as LOG_INTERFACE, Level};
 use state::State;
 pub use state::{LimitError, Limits};
@@ -70,15 +71,8 @@ pub struct Context {
     /// Answers the gate's call-time questions (policy ∩ manifest, for this principal and
     /// capability).
     pub authority: Arc<CallChecker>,
-    /// The capability's `wasi:config/store` values.
-    pub config: Config,
-    /// What its HTTP requests may use: the secret store and the host's caps.
-    pub http: Egress,
-    /// The key-value store `wasi:keyvalue` reads (writes wait for the host to apply them);
-    /// `None` answers every `open` with an error.
-    pub kv: Option<Arc<kv::KvStore>>,
-    /// The directories the capability sees through `wasi:filesystem` (granted paths only).
-    pub preopens: Vec<Preopen>,
+    /// What the host interfaces get: config values, egress, the key-value store, preopens.
+    pub host: HostContext,
     /// The most bytes of host-call parameters and results the invocation may record; past it,
     /// the invocation ends with a limit.
     pub max_recorded_bytes: u64,
@@ -95,10 +89,7 @@ impl Context {
     pub fn new(authority: Arc<CallChecker>) -> Self {
         Self {
             authority,
-            config: Config::new(),
-            http: Egress::default(),
-            kv: None,
-            preopens: Vec::new(),
+            host: HostContext::default(),
             max_recorded_bytes: gate::MAX_RECORDED_BYTES,
             deadline: watchdog::DEFAULT_DEADLINE,
             journal: None,

@@ -3,12 +3,11 @@
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capture::Capture;
 use crate::gate::Gate;
-use crate::host::config::Config;
-use crate::host::files::Paths;
+use crate::host::HostState;
 use crate::watchdog::Deadline;
 
 /// Resource limits of one invocation.
@@ -131,10 +130,7 @@ pub struct State {
     pub(crate) gate: Gate,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
-    pub(crate) config: Config,
-    pub(crate) kv: crate::kv::Session,
-    pub(crate) http: crate::Egress,
-    pub(crate) paths: Paths,
+    pub(crate) host: HostState,
     pub(crate) deadline: Deadline,
 }
 
@@ -151,18 +147,7 @@ impl State {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .allow_blocking_current_thread(true);
-        for p in &context.preopens {
-            let perms = if p.writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
-            // The host checked the directory before the invocation; one that vanished since is
-            // not preopened, and the guest finds no such path.
-            if let Err(e) = wasi.preopened_dir(&p.host, &p.guest, perms) {
-                tracing::warn!(host = %p.host.display(), guest = %p.guest, "not preopened: {e:#}");
-            }
-        }
+        let host = HostState::new(context.host, &mut wasi);
         let wasi = wasi.build();
         let mut gate = Gate::new(context.authority, context.max_recorded_bytes);
         gate.journal = context.journal;
@@ -173,10 +158,7 @@ impl State {
             gate,
             stdout,
             stderr,
-            config: context.config,
-            kv: crate::kv::Session::new(context.kv),
-            http: context.http,
-            paths: Paths::new(&context.preopens),
+            host,
             deadline: Deadline::from_now(context.deadline),
         }
     }

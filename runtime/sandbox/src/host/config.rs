@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use femtoclaw_policy::{CallAction, Scope};
 
+use super::HostInterface;
 use crate::gate::{Gate, Registry, recorded_variant};
 
 mod bindings {
@@ -32,7 +33,23 @@ recorded_variant!(Error {
     Io(String) => "io",
 });
 
-pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+/// The interface: the operator's values in, read key by key through the gate.
+pub(crate) struct ConfigStore;
+
+impl HostInterface for ConfigStore {
+    type Context = Config;
+    type State = Config;
+
+    fn state(context: Config) -> Config {
+        context
+    }
+
+    fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+        add_to_linker(registry)
+    }
+}
+
+fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(
         registry,
         INTERFACE,
@@ -40,7 +57,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         |state, authority, (key,): &(String,)| {
             let answer =
                 match authority.check(CallAction::ConfigRead, &Scope::ConfigKey(key.clone())) {
-                    Ok(()) => Ok(state.config.get(key).cloned()),
+                    Ok(()) => Ok(state.host.config.get(key).cloned()),
                     Err(denied) => Err(Error::Upstream(denied.to_string())),
                 };
             Ok((answer,))
@@ -52,6 +69,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         "get-all",
         |state, authority, (): &()| {
             let granted: Vec<(String, String)> = state
+                .host
                 .config
                 .iter()
                 .filter(|(key, _)| {

@@ -40,6 +40,7 @@ use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsResult};
 
+use super::HostInterface;
 use crate::gate::{
     Authority, Gate, Registry, recorded_enum, recorded_flags, recorded_record, recorded_variant,
 };
@@ -199,7 +200,8 @@ fn authorize(
     access: Access,
 ) -> Result<Node, ErrorCode> {
     let node = state
-        .paths
+        .host
+        .preopens
         .by_rep
         .get(&fd.rep())
         .ok_or(ErrorCode::BadDescriptor)?;
@@ -217,7 +219,7 @@ fn authorize(
     }
     // A symbolic link inside the preopen may lead to another path in it: that path must be
     // granted too, or a link would reach what the policy withholds.
-    if let Some(real) = state.paths.resolved(&node)? {
+    if let Some(real) = state.host.preopens.resolved(&node)? {
         for &action in access.actions() {
             authority
                 .check(action, &Scope::Path(real.clone()))
@@ -294,7 +296,39 @@ fn read_rest(
     }
 }
 
-pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+/// The interface: the granted directories, preopened in the WASI context, and the
+/// guest-visible path of every descriptor, which each operation's policy check asks about.
+pub(crate) struct Filesystem;
+
+impl HostInterface for Filesystem {
+    type Context = Vec<Preopen>;
+    type State = Paths;
+
+    fn configure(preopens: &Vec<Preopen>, wasi: &mut wasmtime_wasi::WasiCtxBuilder) {
+        for p in preopens {
+            let perms = if p.writable {
+                wasmtime_wasi::FsPerms::ReadWrite
+            } else {
+                wasmtime_wasi::FsPerms::ReadOnly
+            };
+            // The host checked the directory before the invocation; one that vanished since is
+            // not preopened, and the guest finds no such path.
+            if let Err(e) = wasi.preopened_dir(&p.host, &p.guest, perms) {
+                tracing::warn!(host = %p.host.display(), guest = %p.guest, "not preopened: {e:#}");
+            }
+        }
+    }
+
+    fn state(preopens: Vec<Preopen>) -> Paths {
+        Paths::new(&preopens)
+    }
+
+    fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+        add_to_linker(registry)
+    }
+}
+
+fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::resource::<Descriptor>(registry, TYPES, "descriptor")?;
     Gate::resource::<DirectoryEntryStream>(registry, TYPES, "directory-entry-stream")?;
 
@@ -306,7 +340,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
                     root: path.clone(),
                     path,
                 };
-                state.paths.by_rep.insert(dir.rep(), node);
+                state.host.preopens.by_rep.insert(dir.rep(), node);
             }
         }
         Ok((dirs,))
@@ -363,7 +397,7 @@ fn add_reads(registry: &mut Registry) -> wasmtime::Result<()> {
             );
             let opened = lower(&mut view, opened)?;
             if let Ok(new) = &opened {
-                state.paths.by_rep.insert(new.rep(), node);
+                state.host.preopens.by_rep.insert(new.rep(), node);
             }
             Ok((opened,))
         },

@@ -30,6 +30,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::HostInterface;
 use crate::gate::{Gate, Registry};
 
 mod bindings {
@@ -129,14 +130,30 @@ impl Default for Egress {
     }
 }
 
-pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+/// The interface: whole requests out through the gate, under the host's egress.
+pub(crate) struct Http;
+
+impl HostInterface for Http {
+    type Context = Egress;
+    type State = Egress;
+
+    fn state(context: Egress) -> Egress {
+        context
+    }
+
+    fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+        add_to_linker(registry)
+    }
+}
+
+fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::define_scoped(
         registry,
         INTERFACE,
         "send",
         |state, authority, (request,): &(Request,)| {
             let left = state.deadline.left();
-            Ok((client::send(&state.http, authority, request, left),))
+            Ok((client::send(&state.host.http, authority, request, left),))
         },
     )
 }

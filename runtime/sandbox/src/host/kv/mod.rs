@@ -4,13 +4,18 @@
 //! Opening a bucket and every read (`get`, `exists`, listings) is `kv.read` on the namespace;
 //! `set` and `delete` are `kv.write`. A denied call answers `access-denied` and its decision is
 //! recorded. Reads are recorded with what they returned; writes with what they wrote, which is
-//! how the host applies them after the invocation (see [`crate::kv`]).
+//! how the host applies them after the invocation (see [`store`]).
+
+pub mod store;
+
+use std::sync::Arc;
 
 use femtoclaw_policy::{CallAction, Scope};
 use wasmtime::component::Resource;
 
+use self::store::{KvStore, Session, check_namespace};
+use super::HostInterface;
 use crate::gate::{Authority, Gate, Registry, recorded_record, recorded_variant};
-use crate::kv::check_namespace;
 use crate::state::State;
 
 mod bindings {
@@ -32,7 +37,7 @@ pub use bindings::wasi::keyvalue::store::{Error, KeyResponse};
 /// The store interface, as components import it.
 pub const INTERFACE: &str = "wasi:keyvalue/store@0.2.0-draft2";
 /// The functions whose recorded calls the host derives key-value writes from
-/// ([`crate::kv::writes`]).
+/// ([`store::writes`]).
 pub(crate) const OPEN: &str = "open";
 pub(crate) const SET: &str = "[method]bucket.set";
 pub(crate) const DELETE: &str = "[method]bucket.delete";
@@ -70,7 +75,24 @@ fn authorized(
         .map_err(|_| Error::AccessDenied))
 }
 
-pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+/// The interface: buckets over the host's store, each read and write through the gate; the
+/// writes of one invocation are kept in its session until the host applies them.
+pub(crate) struct KeyValue;
+
+impl HostInterface for KeyValue {
+    type Context = Option<Arc<KvStore>>;
+    type State = Session;
+
+    fn state(context: Option<Arc<KvStore>>) -> Session {
+        Session::new(context)
+    }
+
+    fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
+        add_to_linker(registry)
+    }
+}
+
+fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     Gate::resource::<Bucket>(registry, INTERFACE, "bucket")?;
     Gate::define_scoped(
         registry,
@@ -78,7 +100,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         OPEN,
         |state, authority, (identifier,): &(String,)| {
             let opened = check_namespace(identifier)
-                .and_then(|()| state.kv.check_open())
+                .and_then(|()| state.host.kv.check_open())
                 .and_then(|()| {
                     authority
                         .check(CallAction::KvRead, &Scope::KvNamespace(identifier.clone()))
@@ -98,7 +120,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         "[method]bucket.get",
         |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
-            Ok((namespace.and_then(|ns| state.kv.get(&ns, key)),))
+            Ok((namespace.and_then(|ns| state.host.kv.get(&ns, key)),))
         },
     )?;
     Gate::define_scoped(
@@ -107,7 +129,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         "[method]bucket.exists",
         |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
-            Ok((namespace.and_then(|ns| state.kv.get(&ns, key).map(|v| v.is_some())),))
+            Ok((namespace.and_then(|ns| state.host.kv.get(&ns, key).map(|v| v.is_some())),))
         },
     )?;
     Gate::define_scoped(
@@ -116,7 +138,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         SET,
         |state, authority, (bucket, key, value): &(Resource<Bucket>, String, Vec<u8>)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvWrite)?;
-            Ok((namespace.and_then(|ns| state.kv.put(&ns, key, Some(value.clone()))),))
+            Ok((namespace.and_then(|ns| state.host.kv.put(&ns, key, Some(value.clone()))),))
         },
     )?;
     Gate::define_scoped(
@@ -125,7 +147,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         DELETE,
         |state, authority, (bucket, key): &(Resource<Bucket>, String)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvWrite)?;
-            Ok((namespace.and_then(|ns| state.kv.put(&ns, key, None)),))
+            Ok((namespace.and_then(|ns| state.host.kv.put(&ns, key, None)),))
         },
     )?;
     Gate::define_scoped(
@@ -134,7 +156,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
         "[method]bucket.list-keys",
         |state, authority, (bucket, cursor): &(Resource<Bucket>, Option<String>)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
-            Ok((namespace.and_then(|ns| state.kv.list(&ns, "", cursor.as_deref())),))
+            Ok((namespace.and_then(|ns| state.host.kv.list(&ns, "", cursor.as_deref())),))
         },
     )?;
     Gate::define_scoped(
@@ -145,7 +167,7 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
          authority,
          (bucket, prefix, cursor): &(Resource<Bucket>, String, Option<String>)| {
             let namespace = authorized(state, authority, bucket, CallAction::KvRead)?;
-            Ok((namespace.and_then(|ns| state.kv.list(&ns, prefix, cursor.as_deref())),))
+            Ok((namespace.and_then(|ns| state.host.kv.list(&ns, prefix, cursor.as_deref())),))
         },
     )
 }

@@ -663,7 +663,7 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
                 .records()?
                 .with_ledger(Ledger::reindex)
                 .map_err(failed)?;
-            let pairs = kv::rebuild(host.kv()?, host.records()?)?;
+            let pairs = kv::rebuild(&*host.kv()?, host.records()?)?;
             out(&format!(
                 "reindexed {n} entries; the key-value store holds {pairs} pairs"
             ));
@@ -675,7 +675,7 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
 
 /// `kv list`: the stored pairs, filtered.
 fn kv_list(host: &Host, namespace: Option<&str>, prefix: &str, json: bool) -> Result<(), Failure> {
-    let pairs = kv::pairs(host.kv()?)?;
+    let pairs = kv::pairs(&*host.kv()?)?;
     let selected = pairs
         .iter()
         .filter(|p| namespace.is_none_or(|n| p.namespace == n) && p.key.starts_with(prefix));

@@ -25,8 +25,9 @@ pub struct Host {
     pub sandbox: Sandbox,
     pub authority: Authority,
     records: Option<Records>,
-    /// The key-value store, a view of the ledger: open exactly when the ledger is.
-    kv: Option<Arc<KvStore>>,
+    /// The key-value store, a view of the ledger: opened (and caught up with the ledger) the
+    /// first time a command or an invocation needs it, so that one that does not pays nothing.
+    kv: std::sync::Mutex<Option<Arc<KvStore>>>,
     /// Held by an invocation with key-value writes from its append to its apply.
     kv_order: std::sync::Mutex<()>,
 }
@@ -54,12 +55,10 @@ impl Host {
             cache_dir: Some(cache_dir(data_dir)),
             ..SandboxConfig::default()
         })?;
-        let (records, kv) = if ledger {
-            let records = Records::open(data_dir)?;
-            let kv = kv::open(data_dir, &records)?;
-            (Some(records), Some(Arc::new(kv)))
+        let records = if ledger {
+            Some(Records::open(data_dir)?)
         } else {
-            (None, None)
+            None
         };
         Ok(Self {
             data_dir: data_dir.to_owned(),
@@ -67,7 +66,7 @@ impl Host {
             sandbox,
             authority: Authority::new(policy)?,
             records,
-            kv,
+            kv: std::sync::Mutex::default(),
             kv_order: std::sync::Mutex::default(),
         })
     }
@@ -79,11 +78,18 @@ impl Host {
             .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
     }
 
-    /// The key-value store (open with the ledger).
-    pub fn kv(&self) -> Result<&KvStore, Failure> {
-        self.kv
-            .as_deref()
-            .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
+    /// The key-value store, opened and brought up to date with the ledger on first use.
+    pub fn kv(&self) -> Result<Arc<KvStore>, Failure> {
+        let mut kv = self
+            .kv
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(store) = kv.as_ref() {
+            return Ok(Arc::clone(store));
+        }
+        let store = Arc::new(kv::open(&self.data_dir, self.records()?)?);
+        *kv = Some(Arc::clone(&store));
+        Ok(store)
     }
 
     /// The ledger, for a key rotation.
@@ -171,7 +177,11 @@ impl Host {
                     secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
                     limits: authority::http_limits(&self.data_dir)?,
                 },
-                kv: self.kv.clone(),
+                kv: if femtoclaw_sandbox::kv::imported(imports.iter().map(String::as_str)) {
+                    Some(self.kv()?)
+                } else {
+                    None
+                },
                 preopens: mounts::preopens(&self.data_dir, &entry.manifest.name, &grant.paths())?,
             },
             max_recorded_bytes: limits.max_recorded_bytes,
@@ -207,9 +217,7 @@ impl Host {
             .map_err(|e| Failure::new(Code::Other, e.to_string()))?;
         Ok((outcome, receipt))
     }
-}
 
-impl Host {
     /// Records a refusal to link and names every refused import: exit 7.
     fn refuse_link(
         &self,

@@ -365,3 +365,17 @@ fn large_values_are_kept_beside_the_ledger_and_travel_with_the_export() {
     std::fs::write(&blobs[0], &original).unwrap();
     assert_eq!(code(&host.run(&["log", "verify"])), 0);
 }
+
+#[test]
+fn the_store_is_opened_only_for_an_invocation_or_command_that_uses_it() {
+    let host = Host::new();
+    let out = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let store = host.data.path().join("kv");
+    assert!(!store.exists(), "hello imports no key-value interface");
+    let put = json!({"key": "k", "text": "v"});
+    invoke(&host, "memory", "put", put);
+    assert!(store.exists(), "memory does");
+    let out = host.run(&["kv", "list", "memory"]);
+    assert_eq!(stdout(&out).trim(), "memory/k = \"v\"", "{}", stderr(&out));
+}

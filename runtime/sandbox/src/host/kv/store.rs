@@ -17,7 +17,7 @@ use std::sync::Arc;
 use femtoclaw_ledger::{Entry, Value};
 
 use crate::gate::Recorded;
-use crate::host::kv::{DELETE, Error, INTERFACE, KeyResponse, OPEN, SET};
+use crate::host::kv::{DELETE, Error, INTERFACE, KeyResponse, OPEN, PREFIX_INTERFACE, SET};
 
 /// Longest namespace name, in bytes.
 pub const MAX_NAMESPACE_BYTES: usize = 128;
@@ -204,6 +204,17 @@ impl<'a> From<&'a crate::HostCall> for CallView<'a> {
             result: &call.result,
         }
     }
+}
+
+/// Whether a component with `imports` uses the key-value store (imports one of its
+/// interfaces, at any version): the host opens the store only for one that does.
+pub fn imported<'a>(imports: impl IntoIterator<Item = &'a str>) -> bool {
+    let name = |i: &'a str| i.split_once('@').map_or(i, |(name, _)| name);
+    imports.into_iter().any(|i| {
+        [INTERFACE, PREFIX_INTERFACE]
+            .iter()
+            .any(|k| name(k) == name(i))
+    })
 }
 
 /// The key-value writes one invocation's recorded host calls made, in call order: every

@@ -265,8 +265,10 @@ struct Raw {
 }
 
 impl Raw {
-    fn new(component: &[u8], fuel: bool) -> Self {
-        let engine = Engine::new(&raw_config(fuel, false)).unwrap();
+    /// Raw wasmtime with fuel on or off and, like the host's engine, epoch checks in the
+    /// compiled code (`epoch`; never reached here: the deadline is the end of time).
+    fn new(component: &[u8], fuel: bool, epoch: bool) -> Self {
+        let engine = Engine::new(&raw_config(fuel, epoch)).unwrap();
         let component = Component::new(&engine, component).unwrap();
         let mut linker: Linker<RawWasi> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
@@ -281,6 +283,7 @@ impl Raw {
 
     fn store(&self, fuel: u64) -> Store<RawWasi> {
         let mut store = Store::new(&self.engine, RawWasi::default());
+        store.set_epoch_deadline(u64::MAX);
         if self.fuel {
             store.set_fuel(fuel).unwrap();
         }
@@ -317,6 +320,7 @@ struct Setup {
     cap: CapabilityRef,
     fuel_on: Raw,
     fuel_off: Raw,
+    fuel_epoch: Raw,
 }
 
 impl Setup {
@@ -340,8 +344,9 @@ impl Setup {
             grants: GrantCache::default(),
             principal: Principal::local(),
             cap,
-            fuel_on: Raw::new(textstats.component, true),
-            fuel_off: Raw::new(textstats.component, false),
+            fuel_on: Raw::new(textstats.component, true, false),
+            fuel_off: Raw::new(textstats.component, false, false),
+            fuel_epoch: Raw::new(textstats.component, true, true),
             manifest,
         }
     }
@@ -434,13 +439,14 @@ fn time(f: impl FnOnce()) -> Duration {
 
 /// Interleaved samples of the three paths (so machine noise hits each alike), then p50s.
 fn report(s: &Setup, w: &Workload) {
-    let (mut host, mut fuel, mut nofuel) = (vec![], vec![], vec![]);
+    let (mut host, mut fuel, mut nofuel, mut epoch) = (vec![], vec![], vec![], vec![]);
     for _ in 0..SAMPLES {
         host.push(time(|| drop(black_box(s.host(w)))));
         fuel.push(time(|| drop(black_box(s.raw(&s.fuel_on, w)))));
         nofuel.push(time(|| drop(black_box(s.raw(&s.fuel_off, w)))));
+        epoch.push(time(|| drop(black_box(s.raw(&s.fuel_epoch, w)))));
     }
-    let (host, fuel, nofuel) = (p50(host), p50(fuel), p50(nofuel));
+    let (host, fuel, nofuel, epoch) = (p50(host), p50(fuel), p50(nofuel), p50(epoch));
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
         "B7 textstats.{} on {} KiB of text ({SAMPLES} interleaved samples, p50)",
@@ -461,6 +467,12 @@ fn report(s: &Setup, w: &Workload) {
         "  ratio host / raw-fuel    {:>10.3}x   (report)",
         ratio(host, nofuel)
     );
+    println!(
+        "  raw, fuel + epoch checks {epoch:>10.2?}   the watchdog's checks cost {:.3}x; \
+         host / raw+fuel+epoch {:.3}x",
+        ratio(epoch, fuel),
+        ratio(host, epoch)
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -477,6 +489,12 @@ fn bench(c: &mut Criterion) {
             result,
             s.raw(&s.fuel_off, &w).json(),
             "{}: fuel changed the result",
+            w.function
+        );
+        assert_eq!(
+            result,
+            s.raw(&s.fuel_epoch, &w).json(),
+            "{}: epoch checks changed the result",
             w.function
         );
         let host_calls = entries

@@ -4,7 +4,8 @@
 //! - ours: `femtoclaw-host --data-dir D invoke hello greet --args '{"name":"world"}'` on a data
 //!   directory where `hello` (embedded, so installed) has run once, so its compile cache is warm:
 //!   the figure holds the CLI's whole start-up (catalog, engine and pooling allocator, linker,
-//!   policy, ledger and key-value index open), the cache load, the run, the durable ledger append
+//!   policy, the ledger and its index; the key-value store is opened only for a capability that
+//!   imports it), the cache load, the run, the durable ledger append
 //!   and the exit.
 //! - raw: `raw-run` (a `[[bin]]` of this package) on the very `.cwasm` the host's cache holds:
 //!   engine with the same code-deciding settings, deserialize, wasmtime-wasi linked, instantiate,

@@ -115,11 +115,11 @@ pub const DETERMINISTIC: &[(&str, &str, &str)] = &[
     ),
 ];
 
+const TERMINAL_INPUT: &str = "wasi:cli/terminal-input@0.2.12";
+const TERMINAL_OUTPUT: &str = "wasi:cli/terminal-output@0.2.12";
+
 /// Interfaces that define resource types and no function (linked for their types).
-pub(crate) const TYPES_ONLY: &[&str] = &[
-    "wasi:cli/terminal-input@0.2.12",
-    "wasi:cli/terminal-output@0.2.12",
-];
+pub(crate) const TYPES_ONLY: &[&str] = &[TERMINAL_INPUT, TERMINAL_OUTPUT];
 
 struct Io;
 
@@ -170,13 +170,10 @@ pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
     registry.deterministic("wasi:cli/terminal-stderr@0.2.12", |l| {
         cli::terminal_stderr::add_to_linker::<State, WasiCli>(l, cli_view)
     })?;
-    let [input, output] = TYPES_ONLY else {
-        unreachable!("two terminal interfaces")
-    };
-    registry.deterministic(input, |l| {
+    registry.deterministic(TERMINAL_INPUT, |l| {
         cli::terminal_input::add_to_linker::<State, WasiCli>(l, cli_view)
     })?;
-    registry.deterministic(output, |l| {
+    registry.deterministic(TERMINAL_OUTPUT, |l| {
         cli::terminal_output::add_to_linker::<State, WasiCli>(l, cli_view)
     })
 }

@@ -34,12 +34,18 @@ pub enum AddressKind {
     Metadata,
     /// Reserved or documentation ranges that are never a real destination: `192.0.0.0/24`,
     /// `192.0.2.0/24`, `198.18.0.0/15`, `198.51.100.0/24`, `203.0.113.0/24`, `240.0.0.0/4`,
-    /// `2001:db8::/32`, `100::/64`.
+    /// `2001:db8::/32`, `100::/64`, site-local `fec0::/10`; and the IPv6 transition ranges
+    /// whose embedded IPv4 address is public or cannot be told for sure (local-use NAT64
+    /// `64:ff9b:1::/48`, Teredo `2001::/32`).
     Reserved,
 }
 
 impl AddressKind {
-    /// The kind of `ip`. An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is its IPv4 kind.
+    /// The kind of `ip`. An IPv6 address that carries an IPv4 address is that address's kind:
+    /// IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`, IPv4-compatible
+    /// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` and 6to4 `2002:aabb:ccdd::/48`, so that
+    /// `64:ff9b::a9fe:a9fe` is the metadata address. The transition ranges whose IPv4 cannot
+    /// be read for sure are never public.
     pub fn of(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => Self::of_v4(v4),
@@ -79,6 +85,30 @@ impl AddressKind {
 
     fn of_v6(ip: Ipv6Addr) -> Self {
         let s = ip.segments();
+        let v4 = |hi: u16, lo: u16| {
+            let [a, b] = hi.to_be_bytes();
+            let [c, d] = lo.to_be_bytes();
+            Ipv4Addr::new(a, b, c, d)
+        };
+        // Translation and tunnelling prefixes: the IPv4 address inside decides.
+        if s[..6] == [0, 0, 0, 0, 0xffff, 0] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            return Self::of_v4(v4(s[6], s[7]));
+        }
+        if s[0] == 0x2002 {
+            return Self::of_v4(v4(s[1], s[2]));
+        }
+        // Local-use NAT64 (its IPv4 sits where the operator's prefix length puts it) and
+        // Teredo (a client address obfuscated behind a relay): a non-public IPv4 in the usual
+        // place is its kind, anything else reserved, never public.
+        if (s[0], s[1], s[2]) == (0x64, 0xff9b, 1) {
+            return Self::never_public(Self::of_v4(v4(s[6], s[7])));
+        }
+        if (s[0], s[1]) == (0x2001, 0) {
+            return Self::never_public(Self::of_v4(v4(!s[6], !s[7])));
+        }
+        if s[0] & 0xffc0 == 0xfec0 {
+            return Self::Reserved;
+        }
         if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
             Self::Metadata
         } else if ip.is_loopback() {
@@ -98,6 +128,15 @@ impl AddressKind {
             Self::of_v4(v4)
         } else {
             Self::Public
+        }
+    }
+
+    /// `kind`, or [`AddressKind::Reserved`] in its place when it is public.
+    fn never_public(kind: Self) -> Self {
+        if kind.is_public() {
+            Self::Reserved
+        } else {
+            kind
         }
     }
 
@@ -171,6 +210,49 @@ mod tests {
         ] {
             assert_eq!(kind(text), expected, "{text}");
             assert!(!kind(text).is_public(), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_embedded_ipv4_address_decides_and_transition_ranges_are_never_public() {
+        for (text, expected) in [
+            // NAT64 64:ff9b::/96: the metadata service, loopback, private, and a public one.
+            ("64:ff9b::a9fe:a9fe", AddressKind::Metadata),
+            ("64:ff9b::169.254.169.254", AddressKind::Metadata),
+            ("64:ff9b::7f00:1", AddressKind::Loopback),
+            ("64:ff9b::10.0.0.1", AddressKind::Private),
+            ("64:ff9b::8.8.8.8", AddressKind::Public),
+            // Local-use NAT64 64:ff9b:1::/48: never public.
+            ("64:ff9b:1::a9fe:a9fe", AddressKind::Metadata),
+            ("64:ff9b:1::192.168.0.1", AddressKind::Private),
+            ("64:ff9b:1::8.8.8.8", AddressKind::Reserved),
+            ("64:ff9b:1:abcd::808:808", AddressKind::Reserved),
+            // 6to4 2002::/16: the IPv4 in bits 16..48.
+            ("2002:a9fe:a9fe::1", AddressKind::Metadata),
+            ("2002:7f00:1::", AddressKind::Loopback),
+            ("2002:c0a8:101::1", AddressKind::Private),
+            ("2002:808:808::1", AddressKind::Public),
+            // Teredo 2001::/32: the client's IPv4, obfuscated in the last 32 bits.
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                AddressKind::Metadata,
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                AddressKind::Loopback,
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+                AddressKind::Reserved,
+            ),
+            // IPv4-translated ::ffff:0:a.b.c.d.
+            ("::ffff:0:a9fe:a9fe", AddressKind::Metadata),
+            ("::ffff:0:127.0.0.1", AddressKind::Loopback),
+            // Site-local fec0::/10, deprecated.
+            ("fec0::1", AddressKind::Reserved),
+            ("feff:ffff::1", AddressKind::Reserved),
+        ] {
+            assert_eq!(kind(text), expected, "{text}");
         }
     }
 

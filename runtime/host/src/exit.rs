@@ -56,7 +56,8 @@ impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
             | E::InvalidName { .. }
             | E::NotAComponent(_)
             | E::TooLarge { .. }
-            | E::FuelOverCeiling { .. } => Code::InvalidArgs,
+            | E::FuelOverCeiling { .. }
+            | E::ReservedPublisher { .. } => Code::InvalidArgs,
             _ => Code::Other,
         };
         Self::new(code, e)

@@ -396,3 +396,53 @@ fn an_import_no_host_provides_is_refused_with_exit_7_naming_every_one() {
         assert!(err.contains(&format!("`{import}`")), "{import}: {err}");
     }
 }
+
+#[test]
+fn a_manifest_claiming_the_first_party_publisher_is_refused_at_add_and_at_load() {
+    let host = Host::new();
+    for publisher in ["femtoclaw", "FemtoClaw", " femtoclaw "] {
+        let manifest = format!(
+            "name = \"spoof\"\nversion = \"1.0.0\"\npublisher = {publisher:?}\n\n[requests]\n\
+             imports = [\"femtoclaw:host/log@0.1.0\"]\n"
+        );
+        let wasm = host.file("spoof.wasm", FEMTOCLAW_GUEST_MISBEHAVE);
+        let toml = host.file("spoof.toml", manifest.as_bytes());
+        let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&toml)]);
+        assert_eq!(code(&out), 2, "{publisher:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "claims the publisher `{publisher}`, which is reserved"
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Nothing was installed, and the default policy's first-party grants stay out of reach.
+    let list = stdout(&host.run(&["capability", "list"]));
+    assert!(!list.contains("spoof"), "{list}");
+
+    // One installed by hand (or before the publisher was reserved) is refused when loaded.
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST_TEST);
+    let installed = host
+        .data
+        .path()
+        .join("capabilities/misbehave/1.0.0/capability.toml");
+    let text = std::fs::read_to_string(&installed).unwrap();
+    std::fs::write(
+        &installed,
+        text.replace("publisher = \"test\"", "publisher = \"femtoclaw\""),
+    )
+    .unwrap();
+    let out = host.run(&[
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ]);
+    assert_ne!(code(&out), 0, "{}", stdout(&out));
+    assert!(stderr(&out).contains("is reserved"), "{}", stderr(&out));
+}
+
+const MISBEHAVE_MANIFEST_TEST: &str =
+    "name = \"misbehave\"\nversion = \"1.0.0\"\npublisher = \"test\"\nfuel = 5000000\n";

@@ -96,6 +96,17 @@ pub enum CatalogError {
     /// The name belongs to a first-party capability.
     #[error("`{0}` is the name of a first-party capability embedded in the host")]
     Reserved(String),
+    /// An installed capability claims the publisher of the embedded ones: identity is proven
+    /// (by being embedded), never declared.
+    #[error(
+        "capability `{name}` claims the publisher `{publisher}`, which is reserved for the capabilities embedded in the host"
+    )]
+    ReservedPublisher {
+        /// The capability.
+        name: String,
+        /// The publisher it claims.
+        publisher: String,
+    },
     /// The manifest asks for a larger fuel budget than the operator allows.
     #[error(
         "capability `{name}` asks for a fuel budget of {fuel}, over the operator's max_fuel of {max_fuel}"
@@ -181,6 +192,19 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl Manifest {
+    /// Refuses a publisher reserved for the embedded capabilities (`femtoclaw`, in any case or
+    /// spacing), for a capability that is not one of them.
+    fn check_publisher(&self) -> Result<(), CatalogError> {
+        let reserved = femtoclaw_policy::CapabilityRef::FIRST_PARTY;
+        if self.publisher.trim().eq_ignore_ascii_case(reserved) {
+            return Err(CatalogError::ReservedPublisher {
+                name: self.name.clone(),
+                publisher: self.publisher.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Parses and validates a manifest; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, CatalogError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| CatalogError::Manifest {
@@ -327,6 +351,7 @@ impl Catalog {
         {
             return Err(CatalogError::Reserved(manifest.name));
         }
+        manifest.check_publisher()?;
         let size = fs::metadata(wasm).map_err(io(wasm))?.len();
         if size > MAX_COMPONENT_BYTES {
             return Err(CatalogError::TooLarge {
@@ -420,6 +445,10 @@ impl Catalog {
 
     /// Reads the component of `entry` and checks its digest.
     pub fn load(&self, entry: &Entry) -> Result<Loaded, CatalogError> {
+        // One installed before the publisher was reserved gains nothing by it either.
+        if entry.source == Source::Installed {
+            entry.manifest.check_publisher()?;
+        }
         let bytes = match &entry.location {
             Location::Embedded(bytes) => bytes.to_vec(),
             Location::File(path) => fs::read(path).map_err(io(path))?,

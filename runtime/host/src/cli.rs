@@ -219,14 +219,20 @@ pub enum KvCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Generate a new signing key (a rotation when one exists; recorded in the ledger).
+    /// Generate a signing key: the first one on a fresh data directory, else a rotation
+    /// (recorded in the ledger, signed by the old key).
     Generate {
         /// The key name (the note signer name).
         #[arg(long, default_value = femtoclaw_ledger::DEFAULT_ORIGIN)]
         name: String,
     },
     /// Print the verifier key: `<name>+<key id>+<base64 public key>`.
-    Show,
+    Show {
+        /// Every verifier key of the ledger's history, oldest first, one per line (ready to
+        /// pass as repeated `--key` to `log verify` and `replay`).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +295,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Secret(command) = &cli.command {
         return secret(&cli.data_dir, command);
     }
+    // On a fresh data directory `key generate` makes the first key, not a rotation of one the
+    // host would make on opening.
+    let first_key = match &cli.command {
+        Command::Key(KeyCommand::Generate { name }) => {
+            crate::records::Records::first_key(&cli.data_dir, name)?
+        }
+        _ => false,
+    };
     let source = authority::Source::locate(cli.policy.as_deref(), &cli.data_dir);
     let ledger = !matches!(cli.command, Command::Replay { .. } | Command::Policy(_));
     let mut host = Host::open(&cli.data_dir, source, ledger)?;
@@ -347,7 +361,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             crate::replay::finish(&reports, json, out)
         }
         Command::Key(KeyCommand::Generate { name }) => {
-            let verifier = host.records_mut()?.rotate(&name)?;
+            let verifier = if first_key {
+                host.records()?.verifier()
+            } else {
+                host.records_mut()?.rotate(&name)?
+            };
             out(&verifier.to_string());
             Ok(())
         }
@@ -356,8 +374,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             prefix,
             json,
         }) => kv_list(&host, namespace.as_deref(), &prefix, json),
-        Command::Key(KeyCommand::Show) => {
+        Command::Key(KeyCommand::Show { all: false }) => {
             out(&host.records()?.verifier().to_string());
+            Ok(())
+        }
+        Command::Key(KeyCommand::Show { all: true }) => {
+            for key in host.records()?.key_history()? {
+                out(&key);
+            }
             Ok(())
         }
         Command::Policy(PolicyCommand::Explain {

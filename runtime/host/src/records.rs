@@ -92,11 +92,42 @@ impl Records {
             last_policy: std::sync::Mutex::new(last_policy),
             last_policy_file,
         };
-        if fresh {
+        // The first key is recorded with the first entry, whoever made it (this open, or
+        // `key generate` on a fresh data directory).
+        if fresh || records.with_ledger(|l| l.is_empty()) {
             records.append(vec![records.key_change(None, &records.key)])?;
         }
         records.end_interrupted(&recovery.unfinished)?;
         Ok(records)
+    }
+
+    /// Makes the first signing key, named `name`, when the data directory has neither a key
+    /// nor a ledger yet; `false` (and nothing done) otherwise, when `key generate` rotates.
+    pub fn first_key(data_dir: &Path, name: &str) -> Result<bool, Failure> {
+        let keys_dir = keys_dir(data_dir);
+        if keys_dir.join(femtoclaw_ledger::KEY_FILE_NAME).exists() || ledger_dir(data_dir).exists()
+        {
+            return Ok(false);
+        }
+        femtoclaw_ledger::generate_key(&keys_dir, name).map_err(ledger_failure)?;
+        Ok(true)
+    }
+
+    /// Every verifier key of the ledger's history, oldest first, as its key changes record
+    /// them (the current key last).
+    pub fn key_history(&self) -> Result<Vec<String>, Failure> {
+        let entries = self
+            .with_ledger(|l| l.iter(0, usize::try_from(l.len()).unwrap_or(usize::MAX)))
+            .map_err(ledger_failure)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(_, entry)| match entry {
+                Entry::KeyChange {
+                    new_verifier_key, ..
+                } => Some(new_verifier_key),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Records how each `unfinished` invocation (a start without an end: the host stopped

@@ -432,3 +432,32 @@ fn a_policy_change_is_recorded_before_the_first_decision_it_makes() {
         );
     }
 }
+
+#[test]
+fn the_first_key_generate_makes_the_first_key_and_show_all_lists_the_history() {
+    let host = Host::new();
+    let out = host.run(&["key", "generate", "--name", "example.com/log"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let first = stdout(&out).trim().to_owned();
+    assert!(first.starts_with("example.com/log+"), "{first}");
+    assert_eq!(host.key(), first);
+    let verified = host.run(&["log", "verify", "--key", &first]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    let all = stdout(&host.run(&["key", "show", "--all"]));
+    assert_eq!(all.lines().collect::<Vec<_>>(), [first.as_str()]);
+
+    // The next one rotates: both are the history, oldest first, and verify the ledger.
+    let second = stdout(&host.run(&["key", "generate"])).trim().to_owned();
+    assert_ne!(second, first);
+    let all = stdout(&host.run(&["key", "show", "--all"]));
+    assert_eq!(
+        all.lines().collect::<Vec<_>>(),
+        [first.as_str(), second.as_str()]
+    );
+    let mut args = vec!["log", "verify"];
+    for key in all.lines() {
+        args.extend(["--key", key]);
+    }
+    let verified = host.run(&args);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}

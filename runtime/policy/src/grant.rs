@@ -271,6 +271,9 @@ pub struct GrantKey {
     pub principal: Principal,
     /// The component digest.
     pub capability_digest: String,
+    /// The capability's name, version and publisher: the same bytes installed under another
+    /// name or publisher are another capability to the policy.
+    pub capability: (String, String, String),
     /// [`Requests::digest`] of the manifest.
     pub requests_digest: [u8; 32],
 }
@@ -287,13 +290,14 @@ impl GrantKey {
             policy_digest: policy.digest(),
             principal: principal.clone(),
             capability_digest: cap.digest.clone(),
+            capability: (cap.name.clone(), cap.version.clone(), cap.publisher.clone()),
             requests_digest: requests.digest(),
         }
     }
 }
 
 /// A thread-safe cache of link-time grants keyed by (policy digest, principal, capability
-/// digest, manifest digest). A changed policy has a new digest, so it never hits an old entry.
+/// digest, name, version and publisher, manifest digest). A changed policy has a new digest, so it never hits an old entry.
 /// When full, the cache is emptied (simple and bounded).
 #[derive(Debug)]
 pub struct GrantCache {

@@ -506,3 +506,44 @@ fn a_call_checker_remembers_a_bounded_number_of_bytes_whatever_the_scopes() {
     );
     assert_eq!(checker.remembered_bytes(), before);
 }
+
+#[test]
+fn the_same_bytes_under_another_name_or_publisher_get_a_grant_of_their_own() {
+    // Only the capability named `trusted` may link logging; `copy` is the same component.
+    let policy = PolicySet::from_str(
+        "t.cedar",
+        r#"permit (principal, action == FemtoClaw::Action::"link", resource)
+           when { context.capability.name == "trusted" };"#,
+    )
+    .unwrap();
+    let requests = Requests {
+        imports: vec!["femtoclaw:host/log@0.1.0".into()],
+        ..Requests::default()
+    };
+    let cache = GrantCache::new(8);
+    let local = Principal::local();
+    let trusted = cap("trusted");
+    let ask = |c: &CapabilityRef| {
+        cache.get_or_grant(&policy, &local, c, &requests, ["femtoclaw:host/log@0.1.0"])
+    };
+    assert!(ask(&trusted).links("femtoclaw:host/log@0.1.0"));
+    let copy = CapabilityRef {
+        name: "copy".into(),
+        ..trusted.clone()
+    };
+    assert!(!ask(&copy).links("femtoclaw:host/log@0.1.0"));
+    let other_publisher = CapabilityRef {
+        publisher: "mallory".into(),
+        ..trusted.clone()
+    };
+    let k = GrantKey::new(&policy, &local, &trusted, &requests);
+    assert_ne!(
+        k,
+        GrantKey::new(&policy, &local, &other_publisher, &requests)
+    );
+    let other_version = CapabilityRef {
+        version: "9.9.9".into(),
+        ..trusted
+    };
+    assert_ne!(k, GrantKey::new(&policy, &local, &other_version, &requests));
+}

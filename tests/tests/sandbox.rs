@@ -975,3 +975,20 @@ mod write_ahead {
         assert!(outcome.fuel_consumed > 0);
     }
 }
+
+#[test]
+fn replay_compares_captured_output_as_bytes() {
+    let sb = sandbox();
+    let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let mut outcome = run(sb, &guest, "divide", json!({"a": 4, "b": 2}), 1_000_000);
+    let mut recorded = recording(&outcome);
+    assert_eq!(recorded.compare(&outcome), None);
+    // Two different invalid UTF-8 outputs read alike as text; as bytes they differ.
+    recorded.stdout = vec![b'o', b'k', 0xff];
+    outcome.stdout = vec![b'o', b'k', 0xfe];
+    let divergence = recorded.compare(&outcome).unwrap();
+    assert_eq!(
+        divergence.to_string(),
+        r"RESULT: stdout differs: expected ok\xff, got ok\xfe"
+    );
+}

@@ -716,7 +716,12 @@ fn kv_list(host: &Host, namespace: Option<&str>, prefix: &str, json: bool) -> Re
                 |_| format!("<{} bytes>", pair.value.len()),
                 |text| format!("{text:?}"),
             );
-            out(&format!("{}/{} = {value}", pair.namespace, pair.key));
+            // Guest-written names are shown escaped: no control character reaches the terminal.
+            out(&format!(
+                "{}/{} = {value}",
+                pair.namespace.escape_debug(),
+                pair.key.escape_debug()
+            ));
         }
     }
     Ok(())

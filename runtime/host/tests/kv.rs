@@ -379,3 +379,17 @@ fn the_store_is_opened_only_for_an_invocation_or_command_that_uses_it() {
     let out = host.run(&["kv", "list", "memory"]);
     assert_eq!(stdout(&out).trim(), "memory/k = \"v\"", "{}", stderr(&out));
 }
+
+#[test]
+fn kv_list_escapes_control_characters_in_guest_written_keys() {
+    let host = Host::new();
+    invoke(
+        &host,
+        "memory",
+        "put",
+        json!({"key": "\u{1b}[2Jowned\r", "text": "v"}),
+    );
+    let out = stdout(&host.run(&["kv", "list", "memory"]));
+    assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");
+    assert!(out.contains(r"\u{1b}[2Jowned\r"), "{out:?}");
+}

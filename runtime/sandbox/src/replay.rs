@@ -248,19 +248,21 @@ impl Recorded {
                 outcome.fuel_consumed.to_string(),
             )
         })
+        // Output is compared as bytes (two different invalid UTF-8 sequences are different
+        // output), and shown escaped.
         .or_else(|| {
-            differs(
-                "stdout",
-                String::from_utf8_lossy(&self.stdout).into_owned(),
-                String::from_utf8_lossy(&outcome.stdout).into_owned(),
-            )
+            (self.stdout != outcome.stdout).then(|| Divergence::Result {
+                what: "stdout",
+                expected: self.stdout.escape_ascii().to_string(),
+                actual: outcome.stdout.escape_ascii().to_string(),
+            })
         })
         .or_else(|| {
-            differs(
-                "stderr",
-                String::from_utf8_lossy(&self.stderr).into_owned(),
-                String::from_utf8_lossy(&outcome.stderr).into_owned(),
-            )
+            (self.stderr != outcome.stderr).then(|| Divergence::Result {
+                what: "stderr",
+                expected: self.stderr.escape_ascii().to_string(),
+                actual: outcome.stderr.escape_ascii().to_string(),
+            })
         })
     }
 }

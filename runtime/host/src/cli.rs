@@ -174,6 +174,10 @@ pub enum LogCommand {
         /// this host's own current key.
         #[arg(long)]
         key: Vec<String>,
+        /// A checkpoint note seen before (`log checkpoint` output), pinned: the log must hold
+        /// it, so one rolled back or forked since fails (exit 8). Repeatable.
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
         /// An exported ledger file; default: this host's ledger.
         file: Option<PathBuf>,
     },
@@ -286,11 +290,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
     if let Command::Log(LogCommand::Verify {
         key,
+        checkpoint,
         file: Some(file),
     }) = &cli.command
         && !key.is_empty()
     {
-        return verify(&Target::Export(file), key);
+        return verify(&Target::Export(file), key, checkpoint);
     }
     if let Command::Secret(command) = &cli.command {
         return secret(&cli.data_dir, command);
@@ -580,8 +585,17 @@ fn secret(data_dir: &std::path::Path, command: &SecretCommand) -> Result<(), Fai
 }
 
 /// `log verify`: exit 8 (integrity) names the first bad position.
-fn verify(target: &Target<'_>, keys: &[String]) -> Result<(), Failure> {
-    let options = crate::records::pinned(keys)?;
+fn verify(target: &Target<'_>, keys: &[String], checkpoints: &[PathBuf]) -> Result<(), Failure> {
+    let mut options = crate::records::pinned(keys)?;
+    for path in checkpoints {
+        let note = std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                Code::InvalidArgs,
+                format!("--checkpoint `{}`: {e}", path.display()),
+            )
+        })?;
+        options.checkpoints.push(note);
+    }
     let report = match target {
         Target::Export(file) => femtoclaw_ledger::verify_export_file(file, &options),
         Target::Dir(dir) => femtoclaw_ledger::verify_dir(dir, &options),
@@ -639,16 +653,21 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
             let _ = std::io::stdout().lock().write_all(note.as_bytes());
             Ok(())
         }
-        LogCommand::Verify { mut key, file } => {
+        LogCommand::Verify {
+            mut key,
+            checkpoint,
+            file,
+        } => {
             if key.is_empty() {
                 key.push(host.records()?.verifier().to_string());
             }
             match &file {
-                Some(file) => verify(&Target::Export(file), &key),
+                Some(file) => verify(&Target::Export(file), &key, &checkpoint),
                 None => {
                     verify(
                         &Target::Dir(host.records()?.with_ledger(|l| l.dir().to_owned())),
                         &key,
+                        &checkpoint,
                     )?;
                     let blobs = host
                         .records()?

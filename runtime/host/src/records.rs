@@ -30,7 +30,10 @@ pub fn pinned(keys: &[String]) -> Result<femtoclaw_ledger::VerifyOptions, Failur
         .map(|k| VerifierKey::parse(k))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
-    Ok(femtoclaw_ledger::VerifyOptions { keys, origin: None })
+    Ok(femtoclaw_ledger::VerifyOptions {
+        keys,
+        ..femtoclaw_ledger::VerifyOptions::default()
+    })
 }
 
 /// A failed verification: an integrity failure (exit 8), never anything else.

@@ -461,3 +461,72 @@ fn the_first_key_generate_makes_the_first_key_and_show_all_lists_the_history() {
     let verified = host.run(&args);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
+
+#[test]
+fn a_pinned_checkpoint_catches_a_ledger_rolled_back_or_forked_since() {
+    let greet = |host: &Host, name: &str| {
+        let args = format!(r#"{{"name":"{name}"}}"#);
+        let out = host.run(&["invoke", "hello", "greet", "--args", &args]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    let checkpoint = |host: &Host, file: &str| {
+        let note = host.run(&["log", "checkpoint"]).stdout;
+        host.file(file, &note)
+    };
+    let host = Host::new();
+    greet(&host, "Ada");
+    let early = host.files.path().join("early.export");
+    assert_eq!(code(&host.run(&["log", "export", s(&early)])), 0);
+    greet(&host, "Grace");
+    let late = checkpoint(&host, "late.note");
+    let key = host.key();
+    let verify = |target: Option<&std::path::Path>, note: &std::path::Path| {
+        let mut args = vec!["log", "verify", "--key", &key, "--checkpoint", s(note)];
+        args.extend(target.map(s));
+        host.run(&args)
+    };
+
+    // The live ledger holds what was seen; the earlier state of it does not.
+    let ok = verify(None, &late);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let rolled_back = verify(Some(&early), &late);
+    assert_eq!(code(&rolled_back), 8, "{}", stderr(&rolled_back));
+    assert!(
+        stderr(&rolled_back).contains("the log went backwards"),
+        "{}",
+        stderr(&rolled_back)
+    );
+
+    // Another ledger signed with the same key, which went another way after the first entries.
+    let fork = Host::new();
+    std::fs::create_dir_all(fork.data.path().join("keys")).unwrap();
+    for file in std::fs::read_dir(host.data.path().join("keys")).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(
+            file.path(),
+            fork.data.path().join("keys").join(file.file_name()),
+        )
+        .unwrap();
+    }
+    greet(&fork, "Mallory");
+    let forked = checkpoint(&fork, "fork.note");
+    let out = verify(None, &forked);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not consistent with pinned checkpoint 0"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A checkpoint no pinned key signed proves nothing.
+    let stranger = Host::new();
+    greet(&stranger, "Eve");
+    let unsigned = checkpoint(&stranger, "stranger.note");
+    let out = verify(None, &unsigned);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pinned checkpoint 0 does not verify"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -23,6 +23,10 @@ pub struct VerifyOptions {
     pub keys: Vec<VerifierKey>,
     /// Expected origin line; when unset, every checkpoint must have the first one's.
     pub origin: Option<String>,
+    /// Checkpoints seen before (signed notes, opened with the pinned keys when there are
+    /// any): the log must hold each one, at least as many entries and the same root at its
+    /// size, so that a log rolled back or forked since is caught.
+    pub checkpoints: Vec<String>,
 }
 
 impl VerifyOptions {
@@ -30,7 +34,7 @@ impl VerifyOptions {
     pub fn with_key(key: VerifierKey) -> Self {
         Self {
             keys: vec![key],
-            origin: None,
+            ..Self::default()
         }
     }
 }
@@ -194,6 +198,36 @@ pub enum VerifyError {
         /// Entries present.
         entries: u64,
     },
+    /// A pinned checkpoint does not parse, or is not signed by a pinned key.
+    #[error("pinned checkpoint {pinned} does not verify: {source}")]
+    BadPinned {
+        /// Its position among the pinned checkpoints.
+        pinned: usize,
+        /// Why.
+        source: NoteError,
+    },
+    /// The log is smaller than a checkpoint seen before: it went backwards.
+    #[error(
+        "the log went backwards: it has {entries} entries, pinned checkpoint {pinned} covers {size}"
+    )]
+    RolledBack {
+        /// Its position among the pinned checkpoints.
+        pinned: usize,
+        /// Tree size it covers.
+        size: u64,
+        /// Entries present.
+        entries: u64,
+    },
+    /// The log's root at a pinned checkpoint's size is another: it was rewritten or forked.
+    #[error(
+        "the log is not consistent with pinned checkpoint {pinned}: its root at tree size {size} differs"
+    )]
+    NotConsistentWithPinned {
+        /// Its position among the pinned checkpoints.
+        pinned: usize,
+        /// Tree size it covers.
+        size: u64,
+    },
     /// A component's bytes do not hash to its recorded digest.
     #[error("component {index} does not match its sha256")]
     ComponentDigest {
@@ -331,6 +365,26 @@ impl<'o> Verifier<'o> {
 
     fn finish(self) -> Result<VerifyReport, VerifyError> {
         let entries = self.tree.len();
+        for (pinned, note) in self.opts.checkpoints.iter().enumerate() {
+            let cp = open_pinned(self.opts, note)
+                .map_err(|source| VerifyError::BadPinned { pinned, source })?;
+            match self.tree.root_at(cp.size) {
+                None => {
+                    return Err(VerifyError::RolledBack {
+                        pinned,
+                        size: cp.size,
+                        entries,
+                    });
+                }
+                Some(root) if root != cp.root => {
+                    return Err(VerifyError::NotConsistentWithPinned {
+                        pinned,
+                        size: cp.size,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let covered = self.last.map_or(0, |l| l.1);
         if covered < entries {
             return Err(VerifyError::Uncovered {
@@ -404,6 +458,21 @@ fn open_checkpoint(
             size: claimed,
         })
     }
+}
+
+/// A pinned checkpoint, opened with a pinned key (any of them), or parsed when none is pinned.
+fn open_pinned(opts: &VerifyOptions, note: &str) -> Result<Checkpoint, NoteError> {
+    if opts.keys.is_empty() {
+        return Checkpoint::parse_unverified(note);
+    }
+    let mut last = NoteError::Malformed("no pinned key");
+    for key in &opts.keys {
+        match Checkpoint::open(note, key) {
+            Ok(cp) => return Ok(cp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Fewest checkpoints for which opening them on a second thread pays for the thread.

@@ -66,7 +66,7 @@ fn large_bytes_are_stored_by_digest_exported_and_verified() {
     let key = common::fixed_key().verifier();
     let opts = VerifyOptions {
         keys: vec![key],
-        origin: None,
+        ..VerifyOptions::default()
     };
     verify_export(&bytes, &opts).unwrap();
     let export = parse_export(&bytes).unwrap();

@@ -467,7 +467,7 @@ fn key_rotation_verifies_with_both_keys_pinned() {
     ));
     let both = VerifyOptions {
         keys: vec![common::fixed_key().verifier(), new.verifier()],
-        origin: None,
+        ..VerifyOptions::default()
     };
     assert_eq!(verify_dir(dir.path(), &both).unwrap().checkpoints, 5);
 }

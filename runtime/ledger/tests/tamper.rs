@@ -217,6 +217,7 @@ fn reordered_checkpoints_and_foreign_origins_are_detected() {
     let opts = VerifyOptions {
         keys: key().keys,
         origin: Some("example.com/other".into()),
+        ..VerifyOptions::default()
     };
     assert!(matches!(
         verify_export(&bytes, &opts),

@@ -719,3 +719,65 @@ fn the_operator_sets_the_caps_in_http_toml_and_a_bad_file_is_named() {
         assert!(err.contains("http.toml") && err.contains(named), "{err}");
     }
 }
+
+#[test]
+fn the_host_owns_host_framing_hop_by_hop_and_encoding_headers() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    store_secret(&host);
+    let url = format!("http://127.0.0.1:{}/echo", server.port);
+    for (headers, secret_headers, named) in [
+        (
+            json!([{ "name": "Host", "value": "internal.example" }]),
+            json!([]),
+            "Host",
+        ),
+        (
+            json!([{ "name": "accept-encoding", "value": "gzip" }]),
+            json!([]),
+            "accept-encoding",
+        ),
+        (
+            json!([{ "name": "Content-Length", "value": "0" }]),
+            json!([]),
+            "Content-Length",
+        ),
+        (
+            json!([{ "name": "transfer-encoding", "value": "chunked" }]),
+            json!([]),
+            "transfer-encoding",
+        ),
+        (
+            json!([{ "name": "connection", "value": "close" }]),
+            json!([]),
+            "connection",
+        ),
+        // A secret must never become a host name.
+        (
+            json!([]),
+            json!([{ "name": "host", "secret": "api-token", "prefix": "" }]),
+            "host",
+        ),
+    ] {
+        let args = json!({
+            "method": "GET", "url": url, "headers": headers, "secret-headers": secret_headers,
+        });
+        let report = fetch(&host, "request", &args);
+        let err = report["result"]["err"].as_str().unwrap_or_default();
+        assert!(
+            err.contains(&format!("header `{named}` is set by the host")),
+            "{named}: {report}"
+        );
+    }
+    assert_eq!(server.hits(), 0, "no refused request was sent");
+
+    // What the host sends: the authorized URL's host, and identity encoding.
+    let report = fetch(&host, "get", &json!({ "url": url }));
+    assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
+    let head = server.heads()[0].to_lowercase();
+    assert!(
+        head.contains(&format!("host: 127.0.0.1:{}", server.port)),
+        "{head}"
+    );
+    assert!(head.contains("accept-encoding: identity"), "{head}");
+}

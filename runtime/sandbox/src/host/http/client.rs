@@ -95,6 +95,10 @@ fn exchange(
     };
 
     let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     for h in &request.headers {
         let value = HeaderValue::from_str(&h.value)
             .map_err(|_| invalid(format!("header `{}` has an invalid value", h.name)))?;
@@ -435,9 +439,35 @@ impl reqwest::dns::Resolve for NoLookup {
     }
 }
 
+/// Headers the host owns: `host` comes from the authorized URL (a guest-chosen one could route
+/// a secret-bearing request to another virtual host behind the same front end), framing and
+/// hop-by-hop headers from the host's own HTTP client, and `accept-encoding` is `identity`, so
+/// that what comes back is scrubbed of secrets as it is, never compressed past the scrubber.
+const HOST_OWNED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "accept-encoding",
+];
+
+/// A header name a guest may set (as a plain or a secret header).
 fn header_name(name: &str) -> Result<HeaderName, Error> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| invalid(format!("`{name}` is not a valid header name")))
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| invalid(format!("`{name}` is not a valid header name")))?;
+    if HOST_OWNED.contains(&header.as_str()) {
+        return Err(invalid(format!(
+            "header `{name}` is set by the host, never by a capability"
+        )));
+    }
+    Ok(header)
 }
 
 fn invalid(message: String) -> Error {

@@ -105,7 +105,13 @@ fn exchange(
         headers.append(header_name(&h.name)?, value);
     }
     let mut secret_headers = Vec::new();
-    for sh in &request.secret_headers {
+    // Every name is checked before any secret is decided on.
+    let names = request
+        .secret_headers
+        .iter()
+        .map(|sh| header_name(&sh.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (sh, name) in request.secret_headers.iter().zip(names) {
         authority
             .check(CallAction::SecretUse, &Scope::Secret(sh.secret.clone()))
             .map_err(denied)?;
@@ -123,7 +129,7 @@ fn exchange(
             })?;
         header.set_sensitive(true);
         used.push(value);
-        secret_headers.push((header_name(&sh.name)?, header));
+        secret_headers.push((name, header));
     }
 
     let mut url = Url::parse(&request.url)

@@ -770,6 +770,12 @@ fn the_host_owns_host_framing_hop_by_hop_and_encoding_headers() {
         );
     }
     assert_eq!(server.hits(), 0, "no refused request was sent");
+    assert!(
+        !decisions(&host)
+            .iter()
+            .any(|(action, _, _)| action == "secret.use"),
+        "no secret was decided on for a header the host owns"
+    );
 
     // What the host sends: the authorized URL's host, and identity encoding.
     let report = fetch(&host, "get", &json!({ "url": url }));

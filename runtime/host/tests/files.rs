@@ -474,3 +474,38 @@ fn a_symlink_inside_the_preopen_cannot_reach_a_path_the_policy_withholds() {
     let answer = invoke(&host, "read-file", json!({"path": "/data/fine.txt"}));
     assert_eq!(answer, json!({"ok": "hello"}));
 }
+
+#[test]
+fn a_dot_dot_after_a_symlink_and_a_dangling_link_reach_nothing_the_policy_withholds() {
+    let host = host(&format!(
+        "{READ_WRITE}@id(\"test:secret\")\nforbid (principal, action, resource is FemtoClaw::Path) when {{ resource.path like \"/data/secret*\" }};\n"
+    ));
+    let dir = data_dir(&host);
+    std::fs::create_dir_all(dir.join("secret/inner")).unwrap();
+    std::fs::write(dir.join("secret/x"), "forbidden").unwrap();
+    std::fs::write(dir.join("x"), "public").unwrap();
+    // `pub/..` is `secret` to the operating system, though `/data` to a lexical reading.
+    std::os::unix::fs::symlink("secret/inner", dir.join("pub")).unwrap();
+    let answer = invoke(&host, "read-file", json!({ "path": "/data/pub/../x" }));
+    assert!(refused(&answer).contains("denied"), "{answer}");
+    assert!(!answer.to_string().contains("forbidden"), "{answer}");
+    assert!(
+        !decisions(&host, "fs.read", "/data/secret/x").is_empty(),
+        "the policy was asked about the path the open would reach"
+    );
+    // A dangling link opened with create would make its target.
+    std::os::unix::fs::symlink("secret/new.txt", dir.join("trap.txt")).unwrap();
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({ "path": "/data/trap.txt", "text": "x" }),
+    );
+    assert!(
+        refused(&answer).contains("denied") || refused(&answer).contains("not permitted"),
+        "{answer}"
+    );
+    assert!(!dir.join("secret/new.txt").exists());
+    // Plain paths still work.
+    let answer = invoke(&host, "read-file", json!({ "path": "/data/x" }));
+    assert_eq!(answer, json!({"ok": "public"}));
+}

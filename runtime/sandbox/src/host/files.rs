@@ -99,19 +99,24 @@ impl Paths {
     /// a path the policy can be asked about, is refused: never an unchecked path.
     fn resolved(&self, node: &Node) -> Result<Option<String>, ErrorCode> {
         let dir = self.roots.get(&node.root).ok_or(ErrorCode::NotPermitted)?;
-        let relative = node
-            .path
-            .strip_prefix(&node.root)
-            .ok_or(ErrorCode::NotPermitted)?
-            .trim_start_matches('/');
+        // Resolved as the open will walk it: link by link, `..` from where a link led.
+        let relative = node.walked.trim_start_matches('/');
         if relative.is_empty() {
             return Ok(None);
         }
-        // A path that does not exist yet (a file being created) resolves through its parent.
+        // A path that does not exist yet (a file being created) resolves through its parent;
+        // a dangling link there would be followed to a target the policy was not asked
+        // about, so it is refused.
         let real = match dir.canonicalize(relative) {
             Ok(real) => real,
             Err(_) => {
                 let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
+                if dir
+                    .symlink_metadata(relative)
+                    .is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    return Err(ErrorCode::NotPermitted);
+                }
                 match dir.canonicalize(parent) {
                     Ok(parent) => parent.join(name),
                     Err(_) => return Ok(None),
@@ -127,11 +132,15 @@ impl Paths {
     }
 }
 
-/// Where a descriptor is: its preopen's guest path and its own.
+/// Where a descriptor is: its preopen's guest path, its own (lexically normalized: what the
+/// policy is asked about first), and the path below the preopen as the guest wrote it, which
+/// is what the operating system walks (a `..` after a symbolic link climbs from the link's
+/// target, not from the link).
 #[derive(Debug, Clone)]
 struct Node {
     root: String,
     path: String,
+    walked: String,
 }
 
 impl Node {
@@ -149,9 +158,15 @@ impl Node {
             return Err(ErrorCode::NotPermitted);
         };
         let inside = !absolute && path_covers(&self.root, &path);
+        let walked = if self.walked.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.walked)
+        };
         let node = Node {
             root: self.root.clone(),
             path,
+            walked,
         };
         Ok((node, inside))
     }
@@ -339,6 +354,7 @@ fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
                 let node = Node {
                     root: path.clone(),
                     path,
+                    walked: String::new(),
                 };
                 state.host.preopens.by_rep.insert(dir.rep(), node);
             }

@@ -509,3 +509,33 @@ fn a_dot_dot_after_a_symlink_and_a_dangling_link_reach_nothing_the_policy_withho
     let answer = invoke(&host, "read-file", json!({ "path": "/data/x" }));
     assert_eq!(answer, json!({"ok": "public"}));
 }
+
+#[test]
+fn data_under_a_read_rule_cannot_be_renamed_out_from_under_it() {
+    // Everything may be written, but nothing under `/data/sealed` read. (Rust's std looks at
+    // the source before it renames, so this holds end to end; the gate's own rule for
+    // `rename-at`, read and write on the source, stands behind it.)
+    let host = host(&format!(
+        "{READ_WRITE}@id(\"test:sealed\")\nforbid (principal, action == FemtoClaw::Action::\"fs.read\", resource is FemtoClaw::Path) when {{ resource.path like \"/data/sealed*\" }};\n"
+    ));
+    host.add(
+        femtoclaw_tests::FEMTOCLAW_GUEST_STD_FILES,
+        STD_FILES_MANIFEST,
+    );
+    let dir = host.data.path().join("files/std-files/data");
+    std::fs::create_dir_all(dir.join("sealed")).unwrap();
+    std::fs::write(dir.join("sealed/s.txt"), "sealed").unwrap();
+    let answer = invoke_std(
+        &host,
+        "rename",
+        json!({"source": "/data/sealed/s.txt", "target": "/data/open.txt"}),
+    );
+    assert!(answer["err"].is_string(), "{answer}");
+    assert!(dir.join("sealed/s.txt").exists() && !dir.join("open.txt").exists());
+    assert!(
+        decisions(&host, "fs.read", "/data/sealed/s.txt")
+            .iter()
+            .any(|d| d["allowed"] == json!(false)),
+        "the source's read was decided, and refused"
+    );
+}

@@ -675,9 +675,15 @@ fn add_writes(registry: &mut Registry) -> wasmtime::Result<()> {
             if let Err(code) = authorize(state, authority, new_fd, Some(new), Access::Write) {
                 return Ok((Err(code),));
             }
-            answer(state, authority, fd, Some(old), Access::Write, |v, fd| {
-                HostDescriptor::rename_at(v, fd, old.clone(), lend(new_fd), new.clone())
-            })
+            // Moving a file out from under a read rule is reading it: the source needs both.
+            answer(
+                state,
+                authority,
+                fd,
+                Some(old),
+                Access::ReadWrite,
+                |v, fd| HostDescriptor::rename_at(v, fd, old.clone(), lend(new_fd), new.clone()),
+            )
         },
     )?;
     Gate::define_scoped(

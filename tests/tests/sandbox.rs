@@ -341,7 +341,7 @@ fn a_zero_fuel_budget_is_refused() {
 fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig {
-        cache_dir: Some(dir.path().to_owned()),
+        cache: Some(cache_in(dir.path())),
         ..SandboxConfig::default()
     };
     let first = Sandbox::new(config.clone()).unwrap();
@@ -689,12 +689,12 @@ fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
     let feature = a_cpu_feature_of_this_host();
     let dir = tempfile::tempdir().unwrap();
     let native = Sandbox::new(SandboxConfig {
-        cache_dir: Some(dir.path().to_owned()),
+        cache: Some(cache_in(dir.path())),
         ..SandboxConfig::default()
     })
     .unwrap();
     let reduced = Sandbox::new(SandboxConfig {
-        cache_dir: Some(dir.path().to_owned()),
+        cache: Some(cache_in(dir.path())),
         disabled_cpu_features: vec![feature.to_owned()],
         ..SandboxConfig::default()
     })
@@ -991,4 +991,76 @@ fn replay_compares_captured_output_as_bytes() {
         divergence.to_string(),
         r"RESULT: stdout differs: expected ok\xff, got ok\xfe"
     );
+}
+
+/// A compile cache in `dir`, under a fixed test key.
+fn cache_in(dir: &std::path::Path) -> femtoclaw_sandbox::CompileCache {
+    femtoclaw_sandbox::CompileCache {
+        dir: dir.to_owned(),
+        key: [7; 32],
+    }
+}
+
+#[test]
+fn a_cache_file_the_host_did_not_write_is_recompiled_never_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        cache: Some(cache_in(dir.path())),
+        ..SandboxConfig::default()
+    };
+    let hello = femtoclaw_capabilities::find("hello").unwrap().component;
+    let writer = Sandbox::new(config.clone()).unwrap();
+    writer.prepare(hello).unwrap();
+    writer.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let file = |name_start: String| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&name_start)
+            })
+            .unwrap()
+    };
+    let digest = |bytes: &[u8]| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    let hello_file = file(digest(hello));
+    let misbehave_file = file(digest(FEMTOCLAW_GUEST_MISBEHAVE));
+
+    // Someone who can write the cache puts valid code of another component, compiled by the
+    // same engine and even tagged under another key, in hello's place.
+    let other_key = Sandbox::new(SandboxConfig {
+        cache: Some(femtoclaw_sandbox::CompileCache {
+            dir: dir.path().join("other"),
+            key: [9; 32],
+        }),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    other_key.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    for forged in [
+        std::fs::read(&misbehave_file).unwrap(),
+        std::fs::read(file_in(&dir.path().join("other"))).unwrap(),
+    ] {
+        std::fs::write(&hello_file, &forged).unwrap();
+        let reader = Sandbox::new(config.clone()).unwrap();
+        let prepared = reader.prepare(hello).unwrap();
+        // Hello's own code runs, recompiled; the forged file is replaced.
+        assert!(prepared.function("greet").is_ok(), "{prepared:?}");
+        assert_ne!(std::fs::read(&hello_file).unwrap(), forged);
+    }
+}
+
+fn file_in(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
 }

@@ -9,7 +9,9 @@ use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
 use femtoclaw_sandbox::kv::{CallView, KvStore, writes as kv_writes};
 use femtoclaw_sandbox::record::{self, Journal, Start};
-use femtoclaw_sandbox::{Context, Egress, HostContext, Outcome, Prepared, Sandbox, SandboxConfig};
+use femtoclaw_sandbox::{
+    CompileCache, Context, Egress, HostContext, Outcome, Prepared, Sandbox, SandboxConfig,
+};
 use serde_json::Value as Json;
 
 use crate::authority::{self, Authority};
@@ -52,7 +54,10 @@ impl Host {
             .collect();
         let catalog = Catalog::open(data_dir, &builtins)?;
         let sandbox = Sandbox::new(SandboxConfig {
-            cache_dir: Some(cache_dir(data_dir)),
+            cache: Some(CompileCache {
+                dir: cache_dir(data_dir),
+                key: crate::records::cache_key(data_dir)?,
+            }),
             ..SandboxConfig::default()
         })?;
         let records = if ledger {

@@ -23,6 +23,37 @@ pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")
 }
 
+/// The host's key for authenticating its compile cache, `<data dir>/keys/cache.key` (32 random
+/// bytes, mode 0600), made on first use: kept with the signing key, apart from the cache it
+/// guards, so that whoever can write the cache cannot forge its files.
+pub fn cache_key(data_dir: &Path) -> Result<[u8; 32], Failure> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = keys_dir(data_dir).join("cache.key");
+    let failed = |e: std::io::Error| ledger_failure(format!("`{}`: {e}", path.display()));
+    match std::fs::read(&path) {
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| ledger_failure(format!("`{}` is not a 32-byte key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0; 32];
+            getrandom::fill(&mut key)
+                .map_err(|e| ledger_failure(format!("no randomness for the cache key: {e}")))?;
+            std::fs::create_dir_all(keys_dir(data_dir)).map_err(failed)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(failed)?;
+            file.write_all(&key)
+                .and_then(|()| file.sync_all())
+                .map_err(failed)?;
+            Ok(key)
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// The verifier keys given with `--key`, pinned for a verification.
 pub fn pinned(keys: &[String]) -> Result<femtoclaw_ledger::VerifyOptions, Failure> {
     let keys = keys

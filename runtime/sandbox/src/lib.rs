@@ -40,7 +40,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value as Json};
+use sha2::Sha256;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store, Trap};
@@ -113,11 +115,33 @@ pub struct SandboxConfig {
     /// Resource limits of every invocation.
     pub limits: Limits,
     /// Where precompiled components are cached; `None` compiles in memory only.
-    pub cache_dir: Option<PathBuf>,
+    pub cache: Option<CompileCache>,
     /// CPU features the compiled code leaves unused, as Cranelift ISA flags (`has_avx2`), as
     /// on a CPU without them; see [`engine::build_with`]. Empty: every feature of this CPU.
     pub disabled_cpu_features: Vec<String>,
 }
+
+/// The on-disk compile cache: precompiled code is native code the host runs, so every file is
+/// authenticated (HMAC-SHA256 under `key`, a secret of the host's kept apart from the cache)
+/// and one that fails is recompiled, never loaded.
+#[derive(Clone)]
+pub struct CompileCache {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// The key that authenticates its files.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for CompileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Length of the tag after the serialized code in a cache file.
+const CACHE_TAG_BYTES: usize = 32;
 
 /// Errors of preparing a component.
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +409,7 @@ pub struct Sandbox {
     replay_context: Context,
     limits: Limits,
     engine_digest: engine::EngineDigest,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CompileCache>,
     prepared: Mutex<HashMap<[u8; 32], Arc<Prepared>>>,
 }
 
@@ -416,7 +440,7 @@ impl Sandbox {
                 .map_err(|e| SandboxError::Engine(format!("replay context: {e}")))?,
             limits: config.limits,
             engine_digest,
-            cache_dir: config.cache_dir,
+            cache: config.cache,
             prepared: Mutex::default(),
         })
     }
@@ -462,25 +486,44 @@ impl Sandbox {
         let compile = || {
             Component::new(&self.engine, bytes).map_err(|e| SandboxError::Compile(format!("{e:#}")))
         };
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return compile();
         };
-        let path = dir.join(format!(
+        let cache_key = self.cache_key();
+        let path = cache.dir.join(format!(
             "{}-{}.cwasm",
             hex::encode(digest),
-            hex::encode(&self.cache_key()[..8])
+            hex::encode(&cache_key[..8])
         ));
+        // The tag covers the code, the component it was compiled from and the engine.
+        let tag = |code: &[u8]| -> Result<Hmac<Sha256>, SandboxError> {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&cache.key)
+                .map_err(|e| SandboxError::Engine(format!("compile cache key: {e}")))?;
+            mac.update(digest);
+            mac.update(&cache_key);
+            mac.update(code);
+            Ok(mac)
+        };
         // Read, not mapped: a cache file truncated or replaced while the host runs must not
         // fault the process.
-        if let Ok(bytes) = std::fs::read(&path) {
-            // SAFETY: the file was written by `Component::serialize` of an engine with the same
-            // cache key (the name says so) into the operator's data directory; wasmtime checks its
-            // header and compatibility hash again before using it.
-            match unsafe { Component::deserialize(&self.engine, &bytes) } {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "recompiling unusable cache entry: {e:#}");
+        if let Ok(file) = std::fs::read(&path) {
+            let split = file.len().checked_sub(CACHE_TAG_BYTES);
+            let (code, stored) = file.split_at(split.unwrap_or(0));
+            if split.is_some() && tag(code)?.verify_slice(stored).is_ok() {
+                // SAFETY: the bytes are what this host serialized for this component and this
+                // engine (the tag under the host's key says so); wasmtime checks their header
+                // and compatibility hash again before using them.
+                match unsafe { Component::deserialize(&self.engine, code) } {
+                    Ok(component) => return Ok(component),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "recompiling unusable cache entry: {e:#}");
+                    }
                 }
+            } else {
+                tracing::warn!(
+                    path = %path.display(),
+                    "recompiling a cache entry that fails its authentication"
+                );
             }
         }
         let component = compile()?;
@@ -488,11 +531,13 @@ impl Sandbox {
             path: path.clone(),
             message,
         };
-        let serialized = component
+        let mut file = component
             .serialize()
             .map_err(|e| cache_err(format!("{e:#}")))?;
-        std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
-        catalog::write_durably(&path, &serialized).map_err(|e| cache_err(e.to_string()))?;
+        let stamp = tag(&file)?.finalize().into_bytes();
+        file.extend_from_slice(&stamp);
+        std::fs::create_dir_all(&cache.dir).map_err(|e| cache_err(e.to_string()))?;
+        catalog::write_durably(&path, &file).map_err(|e| cache_err(e.to_string()))?;
         Ok(component)
     }
 

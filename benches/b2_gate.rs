@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use femtoclaw_benches::RawWasi;
 use femtoclaw_policy::{CapabilityRef, PolicySet, Principal, Requests};
-use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
+use femtoclaw_sandbox::replay::Recorded;
 use femtoclaw_sandbox::{Context, HostContext, Prepared, Sandbox, SandboxConfig, state::Limits};
 use serde_json::json;
 use wasmtime::Store;
@@ -168,24 +168,7 @@ fn main() {
 
     // Replay of a recorded invocation against running it, same run.
     let original = gated(&s, CALLS);
-    let recorded = Recorded {
-        calls: original
-            .host_calls
-            .iter()
-            .map(|c| RecordedCall {
-                interface: c.interface.to_owned(),
-                function: c.function.to_owned(),
-                params: c.params.clone(),
-                result: c.result.clone(),
-                fuel_remaining: c.fuel_remaining,
-            })
-            .collect(),
-        trap: None,
-        result: original.result_value.clone(),
-        fuel_consumed: original.fuel_consumed,
-        stdout: original.stdout.clone(),
-        stderr: original.stderr.clone(),
-    };
+    let recorded = Recorded::of(&original);
     let replay = || {
         let (_, divergence) = s
             .sandbox

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use femtoclaw_ledger::CallFault;
 use femtoclaw_ledger::Value;
-use femtoclaw_sandbox::replay::{Recorded, RecordedCall};
+use femtoclaw_sandbox::replay::Recorded;
 use femtoclaw_sandbox::{
     Context, FUEL_PER_RECORDED_BYTE, Failure, HostContext, InvokeError, Limits, Outcome, Prepared,
     Sandbox, SandboxConfig,
@@ -506,31 +506,6 @@ fn invoke_refuses_a_link_grant_that_does_not_cover_every_import() {
         "{imports:?}"
     );
 }
-/// What the ledger would hold of `outcome`, as replay reads it.
-fn recording(outcome: &Outcome) -> Recorded {
-    Recorded {
-        calls: outcome
-            .host_calls
-            .iter()
-            .map(|c| RecordedCall {
-                interface: c.interface.to_owned(),
-                function: c.function.to_owned(),
-                params: c.params.clone(),
-                result: c.result.clone(),
-                fuel_remaining: c.fuel_remaining,
-            })
-            .collect(),
-        trap: outcome
-            .result
-            .as_ref()
-            .err()
-            .map(|f| (f.kind().to_owned(), f.to_string())),
-        result: outcome.result_value.clone(),
-        fuel_consumed: outcome.fuel_consumed,
-        stdout: outcome.stdout.clone(),
-        stderr: outcome.stderr.clone(),
-    }
-}
 
 /// Replays `outcome` (a run of `function` of `wasm` with `fuel`) on `sandbox`; it must be
 /// identical.
@@ -543,7 +518,13 @@ fn replays_identically(
 ) {
     let guest = sandbox.prepare(wasm).unwrap();
     let (replayed, divergence) = sandbox
-        .replay(&guest, function, &outcome.args, fuel, &recording(outcome))
+        .replay(
+            &guest,
+            function,
+            &outcome.args,
+            fuel,
+            &Recorded::of(outcome),
+        )
         .unwrap();
     assert_eq!(divergence, None, "{function}");
     assert_eq!(replayed.fuel_consumed, outcome.fuel_consumed);
@@ -981,7 +962,7 @@ fn replay_compares_captured_output_as_bytes() {
     let sb = sandbox();
     let guest = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
     let mut outcome = run(sb, &guest, "divide", json!({"a": 4, "b": 2}), 1_000_000);
-    let mut recorded = recording(&outcome);
+    let mut recorded = Recorded::of(&outcome);
     assert_eq!(recorded.compare(&outcome), None);
     // Two different invalid UTF-8 outputs read alike as text; as bytes they differ.
     recorded.stdout = vec![b'o', b'k', 0xff];

@@ -197,6 +197,32 @@ impl Replay {
 }
 
 impl Recorded {
+    /// What the ledger holds of `outcome`, as replay reads it: a recording made in memory.
+    pub fn of(outcome: &Outcome) -> Self {
+        Self {
+            calls: outcome
+                .host_calls
+                .iter()
+                .map(|c| RecordedCall {
+                    interface: c.interface.to_owned(),
+                    function: c.function.to_owned(),
+                    params: c.params.clone(),
+                    result: c.result.clone(),
+                    fuel_remaining: c.fuel_remaining,
+                })
+                .collect(),
+            trap: outcome
+                .result
+                .as_ref()
+                .err()
+                .map(|f| (f.kind().to_owned(), f.to_string())),
+            result: outcome.result_value.clone(),
+            fuel_consumed: outcome.fuel_consumed,
+            stdout: outcome.stdout.clone(),
+            stderr: outcome.stderr.clone(),
+        }
+    }
+
     /// Whether the recording ended by an interruption from outside the component: the host
     /// stopped during it, or its wall-clock deadline passed. Such an ending depends on when,
     /// not on what the component computes, so it is reported and never re-executed.

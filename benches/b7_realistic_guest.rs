@@ -407,6 +407,7 @@ impl Setup {
             capability: self.manifest.name.clone(),
             version: self.manifest.version.clone(),
             component_sha256: self.prepared.digest,
+            manifest_sha256: [0; 32],
             engine_digest: self.sandbox.engine_digest(),
             fuel_budget: self.manifest.fuel,
             policy_digest: self.policy.digest(),

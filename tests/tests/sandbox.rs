@@ -767,6 +767,7 @@ mod write_ahead {
             capability: "files".into(),
             version: "0.1.0".into(),
             component_sha256: [1; 32],
+            manifest_sha256: [3; 32],
             engine_digest: super::sandbox().engine_digest(),
             fuel_budget: 50_000_000,
             policy_digest: [2; 32],

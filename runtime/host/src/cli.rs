@@ -167,11 +167,12 @@ pub enum LogCommand {
     },
     /// Print the latest signed checkpoint note, byte-exact.
     Checkpoint,
-    /// Verify the ledger (or an exported file): leaves, roots, every checkpoint's signature
-    /// against the pinned key, consistency. Exit 8 names the first bad position.
+    /// Verify the ledger (or an exported file), read-only: leaves, roots, every checkpoint's
+    /// signature by the pinned key in force at its position, consistency, blobs. A torn tail is
+    /// reported, never cut. Exit 8 names the first bad position.
     Verify {
-        /// A verifier key to pin (`name+hex id+base64`; repeat for rotated keys); default:
-        /// this host's own current key.
+        /// A verifier key to pin (`name+hex id+base64`; repeat for rotated keys, as `key show
+        /// --all` prints them); default: the keys this host's ledger records.
         #[arg(long)]
         key: Vec<String>,
         /// A checkpoint note seen before (`log checkpoint` output), pinned: the log must hold
@@ -291,11 +292,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Log(LogCommand::Verify {
         key,
         checkpoint,
-        file: Some(file),
+        file,
     }) = &cli.command
-        && !key.is_empty()
     {
-        return verify(&Target::Export(file), key, checkpoint);
+        return verify(&cli.data_dir, file.as_deref(), key, checkpoint);
     }
     if let Command::Secret(command) = &cli.command {
         return secret(&cli.data_dir, command);
@@ -557,11 +557,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-enum Target<'a> {
-    Export(&'a std::path::Path),
-    Dir(std::path::PathBuf),
-}
-
 /// The `secret` commands: they touch only `<data dir>/secrets`.
 fn secret(data_dir: &std::path::Path, command: &SecretCommand) -> Result<(), Failure> {
     let store = crate::secrets::Store::new(data_dir);
@@ -584,8 +579,36 @@ fn secret(data_dir: &std::path::Path, command: &SecretCommand) -> Result<(), Fai
     Ok(())
 }
 
-/// `log verify`: exit 8 (integrity) names the first bad position.
-fn verify(target: &Target<'_>, keys: &[String], checkpoints: &[PathBuf]) -> Result<(), Failure> {
+/// `log verify`, read-only: exit 8 (integrity) names the first bad position. Without `--key`
+/// it pins the keys this host's ledger records, each in force from the key change naming it.
+fn verify(
+    data_dir: &std::path::Path,
+    file: Option<&std::path::Path>,
+    keys: &[String],
+    checkpoints: &[PathBuf],
+) -> Result<(), Failure> {
+    let ledger_dir = crate::records::ledger_dir(data_dir);
+    let has_ledger = ledger_dir.join("segments").is_dir();
+    if file.is_none() && !has_ledger {
+        return Err(Failure::new(
+            Code::Other,
+            format!("there is no ledger in `{}` yet", ledger_dir.display()),
+        ));
+    }
+    let recorded;
+    let keys = if keys.is_empty() && has_ledger {
+        recorded =
+            femtoclaw_ledger::recorded_keys(&ledger_dir).map_err(crate::records::integrity)?;
+        recorded.as_slice()
+    } else {
+        keys
+    };
+    if keys.is_empty() {
+        return Err(Failure::new(
+            Code::InvalidArgs,
+            "no key to verify with: pass --key (this host's ledger records none)",
+        ));
+    }
     let mut options = crate::records::pinned(keys)?;
     for path in checkpoints {
         let note = std::fs::read_to_string(path).map_err(|e| {
@@ -596,15 +619,33 @@ fn verify(target: &Target<'_>, keys: &[String], checkpoints: &[PathBuf]) -> Resu
         })?;
         options.checkpoints.push(note);
     }
-    let report = match target {
-        Target::Export(file) => femtoclaw_ledger::verify_export_file(file, &options),
-        Target::Dir(dir) => femtoclaw_ledger::verify_dir(dir, &options),
+    // The host's own record of its latest checkpoint is pinned last, so that a ledger rolled
+    // back behind it fails here too.
+    let head = crate::records::head_record(data_dir);
+    if file.is_none()
+        && let Ok(note) = std::fs::read_to_string(&head)
+    {
+        options.checkpoints.push(note);
     }
-    .map_err(crate::records::integrity)?;
+    let integrity = crate::records::integrity;
+    let report = match file {
+        Some(file) => femtoclaw_ledger::verify_export_file(file, &options).map_err(integrity)?,
+        None => femtoclaw_ledger::verify_dir(&ledger_dir, &options).map_err(integrity)?,
+    };
     out(&format!(
         "ok: {} entries, {} checkpoints verified",
         report.entries, report.checkpoints
     ));
+    if file.is_none() {
+        let blobs = femtoclaw_ledger::verify_dir_blobs(&ledger_dir).map_err(integrity)?;
+        out(&format!("ok: {blobs} blobs match their digests"));
+    }
+    if report.torn_tail_bytes > 0 {
+        out(&format!(
+            "note: the last segment ends in {} bytes never acknowledged ({} complete entries after the last commit), not verified and left as they are; the host cuts them when it next opens the ledger",
+            report.torn_tail_bytes, report.uncommitted_entries
+        ));
+    }
     Ok(())
 }
 
@@ -638,7 +679,10 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
                 if json {
                     out(&json!({ "index": index, "entry": value }).to_string());
                 } else {
-                    out(&format!("{index:>6}  {value}"));
+                    out(&format!(
+                        "{index:>6}  {}",
+                        terminal_safe(&value.to_string())
+                    ));
                 }
             }
             Ok(())
@@ -653,31 +697,12 @@ fn log(host: &Host, command: LogCommand) -> Result<(), Failure> {
             let _ = std::io::stdout().lock().write_all(note.as_bytes());
             Ok(())
         }
+        // Run before the host opens (see `run`), so that verification writes nothing.
         LogCommand::Verify {
-            mut key,
+            key,
             checkpoint,
             file,
-        } => {
-            if key.is_empty() {
-                key.push(host.records()?.verifier().to_string());
-            }
-            match &file {
-                Some(file) => verify(&Target::Export(file), &key, &checkpoint),
-                None => {
-                    verify(
-                        &Target::Dir(host.records()?.with_ledger(|l| l.dir().to_owned())),
-                        &key,
-                        &checkpoint,
-                    )?;
-                    let blobs = host
-                        .records()?
-                        .with_ledger(|l| l.check_blobs())
-                        .map_err(crate::records::integrity)?;
-                    out(&format!("ok: {blobs} blobs match their digests"));
-                    Ok(())
-                }
-            }
-        }
+        } => verify(host.data_dir(), file.as_deref(), &key, &checkpoint),
         LogCommand::Export {
             file,
             with_components,
@@ -784,6 +809,21 @@ fn logs(calls: &[femtoclaw_sandbox::HostCall]) -> Vec<Json> {
             _ => None,
         })
         .collect()
+}
+
+/// JSON text with every character a terminal could act on escaped (`\uXXXX`, still valid
+/// JSON): JSON escapes the C0 controls, not DEL, the C1 controls (`U+009B` starts an escape
+/// sequence on some terminals) or the bidirectional overrides that reorder what is shown.
+fn terminal_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn print_json(value: &Json) {

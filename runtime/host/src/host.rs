@@ -36,7 +36,10 @@ pub struct Host {
 
 /// A capability resolved and prepared for invocation.
 pub struct Resolved {
+    /// The catalog entry, with the manifest read from the checked bytes.
     pub entry: Entry,
+    /// The SHA-256 of that manifest.
+    pub manifest_digest: [u8; 32],
     pub prepared: Arc<Prepared>,
 }
 
@@ -76,6 +79,11 @@ impl Host {
         })
     }
 
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The ledger (opened unless the command said otherwise).
     pub fn records(&self) -> Result<&Records, Failure> {
         self.records
@@ -106,10 +114,13 @@ impl Host {
 
     /// Finds `spec` (`name` or `name@version`), re-checks its digest and prepares it.
     pub fn resolve(&self, spec: &str) -> Result<Resolved, Failure> {
-        let entry = self.catalog.find(spec)?;
-        let loaded = self.catalog.load(&entry)?;
+        let loaded = self.catalog.load(&self.catalog.find(spec)?)?;
         let prepared = self.sandbox.prepare(&loaded.bytes)?;
-        Ok(Resolved { entry, prepared })
+        Ok(Resolved {
+            entry: loaded.entry,
+            manifest_digest: loaded.manifest_digest,
+            prepared,
+        })
     }
 
     /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget (either is
@@ -146,6 +157,7 @@ impl Host {
             capability: entry.manifest.name.clone(),
             version: entry.manifest.version.clone(),
             component_sha256: resolved.prepared.digest,
+            manifest_sha256: resolved.manifest_digest,
             engine_digest: self.sandbox.engine_digest(),
             fuel_budget: fuel,
             policy_digest: policy.digest(),

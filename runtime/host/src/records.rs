@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use femtoclaw_ledger::{
-    DEFAULT_ORIGIN, Entry, KeyError, Ledger, LedgerOptions, LedgerWriter, Receipt, SigningKey,
-    VerifierKey,
+    DEFAULT_ORIGIN, Entry, KeyError, Ledger, LedgerError, LedgerOptions, LedgerWriter, Receipt,
+    SigningKey, VerifierKey,
 };
 use femtoclaw_sandbox::record;
 
@@ -16,6 +16,13 @@ use crate::exit::{Code, Failure};
 /// The ledger directory under the data directory.
 pub fn ledger_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("ledger")
+}
+
+/// The host's own record of the ledger's latest checkpoint, outside the ledger directory and its
+/// derived index: the host refuses to open a ledger that went back behind it, and `log verify`
+/// pins it.
+pub fn head_record(data_dir: &Path) -> PathBuf {
+    data_dir.join("latest-checkpoint")
 }
 
 /// The signing-key directory under the data directory.
@@ -103,9 +110,20 @@ impl Records {
             }
             Err(e) => return Err(ledger_failure(e)),
         };
+        let options = LedgerOptions {
+            head: Some(head_record(data_dir)),
+            ..LedgerOptions::with_key(key.clone())
+        };
         let (ledger, recovery) =
-            Ledger::open(&ledger_dir(data_dir), LedgerOptions::with_key(key.clone()))
-                .map_err(ledger_failure)?;
+            Ledger::open(&ledger_dir(data_dir), options).map_err(|e| match e {
+                LedgerError::WentBackwards { .. }
+                | LedgerError::NotTheRecordedLedger { .. }
+                | LedgerError::AcknowledgedEntriesLost { .. }
+                | LedgerError::Corrupt { .. } => {
+                    Failure::new(Code::Integrity, format!("ledger: {e}"))
+                }
+                e => ledger_failure(e),
+            })?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 bytes = recovery.truncated_bytes,
@@ -150,18 +168,8 @@ impl Records {
     /// Every verifier key of the ledger's history, oldest first, as its key changes record
     /// them (the current key last).
     pub fn key_history(&self) -> Result<Vec<String>, Failure> {
-        let entries = self
-            .with_ledger(|l| l.iter(0, usize::try_from(l.len()).unwrap_or(usize::MAX)))
-            .map_err(ledger_failure)?;
-        Ok(entries
-            .into_iter()
-            .filter_map(|(_, entry)| match entry {
-                Entry::KeyChange {
-                    new_verifier_key, ..
-                } => Some(new_verifier_key),
-                _ => None,
-            })
-            .collect())
+        let dir = self.with_ledger(|l| l.dir().to_owned());
+        femtoclaw_ledger::recorded_keys(&dir).map_err(ledger_failure)
     }
 
     /// Records how each `unfinished` invocation (a start without an end: the host stopped

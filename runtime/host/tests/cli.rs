@@ -221,6 +221,48 @@ fn a_component_changed_after_add_is_refused_by_name() {
     assert!(stderr(&out).contains("component.wasm"), "{}", stderr(&out));
 }
 
+/// The manifest is part of the identity: raising the fuel budget (or widening the requests,
+/// or claiming a publisher) in the installed `capability.toml` is refused like a changed
+/// component, and the digest of the manifest that ran is recorded with every invocation.
+#[test]
+fn a_manifest_changed_after_add_is_refused_and_the_one_that_ran_is_recorded() {
+    let host = with_misbehave();
+    let manifest = host
+        .data
+        .path()
+        .join("capabilities/misbehave/1.0.0/capability.toml");
+    let installed = std::fs::read(&manifest).unwrap();
+    let divide = [
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ];
+    let out = host.run(&divide);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let start = host
+        .entries()
+        .into_iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "invocation-start")
+        .unwrap();
+    let digest = hex::encode(femtoclaw_sandbox::catalog::sha256(&installed));
+    assert_eq!(start["entry"]["manifest_sha256"], json!(digest));
+
+    let mut changed = String::from_utf8(installed.clone()).unwrap();
+    changed.push_str("\n# a comment is a change too\n");
+    std::fs::write(&manifest, changed).unwrap();
+    let out = host.run(&divide);
+    assert_ne!(code(&out), 0);
+    let says = stderr(&out);
+    assert!(says.contains("manifest"), "{says}");
+    assert!(says.contains("was changed after it was added"), "{says}");
+    assert!(says.contains("capability.toml"), "{says}");
+    std::fs::write(&manifest, &installed).unwrap();
+    assert_eq!(code(&host.run(&divide)), 0);
+}
+
 #[test]
 fn bad_packages_are_refused_with_what_is_wrong() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -398,4 +440,36 @@ fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays
         baseline >> 10,
         peak >> 10
     );
+}
+
+/// `log show` prints what guests wrote with every character a terminal could act on escaped:
+/// C1 controls (`U+009B` opens an escape sequence on some terminals), DEL, bidirectional
+/// overrides; `--json` keeps the text exact.
+#[test]
+fn log_show_escapes_control_characters_in_guest_written_text() {
+    let host = Host::new();
+    let name = "a\u{9b}31mb\u{7f}c\u{202e}d\u{1b}[2J";
+    let args = json!({ "name": name }).to_string();
+    let out = host.run(&["invoke", "hello", "greet", "--args", &args]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let shown = stdout(&host.run(&["log", "show"]));
+    for raw in ['\u{9b}', '\u{7f}', '\u{202e}', '\u{1b}'] {
+        assert!(
+            !shown.contains(raw),
+            "{raw:?} reached the terminal: {shown:?}"
+        );
+    }
+    assert!(
+        shown.contains(r"a\u009b31mb\u007fc\u202ed\u001b[2J"),
+        "{shown}"
+    );
+    // Each line is still JSON after the index, and says the same.
+    let line = shown
+        .lines()
+        .find(|l| l.contains("invocation-start"))
+        .unwrap();
+    let entry: Json = serde_json::from_str(line.trim_start().split_once("  ").unwrap().1).unwrap();
+    assert_eq!(entry["args"][0][1]["string"], json!(name), "{entry}");
+    let exact = stdout(&host.run(&["log", "show", "--json"]));
+    assert!(exact.contains('\u{9b}'));
 }

@@ -221,6 +221,9 @@ fn key_rotation_is_recorded_and_both_keys_verify_their_checkpoints() {
         0
     );
     assert_eq!(code(&host.run(&["log", "verify", "--key", &new])), 8);
+    // Without --key, the keys the ledger records are pinned, each in force from its change.
+    let recorded = host.run(&["log", "verify"]);
+    assert_eq!(code(&recorded), 0, "{}", stderr(&recorded));
 }
 
 #[test]
@@ -529,4 +532,116 @@ fn a_pinned_checkpoint_catches_a_ledger_rolled_back_or_forked_since() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The segment file of a fresh host's ledger (one segment).
+fn segment(host: &Host) -> std::path::PathBuf {
+    host.data.path().join("ledger/segments/00000000.seg")
+}
+
+fn greet(host: &Host, name: &str) {
+    let args = format!(r#"{{"name":"{name}"}}"#);
+    let out = host.run(&["invoke", "hello", "greet", "--args", &args]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+/// The segment cut back to an earlier commit and the derived index deleted: a ledger that
+/// verifies on its own. The host's own record of its latest checkpoint, kept outside both,
+/// catches it: the host refuses to open it, and `log verify` fails, naming what went backwards.
+#[test]
+fn a_ledger_rolled_back_behind_the_hosts_own_record_is_refused() {
+    let host = Host::new();
+    greet(&host, "Ada");
+    let earlier = std::fs::metadata(segment(&host)).unwrap().len();
+    greet(&host, "Grace");
+    let entries = host.entries().len();
+
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment(&host))
+        .unwrap();
+    file.set_len(earlier).unwrap();
+    drop(file);
+    std::fs::remove_dir_all(host.data.path().join("ledger/index")).unwrap();
+
+    let verify = host.run(&["log", "verify"]);
+    assert_eq!(code(&verify), 8, "{}", stderr(&verify));
+    assert!(
+        stderr(&verify).contains("the log went backwards"),
+        "{}",
+        stderr(&verify)
+    );
+    let invoke = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Eve"}"#]);
+    assert_eq!(code(&invoke), 8, "{}", stderr(&invoke));
+    let says = stderr(&invoke);
+    assert!(says.contains("the ledger went backwards"), "{says}");
+    assert!(
+        says.contains(&format!("checkpoint of {entries} entries")),
+        "{says}"
+    );
+    assert!(says.contains("latest-checkpoint"), "{says}");
+    // Nothing was written to the rolled-back ledger.
+    assert_eq!(std::fs::metadata(segment(&host)).unwrap().len(), earlier);
+}
+
+/// Another ledger put in the place of this host's (same key, same size or more, other
+/// entries) is not the one its record names.
+#[test]
+fn a_ledger_replaced_by_another_is_refused() {
+    let host = Host::new();
+    greet(&host, "Ada");
+    let other = Host::new();
+    for file in std::fs::read_dir(host.data.path().join("keys")).unwrap() {
+        let file = file.unwrap();
+        std::fs::create_dir_all(other.data.path().join("keys")).unwrap();
+        std::fs::copy(
+            file.path(),
+            other.data.path().join("keys").join(file.file_name()),
+        )
+        .unwrap();
+    }
+    greet(&other, "Mallory");
+    greet(&other, "Mallory");
+    std::fs::remove_dir_all(host.data.path().join("ledger")).unwrap();
+    let copy = std::process::Command::new("cp")
+        .args([
+            "-r",
+            s(&other.data.path().join("ledger")),
+            s(host.data.path()),
+        ])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let out = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Eve"}"#]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not the one"), "{}", stderr(&out));
+}
+
+/// `log verify` writes nothing: a torn tail is reported and left as it is, and no invocation
+/// the host stopped during is ended by it (only the host, when it next opens the ledger, does).
+#[test]
+fn log_verify_reads_only_and_reports_a_torn_tail() {
+    let host = Host::new();
+    greet(&host, "Ada");
+    let entries = host.entries().len();
+    let mut torn = std::fs::read(segment(&host)).unwrap();
+    torn.extend_from_slice(&[0x5a; 37]);
+    std::fs::write(segment(&host), &torn).unwrap();
+    let head = std::fs::read(host.data.path().join("latest-checkpoint")).unwrap();
+
+    let out = host.run(&["log", "verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ends in 37 bytes never acknowledged"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read(segment(&host)).unwrap(), torn);
+    assert_eq!(
+        std::fs::read(host.data.path().join("latest-checkpoint")).unwrap(),
+        head
+    );
+    // The host's next open cuts the tail; the entries are the same.
+    assert_eq!(host.entries().len(), entries);
+    assert!(std::fs::read(segment(&host)).unwrap().len() < torn.len());
 }

@@ -1,6 +1,7 @@
 //! Ledger entries and their canonical, versioned binary encoding.
 //!
-//! Version 1 layout: one version byte (`1`), one kind byte, then the fields of the kind
+//! Version 2 layout (version 1 lacked the invocation start's manifest digest, and is no longer
+//! read): one version byte (`2`), one kind byte, then the fields of the kind
 //! in declaration order. Integers are fixed-width little-endian; strings and byte strings
 //! are a u32 length followed by the bytes; digests are 32 raw bytes; an option is `0`
 //! or `1` followed by the value; lists are a u32 count followed by the items. Nothing is
@@ -15,7 +16,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::value::{Value, decode_opt_value, encode_opt_value, skip_opt, skip_value};
 
 /// The encoding version written by this build.
-pub const ENCODING_VERSION: u8 = 1;
+pub const ENCODING_VERSION: u8 = 2;
 
 /// One record of the ledger: a leaf of the Merkle tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,10 @@ pub enum Entry {
         /// SHA-256 of the component bytes.
         #[serde(with = "crate::serde_util::hex32")]
         component_sha256: [u8; 32],
+        /// SHA-256 of the capability's manifest (its installed `capability.toml` bytes): what
+        /// it asks for, its fuel budget and its publisher are part of its identity.
+        #[serde(with = "crate::serde_util::hex32")]
+        manifest_sha256: [u8; 32],
         /// WIT world (with its package version) the component targets.
         wit_world: String,
         /// Digest of the engine configuration.
@@ -306,6 +311,7 @@ impl Entry {
                 capability,
                 version,
                 component_sha256,
+                manifest_sha256,
                 wit_world,
                 engine_digest,
                 wasmtime_version,
@@ -320,6 +326,7 @@ impl Entry {
                 w.str(capability);
                 w.str(version);
                 w.digest(component_sha256);
+                w.digest(manifest_sha256);
                 w.str(wit_world);
                 w.digest(engine_digest);
                 w.str(wasmtime_version);
@@ -454,6 +461,7 @@ impl Entry {
                 let capability = r.string()?;
                 let version = r.string()?;
                 let component_sha256 = r.digest()?;
+                let manifest_sha256 = r.digest()?;
                 let wit_world = r.string()?;
                 let engine_digest = r.digest()?;
                 let wasmtime_version = r.string()?;
@@ -472,6 +480,7 @@ impl Entry {
                     capability,
                     version,
                     component_sha256,
+                    manifest_sha256,
                     wit_world,
                     engine_digest,
                     wasmtime_version,
@@ -571,7 +580,8 @@ impl Entry {
                 r.skip_string()?; // principal
                 r.skip_string()?; // capability
                 r.skip_string()?; // version
-                r.digest()?;
+                r.digest()?; // component
+                r.digest()?; // manifest
                 r.skip_string()?; // wit world
                 r.digest()?;
                 r.skip_string()?; // wasmtime version
@@ -660,6 +670,24 @@ impl Entry {
         Some((started, u64::from_le_bytes(invocation)))
     }
 
+    /// What a key-change entry says (the key id it replaces, the verifier key it hands over
+    /// to), read without decoding any other kind of entry; `None` for every other kind.
+    pub(crate) fn peek_key_change(
+        bytes: &[u8],
+    ) -> Option<Result<(Option<[u8; 4]>, String), DecodeError>> {
+        if bytes.get(..2)? != [ENCODING_VERSION, kind::KEY_CHANGE] {
+            return None;
+        }
+        Some(Entry::decode(bytes).map(|entry| match entry {
+            Entry::KeyChange {
+                old_key_id,
+                new_verifier_key,
+                ..
+            } => (old_key_id, new_verifier_key),
+            _ => (None, String::new()),
+        }))
+    }
+
     /// The invocation this entry belongs to, if any.
     pub fn invocation(&self) -> Option<u64> {
         match self {
@@ -695,14 +723,14 @@ mod tests {
     use super::Entry;
 
     const GOLDEN: [&[u8]; 8] = [
-        include_bytes!("../tests/golden/v1/invocation-start.bin"),
-        include_bytes!("../tests/golden/v1/host-call.bin"),
-        include_bytes!("../tests/golden/v1/decision.bin"),
-        include_bytes!("../tests/golden/v1/trap.bin"),
-        include_bytes!("../tests/golden/v1/invocation-end.bin"),
-        include_bytes!("../tests/golden/v1/policy-change.bin"),
-        include_bytes!("../tests/golden/v1/key-change.bin"),
-        include_bytes!("../tests/golden/v1/host-call-intent.bin"),
+        include_bytes!("../tests/golden/v2/invocation-start.bin"),
+        include_bytes!("../tests/golden/v2/host-call.bin"),
+        include_bytes!("../tests/golden/v2/decision.bin"),
+        include_bytes!("../tests/golden/v2/trap.bin"),
+        include_bytes!("../tests/golden/v2/invocation-end.bin"),
+        include_bytes!("../tests/golden/v2/policy-change.bin"),
+        include_bytes!("../tests/golden/v2/key-change.bin"),
+        include_bytes!("../tests/golden/v2/host-call-intent.bin"),
     ];
 
     fn same_verdict(bytes: &[u8]) {

@@ -92,6 +92,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 pub use verify::{
-    VerifyError, VerifyOptions, VerifyReport, verify_dir, verify_export, verify_export_file,
+    VerifyError, VerifyOptions, VerifyReport, recorded_keys, verify_dir, verify_dir_blobs,
+    verify_export, verify_export_file,
 };
 pub use writer::LedgerWriter;

@@ -57,6 +57,38 @@ pub enum LedgerError {
         /// Entries readable from the segments.
         found: u64,
     },
+    /// The ledger holds fewer entries than the latest checkpoint recorded outside it: it was
+    /// rolled back (a segment cut, an older copy restored).
+    #[error(
+        "the ledger went backwards: `{head}` records a checkpoint of {size} entries, the ledger holds {found}; restore the ledger, or remove `{head}` to accept the loss"
+    )]
+    WentBackwards {
+        /// The head record.
+        head: String,
+        /// Entries its checkpoint covers.
+        size: u64,
+        /// Entries the ledger holds.
+        found: u64,
+    },
+    /// The ledger's root at the size of the checkpoint recorded outside it is another: the
+    /// ledger was rewritten or replaced.
+    #[error(
+        "the ledger is not the one `{head}` records: its root at tree size {size} differs (rewritten or replaced)"
+    )]
+    NotTheRecordedLedger {
+        /// The head record.
+        head: String,
+        /// Entries its checkpoint covers.
+        size: u64,
+    },
+    /// The head record is not a checkpoint note.
+    #[error("`{head}` is not a checkpoint note: {source}")]
+    BadHead {
+        /// The head record.
+        head: String,
+        /// Why.
+        source: NoteError,
+    },
     /// The sled index failed.
     #[error("index: {0}")]
     Index(String),
@@ -138,6 +170,11 @@ pub struct LedgerOptions {
     pub signing_key: Option<SigningKey>,
     /// Size at which a new segment is started.
     pub segment_size: u64,
+    /// Where the ledger keeps a copy of its latest checkpoint note, outside its directory
+    /// and its derived index (rewritten after every commit, not synced: it may lag, never
+    /// lead). Opening refuses a ledger that holds fewer entries than that checkpoint, or
+    /// another root at its size.
+    pub head: Option<PathBuf>,
 }
 
 impl Default for LedgerOptions {
@@ -146,6 +183,7 @@ impl Default for LedgerOptions {
             origin: DEFAULT_ORIGIN.to_owned(),
             signing_key: None,
             segment_size: DEFAULT_SEGMENT_SIZE,
+            head: None,
         }
     }
 }
@@ -287,6 +325,33 @@ fn sled_err(e: sled::Error) -> LedgerError {
     LedgerError::Index(e.to_string())
 }
 
+/// Refuses a ledger (its tree of `committed` entries) that went back behind, or away from, the
+/// checkpoint recorded in `head`; a missing head record is the first open.
+fn check_head(head: &Path, tree: &MerkleTree, committed: u64) -> Result<(), LedgerError> {
+    let text = match std::fs::read_to_string(head) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("read", head)(e)),
+    };
+    let shown = head.display().to_string();
+    let cp = Checkpoint::parse_unverified(&text).map_err(|source| LedgerError::BadHead {
+        head: shown.clone(),
+        source,
+    })?;
+    match tree.root_at(cp.size) {
+        Some(root) if root == cp.root => Ok(()),
+        Some(_) => Err(LedgerError::NotTheRecordedLedger {
+            head: shown,
+            size: cp.size,
+        }),
+        None => Err(LedgerError::WentBackwards {
+            head: shown,
+            size: cp.size,
+            found: committed,
+        }),
+    }
+}
+
 fn read_u64(db: &sled::Db, k: &[u8]) -> Result<Option<u64>, LedgerError> {
     Ok(db
         .get(k)
@@ -364,6 +429,9 @@ impl Ledger {
             }
         };
         recovery.unfinished = unfinished.into_iter().collect();
+        if let Some(head) = &opts.head {
+            check_head(head, &tree, tail.size)?;
+        }
         let committed = read_u64(&index, key::META_COMMITTED)?.unwrap_or(0);
         if committed > tail.size {
             return Err(LedgerError::AcknowledgedEntriesLost {
@@ -436,7 +504,23 @@ impl Ledger {
             ledger.index_range(indexed, ledger.len())?;
             recovery.reindexed = ledger.len() - indexed;
         }
+        if let Some(note) = &ledger.latest_note {
+            ledger.write_head(note);
+        }
         Ok((ledger, recovery))
+    }
+
+    /// Rewrites the head record (when configured) with `note`. A record that could not be
+    /// written lags behind until the next commit writes it: the check it serves is weaker
+    /// meanwhile, never wrong.
+    fn write_head(&self, note: &str) {
+        let Some(head) = &self.opts.head else {
+            return;
+        };
+        let tmp = head.with_extension("tmp");
+        if std::fs::write(&tmp, note).is_ok() {
+            let _ = std::fs::rename(&tmp, head);
+        }
     }
 
     /// Makes sure the last segment is open for writing (creating segment 0 if none).
@@ -605,6 +689,7 @@ impl Ledger {
             next_invocation: self.next_invocation,
             note: note.clone(),
         })?;
+        self.write_head(&note);
         self.latest_note = Some(note.clone());
         Ok(Receipt {
             first_index,
@@ -899,17 +984,6 @@ impl Ledger {
             out.push((sha, bytes));
         })?;
         Ok(out)
-    }
-
-    /// Checks that every blob the ledger's entries refer to is beside it, with the bytes its
-    /// digest names; returns how many there are.
-    pub fn check_blobs(&self) -> Result<usize, LedgerError> {
-        let entries = (0..self.len())
-            .map(|i| self.get_bytes(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut count = 0;
-        self.each_blob(entries.iter().map(Vec::as_slice), |_, _| count += 1)?;
-        Ok(count)
     }
 
     /// Calls `f` with each blob `entries` refer to, once each, in first-use order.

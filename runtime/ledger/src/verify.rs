@@ -137,6 +137,30 @@ pub enum VerifyError {
         /// Tree size it claims.
         size: u64,
     },
+    /// A checkpoint is not signed by the key in force at its position. The log hands over from
+    /// key to key with the key changes it records (each signed under the key it retires), so a
+    /// retired key, even a pinned one, signs nothing after its rotation.
+    #[error(
+        "checkpoint {checkpoint} (tree size {size}) is not signed by the key in force there, `{key}` (named by entry {index}); a retired key signs nothing after its rotation"
+    )]
+    NotKeyInForce {
+        /// Checkpoint position.
+        checkpoint: u64,
+        /// Tree size it claims.
+        size: u64,
+        /// The key in force, in C2SP vkey form.
+        key: String,
+        /// The key change that put it in force.
+        index: u64,
+    },
+    /// A key change hands over to a verifier key that does not parse.
+    #[error("entry {index} hands over to a verifier key that does not parse: {reason}")]
+    BadKeyChange {
+        /// Entry index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
     /// A checkpoint's origin is not the expected one.
     #[error("checkpoint {checkpoint} has origin `{found}`, expected `{expected}`")]
     OriginMismatch {
@@ -240,6 +264,14 @@ pub enum VerifyError {
         /// Blob position.
         index: u64,
     },
+    /// A blob the entries refer to is not beside the ledger, or holds other bytes.
+    #[error("blob {sha256} (referred to by entry {index}) is missing or does not match its sha256")]
+    MissingBlob {
+        /// The blob's digest, hex.
+        sha256: String,
+        /// The first entry referring to it.
+        index: u64,
+    },
     /// The directory or file could not be read.
     #[error("cannot read `{path}`: {message}")]
     Io {
@@ -257,6 +289,23 @@ struct Verifier<'o> {
     checkpoints: u64,
     last: Option<(u64, u64, Hash)>, // (position, size, root)
     origin: Option<String>,
+    /// The key changes seen so far (only when keys are pinned), in log order.
+    handovers: Vec<Handover>,
+}
+
+/// A key change of the log: the entry's index, whether it names the ledger's first key (it
+/// replaces none), and the key it hands over to.
+struct Handover {
+    index: u64,
+    first: bool,
+    key: VerifierKey,
+}
+
+/// A checkpoint opened by [`open_checkpoint`], with the pinned keys whose signatures on it
+/// verify (positions in [`VerifyOptions::keys`]; none when no key is pinned).
+struct Opened {
+    checkpoint: Checkpoint,
+    signers: Vec<usize>,
 }
 
 impl<'o> Verifier<'o> {
@@ -267,13 +316,40 @@ impl<'o> Verifier<'o> {
             checkpoints: 0,
             last: None,
             origin: opts.origin.clone(),
+            handovers: Vec::new(),
         }
+    }
+
+    /// The key in force for the next checkpoint: the one the last key change committed by an
+    /// earlier checkpoint hands over to; before any is, the ledger's first key, named by the
+    /// key change it starts with. `None` when the log names no key (then any pinned key signs).
+    fn in_force(&self) -> Option<&Handover> {
+        let committed = self.last.map_or(0, |l| l.1);
+        self.handovers
+            .iter()
+            .rev()
+            .find(|h| h.index < committed)
+            .or_else(|| self.handovers.first().filter(|h| h.first))
     }
 
     fn entry(&mut self, bytes: &[u8], known_leaf: Option<Hash>) -> Result<(), VerifyError> {
         let index = self.tree.len();
         // The same verdict as a full decode, without building the entry.
         Entry::validate(bytes).map_err(|source| VerifyError::BadRecord { index, source })?;
+        if !self.opts.keys.is_empty()
+            && let Some(change) = Entry::peek_key_change(bytes)
+        {
+            let (old, key) = change.map_err(|source| VerifyError::BadRecord { index, source })?;
+            let key = VerifierKey::parse(&key).map_err(|e| VerifyError::BadKeyChange {
+                index,
+                reason: e.to_string(),
+            })?;
+            self.handovers.push(Handover {
+                index,
+                first: old.is_none(),
+                key,
+            });
+        }
         self.tree
             .push(known_leaf.unwrap_or_else(|| leaf_hash(bytes)));
         Ok(())
@@ -302,10 +378,23 @@ impl<'o> Verifier<'o> {
     /// [`open_checkpoint`] (given its result, so that opening can run elsewhere).
     fn opened_checkpoint(
         &mut self,
-        opened: Result<Checkpoint, VerifyError>,
+        opened: Result<Opened, VerifyError>,
     ) -> Result<(), VerifyError> {
         let position = self.checkpoints;
-        let cp = opened?;
+        let Opened {
+            checkpoint: cp,
+            signers,
+        } = opened?;
+        if let Some(handover) = self.in_force()
+            && !signers.iter().any(|&i| self.opts.keys[i] == handover.key)
+        {
+            return Err(VerifyError::NotKeyInForce {
+                checkpoint: position,
+                size: cp.size,
+                key: handover.key.to_string(),
+                index: handover.index,
+            });
+        }
         match &self.origin {
             Some(o) if *o != cp.origin => {
                 return Err(VerifyError::OriginMismatch {
@@ -411,7 +500,7 @@ fn open_checkpoint(
     opts: &VerifyOptions,
     position: u64,
     note: &[u8],
-) -> Result<Checkpoint, VerifyError> {
+) -> Result<Opened, VerifyError> {
     let text = std::str::from_utf8(note).map_err(|_| VerifyError::BadCheckpoint {
         checkpoint: position,
         source: NoteError::Malformed("not utf-8"),
@@ -428,15 +517,25 @@ fn open_checkpoint(
         });
     }
     if opts.keys.is_empty() {
-        return Checkpoint::parse_unverified(text).map_err(|source| VerifyError::BadCheckpoint {
-            checkpoint: position,
-            source,
-        });
+        return Checkpoint::parse_unverified(text)
+            .map(|checkpoint| Opened {
+                checkpoint,
+                signers: Vec::new(),
+            })
+            .map_err(|source| VerifyError::BadCheckpoint {
+                checkpoint: position,
+                source,
+            });
     }
     let mut bad_sig = false;
-    for k in &opts.keys {
+    let mut opened = None;
+    let mut signers = Vec::new();
+    for (i, k) in opts.keys.iter().enumerate() {
         match Checkpoint::open(text, k) {
-            Ok(cp) => return Ok(cp),
+            Ok(cp) => {
+                opened.get_or_insert(cp);
+                signers.push(i);
+            }
             Err(NoteError::BadSignature(_)) => bad_sig = true,
             Err(NoteError::UnknownKey(_)) => {}
             Err(source) => {
@@ -447,16 +546,19 @@ fn open_checkpoint(
             }
         }
     }
-    if bad_sig {
-        Err(VerifyError::BadSignature {
+    match opened {
+        Some(checkpoint) => Ok(Opened {
+            checkpoint,
+            signers,
+        }),
+        None if bad_sig => Err(VerifyError::BadSignature {
             checkpoint: position,
             size: claimed,
-        })
-    } else {
-        Err(VerifyError::UnknownKey {
+        }),
+        None => Err(VerifyError::UnknownKey {
             checkpoint: position,
             size: claimed,
-        })
+        }),
     }
 }
 
@@ -492,7 +594,7 @@ pub fn verify_export(bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport,
     // the sequential verifier would compute them, so the verdict and the first bad
     // position are the same. The helper stops as soon as nobody listens.
     std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel::<Result<Checkpoint, VerifyError>>();
+        let (tx, rx) = mpsc::channel::<Result<Opened, VerifyError>>();
         let helper = std::thread::Builder::new()
             .name("femtoclaw-verify-checkpoints".to_owned())
             .spawn_scoped(s, move || {
@@ -527,7 +629,7 @@ pub fn verify_export(bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport,
 fn verify_parsed(
     export: &Export<'_>,
     opts: &VerifyOptions,
-    mut open: impl FnMut(u64, &[u8]) -> Result<Checkpoint, VerifyError>,
+    mut open: impl FnMut(u64, &[u8]) -> Result<Opened, VerifyError>,
 ) -> Result<VerifyReport, VerifyError> {
     let mut v = Verifier::new(opts);
     let mut next_cp = 0usize;
@@ -583,15 +685,75 @@ pub fn verify_export_file(path: &Path, opts: &VerifyOptions) -> Result<VerifyRep
 }
 
 /// Verifies a ledger directory read-only (its segments; the index is not consulted). A
-/// torn or unacknowledged tail of the last segment is reported, not verified; damage
+/// torn or unacknowledged tail of the last segment is reported, not verified (nor cut); damage
 /// anywhere else is an error.
 pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let mut v = Verifier::new(opts);
-    let tail = segment::replay(dir, |ev| match ev {
+    let tail = replay_dir(dir, |ev| match ev {
         Event::Entry { payload, leaf, .. } => v.entry(payload, Some(leaf)),
         Event::Commit { note, .. } => v.checkpoint(note),
-    })
-    .map_err(|e| match e {
+    })?;
+    let mut report = v.finish()?;
+    report.torn_tail_bytes = tail.file_len.saturating_sub(tail.keep_len);
+    report.uncommitted_entries = tail.uncommitted_entries;
+    Ok(report)
+}
+
+/// The verifier keys the key changes of a ledger directory hand over to, oldest first, read
+/// only: what a verifier that trusts the ledger's own history pins (the first key on first
+/// use, every later one handed over under the key before it).
+pub fn recorded_keys(dir: &Path) -> Result<Vec<String>, VerifyError> {
+    let mut keys = Vec::new();
+    let mut index = 0;
+    replay_dir(dir, |ev| {
+        if let Event::Entry { payload, .. } = ev {
+            if let Some(change) = Entry::peek_key_change(payload) {
+                let (_, key) = change.map_err(|source| VerifyError::BadRecord { index, source })?;
+                keys.push(key);
+            }
+            index += 1;
+        }
+        Ok(())
+    })?;
+    Ok(keys)
+}
+
+/// Checks, read-only, that every blob the committed entries of a ledger directory refer to is
+/// beside them with the bytes its digest names; returns how many there are.
+pub fn verify_dir_blobs(dir: &Path) -> Result<u64, VerifyError> {
+    let blobs = crate::BlobStore::new(dir);
+    let mut seen = std::collections::HashSet::new();
+    let mut index = 0;
+    replay_dir(dir, |ev| {
+        if let Event::Entry { payload, .. } = ev {
+            let entry = Entry::decode(payload)
+                .map_err(|source| VerifyError::BadRecord { index, source })?;
+            for sha in entry.blob_refs() {
+                if !seen.insert(sha) {
+                    continue;
+                }
+                let missing = || VerifyError::MissingBlob {
+                    sha256: hex::encode(sha),
+                    index,
+                };
+                blobs
+                    .get(&sha)
+                    .map_err(|_| missing())?
+                    .ok_or_else(missing)?;
+            }
+            index += 1;
+        }
+        Ok(())
+    })?;
+    Ok(seen.len() as u64)
+}
+
+/// Reads the segments of `dir` without writing anything, feeding `sink` the committed records.
+fn replay_dir(
+    dir: &Path,
+    sink: impl FnMut(Event<'_>) -> Result<(), VerifyError>,
+) -> Result<segment::Tail, VerifyError> {
+    segment::replay(dir, sink).map_err(|e| match e {
         ReplayError::Io(e) => VerifyError::Io {
             path: dir.display().to_string(),
             message: e.to_string(),
@@ -603,11 +765,7 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Veri
             reason: c.reason,
         },
         ReplayError::Sink(e) => e,
-    })?;
-    let mut report = v.finish()?;
-    report.torn_tail_bytes = tail.file_len.saturating_sub(tail.keep_len);
-    report.uncommitted_entries = tail.uncommitted_entries;
-    Ok(report)
+    })
 }
 
 #[cfg(test)]

@@ -6,22 +6,22 @@ mod common;
 
 use std::path::PathBuf;
 
-use femtoclaw_ledger::{CallFault, DecodeError, Entry, MAX_VALUE_DEPTH, Value};
+use femtoclaw_ledger::{CallFault, DecodeError, ENCODING_VERSION, Entry, MAX_VALUE_DEPTH, Value};
 use proptest::prelude::*;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v2")
 }
 
 /// Regenerate with `FEMTOCLAW_BLESS=1 cargo test -p femtoclaw-ledger --test encoding`.
-/// Version 1 is frozen: blessing changed bytes is a format change and needs a version bump.
+/// Version 2 is frozen: blessing changed bytes is a format change and needs a version bump.
 #[test]
-fn version_1_encoding_matches_golden_files() {
+fn version_2_encoding_matches_golden_files() {
     let bless = std::env::var_os("FEMTOCLAW_BLESS").is_some();
     let mut kinds = Vec::new();
     for (name, entry) in common::one_of_each() {
         let bytes = entry.encode();
-        assert_eq!(bytes[0], 1, "version byte first");
+        assert_eq!(bytes[0], 2, "version byte first");
         let path = golden_dir().join(format!("{name}.bin"));
         if bless {
             std::fs::create_dir_all(golden_dir()).unwrap();
@@ -45,7 +45,7 @@ fn version_1_encoding_matches_golden_files() {
     );
 }
 
-/// The blob reference (value tag 0x17), added within version 1, frozen like the entry kinds:
+/// The blob reference (value tag 0x17), added within version 1 and kept in version 2, frozen like the entry kinds:
 /// a host call whose result is a blob. Blessed with the other golden files.
 #[test]
 fn blob_references_match_their_golden_file() {
@@ -77,7 +77,7 @@ fn blob_references_match_their_golden_file() {
     assert_eq!(&tail[33..], &70_000u64.to_le_bytes());
 }
 
-/// A host call that trapped records its fault where the result tuple would be, in version 1's
+/// A host call that trapped records its fault where the result tuple would be, in the entry
 /// encoding (no new tag): frozen like the entry kinds. Blessed with the other golden files.
 #[test]
 fn call_faults_match_their_golden_file_and_are_told_from_results() {
@@ -132,7 +132,7 @@ fn golden_trap_bytes_are_the_documented_layout() {
         message: "x".into(),
         fuel_consumed: 3,
     };
-    let mut want = vec![1u8, 4];
+    let mut want = vec![ENCODING_VERSION, 4];
     want.extend_from_slice(&2u64.to_le_bytes());
     want.extend_from_slice(&4u32.to_le_bytes());
     want.extend_from_slice(b"trap");
@@ -151,12 +151,29 @@ fn decode_refuses_other_versions_and_trailing_bytes() {
         Err(DecodeError::TrailingBytes { .. })
     ));
     bytes.pop();
-    bytes[0] = 2;
+    bytes[0] = 3;
     assert_eq!(
         Entry::decode(&bytes),
-        Err(DecodeError::UnsupportedVersion { version: 2 })
+        Err(DecodeError::UnsupportedVersion { version: 3 })
     );
     assert!(Entry::decode(&[]).is_err());
+}
+
+/// Entries of version 1 (kept in `tests/golden/v1/`, frozen when that version was current) are
+/// refused by their version, never misread as version 2.
+#[test]
+fn version_1_entries_are_refused_by_version() {
+    let v1 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1");
+    let mut seen = 0;
+    for file in std::fs::read_dir(v1).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert_eq!(
+            Entry::decode(&bytes),
+            Err(DecodeError::UnsupportedVersion { version: 1 })
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 10);
 }
 
 #[test]
@@ -197,7 +214,7 @@ fn decode_refuses_non_canonical_bool_and_bad_char() {
 #[test]
 fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
     // Hand-made: an option nested far deeper than the limit.
-    let mut bytes = vec![1u8, 5];
+    let mut bytes = vec![ENCODING_VERSION, 5];
     bytes.extend_from_slice(&0u64.to_le_bytes());
     bytes.push(1); // Some(result)
     for _ in 0..100_000 {
@@ -227,7 +244,7 @@ fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
 #[test]
 fn huge_counts_do_not_allocate() {
     // A list claiming 4 billion items in a 20-byte input is refused at once.
-    let mut bytes = vec![1u8, 5];
+    let mut bytes = vec![ENCODING_VERSION, 5];
     bytes.extend_from_slice(&0u64.to_le_bytes());
     bytes.push(1);
     bytes.push(0x0e);
@@ -307,6 +324,7 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
                 capability: s.clone(),
                 version: "1.0.0".into(),
                 component_sha256: d,
+                manifest_sha256: pd.unwrap_or(d),
                 wit_world: s.clone(),
                 engine_digest: d,
                 wasmtime_version: "48.0.8".into(),
@@ -415,7 +433,7 @@ proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = Entry::decode(&bytes);
-        let mut v = vec![1u8];
+        let mut v = vec![ENCODING_VERSION];
         v.extend_from_slice(&bytes);
         let _ = Entry::decode(&v);
     }

@@ -446,30 +446,97 @@ fn unsigned_ledger_verifies_only_without_a_key() {
     ));
 }
 
-#[test]
-fn key_rotation_verifies_with_both_keys_pinned() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut l = open(dir.path());
-    fill(&mut l, 2, 2);
-    let new = femtoclaw_ledger::SigningKey::from_seed("femtoclaw.test/ledger2", [5; 32]).unwrap();
-    l.set_signing_key(Some(new.clone()));
+/// A rotation as the host makes it: the key change is signed under the key it retires, and the
+/// new key signs from the next batch on.
+fn rotate(l: &mut Ledger, new: &femtoclaw_ledger::SigningKey) {
     l.append_batch(vec![Entry::KeyChange {
         name: new.name().into(),
         old_key_id: Some(common::fixed_key().key_id()),
         new_verifier_key: new.verifier().to_string(),
     }])
     .unwrap();
+    l.set_signing_key(Some(new.clone()));
+}
+
+fn second_key() -> femtoclaw_ledger::SigningKey {
+    femtoclaw_ledger::SigningKey::from_seed("femtoclaw.test/ledger2", [5; 32]).unwrap()
+}
+
+fn both_keys() -> VerifyOptions {
+    VerifyOptions {
+        keys: vec![common::fixed_key().verifier(), second_key().verifier()],
+        ..VerifyOptions::default()
+    }
+}
+
+#[test]
+fn key_rotation_verifies_with_both_keys_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 2, 2);
+    rotate(&mut l, &second_key());
     fill(&mut l, 2, 2);
     let old_only = VerifyOptions::with_key(common::fixed_key().verifier());
     assert!(matches!(
         verify_dir(dir.path(), &old_only),
-        Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 2, .. })
+        Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 3, .. })
     ));
-    let both = VerifyOptions {
-        keys: vec![common::fixed_key().verifier(), new.verifier()],
-        ..VerifyOptions::default()
-    };
-    assert_eq!(verify_dir(dir.path(), &both).unwrap().checkpoints, 5);
+    let new_only = VerifyOptions::with_key(second_key().verifier());
+    assert!(matches!(
+        verify_dir(dir.path(), &new_only),
+        Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 0, .. })
+    ));
+    assert_eq!(verify_dir(dir.path(), &both_keys()).unwrap().checkpoints, 5);
+}
+
+/// After a recorded rotation the old key is retired: a checkpoint it signs later is refused,
+/// though the verifier pins it (it signed the history before the rotation).
+#[test]
+fn a_retired_key_signs_nothing_after_its_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 2, 2);
+    rotate(&mut l, &second_key());
+    fill(&mut l, 1, 2);
+    // Whoever kept the old key signs on with it.
+    l.set_signing_key(Some(common::fixed_key()));
+    fill(&mut l, 1, 2);
+    match verify_dir(dir.path(), &both_keys()) {
+        Err(femtoclaw_ledger::VerifyError::NotKeyInForce {
+            checkpoint: 4,
+            index,
+            key,
+            ..
+        }) => {
+            assert_eq!(index, 4);
+            assert_eq!(key, second_key().verifier().to_string());
+        }
+        other => panic!("a retired key's checkpoint was accepted: {other:?}"),
+    }
+}
+
+/// The ledger's first entry names its first key; another pinned key signs nothing before a
+/// rotation hands over to it.
+#[test]
+fn the_first_key_change_names_the_key_in_force_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    l.append_batch(vec![Entry::KeyChange {
+        name: common::fixed_key().name().into(),
+        old_key_id: None,
+        new_verifier_key: common::fixed_key().verifier().to_string(),
+    }])
+    .unwrap();
+    l.set_signing_key(Some(second_key()));
+    fill(&mut l, 1, 2);
+    assert!(matches!(
+        verify_dir(dir.path(), &both_keys()),
+        Err(femtoclaw_ledger::VerifyError::NotKeyInForce {
+            checkpoint: 1,
+            index: 0,
+            ..
+        })
+    ));
 }
 
 /// An invocation written ahead of an effect has a start and no end until it finishes; opening
@@ -484,6 +551,7 @@ fn open_names_the_invocations_that_started_and_never_ended() {
             capability,
             version,
             component_sha256,
+            manifest_sha256,
             wit_world,
             engine_digest,
             wasmtime_version,
@@ -498,6 +566,7 @@ fn open_names_the_invocations_that_started_and_never_ended() {
             capability,
             version,
             component_sha256,
+            manifest_sha256,
             wit_world,
             engine_digest,
             wasmtime_version,
@@ -532,4 +601,44 @@ fn open_names_the_invocations_that_started_and_never_ended() {
     drop(l);
     let (_, recovery) = Ledger::open(dir.path(), opts()).unwrap();
     assert!(recovery.unfinished.is_empty(), "{:?}", recovery.unfinished);
+}
+
+/// With a head record outside the directory, a ledger restored to an earlier state (index and
+/// all) is refused by name; without one, it opens.
+#[test]
+fn a_head_record_refuses_a_ledger_that_went_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let head = outside.path().join("head");
+    let with_head = || LedgerOptions {
+        head: Some(head.clone()),
+        ..opts()
+    };
+    let (mut l, _) = Ledger::open(dir.path(), with_head()).unwrap();
+    fill(&mut l, 1, 2);
+    drop(l);
+    let backup = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy(dir.path(), &backup.path().join("ledger"));
+    let (mut l, _) = Ledger::open(dir.path(), with_head()).unwrap();
+    fill(&mut l, 1, 2);
+    drop(l);
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    copy(&backup.path().join("ledger"), dir.path());
+
+    match Ledger::open(dir.path(), with_head()) {
+        Err(femtoclaw_ledger::LedgerError::WentBackwards { size, found, .. }) => {
+            assert_eq!((size, found), (4, 2));
+        }
+        other => panic!("a rolled-back ledger opened: {:?}", other.map(|(l, _)| l)),
+    }
+    assert!(Ledger::open(dir.path(), opts()).is_ok());
 }

@@ -1,10 +1,14 @@
 //! Capability packages: a component plus its `capability.toml` manifest, installed in the data
 //! directory or embedded in the host binary.
 //!
-//! A capability's identity is the SHA-256 of its component bytes. Every load re-reads the bytes
-//! and re-checks that digest, so a component changed on disk after `add` is refused by name.
+//! A capability's identity is the SHA-256 of its component bytes and the SHA-256 of its manifest
+//! (what it asks for, its fuel budget, its publisher). Every load re-reads both and re-checks
+//! both digests, so a component or a manifest changed on disk after `add` is refused by name;
+//! both digests are recorded with every invocation.
 //!
-//! Layout: `<data dir>/capabilities/<name>/<version>/{component.wasm, capability.toml, sha256}`.
+//! Layout: `<data dir>/capabilities/<name>/<version>/{component.wasm, capability.toml,
+//! manifest.sha256, sha256}` (`sha256`, the component's digest, is written last: without it,
+//! nothing is installed).
 
 use std::fs;
 use std::io::Write as _;
@@ -12,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// The file of an installed capability that holds its manifest's digest.
+const MANIFEST_DIGEST: &str = "manifest.sha256";
 
 /// Default fuel budget of a capability whose manifest names none.
 pub const DEFAULT_FUEL: u64 = 100_000_000;
@@ -70,6 +77,19 @@ pub enum CatalogError {
     /// No capability of that name (and version).
     #[error("unknown capability `{0}`")]
     Unknown(String),
+    /// The manifest's bytes no longer match the digest recorded when it was added.
+    #[error(
+        "manifest `{path}` was changed after it was added: expected sha256 {expected}, found {found}"
+    )]
+    ManifestChanged {
+        /// The file.
+        path: PathBuf,
+        /// Digest recorded at `add` (`none recorded` for a capability added before manifests
+        /// were covered: add it again).
+        expected: String,
+        /// Digest of the bytes now.
+        found: String,
+    },
     /// The component's bytes no longer match the digest recorded when it was added.
     #[error(
         "component `{path}` was changed after it was added: expected sha256 {expected}, found {found}"
@@ -163,6 +183,8 @@ pub struct Entry {
     pub manifest: Manifest,
     /// SHA-256 of the component bytes, hex.
     pub sha256: String,
+    /// SHA-256 of the manifest bytes (as installed, or embedded), hex.
+    pub manifest_sha256: String,
     /// Where it comes from.
     pub source: Source,
     #[serde(skip)]
@@ -171,7 +193,7 @@ pub struct Entry {
 
 #[derive(Debug, Clone)]
 enum Location {
-    Embedded(&'static [u8]),
+    Embedded(Builtin),
     File(PathBuf),
 }
 
@@ -184,6 +206,8 @@ pub struct Loaded {
     pub bytes: Vec<u8>,
     /// Their SHA-256.
     pub digest: [u8; 32],
+    /// The SHA-256 of the manifest the entry holds, checked.
+    pub manifest_digest: [u8; 32],
 }
 
 /// SHA-256 of `bytes`.
@@ -310,8 +334,9 @@ impl Catalog {
                 Ok(Entry {
                     manifest: Manifest::parse(b.manifest, "<embedded>")?,
                     sha256: hex::encode(sha256(b.component)),
+                    manifest_sha256: hex::encode(sha256(b.manifest.as_bytes())),
                     source: Source::Embedded,
-                    location: Location::Embedded(b.component),
+                    location: Location::Embedded(*b),
                 })
             })
             .collect::<Result<_, CatalogError>>()?;
@@ -383,11 +408,17 @@ impl Catalog {
         })?;
         write_durably(&dir.join("component.wasm"), &bytes)?;
         write_durably(&dir.join("capability.toml"), manifest_text.as_bytes())?;
+        let manifest_sha256 = hex::encode(sha256(manifest_text.as_bytes()));
+        write_durably(
+            &dir.join(MANIFEST_DIGEST),
+            format!("{manifest_sha256}\n").as_bytes(),
+        )?;
         // The digest last: a capability without it is not installed.
         write_durably(&dir.join("sha256"), format!("{digest}\n").as_bytes())?;
         Ok(Entry {
             manifest,
             sha256: digest,
+            manifest_sha256,
             source: Source::Installed,
             location: Location::File(dir.join("component.wasm")),
         })
@@ -414,9 +445,13 @@ impl Catalog {
                 };
                 let manifest_path = dir.join("capability.toml");
                 let text = fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+                let manifest_sha256 = fs::read_to_string(dir.join(MANIFEST_DIGEST))
+                    .map(|d| d.trim().to_owned())
+                    .unwrap_or_default();
                 installed.push(Entry {
                     manifest: Manifest::parse(&text, &manifest_path.display().to_string())?,
                     sha256: digest.trim().to_owned(),
+                    manifest_sha256,
                     source: Source::Installed,
                     location: Location::File(dir.join("component.wasm")),
                 });
@@ -443,14 +478,35 @@ impl Catalog {
             .ok_or_else(|| CatalogError::Unknown(spec.to_owned()))
     }
 
-    /// Reads the component of `entry` and checks its digest.
+    /// Reads the component and the manifest of `entry` and checks their digests; the entry
+    /// returned holds the manifest read from the checked bytes.
     pub fn load(&self, entry: &Entry) -> Result<Loaded, CatalogError> {
-        // One installed before the publisher was reserved gains nothing by it either.
-        if entry.source == Source::Installed {
-            entry.manifest.check_publisher()?;
-        }
+        let mut entry = entry.clone();
+        let manifest_digest = match &entry.location {
+            Location::Embedded(builtin) => sha256(builtin.manifest.as_bytes()),
+            Location::File(component) => {
+                let path = component.with_file_name("capability.toml");
+                let bytes = fs::read(&path).map_err(io(&path))?;
+                let digest = sha256(&bytes);
+                if hex::encode(digest) != entry.manifest_sha256 {
+                    return Err(CatalogError::ManifestChanged {
+                        path,
+                        expected: match entry.manifest_sha256.as_str() {
+                            "" => "none recorded".to_owned(),
+                            recorded => recorded.to_owned(),
+                        },
+                        found: hex::encode(digest),
+                    });
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                entry.manifest = Manifest::parse(&text, &path.display().to_string())?;
+                // One installed before the publisher was reserved gains nothing by it either.
+                entry.manifest.check_publisher()?;
+                digest
+            }
+        };
         let bytes = match &entry.location {
-            Location::Embedded(bytes) => bytes.to_vec(),
+            Location::Embedded(builtin) => builtin.component.to_vec(),
             Location::File(path) => fs::read(path).map_err(io(path))?,
         };
         let digest = sha256(&bytes);
@@ -466,9 +522,10 @@ impl Catalog {
             });
         }
         Ok(Loaded {
-            entry: entry.clone(),
+            entry,
             bytes,
             digest,
+            manifest_digest,
         })
     }
 }

@@ -51,6 +51,8 @@ pub struct Start {
     pub version: String,
     /// SHA-256 of the component.
     pub component_sha256: [u8; 32],
+    /// SHA-256 of the capability's manifest.
+    pub manifest_sha256: [u8; 32],
     /// The sandbox's engine digest.
     pub engine_digest: [u8; 32],
     /// Fuel budget.
@@ -69,6 +71,7 @@ impl Start {
             capability: self.capability.clone(),
             version: self.version.clone(),
             component_sha256: self.component_sha256,
+            manifest_sha256: self.manifest_sha256,
             wit_world: WIT_WORLD.to_owned(),
             engine_digest: self.engine_digest,
             wasmtime_version: engine::WASMTIME_VERSION.to_owned(),

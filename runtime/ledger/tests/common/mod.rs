@@ -73,6 +73,7 @@ pub fn one_of_each() -> Vec<(&'static str, Entry)> {
                 capability: "textstats".into(),
                 version: "0.1.0".into(),
                 component_sha256: [0x11; 32],
+                manifest_sha256: [0x12; 32],
                 wit_world: "femtoclaw:host/capability@0.1.0".into(),
                 engine_digest: [0x22; 32],
                 wasmtime_version: "48.0.8".into(),

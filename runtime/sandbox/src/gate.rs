@@ -23,6 +23,7 @@ use wasmtime::{StoreContextMut, Trap};
 
 use crate::record::{Call, Journal, WriteAheadError};
 use crate::replay::{Divergence, Replay};
+use crate::scrub::Scrubber;
 use crate::state::{LimitError, State};
 
 /// Fuel charged per byte a host call records (its parameters and result, in the ledger's
@@ -483,12 +484,16 @@ pub struct Gate {
     max_recorded_bytes: u64,
     pub(crate) journal: Option<Journal>,
     pub(crate) replay: Option<Replay>,
+    /// The secrets the invocation used so far: scrubbed from what the gate records of each
+    /// call after, and from the invocation's output.
+    pub(crate) secrets: Scrubber,
 }
 
 /// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record,
 /// and write the invocation ahead of an effect.
 pub struct Authority<'a> {
     checker: &'a CallChecker,
+    secrets: &'a mut Scrubber,
     decisions: Vec<Authorized>,
     ahead: Option<Ahead<'a>>,
     intent: Option<usize>,
@@ -541,23 +546,29 @@ impl Authority<'_> {
         })
     }
 
-    /// Asks whether this call may `action` on `scope`; the decision is recorded either way.
+    /// Asks whether this call may `action` on `scope`; the decision is recorded either way,
+    /// its resource scrubbed of the secrets used so far (a redirect may name one).
     pub fn check(&mut self, action: CallAction, scope: &Scope) -> Result<(), Denied> {
         let decision = self.checker.check(action, scope);
         let allowed = decision.allowed;
+        let resource = self.secrets.text(&scope.canonical());
         self.decisions.push(Authorized {
             action,
-            resource: scope.canonical(),
+            resource: resource.clone(),
             decision,
         });
         if allowed {
             Ok(())
         } else {
-            Err(Denied {
-                action,
-                resource: scope.canonical(),
-            })
+            Err(Denied { action, resource })
         }
+    }
+
+    /// The secrets the invocation used so far. A call adds each secret it uses before the
+    /// value leaves the host, and scrubs what it returns of them; the gate scrubs decisions,
+    /// log messages and output.
+    pub(crate) fn secrets(&mut self) -> &mut Scrubber {
+        self.secrets
     }
 }
 
@@ -582,6 +593,7 @@ impl Gate {
             max_recorded_bytes,
             journal: None,
             replay: None,
+            secrets: Scrubber::default(),
         }
     }
 
@@ -771,8 +783,10 @@ impl Gate {
                 let within = state.gate.within_cap(params_len);
                 let done = std::mem::take(&mut state.gate.calls);
                 let mut journal = state.gate.journal.take();
+                let mut secrets = std::mem::take(&mut state.gate.secrets);
                 let mut authority = Authority {
                     checker: &checker,
+                    secrets: &mut secrets,
                     decisions: Vec::new(),
                     ahead: journal.as_mut().map(|journal| Ahead {
                         journal,
@@ -795,6 +809,7 @@ impl Gate {
                 } = authority;
                 state.gate.calls = done;
                 state.gate.journal = journal;
+                state.gate.secrets = secrets;
                 if let Some(failed) = failed {
                     return Err(failed.into());
                 }

@@ -684,7 +684,11 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
 
     // The ledger names the secret and never holds its value.
     let decided = decisions(&host);
-    assert!(decided.contains(&("secret.use".into(), "api-token".into(), true)));
+    let to = format!("api-token@http://127.0.0.1:{}", server.port);
+    assert!(
+        decided.contains(&("secret.use".into(), to, true)),
+        "{decided:?}"
+    );
     let export = host.files.path().join("ledger.export");
     let out = host.run(&["log", "export", s(&export)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -719,12 +723,13 @@ fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
             "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "" }],
         }),
     );
+    let to = format!("api-token@http://127.0.0.1:{}", server.port);
     assert_eq!(
         error(&report),
-        "denied: `secret.use` on `api-token` is not granted to this capability"
+        format!("denied: `secret.use` on `{to}` is not granted to this capability")
     );
     assert_eq!(server.hits(), 0);
-    assert!(decisions(&host).contains(&("secret.use".into(), "api-token".into(), false)));
+    assert!(decisions(&host).contains(&("secret.use".into(), to, false)));
 }
 
 #[test]
@@ -1030,4 +1035,51 @@ fn a_secret_the_guest_unscrambled_is_scrubbed_from_its_log_and_output() {
     let shown = stdout(&host.run(&["log", "show", "--limit", "1000"]));
     assert!(shown.contains("the secret is [redacted]"), "{shown}");
     assert_ledger_has_no_secret(&host);
+}
+
+#[test]
+fn a_secret_scoped_to_one_origin_is_sent_there_and_denied_anywhere_else() {
+    let server = local_server();
+    let scoped = POLICY.replace(
+        "when { resource.name == \"api-token\" };",
+        &format!(
+            "when {{ resource.name == \"api-token\" && context.destination.host == \"127.0.0.1\" \
+             && context.destination.port == {} }};",
+            server.port
+        ),
+    );
+    assert_ne!(scoped, POLICY);
+    let host = host(&format!("{scoped}{LOOPBACK}"), server.port, 1);
+    store_secret(&host);
+    let send = |origin: &str| {
+        fetch(
+            &host,
+            "request",
+            &json!({
+                "method": "GET",
+                "url": format!("http://{origin}/ok"),
+                "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "" }],
+            }),
+        )
+    };
+    let here = format!("127.0.0.1:{}", server.port);
+    let report = send(&here);
+    assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
+    assert_eq!(server.hits(), 1);
+    // Another name for the same server, and another port: denied before anything is sent.
+    for elsewhere in [
+        format!("localhost:{}", server.port),
+        "127.0.0.1:1".to_owned(),
+    ] {
+        let report = send(&elsewhere);
+        let to = format!("api-token@http://{elsewhere}");
+        assert_eq!(
+            error(&report),
+            format!("denied: `secret.use` on `{to}` is not granted to this capability")
+        );
+        assert!(decisions(&host).contains(&("secret.use".into(), to, false)));
+    }
+    assert_eq!(server.hits(), 1);
+    let to = format!("api-token@http://{here}");
+    assert!(decisions(&host).contains(&("secret.use".into(), to, true)));
 }

@@ -148,7 +148,8 @@ impl Registry {
 pub struct Authorized {
     /// The call action (`config.read`, `kv.write`, …).
     pub action: CallAction,
-    /// The concrete scope, canonical (`config:region`).
+    /// The concrete scope, canonical (`config:region`); with its destination for an action
+    /// decided with one (`api-token@https://api.example.com:443`, see [`Authority::check_to`]).
     pub resource: String,
     /// The decision, with its determining policy ids and the policy-set digest.
     pub decision: Arc<Decision>,
@@ -550,8 +551,31 @@ impl Authority<'_> {
     /// its resource scrubbed of the secrets used so far (a redirect may name one).
     pub fn check(&mut self, action: CallAction, scope: &Scope) -> Result<(), Denied> {
         let decision = self.checker.check(action, scope);
+        self.decided(action, &scope.canonical(), decision)
+    }
+
+    /// Like [`Authority::check`], for an action decided with the destination of its effect
+    /// (`secret.use`, with the HTTP origin the secret is sent to). The recorded resource is
+    /// `scope@destination` (`api-token@https://api.example.com:443`): an origin holds no `@`,
+    /// so the text after the last one is the destination.
+    pub fn check_to(
+        &mut self,
+        action: CallAction,
+        scope: &Scope,
+        destination: &Scope,
+    ) -> Result<(), Denied> {
+        let decision = self.checker.check_to(action, scope, destination);
+        self.decided(action, &format!("{scope}@{destination}"), decision)
+    }
+
+    fn decided(
+        &mut self,
+        action: CallAction,
+        resource: &str,
+        decision: Arc<Decision>,
+    ) -> Result<(), Denied> {
         let allowed = decision.allowed;
-        let resource = self.secrets.text(&scope.canonical());
+        let resource = self.secrets.text(resource);
         self.decisions.push(Authorized {
             action,
             resource: resource.clone(),

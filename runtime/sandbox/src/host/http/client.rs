@@ -96,6 +96,8 @@ fn exchange(
             .map_err(|_| invalid(format!("header `{}` has an invalid value", h.name)))?;
         headers.append(header_name(&h.name)?, value);
     }
+    let mut url = Url::parse(&request.url)
+        .map_err(|e| invalid(format!("`{}` is not an absolute URL: {e}", request.url)))?;
     let mut secret_headers = Vec::new();
     // Every name is checked before any secret is decided on.
     let names = request
@@ -103,9 +105,16 @@ fn exchange(
         .iter()
         .map(|sh| header_name(&sh.name))
         .collect::<Result<Vec<_>, _>>()?;
+    // A secret goes to the first origin only (a redirect elsewhere drops it): that origin is
+    // its destination, decided once for every hop that carries it.
+    let destination = origin(&url)?;
     for (sh, name) in request.secret_headers.iter().zip(names) {
         authority
-            .check(CallAction::SecretUse, &Scope::Secret(sh.secret.clone()))
+            .check_to(
+                CallAction::SecretUse,
+                &Scope::Secret(sh.secret.clone()),
+                &destination,
+            )
             .map_err(denied)?;
         let value = egress
             .secrets
@@ -127,8 +136,6 @@ fn exchange(
         secret_headers.push((name, header));
     }
 
-    let mut url = Url::parse(&request.url)
-        .map_err(|e| invalid(format!("`{}` is not an absolute URL: {e}", request.url)))?;
     let mut body = request.body.clone();
     let mut hops = 0;
     loop {
@@ -193,13 +200,8 @@ fn exchange(
     }
 }
 
-/// Authorizes one hop: its origin, then every address its host resolves to. Returns the
-/// addresses that may be connected to (public, or granted by `net.connect`), in resolver order.
-fn authorize(
-    authority: &mut Authority<'_>,
-    url: &Url,
-    within: Duration,
-) -> Result<Vec<SocketAddr>, Error> {
+/// The origin of `url`, as the scope `http.request` decides (and `secret.use`'s destination).
+fn origin(url: &Url) -> Result<Scope, Error> {
     let scheme = url.scheme();
     if scheme != "http" && scheme != "https" {
         return Err(invalid(format!(
@@ -209,11 +211,23 @@ fn authorize(
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
         return Err(invalid(format!("`{url}` names no host")));
     };
-    let scope = Scope::http(&format!("{scheme}://{host}:{port}"))
-        .map_err(|e| invalid(format!("`{url}`: {e}")))?;
+    Scope::http(&format!("{scheme}://{host}:{port}")).map_err(|e| invalid(format!("`{url}`: {e}")))
+}
+
+/// Authorizes one hop: its origin, then every address its host resolves to. Returns the
+/// addresses that may be connected to (public, or granted by `net.connect`), in resolver order.
+fn authorize(
+    authority: &mut Authority<'_>,
+    url: &Url,
+    within: Duration,
+) -> Result<Vec<SocketAddr>, Error> {
+    let scope = origin(url)?;
     authority
         .check(CallAction::HttpRequest, &scope)
         .map_err(denied)?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(invalid(format!("`{url}` names no host")));
+    };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let candidates: Vec<IpAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![ip],

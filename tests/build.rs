@@ -9,6 +9,7 @@ fn main() {
         "femtoclaw-guest-net",
         "femtoclaw-guest-unprovided",
         "femtoclaw-guest-hoard",
+        "femtoclaw-guest-unscrambled",
         "femtoclaw-example-word-count",
     ]);
     femtoclaw_guest_build::write_constants(&built, "guests.rs");

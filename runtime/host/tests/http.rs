@@ -156,6 +156,32 @@ fn serve(mut stream: TcpStream, hits: &AtomicUsize, heads: &Mutex<Vec<String>>) 
             b"",
         ),
         ("/loop", _) => respond(&mut stream, "302 Found", "Location: /loop\r\n", b""),
+        ("/echo-encoded", _) => {
+            let (headers, body) = encoded_echo(token(&auth), &head);
+            respond(&mut stream, "200 OK", &headers, body.as_bytes());
+        }
+        ("/echo-reversed", _) => {
+            let reversed: String = token(&auth).chars().rev().collect();
+            respond(&mut stream, "200 OK", "", reversed.as_bytes());
+        }
+        ("/redirect-secret", _) => {
+            let origin = head
+                .lines()
+                .find_map(|l| l.strip_prefix("host: "))
+                .unwrap_or("127.0.0.1");
+            let (host, port) = origin.rsplit_once(':').unwrap_or((origin, "80"));
+            let location = if host == "127.0.0.1" {
+                format!("http://{origin}/ok?t={}", token(&auth))
+            } else {
+                format!("http://{}.localhost:{port}/ok", token(&auth))
+            };
+            respond(
+                &mut stream,
+                "302 Found",
+                &format!("Location: {location}\r\n"),
+                b"",
+            );
+        }
         ("/big", _) => respond(&mut stream, "200 OK", "", &[b'x'; 100_000]),
         ("/stream", _) => {
             // No Content-Length: the body ends when the connection closes.
@@ -165,6 +191,94 @@ fn serve(mut stream: TcpStream, hits: &AtomicUsize, heads: &Mutex<Vec<String>>) 
         ("/slow", _) => std::thread::sleep(Duration::from_secs(2)),
         _ => respond(&mut stream, "404 Not Found", "", b"no such page"),
     }
+}
+
+/// The last word of an `authorization` value: the secret, whatever its prefix.
+fn token(auth: &str) -> &str {
+    auth.rsplit(' ').next().unwrap_or_default()
+}
+
+/// Every byte of `text` as `%HH`, upper-case hex.
+fn percent(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// Every character of `text` as a JSON `\uXXXX` escape.
+fn json_escapes(text: &str) -> String {
+    text.chars()
+        .map(|c| format!("\\u{:04x}", u32::from(c)))
+        .collect()
+}
+
+/// A response that echoes `token` URL-, JSON- and base64-encoded and as hex, in headers and
+/// in the body, with the whole request `head` base64'd.
+fn encoded_echo(token: &str, head: &str) -> (String, String) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let basic = STANDARD.encode(format!("user:{token}"));
+    let headers = format!(
+        "X-Echo-Percent: {}\r\nX-Echo-Json: {}\r\nX-Echo-Basic: Basic {basic}\r\n",
+        percent(token).to_lowercase(),
+        json_escapes(token),
+    );
+    let body = format!(
+        "{{\"percent\": \"{}\", \"json\": {}, \"basic\": \"{basic}\", \
+         \"url-safe\": \"{}\", \"head\": \"{}\", \"hex\": \"{}\"}}",
+        percent(token),
+        serde_json::to_string(token).unwrap(),
+        URL_SAFE_NO_PAD.encode(token),
+        STANDARD.encode(head),
+        hex::encode_upper(token),
+    );
+    (headers, body)
+}
+
+/// The forms of [`SECRET`] the host must never let out, each long enough that finding it
+/// means the secret leaked: base64 ones without the characters at their edges, which also
+/// depend on what is around the secret.
+fn secret_forms() -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let mut forms = vec![
+        ("literal", SECRET.to_owned()),
+        ("percent", percent(SECRET)),
+        ("percent, lower-case", percent(SECRET).to_lowercase()),
+        ("json escapes", json_escapes(SECRET)),
+        ("hex", hex::encode(SECRET)),
+        ("hex, upper-case", hex::encode_upper(SECRET)),
+    ];
+    for prefix in ["", "u", "us"] {
+        for (name, encoded) in [
+            ("base64", STANDARD.encode(format!("{prefix}{SECRET}"))),
+            (
+                "base64, url-safe",
+                URL_SAFE_NO_PAD.encode(format!("{prefix}{SECRET}")),
+            ),
+        ] {
+            forms.push((name, encoded[4..encoded.len() - 4].to_owned()));
+        }
+    }
+    forms
+}
+
+/// Asserts `bytes`, `what` the test looks at, holds no form of [`SECRET`].
+fn assert_no_secret(what: &str, bytes: &[u8]) {
+    for (form, needle) in secret_forms() {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{what} holds the secret ({form}): {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+/// Asserts the ledger, exported and shown, holds no form of [`SECRET`].
+fn assert_ledger_has_no_secret(host: &Host) {
+    let export = host.export();
+    assert_no_secret("the export", &std::fs::read(&export).unwrap());
+    let shown = host.run(&["log", "show", "--limit", "1000", "--json"]);
+    assert_eq!(code(&shown), 0, "{}", stderr(&shown));
+    assert_no_secret("`log show`", stdout(&shown).as_bytes());
 }
 
 /// A host with `policy` and the first-party fetch component installed as `webfetch`
@@ -570,7 +684,11 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
 
     // The ledger names the secret and never holds its value.
     let decided = decisions(&host);
-    assert!(decided.contains(&("secret.use".into(), "api-token".into(), true)));
+    let to = format!("api-token@http://127.0.0.1:{}", server.port);
+    assert!(
+        decided.contains(&("secret.use".into(), to, true)),
+        "{decided:?}"
+    );
     let export = host.files.path().join("ledger.export");
     let out = host.run(&["log", "export", s(&export)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -605,12 +723,13 @@ fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
             "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "" }],
         }),
     );
+    let to = format!("api-token@http://127.0.0.1:{}", server.port);
     assert_eq!(
         error(&report),
-        "denied: `secret.use` on `api-token` is not granted to this capability"
+        format!("denied: `secret.use` on `{to}` is not granted to this capability")
     );
     assert_eq!(server.hits(), 0);
-    assert!(decisions(&host).contains(&("secret.use".into(), "api-token".into(), false)));
+    assert!(decisions(&host).contains(&("secret.use".into(), to, false)));
 }
 
 #[test]
@@ -786,4 +905,181 @@ fn the_host_owns_host_framing_hop_by_hop_and_encoding_headers() {
         "{head}"
     );
     assert!(head.contains("accept-encoding: identity"), "{head}");
+}
+
+#[test]
+fn a_secret_echoed_url_json_and_base64_encoded_reaches_neither_the_guest_nor_the_ledger() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    store_secret(&host);
+    let report = fetch(
+        &host,
+        "request",
+        &json!({
+            "method": "GET",
+            "url": format!("http://127.0.0.1:{}/echo-encoded", server.port),
+            "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "Bearer " }],
+        }),
+    );
+    // The server did echo every form of it.
+    let (headers, body) = encoded_echo(SECRET, &server.heads()[0]);
+    let sent: Vec<_> = secret_forms()
+        .into_iter()
+        .filter(|(_, f)| headers.contains(f.as_str()) || body.contains(f.as_str()))
+        .map(|(name, _)| name)
+        .collect();
+    for form in [
+        "literal",
+        "percent",
+        "percent, lower-case",
+        "json escapes",
+        "hex, upper-case",
+        "base64",
+        "base64, url-safe",
+    ] {
+        assert!(sent.contains(&form), "{form} was not sent: {sent:?}");
+    }
+    let response = &report["result"]["ok"];
+    let text = response["text"].as_str().unwrap();
+    assert_no_secret("the response body", text.as_bytes());
+    assert!(
+        text.starts_with(r#"{"percent": "[redacted]", "json": "[redacted]""#),
+        "{text}"
+    );
+    let headers = response["headers"].as_array().unwrap();
+    for name in ["x-echo-percent", "x-echo-json", "x-echo-basic"] {
+        let value = headers
+            .iter()
+            .find(|h| h["name"] == json!(name))
+            .and_then(|h| h["value"].as_str())
+            .unwrap_or_else(|| panic!("no `{name}` in {headers:?}"));
+        assert_no_secret(name, value.as_bytes());
+        assert!(value.contains("[redacted]"), "{name}: {value}");
+    }
+    assert_no_secret("what the guest saw", report.to_string().as_bytes());
+    assert_ledger_has_no_secret(&host);
+}
+
+#[test]
+fn a_redirect_that_names_a_secret_is_recorded_and_answered_scrubbed() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    store_secret(&host);
+    let request = |origin: &str| {
+        fetch(
+            &host,
+            "request",
+            &json!({
+                "method": "GET",
+                "url": format!("http://{origin}:{}/redirect-secret", server.port),
+                "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "" }],
+            }),
+        )
+    };
+    // Within the origin, to a URL that holds the secret: the answered URL is scrubbed.
+    let report = request("127.0.0.1");
+    assert_eq!(
+        report["result"]["ok"]["url"],
+        json!(format!("http://127.0.0.1:{}/ok?t=[redacted]", server.port)),
+        "{report}"
+    );
+    // To a host named after the secret: that hop's decision and the error are scrubbed.
+    let report = request("localhost");
+    let denied = format!("http://[redacted].localhost:{}", server.port);
+    assert_eq!(
+        error(&report),
+        format!("denied: `http.request` on `{denied}` is not granted to this capability")
+    );
+    assert!(decisions(&host).contains(&("http.request".into(), denied, false)));
+    assert_ledger_has_no_secret(&host);
+}
+
+#[test]
+fn a_secret_the_guest_unscrambled_is_scrubbed_from_its_log_and_output() {
+    let server = local_server();
+    let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
+    host.add(
+        femtoclaw_tests::FEMTOCLAW_GUEST_UNSCRAMBLED,
+        &format!(
+            "name = \"unscrambled\"\nversion = \"1.0.0\"\npublisher = \"test\"\n\n[requests]\n\
+             imports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\n\
+             http = [\"http://127.0.0.1:{}\"]\nsecrets = [\"api-token\"]\n",
+            server.port
+        ),
+    );
+    store_secret(&host);
+    let url = format!("http://127.0.0.1:{}/echo-reversed", server.port);
+    let out = host.run(&[
+        "invoke",
+        "unscrambled",
+        "leak",
+        "--args",
+        &json!({ "url": url, "secret": "api-token" }).to_string(),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    // The guest did get hold of it: the response carried it reversed, which is not scrubbed.
+    assert_eq!(report["result"]["ok"], json!(SECRET.len()), "{report}");
+    assert_eq!(
+        report["stdout"],
+        json!("the secret is [redacted]\n"),
+        "{report}"
+    );
+    assert_eq!(
+        report["stderr"],
+        json!("the secret is [redacted]\n"),
+        "{report}"
+    );
+    assert_no_secret("the report", report.to_string().as_bytes());
+    let shown = stdout(&host.run(&["log", "show", "--limit", "1000"]));
+    assert!(shown.contains("the secret is [redacted]"), "{shown}");
+    assert_ledger_has_no_secret(&host);
+}
+
+#[test]
+fn a_secret_scoped_to_one_origin_is_sent_there_and_denied_anywhere_else() {
+    let server = local_server();
+    let scoped = POLICY.replace(
+        "when { resource.name == \"api-token\" };",
+        &format!(
+            "when {{ resource.name == \"api-token\" && context.destination.host == \"127.0.0.1\" \
+             && context.destination.port == {} }};",
+            server.port
+        ),
+    );
+    assert_ne!(scoped, POLICY);
+    let host = host(&format!("{scoped}{LOOPBACK}"), server.port, 1);
+    store_secret(&host);
+    let send = |origin: &str| {
+        fetch(
+            &host,
+            "request",
+            &json!({
+                "method": "GET",
+                "url": format!("http://{origin}/ok"),
+                "secret-headers": [{ "name": "authorization", "secret": "api-token", "prefix": "" }],
+            }),
+        )
+    };
+    let here = format!("127.0.0.1:{}", server.port);
+    let report = send(&here);
+    assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
+    assert_eq!(server.hits(), 1);
+    // Another name for the same server, and another port: denied before anything is sent.
+    for elsewhere in [
+        format!("localhost:{}", server.port),
+        "127.0.0.1:1".to_owned(),
+    ] {
+        let report = send(&elsewhere);
+        let to = format!("api-token@http://{elsewhere}");
+        assert_eq!(
+            error(&report),
+            format!("denied: `secret.use` on `{to}` is not granted to this capability")
+        );
+        assert!(decisions(&host).contains(&("secret.use".into(), to, false)));
+    }
+    assert_eq!(server.hits(), 1);
+    let to = format!("api-token@http://{here}");
+    assert!(decisions(&host).contains(&("secret.use".into(), to, true)));
 }

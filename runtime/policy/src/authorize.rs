@@ -43,7 +43,7 @@ fn attrs<const N: usize>(pairs: [(&str, Expr); N]) -> HashMap<String, Expr> {
 impl PolicySet {
     /// May `principal` invoke `cap` (any function)?
     pub fn authorize_invoke(&self, principal: &Principal, cap: &CapabilityRef) -> Decision {
-        self.decide(principal, cap, Action::Invoke(None), None)
+        self.decide(principal, cap, Action::Invoke(None), None, None)
     }
 
     /// May `principal` invoke `function` of `cap`? Policies see it as `context.function`.
@@ -53,7 +53,7 @@ impl PolicySet {
         cap: &CapabilityRef,
         function: Option<&str>,
     ) -> Decision {
-        self.decide(principal, cap, Action::Invoke(function), None)
+        self.decide(principal, cap, Action::Invoke(function), None, None)
     }
 
     /// Does the policy let `cap`, run for `principal`, link `interface`
@@ -84,13 +84,15 @@ impl PolicySet {
             HashSet::new(),
         );
         match resource {
-            Ok(resource) => self.decide(principal, cap, Action::Link, Some(resource)),
+            Ok(resource) => self.decide(principal, cap, Action::Link, Some(resource), None),
             Err(e) => self.malformed(e.to_string()),
         }
     }
 
     /// Does the policy let `cap`, run for `principal`, do `action` on `scope`? The policy
     /// alone: see [`PolicySet::check_call`] for the decision that also honours the manifest.
+    /// An action that [takes a destination](CallAction::takes_destination) is decided with
+    /// [`PolicySet::authorize_call_to`]; asked here, it is malformed.
     pub fn authorize_call(
         &self,
         principal: &Principal,
@@ -98,13 +100,66 @@ impl PolicySet {
         action: CallAction,
         scope: &Scope,
     ) -> Decision {
+        self.authorize(principal, cap, action, scope, None)
+    }
+
+    /// [`PolicySet::authorize_call`] for an action decided with the destination of its
+    /// effect: `secret.use`, with the HTTP origin (a [`Scope::HttpHost`]) the secret is sent
+    /// to, which policies see as `context.destination`.
+    pub fn authorize_call_to(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        action: CallAction,
+        scope: &Scope,
+        destination: &Scope,
+    ) -> Decision {
+        self.authorize(principal, cap, action, scope, Some(destination))
+    }
+
+    pub(crate) fn authorize(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        action: CallAction,
+        scope: &Scope,
+        destination: Option<&Scope>,
+    ) -> Decision {
         if !action.fits(scope) {
             return self.malformed(format!(
                 "scope `{scope}` is not a resource of action `{action}`"
             ));
         }
+        let destination = match (action.takes_destination(), destination) {
+            (true, Some(d @ Scope::HttpHost { .. })) => match self.scope_entity(d) {
+                Ok(entity) => Some(entity),
+                Err(e) => return self.malformed(e),
+            },
+            (true, Some(d)) => {
+                return self.malformed(format!(
+                    "destination `{d}` of action `{action}` is not an HTTP origin"
+                ));
+            }
+            (true, None) => {
+                return self.malformed(format!(
+                    "action `{action}` is decided with its destination, and none was given"
+                ));
+            }
+            (false, Some(d)) => {
+                return self.malformed(format!(
+                    "action `{action}` takes no destination, and `{d}` was given"
+                ));
+            }
+            (false, None) => None,
+        };
         match self.scope_entity(scope) {
-            Ok(resource) => self.decide(principal, cap, Action::Call(action), Some(resource)),
+            Ok(resource) => self.decide(
+                principal,
+                cap,
+                Action::Call(action),
+                Some(resource),
+                destination,
+            ),
             Err(e) => self.malformed(e),
         }
     }
@@ -140,13 +195,15 @@ impl PolicySet {
         cedar::Entity::new(uid(ty, &id), attrs, HashSet::new()).map_err(|e| e.to_string())
     }
 
-    /// Build the entities, the request, and ask Cedar.
+    /// Build the entities, the request, and ask Cedar. A call's context is its capability and,
+    /// for an action that takes one, the `destination` entity.
     fn decide(
         &self,
         principal: &Principal,
         cap: &CapabilityRef,
         action: Action<'_>,
         resource: Option<cedar::Entity>,
+        destination: Option<cedar::Entity>,
     ) -> Decision {
         let s: &Statics = &self.statics;
         let principal_ty = match principal.kind {
@@ -192,11 +249,15 @@ impl PolicySet {
             (_, Some(resource)) => {
                 let resource_uid = resource.uid();
                 entities.push(resource);
-                let context = cedar::Context::from_pairs([(
-                    "capability".to_owned(),
-                    Expr::new_entity_uid(cap_uid),
-                )]);
-                (resource_uid, context)
+                let mut pairs = vec![("capability".to_owned(), Expr::new_entity_uid(cap_uid))];
+                if let Some(destination) = destination {
+                    pairs.push((
+                        "destination".to_owned(),
+                        Expr::new_entity_uid(destination.uid()),
+                    ));
+                    entities.push(destination);
+                }
+                (resource_uid, cedar::Context::from_pairs(pairs))
             }
             (_, None) => return self.malformed("a resource is missing".to_owned()),
         };

@@ -115,10 +115,7 @@ impl PolicySet {
             .scope_entries()
             .into_iter()
             .map(|entry| {
-                let decision = match &entry.scope {
-                    Ok(scope) => self.authorize_call(principal, cap, entry.action, scope),
-                    Err(e) => self.malformed(e.to_string()),
-                };
+                let decision = self.decide_entry(principal, cap, requests, &entry);
                 ScopeExplanation {
                     action: entry.action,
                     scope: entry.text,

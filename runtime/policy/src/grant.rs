@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::decision::{Decision, Reason};
 use crate::model::{CallAction, CapabilityRef, InterfaceName, Principal, Scope};
-use crate::requests::{RequestedScope, Requests, scope_covers};
+use crate::requests::{RequestedScope, Requests, ScopeEntry, scope_covers};
 use crate::set::PolicySet;
 
 /// What a capability may link and touch for one principal: manifest ∩ policy.
@@ -162,18 +162,84 @@ impl PolicySet {
         action: CallAction,
         scope: &Scope,
     ) -> Decision {
+        self.check(principal, cap, requests, action, scope, None)
+    }
+
+    /// [`PolicySet::check_call`] for an action decided with the destination of its effect
+    /// (see [`PolicySet::authorize_call_to`]): `secret.use` with the concrete HTTP origin the
+    /// secret is sent to.
+    pub fn check_call_to(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        action: CallAction,
+        scope: &Scope,
+        destination: &Scope,
+    ) -> Decision {
+        self.check(principal, cap, requests, action, scope, Some(destination))
+    }
+
+    fn check(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        action: CallAction,
+        scope: &Scope,
+        destination: Option<&Scope>,
+    ) -> Decision {
         if !action.fits(scope) {
             return self.malformed(format!(
                 "scope `{scope}` is not a resource of action `{action}`"
             ));
         }
-        if let Err(reason) = concrete(scope) {
-            return self.malformed(format!("scope `{scope}`: {reason}"));
+        for scope in std::iter::once(scope).chain(destination) {
+            if let Err(reason) = concrete(scope) {
+                return self.malformed(format!("scope `{scope}`: {reason}"));
+            }
         }
         if action.needs_request() && !requests.covers(action, scope) {
             return Decision::deny_without_policy(Reason::NotRequested, None, self.digest());
         }
-        self.authorize_call(principal, cap, action, scope)
+        self.authorize(principal, cap, action, scope, destination)
+    }
+
+    /// The decision on one manifest scope entry before any call, with the entry itself as the
+    /// resource. An action that [takes a destination](CallAction::takes_destination) is
+    /// decided against each HTTP origin the manifest requests, as written: granted when the
+    /// policy permits one of them (the first such decision), else refused with the last
+    /// refusal, or as not requested when the manifest requests no origin to send it to.
+    pub(crate) fn decide_entry(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        entry: &ScopeEntry,
+    ) -> Decision {
+        let scope = match &entry.scope {
+            Ok(scope) => scope,
+            Err(e) => return self.malformed(e.to_string()),
+        };
+        if !entry.action.takes_destination() {
+            return self.authorize_call(principal, cap, entry.action, scope);
+        }
+        let mut refused = Decision::deny_without_policy(
+            Reason::NotRequested,
+            Some("the manifest requests no HTTP origin to send it to".to_owned()),
+            self.digest(),
+        );
+        for origin in requests.scope_entries() {
+            let (CallAction::HttpRequest, Ok(destination)) = (origin.action, &origin.scope) else {
+                continue;
+            };
+            let decision = self.authorize_call_to(principal, cap, entry.action, scope, destination);
+            if decision.allowed {
+                return decision;
+            }
+            refused = decision;
+        }
+        refused
     }
 
     /// The effective grant for the manifest's imports and scopes.
@@ -205,10 +271,7 @@ impl PolicySet {
         let mut scopes = BTreeSet::new();
         let mut denied_scopes = Vec::new();
         for entry in requests.scope_entries() {
-            let decision = match &entry.scope {
-                Ok(scope) => self.authorize_call(principal, cap, entry.action, scope),
-                Err(e) => self.malformed(e.to_string()),
-            };
+            let decision = self.decide_entry(principal, cap, requests, &entry);
             match entry.scope {
                 Ok(scope) if decision.allowed => {
                     scopes.insert(RequestedScope {
@@ -396,12 +459,15 @@ pub struct CallChecker {
     memo: Mutex<Memo>,
 }
 
-/// Remembered decisions and the bytes they hold.
+/// Remembered decisions, by action, scope and destination, and the bytes they hold.
 #[derive(Debug, Default)]
 struct Memo {
-    decisions: HashMap<CallAction, HashMap<Scope, Arc<Decision>>>,
+    decisions: HashMap<CallAction, HashMap<Scope, ByDestination>>,
     bytes: usize,
 }
+
+/// The decisions on one (action, scope), by destination (`None` for an action without one).
+type ByDestination = HashMap<Option<Scope>, Arc<Decision>>;
 
 impl CallChecker {
     /// Most bytes of scopes and decisions remembered; past it the memo starts over.
@@ -409,30 +475,57 @@ impl CallChecker {
 
     /// [`PolicySet::check_call`] for this checker's principal, capability and manifest.
     pub fn check(&self, action: CallAction, scope: &Scope) -> Arc<Decision> {
+        self.remembered(action, scope, None)
+    }
+
+    /// [`PolicySet::check_call_to`] for this checker's principal, capability and manifest.
+    pub fn check_to(
+        &self,
+        action: CallAction,
+        scope: &Scope,
+        destination: &Scope,
+    ) -> Arc<Decision> {
+        self.remembered(action, scope, Some(destination))
+    }
+
+    fn remembered(
+        &self,
+        action: CallAction,
+        scope: &Scope,
+        destination: Option<&Scope>,
+    ) -> Arc<Decision> {
+        let destination = destination.cloned();
         if let Some(d) = self
             .lock()
             .decisions
             .get(&action)
             .and_then(|m| m.get(scope))
+            .and_then(|m| m.get(&destination))
         {
             return Arc::clone(d);
         }
-        let decision = Arc::new(self.policy.check_call(
+        let decision = Arc::new(self.policy.check(
             &self.principal,
             &self.cap,
             &self.requests,
             action,
             scope,
+            destination.as_ref(),
         ));
-        let bytes = footprint(scope, &decision);
+        let bytes = footprint(scope, &decision) + destination.as_ref().map_or(0, scope_text);
         if bytes <= Self::MEMO_BYTES / 16 {
             let mut memo = self.lock();
             if memo.bytes + bytes > Self::MEMO_BYTES {
                 *memo = Memo::default();
             }
-            let per_action = memo.decisions.entry(action).or_default();
-            if per_action
-                .insert(scope.clone(), Arc::clone(&decision))
+            let per_scope = memo
+                .decisions
+                .entry(action)
+                .or_default()
+                .entry(scope.clone())
+                .or_default();
+            if per_scope
+                .insert(destination, Arc::clone(&decision))
                 .is_none()
             {
                 memo.bytes += bytes;
@@ -459,11 +552,7 @@ impl CallChecker {
 /// What remembering `decision` for `scope` costs: their text, and a fixed amount for the
 /// entry itself.
 fn footprint(scope: &Scope, decision: &Decision) -> usize {
-    let scope_text = match scope {
-        Scope::HttpHost { scheme, host, .. } => scheme.len() + host.len(),
-        Scope::Path(s) | Scope::KvNamespace(s) | Scope::Secret(s) | Scope::ConfigKey(s) => s.len(),
-        Scope::Address(_) => 16,
-    };
+    let scope_text = scope_text(scope);
     let decision_text: usize = decision
         .policy_ids
         .iter()
@@ -471,6 +560,15 @@ fn footprint(scope: &Scope, decision: &Decision) -> usize {
         .map(String::len)
         .sum();
     128 + scope_text + decision_text
+}
+
+/// The bytes of a scope's text.
+fn scope_text(scope: &Scope) -> usize {
+    match scope {
+        Scope::HttpHost { scheme, host, .. } => scheme.len() + host.len(),
+        Scope::Path(s) | Scope::KvNamespace(s) | Scope::Secret(s) | Scope::ConfigKey(s) => s.len(),
+        Scope::Address(_) => 16,
+    }
 }
 
 impl PolicySet {

@@ -265,6 +265,13 @@ impl CallAction {
         )
     }
 
+    /// Whether the action is decided with the destination of its effect besides its scope:
+    /// [`CallAction::SecretUse`] is, with the HTTP origin the secret is sent to (a
+    /// [`Scope::HttpHost`], `context.destination` in policies).
+    pub fn takes_destination(self) -> bool {
+        self == Self::SecretUse
+    }
+
     /// Whether a call needs a manifest entry covering its scope besides the policy's permit.
     /// Every action does except [`CallAction::NetConnect`], which the policy alone decides.
     pub fn needs_request(self) -> bool {

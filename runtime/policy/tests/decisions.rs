@@ -213,8 +213,13 @@ fn the_default_policy_grants_no_network_files_or_secrets() {
         (CallAction::ConfigRead, Scope::ConfigKey("endpoint".into())),
         (CallAction::KvRead, Scope::KvNamespace("other".into())),
     ];
+    let destination = Scope::http("https://example.com").unwrap();
     for (action, scope) in denied {
-        let d = set.authorize_call(&local, &hello, action, &scope);
+        let d = if action.takes_destination() {
+            set.authorize_call_to(&local, &hello, action, &scope, &destination)
+        } else {
+            set.authorize_call(&local, &hello, action, &scope)
+        };
         assert!(!d.allowed, "{action} {scope}");
         assert_eq!(d.reason, Reason::NoPermit);
     }

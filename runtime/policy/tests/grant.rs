@@ -252,7 +252,8 @@ fn the_grant_lists_requested_scopes_granted_and_refused() {
             "http.request ftp://nope Malformed",
             "fs.write /data NoPermit",
             "kv.read shared NoPermit",
-            "secret.use token NoPermit",
+            // No valid origin is requested to send it to.
+            "secret.use token NotRequested",
         ]
     );
     let paths = grant.paths();
@@ -546,4 +547,138 @@ fn the_same_bytes_under_another_name_or_publisher_get_a_grant_of_their_own() {
         ..trusted
     };
     assert_ne!(k, GrantKey::new(&policy, &local, &other_version, &requests));
+}
+
+/// Scopes `api-token` to one origin, `http://127.0.0.1:8080`.
+const TOKEN_TO_ONE_ORIGIN: &str = r#"
+@id("token-to-local")
+permit (principal, action == FemtoClaw::Action::"secret.use", resource == FemtoClaw::Secret::"api-token")
+when {
+    context.destination.scheme == "http" &&
+    context.destination.host == "127.0.0.1" &&
+    context.destination.port == 8080
+};
+"#;
+
+#[test]
+fn secret_use_is_decided_with_the_origin_the_secret_is_sent_to() {
+    let set = PolicySet::from_str("token.cedar", TOKEN_TO_ONE_ORIGIN).unwrap();
+    let local = Principal::local();
+    let c = cap("fetch");
+    let requests = Requests {
+        http: vec![
+            "http://127.0.0.1:8080".into(),
+            "http://localhost:8080".into(),
+        ],
+        secrets: vec!["api-token".into()],
+        ..Requests::default()
+    };
+    let token = Scope::Secret("api-token".into());
+    let to = |origin: &str| {
+        set.check_call_to(
+            &local,
+            &c,
+            &requests,
+            CallAction::SecretUse,
+            &token,
+            &Scope::http(origin).unwrap(),
+        )
+    };
+    let d = to("http://127.0.0.1:8080");
+    assert!(d.allowed, "{d}");
+    assert_eq!(d.policy_ids, ["token-to-local"]);
+    for other in [
+        "http://localhost:8080",
+        "http://127.0.0.1:8081",
+        "https://127.0.0.1:8080",
+    ] {
+        let d = to(other);
+        assert_eq!((d.allowed, d.reason), (false, Reason::NoPermit), "{other}");
+    }
+    // Without a destination, or with one that is not an origin, it is malformed.
+    let d = set.check_call(&local, &c, &requests, CallAction::SecretUse, &token);
+    assert_eq!(d.reason, Reason::Malformed);
+    assert_eq!(
+        d.errors,
+        ["action `secret.use` is decided with its destination, and none was given"]
+    );
+    let d = set.authorize_call_to(
+        &local,
+        &c,
+        CallAction::SecretUse,
+        &token,
+        &Scope::KvNamespace("cache".into()),
+    );
+    assert_eq!(
+        d.errors,
+        ["destination `cache` of action `secret.use` is not an HTTP origin"]
+    );
+    let d = set.authorize_call_to(
+        &local,
+        &c,
+        CallAction::KvRead,
+        &Scope::KvNamespace("cache".into()),
+        &Scope::http("http://127.0.0.1:8080").unwrap(),
+    );
+    assert_eq!(d.reason, Reason::Malformed);
+
+    // The checker remembers a decision per destination.
+    let checker = set.call_checker(&local, &c, &requests);
+    let local_origin = Scope::http("http://127.0.0.1:8080").unwrap();
+    let other_origin = Scope::http("http://localhost:8080").unwrap();
+    assert!(
+        checker
+            .check_to(CallAction::SecretUse, &token, &local_origin)
+            .allowed
+    );
+    assert!(
+        !checker
+            .check_to(CallAction::SecretUse, &token, &other_origin)
+            .allowed
+    );
+    assert!(
+        checker
+            .check_to(CallAction::SecretUse, &token, &local_origin)
+            .allowed
+    );
+    assert!(!checker.check(CallAction::SecretUse, &token).allowed);
+}
+
+#[test]
+fn a_requested_secret_is_granted_before_any_call_when_some_requested_origin_may_get_it() {
+    let set = PolicySet::from_str("token.cedar", TOKEN_TO_ONE_ORIGIN).unwrap();
+    let local = Principal::local();
+    let c = cap("fetch");
+    let with_http = |http: &[&str]| Requests {
+        http: http.iter().map(|h| (*h).to_owned()).collect(),
+        secrets: vec!["api-token".into()],
+        ..Requests::default()
+    };
+    let granted = |requests: &Requests| {
+        let grant = set.grant(&local, &c, requests);
+        let explained = set.explain(&local, &c, requests, None);
+        let secret = explained
+            .scopes
+            .iter()
+            .find(|s| s.action == CallAction::SecretUse)
+            .unwrap();
+        assert_eq!(
+            secret.granted,
+            grant.permits_scope(CallAction::SecretUse, &Scope::Secret("api-token".into()))
+        );
+        secret.decision.clone()
+    };
+    let d = granted(&with_http(&[
+        "http://localhost:8080",
+        "http://127.0.0.1:8080",
+    ]));
+    assert!(d.allowed, "{d}");
+    let d = granted(&with_http(&["http://localhost:8080"]));
+    assert_eq!((d.allowed, d.reason), (false, Reason::NoPermit));
+    let d = granted(&with_http(&[]));
+    assert_eq!((d.allowed, d.reason), (false, Reason::NotRequested));
+    assert_eq!(
+        d.errors,
+        ["the manifest requests no HTTP origin to send it to"]
+    );
 }

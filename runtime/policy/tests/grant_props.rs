@@ -280,7 +280,13 @@ proptest! {
         }
         for (action, scope, req) in calls {
             let expected = manifest_covers(&requests, &req) && model_allows(&rules, cap_name, &req);
-            let d = set.check_call(&who, &cap, &requests, action, &scope);
+            // No rule here looks at a secret's destination: any origin decides the same.
+            let d = if action.takes_destination() {
+                let destination = Scope::http("https://api.example.com").unwrap();
+                set.check_call_to(&who, &cap, &requests, action, &scope, &destination)
+            } else {
+                set.check_call(&who, &cap, &requests, action, &scope)
+            };
             prop_assert_eq!(d.allowed, expected, "{} {} under\n{}\nmanifest {:?}", action, scope, text, requests);
             prop_assert_eq!(d.policy_digest, set.digest());
         }

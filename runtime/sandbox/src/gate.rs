@@ -23,6 +23,7 @@ use wasmtime::{StoreContextMut, Trap};
 
 use crate::record::{Call, Journal, WriteAheadError};
 use crate::replay::{Divergence, Replay};
+use crate::scrub::Scrubber;
 use crate::state::{LimitError, State};
 
 /// Fuel charged per byte a host call records (its parameters and result, in the ledger's
@@ -147,7 +148,8 @@ impl Registry {
 pub struct Authorized {
     /// The call action (`config.read`, `kv.write`, …).
     pub action: CallAction,
-    /// The concrete scope, canonical (`config:region`).
+    /// The concrete scope, canonical (`config:region`); with its destination for an action
+    /// decided with one (`api-token@https://api.example.com:443`, see [`Authority::check_to`]).
     pub resource: String,
     /// The decision, with its determining policy ids and the policy-set digest.
     pub decision: Arc<Decision>,
@@ -483,12 +485,16 @@ pub struct Gate {
     max_recorded_bytes: u64,
     pub(crate) journal: Option<Journal>,
     pub(crate) replay: Option<Replay>,
+    /// The secrets the invocation used so far: scrubbed from what the gate records of each
+    /// call after, and from the invocation's output.
+    pub(crate) secrets: Scrubber,
 }
 
 /// What a scoped call sees of the gate: ask about a scope, with every answer kept for the record,
 /// and write the invocation ahead of an effect.
 pub struct Authority<'a> {
     checker: &'a CallChecker,
+    secrets: &'a mut Scrubber,
     decisions: Vec<Authorized>,
     ahead: Option<Ahead<'a>>,
     intent: Option<usize>,
@@ -541,23 +547,52 @@ impl Authority<'_> {
         })
     }
 
-    /// Asks whether this call may `action` on `scope`; the decision is recorded either way.
+    /// Asks whether this call may `action` on `scope`; the decision is recorded either way,
+    /// its resource scrubbed of the secrets used so far (a redirect may name one).
     pub fn check(&mut self, action: CallAction, scope: &Scope) -> Result<(), Denied> {
         let decision = self.checker.check(action, scope);
+        self.decided(action, &scope.canonical(), decision)
+    }
+
+    /// Like [`Authority::check`], for an action decided with the destination of its effect
+    /// (`secret.use`, with the HTTP origin the secret is sent to). The recorded resource is
+    /// `scope@destination` (`api-token@https://api.example.com:443`): an origin holds no `@`,
+    /// so the text after the last one is the destination.
+    pub fn check_to(
+        &mut self,
+        action: CallAction,
+        scope: &Scope,
+        destination: &Scope,
+    ) -> Result<(), Denied> {
+        let decision = self.checker.check_to(action, scope, destination);
+        self.decided(action, &format!("{scope}@{destination}"), decision)
+    }
+
+    fn decided(
+        &mut self,
+        action: CallAction,
+        resource: &str,
+        decision: Arc<Decision>,
+    ) -> Result<(), Denied> {
         let allowed = decision.allowed;
+        let resource = self.secrets.text(resource);
         self.decisions.push(Authorized {
             action,
-            resource: scope.canonical(),
+            resource: resource.clone(),
             decision,
         });
         if allowed {
             Ok(())
         } else {
-            Err(Denied {
-                action,
-                resource: scope.canonical(),
-            })
+            Err(Denied { action, resource })
         }
+    }
+
+    /// The secrets the invocation used so far. A call adds each secret it uses before the
+    /// value leaves the host, and scrubs what it returns of them; the gate scrubs decisions,
+    /// log messages and output.
+    pub(crate) fn secrets(&mut self) -> &mut Scrubber {
+        self.secrets
     }
 }
 
@@ -582,6 +617,7 @@ impl Gate {
             max_recorded_bytes,
             journal: None,
             replay: None,
+            secrets: Scrubber::default(),
         }
     }
 
@@ -771,8 +807,10 @@ impl Gate {
                 let within = state.gate.within_cap(params_len);
                 let done = std::mem::take(&mut state.gate.calls);
                 let mut journal = state.gate.journal.take();
+                let mut secrets = std::mem::take(&mut state.gate.secrets);
                 let mut authority = Authority {
                     checker: &checker,
+                    secrets: &mut secrets,
                     decisions: Vec::new(),
                     ahead: journal.as_mut().map(|journal| Ahead {
                         journal,
@@ -795,6 +833,7 @@ impl Gate {
                 } = authority;
                 state.gate.calls = done;
                 state.gate.journal = journal;
+                state.gate.secrets = secrets;
                 if let Some(failed) = failed {
                     return Err(failed.into());
                 }

@@ -32,6 +32,7 @@ pub mod gate;
 mod host;
 pub mod record;
 pub mod replay;
+pub mod scrub;
 pub mod state;
 pub mod values;
 pub mod watchdog;
@@ -780,8 +781,12 @@ impl Sandbox {
         });
         let remaining = store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
+        // Output is scrubbed of the secrets the invocation used before it is returned or
+        // recorded.
         let (stdout, out_cut) = state.stdout.contents();
         let (stderr, err_cut) = state.stderr.contents();
+        let stdout = state.gate.secrets.vec(stdout);
+        let stderr = state.gate.secrets.vec(stderr);
         let host_calls = state.gate.take_calls();
         let written_ahead = match state.gate.journal.take() {
             Some(journal) => {

@@ -4,8 +4,10 @@
 //!
 //! - the origin (scheme, host, port) is a scope: `http.request` on [`Scope::HttpHost`], granted
 //!   only when the manifest asks for it and the policy permits it;
-//! - every secret header is a scope: `secret.use` on [`Scope::Secret`]; the host puts the value
-//!   in the header, the guest and the ledger see only the secret's name;
+//! - every secret header is a scope: `secret.use` on [`Scope::Secret`], decided with the origin
+//!   the secret is sent to (its destination); the host puts the value in the header, the guest
+//!   and the ledger see only the secret's name, and what comes back is scrubbed of every
+//!   secret the invocation used (see [`crate::scrub`]);
 //! - the host resolves the name itself and decides every non-public address it would connect to
 //!   (`net.connect` on [`Scope::Address`]: loopback, private, link-local, metadata, …), then
 //!   connects only to the addresses it checked, never looking the name up a second time;

@@ -1,5 +1,6 @@
 //! `femtoclaw:host/log`: structured logging from a capability. Messages are recorded by the gate
-//! (they are host calls like any other) and returned with the outcome.
+//! (they are host calls like any other) and returned with the outcome, scrubbed of the secrets
+//! the invocation used (see [`crate::scrub`]).
 
 use crate::gate::{Gate, Recorded, Registry};
 use femtoclaw_ledger::Value;
@@ -53,18 +54,22 @@ impl Recorded for Level {
 }
 
 pub(crate) fn add_to_linker(registry: &mut Registry) -> wasmtime::Result<()> {
-    Gate::define(
+    Gate::wrap(
         registry,
         INTERFACE,
         "log",
-        |_state, (_level, message): &(Level, String)| {
-            if message.len() > MAX_MESSAGE {
-                wasmtime::bail!(
-                    "log message of {} bytes exceeds the limit of {MAX_MESSAGE}",
-                    message.len()
-                );
-            }
-            Ok(())
+        |mut store, (level, message): (Level, String)| {
+            // Recorded, and so returned, scrubbed of every secret the invocation used.
+            let message = store.data().gate.secrets.text(&message);
+            let len = message.len();
+            Gate::pass(&mut store, INTERFACE, "log", &(level, message), |_, _| {
+                if len > MAX_MESSAGE {
+                    wasmtime::bail!(
+                        "log message of {len} bytes exceeds the limit of {MAX_MESSAGE}"
+                    );
+                }
+                Ok(())
+            })
         },
     )
 }

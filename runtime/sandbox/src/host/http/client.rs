@@ -12,45 +12,38 @@ use reqwest::blocking::Client;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
-use super::{Egress, Error, Header, Request, Response, SecretValue};
+use super::{Egress, Error, Header, Request, Response};
 use crate::gate::{Authority, Denied};
-
-/// What the host puts where a server echoed a secret's value.
-const REDACTED: &str = "[redacted]";
+use crate::scrub::Scrubber;
 
 /// Headers that carry credentials: like secret headers, dropped once a redirect leaves the
 /// origin.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 /// Sends `request` on behalf of a guest, within `left`, the invocation's time left. Nothing
-/// returned, and so nothing recorded, holds the value of a secret the request used, even where
-/// the server echoed it.
+/// returned, and so nothing recorded, holds the value of a secret the invocation used, even
+/// where the server echoed it (in the forms [`crate::scrub`] lists).
 pub(super) fn send(
     egress: &Egress,
     authority: &mut Authority<'_>,
     request: &Request,
     left: Duration,
 ) -> Result<Response, Error> {
-    let mut used = Vec::new();
-    let result = exchange(egress, authority, request, left, &mut used);
-    let secrets: Vec<&str> = used
-        .iter()
-        .map(SecretValue::expose)
-        .filter(|v| !v.is_empty())
-        .collect();
+    let result = exchange(egress, authority, request, left);
+    let secrets = authority.secrets();
     if secrets.is_empty() {
         return result;
     }
     match result {
         Ok(mut response) => {
             for header in &mut response.headers {
-                header.value = scrub_text(&header.value, &secrets);
+                header.value = secrets.text(&header.value);
             }
-            response.body = scrub_bytes(&response.body, &secrets);
-            response.url = scrub_text(&response.url, &secrets);
+            response.body = secrets.vec(std::mem::take(&mut response.body));
+            response.url = secrets.text(&response.url);
             Ok(response)
         }
-        Err(error) => Err(scrub_error(error, &secrets)),
+        Err(error) => Err(scrub_error(error, secrets)),
     }
 }
 
@@ -66,7 +59,6 @@ fn exchange(
     authority: &mut Authority<'_>,
     request: &Request,
     left: Duration,
-    used: &mut Vec<SecretValue>,
 ) -> Result<Response, Error> {
     let limits = egress.limits;
     let mut method = Method::from_bytes(request.method.as_bytes())
@@ -104,6 +96,8 @@ fn exchange(
             .map_err(|_| invalid(format!("header `{}` has an invalid value", h.name)))?;
         headers.append(header_name(&h.name)?, value);
     }
+    let mut url = Url::parse(&request.url)
+        .map_err(|e| invalid(format!("`{}` is not an absolute URL: {e}", request.url)))?;
     let mut secret_headers = Vec::new();
     // Every name is checked before any secret is decided on.
     let names = request
@@ -111,9 +105,16 @@ fn exchange(
         .iter()
         .map(|sh| header_name(&sh.name))
         .collect::<Result<Vec<_>, _>>()?;
+    // A secret goes to the first origin only (a redirect elsewhere drops it): that origin is
+    // its destination, decided once for every hop that carries it.
+    let destination = origin(&url)?;
     for (sh, name) in request.secret_headers.iter().zip(names) {
         authority
-            .check(CallAction::SecretUse, &Scope::Secret(sh.secret.clone()))
+            .check_to(
+                CallAction::SecretUse,
+                &Scope::Secret(sh.secret.clone()),
+                &destination,
+            )
             .map_err(denied)?;
         let value = egress
             .secrets
@@ -128,12 +129,13 @@ fn exchange(
                 ))
             })?;
         header.set_sensitive(true);
-        used.push(value);
+        authority
+            .secrets()
+            .add(value.expose())
+            .map_err(|e| invalid(format!("secret `{}`: {e}", sh.secret)))?;
         secret_headers.push((name, header));
     }
 
-    let mut url = Url::parse(&request.url)
-        .map_err(|e| invalid(format!("`{}` is not an absolute URL: {e}", request.url)))?;
     let mut body = request.body.clone();
     let mut hops = 0;
     loop {
@@ -198,13 +200,8 @@ fn exchange(
     }
 }
 
-/// Authorizes one hop: its origin, then every address its host resolves to. Returns the
-/// addresses that may be connected to (public, or granted by `net.connect`), in resolver order.
-fn authorize(
-    authority: &mut Authority<'_>,
-    url: &Url,
-    within: Duration,
-) -> Result<Vec<SocketAddr>, Error> {
+/// The origin of `url`, as the scope `http.request` decides (and `secret.use`'s destination).
+fn origin(url: &Url) -> Result<Scope, Error> {
     let scheme = url.scheme();
     if scheme != "http" && scheme != "https" {
         return Err(invalid(format!(
@@ -214,11 +211,23 @@ fn authorize(
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
         return Err(invalid(format!("`{url}` names no host")));
     };
-    let scope = Scope::http(&format!("{scheme}://{host}:{port}"))
-        .map_err(|e| invalid(format!("`{url}`: {e}")))?;
+    Scope::http(&format!("{scheme}://{host}:{port}")).map_err(|e| invalid(format!("`{url}`: {e}")))
+}
+
+/// Authorizes one hop: its origin, then every address its host resolves to. Returns the
+/// addresses that may be connected to (public, or granted by `net.connect`), in resolver order.
+fn authorize(
+    authority: &mut Authority<'_>,
+    url: &Url,
+    within: Duration,
+) -> Result<Vec<SocketAddr>, Error> {
+    let scope = origin(url)?;
     authority
         .check(CallAction::HttpRequest, &scope)
         .map_err(denied)?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(invalid(format!("`{url}` names no host")));
+    };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let candidates: Vec<IpAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
@@ -508,31 +517,9 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn scrub_text(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .fold(text.to_owned(), |t, s| t.replace(s, REDACTED))
-}
-
-fn scrub_bytes(bytes: &[u8], secrets: &[&str]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    for secret in secrets {
-        let needle = secret.as_bytes();
-        let mut scrubbed = Vec::with_capacity(out.len());
-        let mut rest = out.as_slice();
-        while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
-            scrubbed.extend_from_slice(&rest[..at]);
-            scrubbed.extend_from_slice(REDACTED.as_bytes());
-            rest = &rest[at + needle.len()..];
-        }
-        scrubbed.extend_from_slice(rest);
-        out = scrubbed;
-    }
-    out
-}
-
-fn scrub_error(error: Error, secrets: &[&str]) -> Error {
-    let s = |t: String| scrub_text(&t, secrets);
+/// `error` with its message scrubbed of `secrets`.
+fn scrub_error(error: Error, secrets: &Scrubber) -> Error {
+    let s = |t: String| secrets.text(&t);
     match error {
         Error::Denied(t) => Error::Denied(s(t)),
         Error::InvalidRequest(t) => Error::InvalidRequest(s(t)),
@@ -605,19 +592,5 @@ mod tests {
         assert_eq!(ok.unwrap(), [IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(FREE.load(Ordering::SeqCst), 1);
         assert_eq!(pool.threads, 2);
-    }
-
-    #[test]
-    fn echoed_secrets_are_scrubbed_from_bytes_and_text() {
-        let secrets = ["s3cr3t-value"];
-        assert_eq!(
-            scrub_bytes(b"a s3cr3t-value b s3cr3t-value", &secrets),
-            b"a [redacted] b [redacted]"
-        );
-        assert_eq!(scrub_bytes(b"nothing", &secrets), b"nothing");
-        assert_eq!(
-            scrub_text("Bearer s3cr3t-value", &secrets),
-            "Bearer [redacted]"
-        );
     }
 }

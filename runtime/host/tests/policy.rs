@@ -428,9 +428,12 @@ fn a_manifest_claiming_the_first_party_publisher_is_refused_at_add_and_at_load()
         .path()
         .join("capabilities/misbehave/1.0.0/capability.toml");
     let text = std::fs::read_to_string(&installed).unwrap();
+    let spoofed = text.replace("publisher = \"test\"", "publisher = \"femtoclaw\"");
+    std::fs::write(&installed, &spoofed).unwrap();
+    // With its digest recorded too, as an install from before the reservation would be.
     std::fs::write(
-        &installed,
-        text.replace("publisher = \"test\"", "publisher = \"femtoclaw\""),
+        installed.with_file_name("manifest.sha256"),
+        hex::encode(femtoclaw_sandbox::catalog::sha256(spoofed.as_bytes())),
     )
     .unwrap();
     let out = host.run(&[

@@ -79,11 +79,6 @@ impl Host {
         })
     }
 
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     /// The ledger (opened unless the command said otherwise).
     pub fn records(&self) -> Result<&Records, Failure> {
         self.records

@@ -1,4 +1,6 @@
-//! `femtoclaw-host`: the execution authority for agents' tools.
+//! `femtoclaw-host`: the execution authority for agents' tools. The command line is clap plus
+//! one module per command group in `commands/`; everything they do is the `femtoclaw_host`
+//! library.
 //!
 //! ```text
 //! femtoclaw-host invoke hello greet --args '{"name":"Ada"}'
@@ -8,19 +10,68 @@
 //! printf %s "$TOKEN" | femtoclaw-host secret set api-token
 //! ```
 
-mod authority;
-mod cli;
-mod exit;
-mod host;
-mod kv;
-mod mounts;
-mod records;
-mod replay;
-mod secrets;
+mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use femtoclaw_host::Failure;
+
+use commands::{Global, capability, invoke, key, kv, log, policy, replay, secret};
+
+/// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
+/// in a deterministic sandbox, and records every invocation in a signed ledger.
+#[derive(Debug, Parser)]
+#[command(name = "femtoclaw-host", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install, list and inspect capabilities.
+    #[command(subcommand)]
+    Capability(capability::Command),
+    /// Check policies and explain decisions.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// Read, verify, export and prove the ledger.
+    #[command(subcommand)]
+    Log(log::Command),
+    /// Manage the ledger's signing key.
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Read the key-value store (a view of the ledger; capabilities write it).
+    #[command(subcommand)]
+    Kv(kv::Command),
+    /// Store secrets capabilities may use (never see): values in, names out.
+    #[command(subcommand)]
+    Secret(secret::Command),
+    /// Verify an exported ledger, then re-execute its invocations offline, answering every
+    /// host call from the ledger. Exit 0 identical, 8 integrity, 9 divergence, 10 cannot replay;
+    /// an invocation interrupted when recorded (the host stopped, or its deadline passed) is
+    /// reported as such and not re-executed.
+    Replay(replay::Replay),
+    /// Invoke one function of a capability and print its result as JSON.
+    Invoke(invoke::Invoke),
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Capability(command) => command.run(global),
+        Command::Policy(command) => command.run(global),
+        Command::Log(command) => command.run(global),
+        Command::Key(command) => command.run(global),
+        Command::Kv(command) => command.run(global),
+        Command::Secret(command) => command.run(global),
+        Command::Replay(command) => command.run(global),
+        Command::Invoke(command) => command.run(global),
+    }
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -30,8 +81,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);

@@ -1,0 +1,137 @@
+//! `capability add | list | inspect`.
+
+use std::path::PathBuf;
+
+use femtoclaw_host::{Failure, authority};
+use serde_json::{Value as Json, json};
+
+use super::{Global, PrincipalArgs, internal, out, print_json};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Install a component (with its manifest).
+    Add {
+        /// The component (`.wasm`, wasm32-wasip2).
+        component: PathBuf,
+        /// Its `capability.toml`; without it the name is the file stem and the version `0.0.0`.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// List the capabilities this host can run.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a capability's functions, parameters, JSON Schemas, imports, and what it requests
+    /// versus what the policy grants a principal (JSON).
+    Inspect {
+        /// `name` or `name@version`.
+        capability: String,
+        #[command(flatten)]
+        who: PrincipalArgs,
+    },
+}
+
+impl Command {
+    pub fn run(self, global: &Global) -> Result<(), Failure> {
+        let host = global.open(true)?;
+        match self {
+            Command::Add {
+                component,
+                manifest,
+            } => {
+                let max_fuel = authority::operator_limits(&host.data_dir)?.max_fuel;
+                let entry = host
+                    .catalog
+                    .add(&component, manifest.as_deref(), max_fuel)?;
+                // Compile now, so a component that cannot run is refused at install time.
+                host.resolve(&format!(
+                    "{}@{}",
+                    entry.manifest.name, entry.manifest.version
+                ))?;
+                out(&format!(
+                    "{} {} sha256:{}",
+                    entry.manifest.name, entry.manifest.version, entry.sha256
+                ));
+            }
+            Command::List { json } => {
+                let entries = host.catalog.list()?;
+                if json {
+                    print_json(&serde_json::to_value(&entries).map_err(internal)?);
+                    return Ok(());
+                }
+                for e in entries {
+                    out(&format!(
+                        "{:<16} {:<10} {:<9} sha256:{}  {}",
+                        e.manifest.name,
+                        e.manifest.version,
+                        serde_json::to_value(e.source)
+                            .ok()
+                            .and_then(|s| s.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        e.sha256,
+                        e.manifest.description
+                    ));
+                }
+            }
+            Command::Inspect { capability, who } => {
+                let principal = who.principal()?;
+                let resolved = host.resolve(&capability)?;
+                let policy = host.authority.policy()?;
+                let grant = host.authority.grant(
+                    &policy,
+                    &principal,
+                    &resolved.entry,
+                    &resolved.prepared.imports,
+                );
+                let functions: Vec<Json> = resolved
+                    .prepared
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        json!({
+                            "name": f.name,
+                            "params": f.params.iter().map(|(n, t)| json!({
+                                "name": n,
+                                "type": femtoclaw_sandbox::values::type_name(t),
+                            })).collect::<Vec<_>>(),
+                            "args_schema": f.args_schema(),
+                            "result_schema": f.result_schema(),
+                            "unsupported": f.unsupported().map(|u| u.to_string()),
+                        })
+                    })
+                    .collect();
+                let m = &resolved.entry.manifest;
+                print_json(&json!({
+                    "name": m.name,
+                    "version": m.version,
+                    "description": m.description,
+                    "publisher": m.publisher,
+                    "fuel": m.fuel,
+                    "sha256": resolved.entry.sha256,
+                    "manifest_sha256": resolved.entry.manifest_sha256,
+                    "source": resolved.entry.source,
+                    "functions": functions,
+                    "imports": resolved.prepared.imports,
+                    "requested": m.requests,
+                    "granted": {
+                        "principal": principal.to_string(),
+                        "policy_digest": policy.digest_hex(),
+                        "imports": grant.imports,
+                        "refused_imports": grant
+                            .refused(resolved.prepared.imports.iter().map(String::as_str))
+                            .into_iter()
+                            .map(|(i, d)| json!({ "import": i, "decision": d }))
+                            .collect::<Vec<_>>(),
+                        "scopes": grant.scopes,
+                        "denied_scopes": grant.denied_scopes.iter().map(|(a, s, d)| json!({
+                            "action": a.as_str(), "scope": s, "decision": d,
+                        })).collect::<Vec<_>>(),
+                    },
+                }));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! `invoke`: one function of a capability, its result printed as JSON.
+
+use std::io::Read as _;
+
+use femtoclaw_host::{Code, Failure};
+use femtoclaw_ledger::Value;
+use femtoclaw_sandbox::LOG_INTERFACE;
+use serde_json::{Value as Json, json};
+
+use super::{Global, PrincipalArgs, out, print_json};
+
+/// Invoke one function of a capability and print its result as JSON.
+#[derive(Debug, clap::Args)]
+pub struct Invoke {
+    #[command(flatten)]
+    who: PrincipalArgs,
+    /// `name` or `name@version`.
+    capability: String,
+    /// The exported function (`greet`, or `<interface>#<function>`).
+    function: String,
+    /// Arguments: a JSON object keyed by parameter name; `@FILE` reads it from a file, `-`
+    /// from stdin (for arguments too large for a command line).
+    #[arg(long, default_value = "{}")]
+    args: String,
+    /// Fuel budget (default: the manifest's).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline in milliseconds, host calls included (default and most: the
+    /// operator's `deadline_ms`, 30 s unless configured). Exit 11 when it passes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    deadline_ms: Option<u64>,
+    /// Print an object with the result, fuel, captured output, logs and the receipt.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Invoke {
+    pub fn run(self, global: &Global) -> Result<(), Failure> {
+        let args = arguments(&self.args)?;
+        let principal = self.who.principal()?;
+        let host = global.open(true)?;
+        let resolved = host.resolve(&self.capability)?;
+        let deadline = self.deadline_ms.map(std::time::Duration::from_millis);
+        let (outcome, receipt) = host.invoke(
+            &principal,
+            &resolved,
+            &self.function,
+            &args,
+            self.fuel,
+            deadline,
+        )?;
+        let result = outcome.result.as_ref().map_err(Failure::from)?;
+        if !self.json {
+            out(&result.to_string());
+            return Ok(());
+        }
+        print_json(&json!({
+            "capability": resolved.entry.manifest.name,
+            "version": resolved.entry.manifest.version,
+            "sha256": resolved.entry.sha256,
+            "function": self.function,
+            "result": result,
+            "fuel": { "budget": outcome.fuel_budget, "consumed": outcome.fuel_consumed },
+            "stdout": String::from_utf8_lossy(&outcome.stdout),
+            "stderr": String::from_utf8_lossy(&outcome.stderr),
+            "output_truncated": outcome.output_truncated,
+            "logs": logs(&outcome.host_calls),
+            "host_calls": outcome.host_calls.len(),
+            "receipt": {
+                "indexes": outcome
+                    .written_ahead
+                    .iter()
+                    .copied()
+                    .chain(receipt.indexes())
+                    .collect::<Vec<_>>(),
+                "tree_size": receipt.tree_size,
+                "root": hex::encode(receipt.root),
+            },
+        }));
+        Ok(())
+    }
+}
+
+/// The arguments object: `--args` itself, `@FILE`'s contents, or stdin's for `-`.
+fn arguments(spec: &str) -> Result<Json, Failure> {
+    let bad = |what: String| Failure::new(Code::InvalidArgs, what);
+    let (text, from) = if spec == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| bad(format!("--args -: cannot read stdin: {e}")))?;
+        (text, " (from stdin)".to_owned())
+    } else if let Some(path) = spec.strip_prefix('@') {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad(format!("--args @{path}: cannot read `{path}`: {e}")))?;
+        (text, format!(" (from `{path}`)"))
+    } else {
+        (spec.to_owned(), String::new())
+    };
+    serde_json::from_str(&text).map_err(|e| bad(format!("--args{from} is not JSON: {e}")))
+}
+
+/// The log lines among the host calls.
+fn logs(calls: &[femtoclaw_sandbox::HostCall]) -> Vec<Json> {
+    calls
+        .iter()
+        .filter(|c| c.interface == LOG_INTERFACE)
+        .filter_map(|c| match &c.params {
+            Value::Tuple(p) => match p.as_slice() {
+                [Value::Enum(level), Value::String(message)] => {
+                    Some(json!({ "level": level, "message": message }))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}

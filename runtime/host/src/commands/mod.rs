@@ -1,0 +1,85 @@
+//! The commands, one module per group, each its arguments (clap) and what it runs on the host
+//! library; and what they share: the global options, the principal options, printing.
+
+pub mod capability;
+pub mod invoke;
+pub mod key;
+pub mod kv;
+pub mod log;
+pub mod policy;
+pub mod replay;
+pub mod secret;
+
+use std::path::PathBuf;
+
+use femtoclaw_host::{Code, Failure, Host, authority};
+use serde_json::Value as Json;
+
+/// The options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// Where capabilities, the compile cache, the ledger, keys and secrets live.
+    #[arg(
+        long,
+        global = true,
+        env = "FEMTOCLAW_DATA_DIR",
+        default_value = "./femtoclaw-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// The policy: a `.cedar` file or a directory of them (default: `<data dir>/policy` if it
+    /// exists, else the embedded default policy). Re-read when it changes.
+    #[arg(long, global = true, env = "FEMTOCLAW_POLICY")]
+    pub policy: Option<PathBuf>,
+}
+
+impl Global {
+    /// Opens the host on the data directory; `ledger` opens (or creates) its ledger too.
+    pub fn open(&self, ledger: bool) -> Result<Host, Failure> {
+        let source = authority::Source::locate(self.policy.as_deref(), &self.data_dir);
+        Host::open(&self.data_dir, source, ledger)
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, clap::Args)]
+pub struct PrincipalArgs {
+    /// The principal: `user:ID`, `agent:ID`, or a bare ID (a user).
+    #[arg(long, default_value = "local")]
+    pub principal: String,
+    /// A group the principal belongs to (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+}
+
+impl PrincipalArgs {
+    /// The principal as the policy names it.
+    pub fn principal(&self) -> Result<femtoclaw_policy::Principal, Failure> {
+        authority::principal(&self.principal, &self.groups)
+    }
+}
+
+/// Prints pretty JSON on stdout.
+pub fn print_json(value: &Json) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => out(&text),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+/// Prints one line on stdout; a closed pipe (`| head`) is not an error worth a panic.
+pub fn out(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Prints bytes on stdout as they are (a signed note, a proof: byte-exact).
+pub fn out_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
+/// A failure that is nobody's fault but the host's.
+pub fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new(Code::Other, e)
+}

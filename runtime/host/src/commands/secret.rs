@@ -1,0 +1,45 @@
+//! `secret set | list | remove`: they touch only `<data dir>/secrets`.
+
+use femtoclaw_host::{Failure, secrets};
+
+use super::{Global, out};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Store a secret; its value is read from stdin (one final line break is dropped) and never
+    /// printed.
+    Set {
+        /// The secret's name, as capabilities and policies refer to it.
+        name: String,
+    },
+    /// List the names of the stored secrets (never their values).
+    List,
+    /// Remove a secret.
+    Remove {
+        /// The secret's name.
+        name: String,
+    },
+}
+
+impl Command {
+    pub fn run(self, global: &Global) -> Result<(), Failure> {
+        let store = secrets::Store::new(&global.data_dir);
+        match self {
+            Command::Set { name } => {
+                let value = secrets::read_value(std::io::stdin().lock())?;
+                store.set(&name, &value)?;
+                out(&format!("secret `{name}` stored"));
+            }
+            Command::List => {
+                for name in store.list()? {
+                    out(&name);
+                }
+            }
+            Command::Remove { name } => {
+                store.remove(&name)?;
+                out(&format!("secret `{name}` removed"));
+            }
+        }
+        Ok(())
+    }
+}

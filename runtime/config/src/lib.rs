@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use std::path::Path;
-//! use femtoclaw_config::{Config, Overrides, Source, key};
+//! use femtoclaw_config::{Config, ConfigFile, Overrides, Source, key};
 //!
 //! # fn main() -> Result<(), femtoclaw_config::ConfigError> {
 //! let file = Config::parse(Path::new("/data/femtoclaw.toml"), "[limits]\nmax_fuel = 5000\n")?;
@@ -28,9 +28,8 @@
 //!     &Source::File { path: "/data/femtoclaw.toml".into(), line: 2 },
 //! );
 //!
-//! let dir = tempfile::tempdir().map_err(|_| unreachable!())?;
 //! let effective = Config::load(
-//!     &femtoclaw_config::ConfigFile::in_data_dir(dir.path()), // absent: all defaults
+//!     &ConfigFile::in_data_dir(Path::new("/nonexistent")), // no file: every default
 //!     [("FEMTOCLAW_LIMITS_DEADLINE_MS", "100"), ("FEMTOCLAW_TOKEN", "not config")],
 //!     &Overrides::new().with(key::server::listen, "--listen", "127.0.0.1:9000"),
 //! )?;

@@ -480,17 +480,6 @@ fn check_accepts_a_good_file_and_refuses_a_bad_one() {
     );
 }
 
-#[test]
-fn check_ignores_the_environment() {
-    // `check` reads the file alone: a bad variable in the process environment (there is none
-    // here, and it could not be set without racing other tests) is not its business, so it
-    // takes no environment at all. What it refuses is the file's.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("femtoclaw.toml");
-    std::fs::write(&file, "").unwrap();
-    check(&file).unwrap();
-}
-
 // ---- the environment ----
 
 #[test]

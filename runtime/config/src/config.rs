@@ -1,0 +1,63 @@
+//! The schema: every section and key of `femtoclaw.toml`, its type, its default and what it
+//! accepts. This list is the one place a key is described; the structs, the defaults, the
+//! environment variables, `show` and the reference are all made from it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::schema::schema;
+use crate::value::Rule;
+
+schema! {
+    /// The host's configuration: the value of every key, after defaults, the file, the
+    /// environment and flags. [`Config::default`] is the embedded default of every key.
+    pub struct Config;
+
+    /// The server: where it listens and how much work it takes on.
+    [server] Server {
+        /// The socket address the HTTP API and MCP listen on.
+        listen: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8420);
+        /// The most invocations running at once.
+        concurrency: usize = 4, Rule::AtLeast(1);
+        /// The most invocations waiting for a turn beyond those running.
+        queue: usize = 64;
+        /// The most invocations of one principal running at once.
+        per_principal: usize = 4, Rule::AtLeast(1);
+        /// The largest request body the server reads, in bytes.
+        max_body_bytes: usize = 1 << 20, Rule::AtLeast(1);
+        /// The longest a request may take, waiting for a turn included.
+        request_timeout as request_timeout_ms: Duration = Duration::from_secs(60), Rule::AtLeast(1);
+        /// How long a stopping server lets running invocations finish.
+        shutdown_grace as shutdown_grace_ms: Duration = Duration::from_secs(30), Rule::AtLeast(1);
+    }
+
+    /// The ceilings on every invocation.
+    [limits] Limits {
+        /// The largest fuel budget of one invocation: no manifest and no `--fuel` may ask for more.
+        max_fuel: u64 = 10_000_000_000, Rule::AtLeast(1);
+        /// The wall-clock deadline of one invocation; a request may ask for less, never more.
+        deadline as deadline_ms: Duration = Duration::from_secs(30), Rule::AtLeast(1);
+        /// The most bytes of host-call parameters and results one invocation may record.
+        max_recorded_bytes: u64 = 64 << 20, Rule::AtLeast(1);
+        /// The largest linear memory of one instance, in bytes.
+        memory_bytes: usize = 64 << 20, Rule::AtLeast(64 << 10);
+    }
+
+    /// The ledger.
+    [ledger] Ledger {
+        /// The origin line of the ledger's signed checkpoints.
+        origin: String = "femtoclaw.local/ledger".to_owned(), Rule::Origin;
+    }
+
+    /// The caps on a capability's HTTP requests; a request may ask for less, never more.
+    [http] Http {
+        /// The largest request body, in bytes.
+        max_request_bytes: u64 = 1 << 20;
+        /// The largest response body, in bytes.
+        max_response_bytes: u64 = 4 << 20;
+        /// The time allowed for one request, name lookup and redirects included.
+        timeout as timeout_ms: Duration = Duration::from_secs(30), Rule::AtLeast(1);
+        /// The most redirects one request follows.
+        max_redirects: u32 = 10;
+    }
+}

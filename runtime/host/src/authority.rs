@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use femtoclaw_policy::{CapabilityRef, Grant, GrantCache, PolicySet, Principal, PrincipalKind};
-use femtoclaw_sandbox::HttpLimits;
 use femtoclaw_sandbox::catalog::Entry;
 
 use crate::exit::{Code, Failure};
@@ -177,80 +176,9 @@ pub fn config(data_dir: &Path, name: &str) -> Result<BTreeMap<String, String>, F
     operator_file(&data_dir.join("config").join(format!("{name}.toml")))
 }
 
-/// The operator's caps on HTTP requests, `<data dir>/http.toml`; each key optional, the
-/// built-in cap where it is missing:
-///
-/// ```toml
-/// max_request_bytes = 1048576
-/// max_response_bytes = 4194304
-/// timeout_ms = 30000
-/// max_redirects = 10
-/// ```
-pub fn http_limits(data_dir: &Path) -> Result<HttpLimits, Failure> {
-    #[derive(Default, serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        max_request_bytes: Option<u64>,
-        max_response_bytes: Option<u64>,
-        timeout_ms: Option<u64>,
-        max_redirects: Option<u32>,
-    }
-    let path = data_dir.join("http.toml");
-    let file: File = operator_file(&path)?;
-    let defaults = HttpLimits::default();
-    if file.timeout_ms == Some(0) {
-        return Err(Failure::new(
-            Code::InvalidArgs,
-            format!("`{}`: timeout_ms must be at least 1", path.display()),
-        ));
-    }
-    Ok(HttpLimits {
-        max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
-        max_response_bytes: file
-            .max_response_bytes
-            .unwrap_or(defaults.max_response_bytes),
-        timeout: file
-            .timeout_ms
-            .map_or(defaults.timeout, std::time::Duration::from_millis),
-        max_redirects: file.max_redirects.unwrap_or(defaults.max_redirects),
-    })
-}
-
-/// The operator's ceilings on every invocation, `<data dir>/limits.toml`; each key optional,
-/// the built-in value where it is missing:
-///
-/// ```toml
-/// max_fuel = 10000000000        # no manifest and no `--fuel` may ask for more
-/// deadline_ms = 30000           # wall-clock time of one invocation; a request may ask less
-/// max_recorded_bytes = 67108864 # bytes one invocation may put in the ledger
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OperatorLimits {
-    /// The largest fuel budget of one invocation.
-    pub max_fuel: u64,
-    /// The wall-clock deadline of one invocation.
-    pub deadline: std::time::Duration,
-    /// The most bytes of host-call parameters and results one invocation may record.
-    pub max_recorded_bytes: u64,
-}
-
-impl Default for OperatorLimits {
-    fn default() -> Self {
-        Self {
-            max_fuel: 10_000_000_000,
-            deadline: femtoclaw_sandbox::watchdog::DEFAULT_DEADLINE,
-            max_recorded_bytes: femtoclaw_sandbox::MAX_RECORDED_BYTES,
-        }
-    }
-}
-
 /// The fuel budget of one invocation: `requested` (`--fuel`) or the manifest's, refused
 /// (naming both numbers) over the operator's `max_fuel`.
-pub fn fuel_budget(
-    requested: Option<u64>,
-    entry: &Entry,
-    limits: &OperatorLimits,
-) -> Result<u64, Failure> {
+pub fn fuel_budget(requested: Option<u64>, entry: &Entry, max_fuel: u64) -> Result<u64, Failure> {
     let (fuel, source) = match requested {
         Some(fuel) => (fuel, "--fuel".to_owned()),
         None => (
@@ -258,51 +186,15 @@ pub fn fuel_budget(
             format!("the manifest of `{}`", entry.manifest.name),
         ),
     };
-    if fuel > limits.max_fuel {
+    if fuel > max_fuel {
         return Err(Failure::new(
             Code::InvalidArgs,
             format!(
-                "fuel budget of {fuel} ({source}) is over the operator's max_fuel of {}",
-                limits.max_fuel
+                "fuel budget of {fuel} ({source}) is over the operator's max_fuel of {max_fuel}"
             ),
         ));
     }
     Ok(fuel)
-}
-
-/// Reads `<data dir>/limits.toml` (see [`OperatorLimits`]); a zero value is refused, named.
-pub fn operator_limits(data_dir: &Path) -> Result<OperatorLimits, Failure> {
-    #[derive(Default, serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        max_fuel: Option<u64>,
-        deadline_ms: Option<u64>,
-        max_recorded_bytes: Option<u64>,
-    }
-    let path = data_dir.join("limits.toml");
-    let file: File = operator_file(&path)?;
-    for (key, value) in [
-        ("max_fuel", file.max_fuel),
-        ("deadline_ms", file.deadline_ms),
-        ("max_recorded_bytes", file.max_recorded_bytes),
-    ] {
-        if value == Some(0) {
-            return Err(Failure::new(
-                Code::InvalidArgs,
-                format!("`{}`: {key} must be at least 1", path.display()),
-            ));
-        }
-    }
-    let defaults = OperatorLimits::default();
-    Ok(OperatorLimits {
-        max_fuel: file.max_fuel.unwrap_or(defaults.max_fuel),
-        deadline: file
-            .deadline_ms
-            .map_or(defaults.deadline, std::time::Duration::from_millis),
-        max_recorded_bytes: file
-            .max_recorded_bytes
-            .unwrap_or(defaults.max_recorded_bytes),
-    })
 }
 
 /// A TOML file the operator may write in the data directory; its default when absent. A

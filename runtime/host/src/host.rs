@@ -23,6 +23,8 @@ use crate::records::Records;
 /// Everything one `femtoclaw-host` process holds.
 pub struct Host {
     pub data_dir: PathBuf,
+    /// The effective configuration (see [`crate::settings`]).
+    pub config: femtoclaw_config::Config,
     pub catalog: Catalog,
     pub sandbox: Sandbox,
     pub authority: Authority,
@@ -44,10 +46,15 @@ pub struct Resolved {
 }
 
 impl Host {
-    /// Opens the host on `data_dir` (created when missing).
+    /// Opens the host on `data_dir` (created when missing) under `config`.
     /// `ledger` opens (or creates) the ledger; commands that only read an export, such as
     /// `replay`, leave the data directory's ledger alone.
-    pub fn open(data_dir: &Path, policy: authority::Source, ledger: bool) -> Result<Self, Failure> {
+    pub fn open(
+        data_dir: &Path,
+        policy: authority::Source,
+        ledger: bool,
+        config: femtoclaw_config::Config,
+    ) -> Result<Self, Failure> {
         let builtins: Vec<Builtin> = femtoclaw_capabilities::ALL
             .iter()
             .map(|c| Builtin {
@@ -57,6 +64,7 @@ impl Host {
             .collect();
         let catalog = Catalog::open(data_dir, &builtins)?;
         let sandbox = Sandbox::new(SandboxConfig {
+            limits: crate::settings::sandbox_limits(&config),
             cache: Some(CompileCache {
                 dir: cache_dir(data_dir),
                 key: crate::records::cache_key(data_dir)?,
@@ -64,12 +72,13 @@ impl Host {
             ..SandboxConfig::default()
         })?;
         let records = if ledger {
-            Some(Records::open(data_dir)?)
+            Some(Records::open(data_dir, &config.ledger.origin)?)
         } else {
             None
         };
         Ok(Self {
             data_dir: data_dir.to_owned(),
+            config,
             catalog,
             sandbox,
             authority: Authority::new(policy)?,
@@ -120,7 +129,7 @@ impl Host {
 
     /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget (either is
     /// refused over the operator's `max_fuel`, before anything is recorded), and `deadline`
-    /// shortens the operator's (`<data dir>/limits.toml`), never lengthens it.
+    /// shortens the operator's (`limits.deadline_ms`), never lengthens it.
     ///
     /// The policy decides first whether `principal` may invoke the capability, then whether
     /// every import of the component is granted (manifest ∩ policy): either refusal happens
@@ -144,8 +153,8 @@ impl Host {
             .note_policy(policy.digest(), &self.authority.source().to_string())?;
         let cap = authority::capability_ref(entry);
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
-        let limits = authority::operator_limits(&self.data_dir)?;
-        let fuel = authority::fuel_budget(fuel, entry, &limits)?;
+        let limits = &self.config.limits;
+        let fuel = authority::fuel_budget(fuel, entry, limits.max_fuel)?;
         let start = Start {
             invocation: self.records()?.next_invocation(),
             principal: principal.to_string(),
@@ -175,7 +184,7 @@ impl Host {
             Err(refused) => return Err(self.refuse_link(&start, &name, principal, &refused)),
         };
 
-        let operator = authority::operator_limits(&self.data_dir)?.deadline;
+        let operator = limits.deadline;
         let context = Context {
             deadline: deadline.map_or(operator, |asked| asked.min(operator)),
             journal: Some(Journal::new(
@@ -187,7 +196,7 @@ impl Host {
                 config: authority::config(&self.data_dir, &entry.manifest.name)?,
                 http: Egress {
                     secrets: Arc::new(crate::secrets::Store::new(&self.data_dir)),
-                    limits: authority::http_limits(&self.data_dir)?,
+                    limits: crate::settings::http_limits(&self.config),
                 },
                 kv: if femtoclaw_sandbox::kv::imported(imports.iter().map(String::as_str)) {
                     Some(self.kv()?)

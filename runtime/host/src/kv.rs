@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn a_catch_up_finds_the_writes_of_an_invocation_that_began_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::open(dir.path()).unwrap();
+        let records = Records::open(dir.path(), femtoclaw_ledger::DEFAULT_ORIGIN).unwrap();
         records.append(kv_calls(1, "early")).unwrap();
         let mut second = kv_calls(2, "second");
         second.push(end(2));

@@ -20,6 +20,7 @@ pub mod mounts;
 pub mod records;
 pub mod replay;
 pub mod secrets;
+pub mod settings;
 
 pub use exit::{Code, Failure};
 pub use host::{Host, Resolved};

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use femtoclaw_host::Failure;
 
-use commands::{Global, capability, invoke, key, kv, log, policy, replay, secret};
+use commands::{Global, capability, config, invoke, key, kv, log, policy, replay, secret};
 
 /// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
 /// in a deterministic sandbox, and records every invocation in a signed ledger.
@@ -50,6 +50,9 @@ enum Command {
     /// Store secrets capabilities may use (never see): values in, names out.
     #[command(subcommand)]
     Secret(secret::Command),
+    /// Show the effective configuration and check configuration files.
+    #[command(subcommand)]
+    Config(config::Command),
     /// Verify an exported ledger, then re-execute its invocations offline, answering every
     /// host call from the ledger. Exit 0 identical, 8 integrity, 9 divergence, 10 cannot replay;
     /// an invocation interrupted when recorded (the host stopped, or its deadline passed) is
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Key(command) => command.run(global),
         Command::Kv(command) => command.run(global),
         Command::Secret(command) => command.run(global),
+        Command::Config(command) => command.run(global),
         Command::Replay(command) => command.run(global),
         Command::Invoke(command) => command.run(global),
     }

@@ -99,7 +99,7 @@ impl Records {
     /// Opens the ledger in `data_dir`, cutting (and reporting) a torn tail, and ends every
     /// invocation the host stopped during (see [`Records::end_interrupted`]). The first open
     /// generates the signing key and records it.
-    pub fn open(data_dir: &Path) -> Result<Self, Failure> {
+    pub fn open(data_dir: &Path, origin: &str) -> Result<Self, Failure> {
         let keys_dir = keys_dir(data_dir);
         let (key, fresh) = match femtoclaw_ledger::load_key(&keys_dir) {
             Ok(key) => (key, false),
@@ -111,6 +111,7 @@ impl Records {
             Err(e) => return Err(ledger_failure(e)),
         };
         let options = LedgerOptions {
+            origin: origin.to_owned(),
             head: Some(head_record(data_dir)),
             ..LedgerOptions::with_key(key.clone())
         };
@@ -124,6 +125,19 @@ impl Records {
                 }
                 e => ledger_failure(e),
             })?;
+        // The origin names the log in every checkpoint: a ledger is continued under its own.
+        let recorded = ledger
+            .latest_checkpoint()
+            .and_then(|note| femtoclaw_ledger::Checkpoint::parse_unverified(note).ok())
+            .map(|checkpoint| checkpoint.origin);
+        if let Some(recorded) = recorded.filter(|recorded| recorded != origin) {
+            return Err(Failure::new(
+                Code::InvalidArgs,
+                format!(
+                    "the ledger's checkpoints name the origin `{recorded}`, the configuration `{origin}` (ledger.origin): a ledger keeps its origin"
+                ),
+            ));
+        }
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 bytes = recovery.truncated_bytes,

@@ -303,8 +303,7 @@ fn bad_packages_are_refused_with_what_is_wrong() {
 #[test]
 fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
     let host = Host::with_policy(OPEN_POLICY);
-    let limits = host.data.path().join("limits.toml");
-    std::fs::write(&limits, "max_fuel = 6000000\n").unwrap();
+    host.configure("[limits]\nmax_fuel = 6000000\n");
     host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
 
     // A manifest asking for more is refused at install, naming both numbers.
@@ -350,7 +349,7 @@ fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     // A ceiling lowered under an installed manifest refuses its invocations, named.
-    std::fs::write(&limits, "max_fuel = 4000000\n").unwrap();
+    host.configure("[limits]\nmax_fuel = 4000000\n");
     let out = host.run(&[
         "invoke",
         "misbehave",
@@ -406,11 +405,7 @@ fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays
     const CAP: u64 = 8 << 20;
     let host = Host::with_policy(OPEN_POLICY);
     host.add(FEMTOCLAW_GUEST_HOARD, HOARD_MANIFEST);
-    std::fs::write(
-        host.data.path().join("limits.toml"),
-        format!("max_recorded_bytes = {CAP}\n"),
-    )
-    .unwrap();
+    host.configure(&format!("[limits]\nmax_recorded_bytes = {CAP}\n"));
     let hoard = |turns: u32| {
         let args = format!(r#"{{"turns":{turns},"len":1048576}}"#);
         let cmd = host.command(&["invoke", "hoard", "hoard-random", "--args", &args]);
@@ -472,4 +467,135 @@ fn log_show_escapes_control_characters_in_guest_written_text() {
     assert_eq!(entry["args"][0][1]["string"], json!(name), "{entry}");
     let exact = stdout(&host.run(&["log", "show", "--json"]));
     assert!(exact.contains('\u{9b}'));
+}
+
+/// One configuration file, `<data dir>/femtoclaw.toml`, under environment overrides: `config
+/// show` names the source of every value, bad settings are refused naming file, key and line,
+/// and the files of earlier versions are refused rather than silently ignored.
+#[test]
+fn the_configuration_is_one_file_under_environment_overrides_each_value_with_its_source() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
+    let shown = stdout(&host.run(&["config", "show"]));
+    assert!(
+        shown.contains("listen = \"127.0.0.1:8420\"  # default"),
+        "{shown}"
+    );
+
+    host.configure("[limits]\nmax_fuel = 6000000\n");
+    let file = host.data.path().join("femtoclaw.toml");
+    let with_env = |args: &[&str]| {
+        host.command(args)
+            .env("FEMTOCLAW_LIMITS_MAX_FUEL", "1000")
+            .output()
+            .unwrap()
+    };
+    let shown = stdout(&with_env(&["config", "show"]));
+    assert!(
+        shown.contains("max_fuel = 1000  # env FEMTOCLAW_LIMITS_MAX_FUEL"),
+        "{shown}"
+    );
+    let shown = stdout(&host.run(&["config", "show"]));
+    assert!(
+        shown.contains(&format!("max_fuel = 6000000  # file {}:2", file.display())),
+        "{shown}"
+    );
+    // The environment wins over the file, and takes effect: the manifest's 5 000 000 is over it.
+    let divide = [
+        "invoke",
+        "misbehave",
+        "divide",
+        "--args",
+        r#"{"a":4,"b":2}"#,
+    ];
+    let out = with_env(&divide);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("max_fuel of 1000"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(code(&host.run(&divide)), 0);
+
+    // A bad setting is refused, named, by `config check` and by every command.
+    host.configure("[limits]\nmax_fuel = 6000000\n\n[server]\nconcurency = 3\n");
+    for out in [host.run(&["config", "check"]), host.run(&divide)] {
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        let says = stderr(&out);
+        assert!(
+            says.contains(&format!("`{}` line 5", file.display()))
+                && says.contains("server.concurency"),
+            "{says}"
+        );
+    }
+    let ok = host.file("ok.toml", b"[server]\nlisten = \"[::1]:9000\"\n");
+    let out = host.run(&["config", "check", s(&ok)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = host.run(&[
+        "--config",
+        s(&host.files.path().join("absent.toml")),
+        "config",
+        "show",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("absent.toml"), "{}", stderr(&out));
+
+    // A file of an earlier version is refused, not ignored.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(host.data.path().join("limits.toml"), "max_fuel = 1\n").unwrap();
+    let out = host.run(&divide);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("limits.toml` is no longer read")
+            && stderr(&out).contains("[limits]"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Arguments too large for a command line come from a file (`--args @FILE`) or stdin
+/// (`--args -`); a file that cannot be read or is not JSON is named.
+#[test]
+fn arguments_come_from_a_file_or_stdin() {
+    let host = Host::new();
+    let name = "x".repeat(300_000);
+    let file = host.file("args.json", json!({ "name": name }).to_string().as_bytes());
+    let arg = format!("@{}", file.display());
+    let out = host.run(&["invoke", "hello", "greet", "--args", &arg]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains(&name));
+
+    let mut child = host
+        .command(&["invoke", "hello", "greet", "--args", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        br#"{"name":"from stdin"}"#,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("from stdin"), "{}", stdout(&out));
+
+    let missing = format!("@{}", host.files.path().join("absent.json").display());
+    let out = host.run(&["invoke", "hello", "greet", "--args", &missing]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("absent.json"), "{}", stderr(&out));
+    let bad = host.file("bad.json", b"{nope");
+    let out = host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        &format!("@{}", bad.display()),
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("bad.json") && stderr(&out).contains("is not JSON"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -204,7 +204,7 @@ fn a_host_killed_during_a_request_leaves_its_intent_and_the_next_start_records_t
 fn a_guest_spinning_with_fuel_to_spare_exits_11_at_the_operators_deadline_and_asks_no_more() {
     let host = Host::with_policy(OPEN_POLICY);
     host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
-    std::fs::write(host.data.path().join("limits.toml"), "deadline_ms = 300\n").unwrap();
+    host.configure("[limits]\ndeadline_ms = 300\n");
     let spin = |extra: &[&str]| {
         let mut args = vec!["invoke", "misbehave", "spin", "--fuel", "10000000000"];
         args.extend_from_slice(extra);
@@ -250,7 +250,7 @@ fn a_guest_spinning_with_fuel_to_spare_exits_11_at_the_operators_deadline_and_as
 fn a_request_that_would_outlast_the_deadline_ends_the_invocation_with_exit_11() {
     let server = Silent::start();
     let host = fetch_host(server.port);
-    std::fs::write(host.data.path().join("limits.toml"), "deadline_ms = 1000\n").unwrap();
+    host.configure("[limits]\ndeadline_ms = 1000\n");
     let url = format!("http://127.0.0.1:{}/never", server.port);
     let started = Instant::now();
     // The request asks for 20 s, the host allows 30 s: the invocation's second is what binds.

@@ -812,30 +812,30 @@ fn https_speaks_tls_and_a_failed_handshake_is_an_error_not_a_crash() {
 }
 
 #[test]
-fn the_operator_sets_the_caps_in_http_toml_and_a_bad_file_is_named() {
+fn the_operator_sets_the_caps_in_the_http_section_and_a_bad_one_is_named() {
     let server = local_server();
     let host = host(&format!("{POLICY}{LOOPBACK}"), server.port, 1);
     let url = format!("http://127.0.0.1:{}/ok", server.port);
-    std::fs::write(
-        host.data.path().join("http.toml"),
-        "max_response_bytes = 10\n",
-    )
-    .unwrap();
+    host.configure("[http]\nmax_response_bytes = 10\n");
     let err = error(&fetch(&host, "get", &json!({ "url": url })));
     assert!(err.starts_with("too large"), "{err}");
     assert!(err.contains("10"), "{err}");
 
-    // Nothing the operator wrote is ignored silently: each bad file is refused, named.
+    // Nothing the operator wrote is ignored silently: each bad setting is refused, named
+    // with its file and line.
     for (text, named) in [
-        ("max_respons_bytes = 10\n", "max_respons_bytes"),
-        ("timeout_ms = 0\n", "timeout_ms"),
+        ("[http]\nmax_respons_bytes = 10\n", "http.max_respons_bytes"),
+        ("[http]\ntimeout_ms = 0\n", "http.timeout_ms"),
     ] {
-        std::fs::write(host.data.path().join("http.toml"), text).unwrap();
+        host.configure(text);
         let args = json!({ "url": url }).to_string();
         let out = host.run(&["invoke", "webfetch", "get", "--args", &args]);
         assert_eq!(code(&out), 2, "{}", stderr(&out));
         let err = stderr(&out);
-        assert!(err.contains("http.toml") && err.contains(named), "{err}");
+        assert!(
+            err.contains("femtoclaw.toml` line 2") && err.contains(named),
+            "{err}"
+        );
     }
 }
 

@@ -204,6 +204,13 @@ impl CallFault {
     }
 }
 
+/// What a key change says: the verifier key it hands over to, and whether it is the ledger's
+/// first (it replaces no key).
+pub(crate) struct Handover {
+    pub(crate) first: bool,
+    pub(crate) key: String,
+}
+
 mod kind {
     pub(super) const INVOCATION_START: u8 = 1;
     pub(super) const HOST_CALL: u8 = 2;
@@ -672,9 +679,7 @@ impl Entry {
 
     /// What a key-change entry says (the key id it replaces, the verifier key it hands over
     /// to), read without decoding any other kind of entry; `None` for every other kind.
-    pub(crate) fn peek_key_change(
-        bytes: &[u8],
-    ) -> Option<Result<(Option<[u8; 4]>, String), DecodeError>> {
+    pub(crate) fn peek_key_change(bytes: &[u8]) -> Option<Result<Handover, DecodeError>> {
         if bytes.get(..2)? != [ENCODING_VERSION, kind::KEY_CHANGE] {
             return None;
         }
@@ -683,8 +688,14 @@ impl Entry {
                 old_key_id,
                 new_verifier_key,
                 ..
-            } => (old_key_id, new_verifier_key),
-            _ => (None, String::new()),
+            } => Handover {
+                first: old_key_id.is_none(),
+                key: new_verifier_key,
+            },
+            _ => Handover {
+                first: false,
+                key: String::new(),
+            },
         }))
     }
 

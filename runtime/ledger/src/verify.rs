@@ -339,14 +339,14 @@ impl<'o> Verifier<'o> {
         if !self.opts.keys.is_empty()
             && let Some(change) = Entry::peek_key_change(bytes)
         {
-            let (old, key) = change.map_err(|source| VerifyError::BadRecord { index, source })?;
-            let key = VerifierKey::parse(&key).map_err(|e| VerifyError::BadKeyChange {
+            let change = change.map_err(|source| VerifyError::BadRecord { index, source })?;
+            let key = VerifierKey::parse(&change.key).map_err(|e| VerifyError::BadKeyChange {
                 index,
                 reason: e.to_string(),
             })?;
             self.handovers.push(Handover {
                 index,
-                first: old.is_none(),
+                first: change.first,
                 key,
             });
         }
@@ -708,8 +708,8 @@ pub fn recorded_keys(dir: &Path) -> Result<Vec<String>, VerifyError> {
     replay_dir(dir, |ev| {
         if let Event::Entry { payload, .. } = ev {
             if let Some(change) = Entry::peek_key_change(payload) {
-                let (_, key) = change.map_err(|source| VerifyError::BadRecord { index, source })?;
-                keys.push(key);
+                let change = change.map_err(|source| VerifyError::BadRecord { index, source })?;
+                keys.push(change.key);
             }
             index += 1;
         }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use femtoclaw_host::{Failure, authority};
+use femtoclaw_host::Failure;
 use serde_json::{Value as Json, json};
 
 use super::{Global, PrincipalArgs, internal, out, print_json};
@@ -41,7 +41,7 @@ impl Command {
                 component,
                 manifest,
             } => {
-                let max_fuel = authority::operator_limits(&host.data_dir)?.max_fuel;
+                let max_fuel = host.config.limits.max_fuel;
                 let entry = host
                     .catalog
                     .add(&component, manifest.as_deref(), max_fuel)?;

@@ -128,7 +128,10 @@ fn show(host: &Host, from: u64, limit: usize, json: bool) -> Result<(), Failure>
         if json {
             out(&json!({ "index": index, "entry": value }).to_string());
         } else {
-            out(&format!("{index:>6}  {}", terminal_safe(&value.to_string())));
+            out(&format!(
+                "{index:>6}  {}",
+                terminal_safe(&value.to_string())
+            ));
         }
     }
     Ok(())
@@ -163,8 +166,7 @@ fn verify(
     }
     let recorded;
     let keys = if keys.is_empty() && has_ledger {
-        recorded =
-            femtoclaw_ledger::recorded_keys(&ledger_dir).map_err(records::integrity)?;
+        recorded = femtoclaw_ledger::recorded_keys(&ledger_dir).map_err(records::integrity)?;
         recorded.as_slice()
     } else {
         keys
@@ -212,21 +214,6 @@ fn verify(
             report.torn_tail_bytes, report.uncommitted_entries
         ));
     }
-    Ok(())
-}
-
-/// `log verify-proof`.
-fn verify_proof(file: &std::path::Path, key: &str) -> Result<(), Failure> {
-    let key = femtoclaw_ledger::VerifierKey::parse(key)
-        .map_err(|e| Failure::new(Code::InvalidArgs, format!("--key: {e}")))?;
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::new(Code::InvalidArgs, format!("{}: {e}", file.display())))?;
-    let proof = femtoclaw_ledger::verify_proof(&text, &key)
-        .map_err(|e| Failure::new(Code::Integrity, format!("proof verification failed: {e}")))?;
-    out(&format!(
-        "ok: entry {} is in the tree of size {}",
-        proof.index, proof.checkpoint.size
-    ));
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! library; and what they share: the global options, the principal options, printing.
 
 pub mod capability;
+pub mod config;
 pub mod invoke;
 pub mod key;
 pub mod kv;
@@ -12,7 +13,8 @@ pub mod secret;
 
 use std::path::PathBuf;
 
-use femtoclaw_host::{Code, Failure, Host, authority};
+use femtoclaw_config::{Effective, Overrides};
+use femtoclaw_host::{Code, Failure, Host, authority, settings};
 use serde_json::Value as Json;
 
 /// The options every command takes.
@@ -31,13 +33,25 @@ pub struct Global {
     /// exists, else the embedded default policy). Re-read when it changes.
     #[arg(long, global = true, env = "FEMTOCLAW_POLICY")]
     pub policy: Option<PathBuf>,
+
+    /// The configuration file (default: `<data dir>/femtoclaw.toml` if it exists). Every
+    /// setting may also be set as `FEMTOCLAW_<SECTION>_<KEY>`; see `config show`.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
 }
 
 impl Global {
+    /// The effective configuration, with `flags` over the environment, the file and the
+    /// defaults.
+    pub fn config(&self, flags: &Overrides) -> Result<Effective, Failure> {
+        settings::load(&self.data_dir, self.config.as_deref(), flags)
+    }
+
     /// Opens the host on the data directory; `ledger` opens (or creates) its ledger too.
     pub fn open(&self, ledger: bool) -> Result<Host, Failure> {
+        let config = self.config(&Overrides::new())?.into_config();
         let source = authority::Source::locate(self.policy.as_deref(), &self.data_dir);
-        Host::open(&self.data_dir, source, ledger)
+        Host::open(&self.data_dir, source, ledger, config)
     }
 }
 

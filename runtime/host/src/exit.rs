@@ -28,6 +28,37 @@ pub enum Code {
     Deadline = 11,
 }
 
+impl Code {
+    /// The stable name of the class, the `code` of the HTTP API's problem responses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Other => "other",
+            Code::InvalidArgs => "bad-arguments",
+            Code::Unknown => "unknown",
+            Code::FuelExhausted => "fuel-exhausted",
+            Code::Trap => "trapped",
+            Code::Limit => "limit",
+            Code::Denied => "denied",
+            Code::Integrity => "integrity",
+            Code::Divergence => "divergence",
+            Code::CannotReplay => "cannot-replay",
+            Code::Deadline => "deadline",
+        }
+    }
+
+    /// The HTTP status of the class: the request's fault (400, 403, 404), the invocation's
+    /// outcome (422: it ran and failed), or the host's (500).
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::InvalidArgs => 400,
+            Code::Denied => 403,
+            Code::Unknown => 404,
+            Code::FuelExhausted | Code::Trap | Code::Limit | Code::Deadline => 422,
+            Code::Other | Code::Integrity | Code::Divergence | Code::CannotReplay => 500,
+        }
+    }
+}
+
 /// A failed command: its exit code and the one line printed on stderr.
 #[derive(Debug)]
 pub struct Failure {

@@ -34,6 +34,8 @@ pub struct Host {
     kv: std::sync::Mutex<Option<Arc<KvStore>>>,
     /// Held by an invocation with key-value writes from its append to its apply.
     kv_order: std::sync::Mutex<()>,
+    /// The data directory's lock, held while the ledger is open: one process writes it.
+    lock: Option<std::sync::Mutex<crate::lock::DirLock>>,
 }
 
 /// A capability resolved and prepared for invocation.
@@ -71,10 +73,12 @@ impl Host {
             }),
             ..SandboxConfig::default()
         })?;
-        let records = if ledger {
-            Some(Records::open(data_dir, &config.ledger.origin)?)
+        let (lock, records) = if ledger {
+            let lock = crate::lock::DirLock::acquire(data_dir)?;
+            let records = Records::open(data_dir, &config.ledger.origin)?;
+            (Some(std::sync::Mutex::new(lock)), Some(records))
         } else {
-            None
+            (None, None)
         };
         Ok(Self {
             data_dir: data_dir.to_owned(),
@@ -85,7 +89,20 @@ impl Host {
             records,
             kv: std::sync::Mutex::default(),
             kv_order: std::sync::Mutex::default(),
+            lock,
         })
+    }
+
+    /// Says in the data directory's lock what this process is doing, for whoever finds the
+    /// directory in use (`serving on http://127.0.0.1:8420`).
+    pub fn announce(&self, what: &str) -> Result<(), Failure> {
+        match &self.lock {
+            Some(lock) => lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .describe(what),
+            None => Ok(()),
+        }
     }
 
     /// The ledger (opened unless the command said otherwise).

@@ -16,11 +16,14 @@ pub mod authority;
 pub mod exit;
 pub mod host;
 pub mod kv;
+pub mod lock;
 pub mod mounts;
 pub mod records;
 pub mod replay;
 pub mod secrets;
+pub mod serve;
 pub mod settings;
+pub mod tokens;
 
 pub use exit::{Code, Failure};
 pub use host::{Host, Resolved};

@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use femtoclaw_host::Failure;
 
-use commands::{Global, capability, config, invoke, key, kv, log, policy, replay, secret};
+use commands::{
+    Global, capability, config, invoke, key, kv, log, policy, replay, secret, serve, token,
+};
 
 /// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
 /// in a deterministic sandbox, and records every invocation in a signed ledger.
@@ -50,6 +52,12 @@ enum Command {
     /// Store secrets capabilities may use (never see): values in, names out.
     #[command(subcommand)]
     Secret(secret::Command),
+    /// Make, list and revoke the bearer tokens principals present to the server.
+    #[command(subcommand)]
+    Token(token::Command),
+    /// Serve the authenticated HTTP/JSON API until SIGTERM or SIGINT (default
+    /// `127.0.0.1:8420`); prints where it listens.
+    Serve(serve::Serve),
     /// Show the effective configuration and check configuration files.
     #[command(subcommand)]
     Config(config::Command),
@@ -72,6 +80,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Kv(command) => command.run(global),
         Command::Secret(command) => command.run(global),
         Command::Config(command) => command.run(global),
+        Command::Token(command) => command.run(global),
+        Command::Serve(command) => command.run(global),
         Command::Replay(command) => command.run(global),
         Command::Invoke(command) => command.run(global),
     }

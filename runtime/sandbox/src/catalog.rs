@@ -538,10 +538,12 @@ fn version_key(version: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Writes `path` through a temporary file (named per process, so two hosts writing the same
-/// file never share one), fsync'd, then renamed into place.
+/// Writes `path` through a temporary file (named per process and per write, so two hosts, or
+/// two threads of one, writing the same file never share one), fsync'd, then renamed into place.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{write}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;

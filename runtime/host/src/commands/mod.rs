@@ -10,6 +10,8 @@ pub mod log;
 pub mod policy;
 pub mod replay;
 pub mod secret;
+pub mod serve;
+pub mod token;
 
 use std::path::PathBuf;
 

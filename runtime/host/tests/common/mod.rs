@@ -50,12 +50,12 @@ impl Host {
         std::fs::write(self.data.path().join("policy/test.cedar"), policy).unwrap();
     }
 
-    /// Writes a file for the host to read.
     /// Writes the host's configuration file, `<data dir>/femtoclaw.toml`.
     pub fn configure(&self, toml: &str) {
         std::fs::write(self.data.path().join("femtoclaw.toml"), toml).unwrap();
     }
 
+    /// Writes a file for the host to read.
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.files.path().join(name);
         std::fs::write(&path, bytes).unwrap();

@@ -1,0 +1,517 @@
+//! `femtoclaw-host serve`: the host as a daemon, an authenticated HTTP/JSON API over the same
+//! orchestration as the command line.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | `ok` while the process serves (no token needed) |
+//! | `GET /readyz` | `ready` once the host is open (no token needed) |
+//! | `GET /v1/capabilities` | the capabilities and functions this principal may invoke, with schemas |
+//! | `POST /v1/invoke[?proof=true]` | `{capability, function, args, fuel?}` → result, fuel, output, receipt |
+//! | `GET /v1/ledger/checkpoint` | the latest signed checkpoint note, byte-exact |
+//! | `GET /v1/ledger/entries?from=&limit=` | entries as JSON |
+//! | `GET /v1/ledger/proof/{index}` | an inclusion proof (C2SP tlog-proof), as `log prove` prints it |
+//!
+//! Every route but the health checks needs `Authorization: Bearer <token>` (see
+//! [`crate::tokens`]); the principal and its groups come from the token. Failures are
+//! `application/problem+json` (RFC 9457) with a stable `code` per outcome. Invocations run on
+//! blocking threads, at most `server.concurrency` at once and `server.per_principal` per
+//! principal, with at most `server.queue` waiting; beyond that a request gets 429 with
+//! `Retry-After`. An answer is sent only once the invocation's entries are durable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use femtoclaw_policy::Principal;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tokio::sync::Semaphore;
+
+use crate::exit::{Code, Failure};
+use crate::host::Host;
+use crate::tokens;
+
+/// The server's state: the host, its token store and the gates invocations pass.
+struct App {
+    host: Host,
+    tokens: tokens::Store,
+    running: Semaphore,
+    waiting: AtomicUsize,
+    queue: usize,
+    per_principal: usize,
+    by_principal: Mutex<HashMap<String, usize>>,
+}
+
+/// Serves `host` on `listener` until SIGTERM or SIGINT, then lets the requests in flight finish
+/// and returns. `host` must have its ledger open.
+pub async fn serve(host: Host, listener: tokio::net::TcpListener) -> Result<(), Failure> {
+    host.records()?;
+    let server = &host.config.server;
+    let max_body = server.max_body_bytes;
+    let app = Arc::new(App {
+        tokens: tokens::Store::new(&host.data_dir),
+        running: Semaphore::new(server.concurrency),
+        waiting: AtomicUsize::new(0),
+        queue: server.queue,
+        per_principal: server.per_principal,
+        by_principal: Mutex::default(),
+        host,
+    });
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/v1/capabilities", get(capabilities))
+        .route("/v1/invoke", post(invoke))
+        .route("/v1/ledger/checkpoint", get(checkpoint))
+        .route("/v1/ledger/entries", get(entries))
+        .route("/v1/ledger/proof/{index}", get(proof))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "unknown", "no such route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop_signal())
+        .await
+        .map_err(|e| Failure::new(Code::Other, format!("serving: {e}")))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: finishing the requests in flight");
+}
+
+/// An RFC 9457 problem: `code` is stable, `detail` says what was wrong.
+#[derive(Debug)]
+struct Problem {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    /// A header the status calls for (`WWW-Authenticate` on 401, `Retry-After` on 429).
+    header: Option<(header::HeaderName, HeaderValue)>,
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("urn:femtoclaw:problem:{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+fn problem(status: StatusCode, code: &'static str, detail: impl std::fmt::Display) -> Problem {
+    Problem {
+        status,
+        code,
+        detail: detail.to_string(),
+        header: None,
+    }
+}
+
+impl From<Failure> for Problem {
+    /// A failure of the host, with the status its class maps to.
+    fn from(failure: Failure) -> Self {
+        let status = StatusCode::from_u16(failure.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        problem(status, failure.code.name(), failure.message)
+    }
+}
+
+/// The principal of the token a request presents, or the 401 it gets.
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Problem> {
+    let unauthorized = |detail: String| Problem {
+        header: Some((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"femtoclaw\""),
+        )),
+        ..problem(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("this route needs `Authorization: Bearer <token>`".into()))?;
+    let token = app
+        .tokens
+        .authenticate(presented.trim())
+        .map_err(|refused| unauthorized(refused.to_string()))?;
+    Ok(token.principal()?)
+}
+
+/// `POST /v1/invoke`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeRequest {
+    capability: String,
+    function: String,
+    #[serde(default = "empty_object")]
+    args: Json,
+    fuel: Option<u64>,
+}
+
+fn empty_object() -> Json {
+    json!({})
+}
+
+#[derive(Debug, Deserialize)]
+struct InvokeQuery {
+    #[serde(default)]
+    proof: bool,
+}
+
+async fn invoke(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<InvokeQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let principal = authenticate(&app, &headers)?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too-large"
+        } else {
+            Code::InvalidArgs.name()
+        };
+        problem(status, code, rejection.body_text())
+    })?;
+    let request: InvokeRequest = serde_json::from_slice(&body).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgs.name(),
+            format!("the request body is not an invocation: {e}"),
+        )
+    })?;
+    let _turn = Turn::take(&app, &principal).await?;
+    let worker = Arc::clone(&app);
+    let body = blocking(move || run(&worker, &principal, &request, query.proof)).await?;
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// Runs `f` on a blocking thread: host work (a component, the ledger) never holds up the
+/// threads that serve requests.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Problem> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Other.name(),
+            format!("the host's thread failed: {e}"),
+        )),
+    }
+}
+
+/// One invocation, on a blocking thread: the same path as `femtoclaw-host invoke`.
+fn run(
+    app: &App,
+    principal: &Principal,
+    request: &InvokeRequest,
+    with_proof: bool,
+) -> Result<Json, Failure> {
+    let host = &app.host;
+    let resolved = host.resolve(&request.capability)?;
+    let (outcome, receipt) = host.invoke(
+        principal,
+        &resolved,
+        &request.function,
+        &request.args,
+        request.fuel,
+        None,
+    )?;
+    let result = outcome.result.as_ref().map_err(Failure::from)?;
+    let records = host.records()?;
+    let ledger_failure =
+        |e: femtoclaw_ledger::LedgerError| Failure::new(Code::Other, format!("ledger: {e}"));
+    let first = outcome
+        .written_ahead
+        .first()
+        .copied()
+        .unwrap_or(receipt.first_index);
+    let last = receipt.indexes().end.saturating_sub(1);
+    let invocation = records
+        .with_ledger(|l| l.get(last))
+        .map_err(ledger_failure)?
+        .invocation();
+    let mut receipt = json!({
+        "invocation": invocation,
+        "entries": [first, last],
+        "tree_size": receipt.tree_size,
+        "root": hex::encode(receipt.root),
+        "checkpoint": receipt.checkpoint,
+    });
+    if with_proof {
+        receipt["proof"] = json!(
+            records
+                .with_ledger(|l| l.prove(last))
+                .map_err(ledger_failure)?
+        );
+    }
+    let mut body = json!({
+        "result": result,
+        "fuel": { "budget": outcome.fuel_budget, "consumed": outcome.fuel_consumed },
+        "receipt": receipt,
+    });
+    if !outcome.stdout.is_empty() || !outcome.stderr.is_empty() {
+        body["output"] = json!({
+            "stdout": String::from_utf8_lossy(&outcome.stdout),
+            "stderr": String::from_utf8_lossy(&outcome.stderr),
+            "truncated": outcome.output_truncated,
+        });
+    }
+    Ok(body)
+}
+
+/// An invocation's turn: one of its principal's places and a place among the running (queued
+/// for, within the queue's bound). Dropping it gives both back.
+struct Turn<'a> {
+    _place: PrincipalPlace<'a>,
+    _running: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<'a> Turn<'a> {
+    async fn take(app: &'a App, principal: &Principal) -> Result<Turn<'a>, Problem> {
+        let busy = |detail: String| Problem {
+            header: Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            ..problem(StatusCode::TOO_MANY_REQUESTS, "busy", detail)
+        };
+        let place = PrincipalPlace::take(app, principal.to_string()).ok_or_else(|| {
+            busy(format!(
+                "`{principal}` has {} invocations running, the most one principal may (server.per_principal)",
+                app.per_principal
+            ))
+        })?;
+        let running = match app.running.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if app.waiting.fetch_add(1, Ordering::SeqCst) >= app.queue {
+                    app.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(busy(format!(
+                        "{} invocations are waiting, the most the server queues (server.queue)",
+                        app.queue
+                    )));
+                }
+                let permit = app.running.acquire().await;
+                app.waiting.fetch_sub(1, Ordering::SeqCst);
+                permit.map_err(|_| {
+                    problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "stopping",
+                        "the server is stopping",
+                    )
+                })?
+            }
+        };
+        Ok(Turn {
+            _place: place,
+            _running: running,
+        })
+    }
+}
+
+/// One running invocation of a principal, given back when dropped.
+struct PrincipalPlace<'a> {
+    app: &'a App,
+    name: String,
+}
+
+impl<'a> PrincipalPlace<'a> {
+    /// A place for `name`, unless it has `server.per_principal` already.
+    fn take(app: &'a App, name: String) -> Option<Self> {
+        let mut by = app
+            .by_principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = by.entry(name.clone()).or_insert(0);
+        if *count >= app.per_principal {
+            return None;
+        }
+        *count += 1;
+        Some(Self { app, name })
+    }
+}
+
+impl Drop for PrincipalPlace<'_> {
+    fn drop(&mut self) {
+        let mut by = self
+            .app
+            .by_principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = by.get_mut(&self.name) {
+            *count -= 1;
+            if *count == 0 {
+                by.remove(&self.name);
+            }
+        }
+    }
+}
+
+/// `GET /v1/capabilities`: what this principal may invoke, function by function.
+async fn capabilities(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let principal = authenticate(&app, &headers)?;
+    let worker = Arc::clone(&app);
+    let body = blocking(move || list(&worker.host, &principal)).await?;
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+fn list(host: &Host, principal: &Principal) -> Result<Json, Failure> {
+    let policy = host.authority.policy()?;
+    let mut capabilities = Vec::new();
+    for entry in host.catalog.list()? {
+        let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
+        let Ok(resolved) = host.resolve(&spec) else {
+            continue; // one that no longer loads is not offered
+        };
+        let cap = crate::authority::capability_ref(&resolved.entry);
+        let functions: Vec<Json> = resolved
+            .prepared
+            .functions
+            .iter()
+            .filter(|f| {
+                policy
+                    .authorize_invoke_function(principal, &cap, Some(&f.name))
+                    .allowed
+            })
+            .map(|f| {
+                json!({
+                    "name": f.name,
+                    "args_schema": f.args_schema(),
+                    "result_schema": f.result_schema(),
+                })
+            })
+            .collect();
+        if functions.is_empty() {
+            continue;
+        }
+        let m = &resolved.entry.manifest;
+        capabilities.push(json!({
+            "name": m.name,
+            "version": m.version,
+            "description": m.description,
+            "publisher": m.publisher,
+            "sha256": resolved.entry.sha256,
+            "functions": functions,
+        }));
+    }
+    Ok(json!({ "principal": principal.to_string(), "capabilities": capabilities }))
+}
+
+/// `GET /v1/ledger/checkpoint`: the latest signed note, byte-exact.
+async fn checkpoint(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Problem> {
+    authenticate(&app, &headers)?;
+    let note = app
+        .host
+        .records()?
+        .with_ledger(|l| l.latest_checkpoint().map(str::to_owned))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::NOT_FOUND,
+                "unknown",
+                "the ledger has no checkpoint yet",
+            )
+        })?;
+    Ok(text(note))
+}
+
+#[derive(Debug, Deserialize)]
+struct EntriesQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// The most entries one page holds.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/ledger/entries?from=&limit=`.
+async fn entries(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<EntriesQuery>,
+) -> Result<Response, Problem> {
+    authenticate(&app, &headers)?;
+    let limit = query.limit.min(MAX_PAGE);
+    let page = app
+        .host
+        .records()?
+        .with_ledger(|l| l.iter(query.from, limit))
+        .map_err(|e| Failure::new(Code::Other, format!("ledger: {e}")))?;
+    let entries: Vec<Json> = page
+        .into_iter()
+        .map(|(index, entry)| json!({ "index": index, "entry": entry }))
+        .collect();
+    Ok((StatusCode::OK, axum::Json(json!({ "entries": entries }))).into_response())
+}
+
+/// `GET /v1/ledger/proof/{index}`: the C2SP tlog-proof of one entry.
+async fn proof(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(index): Path<u64>,
+) -> Result<Response, Problem> {
+    authenticate(&app, &headers)?;
+    let proof = app
+        .host
+        .records()?
+        .with_ledger(|l| l.prove(index))
+        .map_err(|e| Failure::new(Code::Unknown, format!("no proof of entry {index}: {e}")))?;
+    Ok(text(proof))
+}
+
+fn text(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Binds `addr`, for [`serve`]; the address actually bound is the listener's (`:0` picks a port).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::new(Code::Other, format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,304 @@
+//! Bearer tokens: how a principal proves who it is to the server.
+//!
+//! `token create` makes a random token, prints it once and keeps only its SHA-256, with the
+//! principal and groups it stands for, in `<data dir>/tokens/<name>.json` (mode 0600, the
+//! directory 0700). A request's principal and groups come from its token, never from its body.
+//! Revoking removes the file: the next request with that token is refused.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use femtoclaw_policy::Principal;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::{Code, Failure};
+
+/// What the host keeps of a token: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Its name, unique in the data directory.
+    pub name: String,
+    /// The principal it stands for (`agent:ID` or `user:ID`).
+    pub principal: String,
+    /// The groups the principal is in.
+    pub groups: Vec<String>,
+    /// When it was made, seconds since the Unix epoch.
+    pub created: u64,
+    /// When it stops being accepted, seconds since the Unix epoch.
+    pub expires: Option<u64>,
+    /// SHA-256 of the token, hex.
+    pub sha256: String,
+}
+
+impl Token {
+    /// The principal, with its groups.
+    pub fn principal(&self) -> Result<Principal, Failure> {
+        crate::authority::principal(&self.principal, &self.groups)
+    }
+}
+
+/// The token store of one data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// What every token starts with, so that a leaked one is easy to recognise (and scan for).
+const PREFIX: &str = "fct_";
+
+impl Store {
+    /// The store under `data_dir` (nothing is created until a token is).
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("tokens"),
+        }
+    }
+
+    /// Makes a token for `principal` (checked) in `groups`, named `name`, valid for `ttl` if
+    /// given; returns what is kept and the token, which is shown once and never stored.
+    pub fn create(
+        &self,
+        name: &str,
+        principal: &str,
+        groups: &[String],
+        ttl: Option<Duration>,
+    ) -> Result<(Token, String), Failure> {
+        check_name(name)?;
+        crate::authority::principal(principal, groups)?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| Failure::new(Code::Other, format!("no randomness for a token: {e}")))?;
+        let token = format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        );
+        let created = now();
+        let record = Token {
+            name: name.to_owned(),
+            principal: principal.to_owned(),
+            groups: groups.to_vec(),
+            created,
+            expires: ttl.map(|ttl| created.saturating_add(ttl.as_secs())),
+            sha256: digest(&token),
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| io(&self.dir, &e))?;
+        let path = self.path(name);
+        let text = serde_json::to_string_pretty(&record)
+            .map_err(|e| Failure::new(Code::Other, format!("token `{name}`: {e}")))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Failure::new(
+                    Code::InvalidArgs,
+                    format!("a token named `{name}` exists already; revoke it first"),
+                ),
+                _ => io(&path, &e),
+            })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io(&path, &e))?;
+        Ok((record, token))
+    }
+
+    /// Every token, by name.
+    pub fn list(&self) -> Result<Vec<Token>, Failure> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir, &e)),
+        };
+        let mut tokens = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| io(&self.dir, &e))?.path();
+            if path.extension().is_some_and(|x| x == "json") {
+                let text = fs::read_to_string(&path).map_err(|e| io(&path, &e))?;
+                tokens.push(serde_json::from_str(&text).map_err(|e| {
+                    Failure::new(Code::Other, format!("`{}`: {e}", path.display()))
+                })?);
+            }
+        }
+        tokens.sort_by(|a: &Token, b: &Token| a.name.cmp(&b.name));
+        Ok(tokens)
+    }
+
+    /// Revokes the token `name`: from the next request on, it is refused.
+    pub fn revoke(&self, name: &str) -> Result<Token, Failure> {
+        check_name(name)?;
+        let path = self.path(name);
+        let token = self
+            .list()?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Failure::new(Code::Unknown, format!("there is no token `{name}`")))?;
+        fs::remove_file(&path).map_err(|e| io(&path, &e))?;
+        Ok(token)
+    }
+
+    /// The token a request presents, if it is one of this store's and has not expired.
+    pub fn authenticate(&self, presented: &str) -> Result<Token, Refused> {
+        if !presented.starts_with(PREFIX) {
+            return Err(Refused::Unknown);
+        }
+        let sha = digest(presented);
+        let token = self
+            .list()
+            .map_err(|_| Refused::Unknown)?
+            .into_iter()
+            .find(|t| constant_time_eq(t.sha256.as_bytes(), sha.as_bytes()))
+            .ok_or(Refused::Unknown)?;
+        match token.expires {
+            Some(expires) if now() >= expires => Err(Refused::Expired(token.name)),
+            _ => Ok(token),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No such token (never made, or revoked).
+    Unknown,
+    /// The token `0` has expired.
+    Expired(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Unknown => f.write_str("the token is not valid (unknown or revoked)"),
+            Refused::Expired(name) => write!(f, "the token `{name}` has expired"),
+        }
+    }
+}
+
+/// Parses a lifetime: a number and a unit, `s`, `m`, `h` or `d` (`30d`, `12h`).
+pub fn parse_ttl(text: &str) -> Result<Duration, Failure> {
+    let bad = || {
+        Failure::new(
+            Code::InvalidArgs,
+            format!("--expires `{text}`: give a number and a unit, s, m, h or d (`30d`, `12h`)"),
+        )
+    };
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let seconds: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let count: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(bad());
+    }
+    count
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(femtoclaw_sandbox::catalog::sha256(token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn check_name(name: &str) -> Result<(), Failure> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Code::InvalidArgs,
+            format!(
+                "token name `{name}`: 1 to 64 letters, digits, `-`, `_` and `.`, not starting with `.`"
+            ),
+        ))
+    }
+}
+
+fn io(path: &Path, e: &std::io::Error) -> Failure {
+    Failure::new(Code::Other, format!("`{}`: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_authenticates_until_revoked_or_expired_and_only_its_digest_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let (kept, token) = store
+            .create("bot", "agent:bot", &["ops".to_owned()], None)
+            .unwrap();
+        let on_disk = fs::read_to_string(dir.path().join("tokens/bot.json")).unwrap();
+        assert!(!on_disk.contains(&token[PREFIX.len()..]));
+        assert_eq!(store.authenticate(&token).unwrap(), kept);
+        assert_eq!(
+            store.authenticate(&format!("{token}x")),
+            Err(Refused::Unknown)
+        );
+        assert_eq!(store.authenticate("Bearer nonsense"), Err(Refused::Unknown));
+        store.revoke("bot").unwrap();
+        assert_eq!(store.authenticate(&token), Err(Refused::Unknown));
+
+        let (_, expired) = store.create("old", "agent:old", &[], None).unwrap();
+        let path = dir.path().join("tokens/old.json");
+        let mut record: Token = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        record.expires = Some(1);
+        fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(
+            store.authenticate(&expired),
+            Err(Refused::Expired("old".into()))
+        );
+    }
+
+    #[test]
+    fn bad_names_principals_and_lifetimes_are_refused_by_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert!(store.create("../x", "agent:a", &[], None).is_err());
+        assert!(store.create("a", "robot:a", &[], None).is_err());
+        store.create("a", "agent:a", &[], None).unwrap();
+        let again = store.create("a", "agent:a", &[], None).unwrap_err();
+        assert!(
+            again.message.contains("exists already"),
+            "{}",
+            again.message
+        );
+        assert_eq!(parse_ttl("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        for bad in ["", "d", "0h", "12", "1w", "-1h", "99999999999999999999d"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! `femtoclaw-host serve` end to end, over loopback: authentication, the invocation path with
+//! its receipt and proof, problem responses, one process per data directory, concurrent
+//! clients, and a graceful stop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{Host, code, s, stderr, stdout};
+use serde_json::{Value as Json, json};
+
+/// A running server on a loopback port the system picked.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(host: &Host) -> Self {
+        let mut child = host
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("the server said {line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+
+    /// SIGTERM, then the exit code (bounded: the test fails rather than hangs).
+    fn stop(mut self) -> i32 {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: signalling a child process this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().unwrap();
+        panic!("the server did not stop within 10 s of SIGTERM");
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn token(host: &Host, principal: &str, name: &str) -> String {
+    let out = host.run(&["token", "create", "--principal", principal, "--name", name]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn invoke(
+    server: &Server,
+    token: Option<&str>,
+    body: &Json,
+    query: &str,
+) -> (u16, Option<String>, Json) {
+    let mut request = client()
+        .post(format!("{}/v1/invoke{query}", server.url))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().unwrap();
+    (
+        status,
+        kind,
+        serde_json::from_str(&text).unwrap_or(Json::String(text)),
+    )
+}
+
+/// On a fresh data directory, a created token and a POST invoke `hello.greet` and return a
+/// receipt whose proof verifies against `/v1/ledger/checkpoint` with the pinned key alone; no
+/// token gets 401; bad requests get their problems and leave the server serving.
+#[test]
+fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
+    let host = Host::new();
+    host.configure("[server]\nmax_body_bytes = 4096\n");
+    let operator = token(&host, "user:local", "operator");
+    let key = host.key();
+    let server = Server::start(&host);
+    let http = client();
+
+    let health = http.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "Ada" } });
+    let (status, kind, body) = invoke(&server, None, &greet, "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(kind.as_deref(), Some("application/problem+json"));
+    assert_eq!(body["code"], "unauthenticated");
+    let (status, _, _) = invoke(&server, Some("fct_forged"), &greet, "");
+    assert_eq!(status, 401);
+
+    let (status, _, body) = invoke(&server, Some(&operator), &greet, "?proof=true");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"].to_string().contains("Ada"), "{body}");
+    assert!(body["fuel"]["consumed"].as_u64().unwrap() > 0);
+    let receipt = &body["receipt"];
+    let [first, last] =
+        [&receipt["entries"][0], &receipt["entries"][1]].map(|v| v.as_u64().unwrap());
+    assert!(first < last && last < receipt["tree_size"].as_u64().unwrap());
+    let proof = receipt["proof"].as_str().unwrap();
+    let checkpoint = http
+        .get(format!("{}/v1/ledger/checkpoint", server.url))
+        .bearer_auth(&operator)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(checkpoint, receipt["checkpoint"].as_str().unwrap());
+    assert!(proof.contains(checkpoint.trim_end()), "{proof}");
+    let proof_file = host.file("proof.txt", proof.as_bytes());
+
+    // Problems: malformed, wrong types, unknown names, too large.
+    for (body, status, code) in [
+        (json!("{not json"), 400, "bad-arguments"),
+        (
+            json!({ "capability": 7, "function": "greet" }),
+            400,
+            "bad-arguments",
+        ),
+        (
+            json!({ "capability": "nope", "function": "greet" }),
+            404,
+            "unknown",
+        ),
+        (
+            json!({ "capability": "hello", "function": "greet", "args": { "name": 3 } }),
+            400,
+            "bad-arguments",
+        ),
+        (
+            json!({ "capability": "hello", "function": "greet", "args": { "name": "x".repeat(5000) } }),
+            413,
+            "too-large",
+        ),
+    ] {
+        let (got, kind, problem) = invoke(&server, Some(&operator), &body, "");
+        assert_eq!(
+            (got, problem["code"].as_str()),
+            (status, Some(code)),
+            "{problem}"
+        );
+        assert_eq!(kind.as_deref(), Some("application/problem+json"));
+    }
+
+    // One process per data directory: a second server and the CLI's writing commands are
+    // refused at once, naming the server.
+    let second = host.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_ne!(code(&second), 0);
+    let says = stderr(&second);
+    assert!(
+        says.contains("is in use by pid") && says.contains(&server.url),
+        "{says}"
+    );
+    let cli = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"x"}"#]);
+    assert_ne!(code(&cli), 0);
+    assert!(stderr(&cli).contains(&server.url), "{}", stderr(&cli));
+
+    // The capabilities this principal may invoke; a revoked token is refused from then on.
+    let listed: Json = serde_json::from_str(
+        &http
+            .get(format!("{}/v1/capabilities", server.url))
+            .bearer_auth(&operator)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let hello = listed["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hello")
+        .unwrap();
+    assert!(hello["functions"][0]["args_schema"].is_object(), "{hello}");
+    let out = host.run(&["token", "revoke", "operator"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (status, _, _) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(status, 401);
+
+    assert_eq!(server.stop(), 0);
+    // Stopped: the ledger verifies, and so does the proof, with the pinned key alone.
+    let verified = host.run(&["log", "verify-proof", s(&proof_file), "--key", &key]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// Many clients at once (bounded: 8 threads × 4 invocations) each get a correct receipt of
+/// their own; the appends share group commits; the ledger verifies afterwards.
+#[test]
+fn concurrent_clients_all_get_their_own_receipts() {
+    let host = Host::new();
+    host.configure("[server]\nconcurrency = 4\nper_principal = 8\nqueue = 64\n");
+    let operator = token(&host, "user:local", "operator");
+    let server = Server::start(&host);
+    let results: Vec<(String, Json)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (server, operator) = (&server, &operator);
+                scope.spawn(move || {
+                    (0..4)
+                        .map(|i| {
+                            let name = format!("client-{t}-{i}");
+                            let body = json!({ "capability": "hello", "function": "greet", "args": { "name": name } });
+                            let (status, _, answer) = invoke(server, Some(operator), &body, "");
+                            assert_eq!(status, 200, "{answer}");
+                            (name, answer)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut invocations: Vec<u64> = results
+        .iter()
+        .map(|(name, answer)| {
+            assert!(answer["result"].to_string().contains(name), "{answer}");
+            answer["receipt"]["invocation"].as_u64().unwrap()
+        })
+        .collect();
+    invocations.sort_unstable();
+    invocations.dedup();
+    assert_eq!(invocations.len(), 32, "every invocation has its own number");
+    assert_eq!(server.stop(), 0);
+    let entries = host.entries();
+    for (name, answer) in &results {
+        let last = answer["receipt"]["entries"][1].as_u64().unwrap() as usize;
+        let end = &entries[last]["entry"];
+        assert_eq!(end["type"], "invocation-end");
+        assert!(end.to_string().contains(name), "{end}");
+    }
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}

@@ -46,6 +46,29 @@ impl Code {
         }
     }
 
+    /// The class named `name` (see [`Code::name`]); of the server's own, `unauthenticated` is a
+    /// denial, `too-large` and `busy` bad arguments; an unknown name is none.
+    pub fn from_name(name: &str) -> Option<Self> {
+        const ALL: [Code; 11] = [
+            Code::Other,
+            Code::InvalidArgs,
+            Code::Unknown,
+            Code::FuelExhausted,
+            Code::Trap,
+            Code::Limit,
+            Code::Denied,
+            Code::Integrity,
+            Code::Divergence,
+            Code::CannotReplay,
+            Code::Deadline,
+        ];
+        match name {
+            "unauthenticated" => Some(Code::Denied),
+            "too-large" | "busy" => Some(Code::InvalidArgs),
+            name => ALL.into_iter().find(|code| code.name() == name),
+        }
+    }
+
     /// The HTTP status of the class: the request's fault (400, 403, 404), the invocation's
     /// outcome (422: it ran and failed), or the host's (500).
     pub fn http_status(self) -> u16 {

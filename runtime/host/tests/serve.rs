@@ -202,6 +202,26 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
         .find(|c| c["name"] == "hello")
         .unwrap();
     assert!(hello["functions"][0]["args_schema"].is_object(), "{hello}");
+    // The CLI calls the server with the same result and exit codes as a local invoke.
+    let remote = |token: &str, capability: &str| {
+        host.run(&[
+            "invoke",
+            capability,
+            "greet",
+            "--args",
+            r#"{"name":"Grace"}"#,
+            "--remote",
+            &server.url,
+            "--token",
+            token,
+        ])
+    };
+    let out = remote(&operator, "hello");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#""Hello, Grace!""#);
+    assert_eq!(code(&remote(&operator, "nope")), 3);
+    assert_eq!(code(&remote("fct_forged", "hello")), 7);
+
     let out = host.run(&["token", "revoke", "operator"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let (status, _, _) = invoke(&server, Some(&operator), &greet, "");
@@ -262,6 +282,62 @@ fn concurrent_clients_all_get_their_own_receipts() {
         let end = &entries[last]["entry"];
         assert_eq!(end["type"], "invocation-end");
         assert!(end.to_string().contains(name), "{end}");
+    }
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// A server killed with SIGKILL under load and restarted holds every invocation whose receipt a
+/// client received, in each of 20 trials (bounded: 3 clients, a kill within 1.3 s).
+#[test]
+fn a_server_killed_under_load_keeps_every_invocation_it_answered() {
+    let host = Host::new();
+    let operator = token(&host, "user:local", "operator");
+    let mut acknowledged: Vec<(String, usize)> = Vec::new();
+    for trial in 0..20u64 {
+        let Server { mut child, url } = Server::start(&host);
+        let answered = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for c in 0..3 {
+                let (url, operator, answered) = (&url, &operator, &answered);
+                scope.spawn(move || {
+                    for i in 0.. {
+                        let name = format!("trial-{trial}-client-{c}-{i}");
+                        let body = json!({ "capability": "hello", "function": "greet", "args": { "name": name } });
+                        let sent = client()
+                            .post(format!("{url}/v1/invoke"))
+                            .bearer_auth(operator)
+                            .body(body.to_string())
+                            .send();
+                        let Ok(response) = sent else { break };
+                        if response.status().as_u16() != 200 {
+                            break;
+                        }
+                        let Ok(answer) = response.text() else { break };
+                        let answer: Json = serde_json::from_str(&answer).unwrap();
+                        let last = answer["receipt"]["entries"][1].as_u64().unwrap();
+                        answered.lock().unwrap().push((name, last as usize));
+                    }
+                });
+            }
+            // Past the first answers (a restarted server prepares the component again), then at
+            // a different moment of the load each trial.
+            std::thread::sleep(Duration::from_millis(600 + trial * 97 % 700));
+            child.kill().unwrap();
+            child.wait().unwrap();
+        });
+        acknowledged.extend(answered.into_inner().unwrap());
+    }
+    assert!(
+        acknowledged.len() >= 20,
+        "too few answers to test: {}",
+        acknowledged.len()
+    );
+    let entries = host.entries();
+    for (name, last) in &acknowledged {
+        let end = &entries[*last]["entry"];
+        assert_eq!(end["type"], "invocation-end", "{name}: {end}");
+        assert!(end.to_string().contains(name.as_str()), "{name}: {end}");
     }
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));

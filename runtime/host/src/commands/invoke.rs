@@ -32,11 +32,21 @@ pub struct Invoke {
     /// Print an object with the result, fuel, captured output, logs and the receipt.
     #[arg(long)]
     json: bool,
+    /// Call a running server instead (`http://127.0.0.1:8420`): the same result and exit
+    /// code; the principal is the token's.
+    #[arg(long, requires = "token")]
+    remote: Option<String>,
+    /// The bearer token for `--remote`.
+    #[arg(long, env = "FEMTOCLAW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl Invoke {
     pub fn run(self, global: &Global) -> Result<(), Failure> {
         let args = arguments(&self.args)?;
+        if let (Some(url), Some(token)) = (&self.remote, &self.token) {
+            return self.remotely(url, token, args);
+        }
         let principal = self.who.principal()?;
         let host = global.open(true)?;
         let resolved = host.resolve(&self.capability)?;
@@ -77,6 +87,45 @@ impl Invoke {
                 "root": hex::encode(receipt.root),
             },
         }));
+        Ok(())
+    }
+}
+
+impl Invoke {
+    /// `--remote`: the invocation through a server's `POST /v1/invoke`; a problem it answers
+    /// exits with the code of its class, as the same failure would locally.
+    fn remotely(&self, url: &str, token: &str, args: Json) -> Result<(), Failure> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| Failure::new(Code::Other, format!("--remote {url}: {e}"));
+        let mut body =
+            json!({ "capability": self.capability, "function": self.function, "args": args });
+        if let Some(fuel) = self.fuel {
+            body["fuel"] = json!(fuel);
+        }
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/invoke", url.trim_end_matches('/')))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status();
+        let text = response.text().map_err(|e| unreachable(&e))?;
+        let answer: Json = serde_json::from_str(&text)
+            .map_err(|e| unreachable(&format!("the answer (status {status}) is not JSON: {e}")))?;
+        if !status.is_success() {
+            let code = answer["code"]
+                .as_str()
+                .and_then(Code::from_name)
+                .unwrap_or(Code::Other);
+            let detail = answer["detail"].as_str().unwrap_or(&text);
+            return Err(Failure::new(code, detail));
+        }
+        if self.json {
+            print_json(&answer);
+        } else {
+            out(&answer["result"].to_string());
+        }
         Ok(())
     }
 }

@@ -10,6 +10,7 @@
 //! | `GET /v1/ledger/checkpoint` | the latest signed checkpoint note, byte-exact |
 //! | `GET /v1/ledger/entries?from=&limit=` | entries as JSON |
 //! | `GET /v1/ledger/proof/{index}` | an inclusion proof (C2SP tlog-proof), as `log prove` prints it |
+//! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API (no token needed) |
 //!
 //! Every route but the health checks needs `Authorization: Bearer <token>` (see
 //! [`crate::tokens`]); the principal and its groups come from the token. Failures are
@@ -68,6 +69,7 @@ pub async fn serve(host: Host, listener: tokio::net::TcpListener) -> Result<(), 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
+        .route("/v1/openapi.json", get(|| async { axum::Json(openapi()) }))
         .route("/v1/capabilities", get(capabilities))
         .route("/v1/invoke", post(invoke))
         .route("/v1/ledger/checkpoint", get(checkpoint))
@@ -514,4 +516,131 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Failure> 
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::new(Code::Other, format!("cannot listen on {addr}: {e}")))
+}
+
+/// The OpenAPI 3.1 document of the API, made from the same request and answer shapes the
+/// handlers use; a test checks that every route it names is served, and CI validates it.
+pub fn openapi() -> Json {
+    let problem = json!({ "$ref": "#/components/responses/Problem" });
+    let text = |description: &str| json!({ "description": description, "content": { "text/plain": { "schema": { "type": "string" } } } });
+    let object = |description: &str, schema: Json| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let authed = |operation: Json| {
+        let mut operation = operation;
+        operation["security"] = json!([{ "bearer": [] }]);
+        operation["responses"]["401"] = problem.clone();
+        operation
+    };
+    let receipt = json!({
+        "type": "object",
+        "required": ["invocation", "entries", "tree_size", "root", "checkpoint"],
+        "properties": {
+            "invocation": { "type": "integer", "minimum": 0 },
+            "entries": { "type": "array", "items": { "type": "integer", "minimum": 0 }, "minItems": 2, "maxItems": 2 },
+            "tree_size": { "type": "integer", "minimum": 1 },
+            "root": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
+            "checkpoint": { "type": "string" },
+            "proof": { "type": "string", "description": "C2SP tlog-proof of the end entry, with ?proof=true" },
+        },
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "FemtoClaw host API",
+            "version": "1",
+            "description": "The execution authority for agents' tools: every invocation authorized, sandboxed and recorded in a signed ledger before it is answered.",
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
+        },
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness", "responses": { "200": text("The process serves.") } } },
+            "/readyz": { "get": { "summary": "Readiness", "responses": { "200": text("The host is open.") } } },
+            "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": object("The OpenAPI document.", json!({ "type": "object" })) } } },
+            "/v1/capabilities": { "get": authed(json!({
+                "summary": "The capabilities and functions this principal may invoke",
+                "responses": { "200": object("Capabilities, each with its functions' argument and result JSON Schemas.", json!({
+                    "type": "object",
+                    "properties": {
+                        "principal": { "type": "string" },
+                        "capabilities": { "type": "array", "items": { "type": "object" } },
+                    },
+                })) },
+            })) },
+            "/v1/invoke": { "post": authed(json!({
+                "summary": "Invoke one function of a capability",
+                "parameters": [{ "name": "proof", "in": "query", "required": false, "schema": { "type": "boolean" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["capability", "function"],
+                    "properties": {
+                        "capability": { "type": "string", "description": "`name` or `name@version`" },
+                        "function": { "type": "string" },
+                        "args": { "type": "object", "description": "Arguments keyed by parameter name" },
+                        "fuel": { "type": "integer", "minimum": 1 },
+                    },
+                } } } },
+                "responses": {
+                    "200": object("The result, sent once the invocation's entries are durable.", json!({
+                        "type": "object",
+                        "required": ["result", "fuel", "receipt"],
+                        "properties": {
+                            "result": {},
+                            "fuel": { "type": "object", "properties": {
+                                "budget": { "type": "integer", "minimum": 0 },
+                                "consumed": { "type": "integer", "minimum": 0 },
+                            } },
+                            "output": { "type": "object", "properties": {
+                                "stdout": { "type": "string" },
+                                "stderr": { "type": "string" },
+                                "truncated": { "type": "boolean" },
+                            } },
+                            "receipt": receipt,
+                        },
+                    })),
+                    "400": problem, "403": problem, "404": problem, "413": problem,
+                    "422": problem, "429": problem, "500": problem,
+                },
+            })) },
+            "/v1/ledger/checkpoint": { "get": authed(json!({
+                "summary": "The latest signed checkpoint note, byte-exact",
+                "responses": { "200": text("A C2SP signed note."), "404": problem },
+            })) },
+            "/v1/ledger/entries": { "get": authed(json!({
+                "summary": "Ledger entries",
+                "parameters": [
+                    { "name": "from", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "maximum": MAX_PAGE } },
+                ],
+                "responses": { "200": object("At most `limit` entries from `from`.", json!({
+                    "type": "object",
+                    "properties": { "entries": { "type": "array", "items": { "type": "object" } } },
+                })) },
+            })) },
+            "/v1/ledger/proof/{index}": { "get": authed(json!({
+                "summary": "The inclusion proof of one entry",
+                "parameters": [{ "name": "index", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } }],
+                "responses": { "200": text("A C2SP tlog-proof, the entry as its extra line."), "404": problem },
+            })) },
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": { "Problem": {
+                "description": "An RFC 9457 problem with a stable `code`.",
+                "content": { "application/problem+json": { "schema": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "code", "detail"],
+                    "properties": {
+                        "type": { "type": "string" },
+                        "title": { "type": "string" },
+                        "status": { "type": "integer" },
+                        "code": { "type": "string", "enum": [
+                            "bad-arguments", "unauthenticated", "denied", "unknown", "too-large",
+                            "fuel-exhausted", "trapped", "limit", "deadline", "busy", "stopping",
+                            "other", "integrity", "divergence", "cannot-replay",
+                        ] },
+                        "detail": { "type": "string" },
+                    },
+                } } },
+            } },
+        },
+    })
 }

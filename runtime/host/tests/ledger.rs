@@ -342,13 +342,14 @@ fn recording_the_same_inputs_twice_gives_identical_entries_but_for_clock_and_ran
 fn inclusion_proofs_verify_with_an_independent_implementation() {
     let verifier = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/interop/verify_tlog_proof.py");
-    let available = std::process::Command::new("python3")
+    let interpreter = common::python();
+    let available = std::process::Command::new(&interpreter)
         .args(["-c", "import cryptography"])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         available,
-        "python3 with the `cryptography` package is needed for this test (.ci/run installs it)"
+        "{interpreter} with the `cryptography` package is needed for this test (tests/run installs it)"
     );
     let host = misbehave_host();
     for lines in 1..=3 {
@@ -361,7 +362,7 @@ fn inclusion_proofs_verify_with_an_independent_implementation() {
     let key = host.key();
     let size = host.entries().len();
     let python = |proof: &std::path::Path| {
-        std::process::Command::new("python3")
+        std::process::Command::new(&interpreter)
             .args([s(&verifier), s(proof), &key])
             .output()
             .unwrap()

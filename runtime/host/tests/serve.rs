@@ -342,3 +342,56 @@ fn a_server_killed_under_load_keeps_every_invocation_it_answered() {
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
+
+/// `GET /v1/openapi.json` is served without a token, every route it names is served (a request
+/// without a token is refused, not unknown), and the document validates as OpenAPI 3.1 with an
+/// independent validator.
+#[test]
+fn the_openapi_document_names_every_route_served_and_validates() {
+    let host = Host::new();
+    let server = Server::start(&host);
+    let http = client();
+    let response = http
+        .get(format!("{}/v1/openapi.json", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let document: Json = serde_json::from_str(&response.text().unwrap()).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 8, "{paths:?}");
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let url = format!("{}{}", server.url, path.replace("{index}", "0"));
+            let response = match method.as_str() {
+                "get" => http.get(&url),
+                "post" => http.post(&url).body("{}"),
+                other => panic!("unexpected method {other}"),
+            }
+            .send()
+            .unwrap();
+            let status = response.status().as_u16();
+            let secured = operations[method].get("security").is_some();
+            assert_eq!(status, if secured { 401 } else { 200 }, "{method} {path}");
+        }
+    }
+    let unknown = http
+        .get(format!("{}/v1/nothing", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    assert_eq!(server.stop(), 0);
+
+    let file = host.file("openapi.json", document.to_string().as_bytes());
+    let python = common::python();
+    let out = std::process::Command::new(&python)
+        .args(["-m", "openapi_spec_validator", s(&file)])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (tests/run installs the validator)"));
+    assert!(
+        out.status.success(),
+        "{python} -m openapi_spec_validator (tests/run installs it): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

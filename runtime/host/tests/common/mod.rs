@@ -115,6 +115,12 @@ impl Host {
     }
 }
 
+/// The Python that has the independent checkers the tests use (`tests/run` makes a virtual
+/// environment with them and names it in `FEMTOCLAW_PYTHON`).
+pub fn python() -> String {
+    std::env::var("FEMTOCLAW_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
 /// `femtoclaw-host ARGS` on the data directory `data`, ignoring any policy in the environment.
 pub fn command(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_femtoclaw-host"));

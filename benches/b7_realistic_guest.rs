@@ -404,6 +404,7 @@ impl Setup {
         let start = Start {
             invocation: 1,
             principal: self.principal.to_string(),
+            groups: Vec::new(),
             capability: self.manifest.name.clone(),
             version: self.manifest.version.clone(),
             component_sha256: self.prepared.digest,

@@ -764,6 +764,7 @@ mod write_ahead {
         Start {
             invocation: 7,
             principal: Principal::local().to_string(),
+            groups: Vec::new(),
             capability: "files".into(),
             version: "0.1.0".into(),
             component_sha256: [1; 32],

@@ -18,6 +18,7 @@ pub mod host;
 pub mod kv;
 pub mod lock;
 pub mod mounts;
+pub mod private;
 pub mod records;
 pub mod replay;
 pub mod secrets;

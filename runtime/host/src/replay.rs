@@ -72,10 +72,10 @@ pub struct ChangedDecision {
 
 /// What-if: every recorded decision re-asked of `policy`, and those that would change.
 ///
-/// The principal, capability, resource and function come from the ledger; the publisher and
-/// the manifest's requests from the capability installed here with the recorded digest (a
-/// capability not installed here is asked about with no publisher and no requests). Groups
-/// are not recorded, so a principal is asked about without its groups.
+/// The principal with its groups, the capability, resource and function come from the ledger;
+/// the publisher and the manifest's requests from the capability installed here with the
+/// recorded digest (a capability not installed here is asked about with no publisher and no
+/// requests).
 pub fn what_if(
     host: &Host,
     policy: &femtoclaw_policy::PolicySet,
@@ -96,6 +96,7 @@ pub fn what_if(
             Entry::InvocationStart {
                 invocation,
                 principal,
+                groups,
                 capability,
                 version,
                 component_sha256,
@@ -113,7 +114,12 @@ pub fn what_if(
                 let requests = manifest.map(|m| m.requests.clone()).unwrap_or_default();
                 starts.insert(
                     invocation,
-                    (parse_principal(&principal)?, cap, requests, function),
+                    (
+                        parse_principal(&principal, groups)?,
+                        cap,
+                        requests,
+                        function,
+                    ),
                 );
             }
             Entry::Decision {
@@ -167,20 +173,26 @@ pub fn what_if(
     Ok(changed)
 }
 
-/// `FemtoClaw::User::"local"` (as recorded) → the principal.
-fn parse_principal(text: &str) -> Result<femtoclaw_policy::Principal, Failure> {
+/// `FemtoClaw::User::"local"` and its groups (as recorded) → the principal.
+fn parse_principal(
+    text: &str,
+    groups: Vec<String>,
+) -> Result<femtoclaw_policy::Principal, Failure> {
     let parsed = text
         .strip_prefix("FemtoClaw::")
         .and_then(|rest| rest.split_once("::"))
         .and_then(|(kind, id)| Some((kind, id.strip_prefix('"')?.strip_suffix('"')?)));
-    match parsed {
-        Some(("User", id)) => Ok(femtoclaw_policy::Principal::user(id)),
-        Some(("Agent", id)) => Ok(femtoclaw_policy::Principal::agent(id)),
-        _ => Err(Failure::new(
-            Code::Integrity,
-            format!("recorded principal `{text}` is not one this host writes"),
-        )),
-    }
+    let principal = match parsed {
+        Some(("User", id)) => femtoclaw_policy::Principal::user(id),
+        Some(("Agent", id)) => femtoclaw_policy::Principal::agent(id),
+        _ => {
+            return Err(Failure::new(
+                Code::Integrity,
+                format!("recorded principal `{text}` is not one this host writes"),
+            ));
+        }
+    };
+    Ok(groups.into_iter().fold(principal, |p, g| p.with_group(g)))
 }
 
 /// Reads and verifies the export; its entries and components.

@@ -5,10 +5,7 @@
 //! directory 0700). A request's principal and groups come from its token, never from its body.
 //! Revoking removes the file: the next request with that token is refused.
 
-use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -16,6 +13,7 @@ use femtoclaw_policy::Principal;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{Code, Failure};
+use crate::private::{PrivateDir, Replace, check_name};
 
 /// What the host keeps of a token: never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +43,11 @@ impl Token {
 /// The token store of one data directory.
 #[derive(Debug, Clone)]
 pub struct Store {
-    dir: PathBuf,
+    dir: PrivateDir,
 }
+
+/// The longest token name.
+const MAX_NAME: usize = 64;
 
 /// What every token starts with, so that a leaked one is easy to recognise (and scan for).
 const PREFIX: &str = "fct_";
@@ -55,7 +56,7 @@ impl Store {
     /// The store under `data_dir` (nothing is created until a token is).
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            dir: data_dir.join("tokens"),
+            dir: PrivateDir::new(data_dir.join("tokens")),
         }
     }
 
@@ -68,7 +69,7 @@ impl Store {
         groups: &[String],
         ttl: Option<Duration>,
     ) -> Result<(Token, String), Failure> {
-        check_name(name)?;
+        check_name(name, "token", MAX_NAME)?;
         crate::authority::principal(principal, groups)?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
@@ -86,47 +87,32 @@ impl Store {
             expires: ttl.map(|ttl| created.saturating_add(ttl.as_secs())),
             sha256: digest(&token),
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| io(&self.dir, &e))?;
-        let path = self.path(name);
         let text = serde_json::to_string_pretty(&record)
             .map_err(|e| Failure::new(Code::Other, format!("token `{name}`: {e}")))?;
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Failure::new(
-                    Code::InvalidArgs,
-                    format!("a token named `{name}` exists already; revoke it first"),
-                ),
-                _ => io(&path, &e),
-            })?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io(&path, &e))?;
+        if !self.dir.write(&file(name), text.as_bytes(), Replace::No)? {
+            return Err(Failure::new(
+                Code::InvalidArgs,
+                format!("a token named `{name}` exists already; revoke it first"),
+            ));
+        }
         Ok((record, token))
     }
 
     /// Every token, by name.
     pub fn list(&self) -> Result<Vec<Token>, Failure> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir, &e)),
-        };
         let mut tokens = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| io(&self.dir, &e))?.path();
-            if path.extension().is_some_and(|x| x == "json") {
-                let text = fs::read_to_string(&path).map_err(|e| io(&path, &e))?;
-                tokens.push(serde_json::from_str(&text).map_err(|e| {
-                    Failure::new(Code::Other, format!("`{}`: {e}", path.display()))
-                })?);
+        for name in self.dir.files()? {
+            if let Some(text) = name
+                .strip_suffix(".json")
+                .map(|_| self.dir.read(&name))
+                .transpose()?
+                .flatten()
+            {
+                tokens.push(
+                    serde_json::from_str(&text).map_err(|e| {
+                        Failure::new(Code::Other, format!("token file `{name}`: {e}"))
+                    })?,
+                );
             }
         }
         tokens.sort_by(|a: &Token, b: &Token| a.name.cmp(&b.name));
@@ -134,16 +120,16 @@ impl Store {
     }
 
     /// Revokes the token `name`: from the next request on, it is refused.
-    pub fn revoke(&self, name: &str) -> Result<Token, Failure> {
-        check_name(name)?;
-        let path = self.path(name);
-        let token = self
-            .list()?
-            .into_iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| Failure::new(Code::Unknown, format!("there is no token `{name}`")))?;
-        fs::remove_file(&path).map_err(|e| io(&path, &e))?;
-        Ok(token)
+    pub fn revoke(&self, name: &str) -> Result<(), Failure> {
+        check_name(name, "token", MAX_NAME)?;
+        if self.dir.remove(&file(name))? {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                Code::Unknown,
+                format!("there is no token `{name}`"),
+            ))
+        }
     }
 
     /// The token a request presents, if it is one of this store's and has not expired.
@@ -163,10 +149,11 @@ impl Store {
             _ => Ok(token),
         }
     }
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
-    }
+/// The file that keeps the token `name`.
+fn file(name: &str) -> String {
+    format!("{name}.json")
 }
 
 /// Why a presented token was refused.
@@ -227,29 +214,6 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn check_name(name: &str) -> Result<(), Failure> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Code::InvalidArgs,
-            format!(
-                "token name `{name}`: 1 to 64 letters, digits, `-`, `_` and `.`, not starting with `.`"
-            ),
-        ))
-    }
-}
-
-fn io(path: &Path, e: &std::io::Error) -> Failure {
-    Failure::new(Code::Other, format!("`{}`: {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +225,7 @@ mod tests {
         let (kept, token) = store
             .create("bot", "agent:bot", &["ops".to_owned()], None)
             .unwrap();
-        let on_disk = fs::read_to_string(dir.path().join("tokens/bot.json")).unwrap();
+        let on_disk = std::fs::read_to_string(dir.path().join("tokens/bot.json")).unwrap();
         assert!(!on_disk.contains(&token[PREFIX.len()..]));
         assert_eq!(store.authenticate(&token).unwrap(), kept);
         assert_eq!(
@@ -274,9 +238,10 @@ mod tests {
 
         let (_, expired) = store.create("old", "agent:old", &[], None).unwrap();
         let path = dir.path().join("tokens/old.json");
-        let mut record: Token = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let mut record: Token =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         record.expires = Some(1);
-        fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
         assert_eq!(
             store.authenticate(&expired),
             Err(Refused::Expired("old".into()))

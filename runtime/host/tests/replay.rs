@@ -386,3 +386,44 @@ fn what_if_lists_every_decision_another_policy_would_change() {
     assert!(!changed.iter().any(|c| c["resource"] == "region"));
     assert_eq!(changed.len(), 2, "{changed:?}");
 }
+
+/// The principal's groups are recorded with its invocation, so what-if asks with them: the
+/// policy that allowed an invocation by group membership, asked again, changes nothing.
+#[test]
+fn what_if_asks_with_the_recorded_groups() {
+    let by_group = "permit (principal in FemtoClaw::Group::\"ops\", action, resource);\n";
+    let host = Host::with_policy(by_group);
+    let out = host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"ops"}"#,
+        "--principal",
+        "agent:bot",
+        "--group",
+        "ops",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let start = host
+        .entries()
+        .into_iter()
+        .find(|e| e["entry"]["type"] == "invocation-start")
+        .unwrap();
+    assert_eq!(start["entry"]["groups"], json!(["ops"]));
+    let export = host.files.path().join("groups.export");
+    assert_eq!(code(&host.run(&["log", "export", s(&export)])), 0);
+    let policy = host.file("same.cedar", by_group.as_bytes());
+    let key = host.key();
+    let out = host.run(&[
+        "replay",
+        s(&export),
+        "--key",
+        &key,
+        "--what-if-policy",
+        s(&policy),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report(&out)["changed"], json!([]), "{}", stdout(&out));
+}

@@ -1,7 +1,7 @@
 //! Ledger entries and their canonical, versioned binary encoding.
 //!
-//! Version 2 layout (version 1 lacked the invocation start's manifest digest, and is no longer
-//! read): one version byte (`2`), one kind byte, then the fields of the kind
+//! Version 2 layout (version 1 lacked the invocation start's groups and manifest digest, and is
+//! no longer read): one version byte (`2`), one kind byte, then the fields of the kind
 //! in declaration order. Integers are fixed-width little-endian; strings and byte strings
 //! are a u32 length followed by the bytes; digests are 32 raw bytes; an option is `0`
 //! or `1` followed by the value; lists are a u32 count followed by the items. Nothing is
@@ -28,6 +28,9 @@ pub enum Entry {
         invocation: u64,
         /// Who asked.
         principal: String,
+        /// The groups the principal was in (from its token, or `--group`): a policy may decide
+        /// by them, so what-if replay asks with them.
+        groups: Vec<String>,
         /// Capability name.
         capability: String,
         /// Capability version.
@@ -315,6 +318,7 @@ impl Entry {
             Entry::InvocationStart {
                 invocation,
                 principal,
+                groups,
                 capability,
                 version,
                 component_sha256,
@@ -330,6 +334,10 @@ impl Entry {
                 w.u8(kind::INVOCATION_START);
                 w.u64(*invocation);
                 w.str(principal);
+                w.len(groups.len());
+                for group in groups {
+                    w.str(group);
+                }
                 w.str(capability);
                 w.str(version);
                 w.digest(component_sha256);
@@ -465,6 +473,11 @@ impl Entry {
             kind::INVOCATION_START => {
                 let invocation = r.u64()?;
                 let principal = r.string()?;
+                let n = r.count(4)?;
+                let mut groups = Vec::with_capacity(n);
+                for _ in 0..n {
+                    groups.push(r.string()?);
+                }
                 let capability = r.string()?;
                 let version = r.string()?;
                 let component_sha256 = r.digest()?;
@@ -484,6 +497,7 @@ impl Entry {
                 Entry::InvocationStart {
                     invocation,
                     principal,
+                    groups,
                     capability,
                     version,
                     component_sha256,
@@ -585,6 +599,10 @@ impl Entry {
             kind::INVOCATION_START => {
                 r.u64()?;
                 r.skip_string()?; // principal
+                let n = r.count(4)?;
+                for _ in 0..n {
+                    r.skip_string()?; // group
+                }
                 r.skip_string()?; // capability
                 r.skip_string()?; // version
                 r.digest()?; // component

@@ -321,6 +321,7 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
             .prop_map(|(invocation, s, d, pd, args)| Entry::InvocationStart {
                 invocation,
                 principal: s.clone(),
+                groups: vec![s.clone()],
                 capability: s.clone(),
                 version: "1.0.0".into(),
                 component_sha256: d,

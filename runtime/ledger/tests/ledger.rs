@@ -548,6 +548,7 @@ fn open_names_the_invocations_that_started_and_never_ended() {
     let start = |n: u64| match all[0].1.clone() {
         Entry::InvocationStart {
             principal,
+            groups,
             capability,
             version,
             component_sha256,
@@ -563,6 +564,7 @@ fn open_names_the_invocations_that_started_and_never_ended() {
         } => Entry::InvocationStart {
             invocation: n,
             principal,
+            groups,
             capability,
             version,
             component_sha256,

@@ -45,6 +45,8 @@ pub struct Start {
     pub invocation: u64,
     /// The principal, as the policy names it.
     pub principal: String,
+    /// The groups it is in.
+    pub groups: Vec<String>,
     /// Capability name.
     pub capability: String,
     /// Capability version.
@@ -68,6 +70,7 @@ impl Start {
         Entry::InvocationStart {
             invocation: self.invocation,
             principal: self.principal.clone(),
+            groups: self.groups.clone(),
             capability: self.capability.clone(),
             version: self.version.clone(),
             component_sha256: self.component_sha256,

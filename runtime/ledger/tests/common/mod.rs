@@ -70,6 +70,7 @@ pub fn one_of_each() -> Vec<(&'static str, Entry)> {
             Entry::InvocationStart {
                 invocation: 1,
                 principal: "agent:alice".into(),
+                groups: vec!["ops".into()],
                 capability: "textstats".into(),
                 version: "0.1.0".into(),
                 component_sha256: [0x11; 32],

@@ -175,7 +175,7 @@ impl Host {
         let start = Start {
             invocation: self.records()?.next_invocation(),
             principal: principal.to_string(),
-            groups: principal.groups.iter().cloned().collect(),
+            groups: principal.groups.clone(),
             capability: entry.manifest.name.clone(),
             version: entry.manifest.version.clone(),
             component_sha256: resolved.prepared.digest,

@@ -451,10 +451,10 @@ fn concurrent_key_value_writes_keep_the_ledger_order() {
         from = entries.last().unwrap()["index"].as_u64().unwrap() + 1;
         let last_write = entries
             .iter()
+            .rev()
             .map(|e| &e["entry"])
             .filter(|e| e["function"] == "[method]bucket.set")
-            .filter(|e| e["params"]["tuple"][1]["string"] == "shared")
-            .last()
+            .find(|e| e["params"]["tuple"][1]["string"] == "shared")
             .unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(last_write["params"]["tuple"][2]["bytes"].as_str().unwrap())

@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{Host, code, s, stderr, stdout};
+use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
 use serde_json::{Value as Json, json};
 
 /// A running server on a loopback port the system picked.
@@ -470,4 +470,57 @@ fn concurrent_key_value_writes_keep_the_ledger_order() {
     let out = host.run(&["log", "reindex"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&host.run(&["kv", "list", "memory"])), live);
+}
+
+/// Beyond `server.per_principal` running invocations of one principal, and beyond
+/// `server.concurrency` plus `server.queue` in all, a request gets 429 `busy` with `Retry-After`
+/// at once, and the server keeps serving.
+#[test]
+fn requests_over_the_limits_get_429_with_retry_after() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(
+        femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE,
+        MISBEHAVE_MANIFEST,
+    );
+    host.configure(
+        "[server]\nconcurrency = 1\nqueue = 0\nper_principal = 1\n\n[limits]\ndeadline_ms = 2000\nmax_fuel = 1000000000000\n",
+    );
+    let first = token(&host, "user:local", "first");
+    let second = token(&host, "agent:other", "second");
+    let server = Server::start(&host);
+    let spin =
+        json!({ "capability": "misbehave", "function": "spin", "fuel": 1_000_000_000_000u64 });
+    let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "x" } });
+    std::thread::scope(|scope| {
+        let spinning = scope.spawn(|| invoke(&server, Some(&first), &spin, ""));
+        // Until the spin runs, nothing is busy; it runs until its 2 s deadline (its fuel would last
+        // far longer).
+        std::thread::sleep(Duration::from_millis(500));
+        for token in [&first, &second] {
+            let response = client()
+                .post(format!("{}/v1/invoke", server.url))
+                .bearer_auth(token)
+                .body(greet.to_string())
+                .send()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 429);
+            assert_eq!(response.headers()["retry-after"], "1");
+            let problem: Json = serde_json::from_str(&response.text().unwrap()).unwrap();
+            assert_eq!(problem["code"], "busy", "{problem}");
+        }
+        let (status, _, problem) = spinning.join().unwrap();
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("deadline")),
+            "{problem}"
+        );
+    });
+    let (status, _, answer) = invoke(&server, Some(&second), &greet, "");
+    assert_eq!(
+        status, 403,
+        "the default-deny policy still decides: {answer}"
+    );
+    let (status, _, answer) = invoke(&server, Some(&first), &greet, "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.stop(), 0);
 }

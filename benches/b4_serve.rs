@@ -133,9 +133,10 @@ fn main() {
         http.push(started.elapsed());
         let args = json!({ "name": format!("bench-{i}") });
         let started = Instant::now();
-        let (outcome, _) = host
+        let outcome = host
             .invoke(&principal, &resolved, "greet", &args, None, None)
-            .expect("invoke");
+            .expect("invoke")
+            .outcome;
         outcome.result.expect("result");
         inproc.push(started.elapsed());
     }

@@ -38,6 +38,16 @@ pub struct Host {
     lock: Option<std::sync::Mutex<crate::lock::DirLock>>,
 }
 
+/// An invocation that ran: its outcome, the receipt of its final append and its number.
+pub struct Invoked {
+    /// What the run produced.
+    pub outcome: Outcome,
+    /// The receipt of the entries appended at the end ([`Outcome::written_ahead`] the others).
+    pub receipt: Receipt,
+    /// The invocation's number in the ledger.
+    pub invocation: u64,
+}
+
 /// A capability resolved and prepared for invocation.
 pub struct Resolved {
     /// The catalog entry, with the manifest read from the checked bytes.
@@ -163,7 +173,7 @@ impl Host {
         args: &Json,
         fuel: Option<u64>,
         deadline: Option<Duration>,
-    ) -> Result<(Outcome, Receipt), Failure> {
+    ) -> Result<Invoked, Failure> {
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
         self.records()?
@@ -240,7 +250,11 @@ impl Host {
         };
         if writes.is_empty() {
             let receipt = self.records()?.append(entries)?;
-            return Ok((outcome, receipt));
+            return Ok(Invoked {
+                outcome,
+                receipt,
+                invocation: start.invocation,
+            });
         }
         // Durable first, then applied: the store never holds a write the ledger lacks. Writing
         // invocations append and apply one at a time, so the store applies them in ledger
@@ -254,7 +268,11 @@ impl Host {
         self.kv()?
             .apply(&writes, receipt.tree_size)
             .map_err(|e| Failure::new(Code::Other, e.to_string()))?;
-        Ok((outcome, receipt))
+        Ok(Invoked {
+            outcome,
+            receipt,
+            invocation: start.invocation,
+        })
     }
 
     /// Records a refusal to link and names every refused import: exit 7.

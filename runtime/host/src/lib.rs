@@ -27,4 +27,4 @@ pub mod settings;
 pub mod tokens;
 
 pub use exit::{Code, Failure};
-pub use host::{Host, Resolved};
+pub use host::{Host, Invoked, Resolved};

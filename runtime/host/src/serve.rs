@@ -246,7 +246,11 @@ fn run(
 ) -> Result<Json, Failure> {
     let host = &app.host;
     let resolved = host.resolve(&request.capability)?;
-    let (outcome, receipt) = host.invoke(
+    let crate::host::Invoked {
+        outcome,
+        receipt,
+        invocation,
+    } = host.invoke(
         principal,
         &resolved,
         &request.function,
@@ -264,10 +268,6 @@ fn run(
         .copied()
         .unwrap_or(receipt.first_index);
     let last = receipt.indexes().end.saturating_sub(1);
-    let invocation = records
-        .with_ledger(|l| l.get(last))
-        .map_err(ledger_failure)?
-        .invocation();
     let mut receipt = json!({
         "invocation": invocation,
         "entries": [first, last],

@@ -282,6 +282,7 @@ fn concurrent_clients_all_get_their_own_receipts() {
         let end = &entries[last]["entry"];
         assert_eq!(end["type"], "invocation-end");
         assert!(end.to_string().contains(name), "{end}");
+        assert_eq!(end["invocation"], answer["receipt"]["invocation"], "{end}");
     }
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));

@@ -51,7 +51,9 @@ impl Invoke {
         let host = global.open(true)?;
         let resolved = host.resolve(&self.capability)?;
         let deadline = self.deadline_ms.map(std::time::Duration::from_millis);
-        let (outcome, receipt) = host.invoke(
+        let femtoclaw_host::Invoked {
+            outcome, receipt, ..
+        } = host.invoke(
             &principal,
             &resolved,
             &self.function,

@@ -156,6 +156,24 @@ pub enum Entry {
         /// Fuel left when the call was made.
         fuel_remaining: u64,
     },
+    /// A bearer token was made or revoked: what it stands for and its SHA-256, never the
+    /// token. A principal's authority can be traced from the invocations it made back to the
+    /// token that let it in.
+    TokenChange {
+        /// `create` or `revoke`.
+        action: String,
+        /// The token's name.
+        name: String,
+        /// The principal it stands for.
+        principal: String,
+        /// The groups that principal is in.
+        groups: Vec<String>,
+        /// When it stops being accepted, seconds since the Unix epoch.
+        expires: Option<u64>,
+        /// SHA-256 of the token.
+        #[serde(with = "crate::serde_util::hex32")]
+        token_sha256: [u8; 32],
+    },
 }
 
 /// Why a host call did not return: recorded in place of its result.
@@ -223,6 +241,7 @@ mod kind {
     pub(super) const POLICY_CHANGE: u8 = 6;
     pub(super) const KEY_CHANGE: u8 = 7;
     pub(super) const HOST_CALL_INTENT: u8 = 8;
+    pub(super) const TOKEN_CHANGE: u8 = 9;
 }
 
 impl Entry {
@@ -457,6 +476,31 @@ impl Entry {
                 params.encode_into(&mut w);
                 w.u64(*fuel_remaining);
             }
+            Entry::TokenChange {
+                action,
+                name,
+                principal,
+                groups,
+                expires,
+                token_sha256,
+            } => {
+                w.u8(kind::TOKEN_CHANGE);
+                w.str(action);
+                w.str(name);
+                w.str(principal);
+                w.len(groups.len());
+                for group in groups {
+                    w.str(group);
+                }
+                match expires {
+                    None => w.u8(0),
+                    Some(at) => {
+                        w.u8(1);
+                        w.u64(*at);
+                    }
+                }
+                w.digest(token_sha256);
+            }
         }
         w
     }
@@ -573,6 +617,21 @@ impl Entry {
                 params: Value::decode_from(&mut r, 0)?,
                 fuel_remaining: r.u64()?,
             },
+            kind::TOKEN_CHANGE => Entry::TokenChange {
+                action: r.string()?,
+                name: r.string()?,
+                principal: r.string()?,
+                groups: {
+                    let n = r.count(4)?;
+                    let mut groups = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        groups.push(r.string()?);
+                    }
+                    groups
+                },
+                expires: if r.option_tag()? { Some(r.u64()?) } else { None },
+                token_sha256: r.digest()?,
+            },
             other => {
                 return Err(DecodeError::BadTag {
                     what: "entry kind",
@@ -671,6 +730,19 @@ impl Entry {
                 skip_value(&mut r, 0)?;
                 r.u64()?;
             }
+            kind::TOKEN_CHANGE => {
+                r.skip_string()?; // action
+                r.skip_string()?; // name
+                r.skip_string()?; // principal
+                let n = r.count(4)?;
+                for _ in 0..n {
+                    r.skip_string()?; // group
+                }
+                if r.option_tag()? {
+                    r.u64()?;
+                }
+                r.digest()?;
+            }
             other => {
                 return Err(DecodeError::BadTag {
                     what: "entry kind",
@@ -726,7 +798,9 @@ impl Entry {
             | Entry::Decision { invocation, .. }
             | Entry::Trap { invocation, .. }
             | Entry::InvocationEnd { invocation, .. } => Some(*invocation),
-            Entry::PolicyChange { .. } | Entry::KeyChange { .. } => None,
+            Entry::PolicyChange { .. }
+            | Entry::KeyChange { .. }
+            | Entry::TokenChange { .. } => None,
         }
     }
 
@@ -741,6 +815,7 @@ impl Entry {
             Entry::PolicyChange { .. } => "policy-change",
             Entry::KeyChange { .. } => "key-change",
             Entry::HostCallIntent { .. } => "host-call-intent",
+            Entry::TokenChange { .. } => "token-change",
         }
     }
 }
@@ -751,7 +826,7 @@ mod tests {
 
     use super::Entry;
 
-    const GOLDEN: [&[u8]; 8] = [
+    const GOLDEN: [&[u8]; 9] = [
         include_bytes!("../tests/golden/v2/invocation-start.bin"),
         include_bytes!("../tests/golden/v2/host-call.bin"),
         include_bytes!("../tests/golden/v2/decision.bin"),
@@ -760,6 +835,7 @@ mod tests {
         include_bytes!("../tests/golden/v2/policy-change.bin"),
         include_bytes!("../tests/golden/v2/key-change.bin"),
         include_bytes!("../tests/golden/v2/host-call-intent.bin"),
+        include_bytes!("../tests/golden/v2/token-change.bin"),
     ];
 
     fn same_verdict(bytes: &[u8]) {
@@ -797,7 +873,7 @@ mod tests {
     proptest! {
         #[test]
         fn validate_agrees_with_decode_on_any_bytes(
-            kind in 0usize..8,
+            kind in 0usize..GOLDEN.len(),
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
             noise in proptest::collection::vec(any::<u8>(), 0..64),
         ) {

@@ -40,7 +40,7 @@ fn version_2_encoding_matches_golden_files() {
     kinds.sort_unstable();
     assert_eq!(
         kinds,
-        vec![1, 2, 3, 4, 5, 6, 7, 8],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
         "one golden file per kind"
     );
 }
@@ -401,6 +401,20 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
                 new_verifier_key: k,
             }
         }),
+        (
+            ".{0,8}",
+            proptest::collection::vec(".{0,6}", 0..3),
+            proptest::option::of(any::<u64>()),
+            any::<[u8; 32]>(),
+        )
+            .prop_map(|(name, groups, expires, token_sha256)| Entry::TokenChange {
+                action: "revoke".into(),
+                name,
+                principal: "agent:a".into(),
+                groups,
+                expires,
+                token_sha256,
+            }),
     ]
 }
 

@@ -161,6 +161,17 @@ pub fn one_of_each() -> Vec<(&'static str, Entry)> {
                 fuel_remaining: 9_990_000,
             },
         ),
+        (
+            "token-change",
+            Entry::TokenChange {
+                action: "create".into(),
+                name: "deploy-bot".into(),
+                principal: "agent:deploy".into(),
+                groups: vec!["ops".into(), "ci".into()],
+                expires: Some(1_800_000_000),
+                token_sha256: [0x66; 32],
+            },
+        ),
     ]
 }
 

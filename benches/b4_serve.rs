@@ -32,18 +32,27 @@ fn open(data_dir: &Path) -> Host {
 fn start(data_dir: &Path) -> Served {
     let host = open(data_dir);
     let (_, token) = tokens::Store::new(data_dir)
-        .create("bench", "user:local", &[], None)
+        .create(
+            host.records().expect("ledger"),
+            "bench",
+            "user:local",
+            &[],
+            None,
+        )
         .expect("token");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let listener = runtime
-        .block_on(serve::bind("127.0.0.1:0".parse().unwrap()))
+    let listeners = runtime
+        .block_on(serve::Listeners::bind(
+            &host,
+            "127.0.0.1:0".parse().unwrap(),
+        ))
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || runtime.block_on(serve::serve(host, listener)));
+    let url = format!("http://{}", listeners.api.local_addr().unwrap());
+    std::thread::spawn(move || runtime.block_on(serve::serve(host, listeners)));
     Served { url, token }
 }
 

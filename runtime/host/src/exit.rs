@@ -111,6 +111,7 @@ impl From<femtoclaw_sandbox::catalog::CatalogError> for Failure {
             | E::NotAComponent(_)
             | E::TooLarge { .. }
             | E::FuelOverCeiling { .. }
+            | E::Reserved(_)
             | E::ReservedPublisher { .. } => Code::InvalidArgs,
             _ => Code::Other,
         };

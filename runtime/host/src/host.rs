@@ -136,13 +136,6 @@ impl Host {
         Ok(store)
     }
 
-    /// The ledger, for a key rotation.
-    pub fn records_mut(&mut self) -> Result<&mut Records, Failure> {
-        self.records
-            .as_mut()
-            .ok_or_else(|| Failure::new(Code::Other, "this command runs without the ledger"))
-    }
-
     /// Finds `spec` (`name` or `name@version`), re-checks its digest and prepares it.
     pub fn resolve(&self, spec: &str) -> Result<Resolved, Failure> {
         let loaded = self.catalog.load(&self.catalog.find(spec)?)?;

@@ -12,6 +12,7 @@
 //! ([`records::Records`]) of one data directory; [`Failure`] is every refusal, with the exit
 //! code class it maps to.
 
+pub mod admin;
 pub mod authority;
 pub mod exit;
 pub mod host;

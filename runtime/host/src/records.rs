@@ -83,11 +83,21 @@ fn ledger_failure(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Other, format!("ledger: {e}"))
 }
 
+/// The entry that records a key change from `old` (none for the ledger's first key) to `new`.
+fn key_change(old: Option<&SigningKey>, new: &SigningKey) -> Entry {
+    Entry::KeyChange {
+        name: new.name().to_owned(),
+        old_key_id: old.map(SigningKey::key_id),
+        new_verifier_key: new.verifier().to_string(),
+    }
+}
+
 /// The host's ledger and its signing key.
 pub struct Records {
     /// Shared with the journals of running invocations, which write ahead through it.
     writer: Arc<LedgerWriter>,
-    key: SigningKey,
+    /// The key that signs new checkpoints; changed only by [`Records::rotate`].
+    key: std::sync::Mutex<SigningKey>,
     keys_dir: PathBuf,
     /// The digest of the policy set the ledger last recorded (`<data dir>/policy-digest`,
     /// derived: if it is lost, one redundant policy-change entry is recorded).
@@ -153,7 +163,7 @@ impl Records {
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
         let records = Self {
             writer: Arc::new(LedgerWriter::new(ledger)),
-            key,
+            key: std::sync::Mutex::new(key),
             keys_dir,
             last_policy: std::sync::Mutex::new(last_policy),
             last_policy_file,
@@ -161,7 +171,8 @@ impl Records {
         // The first key is recorded with the first entry, whoever made it (this open, or
         // `key generate` on a fresh data directory).
         if fresh || records.with_ledger(|l| l.is_empty()) {
-            records.append(vec![records.key_change(None, &records.key)])?;
+            let first = key_change(None, &records.current_key());
+            records.append(vec![first])?;
         }
         records.end_interrupted(&recovery.unfinished)?;
         Ok(records)
@@ -179,11 +190,15 @@ impl Records {
         Ok(true)
     }
 
-    /// Every verifier key of the ledger's history, oldest first, as its key changes record
-    /// them (the current key last).
-    pub fn key_history(&self) -> Result<Vec<String>, Failure> {
-        let dir = self.with_ledger(|l| l.dir().to_owned());
-        femtoclaw_ledger::recorded_keys(&dir).map_err(ledger_failure)
+    /// The verifier key of `data_dir`'s current signing key and, with `history`, every verifier
+    /// key of its ledger's history, oldest first, as its key changes record them (the current
+    /// key last). Read-only: it works beside a running server.
+    pub fn verifiers(data_dir: &Path, history: bool) -> Result<Vec<String>, Failure> {
+        if history {
+            return femtoclaw_ledger::recorded_keys(&ledger_dir(data_dir)).map_err(ledger_failure);
+        }
+        let key = femtoclaw_ledger::load_key(&keys_dir(data_dir)).map_err(ledger_failure)?;
+        Ok(vec![key.verifier().to_string()])
     }
 
     /// Records how each `unfinished` invocation (a start without an end: the host stopped
@@ -231,12 +246,10 @@ impl Records {
         Arc::clone(&self.writer) as Arc<dyn record::Sink>
     }
 
-    fn key_change(&self, old: Option<&SigningKey>, new: &SigningKey) -> Entry {
-        Entry::KeyChange {
-            name: new.name().to_owned(),
-            old_key_id: old.map(SigningKey::key_id),
-            new_verifier_key: new.verifier().to_string(),
-        }
+    fn current_key(&self) -> std::sync::MutexGuard<'_, SigningKey> {
+        self.key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A fresh invocation number.
@@ -271,21 +284,27 @@ impl Records {
 
     /// The verifier key of the current signing key.
     pub fn verifier(&self) -> VerifierKey {
-        self.key.verifier()
+        self.current_key().verifier()
     }
 
     /// Rotates the signing key: the change is recorded (and signed) under the old key, then
-    /// the new key signs every later checkpoint.
-    pub fn rotate(&mut self, name: &str) -> Result<VerifierKey, Failure> {
+    /// the new key signs every later checkpoint. Appends from other threads wait meanwhile, so
+    /// that none lands between the change and the handover, signed by a key no longer in
+    /// force.
+    pub fn rotate(&self, name: &str) -> Result<VerifierKey, Failure> {
+        let mut key = self.current_key();
         let new = SigningKey::generate(name).map_err(ledger_failure)?;
-        self.append(vec![self.key_change(Some(&self.key), &new)])?;
-        std::fs::create_dir_all(&self.keys_dir).map_err(ledger_failure)?;
-        new.write_to_file(&self.keys_dir.join(femtoclaw_ledger::KEY_FILE_NAME))
-            .map_err(ledger_failure)?;
-        self.writer
-            .with_ledger(|l| l.set_signing_key(Some(new.clone())));
-        self.key = new;
-        Ok(self.key.verifier())
+        let change = key_change(Some(&key), &new);
+        self.writer.with_ledger(|l| {
+            l.append_batch(vec![change]).map_err(ledger_failure)?;
+            std::fs::create_dir_all(&self.keys_dir).map_err(ledger_failure)?;
+            new.write_to_file(&self.keys_dir.join(femtoclaw_ledger::KEY_FILE_NAME))
+                .map_err(ledger_failure)?;
+            l.set_signing_key(Some(new.clone()));
+            Ok::<_, Failure>(())
+        })?;
+        *key = new;
+        Ok(key.verifier())
     }
 
     /// Runs `f` on the ledger (for reads, export, proofs, reindex).

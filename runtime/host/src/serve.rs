@@ -13,7 +13,8 @@
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API (no token needed) |
 //!
 //! Every route but the health checks needs `Authorization: Bearer <token>` (see
-//! [`crate::tokens`]); the principal and its groups come from the token. Failures are
+//! [`crate::tokens`]); the principal and its groups come from the token. The local operator's
+//! writing commands reach the server over its admin channel (see [`crate::admin`]). Failures are
 //! `application/problem+json` (RFC 9457) with a stable `code` per outcome. Invocations run on
 //! blocking threads, at most `server.concurrency` at once and `server.per_principal` per
 //! principal, with at most `server.queue` waiting; beyond that a request gets 429 with
@@ -38,7 +39,7 @@ use tokio::sync::Semaphore;
 
 use crate::exit::{Code, Failure};
 use crate::host::Host;
-use crate::tokens;
+use crate::{admin, tokens};
 
 /// The server's state: the host, its token store and the gates invocations pass.
 struct App {
@@ -51,10 +52,35 @@ struct App {
     by_principal: Mutex<HashMap<String, usize>>,
 }
 
-/// Serves `host` on `listener` until SIGTERM or SIGINT, then lets the requests in flight finish
-/// and returns. `host` must have its ledger open.
-pub async fn serve(host: Host, listener: tokio::net::TcpListener) -> Result<(), Failure> {
-    host.records()?;
+/// Where a server listens: its API's address and its admin channel.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP API.
+    pub api: tokio::net::TcpListener,
+    /// The local operator's admin channel, `<data dir>/admin.sock`.
+    pub admin: admin::Listener,
+}
+
+impl Listeners {
+    /// Binds `addr` (`:0` picks a port: the address bound is the listener's) and `host`'s admin
+    /// channel, which needs its data directory's lock: `host` must have its ledger open.
+    pub async fn bind(host: &Host, addr: SocketAddr) -> Result<Self, Failure> {
+        host.records()?;
+        let admin = admin::Listener::bind(&host.data_dir)?;
+        let api = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::new(Code::Other, format!("cannot listen on {addr}: {e}")))?;
+        Ok(Self { api, admin })
+    }
+}
+
+/// Serves `host` on `listeners` until SIGTERM or SIGINT; then lets the requests in flight
+/// finish and returns.
+pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
+    let Listeners {
+        api: listener,
+        admin: admin_listener,
+    } = listeners;
     let server = &host.config.server;
     let max_body = server.max_body_bytes;
     let app = Arc::new(App {
@@ -75,13 +101,35 @@ pub async fn serve(host: Host, listener: tokio::net::TcpListener) -> Result<(), 
         .route("/v1/ledger/checkpoint", get(checkpoint))
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "unknown", "no such route") })
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(Arc::clone(&app));
+    let admin_router = Router::new()
+        .route(admin::ROUTE, post(operate))
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop_signal())
-        .await
-        .map_err(|e| Failure::new(Code::Other, format!("serving: {e}")))
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let api = axum::serve(listener, router).with_graceful_shutdown(stopped(stopping.clone()));
+    let operator =
+        axum::serve(admin_listener, admin_router).with_graceful_shutdown(stopped(stopping));
+    let signalled = async move {
+        stop_signal().await;
+        let _ = stop.send(true);
+        Ok(())
+    };
+    let serving = |e: std::io::Error| Failure::new(Code::Other, format!("serving: {e}"));
+    tokio::try_join!(signalled, async { api.await.map_err(serving) }, async {
+        operator.await.map_err(serving)
+    },)
+    .map(drop)
+}
+
+async fn no_route() -> Problem {
+    problem(StatusCode::NOT_FOUND, "unknown", "no such route")
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -200,6 +248,18 @@ async fn invoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let principal = authenticate(&app, &headers)?;
+    let request: InvokeRequest = parse(body, "an invocation")?;
+    let _turn = Turn::take(&app, &principal).await?;
+    let worker = Arc::clone(&app);
+    let body = blocking(move || run(&worker, &principal, &request, query.proof)).await?;
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// A request body as `T`, or the problem it gets: 413 over the cap, 400 when it is not `what`.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, Problem> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -209,17 +269,35 @@ async fn invoke(
         };
         problem(status, code, rejection.body_text())
     })?;
-    let request: InvokeRequest = serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(&body).map_err(|e| {
         problem(
             StatusCode::BAD_REQUEST,
             Code::InvalidArgs.name(),
-            format!("the request body is not an invocation: {e}"),
+            format!("the request body is not {what}: {e}"),
         )
-    })?;
-    let _turn = Turn::take(&app, &principal).await?;
+    })
+}
+
+/// `POST /admin` on the admin channel: one of the local operator's writing commands. An
+/// invocation takes its turn like any other.
+async fn operate(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let request: admin::Request = parse(body, "an admin request")?;
+    let principal = match &request {
+        admin::Request::Invoke {
+            principal, groups, ..
+        } => Some(crate::authority::principal(principal, groups)?),
+        _ => None,
+    };
+    let _turn = match &principal {
+        Some(principal) => Some(Turn::take(&app, principal).await?),
+        None => None,
+    };
     let worker = Arc::clone(&app);
-    let body = blocking(move || run(&worker, &principal, &request, query.proof)).await?;
-    Ok((StatusCode::OK, axum::Json(body)).into_response())
+    let answer = blocking(move || admin::perform(&worker.host, request)).await?;
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
 /// Runs `f` on a blocking thread: host work (a component, the ledger) never holds up the
@@ -509,13 +587,6 @@ fn text(body: String) -> Response {
         body,
     )
         .into_response()
-}
-
-/// Binds `addr`, for [`serve`]; the address actually bound is the listener's (`:0` picks a port).
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Failure> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Failure::new(Code::Other, format!("cannot listen on {addr}: {e}")))
 }
 
 /// The OpenAPI 3.1 document of the API, made from the same request and answer shapes the

@@ -3,7 +3,9 @@
 //! `token create` makes a random token, prints it once and keeps only its SHA-256, with the
 //! principal and groups it stands for, in `<data dir>/tokens/<name>.json` (mode 0600, the
 //! directory 0700). A request's principal and groups come from its token, never from its body.
-//! Revoking removes the file: the next request with that token is refused.
+//! Revoking removes the file: the next request with that token is refused. Both are recorded
+//! in the ledger first (a token-change entry, with the token's SHA-256): a token is accepted
+//! only once its creation is durable.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::{Code, Failure};
 use crate::private::{PrivateDir, Replace, check_name};
+use crate::records::Records;
 
 /// What the host keeps of a token: never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,27 @@ impl Token {
     pub fn principal(&self) -> Result<Principal, Failure> {
         crate::authority::principal(&self.principal, &self.groups)
     }
+
+    /// The ledger entry that records `action` (`create`, `revoke`) on this token.
+    fn change(&self, action: &str) -> Result<femtoclaw_ledger::Entry, Failure> {
+        let token_sha256 = hex::decode(&self.sha256)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| {
+                Failure::new(
+                    Code::Other,
+                    format!("token `{}`: its digest is not 32 bytes of hex", self.name),
+                )
+            })?;
+        Ok(femtoclaw_ledger::Entry::TokenChange {
+            action: action.to_owned(),
+            name: self.name.clone(),
+            principal: self.principal.clone(),
+            groups: self.groups.clone(),
+            expires: self.expires,
+            token_sha256,
+        })
+    }
 }
 
 /// The token store of one data directory.
@@ -61,9 +85,11 @@ impl Store {
     }
 
     /// Makes a token for `principal` (checked) in `groups`, named `name`, valid for `ttl` if
-    /// given; returns what is kept and the token, which is shown once and never stored.
+    /// given, and records its creation in `records`; returns what is kept and the token, which
+    /// is shown once and never stored.
     pub fn create(
         &self,
+        records: &Records,
         name: &str,
         principal: &str,
         groups: &[String],
@@ -71,6 +97,15 @@ impl Store {
     ) -> Result<(Token, String), Failure> {
         check_name(name, "token", MAX_NAME)?;
         crate::authority::principal(principal, groups)?;
+        let exists = || {
+            Failure::new(
+                Code::InvalidArgs,
+                format!("a token named `{name}` exists already; revoke it first"),
+            )
+        };
+        if self.dir.read(&file(name))?.is_some() {
+            return Err(exists());
+        }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| Failure::new(Code::Other, format!("no randomness for a token: {e}")))?;
@@ -89,11 +124,9 @@ impl Store {
         };
         let text = serde_json::to_string_pretty(&record)
             .map_err(|e| Failure::new(Code::Other, format!("token `{name}`: {e}")))?;
+        records.append(vec![record.change("create")?])?;
         if !self.dir.write(&file(name), text.as_bytes(), Replace::No)? {
-            return Err(Failure::new(
-                Code::InvalidArgs,
-                format!("a token named `{name}` exists already; revoke it first"),
-            ));
+            return Err(exists());
         }
         Ok((record, token))
     }
@@ -119,16 +152,19 @@ impl Store {
         Ok(tokens)
     }
 
-    /// Revokes the token `name`: from the next request on, it is refused.
-    pub fn revoke(&self, name: &str) -> Result<(), Failure> {
+    /// Revokes the token `name`, recorded in `records` first: from the next request on, it is
+    /// refused.
+    pub fn revoke(&self, records: &Records, name: &str) -> Result<(), Failure> {
         check_name(name, "token", MAX_NAME)?;
+        let unknown = || Failure::new(Code::Unknown, format!("there is no token `{name}`"));
+        let text = self.dir.read(&file(name))?.ok_or_else(unknown)?;
+        let token: Token = serde_json::from_str(&text)
+            .map_err(|e| Failure::new(Code::Other, format!("token file `{name}.json`: {e}")))?;
+        records.append(vec![token.change("revoke")?])?;
         if self.dir.remove(&file(name))? {
             Ok(())
         } else {
-            Err(Failure::new(
-                Code::Unknown,
-                format!("there is no token `{name}`"),
-            ))
+            Err(unknown())
         }
     }
 
@@ -221,9 +257,10 @@ mod tests {
     #[test]
     fn a_token_authenticates_until_revoked_or_expired_and_only_its_digest_is_kept() {
         let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path(), femtoclaw_ledger::DEFAULT_ORIGIN).unwrap();
         let store = Store::new(dir.path());
         let (kept, token) = store
-            .create("bot", "agent:bot", &["ops".to_owned()], None)
+            .create(&records, "bot", "agent:bot", &["ops".to_owned()], None)
             .unwrap();
         let on_disk = std::fs::read_to_string(dir.path().join("tokens/bot.json")).unwrap();
         assert!(!on_disk.contains(&token[PREFIX.len()..]));
@@ -233,10 +270,47 @@ mod tests {
             Err(Refused::Unknown)
         );
         assert_eq!(store.authenticate("Bearer nonsense"), Err(Refused::Unknown));
-        store.revoke("bot").unwrap();
+        store.revoke(&records, "bot").unwrap();
         assert_eq!(store.authenticate(&token), Err(Refused::Unknown));
 
-        let (_, expired) = store.create("old", "agent:old", &[], None).unwrap();
+        // Both are in the ledger, with the token's digest and never the token.
+        let changes: Vec<_> = records
+            .with_ledger(|l| l.iter(0, 100))
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, entry)| match entry {
+                femtoclaw_ledger::Entry::TokenChange {
+                    action,
+                    name,
+                    principal,
+                    groups,
+                    token_sha256,
+                    ..
+                } => Some((action, name, principal, groups, hex::encode(token_sha256))),
+                _ => None,
+            })
+            .collect();
+        let entry = |action: &str| {
+            (
+                action.to_owned(),
+                "bot".to_owned(),
+                "agent:bot".to_owned(),
+                vec!["ops".to_owned()],
+                kept.sha256.clone(),
+            )
+        };
+        assert_eq!(changes, vec![entry("create"), entry("revoke")]);
+        let ledger = std::fs::read_dir(dir.path().join("ledger"))
+            .unwrap()
+            .map(|f| std::fs::read(f.unwrap().path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .concat();
+        let secret = &token.as_bytes()[PREFIX.len()..];
+        assert!(!ledger.windows(secret.len()).any(|w| w == secret));
+
+        let (_, expired) = store
+            .create(&records, "old", "agent:old", &[], None)
+            .unwrap();
         let path = dir.path().join("tokens/old.json");
         let mut record: Token =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -251,11 +325,25 @@ mod tests {
     #[test]
     fn bad_names_principals_and_lifetimes_are_refused_by_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path(), femtoclaw_ledger::DEFAULT_ORIGIN).unwrap();
         let store = Store::new(dir.path());
-        assert!(store.create("../x", "agent:a", &[], None).is_err());
-        assert!(store.create("a", "robot:a", &[], None).is_err());
-        store.create("a", "agent:a", &[], None).unwrap();
-        let again = store.create("a", "agent:a", &[], None).unwrap_err();
+        let before = records.with_ledger(|l| l.len());
+        assert!(
+            store
+                .create(&records, "../x", "agent:a", &[], None)
+                .is_err()
+        );
+        assert!(store.create(&records, "a", "robot:a", &[], None).is_err());
+        assert!(store.revoke(&records, "nobody").is_err());
+        assert_eq!(
+            records.with_ledger(|l| l.len()),
+            before,
+            "refusals record nothing"
+        );
+        store.create(&records, "a", "agent:a", &[], None).unwrap();
+        let again = store
+            .create(&records, "a", "agent:a", &[], None)
+            .unwrap_err();
         assert!(
             again.message.contains("exists already"),
             "{}",

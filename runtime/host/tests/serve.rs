@@ -11,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
+use femtoclaw_tests::{FEMTOCLAW_EXAMPLE_WORD_COUNT, WORD_COUNT_MANIFEST};
 use serde_json::{Value as Json, json};
 
 /// A running server on a loopback port the system picked.
@@ -171,8 +172,7 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
         assert_eq!(kind.as_deref(), Some("application/problem+json"));
     }
 
-    // One process per data directory: a second server and the CLI's writing commands are
-    // refused at once, naming the server.
+    // One process per data directory: a second server is refused at once, naming the server.
     let second = host.run(&["serve", "--listen", "127.0.0.1:0"]);
     assert_ne!(code(&second), 0);
     let says = stderr(&second);
@@ -180,9 +180,6 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
         says.contains("is in use by pid") && says.contains(&server.url),
         "{says}"
     );
-    let cli = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"x"}"#]);
-    assert_ne!(code(&cli), 0);
-    assert!(stderr(&cli).contains(&server.url), "{}", stderr(&cli));
 
     // The capabilities this principal may invoke; a revoked token is refused from then on.
     let listed: Json = serde_json::from_str(
@@ -233,6 +230,168 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// While a server holds the data directory, the operator's writing commands reach it over its
+/// admin channel (a socket of mode 0600) and take effect on its next request: a token made,
+/// used and revoked, both recorded in the ledger with its digest and never the token; a
+/// capability added, invoked and removed; an invocation from the command line; a key rotation
+/// (the ledger verifies with both keys); a secret. Once the server is killed, leaving its
+/// socket behind, the commands write the directory themselves again.
+#[test]
+fn the_operators_writing_commands_reach_the_running_server() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let host = Host::with_policy(OPEN_POLICY);
+    let server = Server::start(&host);
+    let socket = host.data.path().join("admin.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let http = client();
+    let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "Ada" } });
+
+    // Tokens: made through the server, accepted at once, listed, revoked at once.
+    let operator = token(&host, "user:local", "operator");
+    let (status, _, body) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(status, 200, "{body}");
+    let listed = host.run(&["token", "list", "--json"]);
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    let listed: Json = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(listed[0]["name"], "operator", "{listed}");
+    assert!(!listed.to_string().contains(&operator));
+
+    // A capability added while serving is offered and runs; removed, it is gone.
+    let wasm = host.file("word_count.wasm", FEMTOCLAW_EXAMPLE_WORD_COUNT);
+    let manifest = host.file("word-count.toml", WORD_COUNT_MANIFEST.as_bytes());
+    let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let count = json!({ "capability": "word-count", "function": "count", "args": { "text": "to be or not" } });
+    let (status, _, body) = invoke(&server, Some(&operator), &count, "");
+    assert_eq!(
+        (status, &body["result"]),
+        (200, &json!({ "words": 4, "longest": "not" })),
+        "{body}"
+    );
+    let listed = host.run(&["capability", "list"]);
+    assert!(
+        stdout(&listed).contains("word-count"),
+        "{}",
+        stderr(&listed)
+    );
+    let out = host.run(&["capability", "remove", "word-count"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (status, _, body) = invoke(&server, Some(&operator), &count, "");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown")),
+        "{body}"
+    );
+    let out = host.run(&["capability", "remove", "hello"]);
+    assert_eq!(
+        code(&out),
+        2,
+        "an embedded capability stays: {}",
+        stderr(&out)
+    );
+
+    // An invocation from the command line runs in the server, recorded in its ledger.
+    let out = host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Lin"}"#,
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let cli: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cli["result"], "Hello, Lin!", "{cli}");
+    let denied = host.run(&["invoke", "hello", "greet", "--principal", "agent:nobody"]);
+    assert_eq!(
+        code(&denied),
+        7,
+        "the server's refusal, with its exit code: {}",
+        stderr(&denied)
+    );
+
+    // A key rotation: later checkpoints are signed by the new key.
+    let old_key = host.key();
+    let out = host.run(&["key", "generate"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let new_key = stdout(&out).trim().to_owned();
+    assert_ne!(new_key, old_key);
+    assert_eq!(host.key(), new_key);
+    let (status, _, body) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(status, 200, "{body}");
+
+    // A secret, from stdin.
+    let mut set = host
+        .command(&["secret", "set", "api-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut set.stdin.take().unwrap(), b"s3cret\n").unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&host.run(&["secret", "list"])).trim(), "api-token");
+
+    let out = host.run(&["token", "revoke", "operator"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (status, _, _) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(status, 401);
+    let health = http.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    // Killed, the server leaves its socket; the commands no longer find it and work alone.
+    let Server { mut child, .. } = server;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(socket.exists());
+    let after = host.run(&["token", "create", "--principal", "agent:late"]);
+    assert_eq!(code(&after), 0, "{}", stderr(&after));
+
+    let changes: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "token-change")
+        .collect();
+    let said: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap(), c["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("create", "operator"),
+            ("revoke", "operator"),
+            ("create", "late")
+        ]
+    );
+    assert_eq!(changes[0]["principal"], "user:local");
+    let ledger = host
+        .entries()
+        .iter()
+        .map(Json::to_string)
+        .collect::<String>();
+    assert!(
+        !ledger.contains(&operator[4..]),
+        "the token itself is never recorded"
+    );
+    let verified = host.run(&["log", "verify", "--key", &old_key, "--key", &new_key]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    let cli_end = cli["receipt"]["indexes"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        host.entries()[cli_end as usize]["entry"]["type"],
+        "invocation-end"
+    );
 }
 
 /// Many clients at once (bounded: 8 threads × 4 invocations) each get a correct receipt of

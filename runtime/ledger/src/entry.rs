@@ -629,7 +629,11 @@ impl Entry {
                     }
                     groups
                 },
-                expires: if r.option_tag()? { Some(r.u64()?) } else { None },
+                expires: if r.option_tag()? {
+                    Some(r.u64()?)
+                } else {
+                    None
+                },
                 token_sha256: r.digest()?,
             },
             other => {
@@ -798,9 +802,9 @@ impl Entry {
             | Entry::Decision { invocation, .. }
             | Entry::Trap { invocation, .. }
             | Entry::InvocationEnd { invocation, .. } => Some(*invocation),
-            Entry::PolicyChange { .. }
-            | Entry::KeyChange { .. }
-            | Entry::TokenChange { .. } => None,
+            Entry::PolicyChange { .. } | Entry::KeyChange { .. } | Entry::TokenChange { .. } => {
+                None
+            }
         }
     }
 

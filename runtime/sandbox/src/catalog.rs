@@ -424,6 +424,29 @@ impl Catalog {
         })
     }
 
+    /// Uninstalls `spec` (`name@version`, or `name` for its highest installed version): its
+    /// digest goes first, so that a removal cut short leaves it uninstalled, then its files. An
+    /// embedded capability cannot be removed. An invocation already running keeps the
+    /// component it loaded.
+    pub fn remove(&self, spec: &str) -> Result<Entry, CatalogError> {
+        let entry = self.find(spec)?;
+        let Location::File(component) = &entry.location else {
+            return Err(CatalogError::Reserved(entry.manifest.name));
+        };
+        let dir = component.parent().unwrap_or(&self.dir);
+        let digest = dir.join("sha256");
+        fs::remove_file(&digest).map_err(io(&digest))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        fs::remove_dir_all(dir).map_err(io(dir))?;
+        if let Some(name_dir) = dir.parent() {
+            // The last version gone, its name's directory goes too; one still holding others stays.
+            let _ = fs::remove_dir(name_dir);
+        }
+        Ok(entry)
+    }
+
     /// Every capability, embedded first, then installed ones by name and version.
     pub fn list(&self) -> Result<Vec<Entry>, CatalogError> {
         let mut all = self.embedded.clone();

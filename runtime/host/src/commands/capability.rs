@@ -1,8 +1,9 @@
-//! `capability add | list | inspect`.
+//! `capability add | remove | list | inspect`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use femtoclaw_host::Failure;
+use femtoclaw_host::admin::Request;
+use femtoclaw_host::{Code, Failure};
 use serde_json::{Value as Json, json};
 
 use super::{Global, PrincipalArgs, internal, out, print_json};
@@ -16,6 +17,12 @@ pub enum Command {
         /// Its `capability.toml`; without it the name is the file stem and the version `0.0.0`.
         #[arg(long)]
         manifest: Option<PathBuf>,
+    },
+    /// Uninstall a capability (an embedded one cannot be); invocations already running finish
+    /// with the component they loaded.
+    Remove {
+        /// `name@version`, or `name` for its highest installed version.
+        capability: String,
     },
     /// List the capabilities this host can run.
     List {
@@ -35,26 +42,37 @@ pub enum Command {
 
 impl Command {
     pub fn run(self, global: &Global) -> Result<(), Failure> {
-        let host = global.open(true)?;
+        let installed = |answer: Json| {
+            out(&format!(
+                "{} {} sha256:{}",
+                answer["name"].as_str().unwrap_or_default(),
+                answer["version"].as_str().unwrap_or_default(),
+                answer["sha256"].as_str().unwrap_or_default()
+            ));
+        };
         match self {
             Command::Add {
                 component,
                 manifest,
             } => {
-                let max_fuel = host.config.limits.max_fuel;
-                let entry = host
-                    .catalog
-                    .add(&component, manifest.as_deref(), max_fuel)?;
-                // Compile now, so a component that cannot run is refused at install time.
-                host.resolve(&format!(
-                    "{}@{}",
-                    entry.manifest.name, entry.manifest.version
-                ))?;
-                out(&format!(
-                    "{} {} sha256:{}",
-                    entry.manifest.name, entry.manifest.version, entry.sha256
-                ));
+                // Whoever performs it (the server, perhaps) reads the files by absolute path.
+                let request = Request::CapabilityAdd {
+                    component: absolute(&component)?,
+                    manifest: manifest.as_deref().map(absolute).transpose()?,
+                };
+                installed(global.operate(&request)?);
+                return Ok(());
             }
+            Command::Remove { capability } => {
+                installed(global.operate(&Request::CapabilityRemove { capability })?);
+                return Ok(());
+            }
+            _ => {}
+        }
+        // Reading needs no ledger: it works beside a running server.
+        let host = global.open(false)?;
+        match self {
+            Command::Add { .. } | Command::Remove { .. } => {}
             Command::List { json } => {
                 let entries = host.catalog.list()?;
                 if json {
@@ -134,4 +152,10 @@ impl Command {
         }
         Ok(())
     }
+}
+
+/// `path` made absolute against the current directory.
+fn absolute(path: &Path) -> Result<PathBuf, Failure> {
+    std::path::absolute(path)
+        .map_err(|e| Failure::new(Code::InvalidArgs, format!("`{}`: {e}", path.display())))
 }

@@ -2,9 +2,8 @@
 
 use std::io::Read as _;
 
+use femtoclaw_host::admin::Request;
 use femtoclaw_host::{Code, Failure};
-use femtoclaw_ledger::Value;
-use femtoclaw_sandbox::LOG_INTERFACE;
 use serde_json::{Value as Json, json};
 
 use super::{Global, PrincipalArgs, out, print_json};
@@ -47,48 +46,22 @@ impl Invoke {
         if let (Some(url), Some(token)) = (&self.remote, &self.token) {
             return self.remotely(url, token, args);
         }
-        let principal = self.who.principal()?;
-        let host = global.open(true)?;
-        let resolved = host.resolve(&self.capability)?;
-        let deadline = self.deadline_ms.map(std::time::Duration::from_millis);
-        let femtoclaw_host::Invoked {
-            outcome, receipt, ..
-        } = host.invoke(
-            &principal,
-            &resolved,
-            &self.function,
-            &args,
-            self.fuel,
-            deadline,
-        )?;
-        let result = outcome.result.as_ref().map_err(Failure::from)?;
-        if !self.json {
-            out(&result.to_string());
-            return Ok(());
+        // Checked here, so that a bad principal is refused before anything is sent.
+        self.who.principal()?;
+        let answer = global.operate(&Request::Invoke {
+            principal: self.who.principal.clone(),
+            groups: self.who.groups.clone(),
+            capability: self.capability.clone(),
+            function: self.function.clone(),
+            args,
+            fuel: self.fuel,
+            deadline_ms: self.deadline_ms,
+        })?;
+        if self.json {
+            print_json(&answer);
+        } else {
+            out(&answer["result"].to_string());
         }
-        print_json(&json!({
-            "capability": resolved.entry.manifest.name,
-            "version": resolved.entry.manifest.version,
-            "sha256": resolved.entry.sha256,
-            "function": self.function,
-            "result": result,
-            "fuel": { "budget": outcome.fuel_budget, "consumed": outcome.fuel_consumed },
-            "stdout": String::from_utf8_lossy(&outcome.stdout),
-            "stderr": String::from_utf8_lossy(&outcome.stderr),
-            "output_truncated": outcome.output_truncated,
-            "logs": logs(&outcome.host_calls),
-            "host_calls": outcome.host_calls.len(),
-            "receipt": {
-                "indexes": outcome
-                    .written_ahead
-                    .iter()
-                    .copied()
-                    .chain(receipt.indexes())
-                    .collect::<Vec<_>>(),
-                "tree_size": receipt.tree_size,
-                "root": hex::encode(receipt.root),
-            },
-        }));
         Ok(())
     }
 }
@@ -149,21 +122,4 @@ fn arguments(spec: &str) -> Result<Json, Failure> {
         (spec.to_owned(), String::new())
     };
     serde_json::from_str(&text).map_err(|e| bad(format!("--args{from} is not JSON: {e}")))
-}
-
-/// The log lines among the host calls.
-fn logs(calls: &[femtoclaw_sandbox::HostCall]) -> Vec<Json> {
-    calls
-        .iter()
-        .filter(|c| c.interface == LOG_INTERFACE)
-        .filter_map(|c| match &c.params {
-            Value::Tuple(p) => match p.as_slice() {
-                [Value::Enum(level), Value::String(message)] => {
-                    Some(json!({ "level": level, "message": message }))
-                }
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
 }

@@ -1,6 +1,7 @@
 //! `key generate | show`: the ledger's signing key.
 
 use femtoclaw_host::Failure;
+use femtoclaw_host::admin::Request;
 use femtoclaw_host::records::Records;
 
 use super::{Global, out};
@@ -28,21 +29,21 @@ impl Command {
         match self {
             Command::Generate { name } => {
                 // On a fresh data directory this makes the first key, not a rotation of one the
-                // host would make on opening.
-                let first = Records::first_key(&global.data_dir, &name)?;
-                let mut host = global.open(true)?;
-                let verifier = if first {
-                    host.records()?.verifier()
-                } else {
-                    host.records_mut()?.rotate(&name)?
-                };
-                out(&verifier.to_string());
+                // host would make on opening (no server holds a directory without a ledger).
+                if Records::first_key(&global.data_dir, &name)? {
+                    out(&global.open(true)?.records()?.verifier().to_string());
+                    return Ok(());
+                }
+                let rotated = global.operate(&Request::KeyGenerate { name })?;
+                out(rotated["verifier"].as_str().unwrap_or_default());
             }
-            Command::Show { all: false } => {
-                out(&global.open(true)?.records()?.verifier().to_string());
-            }
-            Command::Show { all: true } => {
-                for key in global.open(true)?.records()?.key_history()? {
+            Command::Show { all } => {
+                // On a fresh data directory the first key is made, and recorded as any opening
+                // of the ledger would; else it is read without the ledger, beside a server.
+                if Records::first_key(&global.data_dir, femtoclaw_ledger::DEFAULT_ORIGIN)? {
+                    global.open(true)?;
+                }
+                for key in Records::verifiers(&global.data_dir, all)? {
                     out(&key);
                 }
             }

@@ -16,6 +16,7 @@ pub mod token;
 use std::path::PathBuf;
 
 use femtoclaw_config::{Effective, Overrides};
+use femtoclaw_host::admin::{self, Request};
 use femtoclaw_host::{Code, Failure, Host, authority, settings};
 use serde_json::Value as Json;
 
@@ -54,6 +55,16 @@ impl Global {
         let config = self.config(&Overrides::new())?.into_config();
         let source = authority::Source::locate(self.policy.as_deref(), &self.data_dir);
         Host::open(&self.data_dir, source, ledger, config)
+    }
+
+    /// Performs one of the operator's writing commands: through the server that holds the
+    /// data directory, over its admin channel, or here on a host opened for it when none
+    /// does. The answer is the same either way.
+    pub fn operate(&self, request: &Request) -> Result<Json, Failure> {
+        match admin::send(&self.data_dir, request)? {
+            Some(answer) => Ok(answer),
+            None => admin::perform(&self.open(true)?, request.clone()),
+        }
     }
 }
 

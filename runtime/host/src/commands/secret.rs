@@ -1,5 +1,6 @@
 //! `secret set | list | remove`: they touch only `<data dir>/secrets`.
 
+use femtoclaw_host::admin::Request;
 use femtoclaw_host::{Failure, secrets};
 
 use super::{Global, out};
@@ -23,20 +24,23 @@ pub enum Command {
 
 impl Command {
     pub fn run(self, global: &Global) -> Result<(), Failure> {
-        let store = secrets::Store::new(&global.data_dir);
         match self {
             Command::Set { name } => {
                 let value = secrets::read_value(std::io::stdin().lock())?;
-                store.set(&name, &value)?;
+                global.operate(&Request::SecretSet {
+                    name: name.clone(),
+                    value,
+                })?;
                 out(&format!("secret `{name}` stored"));
             }
             Command::List => {
-                for name in store.list()? {
-                    out(&name);
+                let names = global.operate(&Request::SecretList)?;
+                for name in names.as_array().into_iter().flatten() {
+                    out(name.as_str().unwrap_or_default());
                 }
             }
             Command::Remove { name } => {
-                store.remove(&name)?;
+                global.operate(&Request::SecretRemove { name: name.clone() })?;
                 out(&format!("secret `{name}` removed"));
             }
         }

@@ -29,13 +29,14 @@ impl Serve {
             .build()
             .map_err(|e| Failure::new(Code::Other, format!("cannot start the server: {e}")))?;
         runtime.block_on(async move {
-            let listener = femtoclaw_host::serve::bind(listen).await?;
-            let addr = listener
+            let listeners = femtoclaw_host::serve::Listeners::bind(&host, listen).await?;
+            let addr = listeners
+                .api
                 .local_addr()
                 .map_err(|e| Failure::new(Code::Other, format!("cannot listen: {e}")))?;
             host.announce(&format!("femtoclaw-host serve on http://{addr}"))?;
             out(&format!("listening on http://{addr}"));
-            femtoclaw_host::serve::serve(host, listener).await
+            femtoclaw_host::serve::serve(host, listeners).await
         })?;
         out("stopped");
         Ok(())

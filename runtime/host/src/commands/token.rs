@@ -1,7 +1,7 @@
 //! `token create | list | revoke`: the bearer tokens principals present to the server.
 
+use femtoclaw_host::admin::Request;
 use femtoclaw_host::{Failure, tokens};
-use serde_json::json;
 
 use super::{Global, out, print_json};
 
@@ -38,7 +38,6 @@ pub enum Command {
 
 impl Command {
     pub fn run(self, global: &Global) -> Result<(), Failure> {
-        let store = tokens::Store::new(&global.data_dir);
         match self {
             Command::Create {
                 principal,
@@ -53,39 +52,41 @@ impl Command {
                         .map_or(principal.as_str(), |(_, id)| id)
                         .to_owned()
                 });
-                let (_, token) = store.create(&name, &principal, &groups, ttl)?;
-                out(&token);
+                let made = global.operate(&Request::TokenCreate {
+                    name,
+                    principal,
+                    groups,
+                    expires_in: ttl.map(|ttl| ttl.as_secs()),
+                })?;
+                out(made["token"].as_str().unwrap_or_default());
             }
             Command::List { json } => {
-                let tokens = store.list()?;
+                let tokens = global.operate(&Request::TokenList)?;
                 if json {
-                    print_json(&json!(
-                        tokens
-                            .iter()
-                            .map(|t| json!({
-                                "name": t.name,
-                                "principal": t.principal,
-                                "groups": t.groups,
-                                "created": t.created,
-                                "expires": t.expires,
-                            }))
-                            .collect::<Vec<_>>()
-                    ));
+                    print_json(&tokens);
                     return Ok(());
                 }
-                for t in tokens {
+                for t in tokens.as_array().into_iter().flatten() {
+                    let groups: Vec<&str> = t["groups"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|g| g.as_str())
+                        .collect();
                     out(&format!(
                         "{:<20} {:<24} groups={:<16} created={} expires={}",
-                        t.name,
-                        t.principal,
-                        t.groups.join(","),
-                        t.created,
-                        t.expires.map_or("never".to_owned(), |e| e.to_string())
+                        t["name"].as_str().unwrap_or_default(),
+                        t["principal"].as_str().unwrap_or_default(),
+                        groups.join(","),
+                        t["created"],
+                        t["expires"]
+                            .as_u64()
+                            .map_or("never".to_owned(), |e| e.to_string())
                     ));
                 }
             }
             Command::Revoke { name } => {
-                store.revoke(&name)?;
+                global.operate(&Request::TokenRevoke { name: name.clone() })?;
                 out(&format!("token `{name}` revoked"));
             }
         }

@@ -169,25 +169,11 @@ impl Host {
     ) -> Result<Invoked, Failure> {
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
-        self.records()?
-            .note_policy(policy.digest(), &self.authority.source().to_string())?;
+        let start = self.start(principal, resolved, function, fuel, &policy)?;
+        let fuel = start.fuel_budget;
         let cap = authority::capability_ref(entry);
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
         let limits = &self.config.limits;
-        let fuel = authority::fuel_budget(fuel, entry, limits.max_fuel)?;
-        let start = Start {
-            invocation: self.records()?.next_invocation(),
-            principal: principal.to_string(),
-            groups: principal.groups.clone(),
-            capability: entry.manifest.name.clone(),
-            version: entry.manifest.version.clone(),
-            component_sha256: resolved.prepared.digest,
-            manifest_sha256: resolved.manifest_digest,
-            engine_digest: self.sandbox.engine_digest(),
-            fuel_budget: fuel,
-            policy_digest: policy.digest(),
-            function: function.to_owned(),
-        };
 
         let invoke = policy.authorize_invoke_function(principal, &cap, Some(function));
         if !invoke.allowed {
@@ -266,6 +252,53 @@ impl Host {
             receipt,
             invocation: start.invocation,
         })
+    }
+
+    /// What the invocation's start entry says, under `policy` (recorded as the policy in force
+    /// first, if it changed); `fuel` is refused over the operator's `max_fuel`.
+    fn start(
+        &self,
+        principal: &Principal,
+        resolved: &Resolved,
+        function: &str,
+        fuel: Option<u64>,
+        policy: &femtoclaw_policy::PolicySet,
+    ) -> Result<Start, Failure> {
+        let entry = &resolved.entry;
+        self.records()?
+            .note_policy(policy.digest(), &self.authority.source().to_string())?;
+        let fuel_budget = authority::fuel_budget(fuel, entry, self.config.limits.max_fuel)?;
+        Ok(Start {
+            invocation: self.records()?.next_invocation(),
+            principal: principal.to_string(),
+            groups: principal.groups.clone(),
+            capability: entry.manifest.name.clone(),
+            version: entry.manifest.version.clone(),
+            component_sha256: resolved.prepared.digest,
+            manifest_sha256: resolved.manifest_digest,
+            engine_digest: self.sandbox.engine_digest(),
+            fuel_budget,
+            policy_digest: policy.digest(),
+            function: function.to_owned(),
+        })
+    }
+
+    /// Records an invocation refused before it ran because the server is at one of its limits
+    /// (`limit` names it, as the refusal says): a start, a `limit` trap and an end, durable
+    /// before the caller is answered.
+    pub fn refuse_over_limit(
+        &self,
+        principal: &Principal,
+        resolved: &Resolved,
+        function: &str,
+        fuel: Option<u64>,
+        limit: &str,
+    ) -> Result<(), Failure> {
+        let policy = self.authority.policy()?;
+        let start = self.start(principal, resolved, function, fuel, &policy)?;
+        self.records()?
+            .append(record::over_limit(&start, limit))
+            .map(drop)
     }
 
     /// Records a refusal to link and names every refused import: exit 7.

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -50,6 +51,8 @@ struct App {
     queue: usize,
     per_principal: usize,
     by_principal: Mutex<HashMap<String, usize>>,
+    /// The longest a request may take, waiting for its turn included (`server.request_timeout_ms`).
+    request_timeout: Duration,
 }
 
 /// Where a server listens: its API's address and its admin channel.
@@ -83,6 +86,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
     } = listeners;
     let server = &host.config.server;
     let max_body = server.max_body_bytes;
+    let grace = server.shutdown_grace;
     let app = Arc::new(App {
         tokens: tokens::Store::new(&host.data_dir),
         running: Semaphore::new(server.concurrency),
@@ -90,6 +94,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         queue: server.queue,
         per_principal: server.per_principal,
         by_principal: Mutex::default(),
+        request_timeout: server.request_timeout,
         host,
     });
     let router = Router::new()
@@ -115,17 +120,31 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
     };
     let api = axum::serve(listener, router).with_graceful_shutdown(stopped(stopping.clone()));
     let operator =
-        axum::serve(admin_listener, admin_router).with_graceful_shutdown(stopped(stopping));
+        axum::serve(admin_listener, admin_router).with_graceful_shutdown(stopped(stopping.clone()));
     let signalled = async move {
         stop_signal().await;
         let _ = stop.send(true);
         Ok(())
     };
     let serving = |e: std::io::Error| Failure::new(Code::Other, format!("serving: {e}"));
-    tokio::try_join!(signalled, async { api.await.map_err(serving) }, async {
-        operator.await.map_err(serving)
-    },)
-    .map(drop)
+    let served = async {
+        tokio::try_join!(signalled, async { api.await.map_err(serving) }, async {
+            operator.await.map_err(serving)
+        },)
+    };
+    // Once stopping, the requests in flight have `server.shutdown_grace_ms` to finish; an
+    // invocation cut off then is recorded as interrupted when the ledger is next opened.
+    let overdue = async {
+        stopped(stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = served => served.map(drop),
+        () = overdue => {
+            tracing::warn!(?grace, "stopped with requests still in flight (server.shutdown_grace_ms)");
+            Ok(())
+        }
+    }
 }
 
 async fn no_route() -> Problem {
@@ -229,6 +248,8 @@ struct InvokeRequest {
     #[serde(default = "empty_object")]
     args: Json,
     fuel: Option<u64>,
+    /// A deadline shorter than the operator's, in milliseconds.
+    deadline_ms: Option<u64>,
 }
 
 fn empty_object() -> Json {
@@ -249,10 +270,71 @@ async fn invoke(
 ) -> Result<Response, Problem> {
     let principal = authenticate(&app, &headers)?;
     let request: InvokeRequest = parse(body, "an invocation")?;
-    let _turn = Turn::take(&app, &principal).await?;
+    let asked = Asked {
+        principal,
+        capability: request.capability.clone(),
+        function: request.function.clone(),
+        fuel: request.fuel,
+    };
+    let (_turn, left) = turn(&app, &asked).await?;
+    let deadline = request
+        .deadline_ms
+        .map_or(left, |asked| left.min(Duration::from_millis(asked)));
     let worker = Arc::clone(&app);
-    let body = blocking(move || run(&worker, &principal, &request, query.proof)).await?;
+    let body =
+        blocking(move || run(&worker, &asked.principal, &request, query.proof, deadline)).await?;
     Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// Who asks to invoke what: enough to record a refusal.
+struct Asked {
+    principal: Principal,
+    capability: String,
+    function: String,
+    fuel: Option<u64>,
+}
+
+/// An invocation's turn, and the time left of its request's `server.request_timeout_ms` once
+/// it has one. Refused at a limit (the principal's or the queue's, or the request's time
+/// spent waiting), the invocation is recorded as refused, naming the limit, before the 429
+/// (or 503) is answered.
+async fn turn<'a>(app: &'a Arc<App>, asked: &Asked) -> Result<(Turn<'a>, Duration), Problem> {
+    let started = Instant::now();
+    let refused = match tokio::time::timeout(app.request_timeout, Turn::take(app, &asked.principal))
+        .await
+    {
+        Ok(Ok(turn)) => return Ok((turn, app.request_timeout.saturating_sub(started.elapsed()))),
+        Ok(Err(refused)) => refused,
+        Err(_) => Problem {
+            header: Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            ..problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "no turn within the request's {} ms (server.request_timeout_ms)",
+                    app.request_timeout.as_millis()
+                ),
+            )
+        },
+    };
+    if refused.code == "busy" {
+        let worker = Arc::clone(app);
+        let (principal, capability, function, fuel, limit) = (
+            asked.principal.clone(),
+            asked.capability.clone(),
+            asked.function.clone(),
+            asked.fuel,
+            refused.detail.clone(),
+        );
+        blocking(move || {
+            let resolved = worker.host.resolve(&capability)?;
+            worker
+                .host
+                .refuse_over_limit(&principal, &resolved, &function, fuel, &limit)
+        })
+        .await?;
+    }
+    Err(refused)
 }
 
 /// A request body as `T`, or the problem it gets: 413 over the cap, 400 when it is not `what`.
@@ -284,17 +366,29 @@ async fn operate(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let request: admin::Request = parse(body, "an admin request")?;
-    let principal = match &request {
-        admin::Request::Invoke {
-            principal, groups, ..
-        } => Some(crate::authority::principal(principal, groups)?),
-        _ => None,
-    };
-    let _turn = match &principal {
-        Some(principal) => Some(Turn::take(&app, principal).await?),
-        None => None,
-    };
+    let mut request: admin::Request = parse(body, "an admin request")?;
+    let mut _turn = None;
+    if let admin::Request::Invoke {
+        principal,
+        groups,
+        capability,
+        function,
+        fuel,
+        deadline_ms,
+        ..
+    } = &mut request
+    {
+        let asked = Asked {
+            principal: crate::authority::principal(principal, groups)?,
+            capability: capability.clone(),
+            function: function.clone(),
+            fuel: *fuel,
+        };
+        let (turn, left) = turn(&app, &asked).await?;
+        let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        *deadline_ms = Some(deadline_ms.map_or(left, |asked| asked.min(left)));
+        _turn = Some(turn);
+    }
     let worker = Arc::clone(&app);
     let answer = blocking(move || admin::perform(&worker.host, request)).await?;
     Ok((StatusCode::OK, axum::Json(answer)).into_response())
@@ -321,6 +415,7 @@ fn run(
     principal: &Principal,
     request: &InvokeRequest,
     with_proof: bool,
+    deadline: Duration,
 ) -> Result<Json, Failure> {
     let host = &app.host;
     let resolved = host.resolve(&request.capability)?;
@@ -334,7 +429,7 @@ fn run(
         &request.function,
         &request.args,
         request.fuel,
-        None,
+        Some(deadline),
     )?;
     let result = outcome.result.as_ref().map_err(Failure::from)?;
     let records = host.records()?;
@@ -647,6 +742,7 @@ pub fn openapi() -> Json {
                         "function": { "type": "string" },
                         "args": { "type": "object", "description": "Arguments keyed by parameter name" },
                         "fuel": { "type": "integer", "minimum": 1 },
+                        "deadline_ms": { "type": "integer", "minimum": 1, "description": "A deadline shorter than the operator's" },
                     },
                 } } } },
                 "responses": {
@@ -668,7 +764,7 @@ pub fn openapi() -> Json {
                         },
                     })),
                     "400": problem, "403": problem, "404": problem, "413": problem,
-                    "422": problem, "429": problem, "500": problem,
+                    "422": problem, "429": problem, "500": problem, "503": problem,
                 },
             })) },
             "/v1/ledger/checkpoint": { "get": authed(json!({

@@ -683,4 +683,103 @@ fn requests_over_the_limits_get_429_with_retry_after() {
     let (status, _, answer) = invoke(&server, Some(&first), &greet, "");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(server.stop(), 0);
+
+    // Each refusal is a refused invocation in the ledger, naming the limit it met.
+    let entries: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .collect();
+    let refused: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["type"] == "trap" && e["kind"] == "limit")
+        .map(|trap| {
+            let start = entries
+                .iter()
+                .find(|e| e["type"] == "invocation-start" && e["invocation"] == trap["invocation"])
+                .unwrap();
+            (
+                start["principal"].as_str().unwrap(),
+                trap["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[0].0.contains("User::\"local\"") && refused[0].1.contains("server.per_principal"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].0.contains("Agent::\"other\"") && refused[1].1.contains("server.queue"),
+        "{refused:?}"
+    );
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// Every request has a deadline: an invocation gets what is left of `server.request_timeout_ms`
+/// (far below the operator's invocation deadline here) and ends at it. A stopping server gives
+/// the invocations in flight `server.shutdown_grace_ms`, then exits 0 without them; the one cut
+/// off (it had no effect to write ahead) was never answered nor recorded, and the ledger
+/// verifies.
+#[test]
+fn every_request_has_a_deadline_and_a_stop_waits_only_the_grace() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(
+        femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE,
+        MISBEHAVE_MANIFEST,
+    );
+    host.configure(
+        "[server]\nrequest_timeout_ms = 300\n\n[limits]\ndeadline_ms = 600000\nmax_fuel = 1000000000000\n",
+    );
+    let operator = token(&host, "user:local", "operator");
+    let spin =
+        json!({ "capability": "misbehave", "function": "spin", "fuel": 1_000_000_000_000u64 });
+    let server = Server::start(&host);
+    let (status, _, problem) = invoke(&server, Some(&operator), &spin, "");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("deadline")),
+        "{problem}"
+    );
+    assert_eq!(server.stop(), 0);
+
+    host.configure(
+        "[server]\nshutdown_grace_ms = 300\n\n[limits]\ndeadline_ms = 600000\nmax_fuel = 1000000000000\n",
+    );
+    let server = Server::start(&host);
+    std::thread::scope(|scope| {
+        let spinning = scope.spawn(|| {
+            client()
+                .post(format!("{}/v1/invoke", server.url))
+                .bearer_auth(&operator)
+                .body(spin.to_string())
+                .send()
+                .map(|r| r.status().as_u16())
+        });
+        // Until it runs, the spin is not in flight; once it is, it would run for minutes.
+        std::thread::sleep(Duration::from_millis(500));
+        let stopped = Server {
+            child: server.child,
+            url: server.url.clone(),
+        }
+        .stop();
+        assert_eq!(stopped, 0);
+        assert!(
+            spinning.join().unwrap().is_err(),
+            "the cut-off request gets no answer"
+        );
+    });
+    let entries: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .collect();
+    let spins = entries
+        .iter()
+        .filter(|e| e["type"] == "invocation-start" && e["function"] == "spin")
+        .count();
+    assert_eq!(spins, 1, "only the spin that met its deadline is recorded");
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }

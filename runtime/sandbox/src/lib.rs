@@ -263,7 +263,7 @@ impl Failure {
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::FuelExhausted { .. } => "fuel-exhausted",
-            Failure::Limit(_) => "limit",
+            Failure::Limit(_) => record::LIMIT,
             Failure::Trap { .. } => "trap",
             Failure::Deadline(_) => record::DEADLINE,
         }

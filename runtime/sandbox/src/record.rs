@@ -38,6 +38,9 @@ pub const INTERRUPTED: &str = "interrupted";
 /// The trap kind of an invocation that ran past its wall-clock deadline.
 pub const DEADLINE: &str = "deadline";
 
+/// The trap kind of an invocation that ran into a limit, or was refused at one before it ran.
+pub const LIMIT: &str = "limit";
+
 /// The facts of an invocation known before it runs.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -221,6 +224,27 @@ pub fn refused(start: &Start, refusals: &[(&str, &str, &Decision)]) -> Vec<Entry
         stderr: Vec::new(),
     });
     entries
+}
+
+/// The entries of an invocation refused before anything was decided or ran, because the host
+/// was at one of its limits: `message` names the limit (`server.per_principal`).
+pub fn over_limit(start: &Start, message: &str) -> Vec<Entry> {
+    vec![
+        start.entry(Vec::new()),
+        Entry::Trap {
+            invocation: start.invocation,
+            kind: LIMIT.to_owned(),
+            message: message.to_owned(),
+            fuel_consumed: 0,
+        },
+        Entry::InvocationEnd {
+            invocation: start.invocation,
+            result: None,
+            fuel_consumed: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        },
+    ]
 }
 
 /// The entries that end an invocation the host stopped during: an `interrupted` trap and an

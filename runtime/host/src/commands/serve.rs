@@ -28,7 +28,7 @@ impl Serve {
             .thread_name("femtoclaw-serve")
             .build()
             .map_err(|e| Failure::new(Code::Other, format!("cannot start the server: {e}")))?;
-        runtime.block_on(async move {
+        let served = runtime.block_on(async move {
             let listeners = femtoclaw_host::serve::Listeners::bind(&host, listen).await?;
             let addr = listeners
                 .api
@@ -37,7 +37,11 @@ impl Serve {
             host.announce(&format!("femtoclaw-host serve on http://{addr}"))?;
             out(&format!("listening on http://{addr}"));
             femtoclaw_host::serve::serve(host, listeners).await
-        })?;
+        });
+        // Invocations still running past the grace are not waited for: the ledger records
+        // them as interrupted when it is next opened.
+        runtime.shutdown_background();
+        served?;
         out("stopped");
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! | `GET /v1/ledger/checkpoint` | the latest signed checkpoint note, byte-exact |
 //! | `GET /v1/ledger/entries?from=&limit=` | entries as JSON |
 //! | `GET /v1/ledger/proof/{index}` | an inclusion proof (C2SP tlog-proof), as `log prove` prints it |
+//! | `GET /v1/ledger/consistency?from=&to=` | a consistency proof (RFC 9162) between two tree sizes |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API (no token needed) |
 //!
 //! Every route but the health checks needs `Authorization: Bearer <token>` (see
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -106,6 +107,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         .route("/v1/ledger/checkpoint", get(checkpoint))
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
+        .route("/v1/ledger/consistency", get(consistency))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(Arc::clone(&app));
@@ -265,10 +267,11 @@ struct InvokeQuery {
 async fn invoke(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(query): Query<InvokeQuery>,
+    query: Result<Query<InvokeQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let principal = authenticate(&app, &headers)?;
+    let query = parsed_query(query)?;
     let request: InvokeRequest = parse(body, "an invocation")?;
     let asked = Asked {
         principal,
@@ -356,6 +359,17 @@ fn parse<T: serde::de::DeserializeOwned>(
             StatusCode::BAD_REQUEST,
             Code::InvalidArgs.name(),
             format!("the request body is not {what}: {e}"),
+        )
+    })
+}
+
+/// A request's query, or the 400 problem it gets.
+fn parsed_query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    query.map(|Query(query)| query).map_err(|rejection| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgs.name(),
+            rejection.body_text(),
         )
     })
 }
@@ -644,9 +658,10 @@ const MAX_PAGE: usize = 1000;
 async fn entries(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(query): Query<EntriesQuery>,
+    query: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     authenticate(&app, &headers)?;
+    let query = parsed_query(query)?;
     let limit = query.limit.min(MAX_PAGE);
     let page = app
         .host
@@ -673,6 +688,63 @@ async fn proof(
         .with_ledger(|l| l.prove(index))
         .map_err(|e| Failure::new(Code::Unknown, format!("no proof of entry {index}: {e}")))?;
     Ok(text(proof))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+/// `GET /v1/ledger/consistency?from=&to=`: the RFC 9162 consistency proof that the tree of `to`
+/// entries (default: the latest checkpoint's, whose note is then part of the answer) extends
+/// the tree of `from` entries; hashes in base64, as in a C2SP tlog-proof.
+async fn consistency(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    use base64::Engine as _;
+    authenticate(&app, &headers)?;
+    let query = parsed_query(query)?;
+    let answer = app.host.records()?.with_ledger(|l| {
+        let latest = l.latest_checkpoint().map(str::to_owned);
+        let (to, checkpoint) = match (query.to, &latest) {
+            (Some(to), _) => (to, None),
+            (None, Some(note)) => {
+                let size = femtoclaw_ledger::Checkpoint::parse_unverified(note)
+                    .map(|c| c.size)
+                    .map_err(|e| Failure::new(Code::Other, format!("the latest checkpoint: {e}")))?;
+                (size, latest)
+            }
+            (None, None) => {
+                return Err(Failure::new(Code::Unknown, "the ledger has no checkpoint yet"));
+            }
+        };
+        let from = query.from;
+        if from == 0 || from > to || to > l.len() {
+            return Err(Failure::new(
+                Code::InvalidArgs,
+                format!(
+                    "no consistency proof from {from} to {to} entries: give 0 < from <= to <= {} (the tree's size)",
+                    l.len()
+                ),
+            ));
+        }
+        let hashes = l
+            .consistency_proof(from, to)
+            .map_err(|e| Failure::new(Code::Other, format!("ledger: {e}")))?;
+        let hashes: Vec<String> = hashes
+            .iter()
+            .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+            .collect();
+        let mut answer = json!({ "from": from, "to": to, "hashes": hashes });
+        if let Some(note) = checkpoint {
+            answer["checkpoint"] = json!(note);
+        }
+        Ok(answer)
+    })?;
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
 fn text(body: String) -> Response {
@@ -781,6 +853,26 @@ pub fn openapi() -> Json {
                     "type": "object",
                     "properties": { "entries": { "type": "array", "items": { "type": "object" } } },
                 })) },
+            })) },
+            "/v1/ledger/consistency": { "get": authed(json!({
+                "summary": "A consistency proof (RFC 9162) between two tree sizes",
+                "parameters": [
+                    { "name": "from", "in": "query", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                    { "name": "to", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1 }, "description": "Default: the latest checkpoint's size" },
+                ],
+                "responses": {
+                    "200": object("The proof that the tree of `to` entries extends the tree of `from` entries.", json!({
+                        "type": "object",
+                        "required": ["from", "to", "hashes"],
+                        "properties": {
+                            "from": { "type": "integer" },
+                            "to": { "type": "integer" },
+                            "hashes": { "type": "array", "items": { "type": "string", "contentEncoding": "base64" } },
+                            "checkpoint": { "type": "string", "description": "The signed checkpoint of `to`, when `to` was not given" },
+                        },
+                    })),
+                    "400": problem, "404": problem,
+                },
             })) },
             "/v1/ledger/proof/{index}": { "get": authed(json!({
                 "summary": "The inclusion proof of one entry",

@@ -172,6 +172,70 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
         assert_eq!(kind.as_deref(), Some("application/problem+json"));
     }
 
+    // A later checkpoint extends the earlier one: the consistency proof between them verifies,
+    // and a tampered one does not; sizes the tree lacks are refused.
+    let earlier = femtoclaw_ledger::Checkpoint::parse_unverified(&checkpoint).unwrap();
+    let (status, _, _) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(status, 200);
+    let consistency = |query: &str| {
+        let response = http
+            .get(format!("{}/v1/ledger/consistency?{query}", server.url))
+            .bearer_auth(&operator)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            serde_json::from_str::<Json>(&response.text().unwrap()).unwrap(),
+        )
+    };
+    let (status, answer) = consistency(&format!("from={}", earlier.size));
+    assert_eq!(status, 200, "{answer}");
+    let later =
+        femtoclaw_ledger::Checkpoint::parse_unverified(answer["checkpoint"].as_str().unwrap())
+            .unwrap();
+    assert!(
+        later.size > earlier.size && answer["to"] == later.size,
+        "{answer}"
+    );
+    let mut hashes: Vec<Vec<u8>> = answer["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    let check = |hashes: &[Vec<u8>]| {
+        femtoclaw_ledger::merkle::verify_consistency(
+            earlier.size,
+            later.size,
+            hashes,
+            &earlier.root,
+            &later.root,
+        )
+    };
+    check(&hashes).unwrap();
+    hashes[0][0] ^= 1;
+    assert!(check(&hashes).is_err(), "a tampered proof verifies");
+    for query in [
+        "from=0",
+        &format!("from={}", later.size + 1),
+        "from=1&to=999999",
+        "from=abc",
+        "to=3",
+    ] {
+        let (status, problem) = consistency(query);
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("bad-arguments")),
+            "{query}: {problem}"
+        );
+    }
+
     // One process per data directory: a second server is refused at once, naming the server.
     let second = host.run(&["serve", "--listen", "127.0.0.1:0"]);
     assert_ne!(code(&second), 0);

@@ -357,6 +357,30 @@ fn the_operators_writing_commands_reach_the_running_server() {
         stderr(&out)
     );
 
+    // Egress from an invocation in the server runs on the server's own runtime: here a fetch,
+    // installed while serving to reach this very server, reads its health check.
+    let port = server.url.rsplit(':').next().unwrap();
+    let manifest = host.file(
+        "webfetch.toml",
+        format!(
+            "name = \"webfetch\"\nversion = \"1.0.0\"\npublisher = \"test\"\nfuel = 500000000\n\n\
+             [requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\n\
+             http = [\"http://127.0.0.1:{port}\"]\n"
+        )
+        .as_bytes(),
+    );
+    let fetch = host.file(
+        "fetch.wasm",
+        femtoclaw_capabilities::find("fetch").unwrap().component,
+    );
+    let out = host.run(&["capability", "add", s(&fetch), "--manifest", s(&manifest)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let get = json!({ "capability": "webfetch", "function": "get", "args": { "url": format!("{}/healthz", server.url) } });
+    let (status, _, body) = invoke(&server, Some(&operator), &get, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["ok"]["status"], 200, "{body}");
+    assert_eq!(body["result"]["ok"]["text"], "ok\n", "{body}");
+
     // An invocation from the command line runs in the server, recorded in its ledger.
     let out = host.run(&[
         "invoke",

@@ -1,14 +1,17 @@
 //! Performing one request: authorize the origin, the secrets and the resolved address of every
-//! hop, then exchange the whole message through reqwest (rustls), pinned to that address.
+//! hop, then exchange the whole message through reqwest's async client (rustls), pinned to that
+//! address. The exchange runs on the tokio runtime the invocation runs under (the server's: the
+//! invocation's thread waits while the server's I/O driver does the work), or, outside any
+//! runtime (the command line), on one small runtime the process keeps for egress: never a
+//! thread per request.
 
-use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use femtoclaw_policy::{AddressKind, CallAction, Scope};
-use reqwest::blocking::Client;
+use reqwest::Client;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
@@ -155,12 +158,12 @@ fn exchange(
         authority
             .before_effect()
             .map_err(|e| Error::Connection(format!("`{url}` was not requested: {e}")))?;
-        let response = client(&url, &targets, remaining)?
+        let request = client(&url, &targets, remaining)?
             .request(method.clone(), url.clone())
             .headers(all)
-            .body(body.clone())
-            .send()
-            .map_err(|e| classify(&e))?;
+            .body(body.clone());
+        // Sent from within the runtime, whose timers the request's timeout needs.
+        let response = on_runtime(async { request.send().await })?.map_err(|e| classify(&e))?;
         let status = response.status();
         let location = response.headers().get(LOCATION).cloned();
         match location {
@@ -195,7 +198,7 @@ fn exchange(
                 }
                 url = next;
             }
-            _ => return read(response, &caps),
+            _ => return on_runtime(read(response, &caps))?,
         }
     }
 }
@@ -395,8 +398,32 @@ fn client(url: &Url, targets: &[SocketAddr], timeout: Duration) -> Result<Client
         .map_err(|e| Error::Connection(format!("cannot build the HTTP client: {}", chain(&e))))
 }
 
+/// Runs `future` to completion from this (blocking) thread: on the runtime the thread belongs
+/// to, or on the process's egress runtime when it belongs to none. What needs the runtime
+/// (timers, sockets) must be made inside `future`, as it is polled.
+fn on_runtime<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
+    static EGRESS: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        return Ok(handle.block_on(future));
+    }
+    let runtime = EGRESS.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("femtoclaw-egress")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    match runtime {
+        Ok(runtime) => Ok(runtime.block_on(future)),
+        Err(e) => Err(Error::Connection(format!(
+            "no runtime for the host's HTTP client: {e}"
+        ))),
+    }
+}
+
 /// Reads the whole body, refusing one larger than the cap.
-fn read(response: reqwest::blocking::Response, caps: &Caps) -> Result<Response, Error> {
+async fn read(mut response: reqwest::Response, caps: &Caps) -> Result<Response, Error> {
     let cap = caps.max_response_bytes;
     let too_large = || {
         Error::TooLarge(format!(
@@ -417,22 +444,23 @@ fn read(response: reqwest::blocking::Response, caps: &Caps) -> Result<Response, 
         })
         .collect();
     let mut body = Vec::new();
-    response
-        .take(cap.saturating_add(1))
-        .read_to_end(&mut body)
-        .map_err(|e| {
-            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-                || e.get_ref()
-                    .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
-                    .is_some_and(reqwest::Error::is_timeout);
-            if timed_out {
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            if e.is_timeout() {
                 Error::Timeout(format!("reading the response body of `{url}` timed out"))
             } else {
-                Error::Connection(format!("reading the response body of `{url}`: {e}"))
+                Error::Connection(format!(
+                    "reading the response body of `{url}`: {}",
+                    chain(&e)
+                ))
             }
         })?;
-    if u64::try_from(body.len()).unwrap_or(u64::MAX) > cap {
-        return Err(too_large());
+        let Some(chunk) = chunk else { break };
+        body.extend_from_slice(&chunk);
+        // Refused as soon as it is over the cap: a body that never ends is not read to its end.
+        if u64::try_from(body.len()).unwrap_or(u64::MAX) > cap {
+            return Err(too_large());
+        }
     }
     Ok(Response {
         status,

@@ -1047,3 +1047,67 @@ fn file_in(dir: &std::path::Path) -> std::path::PathBuf {
         .unwrap()
         .path()
 }
+
+/// The pooling allocator holds as many invocations at once as it is sized for (here more than
+/// the 64 it once held whatever the configuration), and one more than that fails to
+/// instantiate, saying so, while the others run on. Bounded: each spins to a deadline of at
+/// most 3 s.
+#[test]
+fn the_pool_holds_the_invocations_it_is_sized_for_and_refuses_one_more() {
+    use std::time::Duration;
+
+    use femtoclaw_sandbox::Context;
+    use femtoclaw_sandbox::engine::Pool;
+    let sized = |invocations| {
+        Sandbox::new(SandboxConfig {
+            pool: Pool { invocations },
+            ..SandboxConfig::default()
+        })
+        .unwrap()
+    };
+    let spin = |sandbox: &Sandbox, guest: &Arc<Prepared>, deadline_ms: u64| {
+        let context = Context {
+            deadline: Duration::from_millis(deadline_ms),
+            ..Context::deny_all().unwrap()
+        };
+        let grant = femtoclaw_tests::grant_all(guest);
+        sandbox.invoke(guest, "spin", &json!({}), u64::MAX / 2, &grant, context)
+    };
+
+    let wide = sized(70);
+    let guest = wide.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let spinning: Vec<_> = (0..70)
+            .map(|_| scope.spawn(|| spin(&wide, &guest, 1500)))
+            .collect();
+        spinning.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for outcome in outcomes {
+        let failure = outcome.unwrap().result.unwrap_err();
+        assert_eq!(failure.kind(), "deadline", "{failure}");
+    }
+
+    let narrow = sized(2);
+    let guest = narrow.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    std::thread::scope(|scope| {
+        let spinning: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| spin(&narrow, &guest, 3000)))
+            .collect();
+        // Both hold their slots for 3 s; the third finds none.
+        std::thread::sleep(Duration::from_millis(500));
+        let refused = spin(&narrow, &guest, 3000).unwrap().result.unwrap_err();
+        assert_eq!(refused.kind(), "limit", "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("maximum concurrent limit of 2"),
+            "{refused}"
+        );
+        for t in spinning {
+            assert_eq!(
+                t.join().unwrap().unwrap().result.unwrap_err().kind(),
+                "deadline"
+            );
+        }
+    });
+}

@@ -77,6 +77,7 @@ impl Host {
         let catalog = Catalog::open(data_dir, &builtins)?;
         let sandbox = Sandbox::new(SandboxConfig {
             limits: crate::settings::sandbox_limits(&config),
+            pool: crate::settings::pool(&config),
             cache: Some(CompileCache {
                 dir: cache_dir(data_dir),
                 key: crate::records::cache_key(data_dir)?,

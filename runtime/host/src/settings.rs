@@ -54,6 +54,14 @@ pub fn sandbox_limits(config: &Config) -> femtoclaw_sandbox::Limits {
     }
 }
 
+/// The sandbox's pool under `config`: room for the invocations `server.concurrency` lets run
+/// at once.
+pub fn pool(config: &Config) -> femtoclaw_sandbox::engine::Pool {
+    femtoclaw_sandbox::engine::Pool {
+        invocations: u32::try_from(config.server.concurrency).unwrap_or(u32::MAX),
+    }
+}
+
 /// The caps on a capability's HTTP requests under `config`.
 pub fn http_limits(config: &Config) -> HttpLimits {
     HttpLimits {

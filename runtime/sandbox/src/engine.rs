@@ -50,7 +50,42 @@ pub fn settings(limits: &Limits) -> Vec<(&'static str, String)> {
 /// epoch interruption for the wall-clock watchdog (it stops guest code past its deadline and
 /// consumes no fuel: see [`crate::watchdog`]); code for every feature of the host CPU.
 pub fn build(limits: &Limits) -> wasmtime::Result<(Engine, EngineDigest)> {
-    build_with(limits, &[])
+    build_with(limits, Pool::default(), &[])
+}
+
+/// How many invocations may run at once on one engine: the pooling allocator reserves slots
+/// for that many instances, each up to the [`Limits`]. It decides capacity, never behaviour,
+/// so it is not part of the engine digest. One invocation more than the pool holds fails to
+/// instantiate, naming the pool; the server keeps to its `server.concurrency`, which sizes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// Invocations running at once.
+    pub invocations: u32,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self { invocations: 16 }
+    }
+}
+
+impl Pool {
+    /// The allocator's slots: every running invocation may use its limits in full.
+    fn config(self, limits: &Limits) -> PoolingAllocationConfig {
+        let per = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let all = |n: usize| self.invocations.saturating_mul(per(n));
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(self.invocations)
+            .total_core_instances(all(limits.instances))
+            .total_memories(all(limits.memories))
+            .total_tables(all(limits.tables))
+            .max_memories_per_component(per(limits.memories))
+            .max_tables_per_component(per(limits.tables))
+            .max_core_instances_per_component(per(limits.instances))
+            .max_memory_size(limits.memory_bytes)
+            .table_elements(limits.table_elements);
+        pool
+    }
 }
 
 /// [`build`], with the CPU features named in `disabled_cpu_features` (Cranelift ISA flags such
@@ -58,18 +93,10 @@ pub fn build(limits: &Limits) -> wasmtime::Result<(Engine, EngineDigest)> {
 /// digest is the same, the [`cache_key`] differs.
 pub fn build_with(
     limits: &Limits,
+    pool: Pool,
     disabled_cpu_features: &[String],
 ) -> wasmtime::Result<(Engine, EngineDigest)> {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(64)
-        .total_core_instances(64 * 8)
-        .total_memories(128)
-        .total_tables(128)
-        .max_memories_per_component(u32::try_from(limits.memories).unwrap_or(u32::MAX))
-        .max_tables_per_component(u32::try_from(limits.tables).unwrap_or(u32::MAX))
-        .max_core_instances_per_component(u32::try_from(limits.instances).unwrap_or(u32::MAX))
-        .max_memory_size(limits.memory_bytes)
-        .table_elements(limits.table_elements);
+    let pool = pool.config(limits);
 
     // Wasm threads and component-model async are compiled out (wasmtime features off).
     let mut config = Config::new();

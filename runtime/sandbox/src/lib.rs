@@ -120,6 +120,8 @@ pub struct SandboxConfig {
     /// CPU features the compiled code leaves unused, as Cranelift ISA flags (`has_avx2`), as
     /// on a CPU without them; see [`engine::build_with`]. Empty: every feature of this CPU.
     pub disabled_cpu_features: Vec<String>,
+    /// How many invocations may run at once.
+    pub pool: engine::Pool,
 }
 
 /// The on-disk compile cache: precompiled code is native code the host runs, so every file is
@@ -427,7 +429,7 @@ impl Sandbox {
     /// Builds the engine and the linker of every host interface.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let (engine, engine_digest) =
-            engine::build_with(&config.limits, &config.disabled_cpu_features)
+            engine::build_with(&config.limits, config.pool, &config.disabled_cpu_features)
                 .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         watchdog::start_ticker(&engine)
             .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
@@ -876,6 +878,12 @@ fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
     }
     if let Some(deadline) = error.downcast_ref::<DeadlineExceeded>() {
         return Failure::Deadline(*deadline);
+    }
+    // More invocations at once than the pool holds: the host's capacity, not the guest's fault.
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return Failure::Limit(format!(
+            "the host runs no more invocations at once than its pool holds: {full}"
+        ));
     }
     // A host call's fault, as the gate recorded it (or, in replay, answered it).
     if let Some(femtoclaw_ledger::CallFault::Limit(message)) = error.downcast_ref() {

@@ -17,7 +17,7 @@ schema! {
     [server] Server {
         /// The socket address the HTTP API and MCP listen on.
         listen: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8420);
-        /// The most invocations running at once.
+        /// The most invocations running at once (the sandbox pools room for as many).
         concurrency: usize = 4, Rule::AtLeast(1);
         /// The most invocations waiting for a turn beyond those running.
         queue: usize = 64;

@@ -424,6 +424,20 @@ fn the_operators_writing_commands_reach_the_running_server() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&host.run(&["secret", "list"])).trim(), "api-token");
 
+    // A changed policy takes effect on the next request, recorded before its first decision.
+    host.set_policy(&format!(
+        "{OPEN_POLICY}forbid (principal, action == FemtoClaw::Action::\"invoke\", resource) when {{ resource.name == \"hello\" }};\n"
+    ));
+    let (status, _, problem) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("denied")),
+        "{problem}"
+    );
+    host.set_policy(OPEN_POLICY);
+    let (status, _, body) = invoke(&server, Some(&operator), &greet, "");
+    assert_eq!(status, 200, "{body}");
+
     let out = host.run(&["token", "revoke", "operator"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let (status, _, _) = invoke(&server, Some(&operator), &greet, "");
@@ -467,6 +481,15 @@ fn the_operators_writing_commands_reach_the_running_server() {
         !ledger.contains(&operator[4..]),
         "the token itself is never recorded"
     );
+    // Every decision names the policy the ledger last recorded as changed.
+    let mut in_force = None;
+    for entry in host.entries().iter().map(|e| &e["entry"]) {
+        if entry["type"] == "policy-change" {
+            in_force = Some(entry["policy_digest"].clone());
+        } else if entry["type"] == "decision" {
+            assert_eq!(Some(&entry["policy_digest"]), in_force.as_ref(), "{entry}");
+        }
+    }
     let verified = host.run(&["log", "verify", "--key", &old_key, "--key", &new_key]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
     let cli_end = cli["receipt"]["indexes"]

@@ -40,6 +40,7 @@
 //! export!(Hello);
 //! ```
 
+pub use femtoclaw_sdk_macros::docs;
 pub use wit_bindgen;
 
 /// Bindings of the `femtoclaw:host` interfaces a capability imports.
@@ -58,7 +59,9 @@ pub mod bindings {
 }
 
 /// Generates a capability's bindings: `wit_bindgen::generate!` with the host interfaces mapped
-/// to this SDK's bindings, so the capability and the SDK's helpers share one set of types.
+/// to this SDK's bindings, so the capability and the SDK's helpers share one set of types. The
+/// doc comments of the exported functions go into the component too ([`docs!`]): the host
+/// describes each function with them.
 ///
 /// Give the capability's own `inline` WIT (a world that includes
 /// `femtoclaw:host/capability@0.1.0`) and the `path` of the `wit/` directory; for a world
@@ -77,6 +80,7 @@ macro_rules! generate {
             },
             runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
         });
+        $crate::docs!({ $($key: $value,)* });
     };
 }
 

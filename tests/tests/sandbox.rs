@@ -1111,3 +1111,39 @@ fn the_pool_holds_the_invocations_it_is_sized_for_and_refuses_one_more() {
         }
     });
 }
+
+/// Every function of every first-party capability, world-level or of an exported interface,
+/// is described by the doc comment of its WIT, which the SDK keeps in the component; a
+/// component without docs (built without the SDK's macro) describes nothing and still runs;
+/// bytes that are not a component, or are cut short, describe nothing and never panic.
+#[test]
+fn functions_are_described_by_their_wit_doc_comments() {
+    let sb = sandbox();
+    for capability in femtoclaw_capabilities::ALL {
+        let prepared = sb.prepare(capability.component).unwrap();
+        for f in &prepared.functions {
+            let doc = f.doc.as_deref().unwrap_or_default();
+            assert!(
+                !doc.is_empty(),
+                "`{}`: `{}` has no description",
+                capability.name,
+                f.name
+            );
+        }
+    }
+    // A function of an exported interface, under the name the host calls it by.
+    let types = sb.prepare(FEMTOCLAW_GUEST_TYPES).unwrap();
+    let double = types
+        .functions
+        .iter()
+        .find(|f| f.name.ends_with("/math@0.1.0#double"))
+        .unwrap();
+    assert_eq!(double.doc.as_deref(), Some("Twice `x`."), "{types:?}");
+    let misbehave = sb.prepare(FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+    assert!(misbehave.functions.iter().all(|f| f.doc.is_none()));
+    let hello = femtoclaw_capabilities::find("hello").unwrap().component;
+    for cut in [0, 8, hello.len() / 2, hello.len() - 1] {
+        let _ = femtoclaw_sandbox::docs(&hello[..cut]);
+    }
+    assert!(femtoclaw_sandbox::docs(b"not wasm").is_empty());
+}

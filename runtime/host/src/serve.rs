@@ -601,6 +601,7 @@ fn list(host: &Host, principal: &Principal) -> Result<Json, Failure> {
             .map(|f| {
                 json!({
                     "name": f.name,
+                    "description": f.doc,
                     "args_schema": f.args_schema(),
                     "result_schema": f.result_schema(),
                 })

@@ -166,6 +166,10 @@ fn add_list_and_inspect_an_sdk_capability() {
         serde_json::from_str(&stdout(&host.run(&["capability", "inspect", "word-count"]))).unwrap();
     assert_eq!(inspect["functions"][0]["name"], "count");
     assert_eq!(
+        inspect["functions"][0]["description"],
+        "Counts the whitespace-separated words of `text`."
+    );
+    assert_eq!(
         inspect["functions"][0]["params"],
         json!([{"name": "text", "type": "string"}])
     );

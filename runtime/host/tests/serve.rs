@@ -263,6 +263,11 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
         .find(|c| c["name"] == "hello")
         .unwrap();
     assert!(hello["functions"][0]["args_schema"].is_object(), "{hello}");
+    // Described by the doc comment of its WIT, which the SDK keeps in the component.
+    assert_eq!(
+        hello["functions"][0]["description"], "Greets `name`.",
+        "{hello}"
+    );
     // The CLI calls the server with the same result and exit codes as a local invoke.
     let remote = |token: &str, capability: &str| {
         host.run(&[

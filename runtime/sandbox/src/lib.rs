@@ -309,6 +309,8 @@ pub struct Function {
     pub params: Vec<(String, Type)>,
     /// Result type, if any.
     pub result: Option<Type>,
+    /// Its doc comment in the capability's WIT, when the component carries it (see [`docs`]).
+    pub doc: Option<String>,
 }
 
 impl Function {
@@ -476,7 +478,7 @@ impl Sandbox {
             return Ok(Arc::clone(p));
         }
         let component = self.compile(bytes, &digest)?;
-        let prepared = Arc::new(self.link(component, digest)?);
+        let prepared = Arc::new(self.link(component, digest, &docs(bytes))?);
         self.lock_prepared().insert(digest, Arc::clone(&prepared));
         Ok(prepared)
     }
@@ -544,7 +546,12 @@ impl Sandbox {
         Ok(component)
     }
 
-    fn link(&self, component: Component, digest: [u8; 32]) -> Result<Prepared, SandboxError> {
+    fn link(
+        &self,
+        component: Component,
+        digest: [u8; 32],
+        docs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Prepared, SandboxError> {
         let ty = component.component_type();
         // Imports the host must provide. An instance of types only (a capability's own type
         // interface, say) needs nothing from the host, so it needs no grant either.
@@ -581,6 +588,9 @@ impl Sandbox {
                 }
                 _ => {}
             }
+        }
+        for f in &mut functions {
+            f.doc = docs.get(&f.name).cloned();
         }
         let unprovided = self.unprovided(&ty);
         if !unprovided.is_empty() {
@@ -868,7 +878,33 @@ fn function(
         index,
         params: func.params().map(|(n, t)| (n.to_owned(), t)).collect(),
         result: func.results().next(),
+        doc: None,
     }
+}
+
+/// The custom section in which the SDK keeps the doc comments of a capability's exported
+/// functions (`femtoclaw_sdk::docs!`).
+pub const DOCS_SECTION: &str = "femtoclaw:docs";
+
+/// The doc comments a component carries, by function name: the `femtoclaw:docs` custom
+/// section of any of its core modules, a JSON object of strings. A component without one, or
+/// with one that does not read, describes nothing; its functions still run.
+pub fn docs(component: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut docs = std::collections::BTreeMap::new();
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        let Ok(wasmparser::Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        if section.name() != DOCS_SECTION {
+            continue;
+        }
+        if let Ok(found) =
+            serde_json::from_slice::<std::collections::BTreeMap<String, String>>(section.data())
+        {
+            docs.extend(found);
+        }
+    }
+    docs
 }
 
 /// Sorts an error out of a run into fuel, limit or trap.

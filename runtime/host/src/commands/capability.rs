@@ -110,6 +110,7 @@ impl Command {
                     .map(|f| {
                         json!({
                             "name": f.name,
+                            "description": f.doc,
                             "params": f.params.iter().map(|(n, t)| json!({
                                 "name": n,
                                 "type": femtoclaw_sandbox::values::type_name(t),

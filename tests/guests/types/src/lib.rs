@@ -34,6 +34,7 @@ femtoclaw_sdk::generate!({
         }
 
         interface math {
+            /// Twice `x`.
             double: func(x: u32) -> u32;
         }
 

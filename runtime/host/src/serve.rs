@@ -135,7 +135,8 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         },)
     };
     // Once stopping, the requests in flight have `server.shutdown_grace_ms` to finish; an
-    // invocation cut off then is recorded as interrupted when the ledger is next opened.
+    // invocation cut off then is never answered, and one that had written ahead of an effect
+    // is recorded as interrupted when the ledger is next opened.
     let overdue = async {
         stopped(stopping).await;
         tokio::time::sleep(grace).await;
@@ -290,6 +291,7 @@ async fn invoke(
 }
 
 /// Who asks to invoke what: enough to record a refusal.
+#[derive(Clone)]
 struct Asked {
     principal: Principal,
     capability: String,
@@ -321,19 +323,16 @@ async fn turn<'a>(app: &'a Arc<App>, asked: &Asked) -> Result<(Turn<'a>, Duratio
         },
     };
     if refused.code == "busy" {
-        let worker = Arc::clone(app);
-        let (principal, capability, function, fuel, limit) = (
-            asked.principal.clone(),
-            asked.capability.clone(),
-            asked.function.clone(),
-            asked.fuel,
-            refused.detail.clone(),
-        );
+        let (worker, asked, limit) = (Arc::clone(app), asked.clone(), refused.detail.clone());
         blocking(move || {
-            let resolved = worker.host.resolve(&capability)?;
-            worker
-                .host
-                .refuse_over_limit(&principal, &resolved, &function, fuel, &limit)
+            let resolved = worker.host.resolve(&asked.capability)?;
+            worker.host.refuse_over_limit(
+                &asked.principal,
+                &resolved,
+                &asked.function,
+                asked.fuel,
+                &limit,
+            )
         })
         .await?;
     }

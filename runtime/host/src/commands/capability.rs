@@ -61,20 +61,13 @@ impl Command {
                     manifest: manifest.as_deref().map(absolute).transpose()?,
                 };
                 installed(global.operate(&request)?);
-                return Ok(());
             }
             Command::Remove { capability } => {
                 installed(global.operate(&Request::CapabilityRemove { capability })?);
-                return Ok(());
             }
-            _ => {}
-        }
-        // Reading needs no ledger: it works beside a running server.
-        let host = global.open(false)?;
-        match self {
-            Command::Add { .. } | Command::Remove { .. } => {}
+            // Reading needs no ledger: it works beside a running server.
             Command::List { json } => {
-                let entries = host.catalog.list()?;
+                let entries = global.open(false)?.catalog.list()?;
                 if json {
                     print_json(&serde_json::to_value(&entries).map_err(internal)?);
                     return Ok(());
@@ -94,6 +87,7 @@ impl Command {
                 }
             }
             Command::Inspect { capability, who } => {
+                let host = global.open(false)?;
                 let principal = who.principal()?;
                 let resolved = host.resolve(&capability)?;
                 let policy = host.authority.policy()?;

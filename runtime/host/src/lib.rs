@@ -18,6 +18,7 @@ pub mod exit;
 pub mod host;
 pub mod kv;
 pub mod lock;
+pub mod mcp;
 pub mod mounts;
 pub mod private;
 pub mod records;

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use femtoclaw_host::Failure;
 
 use commands::{
-    Global, capability, config, invoke, key, kv, log, policy, replay, secret, serve, token,
+    Global, capability, config, invoke, key, kv, log, mcp, policy, replay, secret, serve, token,
 };
 
 /// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
@@ -58,6 +58,9 @@ enum Command {
     /// Serve the authenticated HTTP/JSON API until SIGTERM or SIGINT (default
     /// `127.0.0.1:8420`); prints where it listens.
     Serve(serve::Serve),
+    /// Serve MCP over stdio: every capability function the principal may invoke is a tool,
+    /// each call authorized, sandboxed and recorded, its receipt in the result's `_meta`.
+    Mcp(mcp::Mcp),
     /// Show the effective configuration and check configuration files.
     #[command(subcommand)]
     Config(config::Command),
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(command) => command.run(global),
         Command::Token(command) => command.run(global),
         Command::Serve(command) => command.run(global),
+        Command::Mcp(command) => command.run(global),
         Command::Replay(command) => command.run(global),
         Command::Invoke(command) => command.run(global),
     }

@@ -899,3 +899,105 @@ fn every_request_has_a_deadline_and_a_stop_waits_only_the_grace() {
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
+
+/// MCP over stdio, with the official Python SDK (`mcp` 2.x, `tests/interop/mcp_client.py`): the
+/// tools are the capability functions the session's principal may invoke, named
+/// `<capability>.<function>` and described by their WIT doc comments; a call's
+/// `structuredContent` holds its result (the SDK checks it against the `outputSchema`), and the
+/// receipt in `_meta["femtoclaw/receipt"]` names the invocation's entries in the ledger, which
+/// verifies. A token's principal that may invoke nothing sees no tools.
+#[test]
+fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
+    let host = Host::new();
+    let calls = host.file(
+        "calls.json",
+        json!([
+            { "name": "hello.greet", "arguments": { "name": "Ada" } },
+            { "name": "textstats.analyze", "arguments": { "text": "to be or not to be", "top": 2 } },
+        ])
+        .to_string()
+        .as_bytes(),
+    );
+    let client = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/mcp_client.py"
+    );
+    let run = |token: Option<&str>, calls: &std::path::Path| {
+        let mut command = std::process::Command::new(common::python());
+        command
+            .args([client, "--calls", s(calls), "--stdio", "--"])
+            .arg(env!("CARGO_BIN_EXE_femtoclaw-host"))
+            .args(["--data-dir", s(host.data.path()), "mcp"])
+            .env_remove("FEMTOCLAW_POLICY")
+            .env_remove("FEMTOCLAW_TOKEN");
+        if let Some(token) = token {
+            command.env("FEMTOCLAW_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    let session = |token: Option<&str>, calls: &std::path::Path| {
+        let out = run(token, calls);
+        assert_eq!(
+            code(&out),
+            0,
+            "{} -m mcp client (tests/run installs mcp): {}{}",
+            common::python(),
+            stdout(&out),
+            stderr(&out)
+        );
+        serde_json::from_str::<Json>(&stdout(&out)).unwrap()
+    };
+
+    let answer = session(None, &calls);
+    let tools: Vec<&str> = answer["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"hello.greet") && tools.contains(&"textstats.analyze"),
+        "{tools:?}"
+    );
+    let hello = answer["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hello.greet")
+        .unwrap();
+    assert_eq!(hello["description"], "Greets `name`.");
+    assert_eq!(hello["inputSchema"]["required"], json!(["name"]), "{hello}");
+    let [greet, analyze] = [&answer["calls"][0], &answer["calls"][1]];
+    assert_eq!(greet["isError"], false, "{greet}");
+    assert_eq!(
+        greet["structuredContent"],
+        json!({ "result": "Hello, Ada!" })
+    );
+    assert_eq!(
+        analyze["structuredContent"]["result"]["words"], 6,
+        "{analyze}"
+    );
+
+    let entries = host.entries();
+    for call in [greet, analyze] {
+        let receipt = &call["meta"]["femtoclaw/receipt"];
+        let last = receipt["entries"][1].as_u64().unwrap() as usize;
+        let end = &entries[last]["entry"];
+        assert_eq!(end["type"], "invocation-end", "{receipt}");
+        assert_eq!(end["invocation"], receipt["invocation"], "{receipt}");
+    }
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+
+    let nobody = token(&host, "agent:nobody", "nobody");
+    let answer = session(Some(&nobody), &host.file("none.json", b"[]"));
+    assert_eq!(answer["tools"], json!([]), "{answer}");
+    // Calling a tool it does not see is a JSON-RPC error, not a run.
+    let refused = run(Some(&nobody), &calls);
+    assert_ne!(code(&refused), 0);
+    assert!(
+        stderr(&refused).contains("there is no tool `hello.greet`"),
+        "{}",
+        stderr(&refused)
+    );
+}

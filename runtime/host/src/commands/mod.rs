@@ -7,6 +7,7 @@ pub mod invoke;
 pub mod key;
 pub mod kv;
 pub mod log;
+pub mod mcp;
 pub mod policy;
 pub mod replay;
 pub mod secret;

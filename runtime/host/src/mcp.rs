@@ -1,0 +1,287 @@
+//! MCP: every capability function this principal may invoke is an MCP tool, called through the
+//! same orchestration as the HTTP API ([`crate::host::Host::invoke`]: authorization, fuel,
+//! deadline, write-ahead, receipt), on the official Rust SDK (rmcp).
+//!
+//! - **Names**: `<capability>.<function>`; a function of an exported interface is
+//!   `<capability>.<interface>.<function>`, with the interface's short name
+//!   (`femtoclaw:types-guest/math@0.1.0#double` of `types` is `types.math.double`). A name
+//!   outside `[A-Za-z0-9_.-]` or longer than 128 characters is not offered.
+//! - **Schemas**: `inputSchema` is the function's argument schema (`capability inspect`'s);
+//!   `outputSchema` is an object with one property, `result`, holding the WIT result's schema,
+//!   since MCP's structured content is an object whatever the function returns.
+//! - **Results**: `structuredContent` is `{"result": …}`, and the same JSON is the text block;
+//!   `_meta["femtoclaw/receipt"]` is the receipt (invocation, entry range, tree size, root,
+//!   checkpoint). A denial, a guest error, fuel exhaustion or a deadline is a result with
+//!   `isError: true` and a one-line reason; an unknown tool or malformed arguments are JSON-RPC
+//!   errors.
+//!
+//! `femtoclaw-host mcp` serves it over stdio (see [`serve_stdio`]).
+
+use std::sync::Arc;
+
+use femtoclaw_policy::Principal;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
+use serde_json::{Map, Value as Json, json};
+
+use crate::exit::{Code, Failure};
+use crate::host::Host;
+
+/// The `_meta` key of a result's receipt.
+pub const RECEIPT_KEY: &str = "femtoclaw/receipt";
+
+/// How long a client may keep a tool list before asking again, in milliseconds: capabilities
+/// and the policy change while the host serves.
+const LIST_TTL_MS: u64 = 5_000;
+
+/// The longest tool name MCP clients accept.
+const MAX_TOOL_NAME: usize = 128;
+
+/// One tool: what MCP calls it, and the capability function behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRef {
+    /// The tool's name.
+    pub name: String,
+    /// `name@version` of the capability.
+    pub capability: String,
+    /// The function, as the sandbox calls it.
+    pub function: String,
+}
+
+/// The tool name of `function` of `capability`, if it is a valid one.
+pub fn tool_name(capability: &str, function: &str) -> Option<String> {
+    let name = match function.split_once('#') {
+        Some((interface, f)) => {
+            let short = interface
+                .rsplit_once('/')
+                .map_or(interface, |(_, rest)| rest);
+            let short = short.split_once('@').map_or(short, |(name, _)| name);
+            format!("{capability}.{short}.{f}")
+        }
+        None => format!("{capability}.{function}"),
+    };
+    let valid = name.len() <= MAX_TOOL_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    valid.then_some(name)
+}
+
+/// The tools `principal` may call on `host`, in a deterministic order (catalog order, then
+/// export order), each with its MCP description.
+pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>, Failure> {
+    let policy = host.authority.policy()?;
+    let mut tools = Vec::new();
+    for entry in host.catalog.list()? {
+        let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
+        let Ok(resolved) = host.resolve(&spec) else {
+            continue; // one that no longer loads is not offered
+        };
+        let cap = crate::authority::capability_ref(&resolved.entry);
+        for f in &resolved.prepared.functions {
+            if f.unsupported().is_some()
+                || !policy
+                    .authorize_invoke_function(principal, &cap, Some(&f.name))
+                    .allowed
+            {
+                continue;
+            }
+            let Some(name) = tool_name(&entry.manifest.name, &f.name) else {
+                continue;
+            };
+            let input = object(f.args_schema());
+            let output = object(json!({
+                "type": "object",
+                "properties": { "result": f.result_schema() },
+                "required": ["result"],
+            }));
+            let description = f
+                .doc
+                .clone()
+                .unwrap_or_else(|| entry.manifest.description.clone());
+            let tool = Tool::new(name.clone(), description, Arc::new(input))
+                .with_raw_output_schema(Arc::new(output));
+            tools.push((
+                ToolRef {
+                    name,
+                    capability: spec.clone(),
+                    function: f.name.clone(),
+                },
+                tool,
+            ));
+        }
+    }
+    Ok(tools)
+}
+
+fn object(schema: Json) -> Map<String, Json> {
+    match schema {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// One MCP session's server: the host, and the principal the session acts for.
+pub struct Server {
+    host: Arc<Host>,
+    principal: Principal,
+}
+
+impl Server {
+    /// A server acting for `principal` on `host`.
+    pub fn new(host: Arc<Host>, principal: Principal) -> Self {
+        Self { host, principal }
+    }
+
+    /// Runs the call of `tool` on a blocking thread: a tool result, or the JSON-RPC error of
+    /// a call that names no tool this principal may call.
+    fn call(&self, request: &CallToolRequestParams) -> Result<CallToolResult, ErrorData> {
+        let found = tools(&self.host, &self.principal)
+            .map_err(|f| ErrorData::internal_error(f.message, None))?
+            .into_iter()
+            .find(|(t, _)| t.name == request.name)
+            .map(|(t, _)| t);
+        let Some(tool) = found else {
+            return Err(ErrorData::invalid_params(
+                format!("there is no tool `{}` for this principal", request.name),
+                None,
+            ));
+        };
+        let args = Json::Object(request.arguments.clone().unwrap_or_default());
+        let host = &self.host;
+        let invoked = host.resolve(&tool.capability).and_then(|resolved| {
+            host.invoke(
+                &self.principal,
+                &resolved,
+                &tool.function,
+                &args,
+                None,
+                None,
+            )
+        });
+        let invoked = match invoked {
+            Ok(invoked) => invoked,
+            // Arguments that do not fit the schema are the caller's mistake, not the tool's.
+            Err(failure) if failure.code == Code::InvalidArgs => {
+                return Err(ErrorData::invalid_params(failure.message, None));
+            }
+            Err(failure) => return Ok(error_result(&failure)),
+        };
+        let crate::host::Invoked {
+            outcome,
+            receipt,
+            invocation,
+        } = invoked;
+        let result = match outcome.result.as_ref() {
+            Ok(result) => result.clone(),
+            Err(failure) => return Ok(error_result(&Failure::from(failure))),
+        };
+        let first = outcome
+            .written_ahead
+            .first()
+            .copied()
+            .unwrap_or(receipt.first_index);
+        let last = receipt.indexes().end.saturating_sub(1);
+        let mut meta = MetaObject::default();
+        meta.0.insert(
+            RECEIPT_KEY.to_owned(),
+            json!({
+                "invocation": invocation,
+                "entries": [first, last],
+                "tree_size": receipt.tree_size,
+                "root": hex::encode(receipt.root),
+                "checkpoint": receipt.checkpoint,
+            }),
+        );
+        Ok(CallToolResult::structured(json!({ "result": result })).with_meta(Some(meta)))
+    }
+}
+
+/// A failed invocation as a tool result the model can act on: `isError`, one line.
+fn error_result(failure: &Failure) -> CallToolResult {
+    let line = failure.message.lines().next().unwrap_or_default();
+    CallToolResult::error(vec![ContentBlock::text(format!(
+        "{}: {line}",
+        failure.code.name()
+    ))])
+}
+
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "femtoclaw-host",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Every tool is a sandboxed capability function; every call is authorized and recorded in a signed ledger, its receipt in the result's _meta[\"femtoclaw/receipt\"].",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let host = Arc::clone(&self.host);
+        let principal = self.principal.clone();
+        let listed = tokio::task::spawn_blocking(move || tools(&host, &principal))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+            .map_err(|f| ErrorData::internal_error(f.message, None))?;
+        let tools = listed.into_iter().map(|(_, tool)| tool).collect();
+        Ok(ListToolsResult::with_all_items(tools).with_ttl_ms(LIST_TTL_MS))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let server = Self {
+            host: Arc::clone(&self.host),
+            principal: self.principal.clone(),
+        };
+        tokio::task::spawn_blocking(move || server.call(&request))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+            .map(CallToolResponse::from)
+    }
+}
+
+/// Serves MCP on stdin and stdout (newline-delimited JSON-RPC, nothing else on stdout) for
+/// `principal`, until the client closes stdin.
+pub async fn serve_stdio(host: Arc<Host>, principal: Principal) -> Result<(), Failure> {
+    let failed = |e: &dyn std::fmt::Display| Failure::new(Code::Other, format!("mcp: {e}"));
+    let running = Server::new(host, principal)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| failed(&e))?;
+    running.waiting().await.map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_are_capability_dot_function_within_the_allowed_characters() {
+        assert_eq!(tool_name("hello", "greet").as_deref(), Some("hello.greet"));
+        assert_eq!(
+            tool_name("types", "femtoclaw:types-guest/math@0.1.0#double").as_deref(),
+            Some("types.math.double")
+        );
+        assert_eq!(tool_name("bad name", "f"), None);
+        assert_eq!(tool_name("a", &"f".repeat(MAX_TOOL_NAME)), None);
+    }
+}

@@ -15,7 +15,9 @@
 //!   `isError: true` and a one-line reason; an unknown tool or malformed arguments are JSON-RPC
 //!   errors.
 //!
-//! `femtoclaw-host mcp` serves it over stdio (see [`serve_stdio`]).
+//! `femtoclaw-host mcp` serves it over stdio (see [`serve_stdio`]); `femtoclaw-host serve`
+//! over streamable HTTP at `/mcp` (see [`http_service`]), each request authenticated by its
+//! bearer token like the rest of the API.
 
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ use rmcp::model::{
     ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
 use serde_json::{Map, Value as Json, json};
 
@@ -125,22 +129,56 @@ fn object(schema: Json) -> Map<String, Json> {
     }
 }
 
-/// One MCP session's server: the host, and the principal the session acts for.
+/// One MCP server: the host, and whom it acts for.
+#[derive(Clone)]
 pub struct Server {
     host: Arc<Host>,
-    principal: Principal,
+    /// The principal of a stdio session; over HTTP, each request's own (see [`Server::http`]).
+    principal: Option<Principal>,
 }
 
 impl Server {
-    /// A server acting for `principal` on `host`.
+    /// A server acting for `principal` on `host` (a stdio session).
     pub fn new(host: Arc<Host>, principal: Principal) -> Self {
-        Self { host, principal }
+        Self {
+            host,
+            principal: Some(principal),
+        }
     }
 
-    /// Runs the call of `tool` on a blocking thread: a tool result, or the JSON-RPC error of
-    /// a call that names no tool this principal may call.
-    fn call(&self, request: &CallToolRequestParams) -> Result<CallToolResult, ErrorData> {
-        let found = tools(&self.host, &self.principal)
+    /// A server acting, for each request, for the principal the HTTP layer authenticated and
+    /// put in the request's extensions.
+    pub fn http(host: Arc<Host>) -> Self {
+        Self {
+            host,
+            principal: None,
+        }
+    }
+
+    /// Whom `context`'s request acts for.
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
+        self.principal
+            .clone()
+            .or_else(|| {
+                context
+                    .extensions
+                    .get::<axum::http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<Principal>())
+                    .cloned()
+            })
+            .ok_or_else(|| ErrorData::invalid_request("the request names no principal", None))
+    }
+}
+
+/// Runs `request` for `principal` (on a blocking thread): a tool result, or the JSON-RPC error
+/// of a call that names no tool this principal may call.
+fn call(
+    host: &Host,
+    principal: &Principal,
+    request: &CallToolRequestParams,
+) -> Result<CallToolResult, ErrorData> {
+    {
+        let found = tools(host, principal)
             .map_err(|f| ErrorData::internal_error(f.message, None))?
             .into_iter()
             .find(|(t, _)| t.name == request.name)
@@ -152,16 +190,8 @@ impl Server {
             ));
         };
         let args = Json::Object(request.arguments.clone().unwrap_or_default());
-        let host = &self.host;
         let invoked = host.resolve(&tool.capability).and_then(|resolved| {
-            host.invoke(
-                &self.principal,
-                &resolved,
-                &tool.function,
-                &args,
-                None,
-                None,
-            )
+            host.invoke(principal, &resolved, &tool.function, &args, None, None)
         });
         let invoked = match invoked {
             Ok(invoked) => invoked,
@@ -230,10 +260,10 @@ impl ServerHandler for Server {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let host = Arc::clone(&self.host);
-        let principal = self.principal.clone();
+        let principal = self.principal(&context)?;
         let listed = tokio::task::spawn_blocking(move || tools(&host, &principal))
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
@@ -245,13 +275,11 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let server = Self {
-            host: Arc::clone(&self.host),
-            principal: self.principal.clone(),
-        };
-        tokio::task::spawn_blocking(move || server.call(&request))
+        let host = Arc::clone(&self.host);
+        let principal = self.principal(&context)?;
+        tokio::task::spawn_blocking(move || call(&host, &principal, &request))
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
             .map(CallToolResponse::from)
@@ -268,6 +296,28 @@ pub async fn serve_stdio(host: Arc<Host>, principal: Principal) -> Result<(), Fa
         .map_err(|e| failed(&e))?;
     running.waiting().await.map_err(|e| failed(&e))?;
     Ok(())
+}
+
+/// The streamable HTTP service of `/mcp`, for requests whose principal the HTTP layer has
+/// authenticated and put in their extensions. A request with an `Origin` header is refused
+/// (403): no browser origin is allowed (rmcp validates none unless told to). Bodies are capped
+/// at `max_body` bytes (413).
+pub fn http_service(
+    host: Arc<Host>,
+    max_body: usize,
+) -> StreamableHttpService<Server, LocalSessionManager> {
+    // The `Host` header is not checked against a list: the server is reached by whatever
+    // address it listens on, and every request must carry a token anyway.
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(max_body);
+    let server = Server::http(host);
+    StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
 }
 
 #[cfg(test)]

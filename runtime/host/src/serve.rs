@@ -45,7 +45,7 @@ use crate::{admin, tokens};
 
 /// The server's state: the host, its token store and the gates invocations pass.
 struct App {
-    host: Host,
+    host: Arc<Host>,
     tokens: tokens::Store,
     running: Semaphore,
     waiting: AtomicUsize,
@@ -96,7 +96,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         per_principal: server.per_principal,
         by_principal: Mutex::default(),
         request_timeout: server.request_timeout,
-        host,
+        host: Arc::new(host),
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -108,8 +108,24 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
         .route("/v1/ledger/consistency", get(consistency))
+        .route_service(
+            "/mcp",
+            crate::mcp::http_service(Arc::clone(&app.host), max_body),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(|headers: HeaderMap| async move { resource_metadata(&headers, "") }),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(|headers: HeaderMap| async move { resource_metadata(&headers, "/mcp") }),
+        )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            gate_mcp,
+        ))
         .with_state(Arc::clone(&app));
     let admin_router = Router::new()
         .route(admin::ROUTE, post(operate))
@@ -221,12 +237,18 @@ impl From<Failure> for Problem {
     }
 }
 
-/// The principal of the token a request presents, or the 401 it gets.
+/// The principal of the token a request presents, or the 401 it gets, whose
+/// `WWW-Authenticate` names the protected-resource metadata (RFC 9728).
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Problem> {
+    let challenge = format!(
+        "Bearer realm=\"femtoclaw\", resource_metadata=\"{}/.well-known/oauth-protected-resource\"",
+        base_url(headers)
+    );
     let unauthorized = |detail: String| Problem {
         header: Some((
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"femtoclaw\""),
+            HeaderValue::from_str(&challenge)
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"femtoclaw\"")),
         )),
         ..problem(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
     };
@@ -240,6 +262,68 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Problem> {
         .authenticate(presented.trim())
         .map_err(|refused| unauthorized(refused.to_string()))?;
     Ok(token.principal()?)
+}
+
+/// The base URL a request reached the server by, from its `Host` header.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// RFC 9728 protected-resource metadata: the host is its own authorization server (its
+/// tokens are its own, made by `token create`), and takes bearer tokens in the header.
+fn resource_metadata(headers: &HeaderMap, path: &str) -> Response {
+    let base = base_url(headers);
+    axum::Json(json!({
+        "resource": format!("{base}{path}"),
+        "authorization_servers": [base],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "FemtoClaw host",
+    }))
+    .into_response()
+}
+
+/// `/mcp` takes the same bearer tokens as the API: the request's principal goes into its
+/// extensions, where the MCP server finds it; without a valid token, 401; a body declared over
+/// `server.max_body_bytes`, 413.
+async fn gate_mcp(
+    State(app): State<Arc<App>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path() != "/mcp" {
+        return next.run(request).await;
+    }
+    // A body its length says is over the cap is refused before it is read (the MCP service
+    // caps what it reads of one without a length).
+    let max = app.host.config.server.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > u64::try_from(max).unwrap_or(u64::MAX)) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the body is larger than {max} bytes (server.max_body_bytes)"),
+        )
+        .into_response();
+    }
+    match authenticate(&app, request.headers()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(problem) => problem.into_response(),
+    }
 }
 
 /// `POST /v1/invoke`'s body.

@@ -1001,3 +1001,130 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
         stderr(&refused)
     );
 }
+
+/// MCP over streamable HTTP at `/mcp` on `serve`, with the official Python SDK: the same tools,
+/// results and receipts as over stdio, for the principal of the request's bearer token. Hostile
+/// requests are refused as the specification says and the server keeps serving: no token or a
+/// revoked one gets 401 with `WWW-Authenticate` naming the RFC 9728 metadata (which is served),
+/// a browser `Origin` gets 403, a body over `server.max_body_bytes` gets 413.
+#[test]
+fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
+    let host = Host::new();
+    host.configure("[server]\nmax_body_bytes = 1048576\n");
+    let operator = token(&host, "user:local", "operator");
+    let server = Server::start(&host);
+    let calls = host.file(
+        "calls.json",
+        json!([{ "name": "hello.greet", "arguments": { "name": "Ada" } }])
+            .to_string()
+            .as_bytes(),
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/mcp_client.py"
+    );
+    let mcp = format!("{}/mcp", server.url);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(common::python())
+            .args([script, "--calls", s(&calls), "--http", &mcp])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&["--token", &operator]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let answer: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        answer["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "hello.greet" && t["description"] == "Greets `name`."),
+        "{answer}"
+    );
+    let greet = &answer["calls"][0];
+    assert_eq!(
+        greet["structuredContent"],
+        json!({ "result": "Hello, Ada!" })
+    );
+    let receipt = &greet["meta"]["femtoclaw/receipt"];
+    let last = receipt["entries"][1].as_u64().unwrap();
+    let proof = client_get(&server, &operator, &format!("/v1/ledger/proof/{last}"));
+    assert!(proof.starts_with("c2sp.org/tlog-proof@v1"), "{proof}");
+
+    // Hostile requests.
+    let refused = run(&[]);
+    assert_eq!(code(&refused), 1);
+    let said = stderr(&refused);
+    assert!(said.contains("http-status: 401"), "{said}");
+    assert!(
+        said.contains("resource_metadata=\"http://127.0.0.1:")
+            && said.contains("/.well-known/oauth-protected-resource\""),
+        "{said}"
+    );
+    let metadata: Json = serde_json::from_str(&client_get(
+        &server,
+        "",
+        "/.well-known/oauth-protected-resource/mcp",
+    ))
+    .unwrap();
+    assert_eq!(metadata["resource"], mcp.as_str(), "{metadata}");
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    let refused = run(&[
+        "--token",
+        &operator,
+        "--header",
+        "Origin: http://evil.example",
+    ]);
+    assert!(
+        stderr(&refused).contains("http-status: 403"),
+        "{}",
+        stderr(&refused)
+    );
+    // A 10 MB body is refused from its length, before it is read.
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {operator}\r\n\
+             content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+             content-length: {}\r\n\r\n{{",
+            10 << 20
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = String::new();
+    BufReader::new(&stream).read_line(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let out = host.run(&["token", "revoke", "operator"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let refused = run(&["--token", &operator]);
+    assert!(
+        stderr(&refused).contains("http-status: 401"),
+        "{}",
+        stderr(&refused)
+    );
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(server.stop(), 0);
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// `GET path` on `server` with `token` (none when empty): the body.
+fn client_get(server: &Server, token: &str, path: &str) -> String {
+    let mut request = client().get(format!("{}{path}", server.url));
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    request.send().unwrap().text().unwrap()
+}

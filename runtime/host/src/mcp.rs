@@ -6,9 +6,12 @@
 //!   `<capability>.<interface>.<function>`, with the interface's short name
 //!   (`femtoclaw:types-guest/math@0.1.0#double` of `types` is `types.math.double`). A name
 //!   outside `[A-Za-z0-9_.-]` or longer than 128 characters is not offered.
-//! - **Schemas**: `inputSchema` is the function's argument schema (`capability inspect`'s);
-//!   `outputSchema` is an object with one property, `result`, holding the WIT result's schema,
-//!   since MCP's structured content is an object whatever the function returns.
+//! - **Schemas**: `inputSchema` is the function's argument schema (`capability inspect`'s) kept
+//!   to the subset model vendors accept for tool parameters ([`portable`]: no `anyOf`, no
+//!   `const`, no list-valued `type`); `outputSchema` is an object with one property, `result`,
+//!   holding the WIT result's exact schema, since MCP's structured content is an object
+//!   whatever the function returns (clients validate results against it; models do not read
+//!   it).
 //! - **Results**: `structuredContent` is `{"result": …}`, and the same JSON is the text block;
 //!   `_meta["femtoclaw/receipt"]` is the receipt (invocation, entry range, tree size, root,
 //!   checkpoint). A denial, a guest error, fuel exhaustion or a deadline is a result with
@@ -97,7 +100,7 @@ pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>,
             let Some(name) = tool_name(&entry.manifest.name, &f.name) else {
                 continue;
             };
-            let input = object(f.args_schema());
+            let input = object(portable(f.args_schema()));
             let output = object(json!({
                 "type": "object",
                 "properties": { "result": f.result_schema() },
@@ -120,6 +123,51 @@ pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>,
         }
     }
     Ok(tools)
+}
+
+/// `schema` within the subset of JSON Schema the big model vendors accept for tool parameters:
+/// no `anyOf`, no `const`, no list-valued `type`. What this module's value scheme expresses
+/// with them is offered in a narrower form the host still accepts:
+///
+/// - an `option<T>` (`anyOf` null or `T`) is offered as `T`: an optional parameter or record
+///   field is left out of `required`, and leaving it out is `none`; an option inside a list or
+///   tuple can then only be given as a value;
+/// - a float (`anyOf` number or the names of the non-finite values) is offered as a number;
+/// - a variant case without a payload (`anyOf` its name as a `const`, or `{name: null}`) is
+///   offered as its name, an `enum` of one.
+pub fn portable(schema: Json) -> Json {
+    match schema {
+        Json::Object(mut map) => {
+            if let Some(Json::Array(arms)) = map.remove("anyOf") {
+                let arms: Vec<Json> = arms.into_iter().map(portable).collect();
+                let narrowed = match arms.as_slice() {
+                    [null, some] if null == &json!({ "type": "null" }) => some.clone(),
+                    [number, names]
+                        if number == &json!({ "type": "number" })
+                            && names.get("enum").is_some() =>
+                    {
+                        number.clone()
+                    }
+                    [name, _] if name.get("const").is_some() => {
+                        json!({ "enum": [name["const"].clone()] })
+                    }
+                    _ => arms.first().cloned().unwrap_or_else(|| json!({})),
+                };
+                let mut narrowed = match narrowed {
+                    Json::Object(n) => n,
+                    _ => Map::new(),
+                };
+                // What sat beside the `anyOf` (a description, say) stays.
+                for (key, value) in map {
+                    narrowed.entry(key).or_insert(portable(value));
+                }
+                return Json::Object(narrowed);
+            }
+            Json::Object(map.into_iter().map(|(k, v)| (k, portable(v))).collect())
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(portable).collect()),
+        other => other,
+    }
 }
 
 fn object(schema: Json) -> Map<String, Json> {
@@ -333,5 +381,21 @@ mod tests {
         );
         assert_eq!(tool_name("bad name", "f"), None);
         assert_eq!(tool_name("a", &"f".repeat(MAX_TOOL_NAME)), None);
+    }
+
+    #[test]
+    fn portable_schemas_narrow_options_floats_and_bare_cases() {
+        let option = json!({ "anyOf": [{ "type": "null" }, { "type": "string" }] });
+        assert_eq!(portable(option), json!({ "type": "string" }));
+        let float = json!({ "anyOf": [{ "type": "number" }, { "enum": ["NaN", "Infinity", "-Infinity"] }] });
+        assert_eq!(portable(float), json!({ "type": "number" }));
+        let case = json!({ "anyOf": [{ "const": "none" }, { "type": "object" }] });
+        assert_eq!(portable(case), json!({ "enum": ["none"] }));
+        let nested = json!({ "type": "object", "properties": { "x": { "anyOf": [{ "type": "null" },
+            { "type": "array", "items": { "anyOf": [{ "type": "null" }, { "type": "integer" }] } }] } } });
+        assert_eq!(
+            portable(nested),
+            json!({ "type": "object", "properties": { "x": { "type": "array", "items": { "type": "integer" } } } })
+        );
     }
 }

@@ -967,6 +967,33 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
         .unwrap();
     assert_eq!(hello["description"], "Greets `name`.");
     assert_eq!(hello["inputSchema"]["required"], json!(["name"]), "{hello}");
+    // Every input schema keeps to what the big model vendors accept.
+    fn portable(schema: &Json) -> bool {
+        match schema {
+            Json::Object(map) => map.iter().all(|(key, value)| {
+                key != "anyOf"
+                    && key != "const"
+                    && !(key == "type" && value.is_array())
+                    && portable(value)
+            }),
+            Json::Array(items) => items.iter().all(portable),
+            _ => true,
+        }
+    }
+    for tool in answer["tools"].as_array().unwrap() {
+        assert!(portable(&tool["inputSchema"]), "{tool}");
+    }
+    let fetch = answer["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "fetch.get")
+        .unwrap();
+    assert_eq!(
+        fetch["inputSchema"]["required"],
+        json!(["url"]),
+        "an option is left out: {fetch}"
+    );
     let [greet, analyze] = [&answer["calls"][0], &answer["calls"][1]];
     assert_eq!(greet["isError"], false, "{greet}");
     assert_eq!(

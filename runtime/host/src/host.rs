@@ -148,6 +148,39 @@ impl Host {
         })
     }
 
+    /// What `principal` may invoke under the policy in force: every capability that loads, in
+    /// catalog order, with its functions `principal` may invoke (in export order); one with
+    /// none is left out. What `GET /v1/capabilities` and the MCP tool list offer.
+    pub fn invocable(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<(Resolved, Vec<femtoclaw_sandbox::Function>)>, Failure> {
+        let policy = self.authority.policy()?;
+        let mut offered = Vec::new();
+        for entry in self.catalog.list()? {
+            let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
+            let Ok(resolved) = self.resolve(&spec) else {
+                continue; // one that no longer loads is not offered
+            };
+            let cap = authority::capability_ref(&resolved.entry);
+            let functions: Vec<_> = resolved
+                .prepared
+                .functions
+                .iter()
+                .filter(|f| {
+                    policy
+                        .authorize_invoke_function(principal, &cap, Some(&f.name))
+                        .allowed
+                })
+                .cloned()
+                .collect();
+            if !functions.is_empty() {
+                offered.push((resolved, functions));
+            }
+        }
+        Ok(offered)
+    }
+
     /// Runs one invocation for `principal`; `fuel` overrides the manifest's budget (either is
     /// refused over the operator's `max_fuel`, before anything is recorded), and `deadline`
     /// shortens the operator's (`limits.deadline_ms`), never lengthens it.

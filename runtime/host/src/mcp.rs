@@ -81,23 +81,12 @@ pub fn tool_name(capability: &str, function: &str) -> Option<String> {
 /// The tools `principal` may call on `host`, in a deterministic order (catalog order, then
 /// export order), each with its MCP description.
 pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>, Failure> {
-    let policy = host.authority.policy()?;
     let mut tools = Vec::new();
-    for entry in host.catalog.list()? {
-        let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
-        let Ok(resolved) = host.resolve(&spec) else {
-            continue; // one that no longer loads is not offered
-        };
-        let cap = crate::authority::capability_ref(&resolved.entry);
-        for f in &resolved.prepared.functions {
-            if f.unsupported().is_some()
-                || !policy
-                    .authorize_invoke_function(principal, &cap, Some(&f.name))
-                    .allowed
-            {
-                continue;
-            }
-            let Some(name) = tool_name(&entry.manifest.name, &f.name) else {
+    for (resolved, functions) in host.invocable(principal)? {
+        let m = &resolved.entry.manifest;
+        for f in functions {
+            let Some(name) = tool_name(&m.name, &f.name).filter(|_| f.unsupported().is_none())
+            else {
                 continue;
             };
             let input = object(portable(f.args_schema()));
@@ -106,17 +95,15 @@ pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>,
                 "properties": { "result": f.result_schema() },
                 "required": ["result"],
             }));
-            let description = f
-                .doc
-                .clone()
-                .unwrap_or_else(|| entry.manifest.description.clone());
+            let description = f.doc.clone().unwrap_or_else(|| m.description.clone());
             let tool = Tool::new(name.clone(), description, Arc::new(input))
                 .with_raw_output_schema(Arc::new(output));
+            let capability = format!("{}@{}", m.name, m.version);
             tools.push((
                 ToolRef {
                     name,
-                    capability: spec.clone(),
-                    function: f.name.clone(),
+                    capability,
+                    function: f.name,
                 },
                 tool,
             ));

@@ -664,45 +664,26 @@ async fn capabilities(
 }
 
 fn list(host: &Host, principal: &Principal) -> Result<Json, Failure> {
-    let policy = host.authority.policy()?;
-    let mut capabilities = Vec::new();
-    for entry in host.catalog.list()? {
-        let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
-        let Ok(resolved) = host.resolve(&spec) else {
-            continue; // one that no longer loads is not offered
-        };
-        let cap = crate::authority::capability_ref(&resolved.entry);
-        let functions: Vec<Json> = resolved
-            .prepared
-            .functions
-            .iter()
-            .filter(|f| {
-                policy
-                    .authorize_invoke_function(principal, &cap, Some(&f.name))
-                    .allowed
-            })
-            .map(|f| {
-                json!({
+    let capabilities: Vec<Json> = host
+        .invocable(principal)?
+        .into_iter()
+        .map(|(resolved, functions)| {
+            let m = &resolved.entry.manifest;
+            json!({
+                "name": m.name,
+                "version": m.version,
+                "description": m.description,
+                "publisher": m.publisher,
+                "sha256": resolved.entry.sha256,
+                "functions": functions.iter().map(|f| json!({
                     "name": f.name,
                     "description": f.doc,
                     "args_schema": f.args_schema(),
                     "result_schema": f.result_schema(),
-                })
+                })).collect::<Vec<_>>(),
             })
-            .collect();
-        if functions.is_empty() {
-            continue;
-        }
-        let m = &resolved.entry.manifest;
-        capabilities.push(json!({
-            "name": m.name,
-            "version": m.version,
-            "description": m.description,
-            "publisher": m.publisher,
-            "sha256": resolved.entry.sha256,
-            "functions": functions,
-        }));
-    }
+        })
+        .collect();
     Ok(json!({ "principal": principal.to_string(), "capabilities": capabilities }))
 }
 

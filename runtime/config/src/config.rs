@@ -49,6 +49,17 @@ schema! {
         origin: String = "femtoclaw.local/ledger".to_owned(), Rule::Origin;
     }
 
+    /// MCP: which capability functions are offered as tools, and to which browser origins.
+    [mcp] Mcp {
+        /// The only tools offered (`hello.greet`, …); empty: every tool the principal may invoke.
+        tools_allow: Vec<String> = Vec::new();
+        /// Tools never offered, whatever `tools_allow` says.
+        tools_deny: Vec<String> = Vec::new();
+        /// Browser origins `/mcp` accepts (`https://app.example.com`); a request with any other
+        /// `Origin` header is refused (403), and with none listed, every one is.
+        allowed_origins: Vec<String> = Vec::new();
+    }
+
     /// The caps on a capability's HTTP requests; a request may ask for less, never more.
     [http] Http {
         /// The largest request body, in bytes.

@@ -235,7 +235,7 @@ fn an_unknown_section_is_refused_naming_it_and_its_line() {
     assert_eq!(located(&err), (path(), Some(4), "limit".to_owned()));
     assert_eq!(
         err.to_string(),
-        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, ledger, http)"
+        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, ledger, mcp, http)"
     );
 }
 
@@ -750,7 +750,7 @@ fn show_writes_each_value_with_its_source() {
             .filter(|l| l.starts_with('['))
             .copied()
             .collect::<Vec<_>>(),
-        ["[server]", "[limits]", "[ledger]", "[http]"]
+        ["[server]", "[limits]", "[ledger]", "[mcp]", "[http]"]
     );
     assert_eq!(effective.to_string(), shown);
 }
@@ -967,4 +967,37 @@ proptest! {
         let again = Config::parse(Path::new("/shown.toml"), &effective.show()).unwrap();
         prop_assert_eq!(again.config(), effective.config());
     }
+}
+
+#[test]
+fn lists_of_strings_come_from_arrays_or_comma_separated_text() {
+    let effective =
+        parse("[mcp]\ntools_allow = [\"hello.greet\", \"textstats.analyze\"]\n").unwrap();
+    assert_eq!(
+        effective.config().mcp.tools_allow,
+        ["hello.greet", "textstats.analyze"]
+    );
+    let again = Config::parse(Path::new("/shown.toml"), &effective.show()).unwrap();
+    assert_eq!(again.config(), effective.config());
+    let err = parse_err("[mcp]\ntools_deny = [\"a\", 7]\n");
+    assert!(
+        err.to_string()
+            .contains("`mcp.tools_deny` element 1 of the list: expected a string, found integer"),
+        "{err}"
+    );
+    let err = parse_err("[mcp]\ntools_deny = \"a\"\n");
+    assert!(
+        err.to_string().contains("expected an array of strings"),
+        "{err}"
+    );
+    let file = ConfigFile::Default(PathBuf::from("/nonexistent/femtoclaw.toml"));
+    let env = [(
+        std::ffi::OsString::from("FEMTOCLAW_MCP_ALLOWED_ORIGINS"),
+        std::ffi::OsString::from("https://a.example, http://localhost:3000,"),
+    )];
+    let effective = Config::load(&file, env, &Overrides::new()).unwrap();
+    assert_eq!(
+        effective.config().mcp.allowed_origins,
+        ["https://a.example", "http://localhost:3000"]
+    );
 }

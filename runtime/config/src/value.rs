@@ -47,6 +47,14 @@ pub enum ValueError {
         /// The text given.
         text: String,
     },
+    /// An element of a list that is not a string.
+    #[error("element {index} of the list: expected a string, found {found}")]
+    NotAStringElement {
+        /// Its position, from 0.
+        index: usize,
+        /// The TOML type found.
+        found: &'static str,
+    },
     /// Not a checkpoint origin line.
     #[error("`{}` is not a checkpoint origin: {why}", text.escape_debug())]
     NotOrigin {
@@ -254,5 +262,42 @@ impl Value for String {
 
     fn to_toml(&self) -> String {
         quoted(self)
+    }
+}
+
+/// A list of strings: a TOML array, or comma-separated text (`a,b`; empty text is the empty
+/// list).
+impl Value for Vec<String> {
+    const TYPE: &'static str = "list of strings";
+
+    fn parse(raw: Raw<'_>, _rule: Rule) -> Result<Self, ValueError> {
+        match raw {
+            Raw::Toml(DeValue::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| match item.get_ref() {
+                    DeValue::String(s) => Ok(s.to_string()),
+                    other => Err(ValueError::NotAStringElement {
+                        index,
+                        found: other.type_str(),
+                    }),
+                })
+                .collect(),
+            Raw::Toml(other) => Err(ValueError::WrongType {
+                expected: "an array of strings",
+                found: other.type_str(),
+            }),
+            Raw::Text(text) => Ok(text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()),
+        }
+    }
+
+    fn to_toml(&self) -> String {
+        let items: Vec<String> = self.iter().map(|s| quoted(s)).collect();
+        format!("[{}]", items.join(", "))
     }
 }

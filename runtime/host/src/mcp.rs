@@ -79,13 +79,20 @@ pub fn tool_name(capability: &str, function: &str) -> Option<String> {
 }
 
 /// The tools `principal` may call on `host`, in a deterministic order (catalog order, then
-/// export order), each with its MCP description.
+/// export order), each with its MCP description; only those `mcp.tools_allow` lists (when it
+/// lists any) and `mcp.tools_deny` does not.
 pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>, Failure> {
+    let exposed = &host.config.mcp;
+    let offered = |name: &String| {
+        (exposed.tools_allow.is_empty() || exposed.tools_allow.contains(name))
+            && !exposed.tools_deny.contains(name)
+    };
     let mut tools = Vec::new();
     for (resolved, functions) in host.invocable(principal)? {
         let m = &resolved.entry.manifest;
         for f in functions {
-            let Some(name) = tool_name(&m.name, &f.name).filter(|_| f.unsupported().is_none())
+            let Some(name) = tool_name(&m.name, &f.name)
+                .filter(|name| f.unsupported().is_none() && offered(name))
             else {
                 continue;
             };
@@ -334,19 +341,17 @@ pub async fn serve_stdio(host: Arc<Host>, principal: Principal) -> Result<(), Fa
 }
 
 /// The streamable HTTP service of `/mcp`, for requests whose principal the HTTP layer has
-/// authenticated and put in their extensions. A request with an `Origin` header is refused
-/// (403): no browser origin is allowed (rmcp validates none unless told to). Bodies are capped
-/// at `max_body` bytes (413).
-pub fn http_service(
-    host: Arc<Host>,
-    max_body: usize,
-) -> StreamableHttpService<Server, LocalSessionManager> {
+/// authenticated and put in their extensions. A request whose `Origin` header is not one of
+/// `mcp.allowed_origins` is refused (403), and with none listed every one is (rmcp validates
+/// none unless told to). Bodies are capped at `server.max_body_bytes` (413).
+pub fn http_service(host: Arc<Host>) -> StreamableHttpService<Server, LocalSessionManager> {
     // The `Host` header is not checked against a list: the server is reached by whatever
     // address it listens on, and every request must carry a token anyway.
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
+        .with_allowed_origins(host.config.mcp.allowed_origins.clone())
         .enforce_origin_validation()
-        .with_max_request_body_bytes(max_body);
+        .with_max_request_body_bytes(host.config.server.max_body_bytes);
     let server = Server::http(host);
     StreamableHttpService::new(
         move || Ok(server.clone()),

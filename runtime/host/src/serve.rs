@@ -108,10 +108,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
         .route("/v1/ledger/consistency", get(consistency))
-        .route_service(
-            "/mcp",
-            crate::mcp::http_service(Arc::clone(&app.host), max_body),
-        )
+        .route_service("/mcp", crate::mcp::http_service(Arc::clone(&app.host)))
         .route(
             "/.well-known/oauth-protected-resource",
             get(|headers: HeaderMap| async move { resource_metadata(&headers, "") }),

@@ -1037,7 +1037,9 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
 #[test]
 fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
     let host = Host::new();
-    host.configure("[server]\nmax_body_bytes = 1048576\n");
+    host.configure(
+        "[server]\nmax_body_bytes = 1048576\n\n[mcp]\ntools_deny = [\"textstats.digest\"]\nallowed_origins = [\"http://app.example:3000\"]\n",
+    );
     let operator = token(&host, "user:local", "operator");
     let server = Server::start(&host);
     let calls = host.file(
@@ -1069,6 +1071,16 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
             .iter()
             .any(|t| t["name"] == "hello.greet" && t["description"] == "Greets `name`."),
         "{answer}"
+    );
+    let names: Vec<&str> = answer["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"textstats.analyze") && !names.contains(&"textstats.digest"),
+        "mcp.tools_deny withholds a tool: {names:?}"
     );
     let greet = &answer["calls"][0];
     assert_eq!(
@@ -1109,6 +1121,13 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
         "{}",
         stderr(&refused)
     );
+    let allowed = run(&[
+        "--token",
+        &operator,
+        "--header",
+        "Origin: http://app.example:3000",
+    ]);
+    assert_eq!(code(&allowed), 0, "an allowed origin: {}", stderr(&allowed));
     // A 10 MB body is refused from its length, before it is read.
     let addr = server.url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

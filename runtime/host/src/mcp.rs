@@ -171,12 +171,30 @@ fn object(schema: Json) -> Map<String, Json> {
     }
 }
 
+/// What a held turn is: dropped when its call ends.
+pub type TurnGuard = Box<dyn Send>;
+
+/// The turn an MCP call over HTTP takes before it runs, as `POST /v1/invoke` does (the
+/// server's concurrency, queue and per-principal limits): the guard to hold while it runs and
+/// what is left of its request's time, or why none was given (a refusal the server recorded).
+pub type Turns = Arc<
+    dyn Fn(
+            Principal,
+            ToolRef,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<(TurnGuard, std::time::Duration), String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// One MCP server: the host, and whom it acts for.
 #[derive(Clone)]
 pub struct Server {
     host: Arc<Host>,
     /// The principal of a stdio session; over HTTP, each request's own (see [`Server::http`]).
     principal: Option<Principal>,
+    /// The server's turns, over HTTP; a stdio session runs its calls one by one.
+    turns: Option<Turns>,
 }
 
 impl Server {
@@ -185,15 +203,17 @@ impl Server {
         Self {
             host,
             principal: Some(principal),
+            turns: None,
         }
     }
 
     /// A server acting, for each request, for the principal the HTTP layer authenticated and
-    /// put in the request's extensions.
-    pub fn http(host: Arc<Host>) -> Self {
+    /// put in the request's extensions, each call taking one of `turns`.
+    pub fn http(host: Arc<Host>, turns: Turns) -> Self {
         Self {
             host,
             principal: None,
+            turns: Some(turns),
         }
     }
 
@@ -212,28 +232,35 @@ impl Server {
     }
 }
 
-/// Runs `request` for `principal` (on a blocking thread): a tool result, or the JSON-RPC error
-/// of a call that names no tool this principal may call.
-fn call(
+/// The tool `name` among those `principal` may call, or the JSON-RPC error of a call that
+/// names none (on a blocking thread).
+fn find(host: &Host, principal: &Principal, name: &str) -> Result<ToolRef, ErrorData> {
+    tools(host, principal)
+        .map_err(|f| ErrorData::internal_error(f.message, None))?
+        .into_iter()
+        .map(|(tool, _)| tool)
+        .find(|tool| tool.name == name)
+        .ok_or_else(|| {
+            ErrorData::invalid_params(
+                format!("there is no tool `{name}` for this principal"),
+                None,
+            )
+        })
+}
+
+/// Runs `tool` with `arguments` for `principal` within `deadline` (on a blocking thread): the
+/// tool result, or the JSON-RPC error of arguments that do not fit.
+fn run(
     host: &Host,
     principal: &Principal,
-    request: &CallToolRequestParams,
+    tool: &ToolRef,
+    arguments: Option<Map<String, Json>>,
+    deadline: Option<std::time::Duration>,
 ) -> Result<CallToolResult, ErrorData> {
     {
-        let found = tools(host, principal)
-            .map_err(|f| ErrorData::internal_error(f.message, None))?
-            .into_iter()
-            .find(|(t, _)| t.name == request.name)
-            .map(|(t, _)| t);
-        let Some(tool) = found else {
-            return Err(ErrorData::invalid_params(
-                format!("there is no tool `{}` for this principal", request.name),
-                None,
-            ));
-        };
-        let args = Json::Object(request.arguments.clone().unwrap_or_default());
+        let args = Json::Object(arguments.unwrap_or_default());
         let invoked = host.resolve(&tool.capability).and_then(|resolved| {
-            host.invoke(principal, &resolved, &tool.function, &args, None, None)
+            host.invoke(principal, &resolved, &tool.function, &args, None, deadline)
         });
         let invoked = match invoked {
             Ok(invoked) => invoked,
@@ -276,10 +303,11 @@ fn call(
 /// A failed invocation as a tool result the model can act on: `isError`, one line.
 fn error_result(failure: &Failure) -> CallToolResult {
     let line = failure.message.lines().next().unwrap_or_default();
-    CallToolResult::error(vec![ContentBlock::text(format!(
-        "{}: {line}",
-        failure.code.name()
-    ))])
+    error_line(&format!("{}: {line}", failure.code.name()))
+}
+
+fn error_line(line: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(line)])
 }
 
 impl ServerHandler for Server {
@@ -319,12 +347,31 @@ impl ServerHandler for Server {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let host = Arc::clone(&self.host);
+        let joined = |e: tokio::task::JoinError| ErrorData::internal_error(e.to_string(), None);
         let principal = self.principal(&context)?;
-        tokio::task::spawn_blocking(move || call(&host, &principal, &request))
+        let (host, who, name) = (
+            Arc::clone(&self.host),
+            principal.clone(),
+            request.name.to_string(),
+        );
+        let tool = tokio::task::spawn_blocking(move || find(&host, &who, &name))
             .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
-            .map(CallToolResponse::from)
+            .map_err(joined)??;
+        let (turn, deadline) = match &self.turns {
+            Some(turns) => match turns(principal.clone(), tool.clone()).await {
+                Ok((turn, left)) => (Some(turn), Some(left)),
+                Err(refused) => return Ok(error_line(&format!("busy: {refused}")).into()),
+            },
+            None => (None, None),
+        };
+        let host = Arc::clone(&self.host);
+        let arguments = request.arguments;
+        let result =
+            tokio::task::spawn_blocking(move || run(&host, &principal, &tool, arguments, deadline))
+                .await
+                .map_err(joined)?;
+        drop(turn);
+        result.map(CallToolResponse::from)
     }
 }
 
@@ -344,7 +391,10 @@ pub async fn serve_stdio(host: Arc<Host>, principal: Principal) -> Result<(), Fa
 /// authenticated and put in their extensions. A request whose `Origin` header is not one of
 /// `mcp.allowed_origins` is refused (403), and with none listed every one is (rmcp validates
 /// none unless told to). Bodies are capped at `server.max_body_bytes` (413).
-pub fn http_service(host: Arc<Host>) -> StreamableHttpService<Server, LocalSessionManager> {
+pub fn http_service(
+    host: Arc<Host>,
+    turns: Turns,
+) -> StreamableHttpService<Server, LocalSessionManager> {
     // The `Host` header is not checked against a list: the server is reached by whatever
     // address it listens on, and every request must carry a token anyway.
     let config = StreamableHttpServerConfig::default()
@@ -352,7 +402,7 @@ pub fn http_service(host: Arc<Host>) -> StreamableHttpService<Server, LocalSessi
         .with_allowed_origins(host.config.mcp.allowed_origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(host.config.server.max_body_bytes);
-    let server = Server::http(host);
+    let server = Server::http(host, turns);
     StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),

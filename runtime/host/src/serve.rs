@@ -47,7 +47,7 @@ use crate::{admin, tokens};
 struct App {
     host: Arc<Host>,
     tokens: tokens::Store,
-    running: Semaphore,
+    running: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
     per_principal: usize,
@@ -90,7 +90,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
     let grace = server.shutdown_grace;
     let app = Arc::new(App {
         tokens: tokens::Store::new(&host.data_dir),
-        running: Semaphore::new(server.concurrency),
+        running: Arc::new(Semaphore::new(server.concurrency)),
         waiting: AtomicUsize::new(0),
         queue: server.queue,
         per_principal: server.per_principal,
@@ -108,7 +108,10 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
         .route("/v1/ledger/consistency", get(consistency))
-        .route_service("/mcp", crate::mcp::http_service(Arc::clone(&app.host)))
+        .route_service(
+            "/mcp",
+            crate::mcp::http_service(Arc::clone(&app.host), mcp_turns(&app)),
+        )
         .route(
             "/.well-known/oauth-protected-resource",
             get(|headers: HeaderMap| async move { resource_metadata(&headers, "") }),
@@ -287,6 +290,26 @@ fn resource_metadata(headers: &HeaderMap, path: &str) -> Response {
     .into_response()
 }
 
+/// The turns MCP calls take: the same as `POST /v1/invoke`'s, refusals recorded alike.
+fn mcp_turns(app: &Arc<App>) -> crate::mcp::Turns {
+    let app = Arc::clone(app);
+    Arc::new(move |principal, tool| {
+        let app = Arc::clone(&app);
+        Box::pin(async move {
+            let asked = Asked {
+                principal,
+                capability: tool.capability,
+                function: tool.function,
+                fuel: None,
+            };
+            match turn(&app, &asked).await {
+                Ok((turn, left)) => Ok((Box::new(turn) as crate::mcp::TurnGuard, left)),
+                Err(refused) => Err(refused.detail),
+            }
+        })
+    })
+}
+
 /// `/mcp` takes the same bearer tokens as the API: the request's principal goes into its
 /// extensions, where the MCP server finds it; without a valid token, 401; a body declared over
 /// `server.max_body_bytes`, 413.
@@ -384,7 +407,7 @@ struct Asked {
 /// it has one. Refused at a limit (the principal's or the queue's, or the request's time
 /// spent waiting), the invocation is recorded as refused, naming the limit, before the 429
 /// (or 503) is answered.
-async fn turn<'a>(app: &'a Arc<App>, asked: &Asked) -> Result<(Turn<'a>, Duration), Problem> {
+async fn turn(app: &Arc<App>, asked: &Asked) -> Result<(Turn, Duration), Problem> {
     let started = Instant::now();
     let refused = match tokio::time::timeout(app.request_timeout, Turn::take(app, &asked.principal))
         .await
@@ -566,13 +589,13 @@ fn run(
 
 /// An invocation's turn: one of its principal's places and a place among the running (queued
 /// for, within the queue's bound). Dropping it gives both back.
-struct Turn<'a> {
-    _place: PrincipalPlace<'a>,
-    _running: tokio::sync::SemaphorePermit<'a>,
+struct Turn {
+    _place: PrincipalPlace,
+    _running: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl<'a> Turn<'a> {
-    async fn take(app: &'a App, principal: &Principal) -> Result<Turn<'a>, Problem> {
+impl Turn {
+    async fn take(app: &Arc<App>, principal: &Principal) -> Result<Turn, Problem> {
         let busy = |detail: String| Problem {
             header: Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
             ..problem(StatusCode::TOO_MANY_REQUESTS, "busy", detail)
@@ -583,7 +606,7 @@ impl<'a> Turn<'a> {
                 app.per_principal
             ))
         })?;
-        let running = match app.running.try_acquire() {
+        let running = match Arc::clone(&app.running).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 if app.waiting.fetch_add(1, Ordering::SeqCst) >= app.queue {
@@ -593,7 +616,7 @@ impl<'a> Turn<'a> {
                         app.queue
                     )));
                 }
-                let permit = app.running.acquire().await;
+                let permit = Arc::clone(&app.running).acquire_owned().await;
                 app.waiting.fetch_sub(1, Ordering::SeqCst);
                 permit.map_err(|_| {
                     problem(
@@ -612,14 +635,14 @@ impl<'a> Turn<'a> {
 }
 
 /// One running invocation of a principal, given back when dropped.
-struct PrincipalPlace<'a> {
-    app: &'a App,
+struct PrincipalPlace {
+    app: Arc<App>,
     name: String,
 }
 
-impl<'a> PrincipalPlace<'a> {
+impl PrincipalPlace {
     /// A place for `name`, unless it has `server.per_principal` already.
-    fn take(app: &'a App, name: String) -> Option<Self> {
+    fn take(app: &Arc<App>, name: String) -> Option<Self> {
         let mut by = app
             .by_principal
             .lock()
@@ -629,11 +652,15 @@ impl<'a> PrincipalPlace<'a> {
             return None;
         }
         *count += 1;
-        Some(Self { app, name })
+        drop(by);
+        Some(Self {
+            app: Arc::clone(app),
+            name,
+        })
     }
 }
 
-impl Drop for PrincipalPlace<'_> {
+impl Drop for PrincipalPlace {
     fn drop(&mut self) {
         let mut by = self
             .app

@@ -759,7 +759,7 @@ fn requests_over_the_limits_get_429_with_retry_after() {
         MISBEHAVE_MANIFEST,
     );
     host.configure(
-        "[server]\nconcurrency = 1\nqueue = 0\nper_principal = 1\n\n[limits]\ndeadline_ms = 2000\nmax_fuel = 1000000000000\n",
+        "[server]\nconcurrency = 1\nqueue = 0\nper_principal = 1\n\n[limits]\ndeadline_ms = 6000\nmax_fuel = 1000000000000\n",
     );
     let first = token(&host, "user:local", "first");
     let second = token(&host, "agent:other", "second");
@@ -769,7 +769,7 @@ fn requests_over_the_limits_get_429_with_retry_after() {
     let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "x" } });
     std::thread::scope(|scope| {
         let spinning = scope.spawn(|| invoke(&server, Some(&first), &spin, ""));
-        // Until the spin runs, nothing is busy; it runs until its 2 s deadline (its fuel would last
+        // Until the spin runs, nothing is busy; it runs until its 6 s deadline (its fuel would last
         // far longer).
         std::thread::sleep(Duration::from_millis(500));
         for token in [&first, &second] {
@@ -784,6 +784,39 @@ fn requests_over_the_limits_get_429_with_retry_after() {
             let problem: Json = serde_json::from_str(&response.text().unwrap()).unwrap();
             assert_eq!(problem["code"], "busy", "{problem}");
         }
+        // An MCP call over HTTP takes the same turns: refused, as a result the model can read.
+        let calls = host.file(
+            "calls.json",
+            json!([{ "name": "hello.greet", "arguments": { "name": "x" } }])
+                .to_string()
+                .as_bytes(),
+        );
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/interop/mcp_client.py"
+        );
+        let mcp = std::process::Command::new(common::python())
+            .args([
+                script,
+                "--calls",
+                s(&calls),
+                "--http",
+                &format!("{}/mcp", server.url),
+            ])
+            .args(["--token", &first])
+            .output()
+            .unwrap();
+        assert_eq!(code(&mcp), 0, "{}", stderr(&mcp));
+        let answer: Json = serde_json::from_str(&stdout(&mcp)).unwrap();
+        let call = &answer["calls"][0];
+        assert_eq!(call["isError"], true, "{call}");
+        assert!(
+            call["content"][0]
+                .as_str()
+                .unwrap()
+                .contains("server.per_principal"),
+            "{call}"
+        );
         let (status, _, problem) = spinning.join().unwrap();
         assert_eq!(
             (status, problem["code"].as_str()),
@@ -820,11 +853,13 @@ fn requests_over_the_limits_get_429_with_retry_after() {
             )
         })
         .collect();
-    assert_eq!(refused.len(), 2, "{refused:?}");
-    assert!(
-        refused[0].0.contains("User::\"local\"") && refused[0].1.contains("server.per_principal"),
-        "{refused:?}"
-    );
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    for local in [refused[0], refused[2]] {
+        assert!(
+            local.0.contains("User::\"local\"") && local.1.contains("server.per_principal"),
+            "{refused:?}"
+        );
+    }
     assert!(
         refused[1].0.contains("Agent::\"other\"") && refused[1].1.contains("server.queue"),
         "{refused:?}"

@@ -48,6 +48,31 @@ pub struct Invoked {
     pub invocation: u64,
 }
 
+impl Invoked {
+    /// The index of the invocation's last entry (its end).
+    pub fn last_entry(&self) -> u64 {
+        self.receipt.indexes().end.saturating_sub(1)
+    }
+
+    /// The receipt a caller gets (the API's, MCP's `femtoclaw/receipt`): the invocation, its
+    /// first and last entries, and the tree size, root and signed checkpoint that hold them.
+    pub fn receipt_json(&self) -> Json {
+        let first = self
+            .outcome
+            .written_ahead
+            .first()
+            .copied()
+            .unwrap_or(self.receipt.first_index);
+        serde_json::json!({
+            "invocation": self.invocation,
+            "entries": [first, self.last_entry()],
+            "tree_size": self.receipt.tree_size,
+            "root": hex::encode(self.receipt.root),
+            "checkpoint": self.receipt.checkpoint,
+        })
+    }
+}
+
 /// A capability resolved and prepared for invocation.
 pub struct Resolved {
     /// The catalog entry, with the manifest read from the checked bytes.

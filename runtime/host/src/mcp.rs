@@ -270,32 +270,13 @@ fn run(
             }
             Err(failure) => return Ok(error_result(&failure)),
         };
-        let crate::host::Invoked {
-            outcome,
-            receipt,
-            invocation,
-        } = invoked;
-        let result = match outcome.result.as_ref() {
+        let result = match invoked.outcome.result.as_ref() {
             Ok(result) => result.clone(),
             Err(failure) => return Ok(error_result(&Failure::from(failure))),
         };
-        let first = outcome
-            .written_ahead
-            .first()
-            .copied()
-            .unwrap_or(receipt.first_index);
-        let last = receipt.indexes().end.saturating_sub(1);
         let mut meta = MetaObject::default();
-        meta.0.insert(
-            RECEIPT_KEY.to_owned(),
-            json!({
-                "invocation": invocation,
-                "entries": [first, last],
-                "tree_size": receipt.tree_size,
-                "root": hex::encode(receipt.root),
-                "checkpoint": receipt.checkpoint,
-            }),
-        );
+        meta.0
+            .insert(RECEIPT_KEY.to_owned(), invoked.receipt_json());
         Ok(CallToolResult::structured(json!({ "result": result })).with_meta(Some(meta)))
     }
 }

@@ -536,11 +536,7 @@ fn run(
 ) -> Result<Json, Failure> {
     let host = &app.host;
     let resolved = host.resolve(&request.capability)?;
-    let crate::host::Invoked {
-        outcome,
-        receipt,
-        invocation,
-    } = host.invoke(
+    let invoked = host.invoke(
         principal,
         &resolved,
         &request.function,
@@ -548,23 +544,13 @@ fn run(
         request.fuel,
         Some(deadline),
     )?;
+    let outcome = &invoked.outcome;
     let result = outcome.result.as_ref().map_err(Failure::from)?;
     let records = host.records()?;
     let ledger_failure =
         |e: femtoclaw_ledger::LedgerError| Failure::new(Code::Other, format!("ledger: {e}"));
-    let first = outcome
-        .written_ahead
-        .first()
-        .copied()
-        .unwrap_or(receipt.first_index);
-    let last = receipt.indexes().end.saturating_sub(1);
-    let mut receipt = json!({
-        "invocation": invocation,
-        "entries": [first, last],
-        "tree_size": receipt.tree_size,
-        "root": hex::encode(receipt.root),
-        "checkpoint": receipt.checkpoint,
-    });
+    let mut receipt = invoked.receipt_json();
+    let last = invoked.last_entry();
     if with_proof {
         receipt["proof"] = json!(
             records

@@ -257,28 +257,26 @@ fn run(
     arguments: Option<Map<String, Json>>,
     deadline: Option<std::time::Duration>,
 ) -> Result<CallToolResult, ErrorData> {
-    {
-        let args = Json::Object(arguments.unwrap_or_default());
-        let invoked = host.resolve(&tool.capability).and_then(|resolved| {
-            host.invoke(principal, &resolved, &tool.function, &args, None, deadline)
-        });
-        let invoked = match invoked {
-            Ok(invoked) => invoked,
-            // Arguments that do not fit the schema are the caller's mistake, not the tool's.
-            Err(failure) if failure.code == Code::InvalidArgs => {
-                return Err(ErrorData::invalid_params(failure.message, None));
-            }
-            Err(failure) => return Ok(error_result(&failure)),
-        };
-        let result = match invoked.outcome.result.as_ref() {
-            Ok(result) => result.clone(),
-            Err(failure) => return Ok(error_result(&Failure::from(failure))),
-        };
-        let mut meta = MetaObject::default();
-        meta.0
-            .insert(RECEIPT_KEY.to_owned(), invoked.receipt_json());
-        Ok(CallToolResult::structured(json!({ "result": result })).with_meta(Some(meta)))
-    }
+    let args = Json::Object(arguments.unwrap_or_default());
+    let invoked = host.resolve(&tool.capability).and_then(|resolved| {
+        host.invoke(principal, &resolved, &tool.function, &args, None, deadline)
+    });
+    let invoked = match invoked {
+        Ok(invoked) => invoked,
+        // Arguments that do not fit the schema are the caller's mistake, not the tool's.
+        Err(failure) if failure.code == Code::InvalidArgs => {
+            return Err(ErrorData::invalid_params(failure.message, None));
+        }
+        Err(failure) => return Ok(error_result(&failure)),
+    };
+    let result = match invoked.outcome.result.as_ref() {
+        Ok(result) => result.clone(),
+        Err(failure) => return Ok(error_result(&Failure::from(failure))),
+    };
+    let mut meta = MetaObject::default();
+    meta.0
+        .insert(RECEIPT_KEY.to_owned(), invoked.receipt_json());
+    Ok(CallToolResult::structured(json!({ "result": result })).with_meta(Some(meta)))
 }
 
 /// A failed invocation as a tool result the model can act on: `isError`, one line.

@@ -750,7 +750,9 @@ fn concurrent_key_value_writes_keep_the_ledger_order() {
 
 /// Beyond `server.per_principal` running invocations of one principal, and beyond
 /// `server.concurrency` plus `server.queue` in all, a request gets 429 `busy` with `Retry-After`
-/// at once, and the server keeps serving.
+/// at once (an MCP call over HTTP, an `isError` result naming the limit), each refusal is
+/// recorded, and the server keeps serving. Bounded: the spin that holds the places ends at its
+/// 20 s deadline.
 #[test]
 fn requests_over_the_limits_get_429_with_retry_after() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -759,7 +761,7 @@ fn requests_over_the_limits_get_429_with_retry_after() {
         MISBEHAVE_MANIFEST,
     );
     host.configure(
-        "[server]\nconcurrency = 1\nqueue = 0\nper_principal = 1\n\n[limits]\ndeadline_ms = 6000\nmax_fuel = 1000000000000\n",
+        "[server]\nconcurrency = 1\nqueue = 0\nper_principal = 1\n\n[limits]\ndeadline_ms = 20000\nmax_fuel = 1000000000000\n",
     );
     let first = token(&host, "user:local", "first");
     let second = token(&host, "agent:other", "second");
@@ -769,7 +771,7 @@ fn requests_over_the_limits_get_429_with_retry_after() {
     let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "x" } });
     std::thread::scope(|scope| {
         let spinning = scope.spawn(|| invoke(&server, Some(&first), &spin, ""));
-        // Until the spin runs, nothing is busy; it runs until its 6 s deadline (its fuel would last
+        // Until the spin runs, nothing is busy; it runs until its 20 s deadline (its fuel would last
         // far longer).
         std::thread::sleep(Duration::from_millis(500));
         for token in [&first, &second] {

@@ -79,17 +79,27 @@ pub fn tool_name(capability: &str, function: &str) -> Option<String> {
 }
 
 /// The tools `principal` may call on `host`, in a deterministic order (catalog order, then
-/// export order), each with its MCP description; only those `mcp.tools_allow` lists (when it
-/// lists any) and `mcp.tools_deny` does not.
+/// export order), each with its MCP description: of each capability its highest version
+/// `principal` may invoke, and only the tools `mcp.tools_allow` lists (when it lists any) and
+/// `mcp.tools_deny` does not.
 pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>, Failure> {
     let exposed = &host.config.mcp;
     let offered = |name: &String| {
         (exposed.tools_allow.is_empty() || exposed.tools_allow.contains(name))
             && !exposed.tools_deny.contains(name)
     };
+    let invocable = host.invocable(principal)?;
     let mut tools = Vec::new();
-    for (resolved, functions) in host.invocable(principal)? {
+    for (at, (resolved, functions)) in invocable.iter().enumerate() {
         let m = &resolved.entry.manifest;
+        // One version of a capability is offered, the highest (the catalog lists versions in
+        // ascending order), as `invoke name` picks: tool names stay unique.
+        if invocable[at + 1..]
+            .iter()
+            .any(|(later, _)| later.entry.manifest.name == m.name)
+        {
+            continue;
+        }
         for f in functions {
             let Some(name) = tool_name(&m.name, &f.name)
                 .filter(|name| f.unsupported().is_none() && offered(name))
@@ -110,7 +120,7 @@ pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>,
                 ToolRef {
                     name,
                     capability,
-                    function: f.name,
+                    function: f.name.clone(),
                 },
                 tool,
             ));

@@ -945,11 +945,20 @@ fn every_request_has_a_deadline_and_a_stop_waits_only_the_grace() {
 /// verifies. A token's principal that may invoke nothing sees no tools.
 #[test]
 fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
-    let host = Host::new();
+    let host = Host::with_policy(OPEN_POLICY);
+    // Two versions of one capability: one tool, the highest version's.
+    for version in ["0.1.0", "0.2.0"] {
+        host.add(
+            FEMTOCLAW_EXAMPLE_WORD_COUNT,
+            &WORD_COUNT_MANIFEST
+                .replace("version = \"0.1.0\"", &format!("version = \"{version}\"")),
+        );
+    }
     let calls = host.file(
         "calls.json",
         json!([
             { "name": "hello.greet", "arguments": { "name": "Ada" } },
+            { "name": "word-count.count", "arguments": { "text": "one two" } },
             { "name": "textstats.analyze", "arguments": { "text": "to be or not to be", "top": 2 } },
         ])
         .to_string()
@@ -1031,7 +1040,17 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
         json!(["url"]),
         "an option is left out: {fetch}"
     );
-    let [greet, analyze] = [&answer["calls"][0], &answer["calls"][1]];
+    assert_eq!(
+        tools.iter().filter(|t| **t == "word-count.count").count(),
+        1,
+        "{tools:?}"
+    );
+    let [greet, count, analyze] = [
+        &answer["calls"][0],
+        &answer["calls"][1],
+        &answer["calls"][2],
+    ];
+    assert_eq!(count["structuredContent"]["result"]["words"], 2, "{count}");
     assert_eq!(greet["isError"], false, "{greet}");
     assert_eq!(
         greet["structuredContent"],
@@ -1043,13 +1062,21 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
     );
 
     let entries = host.entries();
-    for call in [greet, analyze] {
+    for call in [greet, count, analyze] {
         let receipt = &call["meta"]["femtoclaw/receipt"];
         let last = receipt["entries"][1].as_u64().unwrap() as usize;
         let end = &entries[last]["entry"];
         assert_eq!(end["type"], "invocation-end", "{receipt}");
         assert_eq!(end["invocation"], receipt["invocation"], "{receipt}");
     }
+    let first = count["meta"]["femtoclaw/receipt"]["entries"][0]
+        .as_u64()
+        .unwrap() as usize;
+    assert_eq!(
+        entries[first]["entry"]["version"], "0.2.0",
+        "{}",
+        entries[first]
+    );
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 

@@ -173,16 +173,19 @@ impl Host {
         })
     }
 
-    /// What `principal` may invoke under the policy in force: every capability that loads, in
-    /// catalog order, with its functions `principal` may invoke (in export order); one with
-    /// none is left out. What `GET /v1/capabilities` and the MCP tool list offer.
+    /// What `principal` may invoke under the policy in force: every capability that loads
+    /// (every version of the one named `only`, when given), in catalog order, with its
+    /// functions `principal` may invoke (in export order); one with none is left out. What
+    /// `GET /v1/capabilities` and the MCP tool list offer.
     pub fn invocable(
         &self,
         principal: &Principal,
+        only: Option<&str>,
     ) -> Result<Vec<(Resolved, Vec<femtoclaw_sandbox::Function>)>, Failure> {
         let policy = self.authority.policy()?;
         let mut offered = Vec::new();
-        for entry in self.catalog.list()? {
+        let entries = self.catalog.list()?.into_iter();
+        for entry in entries.filter(|e| only.is_none_or(|name| e.manifest.name == name)) {
             let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
             let Ok(resolved) = self.resolve(&spec) else {
                 continue; // one that no longer loads is not offered

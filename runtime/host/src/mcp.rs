@@ -83,12 +83,21 @@ pub fn tool_name(capability: &str, function: &str) -> Option<String> {
 /// `principal` may invoke, and only the tools `mcp.tools_allow` lists (when it lists any) and
 /// `mcp.tools_deny` does not.
 pub fn tools(host: &Host, principal: &Principal) -> Result<Vec<(ToolRef, Tool)>, Failure> {
+    tools_of(host, principal, None)
+}
+
+/// [`tools`], of the capability named `only` when given.
+fn tools_of(
+    host: &Host,
+    principal: &Principal,
+    only: Option<&str>,
+) -> Result<Vec<(ToolRef, Tool)>, Failure> {
     let exposed = &host.config.mcp;
     let offered = |name: &String| {
         (exposed.tools_allow.is_empty() || exposed.tools_allow.contains(name))
             && !exposed.tools_deny.contains(name)
     };
-    let invocable = host.invocable(principal)?;
+    let invocable = host.invocable(principal, only)?;
     let mut tools = Vec::new();
     for (at, (resolved, functions)) in invocable.iter().enumerate() {
         let m = &resolved.entry.manifest;
@@ -245,7 +254,12 @@ impl Server {
 /// The tool `name` among those `principal` may call, or the JSON-RPC error of a call that
 /// names none (on a blocking thread).
 fn find(host: &Host, principal: &Principal, name: &str) -> Result<ToolRef, ErrorData> {
-    tools(host, principal)
+    // A tool's name starts with its capability's, which has no `.`: only that capability is
+    // resolved, not the whole catalog.
+    let capability = name
+        .split_once('.')
+        .map_or(name, |(capability, _)| capability);
+    tools_of(host, principal, Some(capability))
         .map_err(|f| ErrorData::internal_error(f.message, None))?
         .into_iter()
         .map(|(tool, _)| tool)

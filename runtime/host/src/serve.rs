@@ -675,7 +675,7 @@ async fn capabilities(
 
 fn list(host: &Host, principal: &Principal) -> Result<Json, Failure> {
     let capabilities: Vec<Json> = host
-        .invocable(principal)?
+        .invocable(principal, None)?
         .into_iter()
         .map(|(resolved, functions)| {
             let m = &resolved.entry.manifest;

@@ -793,19 +793,8 @@ fn requests_over_the_limits_get_429_with_retry_after() {
                 .to_string()
                 .as_bytes(),
         );
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/interop/mcp_client.py"
-        );
-        let mcp = std::process::Command::new(common::python())
-            .args([
-                script,
-                "--calls",
-                s(&calls),
-                "--http",
-                &format!("{}/mcp", server.url),
-            ])
-            .args(["--token", &first])
+        let mcp = mcp_client(&calls)
+            .args(["--http", &format!("{}/mcp", server.url), "--token", &first])
             .output()
             .unwrap();
         assert_eq!(code(&mcp), 0, "{}", stderr(&mcp));
@@ -964,14 +953,10 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
         .to_string()
         .as_bytes(),
     );
-    let client = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/interop/mcp_client.py"
-    );
     let run = |token: Option<&str>, calls: &std::path::Path| {
-        let mut command = std::process::Command::new(common::python());
+        let mut command = mcp_client(calls);
         command
-            .args([client, "--calls", s(calls), "--stdio", "--"])
+            .args(["--stdio", "--"])
             .arg(env!("CARGO_BIN_EXE_femtoclaw-host"))
             .args(["--data-dir", s(host.data.path()), "mcp"])
             .env_remove("FEMTOCLAW_POLICY")
@@ -1112,14 +1097,10 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
             .to_string()
             .as_bytes(),
     );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/interop/mcp_client.py"
-    );
     let mcp = format!("{}/mcp", server.url);
     let run = |extra: &[&str]| {
-        std::process::Command::new(common::python())
-            .args([script, "--calls", s(&calls), "--http", &mcp])
+        mcp_client(&calls)
+            .args(["--http", &mcp])
             .args(extra)
             .output()
             .unwrap()
@@ -1228,6 +1209,18 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
     assert_eq!(server.stop(), 0);
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// The independent MCP client (`tests/interop/mcp_client.py`, on the official Python SDK that
+/// `tests/run` installs) making the calls in `calls`; the caller adds the transport.
+fn mcp_client(calls: &std::path::Path) -> std::process::Command {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/mcp_client.py"
+    );
+    let mut command = std::process::Command::new(common::python());
+    command.args([script, "--calls", s(calls)]);
+    command
 }
 
 /// `GET path` on `server` with `token` (none when empty): the body.

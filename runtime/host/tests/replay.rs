@@ -132,6 +132,23 @@ fn report(out: &Output) -> Json {
         .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(out), stderr(out)))
 }
 
+/// The JSON report of a what-if replay of `export` under `policy`, pinning the host's key; the
+/// replay must succeed.
+fn what_if(host: &Host, export: &std::path::Path, policy: &std::path::Path) -> Json {
+    let key = host.key();
+    let out = host.run(&[
+        "replay",
+        s(export),
+        "--key",
+        &key,
+        "--what-if-policy",
+        s(policy),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    report(&out)
+}
+
 #[test]
 fn an_honest_ledger_replays_identically_with_no_side_effect() {
     let (host, export) = recorded();
@@ -357,18 +374,7 @@ fn what_if_lists_every_decision_another_policy_would_change() {
           @id(\"no-divide\")\nforbid (principal, action == FemtoClaw::Action::\"invoke\", resource)\n\
           when { context has function && context.function == \"divide\" };\n",
     );
-    let key = host.key();
-    let out = host.run(&[
-        "replay",
-        s(&export),
-        "--key",
-        &key,
-        "--what-if-policy",
-        s(&policy),
-        "--json",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let r = report(&out);
+    let r = what_if(&host, &export, &policy);
     let changed = r["changed"].as_array().unwrap();
     let find = |action: &str, resource: &str| {
         changed
@@ -414,16 +420,6 @@ fn what_if_asks_with_the_recorded_groups() {
     let export = host.files.path().join("groups.export");
     assert_eq!(code(&host.run(&["log", "export", s(&export)])), 0);
     let policy = host.file("same.cedar", by_group.as_bytes());
-    let key = host.key();
-    let out = host.run(&[
-        "replay",
-        s(&export),
-        "--key",
-        &key,
-        "--what-if-policy",
-        s(&policy),
-        "--json",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(report(&out)["changed"], json!([]), "{}", stdout(&out));
+    let r = what_if(&host, &export, &policy);
+    assert_eq!(r["changed"], json!([]), "{r}");
 }

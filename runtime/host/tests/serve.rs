@@ -1211,6 +1211,59 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+/// The official MCP conformance suite (`@modelcontextprotocol/conformance`, which `tests/run`
+/// installs with the Node.js it needs) against `/mcp`, through a loopback proxy that adds the
+/// bearer token the suite cannot send: every scenario passes but those
+/// `tests/interop/mcp-conformance-baseline.yml` lists (with their reasons), and the suite fails
+/// if one of those passes. The server is still serving afterwards, its ledger verifies.
+#[test]
+fn the_mcp_conformance_suite_passes_but_for_the_listed_scenarios() {
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("{name} is not set: run the test suite with tests/run"))
+    };
+    let (node, suite) = (var("MCP_CONFORMANCE_NODE"), var("MCP_CONFORMANCE_SUITE"));
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = Host::new();
+    // The suite's DNS-rebinding scenario sends the proxy's own origin as the valid one.
+    host.configure(&format!(
+        "[mcp]\nallowed_origins = [\"http://127.0.0.1:{proxy_port}\"]\n"
+    ));
+    let operator = token(&host, "user:local", "operator");
+    let server = Server::start(&host);
+    let interop = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop");
+    let out = std::process::Command::new(common::python())
+        .arg(format!("{interop}/mcp_conformance.py"))
+        .args(["--node", &node, "--suite", &suite, "--token", &operator])
+        .args(["--url", &format!("{}/mcp", server.url)])
+        .args([
+            "--baseline",
+            &format!("{interop}/mcp-conformance-baseline.yml"),
+        ])
+        .args(["--listen", &proxy_port.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("server-initialize: 1 passed, 0 failed")
+            && stdout(&out).contains("dns-rebinding-protection: 2 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(server.stop(), 0);
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
 /// The independent MCP client (`tests/interop/mcp_client.py`, on the official Python SDK that
 /// `tests/run` installs) making the calls in `calls`; the caller adds the transport.
 fn mcp_client(calls: &std::path::Path) -> std::process::Command {

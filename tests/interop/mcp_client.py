@@ -12,7 +12,12 @@ file in order, and prints one JSON object on stdout:
      "calls": [{"name", "isError", "structuredContent", "content", "meta"}, ...]}
 
 ``content`` holds the text of the result's text blocks; ``meta`` is the
-result's ``_meta`` object (or null). The SDK checks ``structuredContent``
+result's ``_meta`` object (or null).
+
+``--await-list-changed``: after the calls, the client prints the line
+``waiting`` on stdout, waits for the server's
+``notifications/tools/list_changed``, lists the tools again and adds them to
+the report as ``tools_after``. The SDK checks ``structuredContent``
 against the tool's ``outputSchema`` on successful calls. A mismatch, a
 JSON-RPC error, a line on the server's stdout that is not JSON-RPC, or a
 broken connection is a failure: the error goes to stderr and the exit status
@@ -64,6 +69,9 @@ def parse_args(argv):
     transport.add_argument("--stdio", action="store_true", help="launch the server command after -- over stdio")
     transport.add_argument("--http", metavar="URL", help="connect to the server over streamable HTTP at URL")
     parser.add_argument("--calls", metavar="FILE", help="JSON array of {name, arguments} tool calls")
+    parser.add_argument(
+        "--await-list-changed", action="store_true", help="after the calls, wait for tools/list_changed and list again"
+    )
     parser.add_argument("--token", help="with --http: send 'Authorization: Bearer TOKEN' on every request")
     parser.add_argument(
         "--header", metavar="NAME:VALUE", action="append", default=[], help="with --http: add a header (repeatable)"
@@ -137,20 +145,28 @@ async def http_transport(url, headers, on_fault):
             yield streams
 
 
-async def talk(transport, calls, message_handler):
+async def list_tools(session):
+    tools, cursor = [], None
+    while True:
+        page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor is not None else None)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if cursor is None:
+            return tools
+
+
+def describe(tools):
+    return [
+        {"name": t.name, "description": t.description, "inputSchema": t.input_schema, "outputSchema": t.output_schema}
+        for t in tools
+    ]
+
+
+async def talk(transport, calls, message_handler, list_changed):
     async with transport as (read, write):
         async with ClientSession(read, write, message_handler=message_handler) as session:
             await session.initialize()
-
-            tools, cursor = [], None
-            while True:
-                page = await session.list_tools(
-                    params=types.PaginatedRequestParams(cursor=cursor) if cursor is not None else None
-                )
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
+            tools = await list_tools(session)
 
             results = []
             for call in calls:
@@ -166,20 +182,17 @@ async def talk(transport, calls, message_handler):
                 )
 
             server = session.server_info
-            return {
+            report = {
                 "protocol_version": session.protocol_version,
                 "server": server.name if server is not None else None,
-                "tools": [
-                    {
-                        "name": t.name,
-                        "description": t.description,
-                        "inputSchema": t.input_schema,
-                        "outputSchema": t.output_schema,
-                    }
-                    for t in tools
-                ],
+                "tools": describe(tools),
                 "calls": results,
             }
+            if list_changed is not None:
+                print("waiting", flush=True)
+                await list_changed.wait()
+                report["tools_after"] = describe(await list_tools(session))
+            return report
 
 
 async def run(args, calls):
@@ -192,16 +205,20 @@ async def run(args, calls):
             faults.append(fault)
             scope.cancel()
 
+        list_changed = anyio.Event() if args.await_list_changed else None
+
         async def on_message(message):
             if isinstance(message, Exception):
                 on_fault(message)
+            elif list_changed is not None and getattr(message, "method", None) == "notifications/tools/list_changed":
+                list_changed.set()
 
         if args.stdio:
             transport = stdio_transport(args.command)
         else:
             transport = http_transport(args.http, args.headers, on_fault)
         try:
-            report = await talk(transport, calls, on_message)
+            report = await talk(transport, calls, on_message, list_changed)
         except Exception:
             if not faults:  # otherwise the fault is the cause, reported below
                 raise

@@ -29,7 +29,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
@@ -44,6 +44,9 @@ pub const RECEIPT_KEY: &str = "femtoclaw/receipt";
 /// How long a client may keep a tool list before asking again, in milliseconds: capabilities
 /// and the policy change while the host serves.
 const LIST_TTL_MS: u64 = 5_000;
+
+/// How often a session checks that its client is still there and whether the policy changed.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The longest tool name MCP clients accept.
 const MAX_TOOL_NAME: usize = 128;
@@ -313,6 +316,34 @@ fn error_line(line: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(line)])
 }
 
+/// Sends `peer` `notifications/tools/list_changed` at each install or removal of a capability
+/// (at once) and each change of the policy in force (seen within [`WATCH_INTERVAL`]), until its
+/// session ends.
+async fn tell_of_changes(host: Arc<Host>, peer: rmcp::Peer<RoleServer>) {
+    let policy_digest = |host: Arc<Host>| async move {
+        tokio::task::spawn_blocking(move || host.authority.policy().ok().map(|p| p.digest()))
+            .await
+            .ok()
+            .flatten()
+    };
+    let mut catalog = host.catalog.changes();
+    let mut policy = policy_digest(Arc::clone(&host)).await;
+    loop {
+        let changed = match tokio::time::timeout(WATCH_INTERVAL, catalog.changed()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_catalog_gone)) => break,
+            Err(_elapsed) if peer.is_transport_closed() => break,
+            Err(_elapsed) => {
+                let now = policy_digest(Arc::clone(&host)).await;
+                std::mem::replace(&mut policy, now) != now
+            }
+        };
+        if changed && peer.notify_tool_list_changed().await.is_err() {
+            break;
+        }
+    }
+}
+
 impl ServerHandler for Server {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -328,6 +359,16 @@ impl ServerHandler for Server {
         .with_instructions(
             "Every tool is a sandboxed capability function; every call is authorized and recorded in a signed ledger, its receipt in the result's _meta[\"femtoclaw/receipt\"].",
         )
+    }
+
+    /// From the client's `initialized` on, it is told when its tool list may have changed
+    /// (see [`tell_of_changes`]).
+    fn on_initialized(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        tokio::spawn(tell_of_changes(Arc::clone(&self.host), context.peer));
+        std::future::ready(())
     }
 
     async fn list_tools(

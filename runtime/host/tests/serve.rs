@@ -1211,6 +1211,70 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+/// A capability installed while `serve` runs reaches a connected MCP client at once: the
+/// server sends `notifications/tools/list_changed`, and the list the client then asks for
+/// offers the new capability's function. So does a change of the policy.
+#[test]
+fn an_mcp_client_is_told_when_the_tool_list_changes() {
+    let host = Host::with_policy(OPEN_POLICY);
+    let operator = token(&host, "user:local", "operator");
+    let server = Server::start(&host);
+    let calls = host.file("calls.json", b"[]");
+    let mcp = format!("{}/mcp", server.url);
+    // The tool names a client listed before and after the change `change` makes.
+    let around = |change: &dyn Fn()| -> (Vec<String>, Vec<String>) {
+        let mut client = mcp_client(&calls)
+            .args(["--http", &mcp, "--token", &operator, "--await-list-changed"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut answer = BufReader::new(client.stdout.take().unwrap());
+        let mut line = String::new();
+        answer.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "waiting");
+        change();
+        let out = client.wait_with_output().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut answer, &mut rest).unwrap();
+        assert_eq!(code(&out), 0, "{rest}{}", stderr(&out));
+        let report: Json = serde_json::from_str(&rest).unwrap();
+        let names = |key: &str| {
+            report[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        (names("tools"), names("tools_after"))
+    };
+    let count = "word-count.count".to_owned();
+
+    let (before, after) = around(&|| {
+        let wasm = host.file("word_count.wasm", FEMTOCLAW_EXAMPLE_WORD_COUNT);
+        let manifest = host.file("word-count.toml", WORD_COUNT_MANIFEST.as_bytes());
+        let out = host.run(&["capability", "add", s(&wasm), "--manifest", s(&manifest)]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    });
+    assert!(
+        !before.contains(&count) && after.contains(&count),
+        "{after:?}"
+    );
+
+    let (before, after) = around(&|| {
+        host.set_policy(&format!(
+            "{OPEN_POLICY}forbid (principal, action == FemtoClaw::Action::\"invoke\", resource) when {{ resource.name == \"word-count\" }};\n"
+        ));
+    });
+    assert!(
+        before.contains(&count) && !after.contains(&count),
+        "{after:?}"
+    );
+    assert!(after.contains(&"hello.greet".to_owned()), "{after:?}");
+    assert_eq!(server.stop(), 0);
+}
+
 /// The official MCP conformance suite (`@modelcontextprotocol/conformance`, which `tests/run`
 /// installs with the Node.js it needs) against `/mcp`, through a loopback proxy that adds the
 /// bearer token the suite cannot send: every scenario passes but those

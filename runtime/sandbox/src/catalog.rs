@@ -318,6 +318,8 @@ pub struct Builtin {
 pub struct Catalog {
     dir: PathBuf,
     embedded: Vec<Entry>,
+    /// Counts the installs and removals this catalog made, for those who watch it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn is_component(bytes: &[u8]) -> bool {
@@ -343,6 +345,7 @@ impl Catalog {
         Ok(Self {
             dir: data_dir.join("capabilities"),
             embedded,
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -415,6 +418,7 @@ impl Catalog {
         )?;
         // The digest last: a capability without it is not installed.
         write_durably(&dir.join("sha256"), format!("{digest}\n").as_bytes())?;
+        self.changed();
         Ok(Entry {
             manifest,
             sha256: digest,
@@ -444,7 +448,18 @@ impl Catalog {
             // The last version gone, its name's directory goes too; one still holding others stays.
             let _ = fs::remove_dir(name_dir);
         }
+        self.changed();
         Ok(entry)
+    }
+
+    /// A watch that sees each install and removal this catalog makes (the MCP server tells
+    /// its clients that their tool lists changed).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|count| *count += 1);
     }
 
     /// Every capability, embedded first, then installed ones by name and version.

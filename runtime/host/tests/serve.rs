@@ -1173,6 +1173,55 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
         "Origin: http://app.example:3000",
     ]);
     assert_eq!(code(&allowed), 0, "an allowed origin: {}", stderr(&allowed));
+    // An `MCP-Protocol-Version` header that disagrees with the body, or names no version, is a
+    // 400 before anything runs.
+    let post = |version: &str, session: Option<&str>, body: Json| {
+        let mut request = client()
+            .post(&mcp)
+            .bearer_auth(&operator)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", version)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send().unwrap()
+    };
+    let initialize = |version: &str| {
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": { "name": "hostile", "version": "1" } } })
+    };
+    let refused = post("2025-06-18", None, initialize("2025-11-25"));
+    assert_eq!(refused.status().as_u16(), 400);
+    assert!(refused.text().unwrap().contains("does not match"));
+    let session = post("2025-11-25", None, initialize("2025-11-25"));
+    assert_eq!(session.status().as_u16(), 200);
+    let session = session.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    assert_eq!(
+        post("2025-11-25", Some(&session), initialized)
+            .status()
+            .as_u16(),
+        202
+    );
+    let list = |meta: Json| json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta } });
+    let refused = post(
+        "2025-11-25",
+        Some(&session),
+        list(json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28" })),
+    );
+    assert_eq!(refused.status().as_u16(), 400);
+    assert!(refused.text().unwrap().contains("does not match"));
+    let refused = post("1999-01-01", Some(&session), list(json!({})));
+    assert_eq!(refused.status().as_u16(), 400);
+    let listed = post("2025-11-25", Some(&session), list(json!({})));
+    assert_eq!(listed.status().as_u16(), 200);
+    assert!(listed.text().unwrap().contains("hello.greet"));
     // A 10 MB body is refused from its length, before it is read.
     let addr = server.url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -150,7 +150,25 @@ pub fn perform(host: &Host, request: Request) -> Result<Json, Failure> {
                 .add(&component, manifest.as_deref(), max_fuel)?;
             // Compiled now, so a component that cannot run is refused at install time.
             let spec = format!("{}@{}", entry.manifest.name, entry.manifest.version);
-            if let Err(refused) = host.resolve(&spec) {
+            let refusal = match host.resolve(&spec) {
+                Err(refused) => Some(refused),
+                Ok(resolved) => {
+                    let functions = resolved.prepared.functions.iter();
+                    crate::mcp::colliding_tool(
+                        &entry.manifest.name,
+                        functions.map(|f| f.name.as_str()),
+                    )
+                    .map(|tool| {
+                        Failure::new(
+                            Code::InvalidArgs,
+                            format!(
+                                "capability {spec}: two of its functions would be the MCP tool `{tool}` (exported interfaces with the same short name)"
+                            ),
+                        )
+                    })
+                }
+            };
+            if let Some(refused) = refusal {
                 let _ = host.catalog.remove(&spec);
                 return Err(refused);
             }

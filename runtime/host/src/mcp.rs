@@ -5,7 +5,8 @@
 //! - **Names**: `<capability>.<function>`; a function of an exported interface is
 //!   `<capability>.<interface>.<function>`, with the interface's short name
 //!   (`femtoclaw:types-guest/math@0.1.0#double` of `types` is `types.math.double`). A name
-//!   outside `[A-Za-z0-9_.-]` or longer than 128 characters is not offered.
+//!   outside `[A-Za-z0-9_.-]` or longer than 128 characters is not offered; a capability two
+//!   of whose functions would share a name is refused at install ([`colliding_tool`]).
 //! - **Schemas**: `inputSchema` is the function's argument schema (`capability inspect`'s) kept
 //!   to the subset model vendors accept for tool parameters ([`portable`]: no `anyOf`, no
 //!   `const`, no list-valued `type`); `outputSchema` is an object with one property, `result`,
@@ -50,6 +51,20 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The longest tool name MCP clients accept.
 const MAX_TOOL_NAME: usize = 128;
+
+/// The first tool name that two of `functions` of `capability` would share (functions of
+/// exported interfaces with the same short name from different packages): such a capability
+/// is refused at install, so that every tool name is one function.
+pub fn colliding_tool<'a>(
+    capability: &str,
+    functions: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    functions
+        .into_iter()
+        .filter_map(|f| tool_name(capability, f))
+        .find(|name| !seen.insert(name.clone()))
+}
 
 /// One tool: what MCP calls it, and the capability function behind it.
 #[derive(Debug, Clone, PartialEq)]
@@ -467,6 +482,23 @@ mod tests {
         );
         assert_eq!(tool_name("bad name", "f"), None);
         assert_eq!(tool_name("a", &"f".repeat(MAX_TOOL_NAME)), None);
+    }
+
+    #[test]
+    fn interfaces_of_the_same_short_name_collide() {
+        let functions = [
+            "greet",
+            "a:one/math@0.1.0#double",
+            "b:two/math@0.2.0#double",
+        ];
+        assert_eq!(
+            colliding_tool("types", functions).as_deref(),
+            Some("types.math.double")
+        );
+        assert_eq!(
+            colliding_tool("types", ["greet", "a:one/math@0.1.0#double"]),
+            None
+        );
     }
 
     #[test]

@@ -99,8 +99,10 @@ fn host_invoke(s: &Setup) -> String {
             &s.resolved,
             "greet",
             &json!({"name": "world"}),
-            Some(FUEL),
-            None,
+            femtoclaw_host::Bounds {
+                fuel: Some(FUEL),
+                ..Default::default()
+            },
         )
         .expect("invoke");
     match invoked.outcome.result {

@@ -143,7 +143,7 @@ fn main() {
         let args = json!({ "name": format!("bench-{i}") });
         let started = Instant::now();
         let outcome = host
-            .invoke(&principal, &resolved, "greet", &args, None, None)
+            .invoke(&principal, &resolved, "greet", &args, Default::default())
             .expect("invoke")
             .outcome;
         outcome.result.expect("result");

@@ -14,6 +14,10 @@ file in order, and prints one JSON object on stdout:
 ``content`` holds the text of the result's text blocks; ``meta`` is the
 result's ``_meta`` object (or null).
 
+A call with ``"timeout": SECONDS`` is abandoned after that long: the SDK then
+sends ``notifications/cancelled`` for it, and its report is
+``{"name", "cancelled": true}``.
+
 ``--await-list-changed``: after the calls, the client prints the line
 ``waiting`` on stdout, waits for the server's
 ``notifications/tools/list_changed``, lists the tools again and adds them to
@@ -170,6 +174,13 @@ async def talk(transport, calls, message_handler, list_changed):
 
             results = []
             for call in calls:
+                if "timeout" in call:
+                    with anyio.move_on_after(call["timeout"]) as waited:
+                        early = await session.call_tool(call["name"], call.get("arguments"))
+                    if waited.cancelled_caught:
+                        results.append({"name": call["name"], "cancelled": True})
+                        continue
+                    raise RuntimeError(f"{call['name']} answered within {call['timeout']} s: {early}")
                 result = await session.call_tool(call["name"], call.get("arguments"))
                 results.append(
                     {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use crate::exit::{Code, Failure};
-use crate::host::{Host, Invoked};
+use crate::host::{Bounds, Host, Invoked};
 use crate::{secrets, tokens};
 
 /// The admin channel of the server holding `data_dir`.
@@ -108,8 +108,11 @@ pub fn perform(host: &Host, request: Request) -> Result<Json, Failure> {
                 &resolved,
                 &function,
                 &args,
-                fuel,
-                deadline_ms.map(Duration::from_millis),
+                Bounds {
+                    fuel,
+                    deadline: deadline_ms.map(Duration::from_millis),
+                    ..Bounds::default()
+                },
             )?;
             invocation(&resolved, &function, &invoked)?
         }

@@ -149,6 +149,9 @@ impl From<&femtoclaw_sandbox::Failure> for Failure {
             F::Limit(_) => Code::Limit,
             F::Trap { .. } => Code::Trap,
             F::Deadline(_) => Code::Deadline,
+            // Only an MCP client withdraws a call, and it no longer waits for the answer: the
+            // class is the deadline's, an interruption from outside the component.
+            F::Cancelled(_) => Code::Deadline,
         };
         Self::new(code, f)
     }

@@ -38,6 +38,17 @@ pub struct Host {
     lock: Option<std::sync::Mutex<crate::lock::DirLock>>,
 }
 
+/// What the caller of [`Host::invoke`] asks of an invocation besides its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// The fuel budget, if less than the manifest's.
+    pub fuel: Option<u64>,
+    /// The wall-clock deadline, if less than the operator's.
+    pub deadline: Option<Duration>,
+    /// Set while it runs, it ends the invocation, recorded as cancelled.
+    pub cancel: femtoclaw_sandbox::watchdog::Cancel,
+}
+
 /// An invocation that ran: its outcome, the receipt of its final append and its number.
 pub struct Invoked {
     /// What the run produced.
@@ -220,15 +231,20 @@ impl Host {
     /// result is returned only once those entries are durable. A host call that changes the
     /// world is performed only once the entries before it and its intent are durable; the
     /// receipt names the entries appended at the end, [`Outcome::written_ahead`] the others.
+    /// `bounds` are the caller's: less fuel or time than the operator allows, and a withdrawal.
     pub fn invoke(
         &self,
         principal: &Principal,
         resolved: &Resolved,
         function: &str,
         args: &Json,
-        fuel: Option<u64>,
-        deadline: Option<Duration>,
+        bounds: Bounds,
     ) -> Result<Invoked, Failure> {
+        let Bounds {
+            fuel,
+            deadline,
+            cancel,
+        } = bounds;
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
         let start = self.start(principal, resolved, function, fuel, &policy)?;
@@ -256,6 +272,7 @@ impl Host {
         let operator = limits.deadline;
         let context = Context {
             deadline: deadline.map_or(operator, |asked| asked.min(operator)),
+            cancel,
             journal: Some(Journal::new(
                 start.clone(),
                 invoke.clone(),

@@ -29,4 +29,4 @@ pub mod settings;
 pub mod tokens;
 
 pub use exit::{Code, Failure};
-pub use host::{Host, Invoked, Resolved};
+pub use host::{Bounds, Host, Invoked, Resolved};

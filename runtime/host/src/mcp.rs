@@ -36,8 +36,10 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
 use serde_json::{Map, Value as Json, json};
 
+use femtoclaw_sandbox::watchdog::Cancel;
+
 use crate::exit::{Code, Failure};
-use crate::host::Host;
+use crate::host::{Bounds, Host};
 
 /// The `_meta` key of a result's receipt.
 pub const RECEIPT_KEY: &str = "femtoclaw/receipt";
@@ -290,19 +292,25 @@ fn find(host: &Host, principal: &Principal, name: &str) -> Result<ToolRef, Error
         })
 }
 
-/// Runs `tool` with `arguments` for `principal` within `deadline` (on a blocking thread): the
-/// tool result, or the JSON-RPC error of arguments that do not fit.
+/// Runs `tool` with `arguments` for `principal` within `deadline` (on a blocking thread),
+/// until `cancel` is set: the tool result, or the JSON-RPC error of arguments that do not fit.
 fn run(
     host: &Host,
     principal: &Principal,
     tool: &ToolRef,
     arguments: Option<Map<String, Json>>,
     deadline: Option<std::time::Duration>,
+    cancel: Cancel,
 ) -> Result<CallToolResult, ErrorData> {
     let args = Json::Object(arguments.unwrap_or_default());
-    let invoked = host.resolve(&tool.capability).and_then(|resolved| {
-        host.invoke(principal, &resolved, &tool.function, &args, None, deadline)
-    });
+    let bounds = Bounds {
+        deadline,
+        cancel,
+        ..Bounds::default()
+    };
+    let invoked = host
+        .resolve(&tool.capability)
+        .and_then(|resolved| host.invoke(principal, &resolved, &tool.function, &args, bounds));
     let invoked = match invoked {
         Ok(invoked) => invoked,
         // Arguments that do not fit the schema are the caller's mistake, not the tool's.
@@ -423,12 +431,23 @@ impl ServerHandler for Server {
             },
             None => (None, None),
         };
-        let host = Arc::clone(&self.host);
-        let arguments = request.arguments;
-        let result =
-            tokio::task::spawn_blocking(move || run(&host, &principal, &tool, arguments, deadline))
-                .await
-                .map_err(joined)?;
+        let (host, arguments) = (Arc::clone(&self.host), request.arguments);
+        let cancel = Cancel::default();
+        let withdraw = cancel.clone();
+        let running = tokio::task::spawn_blocking(move || {
+            run(&host, &principal, &tool, arguments, deadline, cancel)
+        });
+        tokio::pin!(running);
+        // A client's `notifications/cancelled` withdraws the invocation: it ends at the
+        // sandbox's next tick, recorded as cancelled.
+        let result = tokio::select! {
+            result = &mut running => result,
+            () = context.ct.cancelled() => {
+                withdraw.cancel();
+                running.await
+            }
+        }
+        .map_err(joined)?;
         drop(turn);
         result.map(CallToolResponse::from)
     }

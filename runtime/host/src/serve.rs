@@ -40,7 +40,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::Semaphore;
 
 use crate::exit::{Code, Failure};
-use crate::host::Host;
+use crate::host::{Bounds, Host};
 use crate::{admin, tokens};
 
 /// The server's state: the host, its token store and the gates invocations pass.
@@ -541,8 +541,11 @@ fn run(
         &resolved,
         &request.function,
         &request.args,
-        request.fuel,
-        Some(deadline),
+        Bounds {
+            fuel: request.fuel,
+            deadline: Some(deadline),
+            ..Bounds::default()
+        },
     )?;
     let outcome = &invoked.outcome;
     let result = outcome.result.as_ref().map_err(Failure::from)?;

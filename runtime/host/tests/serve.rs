@@ -11,7 +11,9 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
-use femtoclaw_tests::{FEMTOCLAW_EXAMPLE_WORD_COUNT, WORD_COUNT_MANIFEST};
+use femtoclaw_tests::{
+    FEMTOCLAW_EXAMPLE_WORD_COUNT, FEMTOCLAW_GUEST_MISBEHAVE, WORD_COUNT_MANIFEST,
+};
 use serde_json::{Value as Json, json};
 
 /// A running server on a loopback port the system picked.
@@ -756,10 +758,7 @@ fn concurrent_key_value_writes_keep_the_ledger_order() {
 #[test]
 fn requests_over_the_limits_get_429_with_retry_after() {
     let host = Host::with_policy(OPEN_POLICY);
-    host.add(
-        femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE,
-        MISBEHAVE_MANIFEST,
-    );
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
     host.configure(
         "[server]\nconcurrency = 1\nqueue = 0\nper_principal = 1\n\n[limits]\ndeadline_ms = 20000\nmax_fuel = 1000000000000\n",
     );
@@ -867,10 +866,7 @@ fn requests_over_the_limits_get_429_with_retry_after() {
 #[test]
 fn every_request_has_a_deadline_and_a_stop_waits_only_the_grace() {
     let host = Host::with_policy(OPEN_POLICY);
-    host.add(
-        femtoclaw_tests::FEMTOCLAW_GUEST_MISBEHAVE,
-        MISBEHAVE_MANIFEST,
-    );
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, MISBEHAVE_MANIFEST);
     host.configure(
         "[server]\nrequest_timeout_ms = 300\n\n[limits]\ndeadline_ms = 600000\nmax_fuel = 1000000000000\n",
     );
@@ -1256,6 +1252,51 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
     assert_eq!(server.stop(), 0);
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// An MCP client (the official SDK, over stdio) that gives up on a long call sends
+/// `notifications/cancelled`: the invocation ends at the sandbox's next tick, recorded as
+/// cancelled (an interruption replay reports, not a result), and the session goes on serving.
+#[test]
+fn an_mcp_call_the_client_cancels_ends_recorded_as_cancelled() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.configure("[limits]\ndeadline_ms = 120000\nmax_fuel = 1000000000000000\n");
+    let spinner = MISBEHAVE_MANIFEST.replace("fuel = 5000000\n", "fuel = 1000000000000000\n");
+    host.add(FEMTOCLAW_GUEST_MISBEHAVE, &spinner);
+    let calls = host.file(
+        "calls.json",
+        json!([
+            { "name": "misbehave.spin", "arguments": {}, "timeout": 1.0 },
+            { "name": "hello.greet", "arguments": { "name": "Ada" } },
+        ])
+        .to_string()
+        .as_bytes(),
+    );
+    let out = mcp_client(&calls)
+        .args(["--stdio", "--"])
+        .arg(env!("CARGO_BIN_EXE_femtoclaw-host"))
+        .args(["--data-dir", s(host.data.path()), "mcp"])
+        .env_remove("FEMTOCLAW_POLICY")
+        .env_remove("FEMTOCLAW_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let answer: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(answer["calls"][0]["cancelled"], true, "{answer}");
+    assert_eq!(
+        answer["calls"][1]["structuredContent"],
+        json!({ "result": "Hello, Ada!" })
+    );
+
+    // The spin, with fuel for minutes more and a deadline two minutes away, ended then.
+    let entries = host.entries();
+    let trap = entries
+        .iter()
+        .find(|e| e["entry"]["type"] == "trap")
+        .expect("the cancelled invocation's trap is recorded");
+    assert_eq!(trap["entry"]["kind"], "cancelled", "{trap}");
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }

@@ -47,7 +47,7 @@ use sha2::Sha256;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store, Trap};
-use watchdog::DeadlineExceeded;
+use watchdog::{Cancelled, DeadlineExceeded};
 
 use femtoclaw_ledger::Value;
 use femtoclaw_policy::{CallChecker, CapabilityRef, LinkGrant, PolicySet, Principal, Requests};
@@ -81,6 +81,8 @@ pub struct Context {
     pub max_recorded_bytes: u64,
     /// The wall-clock time the invocation may take, host calls included (see [`watchdog`]).
     pub deadline: std::time::Duration,
+    /// Set by the caller to withdraw the invocation while it runs.
+    pub cancel: watchdog::Cancel,
     /// Writes the invocation's entries ahead of every call that changes the world; `None`
     /// when nothing records the invocation.
     pub journal: Option<record::Journal>,
@@ -95,6 +97,7 @@ impl Context {
             host: HostContext::default(),
             max_recorded_bytes: gate::MAX_RECORDED_BYTES,
             deadline: watchdog::DEFAULT_DEADLINE,
+            cancel: watchdog::Cancel::default(),
             journal: None,
         }
     }
@@ -258,6 +261,10 @@ pub enum Failure {
     /// result replay can reproduce.
     #[error(transparent)]
     Deadline(#[from] DeadlineExceeded),
+    /// The caller withdrew the invocation ([`watchdog::Cancel`]): an interruption from outside
+    /// the component, like a deadline.
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
 }
 
 impl Failure {
@@ -268,6 +275,7 @@ impl Failure {
             Failure::Limit(_) => record::LIMIT,
             Failure::Trap { .. } => "trap",
             Failure::Deadline(_) => record::DEADLINE,
+            Failure::Cancelled(_) => record::CANCELLED,
         }
     }
 }
@@ -778,7 +786,10 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| store.data().deadline.on_tick());
+        store.epoch_deadline_callback(|store| {
+            store.data().cancel.check()?;
+            store.data().deadline.on_tick()
+        });
         store.set_hostcall_fuel(16 << 20);
         let run = store.set_fuel(fuel).and_then(|()| {
             let instance = pre.instantiate(&mut store)?;
@@ -914,6 +925,9 @@ fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
     }
     if let Some(deadline) = error.downcast_ref::<DeadlineExceeded>() {
         return Failure::Deadline(*deadline);
+    }
+    if let Some(cancelled) = error.downcast_ref::<Cancelled>() {
+        return Failure::Cancelled(*cancelled);
     }
     // More invocations at once than the pool holds: the host's capacity, not the guest's fault.
     if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {

@@ -38,6 +38,9 @@ pub const INTERRUPTED: &str = "interrupted";
 /// The trap kind of an invocation that ran past its wall-clock deadline.
 pub const DEADLINE: &str = "deadline";
 
+/// The trap kind of an invocation its caller withdrew while it ran.
+pub const CANCELLED: &str = "cancelled";
+
 /// The trap kind of an invocation that ran into a limit, or was refused at one before it ran.
 pub const LIMIT: &str = "limit";
 

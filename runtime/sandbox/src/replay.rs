@@ -224,11 +224,16 @@ impl Recorded {
     }
 
     /// Whether the recording ended by an interruption from outside the component: the host
-    /// stopped during it, or its wall-clock deadline passed. Such an ending depends on when,
+    /// stopped during it, its wall-clock deadline passed, or its caller withdrew it. Such an ending depends on when,
     /// not on what the component computes, so it is reported and never re-executed.
     pub fn interrupted(&self) -> bool {
         self.trap.as_ref().is_some_and(|(kind, _)| {
-            [crate::record::INTERRUPTED, crate::record::DEADLINE].contains(&kind.as_str())
+            [
+                crate::record::INTERRUPTED,
+                crate::record::DEADLINE,
+                crate::record::CANCELLED,
+            ]
+            .contains(&kind.as_str())
         })
     }
 

@@ -132,6 +132,7 @@ pub struct State {
     pub(crate) stderr: Capture,
     pub(crate) host: HostState,
     pub(crate) deadline: Deadline,
+    pub(crate) cancel: crate::watchdog::Cancel,
 }
 
 impl State {
@@ -160,6 +161,7 @@ impl State {
             stderr,
             host,
             deadline: Deadline::from_now(context.deadline),
+            cancel: context.cancel,
         }
     }
 }

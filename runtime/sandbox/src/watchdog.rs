@@ -7,7 +7,12 @@
 //! deadline again when a call returns. Running past it ends the invocation with
 //! [`DeadlineExceeded`], an interruption from outside the component that replay reports and
 //! does not re-execute. Epoch checks consume no fuel: fuel counts are the same with them.
+//!
+//! The same tick sees a [`Cancel`]: a caller that withdraws its invocation (an MCP client's
+//! `notifications/cancelled`) ends it with [`Cancelled`], recorded like a deadline.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, UpdateDeadline};
@@ -25,6 +30,32 @@ pub struct DeadlineExceeded {
     /// The deadline it had.
     pub deadline: Duration,
 }
+
+/// A caller's withdrawal of an invocation: set once from any thread, seen by the running
+/// store at its next tick. The default is never set.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Withdraws the invocation.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// `Err` once withdrawn.
+    pub(crate) fn check(&self) -> Result<(), Cancelled> {
+        if self.0.load(Ordering::Relaxed) {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The caller withdrew an invocation while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled: the caller withdrew the invocation while it ran")]
+pub struct Cancelled;
 
 /// When one invocation must be done; `None` in replay, which fuel alone bounds (a replay is
 /// compared with its recording, and a wall-clock stop would read as a divergence).

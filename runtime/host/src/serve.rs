@@ -43,10 +43,11 @@ use crate::exit::{Code, Failure};
 use crate::host::{Bounds, Host};
 use crate::{admin, tokens};
 
-/// The server's state: the host, its token store and the gates invocations pass.
+/// The server's state: the host, who checks its bearer credentials, and the gates invocations
+/// pass.
 struct App {
     host: Arc<Host>,
-    tokens: tokens::Store,
+    authenticator: Arc<dyn tokens::Authenticator>,
     running: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
@@ -89,7 +90,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
     let max_body = server.max_body_bytes;
     let grace = server.shutdown_grace;
     let app = Arc::new(App {
-        tokens: tokens::Store::new(&host.data_dir),
+        authenticator: Arc::new(tokens::Store::new(&host.data_dir)),
         running: Arc::new(Semaphore::new(server.concurrency)),
         waiting: AtomicUsize::new(0),
         queue: server.queue,
@@ -257,11 +258,11 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Problem> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("this route needs `Authorization: Bearer <token>`".into()))?;
-    let token = app
-        .tokens
-        .authenticate(presented.trim())
+    let principal = app
+        .authenticator
+        .principal_of(presented.trim())
         .map_err(|refused| unauthorized(refused.to_string()))?;
-    Ok(token.principal()?)
+    Ok(principal?)
 }
 
 /// The base URL a request reached the server by, from its `Host` header.

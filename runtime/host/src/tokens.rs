@@ -187,6 +187,21 @@ impl Store {
     }
 }
 
+/// Who a bearer credential acts for: the one check of every HTTP API and MCP request. The
+/// host's own tokens ([`Store`]) are one; an external OAuth issuer's access tokens would be
+/// another, plugged in where the server is made.
+pub trait Authenticator: Send + Sync {
+    /// The principal `bearer` acts for; a credential that is unknown, expired or revoked is a
+    /// [`Refused`].
+    fn principal_of(&self, bearer: &str) -> Result<Result<Principal, Failure>, Refused>;
+}
+
+impl Authenticator for Store {
+    fn principal_of(&self, bearer: &str) -> Result<Result<Principal, Failure>, Refused> {
+        self.authenticate(bearer).map(|token| token.principal())
+    }
+}
+
 /// The file that keeps the token `name`.
 fn file(name: &str) -> String {
     format!("{name}.json")

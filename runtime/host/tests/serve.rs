@@ -1218,6 +1218,57 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
     let listed = post("2025-11-25", Some(&session), list(json!({})));
     assert_eq!(listed.status().as_u16(), 200);
     assert!(listed.text().unwrap().contains("hello.greet"));
+    // Spec 2026-07-28, without a session: each request carries its version, client and
+    // capabilities in `_meta`, and the `Mcp-Method` (and for a call `Mcp-Name`) header.
+    let stateless = |id: u64, method: &str, mut params: Json| {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": { "name": "stateless", "version": "1" },
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let mut request = client()
+            .post(&mcp)
+            .bearer_auth(&operator)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        if let Some(name) = params["name"].as_str() {
+            request = request.header("mcp-name", name);
+        }
+        let answer = request.body(body.to_string()).send().unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{method}");
+        let text = answer.text().unwrap();
+        let data = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .find(|l| l.contains("\"jsonrpc\""))
+            .unwrap_or_else(|| panic!("{method}: {text}"));
+        serde_json::from_str::<Json>(data).unwrap()["result"].clone()
+    };
+    let discovered = stateless(3, "server/discover", json!({}));
+    assert!(
+        discovered["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{discovered}"
+    );
+    let called = stateless(
+        4,
+        "tools/call",
+        json!({ "name": "hello.greet", "arguments": { "name": "Bo" } }),
+    );
+    assert_eq!(
+        called["structuredContent"],
+        json!({ "result": "Hello, Bo!" }),
+        "{called}"
+    );
+    assert!(
+        called["_meta"]["femtoclaw/receipt"]["entries"][1].is_u64(),
+        "{called}"
+    );
     // A 10 MB body is refused from its length, before it is read.
     let addr = server.url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -950,13 +950,7 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
         .as_bytes(),
     );
     let run = |token: Option<&str>, calls: &std::path::Path| {
-        let mut command = mcp_client(calls);
-        command
-            .args(["--stdio", "--"])
-            .arg(env!("CARGO_BIN_EXE_femtoclaw-host"))
-            .args(["--data-dir", s(host.data.path()), "mcp"])
-            .env_remove("FEMTOCLAW_POLICY")
-            .env_remove("FEMTOCLAW_TOKEN");
+        let mut command = mcp_stdio_client(&host, calls);
         if let Some(token) = token {
             command.env("FEMTOCLAW_TOKEN", token);
         }
@@ -1297,14 +1291,7 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
         "{}",
         stderr(&refused)
     );
-    let health = client()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .unwrap();
-    assert_eq!(health.status().as_u16(), 200);
-    assert_eq!(server.stop(), 0);
-    let verified = host.run(&["log", "verify"]);
-    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    still_serving_then_verified(server, &host);
 }
 
 /// An MCP client (the official SDK, over stdio) that gives up on a long call sends
@@ -1325,14 +1312,7 @@ fn an_mcp_call_the_client_cancels_ends_recorded_as_cancelled() {
         .to_string()
         .as_bytes(),
     );
-    let out = mcp_client(&calls)
-        .args(["--stdio", "--"])
-        .arg(env!("CARGO_BIN_EXE_femtoclaw-host"))
-        .args(["--data-dir", s(host.data.path()), "mcp"])
-        .env_remove("FEMTOCLAW_POLICY")
-        .env_remove("FEMTOCLAW_TOKEN")
-        .output()
-        .unwrap();
+    let out = mcp_stdio_client(&host, &calls).output().unwrap();
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     let answer: Json = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(answer["calls"][0]["cancelled"], true, "{answer}");
@@ -1459,14 +1439,7 @@ fn the_mcp_conformance_suite_passes_but_for_the_listed_scenarios() {
         "{}",
         stdout(&out)
     );
-    let health = client()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .unwrap();
-    assert_eq!(health.status().as_u16(), 200);
-    assert_eq!(server.stop(), 0);
-    let verified = host.run(&["log", "verify"]);
-    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    still_serving_then_verified(server, &host);
 }
 
 /// The independent MCP client (`tests/interop/mcp_client.py`, on the official Python SDK that
@@ -1479,6 +1452,31 @@ fn mcp_client(calls: &std::path::Path) -> std::process::Command {
     let mut command = std::process::Command::new(common::python());
     command.args([script, "--calls", s(calls)]);
     command
+}
+
+/// The independent MCP client over stdio, launching `femtoclaw-host mcp` on `host`'s data
+/// directory (no policy or token from the environment) for the calls in `calls`.
+fn mcp_stdio_client(host: &Host, calls: &std::path::Path) -> std::process::Command {
+    let mut command = mcp_client(calls);
+    command
+        .args(["--stdio", "--"])
+        .arg(env!("CARGO_BIN_EXE_femtoclaw-host"))
+        .args(["--data-dir", s(host.data.path()), "mcp"])
+        .env_remove("FEMTOCLAW_POLICY")
+        .env_remove("FEMTOCLAW_TOKEN");
+    command
+}
+
+/// After hostile requests: `server` still answers, stops cleanly, and `host`'s ledger verifies.
+fn still_serving_then_verified(server: Server, host: &Host) {
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(server.stop(), 0);
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
 /// `GET path` on `server` with `token` (none when empty): the body.

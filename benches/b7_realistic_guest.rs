@@ -413,6 +413,8 @@ impl Setup {
             fuel_budget: self.manifest.fuel,
             policy_digest: self.policy.digest(),
             function: w.function.to_owned(),
+            trace_id: None,
+            approval: None,
         };
         let entries = record::ran(&start, &invoke, &outcome);
         (outcome.result.expect("textstats ran"), entries)

@@ -773,6 +773,8 @@ mod write_ahead {
             fuel_budget: 50_000_000,
             policy_digest: [2; 32],
             function: "write-file".into(),
+            trace_id: None,
+            approval: None,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Bounds {
     pub deadline: Option<Duration>,
     /// Set while it runs, it ends the invocation, recorded as cancelled.
     pub cancel: femtoclaw_sandbox::watchdog::Cancel,
+    /// The caller's W3C trace id (from its `traceparent`), recorded in the start entry.
+    pub trace_id: Option<[u8; 16]>,
 }
 
 /// An invocation that ran: its outcome, the receipt of its final append and its number.
@@ -244,10 +246,14 @@ impl Host {
             fuel,
             deadline,
             cancel,
+            trace_id,
         } = bounds;
         let entry = &resolved.entry;
         let policy = self.authority.policy()?;
-        let start = self.start(principal, resolved, function, fuel, &policy)?;
+        let start = Start {
+            trace_id,
+            ..self.start(principal, resolved, function, fuel, &policy)?
+        };
         let fuel = start.fuel_budget;
         let cap = authority::capability_ref(entry);
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
@@ -359,6 +365,8 @@ impl Host {
             fuel_budget,
             policy_digest: policy.digest(),
             function: function.to_owned(),
+            trace_id: None,
+            approval: None,
         })
     }
 

@@ -67,6 +67,16 @@ impl Writer {
         self.raw(v);
     }
 
+    pub(crate) fn opt_u64(&mut self, v: &Option<u64>) {
+        match v {
+            None => self.u8(0),
+            Some(n) => {
+                self.u8(1);
+                self.u64(*n);
+            }
+        }
+    }
+
     pub(crate) fn opt_digest(&mut self, v: &Option<[u8; 32]>) {
         match v {
             None => self.u8(0),
@@ -116,7 +126,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let offset = self.pos;
         let s = self.take(N)?;
         <[u8; N]>::try_from(s).map_err(|_| DecodeError::UnexpectedEnd { offset })
@@ -202,6 +212,14 @@ impl<'a> Reader<'a> {
                 tag: b,
                 offset,
             }),
+        }
+    }
+
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+        if self.option_tag()? {
+            Ok(Some(self.u64()?))
+        } else {
+            Ok(None)
         }
     }
 

@@ -1,7 +1,8 @@
 //! Ledger entries and their canonical, versioned binary encoding.
 //!
-//! Version 2 layout (version 1 lacked the invocation start's groups and manifest digest, and is
-//! no longer read): one version byte (`2`), one kind byte, then the fields of the kind
+//! Version 3 layout (version 2 lacked the invocation start's trace id and approval and the
+//! approval kind; version 1 also the start's groups and manifest digest; neither is read any
+//! longer): one version byte (`2`), one kind byte, then the fields of the kind
 //! in declaration order. Integers are fixed-width little-endian; strings and byte strings
 //! are a u32 length followed by the bytes; digests are 32 raw bytes; an option is `0`
 //! or `1` followed by the value; lists are a u32 count followed by the items. Nothing is
@@ -16,7 +17,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::value::{Value, decode_opt_value, encode_opt_value, skip_opt, skip_value};
 
 /// The encoding version written by this build.
-pub const ENCODING_VERSION: u8 = 2;
+pub const ENCODING_VERSION: u8 = 3;
 
 /// One record of the ledger: a leaf of the Merkle tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,12 +53,19 @@ pub enum Entry {
         /// Fuel the invocation may use.
         fuel_budget: u64,
         /// Digest of the policy in force, once policy exists.
-        #[serde(with = "crate::serde_util::opt_hex32")]
+        #[serde(with = "crate::serde_util::opt_hex")]
         policy_digest: Option<[u8; 32]>,
         /// Exported function called.
         function: String,
         /// Named arguments, in parameter order.
         args: Vec<(String, Value)>,
+        /// The W3C trace id of the caller's trace (`traceparent`), when it sent one: metadata
+        /// that leads from a trace to the ledger and back. Replay ignores it.
+        #[serde(with = "crate::serde_util::opt_hex")]
+        trace_id: Option<[u8; 16]>,
+        /// The invocation whose recorded approval let this one run (an approval is spent by
+        /// the one invocation that names it), when the policy required one.
+        approval: Option<u64>,
     },
     /// A host call made by the guest through the gate.
     HostCall {
@@ -133,7 +141,7 @@ pub enum Entry {
         /// Key name.
         name: String,
         /// Key id of the key replaced, if any.
-        #[serde(with = "crate::serde_util::opt_hex4")]
+        #[serde(with = "crate::serde_util::opt_hex")]
         old_key_id: Option<[u8; 4]>,
         /// The new verifier key, in C2SP vkey form.
         new_verifier_key: String,
@@ -173,6 +181,28 @@ pub enum Entry {
         /// SHA-256 of the token.
         #[serde(with = "crate::serde_util::hex32")]
         token_sha256: [u8; 32],
+    },
+    /// A step of a human approval: an invocation the policy allows only once a person has
+    /// approved that exact call was asked for (`request`), then approved (`grant`) or refused
+    /// (`deny`). The invocation that asked is the approval's id; the one that runs under a
+    /// grant names it in its start ([`Entry::InvocationStart::approval`]).
+    Approval {
+        /// The invocation that asked, recorded as pending: the approval's id.
+        request: u64,
+        /// `request`, `grant` or `deny`.
+        action: String,
+        /// SHA-256 of what is approved: principal, capability, version, function and the
+        /// SHA-256 of the canonical arguments.
+        #[serde(with = "crate::serde_util::hex32")]
+        fingerprint: [u8; 32],
+        /// Who asked (`request`) or decided (`grant`, `deny`).
+        by: String,
+        /// Why, in the decider's words (empty when none was given).
+        reason: String,
+        /// When, seconds since the Unix epoch.
+        at: u64,
+        /// Until when a grant may be used, seconds since the Unix epoch.
+        expires: Option<u64>,
     },
 }
 
@@ -242,6 +272,7 @@ mod kind {
     pub(super) const KEY_CHANGE: u8 = 7;
     pub(super) const HOST_CALL_INTENT: u8 = 8;
     pub(super) const TOKEN_CHANGE: u8 = 9;
+    pub(super) const APPROVAL: u8 = 10;
 }
 
 impl Entry {
@@ -300,7 +331,7 @@ impl Entry {
         }
         refs
     }
-    /// The canonical version-1 encoding.
+    /// The canonical encoding (of [`ENCODING_VERSION`]).
     ///
     /// A field longer than 4 GiB cannot be expressed; [`Entry::try_encode`] reports it,
     /// this function then returns an encoding that [`Entry::decode`] refuses.
@@ -308,7 +339,7 @@ impl Entry {
         self.encode_writer().buf
     }
 
-    /// The canonical version-1 encoding, refusing fields longer than 4 GiB.
+    /// The canonical encoding, refusing fields longer than 4 GiB.
     pub fn try_encode(&self) -> Result<Vec<u8>, EncodeError> {
         let w = self.encode_writer();
         if w.overflow {
@@ -349,6 +380,8 @@ impl Entry {
                 policy_digest,
                 function,
                 args,
+                trace_id,
+                approval,
             } => {
                 w.u8(kind::INVOCATION_START);
                 w.u64(*invocation);
@@ -372,6 +405,14 @@ impl Entry {
                     w.str(name);
                     v.encode_into(&mut w);
                 }
+                match trace_id {
+                    None => w.u8(0),
+                    Some(id) => {
+                        w.u8(1);
+                        w.raw(id);
+                    }
+                }
+                w.opt_u64(approval);
             }
             Entry::HostCall {
                 invocation,
@@ -492,14 +533,26 @@ impl Entry {
                 for group in groups {
                     w.str(group);
                 }
-                match expires {
-                    None => w.u8(0),
-                    Some(at) => {
-                        w.u8(1);
-                        w.u64(*at);
-                    }
-                }
+                w.opt_u64(expires);
                 w.digest(token_sha256);
+            }
+            Entry::Approval {
+                request,
+                action,
+                fingerprint,
+                by,
+                reason,
+                at,
+                expires,
+            } => {
+                w.u8(kind::APPROVAL);
+                w.u64(*request);
+                w.str(action);
+                w.digest(fingerprint);
+                w.str(by);
+                w.str(reason);
+                w.u64(*at);
+                w.opt_u64(expires);
             }
         }
         w
@@ -538,6 +591,12 @@ impl Entry {
                     let name = r.string()?;
                     args.push((name, Value::decode_from(&mut r, 0)?));
                 }
+                let trace_id = if r.option_tag()? {
+                    Some(r.array::<16>()?)
+                } else {
+                    None
+                };
+                let approval = r.opt_u64()?;
                 Entry::InvocationStart {
                     invocation,
                     principal,
@@ -553,6 +612,8 @@ impl Entry {
                     policy_digest,
                     function,
                     args,
+                    trace_id,
+                    approval,
                 }
             }
             kind::HOST_CALL => Entry::HostCall {
@@ -629,12 +690,17 @@ impl Entry {
                     }
                     groups
                 },
-                expires: if r.option_tag()? {
-                    Some(r.u64()?)
-                } else {
-                    None
-                },
+                expires: r.opt_u64()?,
                 token_sha256: r.digest()?,
+            },
+            kind::APPROVAL => Entry::Approval {
+                request: r.u64()?,
+                action: r.string()?,
+                fingerprint: r.digest()?,
+                by: r.string()?,
+                reason: r.string()?,
+                at: r.u64()?,
+                expires: r.opt_u64()?,
             },
             other => {
                 return Err(DecodeError::BadTag {
@@ -681,6 +747,10 @@ impl Entry {
                     r.skip_string()?;
                     skip_value(&mut r, 0)?;
                 }
+                if r.option_tag()? {
+                    r.array::<16>()?; // trace id
+                }
+                r.opt_u64()?; // approval
             }
             kind::HOST_CALL => {
                 r.u64()?;
@@ -742,10 +812,17 @@ impl Entry {
                 for _ in 0..n {
                     r.skip_string()?; // group
                 }
-                if r.option_tag()? {
-                    r.u64()?;
-                }
+                r.opt_u64()?; // expires
                 r.digest()?;
+            }
+            kind::APPROVAL => {
+                r.u64()?;
+                r.skip_string()?; // action
+                r.digest()?;
+                r.skip_string()?; // by
+                r.skip_string()?; // reason
+                r.u64()?;
+                r.opt_u64()?; // expires
             }
             other => {
                 return Err(DecodeError::BadTag {
@@ -802,9 +879,10 @@ impl Entry {
             | Entry::Decision { invocation, .. }
             | Entry::Trap { invocation, .. }
             | Entry::InvocationEnd { invocation, .. } => Some(*invocation),
-            Entry::PolicyChange { .. } | Entry::KeyChange { .. } | Entry::TokenChange { .. } => {
-                None
-            }
+            Entry::PolicyChange { .. }
+            | Entry::KeyChange { .. }
+            | Entry::TokenChange { .. }
+            | Entry::Approval { .. } => None,
         }
     }
 
@@ -820,6 +898,7 @@ impl Entry {
             Entry::KeyChange { .. } => "key-change",
             Entry::HostCallIntent { .. } => "host-call-intent",
             Entry::TokenChange { .. } => "token-change",
+            Entry::Approval { .. } => "approval",
         }
     }
 }
@@ -830,16 +909,17 @@ mod tests {
 
     use super::Entry;
 
-    const GOLDEN: [&[u8]; 9] = [
-        include_bytes!("../tests/golden/v2/invocation-start.bin"),
-        include_bytes!("../tests/golden/v2/host-call.bin"),
-        include_bytes!("../tests/golden/v2/decision.bin"),
-        include_bytes!("../tests/golden/v2/trap.bin"),
-        include_bytes!("../tests/golden/v2/invocation-end.bin"),
-        include_bytes!("../tests/golden/v2/policy-change.bin"),
-        include_bytes!("../tests/golden/v2/key-change.bin"),
-        include_bytes!("../tests/golden/v2/host-call-intent.bin"),
-        include_bytes!("../tests/golden/v2/token-change.bin"),
+    const GOLDEN: [&[u8]; 10] = [
+        include_bytes!("../tests/golden/v3/invocation-start.bin"),
+        include_bytes!("../tests/golden/v3/host-call.bin"),
+        include_bytes!("../tests/golden/v3/decision.bin"),
+        include_bytes!("../tests/golden/v3/trap.bin"),
+        include_bytes!("../tests/golden/v3/invocation-end.bin"),
+        include_bytes!("../tests/golden/v3/policy-change.bin"),
+        include_bytes!("../tests/golden/v3/key-change.bin"),
+        include_bytes!("../tests/golden/v3/host-call-intent.bin"),
+        include_bytes!("../tests/golden/v3/token-change.bin"),
+        include_bytes!("../tests/golden/v3/approval.bin"),
     ];
 
     fn same_verdict(bytes: &[u8]) {

@@ -20,45 +20,26 @@ pub(crate) mod hex32 {
     }
 }
 
-pub(crate) mod opt_hex32 {
+/// An optional fixed-size byte string (a digest, a key id, a trace id) as hex.
+pub(crate) mod opt_hex {
     use super::*;
 
-    pub(crate) fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        v: &Option<[u8; N]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.serialize_some(&hex::encode(v)),
             None => s.serialize_none(),
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         d: D,
-    ) -> Result<Option<[u8; 32]>, D::Error> {
+    ) -> Result<Option<[u8; N]>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
         s.map(|s| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(&s, &mut out).map_err(D::Error::custom)?;
-            Ok(out)
-        })
-        .transpose()
-    }
-}
-
-pub(crate) mod opt_hex4 {
-    use super::*;
-
-    pub(crate) fn serialize<S: Serializer>(v: &Option<[u8; 4]>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.serialize_some(&hex::encode(v)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<[u8; 4]>, D::Error> {
-        let s = Option::<String>::deserialize(d)?;
-        s.map(|s| {
-            let mut out = [0u8; 4];
+            let mut out = [0u8; N];
             hex::decode_to_slice(&s, &mut out).map_err(D::Error::custom)?;
             Ok(out)
         })

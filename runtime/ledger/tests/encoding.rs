@@ -10,18 +10,18 @@ use femtoclaw_ledger::{CallFault, DecodeError, ENCODING_VERSION, Entry, MAX_VALU
 use proptest::prelude::*;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v2")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v3")
 }
 
 /// Regenerate with `FEMTOCLAW_BLESS=1 cargo test -p femtoclaw-ledger --test encoding`.
-/// Version 2 is frozen: blessing changed bytes is a format change and needs a version bump.
+/// Version 3 is frozen: blessing changed bytes is a format change and needs a version bump.
 #[test]
-fn version_2_encoding_matches_golden_files() {
+fn version_3_encoding_matches_golden_files() {
     let bless = std::env::var_os("FEMTOCLAW_BLESS").is_some();
     let mut kinds = Vec::new();
     for (name, entry) in common::one_of_each() {
         let bytes = entry.encode();
-        assert_eq!(bytes[0], 2, "version byte first");
+        assert_eq!(bytes[0], 3, "version byte first");
         let path = golden_dir().join(format!("{name}.bin"));
         if bless {
             std::fs::create_dir_all(golden_dir()).unwrap();
@@ -40,7 +40,7 @@ fn version_2_encoding_matches_golden_files() {
     kinds.sort_unstable();
     assert_eq!(
         kinds,
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "one golden file per kind"
     );
 }
@@ -151,29 +151,32 @@ fn decode_refuses_other_versions_and_trailing_bytes() {
         Err(DecodeError::TrailingBytes { .. })
     ));
     bytes.pop();
-    bytes[0] = 3;
+    bytes[0] = 4;
     assert_eq!(
         Entry::decode(&bytes),
-        Err(DecodeError::UnsupportedVersion { version: 3 })
+        Err(DecodeError::UnsupportedVersion { version: 4 })
     );
     assert!(Entry::decode(&[]).is_err());
 }
 
-/// Entries of version 1 (kept in `tests/golden/v1/`, frozen when that version was current) are
-/// refused by their version, never misread as version 2.
+/// Entries of earlier versions (kept in `tests/golden/v1/` and `v2/`, frozen when each was
+/// current) are refused by their version, never misread as this one.
 #[test]
-fn version_1_entries_are_refused_by_version() {
-    let v1 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1");
-    let mut seen = 0;
-    for file in std::fs::read_dir(v1).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        assert_eq!(
-            Entry::decode(&bytes),
-            Err(DecodeError::UnsupportedVersion { version: 1 })
-        );
-        seen += 1;
+fn earlier_versions_are_refused_by_version() {
+    for (version, count) in [(1u8, 10), (2, 11)] {
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/v{version}"));
+        let mut seen = 0;
+        for file in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            assert_eq!(
+                Entry::decode(&bytes),
+                Err(DecodeError::UnsupportedVersion { version })
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, count, "golden files of version {version}");
     }
-    assert_eq!(seen, 10);
 }
 
 #[test]
@@ -316,23 +319,29 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
             ".{0,8}",
             any::<[u8; 32]>(),
             proptest::option::of(any::<[u8; 32]>()),
-            proptest::collection::vec(("[a-z]{1,5}", arb_value()), 0..4)
+            proptest::collection::vec(("[a-z]{1,5}", arb_value()), 0..4),
+            proptest::option::of(any::<[u8; 16]>()),
+            proptest::option::of(any::<u64>()),
         )
-            .prop_map(|(invocation, s, d, pd, args)| Entry::InvocationStart {
-                invocation,
-                principal: s.clone(),
-                groups: vec![s.clone()],
-                capability: s.clone(),
-                version: "1.0.0".into(),
-                component_sha256: d,
-                manifest_sha256: pd.unwrap_or(d),
-                wit_world: s.clone(),
-                engine_digest: d,
-                wasmtime_version: "48.0.8".into(),
-                fuel_budget: invocation ^ 7,
-                policy_digest: pd,
-                function: s,
-                args,
+            .prop_map(|(invocation, s, d, pd, args, trace_id, approval)| {
+                Entry::InvocationStart {
+                    invocation,
+                    principal: s.clone(),
+                    groups: vec![s.clone()],
+                    capability: s.clone(),
+                    version: "1.0.0".into(),
+                    component_sha256: d,
+                    manifest_sha256: pd.unwrap_or(d),
+                    wit_world: s.clone(),
+                    engine_digest: d,
+                    wasmtime_version: "48.0.8".into(),
+                    fuel_budget: invocation ^ 7,
+                    policy_digest: pd,
+                    function: s,
+                    args,
+                    trace_id,
+                    approval,
+                }
             }),
         (
             any::<u64>(),
@@ -415,6 +424,24 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
                 expires,
                 token_sha256,
             }),
+        (
+            any::<u64>(),
+            ".{0,8}",
+            any::<[u8; 32]>(),
+            ".{0,8}",
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(
+                |(request, text, fingerprint, by, expires)| Entry::Approval {
+                    request,
+                    action: "deny".into(),
+                    fingerprint,
+                    by,
+                    reason: text,
+                    at: request ^ 3,
+                    expires,
+                }
+            ),
     ]
 }
 

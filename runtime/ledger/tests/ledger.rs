@@ -576,6 +576,8 @@ fn open_names_the_invocations_that_started_and_never_ended() {
             policy_digest,
             function,
             args,
+            trace_id: None,
+            approval: None,
         },
         _ => unreachable!("the first sample is a start"),
     };

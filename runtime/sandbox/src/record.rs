@@ -69,6 +69,10 @@ pub struct Start {
     pub policy_digest: [u8; 32],
     /// The function called.
     pub function: String,
+    /// The caller's W3C trace id, when it sent a `traceparent`.
+    pub trace_id: Option<[u8; 16]>,
+    /// The invocation whose granted approval this one spends.
+    pub approval: Option<u64>,
 }
 
 impl Start {
@@ -88,6 +92,8 @@ impl Start {
             policy_digest: Some(self.policy_digest),
             function: self.function.clone(),
             args,
+            trace_id: self.trace_id,
+            approval: self.approval,
         }
     }
 

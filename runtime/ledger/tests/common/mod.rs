@@ -85,6 +85,8 @@ pub fn one_of_each() -> Vec<(&'static str, Entry)> {
                     ("text".into(), Value::String("one two three".into())),
                     ("options".into(), rich.clone()),
                 ],
+                trace_id: Some([0x4b; 16]),
+                approval: Some(7),
             },
         ),
         (
@@ -170,6 +172,18 @@ pub fn one_of_each() -> Vec<(&'static str, Entry)> {
                 groups: vec!["ops".into(), "ci".into()],
                 expires: Some(1_800_000_000),
                 token_sha256: [0x66; 32],
+            },
+        ),
+        (
+            "approval",
+            Entry::Approval {
+                request: 7,
+                action: "grant".into(),
+                fingerprint: [0x77; 32],
+                by: "user:ops".into(),
+                reason: "checked the recipient".into(),
+                at: 1_800_000_000,
+                expires: Some(1_800_003_600),
             },
         ),
     ]

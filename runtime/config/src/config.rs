@@ -43,6 +43,14 @@ schema! {
         memory_bytes: usize = 64 << 20, Rule::AtLeast(64 << 10);
     }
 
+    /// Quotas and rate limits, per principal and per capability (see the README's "Limits").
+    [quotas] Quotas {
+        /// The rules (`[[quotas.rules]]` tables: `principal`, `capability`, `shared`,
+        /// `invocations`, `burst`, `per_ms`, `concurrent`, `fuel`); an invocation over any rule
+        /// that covers it is refused before it runs.
+        rules: Vec<crate::QuotaRule> = Vec::new();
+    }
+
     /// The ledger.
     [ledger] Ledger {
         /// The origin line of the ledger's signed checkpoints.

@@ -49,13 +49,15 @@
 mod config;
 mod error;
 mod load;
+mod quota;
 mod schema;
 mod show;
 mod value;
 
-pub use config::{Config, Http, Ledger, Limits, Server, key};
+pub use config::{Config, Http, Ledger, Limits, Quotas, Server, key};
 pub use error::ConfigError;
 pub use load::{ConfigFile, Effective, FILE_NAME, Overrides, Source, check};
+pub use quota::QuotaRule;
 pub use schema::Key;
 pub use show::{REFERENCE_END, REFERENCE_START, reference, splice_reference};
 pub use value::ValueError;

@@ -235,7 +235,7 @@ fn an_unknown_section_is_refused_naming_it_and_its_line() {
     assert_eq!(located(&err), (path(), Some(4), "limit".to_owned()));
     assert_eq!(
         err.to_string(),
-        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, ledger, mcp, http)"
+        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, quotas, ledger, mcp, http)"
     );
 }
 
@@ -750,7 +750,9 @@ fn show_writes_each_value_with_its_source() {
             .filter(|l| l.starts_with('['))
             .copied()
             .collect::<Vec<_>>(),
-        ["[server]", "[limits]", "[ledger]", "[mcp]", "[http]"]
+        [
+            "[server]", "[limits]", "[quotas]", "[ledger]", "[mcp]", "[http]"
+        ]
     );
     assert_eq!(effective.to_string(), shown);
 }
@@ -1000,4 +1002,80 @@ fn lists_of_strings_come_from_arrays_or_comma_separated_text() {
         effective.config().mcp.allowed_origins,
         ["https://a.example", "http://localhost:3000"]
     );
+}
+
+#[test]
+fn quota_rules_are_read_from_tables_and_from_inline_toml_in_the_environment() {
+    let file = parse(
+        "[[quotas.rules]]\nprincipal = \"agent:crawler\"\ncapability = \"fetch\"\n\
+         invocations = 10\nburst = 2\nper_ms = 1000\n\n\
+         [[quotas.rules]]\nconcurrent = 3\nfuel = 5000\nshared = true\n",
+    )
+    .unwrap();
+    let rules = &file.config().quotas.rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[0],
+        crate::QuotaRule {
+            principal: "agent:crawler".into(),
+            capability: "fetch".into(),
+            invocations: Some(10),
+            burst: Some(2),
+            per: Duration::from_millis(1000),
+            ..crate::QuotaRule::default()
+        }
+    );
+    assert_eq!(
+        (rules[1].principal.as_str(), rules[1].capability.as_str()),
+        ("*", "*")
+    );
+    assert_eq!(
+        (rules[1].concurrent, rules[1].fuel, rules[1].shared),
+        (Some(3), Some(5000), true)
+    );
+    // What `show` writes reads back as the same rules.
+    let shown = file.show();
+    assert_eq!(
+        parse(&shown).unwrap().config().quotas.rules,
+        *rules,
+        "{shown}"
+    );
+
+    let env = load_env(&[(
+        "FEMTOCLAW_QUOTAS_RULES",
+        "[{ principal = \"group:bots\", invocations = 5 }]",
+    )]);
+    assert_eq!(env.config().quotas.rules[0].principal, "group:bots");
+    assert_eq!(env.config().quotas.rules[0].invocations, Some(5));
+}
+
+#[test]
+fn a_bad_quota_rule_is_refused_naming_the_rule_and_what_is_wrong() {
+    for (text, says) in [
+        (
+            "invocations = 0",
+            "rule 0 (from 0): `invocations` must be at least 1, not `0`",
+        ),
+        (
+            "invocations = 1\nrate = 2",
+            "rule 0 (from 0): unknown key `rate`",
+        ),
+        ("capability = \"fetch\"", "rule 0 (from 0): sets no limit"),
+        (
+            "principal = \"crawler\"\nconcurrent = 1",
+            "is not `*`, `agent:ID`, `user:ID` or `group:NAME`",
+        ),
+        (
+            "shared = \"yes\"\nconcurrent = 1",
+            "`shared` expected a boolean, found string",
+        ),
+        ("burst = 3\nfuel = 10", "`burst` without `invocations`"),
+    ] {
+        let err = parse_err(&format!("[[quotas.rules]]\n{text}\n"));
+        assert!(err.to_string().contains(says), "{text}: {err}");
+        assert!(err.to_string().contains("`quotas.rules`"), "{err}");
+    }
+    let err = env_err(&[("FEMTOCLAW_QUOTAS_RULES", "[{ invocations = ")]);
+    assert!(err.to_string().contains("is not inline TOML"), "{err}");
+    assert!(err.to_string().contains("FEMTOCLAW_QUOTAS_RULES"), "{err}");
 }

@@ -55,6 +55,22 @@ pub enum ValueError {
         /// The TOML type found.
         found: &'static str,
     },
+    /// A quota rule that is not one.
+    #[error("rule {index} (from 0): {why}")]
+    QuotaRule {
+        /// Its position in the list, from 0.
+        index: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Text (an environment variable) that should be inline TOML and is not.
+    #[error("`{}` is not inline TOML: {why}", text.escape_debug())]
+    NotToml {
+        /// The text given.
+        text: String,
+        /// What the TOML parser said.
+        why: String,
+    },
     /// Not a checkpoint origin line.
     #[error("`{}` is not a checkpoint origin: {why}", text.escape_debug())]
     NotOrigin {

@@ -26,6 +26,8 @@ pub enum Code {
     CannotReplay = 10,
     /// The invocation ran past its wall-clock deadline.
     Deadline = 11,
+    /// A quota or rate limit refused the invocation before it ran; retry later.
+    OverQuota = 12,
 }
 
 impl Code {
@@ -43,13 +45,14 @@ impl Code {
             Code::Divergence => "divergence",
             Code::CannotReplay => "cannot-replay",
             Code::Deadline => "deadline",
+            Code::OverQuota => "over-quota",
         }
     }
 
     /// The class named `name` (see [`Code::name`]); of the server's own, `unauthenticated` is a
     /// denial, `too-large` and `busy` bad arguments; an unknown name is none.
     pub fn from_name(name: &str) -> Option<Self> {
-        const ALL: [Code; 11] = [
+        const ALL: [Code; 12] = [
             Code::Other,
             Code::InvalidArgs,
             Code::Unknown,
@@ -61,6 +64,7 @@ impl Code {
             Code::Divergence,
             Code::CannotReplay,
             Code::Deadline,
+            Code::OverQuota,
         ];
         match name {
             "unauthenticated" => Some(Code::Denied),
@@ -69,13 +73,14 @@ impl Code {
         }
     }
 
-    /// The HTTP status of the class: the request's fault (400, 403, 404), the invocation's
+    /// The HTTP status of the class: the request's fault (400, 403, 404, 429), the invocation's
     /// outcome (422: it ran and failed), or the host's (500).
     pub fn http_status(self) -> u16 {
         match self {
             Code::InvalidArgs => 400,
             Code::Denied => 403,
             Code::Unknown => 404,
+            Code::OverQuota => 429,
             Code::FuelExhausted | Code::Trap | Code::Limit | Code::Deadline => 422,
             Code::Other | Code::Integrity | Code::Divergence | Code::CannotReplay => 500,
         }
@@ -89,6 +94,8 @@ pub struct Failure {
     pub code: Code,
     /// The message.
     pub message: String,
+    /// When to try again, for a refusal that will pass later (a quota).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -97,6 +104,15 @@ impl Failure {
         Self {
             code,
             message: message.to_string().replace('\n', " "),
+            retry_after: None,
+        }
+    }
+
+    /// The same failure, saying when to try again.
+    pub fn with_retry_after(self, retry_after: Option<std::time::Duration>) -> Self {
+        Self {
+            retry_after,
+            ..self
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::authority::{self, Authority};
 use crate::exit::{Code, Failure};
 use crate::kv;
 use crate::mounts;
+use crate::quotas::Quotas;
 use crate::records::Records;
 
 /// Everything one `femtoclaw-host` process holds.
@@ -36,6 +37,8 @@ pub struct Host {
     kv_order: std::sync::Mutex<()>,
     /// The data directory's lock, held while the ledger is open: one process writes it.
     lock: Option<std::sync::Mutex<crate::lock::DirLock>>,
+    /// The allowances of `quotas.rules`.
+    quotas: Arc<Quotas>,
 }
 
 /// What the caller of [`Host::invoke`] asks of an invocation besides its arguments.
@@ -131,7 +134,6 @@ impl Host {
         };
         Ok(Self {
             data_dir: data_dir.to_owned(),
-            config,
             catalog,
             sandbox,
             authority: Authority::new(policy)?,
@@ -139,6 +141,8 @@ impl Host {
             kv: std::sync::Mutex::default(),
             kv_order: std::sync::Mutex::default(),
             lock,
+            quotas: Quotas::open(data_dir, config.quotas.rules.clone()),
+            config,
         })
     }
 
@@ -234,6 +238,8 @@ impl Host {
     /// world is performed only once the entries before it and its intent are durable; the
     /// receipt names the entries appended at the end, [`Outcome::written_ahead`] the others.
     /// `bounds` are the caller's: less fuel or time than the operator allows, and a withdrawal.
+    /// An invocation over a quota (`quotas.rules`) is refused, and recorded, once authorized and
+    /// before it runs.
     pub fn invoke(
         &self,
         principal: &Principal,
@@ -274,6 +280,14 @@ impl Host {
             Ok(link) => link,
             Err(refused) => return Err(self.refuse_link(&start, &name, principal, &refused)),
         };
+        let admitted = match self.quotas.admit(principal, &entry.manifest.name, fuel) {
+            Ok(admitted) => admitted,
+            Err(over) => {
+                self.records()?
+                    .append(record::over_limit(&start, &over.message))?;
+                return Err(over);
+            }
+        };
 
         let operator = limits.deadline;
         let context = Context {
@@ -307,6 +321,7 @@ impl Host {
         let outcome =
             self.sandbox
                 .invoke(&resolved.prepared, function, args, fuel, &link, context)?;
+        admitted.finish(outcome.fuel_consumed);
         let entries = record::ran(&start, &invoke, &outcome);
         let writes = match &outcome.result {
             Ok(_) => kv_writes(outcome.host_calls.iter().map(CallView::from)),

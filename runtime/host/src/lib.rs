@@ -21,6 +21,7 @@ pub mod lock;
 pub mod mcp;
 pub mod mounts;
 pub mod private;
+pub mod quotas;
 pub mod records;
 pub mod replay;
 pub mod secrets;

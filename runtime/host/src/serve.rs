@@ -234,7 +234,15 @@ impl From<Failure> for Problem {
     fn from(failure: Failure) -> Self {
         let status = StatusCode::from_u16(failure.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        problem(status, failure.code.name(), failure.message)
+        // Retry-After is in whole seconds: round up, so a retry then is admitted.
+        let retry_after = failure.retry_after.map(|after| {
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            (header::RETRY_AFTER, HeaderValue::from(seconds.max(1)))
+        });
+        Problem {
+            header: retry_after,
+            ..problem(status, failure.code.name(), failure.message)
+        }
     }
 }
 
@@ -972,7 +980,7 @@ pub fn openapi() -> Json {
                         "status": { "type": "integer" },
                         "code": { "type": "string", "enum": [
                             "bad-arguments", "unauthenticated", "denied", "unknown", "too-large",
-                            "fuel-exhausted", "trapped", "limit", "deadline", "busy", "stopping",
+                            "fuel-exhausted", "trapped", "limit", "deadline", "busy", "over-quota", "stopping",
                             "other", "integrity", "divergence", "cannot-replay",
                         ] },
                         "detail": { "type": "string" },

@@ -603,3 +603,48 @@ fn arguments_come_from_a_file_or_stdin() {
         stderr(&out)
     );
 }
+
+/// A rate of one invocation an hour holds across `invoke` processes: the second is refused with
+/// exit 12 before it runs, naming the rule and when to retry, and recorded as refused.
+#[test]
+fn an_invocation_over_a_quota_exits_12_and_is_recorded_across_processes() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.configure("[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 1\nper_ms = 3600000\n");
+    let greet = ["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#];
+    let first = host.run(&greet);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let second = host.run(&greet);
+    assert_eq!(code(&second), 12, "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(
+            "over quota: `hello` for `user:local` is limited to 1 invocations per 3600000 ms (quotas.rules[0]); retry in"
+        ),
+        "{}",
+        stderr(&second)
+    );
+    // Another capability is not covered.
+    let other = host.run(&[
+        "invoke",
+        "textstats",
+        "analyze",
+        "--args",
+        r#"{"text":"a b","top":1}"#,
+    ]);
+    assert_eq!(code(&other), 0, "{}", stderr(&other));
+    let traps: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "trap")
+        .collect();
+    assert_eq!(traps.len(), 1, "{traps:?}");
+    assert_eq!(traps[0]["kind"], "limit");
+    assert!(
+        traps[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quotas.rules[0]")
+    );
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}

@@ -16,6 +16,9 @@ use femtoclaw_tests::{
 };
 use serde_json::{Value as Json, json};
 
+/// A policy that lets every principal do anything: the tests of limits that are not policy.
+const EVERYONE_POLICY: &str = "permit (principal, action, resource);\n";
+
 /// A running server on a loopback port the system picked.
 struct Server {
     child: Child,
@@ -856,6 +859,143 @@ fn requests_over_the_limits_get_429_with_retry_after() {
     );
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// A rate of 3 invocations an hour for `agent:bot` holds across 8 parallel requests: exactly 3
+/// are served, the others get 429 with `Retry-After` and code `over-quota` naming the rule, an
+/// MCP call gets an `isError` result saying so, and another principal is served throughout. Each
+/// refusal is a refused invocation in the ledger, which verifies.
+#[test]
+fn a_principal_over_its_rate_limit_gets_429_and_a_recorded_refusal_while_others_are_served() {
+    let host = Host::with_policy(EVERYONE_POLICY);
+    host.configure(
+        "[server]\nconcurrency = 8\nper_principal = 8\n\n\
+         [[quotas.rules]]\nprincipal = \"agent:bot\"\ncapability = \"hello\"\ninvocations = 3\nper_ms = 3600000\n",
+    );
+    let bot = token(&host, "agent:bot", "bot");
+    let other = token(&host, "agent:other", "other");
+    let server = Server::start(&host);
+    let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "x" } });
+    let (bots, others) = std::thread::scope(|scope| {
+        let bots: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let response = client()
+                        .post(format!("{}/v1/invoke", server.url))
+                        .bearer_auth(&bot)
+                        .body(greet.to_string())
+                        .send()
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+                    let body: Json = serde_json::from_str(&response.text().unwrap()).unwrap();
+                    (status, retry, body)
+                })
+            })
+            .collect();
+        let others: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| invoke(&server, Some(&other), &greet, "").0))
+            .collect();
+        (
+            bots.into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>(),
+            others
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(others, [200, 200, 200], "another principal is served");
+    let served = bots.iter().filter(|(status, ..)| *status == 200).count();
+    assert_eq!(served, 3, "{bots:?}");
+    for (status, retry, body) in bots.iter().filter(|(status, ..)| *status != 200) {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(body["code"], "over-quota", "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("is limited to 3 invocations per 3600000 ms (quotas.rules[0])"),
+            "{body}"
+        );
+        // The next place comes 20 minutes after the first three.
+        let retry = retry.expect("Retry-After");
+        assert!((1000..=1200).contains(&retry), "Retry-After {retry}");
+    }
+    let calls = host.file(
+        "calls.json",
+        json!([{ "name": "hello.greet", "arguments": { "name": "x" } }])
+            .to_string()
+            .as_bytes(),
+    );
+    let mcp = mcp_client(&calls)
+        .args(["--http", &format!("{}/mcp", server.url), "--token", &bot])
+        .output()
+        .unwrap();
+    assert_eq!(code(&mcp), 0, "{}", stderr(&mcp));
+    let answer: Json = serde_json::from_str(&stdout(&mcp)).unwrap();
+    let call = &answer["calls"][0];
+    assert_eq!(call["isError"], true, "{call}");
+    assert!(
+        call["content"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("over-quota: over quota: `hello` for `agent:bot`"),
+        "{call}"
+    );
+    assert_eq!(invoke(&server, Some(&other), &greet, "").0, 200);
+    still_serving_then_verified(server, &host);
+
+    let entries: Vec<Json> = host
+        .entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .collect();
+    let principal_of = |invocation: &Json| {
+        entries
+            .iter()
+            .find(|e| e["type"] == "invocation-start" && e["invocation"] == *invocation)
+            .map(|start| start["principal"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let refused: Vec<String> = entries
+        .iter()
+        .filter(|e| e["type"] == "trap" && e["kind"] == "limit")
+        .map(|trap| {
+            assert!(
+                trap["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("(quotas.rules[0])"),
+                "{trap}"
+            );
+            principal_of(&trap["invocation"])
+        })
+        .collect();
+    assert_eq!(refused.len(), 6, "5 over HTTP and 1 over MCP: {refused:?}");
+    assert!(
+        refused.iter().all(|p| p.contains("Agent::\"bot\"")),
+        "{refused:?}"
+    );
+    let ran: Vec<String> = entries
+        .iter()
+        .filter(|e| e["type"] == "invocation-end" && !e["result"].is_null())
+        .map(|end| principal_of(&end["invocation"]))
+        .collect();
+    assert_eq!(
+        ran.iter().filter(|p| p.contains("\"bot\"")).count(),
+        3,
+        "{ran:?}"
+    );
+    assert_eq!(
+        ran.iter().filter(|p| p.contains("\"other\"")).count(),
+        4,
+        "{ran:?}"
+    );
 }
 
 /// Every request has a deadline: an invocation gets what is left of `server.request_timeout_ms`

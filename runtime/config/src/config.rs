@@ -51,6 +51,15 @@ schema! {
         rules: Vec<crate::QuotaRule> = Vec::new();
     }
 
+    /// Human approvals of the calls a policy marks `@approval("required")`.
+    [approvals] Approvals {
+        /// How long a caller waits for a person to decide before it is answered "pending" with
+        /// the approval's id (0: answered at once).
+        wait as wait_ms: Duration = Duration::ZERO;
+        /// How long a grant may be used after it is given.
+        grant_ttl as grant_ttl_ms: Duration = Duration::from_secs(3600), Rule::AtLeast(1);
+    }
+
     /// The ledger.
     [ledger] Ledger {
         /// The origin line of the ledger's signed checkpoints.

@@ -235,7 +235,7 @@ fn an_unknown_section_is_refused_naming_it_and_its_line() {
     assert_eq!(located(&err), (path(), Some(4), "limit".to_owned()));
     assert_eq!(
         err.to_string(),
-        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, quotas, ledger, mcp, http)"
+        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, quotas, approvals, ledger, mcp, http)"
     );
 }
 

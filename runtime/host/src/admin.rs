@@ -1,5 +1,6 @@
 //! The operator's writing commands as requests: `invoke`, `token create | list | revoke`,
-//! `capability add | remove`, `key generate`, `secret set | list | remove`.
+//! `capability add | remove`, `key generate`, `secret set | list | remove`,
+//! `approval list | grant | deny`.
 //!
 //! One process writes a data directory. When no server holds it, the command line performs a
 //! request on a host it opens itself; when a server does, the command line sends the request to
@@ -75,6 +76,14 @@ pub enum Request {
     },
     /// Uninstall a capability.
     CapabilityRemove { capability: String },
+    /// The approvals asked for (see [`crate::approvals`]).
+    ApprovalList,
+    /// Grant (`grant`) or deny a pending approval as the local operator.
+    ApprovalDecide {
+        id: u64,
+        grant: bool,
+        reason: Option<String>,
+    },
     /// Rotate the ledger's signing key.
     KeyGenerate { name: String },
     /// Store a secret.
@@ -182,6 +191,15 @@ pub fn perform(host: &Host, request: Request) -> Result<Json, Failure> {
             json!({ "name": entry.manifest.name, "version": entry.manifest.version, "sha256": entry.sha256 })
         }
         Request::KeyGenerate { name } => json!({ "verifier": records.rotate(&name)?.to_string() }),
+        Request::ApprovalList => json!(host.approvals.list()),
+        Request::ApprovalDecide { id, grant, reason } => json!(host.approvals.decide(
+            records,
+            id,
+            grant,
+            &femtoclaw_policy::Principal::local().to_string(),
+            reason,
+            host.config.approvals.grant_ttl,
+        )?),
         Request::SecretSet { name, value } => {
             secrets.set(&name, &value)?;
             json!({ "stored": name })

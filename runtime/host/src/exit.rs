@@ -28,6 +28,9 @@ pub enum Code {
     Deadline = 11,
     /// A quota or rate limit refused the invocation before it ran; retry later.
     OverQuota = 12,
+    /// The policy requires a person's approval of the call, and none is granted yet: the
+    /// message names the pending approval's id.
+    Pending = 13,
 }
 
 impl Code {
@@ -46,13 +49,14 @@ impl Code {
             Code::CannotReplay => "cannot-replay",
             Code::Deadline => "deadline",
             Code::OverQuota => "over-quota",
+            Code::Pending => "approval-pending",
         }
     }
 
     /// The class named `name` (see [`Code::name`]); of the server's own, `unauthenticated` is a
     /// denial, `too-large` and `busy` bad arguments; an unknown name is none.
     pub fn from_name(name: &str) -> Option<Self> {
-        const ALL: [Code; 12] = [
+        const ALL: [Code; 13] = [
             Code::Other,
             Code::InvalidArgs,
             Code::Unknown,
@@ -65,6 +69,7 @@ impl Code {
             Code::CannotReplay,
             Code::Deadline,
             Code::OverQuota,
+            Code::Pending,
         ];
         match name {
             "unauthenticated" => Some(Code::Denied),
@@ -81,6 +86,7 @@ impl Code {
             Code::Denied => 403,
             Code::Unknown => 404,
             Code::OverQuota => 429,
+            Code::Pending => 202,
             Code::FuelExhausted | Code::Trap | Code::Limit | Code::Deadline => 422,
             Code::Other | Code::Integrity | Code::Divergence | Code::CannotReplay => 500,
         }
@@ -96,6 +102,8 @@ pub struct Failure {
     pub message: String,
     /// When to try again, for a refusal that will pass later (a quota).
     pub retry_after: Option<std::time::Duration>,
+    /// The pending approval the call waits for ([`Code::Pending`]).
+    pub approval: Option<u64>,
 }
 
 impl Failure {
@@ -105,6 +113,7 @@ impl Failure {
             code,
             message: message.to_string().replace('\n', " "),
             retry_after: None,
+            approval: None,
         }
     }
 

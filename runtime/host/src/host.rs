@@ -14,6 +14,7 @@ use femtoclaw_sandbox::{
 };
 use serde_json::Value as Json;
 
+use crate::approvals::{Approvals, Ask};
 use crate::authority::{self, Authority};
 use crate::exit::{Code, Failure};
 use crate::kv;
@@ -39,6 +40,8 @@ pub struct Host {
     lock: Option<std::sync::Mutex<crate::lock::DirLock>>,
     /// The allowances of `quotas.rules`.
     quotas: Arc<Quotas>,
+    /// The approvals asked for, decided and spent.
+    pub approvals: Approvals,
 }
 
 /// What the caller of [`Host::invoke`] asks of an invocation besides its arguments.
@@ -142,6 +145,7 @@ impl Host {
             kv_order: std::sync::Mutex::default(),
             lock,
             quotas: Quotas::open(data_dir, config.quotas.rules.clone()),
+            approvals: Approvals::open(data_dir)?,
             config,
         })
     }
@@ -280,6 +284,13 @@ impl Host {
             Ok(link) => link,
             Err(refused) => return Err(self.refuse_link(&start, &name, principal, &refused)),
         };
+        let operator = limits.deadline;
+        let deadline = deadline.map_or(operator, |asked| asked.min(operator));
+        let start = if policy.needs_approval(&invoke) {
+            self.approved(start, resolved, args, &invoke, deadline)?
+        } else {
+            start
+        };
         let admitted = match self.quotas.admit(principal, &entry.manifest.name, fuel) {
             Ok(admitted) => admitted,
             Err(over) => {
@@ -289,9 +300,8 @@ impl Host {
             }
         };
 
-        let operator = limits.deadline;
         let context = Context {
-            deadline: deadline.map_or(operator, |asked| asked.min(operator)),
+            deadline,
             cancel,
             journal: Some(Journal::new(
                 start.clone(),
@@ -352,6 +362,97 @@ impl Host {
             receipt,
             invocation: start.invocation,
         })
+    }
+
+    /// The start of an invocation the policy allows only once a person approves the exact call:
+    /// `start` spending a live grant of it, or else, the call recorded as pending (asking for an
+    /// approval unless an identical call already did), a start under the grant a person gives
+    /// within `approvals.wait_ms` (and `deadline`); a denial is exit 7, no decision in time
+    /// exit 13 naming the approval.
+    fn approved(
+        &self,
+        start: Start,
+        resolved: &Resolved,
+        args: &Json,
+        invoke: &Decision,
+        deadline: Duration,
+    ) -> Result<Start, Failure> {
+        let values = Sandbox::recorded_args(resolved.prepared.function(&start.function)?, args)?;
+        let fingerprint = femtoclaw_ledger::approval_fingerprint(
+            &start.principal,
+            &start.capability,
+            &start.version,
+            &start.function,
+            &femtoclaw_ledger::args_digest(&values),
+        );
+        if let Some(id) = self.approvals.spend(&fingerprint, start.invocation)? {
+            return Ok(Start {
+                approval: Some(id),
+                ..start
+            });
+        }
+        let asked = self.approvals.pending_for(&fingerprint);
+        let (request, approval) = Approvals::ask(&Ask {
+            invocation: start.invocation,
+            fingerprint,
+            principal: &start.principal,
+            capability: &start.capability,
+            version: &start.version,
+            function: &start.function,
+            args,
+        });
+        let id = asked.unwrap_or(start.invocation);
+        let request = asked.is_none().then_some(request);
+        self.records()?
+            .append(record::pending(&start, invoke, values, request))?;
+        if asked.is_none() {
+            self.approvals.keep(approval)?;
+        }
+        let waited = std::time::Instant::now();
+        let wait = self.config.approvals.wait.min(deadline);
+        loop {
+            match self.approvals.state(id) {
+                Some(crate::approvals::State::Granted) => {
+                    // The pending invocation has ended: the call runs as a new one.
+                    let invocation = self.records()?.next_invocation();
+                    if let Some(id) = self.approvals.spend(&fingerprint, invocation)? {
+                        return Ok(Start {
+                            invocation,
+                            approval: Some(id),
+                            ..start
+                        });
+                    }
+                }
+                Some(crate::approvals::State::Denied) => {
+                    let denied = self.approvals.get(id)?;
+                    return Err(Failure::new(
+                        Code::Denied,
+                        format!(
+                            "denied: approval {id} of `{}.{}` was denied by `{}`{}",
+                            start.capability,
+                            start.function,
+                            denied.decided_by.unwrap_or_default(),
+                            denied.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if waited.elapsed() >= wait {
+                let mut pending = Failure::new(
+                    Code::Pending,
+                    format!(
+                        "approval required: `{}` may call `{}@{}.{}` with these arguments only once a person approves it; pending as approval {id} (`femtoclaw-host approval grant {id}`), then call again",
+                        start.principal, start.capability, start.version, start.function
+                    ),
+                );
+                pending.approval = Some(id);
+                return Err(pending);
+            }
+            std::thread::sleep(
+                Duration::from_millis(50).min(wait.saturating_sub(waited.elapsed())),
+            );
+        }
     }
 
     /// What the invocation's start entry says, under `policy` (recorded as the policy in force

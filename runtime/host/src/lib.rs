@@ -13,6 +13,7 @@
 //! code class it maps to.
 
 pub mod admin;
+pub mod approvals;
 pub mod authority;
 pub mod exit;
 pub mod host;

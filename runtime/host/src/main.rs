@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
 use femtoclaw_host::Failure;
 
 use commands::{
-    Global, capability, config, invoke, key, kv, log, mcp, policy, replay, secret, serve, token,
+    Global, approval, capability, config, invoke, key, kv, log, mcp, policy, replay, secret, serve,
+    token,
 };
 
 /// The execution authority for agents' tools: runs WebAssembly capabilities under a fuel budget
@@ -52,6 +53,9 @@ enum Command {
     /// Store secrets capabilities may use (never see): values in, names out.
     #[command(subcommand)]
     Secret(secret::Command),
+    /// Decide the calls a policy lets run only once a person approves them.
+    #[command(subcommand)]
+    Approval(approval::Command),
     /// Make, list and revoke the bearer tokens principals present to the server.
     #[command(subcommand)]
     Token(token::Command),
@@ -84,6 +88,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Secret(command) => command.run(global),
         Command::Config(command) => command.run(global),
         Command::Token(command) => command.run(global),
+        Command::Approval(command) => command.run(global),
         Command::Serve(command) => command.run(global),
         Command::Mcp(command) => command.run(global),
         Command::Replay(command) => command.run(global),

@@ -13,7 +13,7 @@ use std::path::Path;
 use femtoclaw_ledger::Entry;
 use femtoclaw_sandbox::catalog::sha256;
 use femtoclaw_sandbox::replay::{Divergence, Recorded, RecordedCall};
-use femtoclaw_sandbox::{Sandbox, engine};
+use femtoclaw_sandbox::{Sandbox, engine, record};
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -64,7 +64,9 @@ pub struct ChangedDecision {
     pub invocation: u64,
     pub action: String,
     pub resource: String,
-    /// `allow→deny` or `deny→allow`.
+    /// `allow→deny` or `deny→allow`; for a call that ran without a person's approval,
+    /// `allow→approval` (the policy would now require one); for a call that waited for one,
+    /// `approval→allow` or `approval→deny`.
     pub change: &'static str,
     /// The policies that determine the new decision.
     pub policy_ids: Vec<String>,
@@ -91,6 +93,21 @@ pub fn what_if(
         .collect();
     let mut starts: BTreeMap<u64, (Principal, CapabilityRef, Requests, String)> = BTreeMap::new();
     let mut changed = Vec::new();
+    // The invocations a person's approval was asked for (pending) or spent by.
+    let approved: std::collections::BTreeSet<u64> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::InvocationStart {
+                invocation,
+                approval: Some(_),
+                ..
+            } => Some(*invocation),
+            Entry::Decision {
+                invocation, action, ..
+            } if action == record::APPROVAL => Some(*invocation),
+            _ => None,
+        })
+        .collect();
     for entry in entries {
         match entry {
             Entry::InvocationStart {
@@ -138,7 +155,9 @@ pub fn what_if(
                     continue;
                 };
                 let now = match action.as_str() {
-                    "invoke" => policy.authorize_invoke_function(principal, cap, Some(function)),
+                    "invoke" | record::APPROVAL => {
+                        policy.authorize_invoke_function(principal, cap, Some(function))
+                    }
                     "link" => policy.check_link(principal, cap, requests, &resource),
                     other => {
                         let action: CallAction = other.parse().map_err(|e| {
@@ -153,7 +172,25 @@ pub fn what_if(
                         policy.check_call(principal, cap, requests, action, &scope)
                     }
                 };
-                if now.allowed != allowed {
+                let needs = policy.needs_approval(&now);
+                let change = match action.as_str() {
+                    record::APPROVAL if !now.allowed => Some("approval→deny"),
+                    record::APPROVAL if !needs => Some("approval→allow"),
+                    record::APPROVAL => None,
+                    "invoke" if allowed && needs && !approved.contains(&invocation) => {
+                        Some("allow→approval")
+                    }
+                    _ => None,
+                };
+                if let Some(change) = change {
+                    changed.push(ChangedDecision {
+                        invocation,
+                        action,
+                        resource,
+                        change,
+                        policy_ids: now.policy_ids,
+                    });
+                } else if action != record::APPROVAL && now.allowed != allowed {
                     changed.push(ChangedDecision {
                         invocation,
                         action,
@@ -256,7 +293,9 @@ fn group(entries: Vec<Entry>) -> BTreeMap<u64, Invocation> {
                 if action == "invoke" && allowed {
                     inv.ran = true;
                 }
-                if (action == "invoke" || action == "link") && !allowed {
+                if (action == "invoke" || action == "link" || action == record::APPROVAL)
+                    && !allowed
+                {
                     inv.refused = true;
                 }
             }

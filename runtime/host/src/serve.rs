@@ -105,6 +105,8 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         .route("/v1/openapi.json", get(|| async { axum::Json(openapi()) }))
         .route("/v1/capabilities", get(capabilities))
         .route("/v1/invoke", post(invoke))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/approvals/{id}", get(approval).post(decide))
         .route("/v1/ledger/checkpoint", get(checkpoint))
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
@@ -194,8 +196,11 @@ struct Problem {
     status: StatusCode,
     code: &'static str,
     detail: String,
-    /// A header the status calls for (`WWW-Authenticate` on 401, `Retry-After` on 429).
-    header: Option<(header::HeaderName, HeaderValue)>,
+    /// A header the status calls for (`WWW-Authenticate` on 401, `Retry-After` on 429,
+    /// `Location` on 202).
+    header: Option<Box<(header::HeaderName, HeaderValue)>>,
+    /// The pending approval a 202 answer waits for (an extension member, `approval`).
+    approval: Option<u64>,
 }
 
 impl IntoResponse for Problem {
@@ -207,13 +212,17 @@ impl IntoResponse for Problem {
             "code": self.code,
             "detail": self.detail,
         });
+        let mut body = body;
+        if let Some(id) = self.approval {
+            body["approval"] = json!(id);
+        }
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
             .into_response();
-        if let Some((name, value)) = self.header {
+        if let Some((name, value)) = self.header.map(|h| *h) {
             response.headers_mut().insert(name, value);
         }
         response
@@ -226,6 +235,7 @@ fn problem(status: StatusCode, code: &'static str, detail: impl std::fmt::Displa
         code,
         detail: detail.to_string(),
         header: None,
+        approval: None,
     }
 }
 
@@ -239,8 +249,15 @@ impl From<Failure> for Problem {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             (header::RETRY_AFTER, HeaderValue::from(seconds.max(1)))
         });
+        // A pending approval is found where `Location` says.
+        let location = failure.approval.and_then(|id| {
+            HeaderValue::from_str(&format!("/v1/approvals/{id}"))
+                .ok()
+                .map(|at| (header::LOCATION, at))
+        });
         Problem {
-            header: retry_after,
+            header: retry_after.or(location).map(Box::new),
+            approval: failure.approval,
             ..problem(status, failure.code.name(), failure.message)
         }
     }
@@ -254,11 +271,11 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Problem> {
         base_url(headers)
     );
     let unauthorized = |detail: String| Problem {
-        header: Some((
+        header: Some(Box::new((
             header::WWW_AUTHENTICATE,
             HeaderValue::from_str(&challenge)
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"femtoclaw\"")),
-        )),
+        ))),
         ..problem(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
     };
     let presented = headers
@@ -424,7 +441,10 @@ async fn turn(app: &Arc<App>, asked: &Asked) -> Result<(Turn, Duration), Problem
         Ok(Ok(turn)) => return Ok((turn, app.request_timeout.saturating_sub(started.elapsed()))),
         Ok(Err(refused)) => refused,
         Err(_) => Problem {
-            header: Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            header: Some(Box::new((
+                header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            ))),
             ..problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
@@ -595,7 +615,10 @@ struct Turn {
 impl Turn {
     async fn take(app: &Arc<App>, principal: &Principal) -> Result<Turn, Problem> {
         let busy = |detail: String| Problem {
-            header: Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            header: Some(Box::new((
+                header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            ))),
             ..problem(StatusCode::TOO_MANY_REQUESTS, "busy", detail)
         };
         let place = PrincipalPlace::take(app, principal.to_string()).ok_or_else(|| {
@@ -672,6 +695,124 @@ impl Drop for PrincipalPlace {
             }
         }
     }
+}
+
+/// `GET /v1/approvals`: the approvals this principal asked for or may decide.
+async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Problem> {
+    let principal = authenticate(&app, &headers)?;
+    let worker = Arc::clone(&app);
+    let seen = blocking(move || {
+        let host = &worker.host;
+        let all = host.approvals.list();
+        Ok(all
+            .into_iter()
+            .filter(|a| a.principal == principal.to_string() || may_decide(host, &principal, a))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(axum::Json(json!(seen)).into_response())
+}
+
+/// `GET /v1/approvals/{id}`: one approval, to whoever asked for it or may decide it.
+async fn approval(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Response, Problem> {
+    let principal = authenticate(&app, &headers)?;
+    let worker = Arc::clone(&app);
+    let one = blocking(move || {
+        let host = &worker.host;
+        let approval = host.approvals.get(id)?;
+        if approval.principal == principal.to_string() || may_decide(host, &principal, &approval) {
+            Ok(approval)
+        } else {
+            Err(Failure::new(
+                Code::Unknown,
+                format!("there is no approval {id}"),
+            ))
+        }
+    })
+    .await?;
+    Ok(axum::Json(json!(one)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    /// `grant` or `deny`.
+    decision: String,
+    reason: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}` `{"decision": "grant" | "deny", "reason": …}`: a principal the
+/// policy lets `approve` the capability decides a pending approval, never its own; the
+/// decision is recorded before it is answered.
+async fn decide(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let principal = authenticate(&app, &headers)?;
+    let asked: Decision = parse(body, "an approval decision")?;
+    let grant = match asked.decision.as_str() {
+        "grant" => true,
+        "deny" => false,
+        other => {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgs.name(),
+                format!("decision `{other}`: say `grant` or `deny`"),
+            ));
+        }
+    };
+    let worker = Arc::clone(&app);
+    let decided = blocking(move || {
+        let host = &worker.host;
+        let approval = host.approvals.get(id)?;
+        if approval.principal == principal.to_string() {
+            return Err(Failure::new(
+                Code::Denied,
+                format!("denied: `{principal}` asked for approval {id}, and nobody may decide their own call"),
+            ));
+        }
+        if !may_decide(host, &principal, &approval) {
+            return Err(Failure::new(
+                Code::Denied,
+                format!(
+                    "denied: `{principal}` may not approve calls to `{}.{}` (action `approve`)",
+                    approval.capability, approval.function
+                ),
+            ));
+        }
+        host.approvals.decide(
+            host.records()?,
+            id,
+            grant,
+            &principal.to_string(),
+            asked.reason,
+            host.config.approvals.grant_ttl,
+        )
+    })
+    .await?;
+    Ok(axum::Json(json!(decided)).into_response())
+}
+
+/// Whether the policy in force lets `principal` decide `approval` (action `approve` on its
+/// capability and function). A capability no longer installed cannot be decided.
+fn may_decide(host: &Host, principal: &Principal, approval: &crate::approvals::Approval) -> bool {
+    let spec = format!("{}@{}", approval.capability, approval.version);
+    let (Ok(policy), Ok(found)) = (host.authority.policy(), host.catalog.find(&spec)) else {
+        return false;
+    };
+    policy
+        .authorize_approve(
+            principal,
+            &crate::authority::capability_ref(&found),
+            &approval.function,
+        )
+        .allowed
 }
 
 /// `GET /v1/capabilities`: what this principal may invoke, function by function.
@@ -847,6 +988,26 @@ fn text(body: String) -> Response {
 /// handlers use; a test checks that every route it names is served, and CI validates it.
 pub fn openapi() -> Json {
     let problem = json!({ "$ref": "#/components/responses/Problem" });
+    let approval_schema = json!({
+        "type": "object",
+        "required": ["id", "state", "fingerprint", "principal", "capability", "version", "function", "args", "asked"],
+        "properties": {
+            "id": { "type": "integer", "minimum": 0, "description": "The invocation that asked, recorded as pending" },
+            "state": { "type": "string", "enum": ["pending", "granted", "denied", "used", "expired"] },
+            "fingerprint": { "type": "string", "description": "SHA-256 (hex) of principal, capability, version, function and arguments" },
+            "principal": { "type": "string" },
+            "capability": { "type": "string" },
+            "version": { "type": "string" },
+            "function": { "type": "string" },
+            "args": { "type": "object" },
+            "asked": { "type": "integer" },
+            "decided_by": { "type": ["string", "null"] },
+            "decided": { "type": ["integer", "null"] },
+            "reason": { "type": ["string", "null"] },
+            "expires": { "type": ["integer", "null"] },
+            "used_by": { "type": ["integer", "null"] },
+        },
+    });
     let text = |description: &str| json!({ "description": description, "content": { "text/plain": { "schema": { "type": "string" } } } });
     let object = |description: &str, schema: Json| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
     let authed = |operation: Json| {
@@ -922,10 +1083,47 @@ pub fn openapi() -> Json {
                             "receipt": receipt,
                         },
                     })),
+                    "202": {
+                        "description": "The policy requires a person's approval of this call (`@approval(\"required\")`) and none is granted: a problem with code `approval-pending` and the approval's id, found at `Location`. Call again once it is granted.",
+                        "headers": { "Location": { "schema": { "type": "string" } } },
+                        "content": { "application/problem+json": { "schema": {
+                            "type": "object",
+                            "required": ["code", "approval"],
+                            "properties": { "code": { "type": "string" }, "approval": { "type": "integer", "minimum": 0 } },
+                        } } },
+                    },
                     "400": problem, "403": problem, "404": problem, "413": problem,
                     "422": problem, "429": problem, "500": problem, "503": problem,
                 },
             })) },
+            "/v1/approvals": { "get": authed(json!({
+                "summary": "The approvals this principal asked for or may decide",
+                "responses": { "200": object("Approvals, oldest first.", json!({ "type": "array", "items": approval_schema })) },
+            })) },
+            "/v1/approvals/{id}": {
+                "get": authed(json!({
+                    "summary": "One approval",
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } }],
+                    "responses": { "200": object("The approval.", approval_schema.clone()), "404": problem },
+                })),
+                "post": authed(json!({
+                    "summary": "Grant or deny a pending approval (action `approve`; never one's own)",
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["decision"],
+                        "properties": {
+                            "decision": { "type": "string", "enum": ["grant", "deny"] },
+                            "reason": { "type": "string" },
+                        },
+                    } } } },
+                    "responses": {
+                        "200": object("The decided approval, once its ledger entry is durable.", approval_schema.clone()),
+                        "400": problem, "403": problem, "404": problem,
+                    },
+                })),
+            },
             "/v1/ledger/checkpoint": { "get": authed(json!({
                 "summary": "The latest signed checkpoint note, byte-exact",
                 "responses": { "200": text("A C2SP signed note."), "404": problem },
@@ -980,7 +1178,8 @@ pub fn openapi() -> Json {
                         "status": { "type": "integer" },
                         "code": { "type": "string", "enum": [
                             "bad-arguments", "unauthenticated", "denied", "unknown", "too-large",
-                            "fuel-exhausted", "trapped", "limit", "deadline", "busy", "over-quota", "stopping",
+                            "fuel-exhausted", "trapped", "limit", "deadline", "busy", "over-quota",
+                            "approval-pending", "stopping",
                             "other", "integrity", "divergence", "cannot-replay",
                         ] },
                         "detail": { "type": "string" },

@@ -648,3 +648,52 @@ fn an_invocation_over_a_quota_exits_12_and_is_recorded_across_processes() {
     let verified = host.run(&["log", "verify"]);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
+
+/// From the command line alone: an `@approval("required")` call exits 13 naming its pending
+/// approval, `approval grant` lets the identical call run once, the next needs a new approval,
+/// and `approval deny` refuses it; the ledger verifies.
+#[test]
+fn an_approval_required_invoke_exits_13_until_granted_then_runs_once() {
+    let host = Host::with_policy(
+        "@approval(\"required\")\npermit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n",
+    );
+    let greet = ["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#];
+    let pending = |out: &std::process::Output| -> String {
+        assert_eq!(code(out), 13, "{}", stderr(out));
+        let err = stderr(out);
+        let id = err
+            .split("pending as approval ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no approval id in {err}"))
+            .to_owned();
+        assert!(
+            err.contains(&format!("femtoclaw-host approval grant {id}")),
+            "{err}"
+        );
+        id
+    };
+    let first = pending(&host.run(&greet));
+    let listed = host.run(&["approval", "list"]);
+    assert!(stdout(&listed).contains("pending"), "{}", stdout(&listed));
+    assert!(
+        stdout(&listed).contains("hello@0.1.0.greet {\"name\":\"Ada\"}"),
+        "{}",
+        stdout(&listed)
+    );
+    let granted = host.run(&["approval", "grant", &first, "--reason", "fine"]);
+    assert_eq!(code(&granted), 0, "{}", stderr(&granted));
+    let ran = host.run(&greet);
+    assert_eq!(code(&ran), 0, "{}", stderr(&ran));
+    assert!(stdout(&ran).contains("Hello, Ada!"));
+    let second = pending(&host.run(&greet));
+    assert_ne!(second, first);
+    let denied = host.run(&["approval", "deny", &second, "--reason", "no"]);
+    assert_eq!(stdout(&denied).trim(), format!("approval {second} denied"));
+    let unknown = host.run(&["approval", "grant", "424242"]);
+    assert_eq!(code(&unknown), 3, "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("there is no approval 424242"));
+    let verified = host.run(&["log", "verify"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}

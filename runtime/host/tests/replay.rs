@@ -423,3 +423,54 @@ fn what_if_asks_with_the_recorded_groups() {
     let r = what_if(&host, &export, &policy);
     assert_eq!(r["changed"], json!([]), "{r}");
 }
+
+/// What-if replay reports the decisions another policy would put in a person's hands
+/// (`allow→approval`) and the pending ones it would let through (`approval→allow`).
+#[test]
+fn what_if_reports_the_calls_that_would_need_or_no_longer_need_approval() {
+    const LINK: &str = "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource);\n";
+    let host = Host::with_policy(&format!(
+        "@id(\"greet-freely\")\npermit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource == FemtoClaw::Capability::\"hello\");\n\
+         @id(\"stats-with-approval\")\n@approval(\"required\")\npermit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource == FemtoClaw::Capability::\"textstats\");\n{LINK}"
+    ));
+    let ran = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
+    assert_eq!(code(&ran), 0, "{}", stderr(&ran));
+    let waits = host.run(&[
+        "invoke",
+        "textstats",
+        "analyze",
+        "--args",
+        r#"{"text":"a","top":1}"#,
+    ]);
+    assert_eq!(code(&waits), 13, "{}", stderr(&waits));
+    let export = host.export();
+    let policy = host.file(
+        "swapped.cedar",
+        format!(
+            "@id(\"greet-with-approval\")\n@approval(\"required\")\npermit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource == FemtoClaw::Capability::\"hello\");\n\
+             @id(\"stats-freely\")\npermit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource == FemtoClaw::Capability::\"textstats\");\n{LINK}"
+        )
+        .as_bytes(),
+    );
+    let r = what_if(&host, &export, &policy);
+    let changes: Vec<(&str, &str, &str)> = r["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap(),
+                c["resource"].as_str().unwrap(),
+                c["change"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("invoke", "hello@0.1.0", "allow→approval"),
+            ("approval", "textstats@0.1.0.analyze", "approval→allow"),
+        ],
+        "{r}"
+    );
+}

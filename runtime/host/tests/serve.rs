@@ -998,6 +998,297 @@ fn a_principal_over_its_rate_limit_gets_429_and_a_recorded_refusal_while_others_
     );
 }
 
+/// The policy of the approval tests: `agent:bot` may greet only with a person's approval;
+/// `user:ops` and `agent:bot` may approve, `agent:other` may not.
+const APPROVAL_POLICY: &str = r#"
+@id("bot-greets-with-approval")
+@approval("required")
+permit (principal == FemtoClaw::Agent::"bot", action == FemtoClaw::Action::"invoke", resource == FemtoClaw::Capability::"hello");
+@id("link-anything")
+permit (principal, action == FemtoClaw::Action::"link", resource);
+@id("ops-approves")
+permit (principal == FemtoClaw::User::"ops", action == FemtoClaw::Action::"approve", resource);
+@id("bot-approves")
+permit (principal == FemtoClaw::Agent::"bot", action == FemtoClaw::Action::"approve", resource);
+"#;
+
+fn decide(server: &Server, token: &str, id: u64, decision: &str, reason: &str) -> (u16, Json) {
+    let response = client()
+        .post(format!("{}/v1/approvals/{id}", server.url))
+        .bearer_auth(token)
+        .body(json!({ "decision": decision, "reason": reason }).to_string())
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&response.text().unwrap()).unwrap(),
+    )
+}
+
+/// An `@approval("required")` call is answered 202 with the approval's `Location` and recorded
+/// as pending; `approval grant` (through the running server) lets the identical call run once,
+/// with its start naming the approval; other arguments, or the same call again, need a new
+/// approval; nobody decides their own call or one the policy does not let them approve; a
+/// denial over the API is recorded; an MCP call gets `isError` naming the id; with
+/// `approvals.wait_ms` a caller waits and runs once a person grants. Every decision is a
+/// ledger entry, the grant's fingerprint is the one an auditor recomputes from the start that
+/// spent it, and the ledger verifies and replays.
+#[test]
+fn an_approval_required_call_waits_for_a_grant_runs_once_and_every_decision_is_recorded() {
+    let host = Host::with_policy(APPROVAL_POLICY);
+    let bot = token(&host, "agent:bot", "bot");
+    let ops = token(&host, "user:ops", "ops");
+    let other = token(&host, "agent:other", "other");
+    let server = Server::start(&host);
+    let greet = |name: &str| json!({ "capability": "hello", "function": "greet", "args": { "name": name } });
+    let pending = |name: &str| -> u64 {
+        let response = client()
+            .post(format!("{}/v1/invoke", server.url))
+            .bearer_auth(&bot)
+            .body(greet(name).to_string())
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let body: Json = serde_json::from_str(&response.text().unwrap()).unwrap();
+        assert_eq!(body["code"], "approval-pending", "{body}");
+        let id = body["approval"].as_u64().unwrap();
+        assert_eq!(location, format!("/v1/approvals/{id}"));
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("approval grant {id}"))
+        );
+        id
+    };
+    let ada = pending("Ada");
+    // A second identical call while it is pending waits for the same approval.
+    assert_eq!(pending("Ada"), ada);
+    let seen: Json = serde_json::from_str(&client_get(&server, &bot, "/v1/approvals")).unwrap();
+    assert_eq!(seen.as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen[0]["state"], "pending");
+    assert_eq!(seen[0]["args"], json!({ "name": "Ada" }));
+    let hidden = client()
+        .get(format!("{}/v1/approvals/{ada}", server.url))
+        .bearer_auth(&other)
+        .send()
+        .unwrap();
+    assert_eq!(
+        hidden.status().as_u16(),
+        404,
+        "not one of its own, nor one it may decide"
+    );
+    let (status, refused) = decide(&server, &other, ada, "grant", "sure");
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may not approve"),
+        "{refused}"
+    );
+    let (status, refused) = decide(&server, &bot, ada, "grant", "mine");
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("decide their own call"),
+        "{refused}"
+    );
+
+    // The operator lists and grants through the running server.
+    let listed = host.run(&["approval", "list", "--json"]);
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    let listed: Json = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(listed[0]["id"], ada);
+    let granted = host.run(&[
+        "approval",
+        "grant",
+        &ada.to_string(),
+        "--reason",
+        "checked the name",
+    ]);
+    assert_eq!(code(&granted), 0, "{}", stderr(&granted));
+    assert_eq!(stdout(&granted).trim(), format!("approval {ada} granted"));
+    let again = host.run(&["approval", "grant", &ada.to_string()]);
+    assert_eq!(code(&again), 2, "already decided: {}", stderr(&again));
+
+    // The grant is bound to the exact call: other arguments need their own.
+    let bob = pending("Bob");
+    assert_ne!(bob, ada);
+    let (status, _, ran) = invoke(&server, Some(&bot), &greet("Ada"), "");
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["result"], "Hello, Ada!");
+    let spent_by = ran["receipt"]["invocation"].as_u64().unwrap();
+    // Single use: the same call again asks anew.
+    let twice = pending("Ada");
+    assert!(twice != ada && twice != bob);
+    let (status, denied) = decide(&server, &ops, twice, "deny", "once is enough");
+    assert_eq!(status, 200, "{denied}");
+    assert_eq!(
+        (denied["state"].as_str(), denied["decided_by"].as_str()),
+        (Some("denied"), Some("FemtoClaw::User::\"ops\""))
+    );
+    assert_eq!(
+        decide(&server, &ops, twice, "grant", "").0,
+        400,
+        "already decided"
+    );
+    let (status, _) = decide(&server, &ops, 999_999, "grant", "");
+    assert_eq!(status, 404);
+
+    // MCP: a result the model can act on, naming the approval.
+    let calls = host.file(
+        "calls.json",
+        json!([{ "name": "hello.greet", "arguments": { "name": "Ada" } }])
+            .to_string()
+            .as_bytes(),
+    );
+    let mcp = mcp_client(&calls)
+        .args(["--http", &format!("{}/mcp", server.url), "--token", &bot])
+        .output()
+        .unwrap();
+    assert_eq!(code(&mcp), 0, "{}", stderr(&mcp));
+    let answer: Json = serde_json::from_str(&stdout(&mcp)).unwrap();
+    let call = &answer["calls"][0];
+    assert_eq!(call["isError"], true, "{call}");
+    let line = call["content"][0].as_str().unwrap();
+    assert!(
+        line.starts_with("approval-pending: approval required"),
+        "{call}"
+    );
+    let by_mcp = pending("Ada");
+    assert!(
+        line.contains(&format!("pending as approval {by_mcp}")),
+        "{line}"
+    );
+    assert_eq!(server.stop(), 0);
+
+    // A caller that may wait runs as soon as a person grants.
+    host.configure("[approvals]\nwait_ms = 30000\n");
+    let server = Server::start(&host);
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| invoke(&server, Some(&bot), &greet("Cy"), ""));
+        let id = (0..200)
+            .find_map(|_| {
+                let seen: Json =
+                    serde_json::from_str(&client_get(&server, &ops, "/v1/approvals")).unwrap();
+                let found = seen
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["args"] == json!({ "name": "Cy" }) && a["state"] == "pending");
+                if found.is_none() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                found.map(|a| a["id"].as_u64().unwrap())
+            })
+            .expect("the waiting call is pending");
+        assert_eq!(decide(&server, &ops, id, "grant", "go").0, 200);
+        let (status, _, ran) = waiting.join().unwrap();
+        assert_eq!(
+            (status, &ran["result"]),
+            (200, &json!("Hello, Cy!")),
+            "{ran}"
+        );
+    });
+    still_serving_then_verified(server, &host);
+
+    // The ledger: every request and decision, and the start that spent the grant names it.
+    let entries: Vec<femtoclaw_ledger::Entry> = host
+        .entries()
+        .into_iter()
+        .map(|e| serde_json::from_value(e["entry"].clone()).unwrap())
+        .collect();
+    let steps: Vec<(u64, &str, &str)> = entries
+        .iter()
+        .filter_map(|e| match e {
+            femtoclaw_ledger::Entry::Approval {
+                request,
+                action,
+                by,
+                ..
+            } => Some((*request, action.as_str(), by.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps[..6],
+        [
+            (ada, "request", "FemtoClaw::Agent::\"bot\""),
+            (ada, "grant", "FemtoClaw::User::\"local\""),
+            (bob, "request", "FemtoClaw::Agent::\"bot\""),
+            (twice, "request", "FemtoClaw::Agent::\"bot\""),
+            (twice, "deny", "FemtoClaw::User::\"ops\""),
+            (by_mcp, "request", "FemtoClaw::Agent::\"bot\""),
+        ],
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps.len(),
+        8,
+        "and the waiting call's request and grant: {steps:?}"
+    );
+    let grant_fingerprint = entries
+        .iter()
+        .find_map(|e| match e {
+            femtoclaw_ledger::Entry::Approval {
+                request,
+                action,
+                fingerprint,
+                ..
+            } if *request == ada && action == "grant" => Some(*fingerprint),
+            _ => None,
+        })
+        .unwrap();
+    let spender = entries
+        .iter()
+        .find(|e| matches!(e, femtoclaw_ledger::Entry::InvocationStart { invocation, .. } if *invocation == spent_by))
+        .unwrap();
+    let femtoclaw_ledger::Entry::InvocationStart {
+        principal,
+        capability,
+        version,
+        function,
+        args,
+        approval,
+        ..
+    } = spender
+    else {
+        unreachable!()
+    };
+    assert_eq!(*approval, Some(ada));
+    assert_eq!(
+        femtoclaw_ledger::approval_fingerprint(
+            principal,
+            capability,
+            version,
+            function,
+            &femtoclaw_ledger::args_digest(args)
+        ),
+        grant_fingerprint,
+        "an auditor recomputes the approved call from the start that spent it"
+    );
+    let spent: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match e {
+            femtoclaw_ledger::Entry::InvocationStart {
+                approval: Some(id), ..
+            } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spent.len(), 2, "each grant spent once: {spent:?}");
+    assert_eq!(spent[0], ada);
+    // Replay takes the recorded approval as given: the approved runs replay, the pending ones
+    // (nothing ran) are reported refused.
+    let report = host.replay_on(host.data.path(), &host.export());
+    assert_eq!(report["identical"], json!(2), "{report}");
+}
+
 /// Every request has a deadline: an invocation gets what is left of `server.request_timeout_ms`
 /// (far below the operator's invocation deadline here) and ends at it. A stopping server gives
 /// the invocations in flight `server.shutdown_grace_ms`, then exits 0 without them; the one cut

@@ -210,6 +210,40 @@ pub enum Entry {
     },
 }
 
+/// SHA-256 of the canonical encoding of an invocation's named arguments: exactly the bytes of
+/// an invocation start's `args` field (a u32 count, then each name and value).
+pub fn args_digest(args: &[(String, Value)]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut w = Writer::with_capacity(64);
+    w.len(args.len());
+    for (name, v) in args {
+        w.str(name);
+        v.encode_into(&mut w);
+    }
+    sha2::Sha256::digest(&w.buf).into()
+}
+
+/// What an approval approves, as one digest: SHA-256 of `femtoclaw-approval-v1`, then the
+/// principal (as the invocation start names it), capability, version and function, each a u32
+/// length and its bytes, then the [`args_digest`] of the arguments. An auditor recomputes it
+/// from the start entry of the invocation that spent the approval.
+pub fn approval_fingerprint(
+    principal: &str,
+    capability: &str,
+    version: &str,
+    function: &str,
+    args_sha256: &[u8; 32],
+) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut w = Writer::with_capacity(128);
+    w.raw(b"femtoclaw-approval-v1");
+    for part in [principal, capability, version, function] {
+        w.str(part);
+    }
+    w.digest(args_sha256);
+    sha2::Sha256::digest(&w.buf).into()
+}
+
 /// Why a host call did not return: recorded in place of its result.
 ///
 /// A returned result is always a tuple, so a fault is told apart by its shape alone: the

@@ -66,7 +66,7 @@ mod verify;
 mod writer;
 
 pub use blobs::BlobStore;
-pub use entry::{CallFault, ENCODING_VERSION, Entry};
+pub use entry::{CallFault, ENCODING_VERSION, Entry, approval_fingerprint, args_digest};
 pub use error::{DecodeError, EncodeError};
 pub use export::{
     Digested, DigestedBytes, EXPORT_MAGIC, EXPORT_VERSION, Export, parse_export, write_export,

@@ -14,6 +14,7 @@ use crate::set::{PolicySet, Statics};
 /// The action of a request, as Cedar names it.
 enum Action<'a> {
     Invoke(Option<&'a str>),
+    Approve(&'a str),
     Link,
     Call(CallAction),
 }
@@ -22,6 +23,7 @@ impl Action<'_> {
     fn id(&self) -> &'static str {
         match self {
             Self::Invoke(_) => "invoke",
+            Self::Approve(_) => "approve",
             Self::Link => "link",
             Self::Call(a) => a.as_str(),
         }
@@ -44,6 +46,17 @@ impl PolicySet {
     /// May `principal` invoke `cap` (any function)?
     pub fn authorize_invoke(&self, principal: &Principal, cap: &CapabilityRef) -> Decision {
         self.decide(principal, cap, Action::Invoke(None), None, None)
+    }
+
+    /// May `principal` decide a pending approval of a call to `function` of `cap` (action
+    /// `approve`)? Policies see the function as `context.function`.
+    pub fn authorize_approve(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        function: &str,
+    ) -> Decision {
+        self.decide(principal, cap, Action::Approve(function), None, None)
     }
 
     /// May `principal` invoke `function` of `cap`? Policies see it as `context.function`.
@@ -246,6 +259,10 @@ impl PolicySet {
                     .collect();
                 (cap_uid, cedar::Context::from_pairs(pairs))
             }
+            (Action::Approve(function), _) => (
+                cap_uid,
+                cedar::Context::from_pairs([("function".to_owned(), string(function))]),
+            ),
             (_, Some(resource)) => {
                 let resource_uid = resource.uid();
                 entities.push(resource);

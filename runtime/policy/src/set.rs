@@ -11,6 +11,7 @@ use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::Decision;
 use crate::error::{PolicyError, Problem, Problems};
 use crate::{DEFAULT_POLICY, SCHEMA};
 
@@ -44,6 +45,9 @@ pub struct PolicyInfo {
     pub line: usize,
     /// `permit` or `forbid`.
     pub effect: Effect,
+    /// A `permit` annotated `@approval("required")`: what it allows runs only once a person
+    /// has approved that exact call.
+    pub approval: bool,
     /// Its text as written.
     pub text: String,
 }
@@ -254,6 +258,26 @@ impl PolicySet {
                     cedar::Effect::Permit => Effect::Permit,
                     cedar::Effect::Forbid => Effect::Forbid,
                 };
+                let approval = match (policy.annotation("approval"), effect) {
+                    (None, _) => false,
+                    (Some("required"), Effect::Permit) => true,
+                    (Some(value), _) => {
+                        let message = if value == "required" {
+                            "`@approval(\"required\")` applies to a `permit`, not a `forbid`"
+                                .to_owned()
+                        } else {
+                            format!("`@approval(\"{value}\")`: the only value is `\"required\"`")
+                        };
+                        syntax.push(Problem {
+                            file: file.clone(),
+                            line,
+                            column: 1,
+                            policy_id: Some(id.clone()),
+                            message,
+                        });
+                        continue;
+                    }
+                };
                 if let Err(e) = set.add(policy.new_id(cedar::PolicyId::new(&id))) {
                     syntax.push(Problem {
                         file: file.clone(),
@@ -270,6 +294,7 @@ impl PolicySet {
                     file: file.clone(),
                     line,
                     effect,
+                    approval,
                     text: body,
                 });
             }
@@ -334,6 +359,18 @@ impl PolicySet {
     /// The policies, in load order (files in name order, then order within the file).
     pub fn policies(&self) -> &[PolicyInfo] {
         &self.infos
+    }
+
+    /// Whether `decision` (an allowed one, by this set) needs a person's approval: one of the
+    /// permits that allowed it is annotated `@approval("required")`. Any one suffices, so a
+    /// broader permit never waives the approval another asks for.
+    pub fn needs_approval(&self, decision: &Decision) -> bool {
+        decision.allowed
+            && decision.policy_ids.iter().any(|id| {
+                self.infos
+                    .iter()
+                    .any(|info| info.approval && info.id == *id)
+            })
     }
 
     /// The policy ids, in load order.

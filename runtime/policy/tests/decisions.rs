@@ -323,3 +323,68 @@ fn decisions_serialize_with_a_hex_digest() {
     let back: femtoclaw_policy::Decision = serde_json::from_value(json).unwrap();
     assert_eq!(back, d);
 }
+
+/// A `permit` annotated `@approval("required")` marks what it allows as needing a person's
+/// approval, even when a broader permit also allows it; `approve` is an action policies grant.
+#[test]
+fn an_approval_permit_marks_what_it_allows_as_needing_approval() {
+    let text = r#"
+        @id("anyone-may-greet")
+        permit (principal, action == FemtoClaw::Action::"invoke", resource == FemtoClaw::Capability::"hello");
+
+        @id("payments-need-a-human")
+        @approval("required")
+        permit (principal, action == FemtoClaw::Action::"invoke", resource == FemtoClaw::Capability::"pay")
+        when { context has function && context.function == "send" };
+
+        @id("also-pay")
+        permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"invoke", resource);
+
+        @id("treasurer-approves")
+        permit (principal == FemtoClaw::User::"treasurer", action == FemtoClaw::Action::"approve", resource == FemtoClaw::Capability::"pay");
+    "#;
+    let set = PolicySet::from_str("approvals.cedar", text).unwrap();
+    let agent = Principal::agent("bot");
+    let pay = first_party("pay");
+    let send = set.authorize_invoke_function(&agent, &pay, Some("send"));
+    assert!(send.allowed && set.needs_approval(&send), "{send}");
+    let greet = set.authorize_invoke_function(&agent, &first_party("hello"), Some("greet"));
+    assert!(greet.allowed && !set.needs_approval(&greet));
+    // A broader permit that also applies does not waive it.
+    let local = set.authorize_invoke_function(&Principal::local(), &pay, Some("send"));
+    assert_eq!(local.policy_ids, ["also-pay", "payments-need-a-human"]);
+    assert!(set.needs_approval(&local));
+    // Denied is never "needs approval".
+    let refund = set.authorize_invoke_function(&agent, &pay, Some("refund"));
+    assert!(!refund.allowed && !set.needs_approval(&refund));
+    assert!(
+        set.policies()
+            .iter()
+            .any(|p| p.id == "payments-need-a-human" && p.approval)
+    );
+
+    assert!(
+        set.authorize_approve(&Principal::user("treasurer"), &pay, "send")
+            .allowed
+    );
+    assert!(!set.authorize_approve(&agent, &pay, "send").allowed);
+}
+
+#[test]
+fn a_bad_approval_annotation_is_refused_naming_the_policy() {
+    for (text, says) in [
+        (
+            "@id(\"p\")\n@approval(\"maybe\")\npermit (principal, action, resource);",
+            "`@approval(\"maybe\")`: the only value is `\"required\"`",
+        ),
+        (
+            "@id(\"f\")\n@approval(\"required\")\nforbid (principal, action, resource);",
+            "applies to a `permit`, not a `forbid`",
+        ),
+    ] {
+        let err = PolicySet::from_str("bad.cedar", text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+    }
+}

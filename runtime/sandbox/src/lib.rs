@@ -686,6 +686,15 @@ impl Sandbox {
             .collect()
     }
 
+    /// The JSON arguments as the ledger records them (checked as [`Sandbox::args`] checks them):
+    /// what an approval's fingerprint digests.
+    pub fn recorded_args(
+        function: &Function,
+        args: &Json,
+    ) -> Result<Vec<(String, Value)>, InvokeError> {
+        Ok(named_values(function, &Self::args(function, args)?))
+    }
+
     /// Runs `function` of `prepared` with JSON `args` on a fresh store with `fuel`, its imports
     /// linked under `link` (the policy's grant: it must cover every import) and its scoped host
     /// calls authorized by `context`.
@@ -773,12 +782,7 @@ impl Sandbox {
         fuel: u64,
         mut state: State,
     ) -> (Outcome, Option<replay::Divergence>) {
-        let mut args = function
-            .params
-            .iter()
-            .zip(&params)
-            .map(|((name, ty), val)| (name.clone(), values::val_to_value(val, ty)))
-            .collect();
+        let mut args = named_values(function, &params);
         // The journal's start entry needs the arguments; they come back after the run.
         if let Some(journal) = &mut state.gate.journal {
             journal.args = std::mem::take(&mut args);
@@ -960,4 +964,14 @@ fn classify(error: &wasmtime::Error, budget: u64, remaining: u64) -> Failure {
             message: format!("{error:#}"),
         },
     }
+}
+
+/// The parameters' values by name, as the ledger records them.
+fn named_values(function: &Function, params: &[Val]) -> Vec<(String, Value)> {
+    function
+        .params
+        .iter()
+        .zip(params)
+        .map(|((name, ty), val)| (name.clone(), values::val_to_value(val, ty)))
+        .collect()
 }

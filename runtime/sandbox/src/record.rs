@@ -41,6 +41,10 @@ pub const DEADLINE: &str = "deadline";
 /// The trap kind of an invocation its caller withdrew while it ran.
 pub const CANCELLED: &str = "cancelled";
 
+/// The decision action of an approval a policy requires (`@approval("required")`): not
+/// allowed while it is pending.
+pub const APPROVAL: &str = "approval";
+
 /// The trap kind of an invocation that ran into a limit, or was refused at one before it ran.
 pub const LIMIT: &str = "limit";
 
@@ -232,6 +236,36 @@ pub fn refused(start: &Start, refusals: &[(&str, &str, &Decision)]) -> Vec<Entry
         stdout: Vec::new(),
         stderr: Vec::new(),
     });
+    entries
+}
+
+/// The entries of an invocation the policy allows only once a person approves it, with none
+/// granted yet: its start with its arguments, the `invoke` decision that allowed it, an
+/// `approval` decision not (yet) allowed, by the same policies, its end, and `request`, the
+/// approval entry that asks for it (none when an identical call already asked). Nothing ran.
+pub fn pending(
+    start: &Start,
+    invoke: &Decision,
+    args: Vec<(String, Value)>,
+    request: Option<Entry>,
+) -> Vec<Entry> {
+    let mut entries = Vec::from(start.opening(invoke, args));
+    entries.push(Entry::Decision {
+        invocation: start.invocation,
+        action: APPROVAL.to_owned(),
+        resource: format!("{}@{}.{}", start.capability, start.version, start.function),
+        allowed: false,
+        policy_ids: invoke.policy_ids.clone(),
+        policy_digest: invoke.policy_digest,
+    });
+    entries.push(Entry::InvocationEnd {
+        invocation: start.invocation,
+        result: None,
+        fuel_consumed: 0,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    });
+    entries.extend(request);
     entries
 }
 

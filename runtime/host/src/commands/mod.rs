@@ -1,6 +1,7 @@
 //! The commands, one module per group, each its arguments (clap) and what it runs on the host
 //! library; and what they share: the global options, the principal options, printing.
 
+pub mod approval;
 pub mod capability;
 pub mod config;
 pub mod invoke;

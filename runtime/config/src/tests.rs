@@ -751,7 +751,13 @@ fn show_writes_each_value_with_its_source() {
             .copied()
             .collect::<Vec<_>>(),
         [
-            "[server]", "[limits]", "[quotas]", "[ledger]", "[mcp]", "[http]"
+            "[server]",
+            "[limits]",
+            "[quotas]",
+            "[approvals]",
+            "[ledger]",
+            "[mcp]",
+            "[http]"
         ]
     );
     assert_eq!(effective.to_string(), shown);

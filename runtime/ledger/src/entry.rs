@@ -754,13 +754,16 @@ impl Entry {
 
     /// Checks that `bytes` is a canonical encoding, exactly as [`Entry::decode`] does
     /// (it fails on the same inputs, with the same error), without building the entry:
-    /// no allocation. Used by verification, which needs the verdict, not the value.
-    pub(crate) fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+    /// no allocation. Used by verification, which needs the verdict, not the value; `true` for
+    /// an entry the approval audit reads ([`crate::verify`]): an approval, or an invocation
+    /// start that spends one.
+    pub(crate) fn validate(bytes: &[u8]) -> Result<bool, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != ENCODING_VERSION {
             return Err(DecodeError::UnsupportedVersion { version });
         }
+        let mut audited = false;
         let at = r.pos();
         match r.u8()? {
             kind::INVOCATION_START => {
@@ -788,7 +791,7 @@ impl Entry {
                 if r.option_tag()? {
                     r.array::<16>()?; // trace id
                 }
-                r.opt_u64()?; // approval
+                audited = r.opt_u64()?.is_some(); // approval
             }
             kind::HOST_CALL => {
                 r.u64()?;
@@ -854,6 +857,7 @@ impl Entry {
                 r.digest()?;
             }
             kind::APPROVAL => {
+                audited = true;
                 r.u64()?;
                 r.skip_string()?; // action
                 r.digest()?;
@@ -870,7 +874,7 @@ impl Entry {
                 });
             }
         }
-        r.finish()
+        r.finish().map(|()| audited)
     }
 
     /// Whether the canonical encoding `bytes` is an invocation's start (`true`) or end
@@ -962,7 +966,7 @@ mod tests {
 
     fn same_verdict(bytes: &[u8]) {
         assert_eq!(
-            Entry::validate(bytes),
+            Entry::validate(bytes).map(|_| ()),
             Entry::decode(bytes).map(|_| ()),
             "validate and decode disagree on {bytes:02x?}"
         );

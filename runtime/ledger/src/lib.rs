@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+mod audit;
 mod blobs;
 mod codec;
 mod entry;

@@ -62,6 +62,15 @@ pub struct VerifyReport {
 /// Why verification failed, naming the first bad position.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum VerifyError {
+    /// A human approval breaks the rules: asked twice, decided twice or for another call, or
+    /// an invocation spends one that was not granted for it, or was spent before.
+    #[error("entry {index}: {reason}")]
+    Approval {
+        /// The entry's index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The file does not start with the export magic.
     #[error("not a ledger export (bad header)")]
     BadHeader,
@@ -291,6 +300,8 @@ struct Verifier<'o> {
     origin: Option<String>,
     /// The key changes seen so far (only when keys are pinned), in log order.
     handovers: Vec<Handover>,
+    /// The human approvals seen so far.
+    audit: crate::audit::Audit,
 }
 
 /// A key change of the log: the entry's index, whether it names the ledger's first key (it
@@ -317,6 +328,7 @@ impl<'o> Verifier<'o> {
             last: None,
             origin: opts.origin.clone(),
             handovers: Vec::new(),
+            audit: crate::audit::Audit::default(),
         }
     }
 
@@ -335,7 +347,15 @@ impl<'o> Verifier<'o> {
     fn entry(&mut self, bytes: &[u8], known_leaf: Option<Hash>) -> Result<(), VerifyError> {
         let index = self.tree.len();
         // The same verdict as a full decode, without building the entry.
-        Entry::validate(bytes).map_err(|source| VerifyError::BadRecord { index, source })?;
+        let audited =
+            Entry::validate(bytes).map_err(|source| VerifyError::BadRecord { index, source })?;
+        if audited {
+            let entry =
+                Entry::decode(bytes).map_err(|source| VerifyError::BadRecord { index, source })?;
+            self.audit
+                .entry(&entry)
+                .map_err(|reason| VerifyError::Approval { index, reason })?;
+        }
         if !self.opts.keys.is_empty()
             && let Some(change) = Entry::peek_key_change(bytes)
         {

@@ -499,3 +499,71 @@ proptest! {
         let _ = Entry::decode(&bytes[..cut % n]);
     }
 }
+
+/// `args_digest` is the SHA-256 of exactly the bytes of a start's `args` field, and the
+/// approval fingerprint commits to every part of the call (a changed part changes it).
+#[test]
+fn the_args_digest_is_of_the_starts_args_bytes_and_the_fingerprint_covers_the_call() {
+    use sha2::Digest as _;
+    let (_, start) = common::one_of_each().remove(0);
+    let Entry::InvocationStart { args, .. } = &start else {
+        panic!("the first sample is a start")
+    };
+    let bare = |args: Vec<(String, Value)>| match start.clone() {
+        Entry::InvocationStart {
+            invocation,
+            principal,
+            groups,
+            capability,
+            version,
+            component_sha256,
+            manifest_sha256,
+            wit_world,
+            engine_digest,
+            wasmtime_version,
+            fuel_budget,
+            policy_digest,
+            function,
+            ..
+        } => Entry::InvocationStart {
+            invocation,
+            principal,
+            groups,
+            capability,
+            version,
+            component_sha256,
+            manifest_sha256,
+            wit_world,
+            engine_digest,
+            wasmtime_version,
+            fuel_budget,
+            policy_digest,
+            function,
+            args,
+            trace_id: None,
+            approval: None,
+        },
+        _ => unreachable!(),
+    };
+    // With no arguments the start ends: count (4 bytes), no trace id, no approval.
+    let head = bare(Vec::new()).encode().len() - 6;
+    let full = bare(args.clone()).encode();
+    let args_bytes = &full[head..full.len() - 2];
+    assert_eq!(
+        femtoclaw_ledger::args_digest(args),
+        <[u8; 32]>::from(sha2::Sha256::digest(args_bytes))
+    );
+    let digest = femtoclaw_ledger::args_digest(args);
+    let base = femtoclaw_ledger::approval_fingerprint("p", "c", "1", "f", &digest);
+    for other in [
+        femtoclaw_ledger::approval_fingerprint("q", "c", "1", "f", &digest),
+        femtoclaw_ledger::approval_fingerprint("p", "d", "1", "f", &digest),
+        femtoclaw_ledger::approval_fingerprint("p", "c", "2", "f", &digest),
+        femtoclaw_ledger::approval_fingerprint("p", "c", "1", "g", &digest),
+        femtoclaw_ledger::approval_fingerprint("p", "c", "1", "f", &[0; 32]),
+        // Lengths are part of it: moving a byte between parts changes it.
+        femtoclaw_ledger::approval_fingerprint("pc", "", "1", "f", &digest),
+    ] {
+        assert_ne!(other, base);
+    }
+}

@@ -268,3 +268,148 @@ fn error_messages_are_lowercase_without_final_period() {
         assert!(!s.ends_with('.'), "{s}");
     }
 }
+
+/// The approval audit: a log whose invocation spends an approval granted for exactly its call
+/// verifies; one that spends an approval never granted, granted for another call, or twice, or
+/// that decides an approval twice, fails at that entry, signed checkpoints or not.
+#[test]
+fn an_approval_spent_without_its_grant_fails_verification_at_the_entry() {
+    use femtoclaw_ledger::{Entry, Value, approval_fingerprint, args_digest};
+    let start = |invocation: u64, name: &str, approval: Option<u64>| {
+        let Entry::InvocationStart {
+            principal,
+            groups,
+            capability,
+            version,
+            component_sha256,
+            manifest_sha256,
+            wit_world,
+            engine_digest,
+            wasmtime_version,
+            fuel_budget,
+            policy_digest,
+            function,
+            ..
+        } = common::one_of_each().remove(0).1
+        else {
+            unreachable!()
+        };
+        Entry::InvocationStart {
+            invocation,
+            principal,
+            groups,
+            capability,
+            version,
+            component_sha256,
+            manifest_sha256,
+            wit_world,
+            engine_digest,
+            wasmtime_version,
+            fuel_budget,
+            policy_digest,
+            function,
+            args: vec![("name".into(), Value::String(name.into()))],
+            trace_id: None,
+            approval,
+        }
+    };
+    let fingerprint_of = |entry: &Entry| match entry {
+        Entry::InvocationStart {
+            principal,
+            capability,
+            version,
+            function,
+            args,
+            ..
+        } => approval_fingerprint(principal, capability, version, function, &args_digest(args)),
+        _ => unreachable!(),
+    };
+    let step = |request: u64, action: &str, fingerprint: [u8; 32]| Entry::Approval {
+        request,
+        action: action.into(),
+        fingerprint,
+        by: "FemtoClaw::User::\"ops\"".into(),
+        reason: String::new(),
+        at: 1_800_000_000,
+        expires: Some(1_800_003_600),
+    };
+    let ada = fingerprint_of(&start(0, "Ada", None));
+    let verdict = |entries: Vec<Entry>| {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut l, _) =
+            Ledger::open(dir.path(), LedgerOptions::with_key(common::fixed_key())).unwrap();
+        for entry in entries {
+            l.append_batch(vec![entry]).unwrap();
+        }
+        drop(l);
+        femtoclaw_ledger::verify_dir(dir.path(), &key())
+    };
+    // Honest: asked (by the pending invocation 1), granted, spent once by invocation 2.
+    let honest = vec![
+        start(1, "Ada", None),
+        step(1, "request", ada),
+        step(1, "grant", ada),
+        start(2, "Ada", Some(1)),
+    ];
+    verdict(honest.clone()).unwrap();
+    let fails_at = |entries: Vec<Entry>, index: u64, says: &str| match verdict(entries) {
+        Err(VerifyError::Approval { index: at, reason }) => {
+            assert_eq!(at, index, "{reason}");
+            assert!(reason.contains(says), "{reason}");
+        }
+        other => panic!("expected an approval failure at {index}, got {other:?}"),
+    };
+    fails_at(
+        vec![start(2, "Ada", Some(1))],
+        0,
+        "spends approval 1, which was never asked for",
+    );
+    fails_at(
+        vec![
+            start(1, "Ada", None),
+            step(1, "request", ada),
+            start(2, "Ada", Some(1)),
+        ],
+        2,
+        "which was not granted",
+    );
+    fails_at(
+        vec![
+            start(1, "Ada", None),
+            step(1, "request", ada),
+            step(1, "deny", ada),
+            start(2, "Ada", Some(1)),
+        ],
+        3,
+        "which was not granted",
+    );
+    fails_at(
+        [honest.clone(), vec![start(3, "Ada", Some(1))]].concat(),
+        4,
+        "already spent",
+    );
+    fails_at(
+        vec![
+            start(1, "Ada", None),
+            step(1, "request", ada),
+            step(1, "grant", ada),
+            start(2, "Bob", Some(1)),
+        ],
+        3,
+        "granted for another call",
+    );
+    fails_at(
+        vec![
+            start(1, "Ada", None),
+            step(1, "request", ada),
+            step(1, "grant", [9; 32]),
+        ],
+        2,
+        "for another call than the one asked",
+    );
+    fails_at(
+        [honest[..3].to_vec(), vec![step(1, "grant", ada)]].concat(),
+        3,
+        "decided twice",
+    );
+}

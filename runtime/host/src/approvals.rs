@@ -293,3 +293,55 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn granted(id: u64, fingerprint: [u8; 32], expires: u64) -> Approval {
+        let (_, mut approval) = Approvals::ask(&Ask {
+            invocation: id,
+            fingerprint,
+            principal: "FemtoClaw::Agent::\"bot\"",
+            capability: "hello",
+            version: "0.1.0",
+            function: "greet",
+            args: &serde_json::json!({ "name": "Ada" }),
+        });
+        approval.state = State::Granted;
+        approval.expires = Some(expires);
+        approval
+    }
+
+    #[test]
+    fn a_grant_is_spent_once_only_by_its_call_and_never_after_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let approvals = Approvals::open(dir.path()).unwrap();
+        approvals.keep(granted(1, [1; 32], now() + 3600)).unwrap();
+        approvals.keep(granted(2, [2; 32], now() - 1)).unwrap();
+        assert_eq!(approvals.spend(&[9; 32], 10).unwrap(), None, "another call");
+        assert_eq!(approvals.spend(&[2; 32], 10).unwrap(), None, "expired");
+        assert_eq!(approvals.get(2).unwrap().state, State::Expired);
+        assert_eq!(approvals.spend(&[1; 32], 10).unwrap(), Some(1));
+        assert_eq!(approvals.spend(&[1; 32], 11).unwrap(), None, "single use");
+        // What was spent stays spent in the next process.
+        let reopened = Approvals::open(dir.path()).unwrap();
+        let spent = reopened.get(1).unwrap();
+        assert_eq!((spent.state, spent.used_by), (State::Used, Some(10)));
+        assert_eq!(reopened.spend(&[1; 32], 12).unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_approvals_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("approvals.json"), b"[{\"id\": ").unwrap();
+        let refused = Approvals::open(dir.path()).err().unwrap();
+        assert!(
+            refused.message.contains("approvals.json"),
+            "{}",
+            refused.message
+        );
+    }
+}

@@ -643,7 +643,11 @@ fn the_openapi_document_names_every_route_served_and_validates() {
     assert!(paths.len() >= 8, "{paths:?}");
     for (path, operations) in paths {
         for method in operations.as_object().unwrap().keys() {
-            let url = format!("{}{}", server.url, path.replace("{index}", "0"));
+            let url = format!(
+                "{}{}",
+                server.url,
+                path.replace("{index}", "0").replace("{id}", "0")
+            );
             let response = match method.as_str() {
                 "get" => http.get(&url),
                 "post" => http.post(&url).body("{}"),

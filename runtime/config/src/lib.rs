@@ -53,7 +53,7 @@ mod schema;
 mod show;
 mod value;
 
-pub use config::{Config, Http, Ledger, Limits, Server, key};
+pub use config::{Config, Http, Ledger, Limits, Server, Telemetry, key};
 pub use error::ConfigError;
 pub use load::{ConfigFile, Effective, FILE_NAME, Overrides, Source, check};
 pub use schema::Key;

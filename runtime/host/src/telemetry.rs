@@ -1,5 +1,5 @@
 //! Telemetry: the host's `tracing` spans exported as OpenTelemetry traces, and its metrics
-//! exported over OTLP and served as Prometheus text at `/metrics`. Off by default: without an
+//! exported over OTLP (`http/protobuf` or `grpc`) and served as Prometheus text at `/metrics`. Off by default: without an
 //! endpoint (`telemetry.otlp_endpoint`, or the standard `OTEL_EXPORTER_OTLP_*ENDPOINT`
 //! variables) no span is recorded, and the metrics are kept only for a scrape.
 //!
@@ -17,7 +17,7 @@
 //! in the processes that serve, the recording functions ([`invoked`], [`quota_refused`],
 //! [`set_pending_approvals`], …) everywhere, doing nothing in a process that installed none.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -78,7 +78,7 @@ where
 pub enum Protocol {
     /// `http/protobuf`: `POST <endpoint>/v1/traces` and `/v1/metrics`.
     HttpProtobuf,
-    /// `grpc` (resolved, then refused by this build: see [`Telemetry::install`]).
+    /// `grpc`: the OTLP services over HTTP/2 (tonic).
     Grpc,
 }
 
@@ -154,18 +154,11 @@ impl Export {
 impl Telemetry {
     /// Installs the log output, the span export (when an endpoint is configured) and the
     /// metrics (served at `/metrics`, and exported when an endpoint is configured). Call it
-    /// once, outside an async runtime, before serving. An export over `grpc` is refused (not
-    /// in this build), naming the setting.
+    /// once, outside an async runtime, before serving.
     pub fn install(config: &femtoclaw_config::Telemetry) -> Result<Self, Failure> {
         let env = |name: &str| std::env::var(name).ok();
         let traces = Export::resolve(config, "TRACES", env)?;
         let metrics = Export::resolve(config, "METRICS", env)?;
-        if [&traces, &metrics]
-            .iter()
-            .any(|e| e.as_ref().is_some_and(|e| e.protocol == Protocol::Grpc))
-        {
-            return Err(Failure::new(Code::InvalidArgs, GRPC_NOT_BUILT));
-        }
         let resource = Resource::builder()
             .with_service_name(config.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -261,40 +254,140 @@ impl Drop for Telemetry {
 
 fn span_exporter(
     export: &Export,
-) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+) -> Result<Exporter<opentelemetry_otlp::SpanExporter>, opentelemetry_otlp::ExporterBuildError> {
     match export.protocol {
-        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(&export.endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_http_client(BlockingHttp::new()?)
-            .build(),
-        Protocol::Grpc => Err(grpc_not_built()),
+        Protocol::HttpProtobuf => Ok(Exporter::direct(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(&export.endpoint)
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_http_client(BlockingHttp::new()?)
+                .build()?,
+        )),
+        Protocol::Grpc => Exporter::in_runtime(|| {
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(&export.endpoint)
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()
+        }),
     }
 }
 
 fn metric_exporter(
     export: &Export,
-) -> Result<opentelemetry_otlp::MetricExporter, opentelemetry_otlp::ExporterBuildError> {
+) -> Result<Exporter<opentelemetry_otlp::MetricExporter>, opentelemetry_otlp::ExporterBuildError> {
     match export.protocol {
-        Protocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(&export.endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_http_client(BlockingHttp::new()?)
-            .build(),
-        Protocol::Grpc => Err(grpc_not_built()),
+        Protocol::HttpProtobuf => Ok(Exporter::direct(
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(&export.endpoint)
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_http_client(BlockingHttp::new()?)
+                .build()?,
+        )),
+        Protocol::Grpc => Exporter::in_runtime(|| {
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(&export.endpoint)
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()
+        }),
     }
 }
 
-/// gRPC export is not in this build (it would add tonic, and an async runtime for the
-/// exporters' background threads): the refusal names the setting and the way that works.
-const GRPC_NOT_BUILT: &str = "telemetry.otlp_protocol (or OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]PROTOCOL): OTLP over `grpc` is not built into this host; use `http/protobuf` (an OpenTelemetry Collector receives both, on ports 4317 and 4318)";
+/// An OTLP exporter, and for gRPC the runtime it exports on: tonic needs a Tokio reactor,
+/// which the SDK's background threads (the batch span processor, the periodic metric reader)
+/// lack, so each export is driven to its end on a small runtime of its own.
+#[derive(Debug)]
+struct Exporter<E> {
+    inner: E,
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
+}
 
-fn grpc_not_built() -> opentelemetry_otlp::ExporterBuildError {
-    opentelemetry_otlp::ExporterBuildError::InvalidConfiguration(GRPC_NOT_BUILT.to_owned())
+impl<E> Exporter<E> {
+    fn direct(inner: E) -> Self {
+        Self {
+            inner,
+            runtime: None,
+        }
+    }
+
+    /// Builds the exporter within a runtime of one worker, which its exports then run on.
+    fn in_runtime(
+        build: impl FnOnce() -> Result<E, opentelemetry_otlp::ExporterBuildError>,
+    ) -> Result<Self, opentelemetry_otlp::ExporterBuildError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("femtoclaw-otlp-grpc")
+            .enable_all()
+            .build()
+            .map_err(|e| opentelemetry_otlp::ExporterBuildError::InternalFailure(e.to_string()))?;
+        let inner = {
+            let _in_runtime = runtime.enter();
+            build()?
+        };
+        Ok(Self {
+            inner,
+            runtime: Some(Arc::new(runtime)),
+        })
+    }
+
+    /// Drives `exporting` on the exporter's runtime, if it has one.
+    async fn drive<T>(&self, exporting: impl Future<Output = T>) -> T {
+        match &self.runtime {
+            Some(runtime) => runtime.block_on(exporting),
+            None => exporting.await,
+        }
+    }
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Exporter<E>
+{
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        self.drive(self.inner.export(batch))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
+    opentelemetry_sdk::metrics::exporter::PushMetricExporter for Exporter<E>
+{
+    fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> impl Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        self.drive(self.inner.export(metrics))
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.inner.temporality()
+    }
 }
 
 /// The OTLP/HTTP exporters' client: the workspace's blocking reqwest, on the exporters'

@@ -1,12 +1,23 @@
-//! Telemetry end to end: spans and metrics exported over OTLP/HTTP to a receiver on loopback,
+//! Telemetry end to end: spans and metrics exported over OTLP (HTTP and gRPC) to a receiver on
+//! loopback,
 //! a caller's `traceparent` continued and recorded, `/metrics` scraped, and receivers that are
 //! down or never answer costing the invocations nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -103,6 +114,38 @@ impl Receiver {
         }
     }
 
+    /// An OTLP/gRPC receiver (the collector's trace and metrics services, on tonic).
+    fn start_grpc() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let collect = Collect {
+            spans: Arc::new(Mutex::new(Vec::new())),
+            metrics: Arc::new(Mutex::new(Vec::new())),
+            requests: Arc::new(Mutex::new(0)),
+        };
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let receiver = Self {
+            url,
+            spans: Arc::clone(&collect.spans),
+            metrics: Arc::clone(&collect.metrics),
+            requests: Arc::clone(&collect.requests),
+            _runtime: runtime,
+        };
+        receiver._runtime.spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collect.clone()))
+                .add_service(MetricsServiceServer::new(collect))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        receiver
+    }
+
     /// Waits (bounded: 30 s) until the spans received satisfy `done`, and returns them.
     fn spans_until(&self, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
         for _ in 0..300 {
@@ -142,10 +185,61 @@ impl Receiver {
     }
 }
 
-/// A server on `host` exporting to `receiver` every 100 ms (spans) and 200 ms (metrics).
+/// What the gRPC receiver was sent.
+#[derive(Clone)]
+struct Collect {
+    spans: Arc<Mutex<Vec<Span>>>,
+    metrics: Arc<Mutex<Vec<Metric>>>,
+    requests: Arc<Mutex<usize>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collect {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        *self.requests.lock().unwrap() += 1;
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collect {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        *self.requests.lock().unwrap() += 1;
+        let mut metrics = self.metrics.lock().unwrap();
+        for resource in request.into_inner().resource_metrics {
+            for scope in resource.scope_metrics {
+                metrics.extend(scope.metrics);
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A server on `host` exporting to `endpoint` every 100 ms (spans) and 200 ms (metrics).
 fn exporting_server(host: &Host, endpoint: &str) -> Server {
+    exporting_server_over(host, endpoint, "http/protobuf")
+}
+
+/// [`exporting_server`] over `protocol`.
+fn exporting_server_over(host: &Host, endpoint: &str, protocol: &str) -> Server {
     host.configure(&format!(
-        "[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"femtoclaw-test\"\n"
+        "[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_protocol = \"{protocol}\"\nservice_name = \"femtoclaw-test\"\n"
     ));
     Server::start_with(
         host,
@@ -440,6 +534,45 @@ fn spans_and_metrics_reach_an_otlp_receiver_in_the_callers_trace() {
         .unwrap();
     assert_eq!(text(request, "mcp.method.name"), Some("tools/call"));
     assert_eq!(hex::encode(&request.parent_span_id), MCP_PARENT_ID);
+}
+
+/// The same export over OTLP/gRPC (`telemetry.otlp_protocol = "grpc"`): the invocation's span
+/// arrives in the caller's trace, a child of the request, and the metrics arrive.
+#[test]
+fn spans_and_metrics_reach_an_otlp_grpc_receiver() {
+    let receiver = Receiver::start_grpc();
+    let host = Host::new();
+    let operator = token(&host, "user:local", "operator");
+    let server = exporting_server_over(&host, &receiver.url, "grpc");
+    let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "Ada" } });
+    let response = client()
+        .post(format!("{}/v1/invoke", server.url))
+        .bearer_auth(&operator)
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .header("content-type", "application/json")
+        .body(greet.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Json = serde_json::from_str(&response.text().unwrap()).unwrap();
+    let invocation = i64::try_from(answer["receipt"]["invocation"].as_u64().unwrap()).unwrap();
+    let is_invoke = |s: &Span| {
+        s.name == "femtoclaw.invoke" && int(s, "femtoclaw.invocation") == Some(invocation)
+    };
+    let spans = receiver.spans_until(|spans| {
+        spans.iter().any(is_invoke) && spans.iter().any(|s| s.name == "femtoclaw.request")
+    });
+    let invoke = spans.iter().find(|s| is_invoke(s)).unwrap();
+    assert_eq!(hex::encode(&invoke.trace_id), TRACE_ID);
+    assert_eq!(text(invoke, "femtoclaw.capability"), Some("hello"));
+    let request = spans
+        .iter()
+        .find(|s| s.span_id == invoke.parent_span_id)
+        .unwrap();
+    assert_eq!(request.name, "femtoclaw.request");
+    assert_eq!(hex::encode(&request.parent_span_id), PARENT_ID);
+    receiver.metrics_until(|metrics| metrics.iter().any(|m| m.name == "femtoclaw.invocations"));
+    still_serving_then_verified(server, &host);
 }
 
 /// `/metrics` takes any valid token (none: 401) and counts exactly the invocations the ledger

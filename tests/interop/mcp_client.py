@@ -14,6 +14,9 @@ file in order, and prints one JSON object on stdout:
 ``content`` holds the text of the result's text blocks; ``meta`` is the
 result's ``_meta`` object (or null).
 
+A call with ``"meta": {...}`` sends that object as the request's ``_meta``
+(a ``traceparent``, say).
+
 A call with ``"timeout": SECONDS`` is abandoned after that long: the SDK then
 sends ``notifications/cancelled`` for it, and its report is
 ``{"name", "cancelled": true}``.
@@ -181,7 +184,7 @@ async def talk(transport, calls, message_handler, list_changed):
                         results.append({"name": call["name"], "cancelled": True})
                         continue
                     raise RuntimeError(f"{call['name']} answered within {call['timeout']} s: {early}")
-                result = await session.call_tool(call["name"], call.get("arguments"))
+                result = await session.call_tool(call["name"], call.get("arguments"), meta=call.get("meta"))
                 results.append(
                     {
                         "name": call["name"],

@@ -88,4 +88,20 @@ schema! {
         /// The most redirects one request follows.
         max_redirects: u32 = 10;
     }
+
+    /// Telemetry: OpenTelemetry traces and metrics over OTLP, and Prometheus text. Off unless
+    /// an endpoint is given here or in the standard `OTEL_EXPORTER_OTLP_ENDPOINT` variables.
+    [telemetry] Telemetry {
+        /// The OTLP receiver's base URL (`http://127.0.0.1:4318`; `/v1/traces` and `/v1/metrics`
+        /// are added over HTTP); empty: `OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT`, or off.
+        otlp_endpoint: String = String::new(), Rule::EmptyOrUrl;
+        /// The OTLP protocol; empty: `OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]PROTOCOL`, or
+        /// `http/protobuf`.
+        otlp_protocol: String = String::new(), Rule::OneOf(&["", "http/protobuf", "grpc"]);
+        /// The `service.name` of the spans and metrics exported.
+        service_name: String = "femtoclaw-host".to_owned();
+        /// A second address serving `GET /metrics` without a token (for a scraper on a
+        /// private network); empty: none (the API's `/metrics` takes any valid token).
+        metrics_listen: String = String::new(), Rule::EmptyOrSocketAddr;
+    }
 }

@@ -54,7 +54,7 @@ mod schema;
 mod show;
 mod value;
 
-pub use config::{Approvals, Config, Http, Ledger, Limits, Quotas, Server, key};
+pub use config::{Approvals, Config, Http, Ledger, Limits, Quotas, Server, Telemetry, key};
 pub use error::ConfigError;
 pub use load::{ConfigFile, Effective, FILE_NAME, Overrides, Source, check};
 pub use quota::QuotaRule;

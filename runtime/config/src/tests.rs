@@ -235,7 +235,7 @@ fn an_unknown_section_is_refused_naming_it_and_its_line() {
     assert_eq!(located(&err), (path(), Some(4), "limit".to_owned()));
     assert_eq!(
         err.to_string(),
-        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, quotas, approvals, ledger, mcp, http)"
+        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, quotas, approvals, ledger, mcp, http, telemetry)"
     );
 }
 
@@ -757,7 +757,8 @@ fn show_writes_each_value_with_its_source() {
             "[approvals]",
             "[ledger]",
             "[mcp]",
-            "[http]"
+            "[http]",
+            "[telemetry]"
         ]
     );
     assert_eq!(effective.to_string(), shown);
@@ -1084,4 +1085,46 @@ fn a_bad_quota_rule_is_refused_naming_the_rule_and_what_is_wrong() {
     let err = env_err(&[("FEMTOCLAW_QUOTAS_RULES", "[{ invocations = ")]);
     assert!(err.to_string().contains("is not inline TOML"), "{err}");
     assert!(err.to_string().contains("FEMTOCLAW_QUOTAS_RULES"), "{err}");
+}
+
+/// The telemetry keys take only what they describe: an endpoint is empty or an HTTP(S) URL, a
+/// protocol one of those listed, a metrics address empty or a socket address; each refusal
+/// names the key.
+#[test]
+fn telemetry_keys_refuse_what_they_do_not_describe_naming_the_key() {
+    let effective = parse(
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_protocol = \"grpc\"\nmetrics_listen = \"127.0.0.1:9464\"\n",
+    )
+    .unwrap();
+    let config = effective.config();
+    assert_eq!(config.telemetry.otlp_endpoint, "http://127.0.0.1:4318");
+    assert_eq!(config.telemetry.otlp_protocol, "grpc");
+    assert_eq!(config.telemetry.metrics_listen, "127.0.0.1:9464");
+    assert_eq!(Config::default().telemetry.otlp_endpoint, "");
+    for (file, key, wrong) in [
+        (
+            "otlp_endpoint = \"127.0.0.1:4318\"",
+            "telemetry.otlp_endpoint",
+            "is not an `http://` or `https://` URL",
+        ),
+        (
+            "otlp_endpoint = \"http://\"",
+            "telemetry.otlp_endpoint",
+            "is not an `http://` or `https://` URL",
+        ),
+        (
+            "otlp_protocol = \"http/json\"",
+            "telemetry.otlp_protocol",
+            "is not one of `\"\"`, `\"http/protobuf\"`, `\"grpc\"`",
+        ),
+        (
+            "metrics_listen = \"localhost\"",
+            "telemetry.metrics_listen",
+            "is not a socket address",
+        ),
+    ] {
+        let err = parse_err(&format!("[telemetry]\n{file}\n"));
+        let said = err.to_string();
+        assert!(said.contains(key) && said.contains(wrong), "{said}");
+    }
 }

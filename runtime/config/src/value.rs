@@ -71,6 +71,20 @@ pub enum ValueError {
         /// What the TOML parser said.
         why: String,
     },
+    /// Not an `http://` or `https://` URL.
+    #[error("`{}` is not an `http://` or `https://` URL (such as `http://127.0.0.1:4318`)", text.escape_debug())]
+    NotUrl {
+        /// The text given.
+        text: String,
+    },
+    /// Not one of the strings the key takes.
+    #[error("`{}` is not one of {}", text.escape_debug(), choices.iter().map(|c| format!("`{c:?}`")).collect::<Vec<_>>().join(", "))]
+    NotOneOf {
+        /// The text given.
+        text: String,
+        /// What the key takes.
+        choices: &'static [&'static str],
+    },
     /// Not a checkpoint origin line.
     #[error("`{}` is not a checkpoint origin: {why}", text.escape_debug())]
     NotOrigin {
@@ -99,6 +113,12 @@ pub(crate) enum Rule {
     AtLeast(u64),
     /// A checkpoint origin line: not empty, no whitespace or control characters.
     Origin,
+    /// Empty (off), or an `http://` or `https://` URL.
+    EmptyOrUrl,
+    /// Empty (off), or a socket address.
+    EmptyOrSocketAddr,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
 }
 
 impl Rule {
@@ -108,13 +128,23 @@ impl Rule {
             Self::Any => String::new(),
             Self::AtLeast(min) => format!(" ≥ {min}"),
             Self::Origin => " (not empty, no whitespace or control characters)".to_owned(),
+            Self::EmptyOrUrl => " (empty: off, or an `http://` or `https://` URL)".to_owned(),
+            Self::EmptyOrSocketAddr => " (empty: off, or a socket address)".to_owned(),
+            Self::OneOf(choices) => {
+                let choices: Vec<String> = choices.iter().map(|c| format!("`{c:?}`")).collect();
+                format!(" (one of {})", choices.join(", "))
+            }
         }
     }
 
     fn min(self) -> u64 {
         match self {
             Self::AtLeast(min) => min,
-            Self::Any | Self::Origin => 0,
+            Self::Any
+            | Self::Origin
+            | Self::EmptyOrUrl
+            | Self::EmptyOrSocketAddr
+            | Self::OneOf(_) => 0,
         }
     }
 }
@@ -273,12 +303,43 @@ impl Value for String {
                 });
             }
         }
+        match rule {
+            Rule::EmptyOrUrl if !text.is_empty() && !is_url(text) => {
+                return Err(ValueError::NotUrl {
+                    text: text.to_owned(),
+                });
+            }
+            Rule::EmptyOrSocketAddr if !text.is_empty() && text.parse::<SocketAddr>().is_err() => {
+                return Err(ValueError::NotSocketAddr {
+                    text: text.to_owned(),
+                });
+            }
+            Rule::OneOf(choices) if !choices.contains(&text) => {
+                return Err(ValueError::NotOneOf {
+                    text: text.to_owned(),
+                    choices,
+                });
+            }
+            _ => {}
+        }
         Ok(text.to_owned())
     }
 
     fn to_toml(&self) -> String {
         quoted(self)
     }
+}
+
+/// `http://host…` or `https://host…`, with a host and no whitespace or control characters.
+fn is_url(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
 }
 
 /// A list of strings: a TOML array, or comma-separated text (`a,b`; empty text is the empty

@@ -276,6 +276,8 @@ impl Approvals {
     }
 
     fn save(&self, all: &[Approval]) -> Result<(), Failure> {
+        let pending = all.iter().filter(|a| a.state == State::Pending).count();
+        crate::telemetry::set_pending_approvals(u64::try_from(pending).unwrap_or(u64::MAX));
         let failed = |e: std::io::Error| {
             Failure::new(Code::Other, format!("`{}`: {e}", self.file.display()))
         };

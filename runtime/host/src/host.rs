@@ -7,6 +7,7 @@ use std::time::Duration;
 use femtoclaw_ledger::Receipt;
 use femtoclaw_policy::{Decision, Principal};
 use femtoclaw_sandbox::catalog::{Builtin, Catalog, Entry};
+use femtoclaw_sandbox::gate::decision_of;
 use femtoclaw_sandbox::kv::{CallView, KvStore, writes as kv_writes};
 use femtoclaw_sandbox::record::{self, Journal, Start};
 use femtoclaw_sandbox::{
@@ -21,6 +22,7 @@ use crate::kv;
 use crate::mounts;
 use crate::quotas::Quotas;
 use crate::records::Records;
+use crate::telemetry;
 
 /// Everything one `femtoclaw-host` process holds.
 pub struct Host {
@@ -244,7 +246,64 @@ impl Host {
     /// `bounds` are the caller's: less fuel or time than the operator allows, and a withdrawal.
     /// An invocation over a quota (`quotas.rules`) is refused, and recorded, once authorized and
     /// before it runs.
+    ///
+    /// It runs in a `femtoclaw.invoke` span (a child of the caller's current span) and is
+    /// counted in the metrics (see [`crate::telemetry`]).
     pub fn invoke(
+        &self,
+        principal: &Principal,
+        resolved: &Resolved,
+        function: &str,
+        args: &Json,
+        bounds: Bounds,
+    ) -> Result<Invoked, Failure> {
+        let manifest = &resolved.entry.manifest;
+        let span = tracing::info_span!(
+            "femtoclaw.invoke",
+            femtoclaw.capability = %manifest.name,
+            femtoclaw.capability.version = %manifest.version,
+            femtoclaw.function = function,
+            femtoclaw.principal = %principal,
+            femtoclaw.invocation = tracing::field::Empty,
+            femtoclaw.fuel.budget = tracing::field::Empty,
+            femtoclaw.fuel.consumed = tracing::field::Empty,
+            femtoclaw.outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let invoked =
+            span.in_scope(|| self.invoke_recorded(principal, resolved, function, args, bounds));
+        let (outcome, fuel) = match &invoked {
+            Ok(invoked) => {
+                for call in &invoked.outcome.host_calls {
+                    telemetry::host_call(call.interface, decision_of(&call.decisions));
+                    for denied in call.decisions.iter().filter(|d| !d.decision.allowed) {
+                        telemetry::denied(denied.action.as_str());
+                    }
+                }
+                let outcome = match &invoked.outcome.result {
+                    Ok(_) => "ok",
+                    Err(failure) => Failure::from(failure).code.name(),
+                };
+                (outcome, Some(invoked.outcome.fuel_consumed))
+            }
+            Err(failure) => (failure.code.name(), None),
+        };
+        telemetry::invoked(&manifest.name, outcome, started.elapsed(), fuel);
+        if !span.is_disabled() {
+            span.record("femtoclaw.outcome", outcome);
+            if let Some(fuel) = fuel {
+                span.record("femtoclaw.fuel.consumed", telemetry::int(fuel));
+            }
+            if outcome != "ok" {
+                span.record("otel.status_code", "error");
+            }
+        }
+        invoked
+    }
+
+    /// [`Host::invoke`] within its span.
+    fn invoke_recorded(
         &self,
         principal: &Principal,
         resolved: &Resolved,
@@ -265,12 +324,18 @@ impl Host {
             ..self.start(principal, resolved, function, fuel, &policy)?
         };
         let fuel = start.fuel_budget;
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("femtoclaw.invocation", telemetry::int(start.invocation));
+            span.record("femtoclaw.fuel.budget", telemetry::int(fuel));
+        }
         let cap = authority::capability_ref(entry);
         let name = format!("{}@{}", entry.manifest.name, entry.manifest.version);
         let limits = &self.config.limits;
 
         let invoke = policy.authorize_invoke_function(principal, &cap, Some(function));
         if !invoke.allowed {
+            telemetry::denied("invoke");
             self.records()?
                 .append(record::refused(&start, &[("invoke", &name, &invoke)]))?;
             return Err(Failure::new(
@@ -282,7 +347,10 @@ impl Host {
         let grant = self.authority.grant(&policy, principal, entry, imports);
         let link = match grant.authorize_link(imports.iter().map(String::as_str)) {
             Ok(link) => link,
-            Err(refused) => return Err(self.refuse_link(&start, &name, principal, &refused)),
+            Err(refused) => {
+                telemetry::denied("link");
+                return Err(self.refuse_link(&start, &name, principal, &refused));
+            }
         };
         let operator = limits.deadline;
         let deadline = deadline.map_or(operator, |asked| asked.min(operator));
@@ -294,6 +362,7 @@ impl Host {
         let admitted = match self.quotas.admit(principal, &entry.manifest.name, fuel) {
             Ok(admitted) => admitted,
             Err(over) => {
+                telemetry::quota_refused("quotas.rules", &principal.to_string());
                 self.records()?
                     .append(record::over_limit(&start, &over.message))?;
                 return Err(over);

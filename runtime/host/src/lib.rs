@@ -28,6 +28,7 @@ pub mod replay;
 pub mod secrets;
 pub mod serve;
 pub mod settings;
+pub mod telemetry;
 pub mod tokens;
 
 pub use exit::{Code, Failure};

@@ -293,7 +293,7 @@ fn find(host: &Host, principal: &Principal, name: &str) -> Result<ToolRef, Error
 }
 
 /// Runs `tool` with `arguments` for `principal` within `deadline` (on a blocking thread),
-/// until `cancel` is set: the tool result, or the JSON-RPC error of arguments that do not fit.
+/// recording the caller's `trace_id`, until `cancel` is set: the tool result, or the JSON-RPC error of arguments that do not fit.
 fn run(
     host: &Host,
     principal: &Principal,
@@ -301,11 +301,13 @@ fn run(
     arguments: Option<Map<String, Json>>,
     deadline: Option<std::time::Duration>,
     cancel: Cancel,
+    trace_id: Option<[u8; 16]>,
 ) -> Result<CallToolResult, ErrorData> {
     let args = Json::Object(arguments.unwrap_or_default());
     let bounds = Bounds {
         deadline,
         cancel,
+        trace_id,
         ..Bounds::default()
     };
     let invoked = host
@@ -409,10 +411,78 @@ impl ServerHandler for Server {
         Ok(ListToolsResult::with_all_items(tools).with_ttl_ms(LIST_TTL_MS))
     }
 
+    /// The call runs in a `femtoclaw.request` span (OpenTelemetry MCP conventions), a child
+    /// of the caller's trace context: `_meta.traceparent` when the request carries one, else
+    /// the HTTP request's `traceparent` header; its trace id is recorded in the invocation.
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        use tracing::Instrument as _;
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        let parent = trace_parent(&request, &context);
+        let session = parts
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok());
+        let span = crate::telemetry::mcp_request_span(
+            "tools/call",
+            &request.name,
+            &context.id.to_string(),
+            session,
+            parent,
+        );
+        let called = self
+            .call(request, context, parent.map(|p| p.trace_id))
+            .instrument(span.clone())
+            .await;
+        let failed = match &called {
+            Ok(response) => response_is_error(response).then_some("tool_error"),
+            Err(_) => Some("jsonrpc_error"),
+        };
+        if let Some(kind) = failed {
+            span.record("error.type", kind);
+            span.record("otel.status_code", "error");
+        }
+        called
+    }
+}
+
+/// The caller's trace context of an MCP call: its `_meta.traceparent`, else (over HTTP) its
+/// request's `traceparent` header; a malformed one is none.
+fn trace_parent(
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Option<crate::telemetry::TraceParent> {
+    let in_meta = request
+        .meta
+        .as_ref()
+        .and_then(|meta| meta.get("traceparent"))
+        .or_else(|| context.meta.get("traceparent"));
+    match in_meta {
+        Some(value) => value
+            .as_str()
+            .and_then(crate::telemetry::TraceParent::parse),
+        None => context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| crate::telemetry::TraceParent::from_headers(&parts.headers)),
+    }
+}
+
+/// Whether a tool's answer is a result with `isError`.
+fn response_is_error(response: &CallToolResponse) -> bool {
+    matches!(response, CallToolResponse::Complete(result) if result.is_error == Some(true))
+}
+
+impl Server {
+    /// A `tools/call`: find the tool, take a turn, run it (on a blocking thread, in the
+    /// current span), until it ends or the client withdraws it.
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+        trace_id: Option<[u8; 16]>,
     ) -> Result<CallToolResponse, ErrorData> {
         let joined = |e: tokio::task::JoinError| ErrorData::internal_error(e.to_string(), None);
         let principal = self.principal(&context)?;
@@ -434,8 +504,13 @@ impl ServerHandler for Server {
         let (host, arguments) = (Arc::clone(&self.host), request.arguments);
         let cancel = Cancel::default();
         let withdraw = cancel.clone();
+        let span = tracing::Span::current();
         let running = tokio::task::spawn_blocking(move || {
-            run(&host, &principal, &tool, arguments, deadline, cancel)
+            span.in_scope(|| {
+                run(
+                    &host, &principal, &tool, arguments, deadline, cancel, trace_id,
+                )
+            })
         });
         tokio::pin!(running);
         // A client's `notifications/cancelled` withdraws the invocation: it ends at the

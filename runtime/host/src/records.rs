@@ -161,8 +161,10 @@ impl Records {
             .ok()
             .and_then(|hex_digest| hex::decode(hex_digest.trim()).ok())
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        let writer = LedgerWriter::new(ledger);
+        writer.observe(crate::telemetry::ledger_committed);
         let records = Self {
-            writer: Arc::new(LedgerWriter::new(ledger)),
+            writer: Arc::new(writer),
             key: std::sync::Mutex::new(key),
             keys_dir,
             last_policy: std::sync::Mutex::new(last_policy),

@@ -12,6 +12,7 @@
 //! | `GET /v1/ledger/proof/{index}` | an inclusion proof (C2SP tlog-proof), as `log prove` prints it |
 //! | `GET /v1/ledger/consistency?from=&to=` | a consistency proof (RFC 9162) between two tree sizes |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API (no token needed) |
+//! | `GET /metrics` | the metrics, as Prometheus text (any valid token; see [`crate::telemetry`]) |
 //!
 //! Every route but the health checks needs `Authorization: Bearer <token>` (see
 //! [`crate::tokens`]); the principal and its groups come from the token. The local operator's
@@ -111,6 +112,7 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/ledger/proof/{index}", get(proof))
         .route("/v1/ledger/consistency", get(consistency))
+        .route("/metrics", get(metrics))
         .route_service(
             "/mcp",
             crate::mcp::http_service(Arc::clone(&app.host), mcp_turns(&app)),
@@ -129,7 +131,9 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
             Arc::clone(&app),
             gate_mcp,
         ))
+        .layer(axum::middleware::from_fn(traced))
         .with_state(Arc::clone(&app));
+    let scrape = metrics_listener(&app.host.config.telemetry.metrics_listen).await?;
     let admin_router = Router::new()
         .route(admin::ROUTE, post(operate))
         .fallback(no_route)
@@ -148,10 +152,26 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
         Ok(())
     };
     let serving = |e: std::io::Error| Failure::new(Code::Other, format!("serving: {e}"));
+    let scrape_stopping = stopping.clone();
+    let scraped = async move {
+        match scrape {
+            Some(listener) => {
+                let router = Router::new().route("/metrics", get(|| async { prometheus_text() }));
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped(scrape_stopping))
+                    .await
+                    .map_err(serving)
+            }
+            None => Ok(()),
+        }
+    };
     let served = async {
-        tokio::try_join!(signalled, async { api.await.map_err(serving) }, async {
-            operator.await.map_err(serving)
-        },)
+        tokio::try_join!(
+            signalled,
+            async { api.await.map_err(serving) },
+            async { operator.await.map_err(serving) },
+            scraped,
+        )
     };
     // Once stopping, the requests in flight have `server.shutdown_grace_ms` to finish; an
     // invocation cut off then is never answered, and one that had written ahead of an effect
@@ -167,6 +187,62 @@ pub async fn serve(host: Host, listeners: Listeners) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Binds `telemetry.metrics_listen`, when it names an address: `/metrics` without a token.
+async fn metrics_listener(listen: &str) -> Result<Option<tokio::net::TcpListener>, Failure> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let bound = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Failure::new(
+            Code::Other,
+            format!("cannot listen on `{listen}` (telemetry.metrics_listen): {e}"),
+        )
+    })?;
+    Ok(Some(bound))
+}
+
+/// `GET /metrics` on the API: the metrics for any valid token.
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Problem> {
+    authenticate(&app, &headers)?;
+    Ok(prometheus_text())
+}
+
+/// The metrics in the Prometheus text format (version 0.0.4).
+fn prometheus_text() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Every API request runs in a `femtoclaw.request` span, a child of the caller's
+/// `traceparent` when it sends a valid one. MCP requests get theirs per call (see
+/// [`crate::mcp`]), where the JSON-RPC method is known.
+async fn traced(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let Some(route) = route.filter(|route| route.as_str() != "/mcp") else {
+        return next.run(request).await;
+    };
+    let parent = crate::telemetry::TraceParent::from_headers(request.headers());
+    let span = crate::telemetry::http_request_span(request.method().as_str(), &route, parent);
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    response
 }
 
 async fn no_route() -> Problem {
@@ -414,9 +490,18 @@ async fn invoke(
     let deadline = request
         .deadline_ms
         .map_or(left, |asked| left.min(Duration::from_millis(asked)));
+    let trace_id = crate::telemetry::TraceParent::from_headers(&headers).map(|p| p.trace_id);
     let worker = Arc::clone(&app);
-    let body =
-        blocking(move || run(&worker, &asked.principal, &request, query.proof, deadline)).await?;
+    let body = blocking(move || {
+        let bounds = Bounds {
+            fuel: request.fuel,
+            deadline: Some(deadline),
+            trace_id,
+            ..Bounds::default()
+        };
+        run(&worker, &asked.principal, &request, query.proof, bounds)
+    })
+    .await?;
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
@@ -540,12 +625,13 @@ async fn operate(
     Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
-/// Runs `f` on a blocking thread: host work (a component, the ledger) never holds up the
-/// threads that serve requests.
+/// Runs `f` on a blocking thread, in the caller's span: host work (a component, the ledger)
+/// never holds up the threads that serve requests.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Problem> {
-    match tokio::task::spawn_blocking(f).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(result) => Ok(result?),
         Err(e) => Err(problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -561,7 +647,7 @@ fn run(
     principal: &Principal,
     request: &InvokeRequest,
     with_proof: bool,
-    deadline: Duration,
+    bounds: Bounds,
 ) -> Result<Json, Failure> {
     let host = &app.host;
     let resolved = host.resolve(&request.capability)?;
@@ -570,11 +656,7 @@ fn run(
         &resolved,
         &request.function,
         &request.args,
-        Bounds {
-            fuel: request.fuel,
-            deadline: Some(deadline),
-            ..Bounds::default()
-        },
+        bounds,
     )?;
     let outcome = &invoked.outcome;
     let result = outcome.result.as_ref().map_err(Failure::from)?;
@@ -630,15 +712,18 @@ impl Turn {
         let running = match Arc::clone(&app.running).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if app.waiting.fetch_add(1, Ordering::SeqCst) >= app.queue {
+                let waiting = app.waiting.fetch_add(1, Ordering::SeqCst);
+                if waiting >= app.queue {
                     app.waiting.fetch_sub(1, Ordering::SeqCst);
                     return Err(busy(format!(
                         "{} invocations are waiting, the most the server queues (server.queue)",
                         app.queue
                     )));
                 }
+                crate::telemetry::set_queue_depth(waiting + 1);
                 let permit = Arc::clone(&app.running).acquire_owned().await;
-                app.waiting.fetch_sub(1, Ordering::SeqCst);
+                let left = app.waiting.fetch_sub(1, Ordering::SeqCst);
+                crate::telemetry::set_queue_depth(left.saturating_sub(1));
                 permit.map_err(|_| {
                     problem(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -1158,6 +1243,10 @@ pub fn openapi() -> Json {
                     })),
                     "400": problem, "404": problem,
                 },
+            })) },
+            "/metrics": { "get": authed(json!({
+                "summary": "The metrics, as Prometheus text",
+                "responses": { "200": text("The Prometheus text format, version 0.0.4.") },
             })) },
             "/v1/ledger/proof/{index}": { "get": authed(json!({
                 "summary": "The inclusion proof of one entry",

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod common;
+#[path = "serve/telemetry.rs"]
+mod telemetry;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Stdio};
@@ -27,8 +29,14 @@ struct Server {
 
 impl Server {
     fn start(host: &Host) -> Self {
+        Self::start_with(host, &[])
+    }
+
+    /// A server with these environment variables set.
+    fn start_with(host: &Host, env: &[(&str, &str)]) -> Self {
         let mut child = host
             .command(&["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

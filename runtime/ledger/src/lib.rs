@@ -96,4 +96,4 @@ pub use verify::{
     VerifyError, VerifyOptions, VerifyReport, recorded_keys, verify_dir, verify_dir_blobs,
     verify_export, verify_export_file,
 };
-pub use writer::LedgerWriter;
+pub use writer::{Commit, LedgerWriter};

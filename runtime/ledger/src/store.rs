@@ -273,6 +273,8 @@ pub struct Ledger {
     /// The buffer a batch is encoded into, kept between batches so that a batch does
     /// not allocate (and fault in) a fresh one.
     scratch: Vec<u8>,
+    /// How long the last batch took to write and fdatasync.
+    last_sync: std::time::Duration,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -361,6 +363,11 @@ fn read_u64(db: &sled::Db, k: &[u8]) -> Result<Option<u64>, LedgerError> {
 }
 
 impl Ledger {
+    /// How long the last batch appended took to write and fdatasync (telemetry).
+    pub fn last_sync_time(&self) -> std::time::Duration {
+        self.last_sync
+    }
+
     /// Opens (or creates) the ledger in `dir`: replays the segments, verifies every
     /// record checksum, cuts a torn or unacknowledged tail (reported in [`Recovery`]),
     /// rebuilds the Merkle tree and brings the sled index up to date.
@@ -490,6 +497,7 @@ impl Ledger {
             poisoned: false,
             blobs: crate::BlobStore::new(dir),
             scratch: Vec::new(),
+            last_sync: std::time::Duration::ZERO,
         };
         ledger.open_active()?;
 
@@ -734,7 +742,9 @@ impl Ledger {
         let Some(file) = self.files.last() else {
             return Err(LedgerError::Poisoned);
         };
+        let syncing = std::time::Instant::now();
         let written = file.write_all_at(buf, base).and_then(|()| file.sync_data());
+        self.last_sync = syncing.elapsed();
         if let Err(e) = written {
             // Undo: nothing of this batch may stay on disk after an error is returned.
             if file.set_len(base).and_then(|()| file.sync_data()).is_err() {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::entry::Entry;
 use crate::store::{Ledger, LedgerError, Receipt};
@@ -21,6 +22,28 @@ struct Request {
 struct Shared {
     ledger: Mutex<Ledger>,
     next_invocation: AtomicU64,
+    /// Told of every group commit (telemetry), once set.
+    observer: std::sync::OnceLock<Observer>,
+}
+
+/// What is told of every group commit.
+type Observer = Box<dyn Fn(&Commit) + Send + Sync>;
+
+/// One group commit, as a [`LedgerWriter::observe`]r sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// The appends coalesced into it.
+    pub appends: usize,
+    /// Their entries.
+    pub entries: usize,
+    /// From the batch's start to its entries durable and its checkpoint signed.
+    pub duration: Duration,
+    /// Of which writing and fdatasync.
+    pub sync: Duration,
+    /// The tree's size after it.
+    pub tree_size: u64,
+    /// Whether it was made durable (an error is answered to every append in it).
+    pub durable: bool,
 }
 
 fn lock(m: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
@@ -50,6 +73,7 @@ impl LedgerWriter {
         let shared = Arc::new(Shared {
             ledger: Mutex::new(ledger),
             next_invocation: AtomicU64::new(next),
+            observer: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel::<Request>();
         let s = Arc::clone(&shared);
@@ -76,6 +100,11 @@ impl LedgerWriter {
                 .map_err(|_| LedgerError::WriterStopped)?;
         }
         rx.recv().map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Tells `observer` of every group commit from now on (the first observer set stays).
+    pub fn observe(&self, observer: impl Fn(&Commit) + Send + Sync + 'static) {
+        let _ = self.shared.observer.set(Box::new(observer));
     }
 
     /// A new invocation number, unique across threads.
@@ -147,7 +176,15 @@ fn run(shared: &Shared, rx: &Receiver<Request>) {
             all.extend(r.entries);
             replies.push(r.reply);
         }
-        let result = {
+        let span = tracing::info_span!(
+            "femtoclaw.ledger.commit",
+            femtoclaw.ledger.batch.appends = i64::try_from(counts.len()).unwrap_or(i64::MAX),
+            femtoclaw.ledger.batch.entries = i64::try_from(total).unwrap_or(i64::MAX),
+            femtoclaw.ledger.fsync_ms = tracing::field::Empty,
+            femtoclaw.ledger.tree_size = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let (result, sync, tree_size) = span.in_scope(|| {
             let mut ledger = lock(&shared.ledger);
             let r = ledger.append_batch(all);
             // Keep handed-out invocation numbers ahead of recorded ones.
@@ -155,8 +192,24 @@ fn run(shared: &Shared, rx: &Receiver<Request>) {
             shared
                 .next_invocation
                 .fetch_max(recorded, Ordering::Relaxed);
-            r
-        };
+            (r, ledger.last_sync_time(), ledger.len())
+        });
+        span.record("femtoclaw.ledger.fsync_ms", sync.as_secs_f64() * 1e3);
+        span.record(
+            "femtoclaw.ledger.tree_size",
+            i64::try_from(tree_size).unwrap_or(i64::MAX),
+        );
+        drop(span);
+        if let Some(observer) = shared.observer.get() {
+            observer(&Commit {
+                appends: counts.len(),
+                entries: total,
+                duration: started.elapsed(),
+                sync,
+                tree_size,
+                durable: result.is_ok(),
+            });
+        }
         match result {
             Ok(receipt) => {
                 let mut offset = 0usize;

@@ -779,6 +779,14 @@ impl Gate {
         perform: impl FnOnce(&mut State, &mut Authority<'_>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         let fuel_remaining = store.get_fuel()?;
+        let span = tracing::info_span!(
+            "femtoclaw.host_call",
+            femtoclaw.host_call.interface = interface,
+            femtoclaw.host_call.function = function,
+            femtoclaw.host_call.fuel_left = i64::try_from(fuel_remaining).unwrap_or(i64::MAX),
+            femtoclaw.host_call.decision = tracing::field::Empty,
+        );
+        let _in_call = span.enter();
         let state = store.data_mut();
         let recorded_params = params.to_value();
         let params_len = recorded_params.encoded_len();
@@ -850,6 +858,9 @@ impl Gate {
                 }
             }
         };
+        if !span.is_disabled() {
+            span.record("femtoclaw.host_call.decision", decision_of(&decisions));
+        }
         let recorded_len = params_len + recorded_result.encoded_len();
         state.gate.recorded_bytes = state.gate.recorded_bytes.saturating_add(recorded_len);
         state.gate.calls.push(HostCall {
@@ -890,6 +901,18 @@ impl Gate {
             ));
         }
         Ok(())
+    }
+}
+
+/// A call's decisions in one word: `deny` if the policy denied any, `allow` if it allowed
+/// every one, `none` for a call no decision scopes.
+pub fn decision_of(decisions: &[Authorized]) -> &'static str {
+    if decisions.is_empty() {
+        "none"
+    } else if decisions.iter().all(|d| d.decision.allowed) {
+        "allow"
+    } else {
+        "deny"
     }
 }
 

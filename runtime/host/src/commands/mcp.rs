@@ -25,6 +25,7 @@ impl Mcp {
             None => femtoclaw_policy::Principal::local(),
         };
         let host = Arc::new(global.open(true)?);
+        let telemetry = femtoclaw_host::telemetry::Telemetry::install(&host.config.telemetry)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("femtoclaw-mcp")
@@ -33,6 +34,7 @@ impl Mcp {
         let served = runtime.block_on(femtoclaw_host::mcp::serve_stdio(host, principal));
         // A pending read of stdin cannot be cancelled: do not wait for it.
         runtime.shutdown_background();
+        telemetry.shutdown();
         served
     }
 }

@@ -20,6 +20,7 @@ impl Serve {
             flags.set(key::server::listen, "--listen", listen.clone());
         }
         let config = global.config(&flags)?.into_config();
+        let telemetry = femtoclaw_host::telemetry::Telemetry::install(&config.telemetry)?;
         let listen = config.server.listen;
         let source = authority::Source::locate(global.policy.as_deref(), &global.data_dir);
         let host = Host::open(&global.data_dir, source, true, config)?;
@@ -41,6 +42,7 @@ impl Serve {
         // Invocations still running past the grace are not waited for: the ledger records
         // them as interrupted when it is next opened.
         runtime.shutdown_background();
+        telemetry.shutdown();
         served?;
         out("stopped");
         Ok(())

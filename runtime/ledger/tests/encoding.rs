@@ -509,41 +509,18 @@ fn the_args_digest_is_of_the_starts_args_bytes_and_the_fingerprint_covers_the_ca
     let Entry::InvocationStart { args, .. } = &start else {
         panic!("the first sample is a start")
     };
-    let bare = |args: Vec<(String, Value)>| match start.clone() {
-        Entry::InvocationStart {
-            invocation,
-            principal,
-            groups,
-            capability,
-            version,
-            component_sha256,
-            manifest_sha256,
-            wit_world,
-            engine_digest,
-            wasmtime_version,
-            fuel_budget,
-            policy_digest,
-            function,
-            ..
-        } => Entry::InvocationStart {
-            invocation,
-            principal,
-            groups,
-            capability,
-            version,
-            component_sha256,
-            manifest_sha256,
-            wit_world,
-            engine_digest,
-            wasmtime_version,
-            fuel_budget,
-            policy_digest,
-            function,
+    let bare = |with: Vec<(String, Value)>| {
+        let mut entry = start.clone();
+        if let Entry::InvocationStart {
             args,
-            trace_id: None,
-            approval: None,
-        },
-        _ => unreachable!(),
+            trace_id,
+            approval,
+            ..
+        } = &mut entry
+        {
+            (*args, *trace_id, *approval) = (with, None, None);
+        }
+        entry
     };
     // With no arguments the start ends: count (4 bytes), no trace id, no approval.
     let head = bare(Vec::new()).encode().len() - 6;

@@ -205,7 +205,9 @@ impl Suite {
     }
 
     /// Parses specification files given as (file name, text); every broken rule is reported.
-    pub fn parse<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Suite, Vec<SpecError>> {
+    pub fn parse<'a>(
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Suite, Vec<SpecError>> {
         let mut suite = Suite::default();
         let mut errors = Vec::new();
         for (name, text) in files {
@@ -214,7 +216,10 @@ impl Suite {
         suite.specs.sort_by_key(|s| s.number);
         let mut seen = std::collections::HashMap::new();
         for r in &suite.requirements {
-            let file = suite.spec(r.spec).map(|s| s.file.clone()).unwrap_or_default();
+            let file = suite
+                .spec(r.spec)
+                .map(|s| s.file.clone())
+                .unwrap_or_default();
             if let Some((other, line)) = seen.insert(r.id.clone(), (file.clone(), r.line)) {
                 errors.push(SpecError {
                     file,
@@ -233,7 +238,11 @@ impl Suite {
                 });
             }
         }
-        if errors.is_empty() { Ok(suite) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(suite)
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn specs(&self) -> &[Spec] {
@@ -262,15 +271,24 @@ fn parse_spec(file: &str, text: &str, suite: &mut Suite, errors: &mut Vec<SpecEr
     let before = errors.len();
     let lines: Vec<&str> = text.lines().collect();
     let Some((number, title)) = lines.first().and_then(|l| title_line(l)) else {
-        errors.push(error(1, "the first line must be `# FemtoClaw Specification N: Title`".into()));
+        errors.push(error(
+            1,
+            "the first line must be `# FemtoClaw Specification N: Title`".into(),
+        ));
         return;
     };
     let expected = file_name(&title);
     if file != expected {
-        errors.push(error(1, format!("a specification titled {title:?} must be named {expected}")));
+        errors.push(error(
+            1,
+            format!("a specification titled {title:?} must be named {expected}"),
+        ));
     }
     if !(1..=SPECIFICATIONS).contains(&number) {
-        errors.push(error(1, format!("specification number {number} is outside 1–{SPECIFICATIONS}")));
+        errors.push(error(
+            1,
+            format!("specification number {number} is outside 1–{SPECIFICATIONS}"),
+        ));
     }
 
     // The header table: `| Field | Value |` rows before the first section.
@@ -279,7 +297,12 @@ fn parse_spec(file: &str, text: &str, suite: &mut Suite, errors: &mut Vec<SpecEr
         if line.starts_with("## ") {
             break;
         }
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
         if line.trim_start().starts_with('|') && cells.len() == 2 {
             fields.insert(cells[0].to_owned(), (cells[1].to_owned(), i + 1));
         }
@@ -291,20 +314,41 @@ fn parse_spec(file: &str, text: &str, suite: &mut Suite, errors: &mut Vec<SpecEr
             String::new()
         }
     };
-    let (header_number, domain, tier, status, version) =
-        (field("Number"), field("Domain"), field("Tier"), field("Status"), field("Version"));
+    let (header_number, domain, tier, status, version) = (
+        field("Number"),
+        field("Domain"),
+        field("Tier"),
+        field("Status"),
+        field("Version"),
+    );
     if !header_number.is_empty() && header_number != number.to_string() {
-        errors.push(error(0, format!("the header says Number {header_number}, the title {number}")));
+        errors.push(error(
+            0,
+            format!("the header says Number {header_number}, the title {number}"),
+        ));
     }
     if !domain.is_empty() && !DOMAINS.contains(&domain.as_str()) {
-        errors.push(error(0, format!("unknown domain {domain:?} (one of {})", DOMAINS.join(" "))));
+        errors.push(error(
+            0,
+            format!("unknown domain {domain:?} (one of {})", DOMAINS.join(" ")),
+        ));
     }
-    let want_tier = if number <= ENTERPRISE_LAST { "enterprise" } else { "reference" };
+    let want_tier = if number <= ENTERPRISE_LAST {
+        "enterprise"
+    } else {
+        "reference"
+    };
     if !tier.is_empty() && tier != want_tier {
-        errors.push(error(0, format!("specification {number} is in the {want_tier} tier, not {tier:?}")));
+        errors.push(error(
+            0,
+            format!("specification {number} is in the {want_tier} tier, not {tier:?}"),
+        ));
     }
     if !status.is_empty() && !["implemented", "partial", "planned"].contains(&status.as_str()) {
-        errors.push(error(0, format!("unknown status {status:?} (implemented, partial or planned)")));
+        errors.push(error(
+            0,
+            format!("unknown status {status:?} (implemented, partial or planned)"),
+        ));
     }
 
     // The ten sections, in order, and the requirements in theirs.
@@ -319,10 +363,19 @@ fn parse_spec(file: &str, text: &str, suite: &mut Suite, errors: &mut Vec<SpecEr
             match SECTIONS.get(next) {
                 Some(want) if *want == heading.trim() => section = Some(next),
                 Some(want) => {
-                    errors.push(error(n, format!("section {heading:?} where `## {want}` must come")));
-                    section = SECTIONS.iter().position(|s| *s == heading.trim()).or(Some(next));
+                    errors.push(error(
+                        n,
+                        format!("section {heading:?} where `## {want}` must come"),
+                    ));
+                    section = SECTIONS
+                        .iter()
+                        .position(|s| *s == heading.trim())
+                        .or(Some(next));
                 }
-                None => errors.push(error(n, format!("section {heading:?} after `## Guarantees`"))),
+                None => errors.push(error(
+                    n,
+                    format!("section {heading:?} after `## Guarantees`"),
+                )),
             }
             continue;
         }
@@ -334,19 +387,31 @@ fn parse_spec(file: &str, text: &str, suite: &mut Suite, errors: &mut Vec<SpecEr
             Ok((id, keyword, req_status, text)) => {
                 let in_section = section.filter(|s| REQUIREMENT_SECTIONS.contains(s));
                 let Some(s) = in_section else {
-                    errors.push(error(n, format!("{id} stands outside the requirement sections")));
+                    errors.push(error(
+                        n,
+                        format!("{id} stands outside the requirement sections"),
+                    ));
                     continue;
                 };
                 let mut parts = id.splitn(3, '-').skip(1);
                 let (id_domain, digits) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
                 if id_domain != domain {
-                    errors.push(error(n, format!("{id} must be in this specification's domain {domain}")));
+                    errors.push(error(
+                        n,
+                        format!("{id} must be in this specification's domain {domain}"),
+                    ));
                 }
                 if digits.get(..2) != Some(format!("{number:02}").as_str()) {
-                    errors.push(error(n, format!("{id} must begin its number with the specification's {number:02}")));
+                    errors.push(error(
+                        n,
+                        format!("{id} must begin its number with the specification's {number:02}"),
+                    ));
                 }
                 if !has_keyword(&text, keyword) {
-                    errors.push(error(n, format!("{id} is marked {keyword} but its sentence does not say {keyword}")));
+                    errors.push(error(
+                        n,
+                        format!("{id} is marked {keyword} but its sentence does not say {keyword}"),
+                    ));
                 }
                 requirements.push(Requirement {
                     id,
@@ -362,9 +427,15 @@ fn parse_spec(file: &str, text: &str, suite: &mut Suite, errors: &mut Vec<SpecEr
     }
     if section != Some(SECTIONS.len() - 1) {
         let missing: Vec<&str> = SECTIONS[section.map_or(0, |s| s + 1)..].to_vec();
-        errors.push(error(0, format!("missing sections: {}", missing.join(", "))));
+        errors.push(error(
+            0,
+            format!("missing sections: {}", missing.join(", ")),
+        ));
     }
-    let implemented = requirements.iter().filter(|r| r.status == Status::Implemented).count();
+    let implemented = requirements
+        .iter()
+        .filter(|r| r.status == Status::Implemented)
+        .count();
     let consistent = match status.as_str() {
         "implemented" => implemented == requirements.len() && implemented > 0,
         "planned" => implemented == 0,
@@ -418,20 +489,28 @@ pub fn file_name(title: &str) -> String {
 
 /// `- **FC-POL-1403** (MUST, implemented) text`.
 fn requirement_line(line: &str) -> Result<(String, Keyword, Status, String), String> {
-    let form = "a requirement is `- **FC-<DOMAIN>-<NNNN>** (<KEYWORD>, <implemented|planned>) <sentence>`";
+    let form =
+        "a requirement is `- **FC-<DOMAIN>-<NNNN>** (<KEYWORD>, <implemented|planned>) <sentence>`";
     let rest = line.strip_prefix("- **").ok_or(form)?;
     let (id, rest) = rest.split_once("** (").ok_or(form)?;
     if !is_identifier(id) {
-        return Err(format!("{id:?} is not an identifier FC-<DOMAIN>-<NNNN> with a known domain"));
+        return Err(format!(
+            "{id:?} is not an identifier FC-<DOMAIN>-<NNNN> with a known domain"
+        ));
     }
     let (tags, text) = rest.split_once(") ").ok_or(form)?;
     let (keyword, status) = tags.split_once(", ").ok_or(form)?;
-    let keyword =
-        Keyword::parse(keyword).ok_or_else(|| format!("{id}: unknown keyword {keyword:?} (MUST, MUST NOT, SHOULD, SHOULD NOT, MAY)"))?;
+    let keyword = Keyword::parse(keyword).ok_or_else(|| {
+        format!("{id}: unknown keyword {keyword:?} (MUST, MUST NOT, SHOULD, SHOULD NOT, MAY)")
+    })?;
     let status = match status {
         "implemented" => Status::Implemented,
         "planned" => Status::Planned,
-        other => return Err(format!("{id}: unknown status {other:?} (implemented or planned)")),
+        other => {
+            return Err(format!(
+                "{id}: unknown status {other:?} (implemented or planned)"
+            ));
+        }
     };
     let text = text.trim();
     if text.is_empty() {

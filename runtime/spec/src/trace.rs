@@ -22,7 +22,14 @@ use crate::{SPECIFICATIONS, Status, Suite, identifiers, is_identifier};
 pub const TAG_REACH: usize = 12;
 
 /// The folders (from the repository root) whose sources may hold tests.
-pub const SOURCE_ROOTS: &[&str] = &["runtime", "tests", "capabilities", "sdk", "benches", "examples"];
+pub const SOURCE_ROOTS: &[&str] = &[
+    "runtime",
+    "tests",
+    "capabilities",
+    "sdk",
+    "benches",
+    "examples",
+];
 
 /// One `Verifies:` comment and the test it stands above.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,14 +70,19 @@ pub fn scan_tree(root: &Path) -> (Vec<Tag>, Vec<Problem>) {
         let name = relative.to_string_lossy().replace('\\', "/");
         match fs::read_to_string(&path) {
             Ok(text) => scan_source(&name, &text, &mut tags, &mut problems),
-            Err(e) => problems.push(Problem { at: name, message: format!("cannot read: {e}") }),
+            Err(e) => problems.push(Problem {
+                at: name,
+                message: format!("cannot read: {e}"),
+            }),
         }
     }
     (tags, problems)
 }
 
 fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -79,7 +91,10 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
         }
         match entry.file_type() {
             Ok(t) if t.is_dir() => collect(&path, files),
-            Ok(t) if t.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("rs" | "py")) => {
+            Ok(t)
+                if t.is_file()
+                    && matches!(path.extension().and_then(|e| e.to_str()), Some("rs" | "py")) =>
+            {
                 files.push(path)
             }
             _ => {}
@@ -92,18 +107,32 @@ pub fn scan_source(file: &str, text: &str, tags: &mut Vec<Tag>, problems: &mut V
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
-        let Some(list) = trimmed.strip_prefix("// Verifies:").or_else(|| trimmed.strip_prefix("# Verifies:")) else {
+        let Some(list) = trimmed
+            .strip_prefix("// Verifies:")
+            .or_else(|| trimmed.strip_prefix("# Verifies:"))
+        else {
             continue;
         };
         let at = format!("{file}:{}", i + 1);
         let ids: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
         if let Some(bad) = ids.iter().find(|id| !is_identifier(id)) {
-            problems.push(Problem { at, message: format!("{bad:?} is not a requirement identifier FC-<DOMAIN>-<NNNN>") });
+            problems.push(Problem {
+                at,
+                message: format!("{bad:?} is not a requirement identifier FC-<DOMAIN>-<NNNN>"),
+            });
             continue;
         }
-        let test = lines[i + 1..].iter().take(TAG_REACH).find_map(|l| function_name(l));
+        let test = lines[i + 1..]
+            .iter()
+            .take(TAG_REACH)
+            .find_map(|l| function_name(l));
         match test {
-            Some(test) => tags.push(Tag { file: file.to_owned(), line: i + 1, test, ids }),
+            Some(test) => tags.push(Tag {
+                file: file.to_owned(),
+                line: i + 1,
+                test,
+                ids,
+            }),
             None => problems.push(Problem {
                 at,
                 message: format!("the tag stands above no test function within {TAG_REACH} lines"),
@@ -115,9 +144,16 @@ pub fn scan_source(file: &str, text: &str, tags: &mut Vec<Tag>, problems: &mut V
 /// `fn name(` / `async fn name(` / `def name(` → `name`.
 fn function_name(line: &str) -> Option<String> {
     let line = line.trim_start();
-    let rest = ["fn ", "async fn ", "pub fn ", "pub(crate) fn ", "def ", "async def "]
-        .iter()
-        .find_map(|p| line.strip_prefix(p))?;
+    let rest = [
+        "fn ",
+        "async fn ",
+        "pub fn ",
+        "pub(crate) fn ",
+        "def ",
+        "async def ",
+    ]
+    .iter()
+    .find_map(|p| line.strip_prefix(p))?;
     let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
     (end > 0).then(|| rest[..end].to_owned())
 }
@@ -129,7 +165,10 @@ pub fn check(suite: &Suite, tags: &[Tag]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for n in 1..=SPECIFICATIONS {
         if suite.spec(n).is_none() {
-            problems.push(Problem { at: "docs/spec".into(), message: format!("specification {n} has no file") });
+            problems.push(Problem {
+                at: "docs/spec".into(),
+                message: format!("specification {n} has no file"),
+            });
         }
     }
     for spec in suite.specs() {
@@ -147,21 +186,36 @@ pub fn check(suite: &Suite, tags: &[Tag]) -> Vec<Problem> {
         for id in &tag.ids {
             let at = format!("{}:{}", tag.file, tag.line);
             match suite.requirement(id) {
-                None => problems.push(Problem { at, message: format!("{id} is not a requirement of the suite") }),
+                None => problems.push(Problem {
+                    at,
+                    message: format!("{id} is not a requirement of the suite"),
+                }),
                 Some(r) if r.status == Status::Planned => problems.push(Problem {
                     at,
-                    message: format!("{id} is planned, yet {} verifies it: mark it implemented", tag.test),
+                    message: format!(
+                        "{id} is planned, yet {} verifies it: mark it implemented",
+                        tag.test
+                    ),
                 }),
                 Some(_) => {}
             }
         }
     }
     for r in suite.requirements() {
-        if r.status == Status::Implemented && r.keyword.is_absolute() && verifying.get(r.id.as_str()).is_none() {
-            let file = suite.spec(r.spec).map(|s| s.file.as_str()).unwrap_or_default();
+        if r.status == Status::Implemented
+            && r.keyword.is_absolute()
+            && verifying.get(r.id.as_str()).is_none()
+        {
+            let file = suite
+                .spec(r.spec)
+                .map(|s| s.file.as_str())
+                .unwrap_or_default();
             problems.push(Problem {
                 at: format!("docs/spec/{file}:{}", r.line),
-                message: format!("{} is an implemented {} that no test verifies (tag one `// Verifies: {}`)", r.id, r.keyword, r.id),
+                message: format!(
+                    "{} is an implemented {} that no test verifies (tag one `// Verifies: {}`)",
+                    r.id, r.keyword, r.id
+                ),
             });
         }
     }
@@ -215,11 +269,21 @@ pub fn traceability(suite: &Suite, tags: &[Tag]) -> String {
         }
     );
     for spec in suite.specs() {
-        let _ = writeln!(out, "## {} {} ([{}]({}))\n", spec.number, spec.title, spec.file, spec.file);
-        let _ = writeln!(out, "| Requirement | Keyword | Status | Verified by |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "## {} {} ([{}]({}))\n",
+            spec.number, spec.title, spec.file, spec.file
+        );
+        let _ = writeln!(
+            out,
+            "| Requirement | Keyword | Status | Verified by |\n|---|---|---|---|"
+        );
         for r in reqs.iter().filter(|r| r.spec == spec.number) {
             let tests = verifying.get(r.id.as_str()).map(|t| {
-                t.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join("<br>")
+                t.iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             });
             let _ = writeln!(
                 out,
@@ -241,7 +305,9 @@ pub const INDEX_END: &str = "<!-- end of index -->";
 
 /// The index table: number, title, domain, tier, status and requirement counts.
 pub fn index(suite: &Suite) -> String {
-    let mut out = String::from("| # | Specification | Domain | Tier | Status | Requirements (implemented / planned) |\n|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| # | Specification | Domain | Tier | Status | Requirements (implemented / planned) |\n|---|---|---|---|---|---|\n",
+    );
     for s in suite.specs() {
         let reqs = suite.requirements().iter().filter(|r| r.spec == s.number);
         let (implemented, planned) = reqs.fold((0, 0), |(i, p), r| match r.status {
@@ -261,7 +327,10 @@ pub fn index(suite: &Suite) -> String {
 pub fn with_index(readme: &str, suite: &Suite) -> Option<String> {
     let (head, rest) = readme.split_once(INDEX_BEGIN)?;
     let (_, tail) = rest.split_once(INDEX_END)?;
-    Some(format!("{head}{INDEX_BEGIN}\n{}{INDEX_END}{tail}", index(suite)))
+    Some(format!(
+        "{head}{INDEX_BEGIN}\n{}{INDEX_END}{tail}",
+        index(suite)
+    ))
 }
 
 /// Identifiers a Markdown text mentions that the suite does not define (e.g. the index's
@@ -273,4 +342,3 @@ pub fn unknown_mentions(suite: &Suite, text: &str) -> Vec<(String, usize)> {
         .filter(|(id, _)| suite.requirement(id).is_none())
         .collect()
 }
-

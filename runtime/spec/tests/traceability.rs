@@ -19,7 +19,10 @@ fn suite() -> Suite {
         Ok(suite) => suite,
         Err(errors) => panic!(
             "the specification suite breaks its own form:\n{}",
-            errors.iter().map(|e| format!("  {e}\n")).collect::<String>()
+            errors
+                .iter()
+                .map(|e| format!("  {e}\n"))
+                .collect::<String>()
         ),
     }
 }
@@ -54,14 +57,21 @@ fn current(path: &str, generated: &str) {
 fn every_implemented_must_is_verified_and_every_name_exists() {
     let suite = suite();
     let problems = trace::check(&suite, &tags());
-    assert!(problems.is_empty(), "spec and tests are out of step:\n{}", list(&problems));
+    assert!(
+        problems.is_empty(),
+        "spec and tests are out of step:\n{}",
+        list(&problems)
+    );
 }
 
 // Verifies: FC-COMP-6004
 #[test]
 fn the_traceability_matrix_is_current() {
     let suite = suite();
-    current("docs/spec/TRACEABILITY.md", &trace::traceability(&suite, &tags()));
+    current(
+        "docs/spec/TRACEABILITY.md",
+        &trace::traceability(&suite, &tags()),
+    );
 }
 
 // Verifies: FC-COMP-6005
@@ -71,7 +81,10 @@ fn the_index_lists_every_specification_and_names_only_real_requirements() {
     let path = root().join("docs/spec/README.md");
     let readme = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let unknown = trace::unknown_mentions(&suite, &readme);
-    assert!(unknown.is_empty(), "the index names identifiers the suite does not define: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the index names identifiers the suite does not define: {unknown:?}"
+    );
     let generated = trace::with_index(&readme, &suite)
         .unwrap_or_else(|| panic!("{} has no index markers", path.display()));
     current("docs/spec/README.md", &generated);
@@ -110,13 +123,19 @@ fn removing_a_tag_from_a_real_test_fails_the_check() {
         .map(|(_, l)| format!("{l}\n"))
         .collect();
 
-    let mut others: Vec<Tag> = tags.iter().filter(|t| t.file != tag.file).cloned().collect();
+    let mut others: Vec<Tag> = tags
+        .iter()
+        .filter(|t| t.file != tag.file)
+        .cloned()
+        .collect();
     let mut problems = Vec::new();
     trace::scan_source(&tag.file, &untagged, &mut others, &mut problems);
     assert!(problems.is_empty());
     let found = trace::check(&suite, &others);
     assert!(
-        found.iter().any(|p| p.message.contains(&id) && p.message.contains("no test verifies")),
+        found
+            .iter()
+            .any(|p| p.message.contains(&id) && p.message.contains("no test verifies")),
         "removing the tag of {id} from {} went unnoticed: {found:?}",
         tag.file
     );
@@ -126,7 +145,11 @@ fn removing_a_tag_from_a_real_test_fails_the_check() {
 
 fn spec(number: u8, domain: &str, status: &str, requirements: &str) -> (String, String) {
     let title = format!("Sample Number {number}");
-    let tier = if number <= 40 { "enterprise" } else { "reference" };
+    let tier = if number <= 40 {
+        "enterprise"
+    } else {
+        "reference"
+    };
     let mut text = format!(
         "# FemtoClaw Specification {number}: {title}\n\n| Field | Value |\n|---|---|\n| Number | {number} |\n\
          | Domain | {domain} |\n| Tier | {tier} |\n| Status | {status} |\n| Version | 1.0 |\n\n"
@@ -168,10 +191,16 @@ fn a_requirement_is_parsed_with_its_keyword_status_and_section() {
     )];
     let suite = parse(&files).unwrap_or_else(|e| panic!("{e:?}"));
     let r = &suite.requirements()[0];
-    assert_eq!((r.id.as_str(), r.keyword, r.status, r.spec), ("FC-POL-1401", Keyword::MustNot, Status::Implemented, 14));
+    assert_eq!(
+        (r.id.as_str(), r.keyword, r.status, r.spec),
+        ("FC-POL-1401", Keyword::MustNot, Status::Implemented, 14)
+    );
     assert_eq!(r.section, "Behavioral requirements");
     assert_eq!(suite.requirements()[1].status, Status::Planned);
-    assert_eq!(suite.specs()[0].file, "FC_Sample_Number_14_Specification.md");
+    assert_eq!(
+        suite.specs()[0].file,
+        "FC_Sample_Number_14_Specification.md"
+    );
 }
 
 // Verifies: FC-COMP-6001
@@ -184,11 +213,27 @@ fn an_identifier_defined_twice_is_refused_naming_both_places() {
         "- **FC-POL-1401** (MUST, implemented) It MUST deny.\n- **FC-POL-1401** (MUST, implemented) It MUST deny too.",
     )];
     let e = errors(&files);
-    assert!(e.contains("FC-POL-1401 is defined twice (also at FC_Sample_Number_14_Specification.md:"), "{e}");
+    assert!(
+        e.contains("FC-POL-1401 is defined twice (also at FC_Sample_Number_14_Specification.md:"),
+        "{e}"
+    );
     // Two files claiming one number.
-    let mut other = spec(14, "POL", "implemented", "- **FC-POL-1402** (MUST, implemented) It MUST deny.");
+    let mut other = spec(
+        14,
+        "POL",
+        "implemented",
+        "- **FC-POL-1402** (MUST, implemented) It MUST deny.",
+    );
     other.0 = "FC_Sample_Number_14_Specification.md".into();
-    let e = errors(&[spec(14, "POL", "implemented", "- **FC-POL-1401** (MUST, implemented) It MUST deny."), other]);
+    let e = errors(&[
+        spec(
+            14,
+            "POL",
+            "implemented",
+            "- **FC-POL-1401** (MUST, implemented) It MUST deny.",
+        ),
+        other,
+    ]);
     assert!(e.contains("specification 14 is also"), "{e}");
 }
 
@@ -196,32 +241,80 @@ fn an_identifier_defined_twice_is_refused_naming_both_places() {
 #[test]
 fn a_malformed_specification_is_refused_naming_the_rule_it_breaks() {
     let cases: &[(&str, &str)] = &[
-        ("- **FC-POL-1401** (MUSTN'T, implemented) It MUST deny.", "unknown keyword"),
-        ("- **FC-POL-1401** (MUST, done) It MUST deny.", "unknown status"),
-        ("- **FC-POL-1401** (MUST, implemented) It denies.", "does not say MUST"),
-        ("- **FC-SEC-1401** (MUST, implemented) It MUST deny.", "domain POL"),
-        ("- **FC-POL-1501** (MUST, implemented) It MUST deny.", "specification's 14"),
-        ("- **FC-POL-14011** (MUST, implemented) It MUST deny.", "not an identifier"),
+        (
+            "- **FC-POL-1401** (MUSTN'T, implemented) It MUST deny.",
+            "unknown keyword",
+        ),
+        (
+            "- **FC-POL-1401** (MUST, done) It MUST deny.",
+            "unknown status",
+        ),
+        (
+            "- **FC-POL-1401** (MUST, implemented) It denies.",
+            "does not say MUST",
+        ),
+        (
+            "- **FC-SEC-1401** (MUST, implemented) It MUST deny.",
+            "domain POL",
+        ),
+        (
+            "- **FC-POL-1501** (MUST, implemented) It MUST deny.",
+            "specification's 14",
+        ),
+        (
+            "- **FC-POL-14011** (MUST, implemented) It MUST deny.",
+            "not an identifier",
+        ),
         ("- **FC-POL-1401** It MUST deny.", "a requirement is"),
     ];
     for (line, want) in cases {
         let e = errors(&[spec(14, "POL", "implemented", line)]);
-        assert!(e.contains(want), "{line:?} should be refused with {want:?}: {e}");
+        assert!(
+            e.contains(want),
+            "{line:?} should be refused with {want:?}: {e}"
+        );
     }
     // A section out of place, a section missing, a requirement outside the requirement sections.
-    let (name, text) = spec(14, "POL", "implemented", "- **FC-POL-1401** (MUST, implemented) It MUST deny.");
+    let (name, text) = spec(
+        14,
+        "POL",
+        "implemented",
+        "- **FC-POL-1401** (MUST, implemented) It MUST deny.",
+    );
     let swapped = text.replace("## Scope", "## Scope2");
     assert!(errors(&[(name.clone(), swapped)]).contains("where `## Scope` must come"));
-    let cut = text.split("## Guarantees").next().unwrap_or_default().to_owned();
+    let cut = text
+        .split("## Guarantees")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     assert!(errors(&[(name.clone(), cut)]).contains("missing sections: Guarantees"));
-    let outside = text.replace("## Purpose\n\nProse.", "## Purpose\n\n- **FC-POL-1402** (MUST, implemented) It MUST.");
+    let outside = text.replace(
+        "## Purpose\n\nProse.",
+        "## Purpose\n\n- **FC-POL-1402** (MUST, implemented) It MUST.",
+    );
     assert!(errors(&[(name.clone(), outside)]).contains("outside the requirement sections"));
     // A header that disagrees with the title, the tier or its requirements.
     let renamed = ("FC_Other_Specification.md".to_owned(), text.clone());
     assert!(errors(&[renamed]).contains("must be named FC_Sample_Number_14_Specification.md"));
-    assert!(errors(&[(name.clone(), text.replace("| Tier | enterprise |", "| Tier | reference |"))]).contains("enterprise tier"));
-    assert!(errors(&[(name.clone(), text.replace("| Status | implemented |", "| Status | planned |"))]).contains("does not match"));
-    assert!(errors(&[(name, text.replace("| Domain | POL |", "| Domain | LAW |"))]).contains("unknown domain"));
+    assert!(
+        errors(&[(
+            name.clone(),
+            text.replace("| Tier | enterprise |", "| Tier | reference |")
+        )])
+        .contains("enterprise tier")
+    );
+    assert!(
+        errors(&[(
+            name.clone(),
+            text.replace("| Status | implemented |", "| Status | planned |")
+        )])
+        .contains("does not match")
+    );
+    assert!(
+        errors(&[(name, text.replace("| Domain | POL |", "| Domain | LAW |"))])
+            .contains("unknown domain")
+    );
 }
 
 // Verifies: FC-COMP-6002, FC-COMP-6003
@@ -245,21 +338,53 @@ fn the_check_names_an_unverified_must_an_unknown_tag_and_a_verified_plan() {
     let (mut tags, mut problems) = (Vec::new(), Vec::new());
     trace::scan_source("t.rs", &source, &mut tags, &mut problems);
     let scanned: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-    assert!(scanned.iter().any(|p| p.starts_with("t.rs:5:") && p.contains("\"FC-POL-9\" is not a requirement identifier")), "{scanned:?}");
-    assert!(scanned.iter().any(|p| p.starts_with("t.rs:8:") && p.contains("above no test function")), "{scanned:?}");
+    assert!(
+        scanned.iter().any(|p| p.starts_with("t.rs:5:")
+            && p.contains("\"FC-POL-9\" is not a requirement identifier")),
+        "{scanned:?}"
+    );
+    assert!(
+        scanned
+            .iter()
+            .any(|p| p.starts_with("t.rs:8:") && p.contains("above no test function")),
+        "{scanned:?}"
+    );
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0].test, "denies");
 
-    let found: Vec<String> = trace::check(&suite, &tags).iter().map(|p| p.to_string()).collect();
+    let found: Vec<String> = trace::check(&suite, &tags)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
     let has = |want: &str| found.iter().any(|p| p.contains(want));
-    assert!(has("FC-POL-1401 is an implemented MUST that no test verifies"), "{found:?}");
-    assert!(has("FC-POL-1404 is not a requirement of the suite"), "{found:?}");
-    assert!(has("FC-POL-1403 is planned, yet denies verifies it"), "{found:?}");
-    assert!(has("FC-POL-1499 is not a requirement of the suite"), "{found:?}");
+    assert!(
+        has("FC-POL-1401 is an implemented MUST that no test verifies"),
+        "{found:?}"
+    );
+    assert!(
+        has("FC-POL-1404 is not a requirement of the suite"),
+        "{found:?}"
+    );
+    assert!(
+        has("FC-POL-1403 is planned, yet denies verifies it"),
+        "{found:?}"
+    );
+    assert!(
+        has("FC-POL-1499 is not a requirement of the suite"),
+        "{found:?}"
+    );
     assert!(has("specification 1 has no file"), "{found:?}");
     // The SHOULD needs no test; the MUST is satisfied once a test names it.
     assert!(!has("FC-POL-1402"), "{found:?}");
-    tags.push(Tag { file: "t.rs".into(), line: 20, test: "denies_too".into(), ids: vec!["FC-POL-1401".into()] });
+    tags.push(Tag {
+        file: "t.rs".into(),
+        line: 20,
+        test: "denies_too".into(),
+        ids: vec!["FC-POL-1401".into()],
+    });
     let found = trace::check(&suite, &tags);
-    assert!(!found.iter().any(|p| p.message.contains("FC-POL-1401 ")), "{found:?}");
+    assert!(
+        !found.iter().any(|p| p.message.contains("FC-POL-1401 ")),
+        "{found:?}"
+    );
 }

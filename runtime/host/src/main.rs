@@ -75,9 +75,13 @@ enum Command {
     Replay(replay::Replay),
     /// Invoke one function of a capability and print its result as JSON.
     Invoke(invoke::Invoke),
+    /// Run the compliance test suite against this binary (default), another runtime's binary
+    /// or a running server: one line per requirement of the specification suite and a
+    /// summary; exit 0 only when the target conforms.
+    Conformance(femtoclaw_conformance::cli::Args),
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let global = &cli.global;
     match cli.command {
         Command::Capability(command) => command.run(global),
@@ -93,7 +97,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mcp(command) => command.run(global),
         Command::Replay(command) => command.run(global),
         Command::Invoke(command) => command.run(global),
+        // The suite drives a binary (this one unless told otherwise) as any client would, and
+        // reports with exit codes of its own.
+        Command::Conformance(args) => return Ok(args.run(std::env::current_exe().ok())),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -104,7 +112,7 @@ fn main() -> ExitCode {
         femtoclaw_host::telemetry::install_logging();
     }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code as u8)

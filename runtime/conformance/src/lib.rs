@@ -1,0 +1,157 @@
+//! The FemtoClaw compliance test suite (specification 31).
+//!
+//! Black box: every case drives the target only through its public surfaces — the command line
+//! of a binary, the HTTP API and MCP of a running server, the ledgers it exports — with a guest
+//! component of the suite's own ([`GUEST`]), and checks what a conforming runtime must show. Each
+//! case names the requirements of the specification suite it verifies; the [`Report`] gives one
+//! line per requirement: pass, fail, not applicable (the target lacks the surface the case needs,
+//! or no case covers it) or planned.
+//!
+//! ```text
+//! femtoclaw-host conformance                        # the host itself
+//! femtoclaw-host conformance --binary ./other-host  # another implementation's binary
+//! femtoclaw-host conformance --url http://127.0.0.1:8420 --token "$TOKEN" --format junit
+//! ```
+
+mod cases;
+pub mod cli;
+mod crypto;
+mod report;
+mod target;
+
+use std::path::PathBuf;
+
+use femtoclaw_spec::Suite;
+
+pub use cases::CASES;
+pub use report::{Format, Outcome, Report, Verdict};
+pub use target::Target;
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+/// The suite's own guest component, installed on the target as capability `conformance`.
+pub const GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_GUEST;
+
+/// The guest's manifest.
+pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
+
+/// One black-box case: a name, the requirements it verifies, and what it does.
+#[derive(Clone, Copy)]
+pub struct Case {
+    pub name: &'static str,
+    /// Requirement identifiers of the specification suite.
+    pub verifies: &'static [&'static str],
+    pub run: fn(&Target) -> Result<(), Failure>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case")
+            .field("name", &self.name)
+            .field("verifies", &self.verifies)
+            .finish()
+    }
+}
+
+/// Why a case did not pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The target does not offer the surface the case needs (a server has no command line).
+    NotApplicable(String),
+    /// The target did something a conforming runtime does not.
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Failed(message)
+    }
+}
+
+/// Fails the case with a message unless `cond` holds.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! ensure {
+    ($cond:expr, $($message:tt)+) => {
+        if !$cond {
+            return Err($crate::Failure::Failed(format!($($message)+)));
+        }
+    };
+}
+
+/// What to run the suite against, and which cases.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub target: Target,
+    /// Only the cases whose name contains this.
+    pub only: Option<String>,
+}
+
+impl Options {
+    /// The suite against a binary.
+    pub fn binary(path: PathBuf) -> Self {
+        Options {
+            target: Target::Binary(path),
+            only: None,
+        }
+    }
+}
+
+/// The case table's own soundness: every identifier a case names is an implemented requirement
+/// of `suite`, and no case name is used twice. A broken table is the suite's fault, not the
+/// target's, and is reported before anything runs.
+pub fn check_cases(suite: &Suite) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for case in CASES {
+        if !names.insert(case.name) {
+            problems.push(format!("case {} is defined twice", case.name));
+        }
+        if case.verifies.is_empty() {
+            problems.push(format!("case {} verifies nothing", case.name));
+        }
+        for id in case.verifies {
+            match suite.requirement(id) {
+                None => problems.push(format!(
+                    "case {} names {id}, which is not a requirement of the suite",
+                    case.name
+                )),
+                Some(r) if r.status == femtoclaw_spec::Status::Planned => problems.push(format!(
+                    "case {} verifies {id}, which is planned",
+                    case.name
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Runs the cases against the target, in order, each on its own fresh state, and reports per
+/// requirement of `suite`. `progress` hears each case's outcome as it ends.
+pub fn run(suite: &Suite, options: &Options, mut progress: impl FnMut(&Outcome)) -> Report {
+    let mut outcomes = Vec::new();
+    for case in CASES {
+        if options
+            .only
+            .as_deref()
+            .is_some_and(|only| !case.name.contains(only))
+        {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let result = (case.run)(&options.target);
+        let outcome = Outcome {
+            case: *case,
+            result,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        progress(&outcome);
+        outcomes.push(outcome);
+    }
+    Report::new(suite, &options.target, outcomes)
+}

@@ -44,7 +44,7 @@ impl Args {
                 return ExitCode::from(1);
             }
         };
-        if let Err(problems) = check_cases(&suite) {
+        if let Err(problems) = check_cases(&suite, &crate::cases()) {
             for p in problems {
                 eprintln!("error: the case table is unsound: {p}");
             }

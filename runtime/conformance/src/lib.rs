@@ -23,7 +23,6 @@ use std::path::PathBuf;
 
 use femtoclaw_spec::Suite;
 
-pub use cases::CASES;
 pub use report::{Format, Outcome, Report, Verdict};
 pub use target::Target;
 
@@ -34,6 +33,11 @@ pub const GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_GUEST;
 
 /// The guest's manifest.
 pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
+
+/// Every case of the suite, in the order they run.
+pub fn cases() -> Vec<Case> {
+    cases::all()
+}
 
 /// One black-box case: a name, the requirements it verifies, and what it does.
 #[derive(Clone, Copy)]
@@ -97,13 +101,13 @@ impl Options {
     }
 }
 
-/// The case table's own soundness: every identifier a case names is an implemented requirement
-/// of `suite`, and no case name is used twice. A broken table is the suite's fault, not the
-/// target's, and is reported before anything runs.
-pub fn check_cases(suite: &Suite) -> Result<(), Vec<String>> {
+/// A case table's soundness ([`cases`] is checked before every run): every identifier a case
+/// names is an implemented requirement of `suite`, every case verifies something, and no case
+/// name is used twice. A broken table is the suite's fault, not the target's.
+pub fn check_cases(suite: &Suite, cases: &[Case]) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let mut names = std::collections::HashSet::new();
-    for case in CASES {
+    for case in cases {
         if !names.insert(case.name) {
             problems.push(format!("case {} is defined twice", case.name));
         }
@@ -135,7 +139,7 @@ pub fn check_cases(suite: &Suite) -> Result<(), Vec<String>> {
 /// requirement of `suite`. `progress` hears each case's outcome as it ends.
 pub fn run(suite: &Suite, options: &Options, mut progress: impl FnMut(&Outcome)) -> Report {
     let mut outcomes = Vec::new();
-    for case in CASES {
+    for case in cases() {
         if options
             .only
             .as_deref()
@@ -146,7 +150,7 @@ pub fn run(suite: &Suite, options: &Options, mut progress: impl FnMut(&Outcome))
         let started = std::time::Instant::now();
         let result = (case.run)(&options.target);
         let outcome = Outcome {
-            case: *case,
+            case,
             result,
             seconds: started.elapsed().as_secs_f64(),
         };

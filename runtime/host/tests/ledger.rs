@@ -7,6 +7,7 @@
 use std::process::Stdio;
 
 mod common;
+mod model;
 
 use common::{Host, MISBEHAVE_MANIFEST, OPEN_POLICY, code, s, stderr, stdout};
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod common;
+#[path = "serve/conformance.rs"]
+mod conformance;
 #[path = "serve/telemetry.rs"]
 mod telemetry;
 

@@ -1,140 +1,145 @@
-//! The cases. Each starts from nothing (a fresh data directory, or a fresh server), drives the
-//! target through a public surface and checks what specification 31 lists for it.
+//! The cases of specification 31's table: invocation outcomes, policy, the ledger and its
+//! proofs, replay, and the server's HTTP API and MCP.
 
 use serde_json::{Value as Json, json};
 
-use crate::target::{Host, Server, excerpt};
+use super::{GREET, OPEN, guest_host, kinds, published_key, server};
+use crate::target::{Server, excerpt};
 use crate::{Case, Failure, Target, crypto, ensure};
 
-/// A policy under which the local operator may do anything.
-const OPEN: &str = "permit (principal == FemtoClaw::User::\"local\", action, resource);\n";
-
-/// Every case, in the order they run.
 pub const CASES: &[Case] = &[
     Case {
         name: "cli.allowed-call-returns-its-result",
-        verifies: &[],
+        verifies: &["FC-CORE-0101"],
         run: allowed_call_returns_its_result,
     },
     Case {
         name: "cli.no-permit-means-denied",
-        verifies: &[],
+        verifies: &[
+            "FC-CORE-0112",
+            "FC-CORE-0114",
+            "FC-CORE-0201",
+            "FC-CORE-0214",
+        ],
         run: no_permit_means_denied,
     },
     Case {
         name: "cli.forbid-overrides-permit",
-        verifies: &[],
+        verifies: &["FC-POL-1402"],
         run: forbid_overrides_permit,
     },
     Case {
         name: "cli.ungranted-import-refused-at-link",
-        verifies: &[],
+        verifies: &["FC-POL-1605", "FC-CORE-0203", "FC-CORE-0118"],
         run: ungranted_import_refused_at_link,
     },
     Case {
         name: "cli.fuel-exhaustion",
-        verifies: &[],
+        verifies: &["FC-CORE-0117", "FC-EXEC-0601"],
         run: fuel_exhaustion,
     },
     Case {
         name: "cli.trap",
-        verifies: &[],
+        verifies: &["FC-CORE-0116"],
         run: trap,
     },
     Case {
         name: "cli.deadline",
-        verifies: &[],
+        verifies: &["FC-CORE-0120", "FC-EXEC-0410"],
         run: deadline,
     },
     Case {
         name: "cli.unknown-capability-or-function",
-        verifies: &[],
+        verifies: &["FC-CORE-0116", "FC-CAP-1117"],
         run: unknown_capability_or_function,
     },
     Case {
         name: "cli.ill-typed-arguments",
-        verifies: &[],
+        verifies: &["FC-CORE-0116", "FC-EXEC-0707", "FC-EXEC-0718"],
         run: ill_typed_arguments,
     },
     Case {
         name: "cli.every-invocation-recorded",
-        verifies: &[],
+        verifies: &["FC-CORE-0301", "FC-OBS-2707"],
         run: every_invocation_recorded,
     },
     Case {
         name: "cli.key-value-state-recorded",
-        verifies: &[],
+        verifies: &["FC-CAP-1206", "FC-MEM-2510"],
         run: key_value_state_recorded,
     },
     Case {
         name: "cli.checkpoint-signed-by-published-key",
-        verifies: &[],
+        verifies: &["FC-CRYPTO-3605", "FC-COMP-3109"],
         run: checkpoint_signed_by_published_key,
     },
     Case {
         name: "cli.inclusion-proof-verifies-independently",
-        verifies: &[],
+        verifies: &[
+            "FC-CRYPTO-3608",
+            "FC-CRYPTO-3805",
+            "FC-OBS-2718",
+            "FC-EXT-5509",
+            "FC-COMP-3109",
+        ],
         run: inclusion_proof_verifies_independently,
     },
     Case {
         name: "cli.tampered-ledger-fails-verification",
-        verifies: &[],
+        verifies: &["FC-OBS-2706", "FC-OBS-2710"],
         run: tampered_ledger_fails_verification,
     },
     Case {
         name: "cli.export-replays",
-        verifies: &[],
+        verifies: &["FC-CRYPTO-3806", "FC-EXT-5503"],
         run: export_replays,
     },
     Case {
         name: "http.health",
-        verifies: &[],
+        verifies: &["FC-CONF-2907", "FC-PROTO-0801"],
         run: http_health,
     },
     Case {
         name: "http.unauthenticated-refused",
-        verifies: &[],
+        verifies: &["FC-SEC-1822", "FC-PROTO-0822"],
         run: http_unauthenticated_refused,
     },
     Case {
         name: "http.invoke-returns-receipt",
-        verifies: &[],
+        verifies: &["FC-PROTO-0802", "FC-PROTO-0803", "FC-PROTO-0807"],
         run: http_invoke_returns_receipt,
     },
     Case {
         name: "http.problems",
-        verifies: &[],
+        verifies: &["FC-PROTO-0832"],
         run: http_problems,
     },
     Case {
         name: "http.openapi",
-        verifies: &[],
+        verifies: &["FC-PROTO-0801"],
         run: http_openapi,
     },
     Case {
         name: "mcp.session-lists-and-calls-tools",
-        verifies: &[],
+        verifies: &["FC-PROTO-0912"],
         run: mcp_session_lists_and_calls_tools,
     },
     Case {
         name: "mcp.unauthenticated-refused",
-        verifies: &[],
+        verifies: &["FC-PROTO-0917"],
         run: mcp_unauthenticated_refused,
     },
 ];
-
-/// A fresh host with the suite's guest installed under `policy`.
-fn guest_host(target: &Target, policy: &str) -> Result<Host, Failure> {
-    let host = target.host()?;
-    host.policy(policy)?;
-    host.install()?;
-    Ok(host)
-}
 
 fn allowed_call_returns_its_result(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
     let run = host.invoke("echo", &json!({ "text": "conformance ✓" }), &[])?;
     run.expect(0, "invoke echo")?;
+    ensure!(
+        run.stdout.trim_end().lines().count() == 1,
+        "the result is not one line of JSON: {}",
+        excerpt(&run.stdout)
+    );
     ensure!(
         run.json()? == json!("conformance ✓"),
         "echo printed {} where the JSON string \"conformance ✓\" is required",
@@ -164,6 +169,30 @@ fn no_permit_means_denied(target: &Target) -> Result<(), Failure> {
         "a denied call printed a result: {}",
         excerpt(&run.stdout)
     );
+    one_error_line(&run)?;
+    ensure!(
+        run.stderr.contains("User::\"local\"") && run.stderr.contains("conformance@1.0.0"),
+        "the denial does not name the principal and conformance@1.0.0: {}",
+        excerpt(&run.stderr)
+    );
+    // The default policy runs first-party capabilities only: removing the policy file leaves
+    // the installed one denied, and `hello` allowed.
+    std::fs::remove_dir_all(host.data.path().join("policy"))
+        .map_err(|e| Failure::Failed(format!("cannot remove the policy: {e}")))?;
+    host.invoke("echo", &json!({ "text": "x" }), &[])?
+        .expect(7, "an installed capability under the default policy")?;
+    host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?
+        .expect(0, "hello.greet under the default policy")?;
+    host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--principal",
+        "agent:bot",
+    ])?
+    .expect(7, "another principal under the default policy")?;
     Ok(())
 }
 
@@ -172,8 +201,26 @@ fn forbid_overrides_permit(target: &Target) -> Result<(), Failure> {
         "{OPEN}forbid (principal, action == FemtoClaw::Action::\"invoke\", resource is FemtoClaw::Capability) when {{ resource.name == \"conformance\" }};\n"
     );
     let host = guest_host(target, &policy)?;
-    host.invoke("echo", &json!({ "text": "x" }), &[])?
-        .expect(7, "a call a forbid matches, though a permit matches too")?;
+    let run = host.invoke("echo", &json!({ "text": "x" }), &[])?;
+    run.expect(7, "a call a forbid matches, though a permit matches too")?;
+    ensure!(
+        run.stderr.contains("forbidden"),
+        "the denial does not say it was forbidden: {}",
+        excerpt(&run.stderr)
+    );
+    let entries = host.entries()?;
+    ensure!(
+        entries.iter().any(|e| {
+            let e = &e["entry"];
+            e["type"] == "decision"
+                && e["action"] == "invoke"
+                && e["allowed"] == json!(false)
+                && e["policy_ids"]
+                    .as_array()
+                    .is_some_and(|ids| !ids.is_empty())
+        }),
+        "no recorded invoke decision is denied naming the forbidding policy"
+    );
     Ok(())
 }
 
@@ -199,8 +246,26 @@ fn ungranted_import_refused_at_link(target: &Target) -> Result<(), Failure> {
 
 fn fuel_exhaustion(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
-    host.invoke("spin", &json!({}), &["--fuel", "1000000"])?
-        .expect(4, "an endless loop on 1,000,000 fuel")?;
+    let run = host.invoke("spin", &json!({}), &["--fuel", "1000000"])?;
+    run.expect(4, "an endless loop on 1,000,000 fuel")?;
+    ensure!(
+        run.stderr.contains("1000000"),
+        "the failure does not name the budget: {}",
+        excerpt(&run.stderr)
+    );
+    let entries = host.entries()?;
+    let trapped = entries.iter().any(|e| {
+        e["entry"]["type"] == "trap"
+            && e["entry"]["kind"] == "fuel-exhausted"
+            && e["entry"]["fuel_consumed"] == json!(1_000_000)
+    });
+    let ended = entries.iter().any(|e| {
+        e["entry"]["type"] == "invocation-end" && e["entry"]["fuel_consumed"] == json!(1_000_000)
+    });
+    ensure!(
+        trapped && ended,
+        "the ledger does not record a fuel-exhausted trap and an end consuming the whole budget"
+    );
     Ok(())
 }
 
@@ -226,7 +291,15 @@ fn deadline(target: &Target) -> Result<(), Failure> {
         &json!({}),
         &["--fuel", "10000000000", "--deadline-ms", "300"],
     )?
-    .expect(11, "an endless loop past a 300 ms deadline")?;
+    .expect(11, "an endless loop past a 300 ms deadline")
+    .and_then(|run| {
+        ensure!(
+            run.stderr.contains("deadline"),
+            "the failure does not name the deadline: {}",
+            excerpt(&run.stderr)
+        );
+        Ok(run)
+    })?;
     ensure!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "a 300 ms deadline took {:?} to end the call",
@@ -237,8 +310,14 @@ fn deadline(target: &Target) -> Result<(), Failure> {
 
 fn unknown_capability_or_function(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
-    host.run(&["invoke", "no-such-capability", "echo"])?
-        .expect(3, "an unknown capability")?;
+    let run = host.run(&["invoke", "no-such-capability", "echo"])?;
+    run.expect(3, "an unknown capability")?;
+    ensure!(
+        run.stderr
+            .contains("unknown capability `no-such-capability`"),
+        "the failure does not say unknown capability `no-such-capability`: {}",
+        excerpt(&run.stderr)
+    );
     host.invoke("no-such-function", &json!({}), &[])?
         .expect(3, "an unknown function")?;
     Ok(())
@@ -246,28 +325,38 @@ fn unknown_capability_or_function(target: &Target) -> Result<(), Failure> {
 
 fn ill_typed_arguments(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
-    for (args, what) in [
-        (json!({ "a": "two", "b": 1 }), "a string for s64"),
-        (json!({ "a": 1 }), "a missing argument"),
-        (json!({ "a": 1, "b": 2, "c": 3 }), "an unknown argument"),
-        (json!({ "a": 1.5, "b": 2 }), "a fraction for s64"),
+    for (args, what, names) in [
+        (json!({ "a": "two", "b": 1 }), "a string for s64", "`a`"),
+        (json!({ "a": 1 }), "a missing argument", "`b`"),
+        (
+            json!({ "a": 1, "b": 2, "c": 3 }),
+            "an unknown argument",
+            "`c`",
+        ),
+        (json!({ "a": 1.5, "b": 2 }), "a fraction for s64", "`a`"),
+        (
+            json!({ "a": 1, "b": 9_223_372_036_854_775_808u64 }),
+            "2^63 for s64",
+            "`b`",
+        ),
     ] {
         let run = host.invoke("add", &args, &[])?;
         run.expect(2, what)?;
         ensure!(
-            !run.stderr.trim().is_empty(),
-            "{what}: refused without a message"
+            run.stderr.contains(names),
+            "{what}: the refusal does not name {names}: {}",
+            excerpt(&run.stderr)
         );
     }
+    // Refused before any guest code ran: no invocation of `add` ran to an end.
+    let entries = host.entries()?;
+    ensure!(
+        !entries
+            .iter()
+            .any(|e| e["entry"]["type"] == "invocation-end"),
+        "an ill-typed call reached the guest: the ledger holds an invocation end"
+    );
     Ok(())
-}
-
-/// The entries' types, in order.
-fn kinds(entries: &[Json]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| e["entry"]["type"].as_str().unwrap_or("?").to_owned())
-        .collect()
 }
 
 fn every_invocation_recorded(target: &Target) -> Result<(), Failure> {
@@ -293,8 +382,27 @@ fn every_invocation_recorded(target: &Target) -> Result<(), Failure> {
             entry["index"]
         );
     }
-    host.run(&["log", "verify"])?
-        .expect(0, "log verify after the three invocations")?;
+    // Each invocation's entries carry its number, from its start to its end.
+    for n in 0..3u64 {
+        let own: Vec<&str> = entries
+            .iter()
+            .filter(|e| e["entry"]["invocation"] == json!(n))
+            .filter_map(|e| e["entry"]["type"].as_str())
+            .collect();
+        ensure!(
+            own.first() == Some(&"invocation-start") && own.last() == Some(&"invocation-end"),
+            "invocation {n}'s entries do not run from its start to its end: {own:?}"
+        );
+    }
+    let run = host.run(&["log", "verify"])?;
+    run.expect(0, "log verify after the three invocations")?;
+    ensure!(
+        run.stdout
+            .starts_with(&format!("ok: {} entries, ", entries.len())),
+        "log verify does not say `ok: {} entries, …`: {}",
+        entries.len(),
+        excerpt(&run.stdout)
+    );
     Ok(())
 }
 
@@ -317,13 +425,15 @@ fn key_value_state_recorded(target: &Target) -> Result<(), Failure> {
         "the key-value write and read are not recorded as host calls: {:?}",
         kinds(&entries)
     );
+    for action in ["kv.write", "kv.read"] {
+        ensure!(
+            entries.iter().any(|e| e["entry"]["type"] == "decision"
+                && e["entry"]["action"] == action
+                && e["entry"]["allowed"] == json!(true)),
+            "no recorded {action} decision"
+        );
+    }
     Ok(())
-}
-
-/// The host's verifier key, parsed.
-fn published_key(host: &Host) -> Result<crypto::Key, Failure> {
-    let text = host.ok(&["key", "show"])?;
-    crypto::Key::parse(&text).map_err(|e| Failure::Failed(format!("key show: {e}")))
 }
 
 fn checkpoint_signed_by_published_key(target: &Target) -> Result<(), Failure> {
@@ -373,6 +483,15 @@ fn inclusion_proof_verifies_independently(target: &Target) -> Result<(), Failure
     let tampered = tamper_extra(&proof)?;
     let file = host.file("tampered.proof", tampered.as_bytes())?;
     let key_text = host.ok(&["key", "show"])?;
+    let honest = host.file("honest.proof", proof.as_bytes())?;
+    host.run(&[
+        "log",
+        "verify-proof",
+        &honest.to_string_lossy(),
+        "--key",
+        key_text.trim(),
+    ])?
+    .expect(0, "log verify-proof of the proof log prove printed")?;
     host.run(&[
         "log",
         "verify-proof",
@@ -426,6 +545,16 @@ fn tampered_ledger_fails_verification(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A failed command prints exactly one line on stderr, beginning `error: `, and nothing else.
+fn one_error_line(run: &crate::target::Run) -> Result<(), Failure> {
+    ensure!(
+        run.stderr.lines().count() == 1 && run.stderr.starts_with("error: "),
+        "the failure is not one stderr line beginning `error: `: {}",
+        excerpt(&run.stderr)
+    );
+    Ok(())
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -466,25 +595,26 @@ fn export_replays(target: &Target) -> Result<(), Failure> {
         "replaying three invocations must report three identical; it reported {}",
         excerpt(&run.stdout)
     );
+    ensure!(
+        !elsewhere.data.path().join("ledger").exists(),
+        "replay wrote a ledger in the data directory it ran on"
+    );
     Ok(())
-}
-
-/// The HTTP cases' server: one of the suite's own under the default policy, or the target.
-fn server(target: &Target) -> Result<Server, Failure> {
-    target.server(None)
 }
 
 fn http_health(target: &Target) -> Result<(), Failure> {
     let server = server(target)?;
-    for path in ["/healthz", "/readyz"] {
-        server
-            .request(reqwest::Method::GET, path, None, None)?
-            .expect(200, path)?;
+    for (path, body) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let response = server.request(reqwest::Method::GET, path, None, None)?;
+        response.expect(200, path)?;
+        ensure!(
+            response.text.trim() == body,
+            "{path} answered {:?}, not {body:?}",
+            excerpt(&response.text)
+        );
     }
     Ok(())
 }
-
-const GREET: &str = r#"{"capability":"hello","function":"greet","args":{"name":"Ada"}}"#;
 
 fn greet() -> Json {
     serde_json::from_str(GREET).unwrap_or(Json::Null)
@@ -510,6 +640,12 @@ fn http_unauthenticated_refused(target: &Target) -> Result<(), Failure> {
             "{what}: the problem's code is not unauthenticated: {}",
             response.text
         );
+        ensure!(
+            response
+                .header("www-authenticate")
+                .starts_with("Bearer realm=\"femtoclaw\""),
+            "{what}: no `WWW-Authenticate: Bearer realm=\"femtoclaw\"` challenge"
+        );
     }
     Ok(())
 }
@@ -523,7 +659,17 @@ fn http_invoke_returns_receipt(target: &Target) -> Result<(), Failure> {
         body["result"].to_string().contains("Ada"),
         "the result does not greet Ada: {body}"
     );
+    ensure!(
+        body["fuel"]["budget"].as_u64().is_some()
+            && body["fuel"]["consumed"].as_u64().is_some_and(|f| f > 0),
+        "the answer has no fuel budget and consumption: {body}"
+    );
     let receipt = &body["receipt"];
+    ensure!(
+        receipt["invocation"].is_u64()
+            && receipt["entries"].as_array().is_some_and(|e| e.len() == 2),
+        "the receipt has no invocation number and first and last entries: {receipt}"
+    );
     let proof = receipt["proof"]
         .as_str()
         .ok_or_else(|| Failure::Failed(format!("the receipt has no proof: {receipt}")))?;
@@ -532,6 +678,10 @@ fn http_invoke_returns_receipt(target: &Target) -> Result<(), Failure> {
     ensure!(
         proof.contains(checkpoint.text.trim_end()),
         "the receipt's proof is not against the checkpoint the server serves"
+    );
+    ensure!(
+        receipt["checkpoint"].as_str() == Some(checkpoint.text.as_str()),
+        "the receipt's checkpoint is not byte for byte the one the server serves"
     );
     // With the server's data directory in hand, check the signature with its published key.
     if let Some(host) = &server.host {
@@ -588,7 +738,7 @@ fn http_problems(target: &Target) -> Result<(), Failure> {
 
 fn http_openapi(target: &Target) -> Result<(), Failure> {
     let server = server(target)?;
-    let response = server.get("/v1/openapi.json")?;
+    let response = server.request(reqwest::Method::GET, "/v1/openapi.json", None, None)?;
     response.expect(200, "GET /v1/openapi.json")?;
     let document = response.json()?;
     ensure!(
@@ -617,7 +767,7 @@ fn mcp(
         .bearer_auth(&server.token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-protocol-version", "2025-11-25")
         .body(message.to_string());
     if let Some(session) = session {
         request = request.header("mcp-session-id", session);
@@ -642,7 +792,7 @@ fn mcp_session_lists_and_calls_tools(target: &Target) -> Result<(), Failure> {
     let initialize = json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {
-            "protocolVersion": "2025-06-18",
+            "protocolVersion": "2025-11-25",
             "capabilities": {},
             "clientInfo": { "name": "femtoclaw-conformance", "version": "1" }
         }
@@ -656,14 +806,10 @@ fn mcp_session_lists_and_calls_tools(target: &Target) -> Result<(), Failure> {
         "initialize does not answer a protocol version and the tools capability: {answer}"
     );
     let session = response.header("mcp-session-id").to_owned();
-    let session = (!session.is_empty()).then_some(session.as_str());
+    ensure!(!session.is_empty(), "initialize answered no Mcp-Session-Id");
+    let session = Some(session.as_str());
     let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let response = mcp(&server, session, &initialized)?;
-    ensure!(
-        response.status == 202 || response.status == 200,
-        "notifications/initialized: HTTP {}",
-        response.status
-    );
+    mcp(&server, session, &initialized)?.expect(202, "notifications/initialized")?;
     let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
     let response = mcp(&server, session, &list)?;
     response.expect(200, "MCP tools/list")?;
@@ -713,6 +859,13 @@ fn mcp_unauthenticated_refused(target: &Target) -> Result<(), Failure> {
             .get("www-authenticate")
             .is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("Bearer"))),
         "the 401 has no WWW-Authenticate: Bearer challenge"
+    );
+    ensure!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("resource_metadata=\""))),
+        "the challenge does not name the protected-resource metadata"
     );
     Ok(())
 }

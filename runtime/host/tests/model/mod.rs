@@ -1,0 +1,1 @@
+//! Model-based test (placeholder while the first build runs).

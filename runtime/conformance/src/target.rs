@@ -33,9 +33,13 @@ impl Target {
     }
 
     /// A server: the one given, or one started from the binary on a fresh data directory under
-    /// `policy` (the default policy when `None`), with a token of `user:local`.
+    /// `policy` (the default policy when `None`), with a token of `user:local`. A case that
+    /// needs a policy of its own does not apply to a given server.
     pub fn server(&self, policy: Option<&str>) -> Result<Server, Failure> {
         match self {
+            Target::Server { .. } if policy.is_some() => Err(Failure::NotApplicable(
+                "the case needs a server under a policy of its own".into(),
+            )),
             Target::Server { url, token } => Ok(Server {
                 url: url.trim_end_matches('/').to_owned(),
                 token: token.clone(),

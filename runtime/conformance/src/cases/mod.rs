@@ -3,6 +3,10 @@
 //! per area; [`all`] is every case, in the order they run.
 
 mod core;
+mod execution;
+mod ledger;
+mod security;
+mod server;
 
 use serde_json::Value as Json;
 
@@ -11,7 +15,14 @@ use crate::{Case, Failure, Target, crypto};
 
 /// Every case, in the order they run.
 pub fn all() -> Vec<Case> {
-    [core::CASES].concat()
+    [
+        core::CASES,
+        execution::CASES,
+        security::CASES,
+        ledger::CASES,
+        server::CASES,
+    ]
+    .concat()
 }
 
 /// A policy under which the local operator may do anything.

@@ -1,0 +1,5 @@
+//! Cases of the ledger area.
+
+use crate::Case;
+
+pub const CASES: &[Case] = &[];

@@ -1,0 +1,5 @@
+//! Cases of the security area.
+
+use crate::Case;
+
+pub const CASES: &[Case] = &[];

@@ -1,0 +1,5 @@
+//! Cases of the server area.
+
+use crate::Case;
+
+pub const CASES: &[Case] = &[];

@@ -71,6 +71,7 @@ fn error(outcome: &Outcome) -> String {
         .to_owned()
 }
 
+// Verifies: FC-CAP-1218, FC-SEC-2021
 #[test]
 fn a_request_body_over_the_hosts_cap_is_refused_before_it_is_sent() {
     let limits = HttpLimits {
@@ -102,6 +103,7 @@ fn a_request_body_over_the_hosts_cap_is_refused_before_it_is_sent() {
     assert!(error(&over).starts_with("too large: the request body of 1048577 bytes"));
 }
 
+// Verifies: FC-CAP-1218, FC-SEC-2023
 #[test]
 fn a_capability_cannot_extend_the_hosts_timeout() {
     // Accepts connections and never answers; stops with the test.

@@ -111,6 +111,7 @@ fn probed() -> &'static [(String, bool)] {
     })
 }
 
+// Verifies: FC-CORE-0206, FC-CAP-1013, FC-CAP-1226, FC-SEC-1301, FC-POL-1607, FC-SEC-1901, FC-SEC-1903, FC-SEC-1922
 #[test]
 fn every_function_of_the_host_world_is_gated_or_reviewed_and_nothing_else_links() {
     let world = probed();
@@ -132,6 +133,7 @@ fn every_function_of_the_host_world_is_gated_or_reviewed_and_nothing_else_links(
     assert_eq!(absent, ["wasi:cli/exit@0.2.12#exit-with-code"]);
 }
 
+// Verifies: FC-CORE-0206, FC-CAP-1013, FC-SEC-1301, FC-SEC-1319, FC-SEC-1903, FC-SEC-1923
 #[test]
 fn an_injected_ungated_function_fails_the_structural_check() {
     // The sandbox's own claims with one gated function dropped: the probe still finds it
@@ -151,6 +153,7 @@ fn an_injected_ungated_function_fails_the_structural_check() {
     );
 }
 
+// Verifies: FC-CAP-1221, FC-SEC-1302, FC-SEC-1904
 #[test]
 fn the_clocks_random_files_and_sockets_are_gated_and_streams_are_reviewed() {
     let answer = |interface: &str, function: &str| {

@@ -41,6 +41,7 @@ fn run(
         .unwrap()
 }
 
+// Verifies: FC-EXEC-0501, FC-EXEC-0601
 #[test]
 fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
     let sb = sandbox();
@@ -74,6 +75,7 @@ fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
     assert_eq!(runs[0].fuel_consumed, 2_000_000);
 }
 
+// Verifies: FC-EXEC-0406, FC-EXEC-0501
 #[test]
 fn same_invocation_twice_gives_identical_result_and_fuel() {
     let sb = sandbox();
@@ -98,6 +100,7 @@ fn same_invocation_twice_gives_identical_result_and_fuel() {
     assert_eq!(third.fuel_consumed, first.fuel_consumed);
 }
 
+// Verifies: FC-EXEC-0610, FC-SEC-1911
 #[test]
 fn unbounded_memory_growth_hits_the_memory_limit() {
     let sb = Sandbox::new(SandboxConfig {
@@ -116,6 +119,7 @@ fn unbounded_memory_growth_hits_the_memory_limit() {
     }
 }
 
+// Verifies: FC-EXEC-0611, FC-SEC-1912
 #[test]
 fn unbounded_recursion_hits_the_stack_limit() {
     let sb = sandbox();
@@ -136,6 +140,7 @@ fn unbounded_recursion_hits_the_stack_limit() {
     assert!(ok.result.is_ok(), "{:?}", ok.result);
 }
 
+// Verifies: FC-EXEC-0415, FC-SEC-1917
 #[test]
 fn guest_trap_reports_its_code() {
     let sb = sandbox();
@@ -149,6 +154,7 @@ fn guest_trap_reports_its_code() {
     }
 }
 
+// Verifies: FC-EXEC-0507, FC-CAP-1201, FC-CAP-1202, FC-SEC-1905
 #[test]
 fn stdout_stderr_and_logs_are_captured_not_printed() {
     let sb = sandbox();
@@ -175,6 +181,7 @@ fn stdout_stderr_and_logs_are_captured_not_printed() {
     );
 }
 
+// Verifies: FC-EXEC-0609, FC-CAP-1202, FC-SEC-1905
 #[test]
 fn output_past_the_bound_is_dropped_and_flagged_without_a_trap() {
     let sb = Sandbox::new(SandboxConfig {
@@ -192,6 +199,7 @@ fn output_past_the_bound_is_dropped_and_flagged_without_a_trap() {
     assert!(outcome.output_truncated);
 }
 
+// Verifies: FC-CORE-0303, FC-EXEC-0503, FC-EXEC-0504, FC-EXEC-0717, FC-CAP-1203, FC-CAP-1204, FC-SEC-1303, FC-SEC-1304, FC-SEC-1904
 #[test]
 fn clocks_and_random_pass_the_gate_with_fuel_at_the_call() {
     let sb = sandbox();
@@ -235,6 +243,7 @@ fn clocks_and_random_pass_the_gate_with_fuel_at_the_call() {
     assert!(fuel.iter().all(|&f| f < 10_000_000 && f > 0));
 }
 
+// Verifies: FC-EXEC-0707, FC-EXEC-0710
 #[test]
 fn bad_arguments_name_the_parameter_and_the_expected_type() {
     let sb = sandbox();
@@ -272,6 +281,7 @@ fn bad_arguments_name_the_parameter_and_the_expected_type() {
     }
 }
 
+// Verifies: FC-EXEC-0416, FC-CAP-1004
 #[test]
 fn unknown_function_lists_what_the_capability_exports() {
     let sb = sandbox();
@@ -290,6 +300,7 @@ fn unknown_function_lists_what_the_capability_exports() {
     assert!(err.to_string().contains("spin"), "{err}");
 }
 
+// Verifies: FC-EXEC-0407, FC-CAP-1003
 #[test]
 fn functions_of_exported_interfaces_are_named_interface_hash_function() {
     let sb = sandbox();
@@ -302,6 +313,7 @@ fn functions_of_exported_interfaces_are_named_interface_hash_function() {
     );
 }
 
+// Verifies: FC-EXEC-0711, FC-CAP-1008
 #[test]
 fn resources_in_a_signature_are_refused_with_a_clear_error() {
     let sb = sandbox();
@@ -320,6 +332,7 @@ fn resources_in_a_signature_are_refused_with_a_clear_error() {
     assert!(err.to_string().contains("a resource"), "{err}");
 }
 
+// Verifies: FC-EXEC-0417, FC-EXEC-0604, FC-SEC-1921
 #[test]
 fn a_zero_fuel_budget_is_refused() {
     let sb = sandbox();
@@ -337,6 +350,7 @@ fn a_zero_fuel_budget_is_refused() {
     ));
 }
 
+// Verifies: FC-EXEC-0402, FC-EXEC-0405, FC-EXEC-0418, FC-UPG-3413
 #[test]
 fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +399,7 @@ fn precompiled_components_are_cached_on_disk_by_digest_and_engine() {
     assert_ne!(other.engine_digest(), third.engine_digest());
 }
 
+// Verifies: FC-EXEC-0414, FC-CAP-1002, FC-SEC-1919
 #[test]
 fn garbage_bytes_are_refused_at_compile_time() {
     let sb = sandbox();
@@ -395,6 +410,7 @@ fn garbage_bytes_are_refused_at_compile_time() {
     );
 }
 
+// Verifies: FC-CORE-0207, FC-CORE-0216, FC-CAP-1214, FC-CAP-1222, FC-SEC-1305, FC-SEC-1306, FC-POL-1702, FC-POL-1715
 #[test]
 fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
     use femtoclaw_policy::{CallAction, CapabilityRef, PolicySet, Principal, Reason, Requests};
@@ -475,6 +491,7 @@ fn call_time_decisions_are_recorded_with_policy_ids_and_digest() {
     );
 }
 
+// Verifies: FC-CORE-0204, FC-POL-1606, FC-SEC-1902
 #[test]
 fn invoke_refuses_a_link_grant_that_does_not_cover_every_import() {
     let sb = sandbox();
@@ -530,6 +547,7 @@ fn replays_identically(
     assert_eq!(replayed.fuel_consumed, outcome.fuel_consumed);
 }
 
+// Verifies: FC-EXEC-0415, FC-EXEC-0511, FC-EXEC-0613, FC-CAP-1223, FC-SEC-1307, FC-SEC-1308, FC-SEC-1914, FC-CRYPTO-3807
 #[test]
 fn a_host_call_that_fails_is_recorded_with_its_fault_and_replays_with_it() {
     let sb = sandbox();
@@ -563,6 +581,7 @@ fn a_host_call_that_fails_is_recorded_with_its_fault_and_replays_with_it() {
     }
 }
 
+// Verifies: FC-EXEC-0512, FC-EXEC-0605, FC-SEC-1308, FC-SEC-1312
 #[test]
 fn host_bytes_cost_fuel_at_the_documented_rate_and_replay_charges_the_same() {
     let sb = sandbox();
@@ -603,6 +622,7 @@ fn host_bytes_cost_fuel_at_the_documented_rate_and_replay_charges_the_same() {
     );
 }
 
+// Verifies: FC-EXEC-0512, FC-EXEC-0606, FC-SEC-1313, FC-SEC-1318, FC-SEC-1913
 #[test]
 fn host_calls_past_the_recorded_bytes_cap_end_the_invocation_with_a_limit() {
     let sb = sandbox();
@@ -665,6 +685,7 @@ fn a_cpu_feature_of_this_host() -> &'static str {
     panic!("no optional CPU feature found on this host to compile without");
 }
 
+// Verifies: FC-EXEC-0403, FC-EXEC-0419, FC-CRYPTO-3825
 #[test]
 fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
     let feature = a_cpu_feature_of_this_host();
@@ -707,6 +728,7 @@ fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
     }
 }
 
+// Verifies: FC-EXEC-0404
 #[test]
 fn only_cpu_feature_flags_may_be_disabled() {
     for flag in ["opt_level", "has_no_such_feature"] {
@@ -839,6 +861,7 @@ mod write_ahead {
         outcome
     }
 
+    // Verifies: FC-CORE-0208, FC-CORE-0216, FC-CORE-0305, FC-SEC-1310, FC-SEC-1314, FC-MEM-2410, FC-MEM-2411
     #[test]
     fn a_file_write_is_durable_before_the_file_is_created_or_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -902,6 +925,7 @@ mod write_ahead {
         );
     }
 
+    // Verifies: FC-CORE-0218, FC-SEC-1311, FC-MEM-2421
     #[test]
     fn a_write_that_cannot_be_recorded_first_is_not_performed_and_traps() {
         let dir = tempfile::tempdir().unwrap();
@@ -928,6 +952,7 @@ mod write_ahead {
         assert!(outcome.written_ahead.is_empty());
     }
 
+    // Verifies: FC-EXEC-0410
     #[test]
     fn a_spinning_guest_with_fuel_to_spare_stops_at_its_deadline() {
         let sb = super::sandbox();
@@ -961,6 +986,7 @@ mod write_ahead {
     }
 }
 
+// Verifies: FC-EXEC-0510, FC-CRYPTO-3814
 #[test]
 fn replay_compares_captured_output_as_bytes() {
     let sb = sandbox();
@@ -986,6 +1012,7 @@ fn cache_in(dir: &std::path::Path) -> femtoclaw_sandbox::CompileCache {
     }
 }
 
+// Verifies: FC-EXEC-0412, FC-SEC-1915, FC-UPG-3413
 #[test]
 fn a_cache_file_the_host_did_not_write_is_recompiled_never_loaded() {
     let dir = tempfile::tempdir().unwrap();
@@ -1050,6 +1077,7 @@ fn file_in(dir: &std::path::Path) -> std::path::PathBuf {
         .path()
 }
 
+// Verifies: FC-EXEC-0409, FC-EXEC-0616, FC-SEC-1920, FC-PERF-5807
 /// The pooling allocator holds as many invocations at once as it is sized for (here more than
 /// the 64 it once held whatever the configuration), and one more than that fails to
 /// instantiate, saying so, while the others run on. Bounded: each spins to a deadline of at
@@ -1114,6 +1142,7 @@ fn the_pool_holds_the_invocations_it_is_sized_for_and_refuses_one_more() {
     });
 }
 
+// Verifies: FC-EXEC-0408, FC-CAP-1006, FC-CAP-1007, FC-CAP-1016, FC-EXT-5302
 /// Every function of every first-party capability, world-level or of an exported interface,
 /// is described by the doc comment of its WIT, which the SDK keeps in the component; a
 /// component without docs (built without the SDK's macro) describes nothing and still runs;

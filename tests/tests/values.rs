@@ -56,6 +56,7 @@ fn everything() -> Json {
     })
 }
 
+// Verifies: FC-EXEC-0701
 #[test]
 fn every_wit_type_round_trips_through_a_component() {
     let value = everything();
@@ -77,6 +78,7 @@ fn every_wit_type_round_trips_through_a_component() {
     assert_eq!(call("echo", json!({ "x": none })).unwrap(), none);
 }
 
+// Verifies: FC-EXEC-0702
 #[test]
 fn record_fields_come_back_in_declaration_order() {
     let out = call("echo", json!({ "x": everything() })).unwrap();
@@ -85,6 +87,7 @@ fn record_fields_come_back_in_declaration_order() {
     assert_eq!(keys.last().map(|k| k.as_str()), Some("nested"));
 }
 
+// Verifies: FC-EXEC-0703
 #[test]
 fn variant_cases_without_payload_accept_a_bare_name() {
     assert_eq!(
@@ -97,6 +100,7 @@ fn variant_cases_without_payload_accept_a_bare_name() {
     );
 }
 
+// Verifies: FC-EXEC-0704
 #[test]
 fn flags_are_canonical_declaration_order_without_duplicates() {
     assert_eq!(
@@ -105,6 +109,7 @@ fn flags_are_canonical_declaration_order_without_duplicates() {
     );
 }
 
+// Verifies: FC-EXEC-0705
 #[test]
 fn non_finite_floats_use_named_strings() {
     for name in ["NaN", "Infinity", "-Infinity"] {
@@ -113,6 +118,7 @@ fn non_finite_floats_use_named_strings() {
     assert_eq!(call("echo-f64", json!({"x": 1e300})).unwrap(), json!(1e300));
 }
 
+// Verifies: FC-EXEC-0706
 #[test]
 fn optional_parameters_may_be_omitted_and_results_can_be_empty() {
     assert_eq!(call("pair", json!({"a": 1})).unwrap(), json!([1, null]));
@@ -120,6 +126,7 @@ fn optional_parameters_may_be_omitted_and_results_can_be_empty() {
     assert_eq!(call("nothing", Json::Null).unwrap(), Json::Null);
 }
 
+// Verifies: FC-EXEC-0707, FC-EXEC-0708, FC-EXEC-0709
 #[test]
 fn each_kind_of_bad_value_is_named_with_its_path() {
     let with = |field: &str, value: Json| {
@@ -210,6 +217,7 @@ fn each_kind_of_bad_value_is_named_with_its_path() {
     }
 }
 
+// Verifies: FC-EXEC-0712, FC-CAP-1005
 #[test]
 fn args_schema_describes_every_parameter() {
     let (_, prepared) = guest();

@@ -72,6 +72,7 @@ fn value_error(err: &ConfigError) -> &ValueError {
 
 // ---- defaults ----
 
+// Verifies: FC-CORE-0124, FC-EXEC-0618, FC-CONF-2801
 #[test]
 fn every_key_has_its_documented_default() {
     let c = Config::default();
@@ -96,6 +97,7 @@ fn every_key_has_its_documented_default() {
     assert_eq!(c.http.max_redirects, 10);
 }
 
+// Verifies: FC-CONF-2802
 #[test]
 fn a_missing_default_file_means_every_default() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,6 +111,7 @@ fn a_missing_default_file_means_every_default() {
     assert!(effective.entries().all(|(_, _, s)| s == &Source::Default));
 }
 
+// Verifies: FC-CONF-2802
 #[test]
 fn an_empty_file_means_every_default() {
     assert_eq!(parse("").unwrap().config(), &Config::default());
@@ -118,6 +121,7 @@ fn an_empty_file_means_every_default() {
     );
 }
 
+// Verifies: FC-CONF-2820
 #[test]
 fn a_missing_given_file_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,6 +140,7 @@ fn a_missing_given_file_is_refused_naming_it() {
     assert!(matches!(check(&missing), Err(ConfigError::Missing { .. })));
 }
 
+// Verifies: FC-CONF-2820
 #[test]
 fn an_unreadable_file_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,6 +162,7 @@ fn an_unreadable_file_is_refused_naming_it() {
 
 // ---- the file ----
 
+// Verifies: FC-CONF-2801, FC-CONF-2805
 #[test]
 fn the_file_sets_keys_and_records_their_lines() {
     let effective = parse(
@@ -181,6 +187,7 @@ fn the_file_sets_keys_and_records_their_lines() {
     assert_eq!(effective.source(key::server::queue), &Source::Default);
 }
 
+// Verifies: FC-CONF-2803
 #[test]
 fn dotted_keys_and_inline_tables_are_the_same_keys() {
     let effective = parse("server.concurrency = 2\nlimits = { max_fuel = 7 }\n").unwrap();
@@ -204,6 +211,7 @@ fn integers_may_use_toml_forms_in_the_file() {
     assert_eq!(c.limits.max_recorded_bytes, 65536);
 }
 
+// Verifies: FC-CONF-2821, FC-CONF-2818
 #[test]
 fn a_syntax_error_names_the_file_and_the_parsers_line() {
     let err = parse_err("[server]\nconcurrency = 4\nlisten = \n");
@@ -221,6 +229,7 @@ fn a_syntax_error_names_the_file_and_the_parsers_line() {
     );
 }
 
+// Verifies: FC-CONF-2821
 #[test]
 fn a_duplicate_key_is_a_syntax_error_on_its_second_line() {
     let err = parse_err("[limits]\nmax_fuel = 1\nmax_fuel = 2\n");
@@ -228,6 +237,7 @@ fn a_duplicate_key_is_a_syntax_error_on_its_second_line() {
     assert_eq!(err.line(), Some(3));
 }
 
+// Verifies: FC-CONF-2803, FC-CONF-2813, FC-CONF-2818, FC-CONF-2819, FC-UPG-3402
 #[test]
 fn an_unknown_section_is_refused_naming_it_and_its_line() {
     let err = parse_err("[server]\nqueue = 1\n\n[limit]\nmax_fuel = 1\n");
@@ -239,12 +249,14 @@ fn an_unknown_section_is_refused_naming_it_and_its_line() {
     );
 }
 
+// Verifies: FC-CONF-2813
 #[test]
 fn a_top_level_key_is_an_unknown_section() {
     let err = parse_err("listen = \"127.0.0.1:1\"\n");
     assert_eq!(located(&err), (path(), Some(1), "listen".to_owned()));
 }
 
+// Verifies: FC-CONF-2822
 #[test]
 fn a_section_that_is_not_a_table_is_refused() {
     let err = parse_err("server = 1\n");
@@ -267,6 +279,7 @@ fn a_section_that_is_not_a_table_is_refused() {
     assert_eq!(err.line(), Some(2));
 }
 
+// Verifies: FC-CONF-2813, FC-CONF-2818, FC-CONF-2819, FC-UPG-3402
 #[test]
 fn an_unknown_key_is_refused_naming_section_key_and_line() {
     let err = parse_err("[server]\nlisten = \"127.0.0.1:1\"\nconcurency = 4\n");
@@ -281,6 +294,7 @@ fn an_unknown_key_is_refused_naming_section_key_and_line() {
     );
 }
 
+// Verifies: FC-CONF-2813
 #[test]
 fn a_field_name_is_not_a_key_where_the_key_differs() {
     // The field is `deadline`, the key `deadline_ms`.
@@ -291,6 +305,7 @@ fn a_field_name_is_not_a_key_where_the_key_differs() {
     );
 }
 
+// Verifies: FC-CONF-2822
 #[test]
 fn a_value_of_the_wrong_type_is_refused() {
     let err = parse_err("[server]\n\nconcurrency = \"4\"\n");
@@ -334,6 +349,7 @@ fn a_value_of_the_wrong_type_is_refused() {
     ));
 }
 
+// Verifies: FC-CONF-2815
 #[test]
 fn a_bad_socket_address_is_refused() {
     let err = parse_err("[server]\nlisten = \"nope\"\n");
@@ -352,6 +368,7 @@ fn a_bad_socket_address_is_refused() {
     ));
 }
 
+// Verifies: FC-EXEC-0617, FC-CONF-2814
 #[test]
 fn a_value_under_its_least_is_refused() {
     for (text, key, min) in [
@@ -397,6 +414,7 @@ fn a_value_under_its_least_is_refused() {
     assert_eq!(c.server.queue, 0);
 }
 
+// Verifies: FC-CONF-2814
 #[test]
 fn a_negative_value_is_refused() {
     let err = parse_err("[server]\nqueue = -1\n");
@@ -409,6 +427,7 @@ fn a_negative_value_is_refused() {
     );
 }
 
+// Verifies: FC-CONF-2814
 #[test]
 fn a_value_over_its_type_is_refused() {
     let err = parse_err("[http]\nmax_redirects = 4294967296\n");
@@ -436,6 +455,7 @@ fn a_value_over_its_type_is_refused() {
     );
 }
 
+// Verifies: FC-CONF-2815
 #[test]
 fn a_bad_origin_is_refused() {
     for (origin, why) in [
@@ -457,6 +477,7 @@ fn a_bad_origin_is_refused() {
     );
 }
 
+// Verifies: FC-CONF-2823
 #[test]
 fn of_several_errors_the_first_in_the_file_is_reported() {
     let err =
@@ -466,6 +487,7 @@ fn of_several_errors_the_first_in_the_file_is_reported() {
     assert_eq!(err.line(), Some(2));
 }
 
+// Verifies: FC-CONF-2809
 #[test]
 fn check_accepts_a_good_file_and_refuses_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -482,6 +504,7 @@ fn check_accepts_a_good_file_and_refuses_a_bad_one() {
 
 // ---- the environment ----
 
+// Verifies: FC-EXEC-0619, FC-CONF-2804, FC-CONF-2805
 #[test]
 fn the_environment_sets_keys_and_names_its_variables() {
     let effective = load_env(&[
@@ -507,6 +530,7 @@ fn the_environment_sets_keys_and_names_its_variables() {
     );
 }
 
+// Verifies: FC-CONF-2818
 #[test]
 fn a_bad_environment_value_is_refused_naming_the_variable() {
     let err = env_err(&[("FEMTOCLAW_SERVER_LISTEN", "x")]);
@@ -530,6 +554,7 @@ fn a_bad_environment_value_is_refused_naming_the_variable() {
     );
 }
 
+// Verifies: FC-CONF-2804, FC-CONF-2822
 #[test]
 fn environment_integers_are_plain_digits() {
     for text in ["1_000", "-1", "+1", "0x10", " 1", "1 ", "", "1.0", "٣"] {
@@ -551,6 +576,7 @@ fn environment_integers_are_plain_digits() {
     );
 }
 
+// Verifies: FC-CONF-2813, FC-UPG-3403
 #[test]
 fn a_misspelt_config_variable_is_refused_naming_it() {
     let err = env_err(&[("FEMTOCLAW_SERVER_LISTN", "127.0.0.1:1")]);
@@ -569,6 +595,7 @@ fn a_misspelt_config_variable_is_refused_naming_it() {
     assert!(matches!(err, ConfigError::UnknownEnv { .. }), "{err}");
 }
 
+// Verifies: FC-CONF-2806
 #[test]
 fn variables_that_are_not_config_are_ignored() {
     let effective = load_env(&[
@@ -586,6 +613,7 @@ fn variables_that_are_not_config_are_ignored() {
     assert_eq!(effective.config(), &Config::default());
 }
 
+// Verifies: FC-CONF-2806
 #[cfg(unix)]
 #[test]
 fn a_config_variable_that_is_not_unicode_is_refused_and_a_name_that_is_not_is_ignored() {
@@ -605,6 +633,7 @@ fn a_config_variable_that_is_not_unicode_is_refused_and_a_name_that_is_not_is_ig
     assert_eq!(effective.config(), &Config::default());
 }
 
+// Verifies: FC-CONF-2823
 #[test]
 fn of_several_bad_variables_the_first_by_name_is_reported() {
     let err = env_err(&[
@@ -620,6 +649,7 @@ fn of_several_bad_variables_the_first_by_name_is_reported() {
 
 // ---- flags and precedence ----
 
+// Verifies: FC-CONF-2818
 #[test]
 fn a_bad_flag_value_is_refused_naming_the_flag() {
     let file = ConfigFile::Default(PathBuf::from("/nonexistent/femtoclaw.toml"));
@@ -636,6 +666,7 @@ fn a_bad_flag_value_is_refused_naming_the_flag() {
     );
 }
 
+// Verifies: FC-CONF-2805
 /// The file sets all four keys, the environment three, the flags two: each key shows the
 /// layer that wins it.
 #[test]
@@ -687,6 +718,7 @@ fn flag_over_environment_over_file_over_default() {
     );
 }
 
+// Verifies: FC-CONF-2823
 #[test]
 fn a_later_layer_does_not_excuse_an_earlier_error() {
     // Overriding a bad file value still refuses the file: it is wrong wherever it is read.
@@ -698,6 +730,7 @@ fn a_later_layer_does_not_excuse_an_earlier_error() {
     assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
 }
 
+// Verifies: FC-CONF-2807
 #[test]
 fn a_flag_given_twice_keeps_the_last() {
     let file = ConfigFile::Default(PathBuf::from("/nonexistent/femtoclaw.toml"));
@@ -711,6 +744,7 @@ fn a_flag_given_twice_keeps_the_last() {
 
 // ---- show ----
 
+// Verifies: FC-CONF-2808
 #[test]
 fn show_writes_each_value_with_its_source() {
     let dir = tempfile::tempdir().unwrap();
@@ -764,6 +798,7 @@ fn show_writes_each_value_with_its_source() {
     assert_eq!(effective.to_string(), shown);
 }
 
+// Verifies: FC-CONF-2808
 #[test]
 fn show_reads_back_as_the_same_config() {
     let effective = load_env(&[
@@ -775,6 +810,7 @@ fn show_reads_back_as_the_same_config() {
     assert_eq!(again.config(), effective.config());
 }
 
+// Verifies: FC-CONF-2808
 #[test]
 fn show_escapes_a_path_that_would_break_its_comment() {
     let odd = PathBuf::from("/x\n[server]\nlisten = 1/femtoclaw.toml");
@@ -790,6 +826,7 @@ fn show_escapes_a_path_that_would_break_its_comment() {
 
 // ---- the reference ----
 
+// Verifies: FC-CONF-2810
 #[test]
 fn the_reference_has_a_row_for_every_key() {
     let table = reference();
@@ -824,6 +861,7 @@ fn the_reference_has_a_row_for_every_key() {
     ), "{table}");
 }
 
+// Verifies: FC-CONF-2810
 #[test]
 fn a_document_keeps_its_copy_of_the_reference_current() {
     let current = format!(
@@ -876,6 +914,7 @@ mod added_key {
         }
     }
 
+    // Verifies: FC-CONF-2810
     #[test]
     fn an_added_key_appears_everywhere() {
         assert_eq!(
@@ -921,11 +960,13 @@ mod added_key {
 // ---- no input panics ----
 
 proptest! {
+    // Verifies: FC-CONF-2817
     #[test]
     fn any_file_text_is_loaded_or_refused(text in "(\\PC|\n){0,200}") {
         let _ = parse(&text);
     }
 
+    // Verifies: FC-CONF-2817
     #[test]
     fn any_toml_like_file_is_loaded_or_refused(
         lines in proptest::collection::vec(
@@ -942,6 +983,7 @@ proptest! {
         }
     }
 
+    // Verifies: FC-CONF-2817
     #[test]
     fn any_environment_value_is_loaded_or_refused(value in "\\PC{0,30}") {
         let file = ConfigFile::Default(PathBuf::from("/nonexistent/femtoclaw.toml"));
@@ -950,6 +992,7 @@ proptest! {
         }
     }
 
+    // Verifies: FC-CONF-2808
     #[test]
     fn any_accepted_config_shows_as_itself(
         concurrency in 1usize..1000,
@@ -978,6 +1021,7 @@ proptest! {
     }
 }
 
+// Verifies: FC-CONF-2804, FC-CONF-2822
 #[test]
 fn lists_of_strings_come_from_arrays_or_comma_separated_text() {
     let effective =
@@ -1011,6 +1055,7 @@ fn lists_of_strings_come_from_arrays_or_comma_separated_text() {
     );
 }
 
+// Verifies: FC-OPS-4001
 #[test]
 fn quota_rules_are_read_from_tables_and_from_inline_toml_in_the_environment() {
     let file = parse(
@@ -1056,6 +1101,7 @@ fn quota_rules_are_read_from_tables_and_from_inline_toml_in_the_environment() {
     assert_eq!(env.config().quotas.rules[0].invocations, Some(5));
 }
 
+// Verifies: FC-OPS-4001
 #[test]
 fn a_bad_quota_rule_is_refused_naming_the_rule_and_what_is_wrong() {
     for (text, says) in [
@@ -1087,6 +1133,7 @@ fn a_bad_quota_rule_is_refused_naming_the_rule_and_what_is_wrong() {
     assert!(err.to_string().contains("FEMTOCLAW_QUOTAS_RULES"), "{err}");
 }
 
+// Verifies: FC-CONF-2815
 /// The telemetry keys take only what they describe: an endpoint is empty or an HTTP(S) URL, a
 /// protocol one of those listed, a metrics address empty or a socket address; each refusal
 /// names the key.

@@ -317,6 +317,7 @@ mod tests {
         approval
     }
 
+    // Verifies: FC-OPS-4011, FC-OPS-4012
     #[test]
     fn a_grant_is_spent_once_only_by_its_call_and_never_after_it_expires() {
         let dir = tempfile::tempdir().unwrap();
@@ -335,6 +336,7 @@ mod tests {
         assert_eq!(reopened.spend(&[1; 32], 12).unwrap(), None);
     }
 
+    // Verifies: FC-OPS-4017
     #[test]
     fn a_damaged_approvals_file_is_refused_naming_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -134,6 +134,7 @@ mod tests {
         }
     }
 
+    // Verifies: FC-MEM-2503, FC-MEM-2504
     /// Invocation 1 writes a key, then is written ahead of an effect; invocation 2 writes and
     /// ends (the store applies it: the applied point moves past 1's first entries); 1 ends. A
     /// catch-up from that point still finds 1's write, though it was recorded before it.

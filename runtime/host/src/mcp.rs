@@ -567,6 +567,7 @@ pub fn http_service(
 mod tests {
     use super::*;
 
+    // Verifies: FC-PROTO-0902
     #[test]
     fn tool_names_are_capability_dot_function_within_the_allowed_characters() {
         assert_eq!(tool_name("hello", "greet").as_deref(), Some("hello.greet"));
@@ -578,6 +579,7 @@ mod tests {
         assert_eq!(tool_name("a", &"f".repeat(MAX_TOOL_NAME)), None);
     }
 
+    // Verifies: FC-PROTO-0916
     #[test]
     fn interfaces_of_the_same_short_name_collide() {
         let functions = [
@@ -595,6 +597,7 @@ mod tests {
         );
     }
 
+    // Verifies: FC-PROTO-0905
     #[test]
     fn portable_schemas_narrow_options_floats_and_bare_cases() {
         let option = json!({ "anyOf": [{ "type": "null" }, { "type": "string" }] });

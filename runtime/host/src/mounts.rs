@@ -178,6 +178,7 @@ mod tests {
         }
     }
 
+    // Verifies: FC-SEC-2102, FC-SEC-2104
     #[test]
     fn unmapped_paths_default_under_the_data_dir_and_mappings_cover_below() {
         let data = tempfile::tempdir().unwrap();
@@ -204,6 +205,7 @@ mod tests {
         assert!(!got[1].writable);
     }
 
+    // Verifies: FC-SEC-2105
     #[test]
     fn a_missing_mapped_directory_is_named() {
         let data = tempfile::tempdir().unwrap();

@@ -362,6 +362,7 @@ mod tests {
         Quotas::open(dir, rules.iter().map(|r| rule(r)).collect())
     }
 
+    // Verifies: FC-OPS-4002, FC-OPS-4004, FC-OPS-4008, FC-OPS-4022
     #[test]
     fn a_rate_admits_its_burst_then_refuses_naming_the_rule_and_when_to_retry() {
         let dir = tempfile::tempdir().unwrap();
@@ -399,6 +400,7 @@ mod tests {
         assert!(changed.admit(&bot, "hello", 1).is_ok());
     }
 
+    // Verifies: FC-SEC-5603, FC-OPS-4002, FC-OPS-4003
     #[test]
     fn each_principal_has_its_own_allowance_unless_the_rule_is_shared() {
         let dir = tempfile::tempdir().unwrap();
@@ -428,6 +430,7 @@ mod tests {
         );
     }
 
+    // Verifies: FC-SEC-5603, FC-OPS-4002, FC-OPS-4005
     #[test]
     fn a_group_rule_covers_the_principals_in_the_group() {
         let dir = tempfile::tempdir().unwrap();
@@ -440,6 +443,7 @@ mod tests {
         q.admit(&bot, "hello", 1).unwrap();
     }
 
+    // Verifies: FC-OPS-4006
     #[test]
     fn fuel_is_drawn_by_budget_and_the_unused_part_given_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -465,6 +469,7 @@ mod tests {
         assert_eq!(never.retry_after, None);
     }
 
+    // Verifies: FC-OPS-4007
     #[test]
     fn nothing_is_taken_unless_every_rule_admits() {
         let dir = tempfile::tempdir().unwrap();

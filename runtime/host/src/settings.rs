@@ -76,6 +76,7 @@ pub fn http_limits(config: &Config) -> HttpLimits {
 mod tests {
     use super::*;
 
+    // Verifies: FC-CORE-0124, FC-EXEC-0618, FC-CONF-2811
     /// The embedded defaults are the sandbox's own: a host without a configuration file behaves
     /// as the sandbox does by itself.
     #[test]

@@ -739,6 +739,7 @@ mod tests {
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    // Verifies: FC-OBS-2606
     #[test]
     fn a_w3c_traceparent_is_parsed_and_a_malformed_one_is_not() {
         let parsed = TraceParent::parse(VALID).unwrap();
@@ -775,6 +776,7 @@ mod tests {
         assert_eq!(TraceParent::from_headers(&headers), None, "two are none");
     }
 
+    // Verifies: FC-OBS-2601, FC-OBS-2602
     #[test]
     fn the_endpoint_comes_from_the_key_then_the_standard_variables() {
         let config = femtoclaw_config::Config::default().telemetry;
@@ -824,6 +826,7 @@ mod tests {
         );
     }
 
+    // Verifies: FC-OBS-2610, FC-OBS-2616
     /// The two recording functions quotas and approvals call land in the Prometheus text.
     #[test]
     fn quota_refusals_and_pending_approvals_are_served_as_prometheus_text() {

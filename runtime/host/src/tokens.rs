@@ -269,6 +269,7 @@ fn now() -> u64 {
 mod tests {
     use super::*;
 
+    // Verifies: FC-SEC-5601, FC-SEC-1801, FC-SEC-1804, FC-SEC-1805, FC-SEC-1806, FC-SEC-1812, FC-SEC-1819, FC-SEC-1826
     #[test]
     fn a_token_authenticates_until_revoked_or_expired_and_only_its_digest_is_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,6 +338,7 @@ mod tests {
         );
     }
 
+    // Verifies: FC-SEC-1807, FC-SEC-1808, FC-SEC-1824
     #[test]
     fn bad_names_principals_and_lifetimes_are_refused_by_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();

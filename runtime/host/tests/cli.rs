@@ -23,6 +23,7 @@ fn with_misbehave() -> Host {
     host
 }
 
+// Verifies: FC-CORE-0101, FC-EXEC-0407
 #[test]
 fn invoke_hello_greet_prints_the_json_result() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -31,6 +32,7 @@ fn invoke_hello_greet_prints_the_json_result() {
     assert_eq!(stdout(&out), "\"Hello, Ada!\"\n");
 }
 
+// Verifies: FC-CORE-0102, FC-EXEC-0602, FC-EXT-5305, FC-EXT-5501
 #[test]
 fn invoke_json_reports_result_fuel_output_and_logs() {
     let host = with_misbehave();
@@ -55,6 +57,7 @@ fn invoke_json_reports_result_fuel_output_and_logs() {
     );
 }
 
+// Verifies: FC-CORE-0114, FC-CORE-0117, FC-EXEC-0501, FC-EXEC-0601, FC-EXEC-0602
 #[test]
 fn installed_endless_loop_exits_4_with_the_same_fuel_every_time() {
     let host = with_misbehave();
@@ -70,6 +73,7 @@ fn installed_endless_loop_exits_4_with_the_same_fuel_every_time() {
     assert_eq!(stderr(&first), stderr(&second));
 }
 
+// Verifies: FC-CORE-0116, FC-CORE-0123, FC-EXEC-0604, FC-EXEC-0610, FC-EXEC-0611, FC-EXEC-0718, FC-CAP-1117, FC-SEC-1911, FC-SEC-1912, FC-SEC-1917, FC-SEC-1921
 #[test]
 fn exit_codes_name_each_kind_of_failure() {
     let host = with_misbehave();
@@ -128,6 +132,7 @@ fn exit_codes_name_each_kind_of_failure() {
     }
 }
 
+// Verifies: FC-CORE-0104, FC-CORE-0105, FC-CAP-1005, FC-CAP-1009, FC-CAP-1010, FC-CAP-1015, FC-CAP-1018, FC-CAP-1101, FC-CAP-1106, FC-EXT-5301, FC-EXT-5302, FC-EXT-5504, FC-SEC-1918, FC-CRYPTO-3301, FC-EXT-5401
 #[test]
 fn add_list_and_inspect_an_sdk_capability() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -185,6 +190,7 @@ fn add_list_and_inspect_an_sdk_capability() {
     );
 }
 
+// Verifies: FC-CORE-0104, FC-CAP-1102, FC-CRYPTO-3301, FC-EXT-5403
 #[test]
 fn add_without_manifest_takes_the_file_stem_and_version_0_0_0() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -198,6 +204,7 @@ fn add_without_manifest_takes_the_file_stem_and_version_0_0_0() {
     );
 }
 
+// Verifies: FC-CORE-0106, FC-CORE-0212, FC-CAP-1112, FC-CRYPTO-3302, FC-CRYPTO-3316
 #[test]
 fn a_component_changed_after_add_is_refused_by_name() {
     let host = with_misbehave();
@@ -225,6 +232,7 @@ fn a_component_changed_after_add_is_refused_by_name() {
     assert!(stderr(&out).contains("component.wasm"), "{}", stderr(&out));
 }
 
+// Verifies: FC-CORE-0106, FC-CORE-0212, FC-CORE-0302, FC-CAP-1113, FC-CAP-1115, FC-CRYPTO-3303, FC-CRYPTO-3304, FC-CRYPTO-3316
 /// The manifest is part of the identity: raising the fuel budget (or widening the requests,
 /// or claiming a publisher) in the installed `capability.toml` is refused like a changed
 /// component, and the digest of the manifest that ran is recorded with every invocation.
@@ -267,6 +275,7 @@ fn a_manifest_changed_after_add_is_refused_and_the_one_that_ran_is_recorded() {
     assert_eq!(code(&host.run(&divide)), 0);
 }
 
+// Verifies: FC-EXEC-0414, FC-CAP-1001, FC-CAP-1109, FC-CAP-1110, FC-CRYPTO-3309, FC-EXT-5407, FC-EXT-5409, FC-CONF-2904
 #[test]
 fn bad_packages_are_refused_with_what_is_wrong() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -304,6 +313,7 @@ fn bad_packages_are_refused_with_what_is_wrong() {
     assert!(!host.data.path().join("etc").exists());
 }
 
+// Verifies: FC-EXEC-0603, FC-CAP-1114, FC-CAP-1116, FC-EXT-5408
 #[test]
 fn the_operators_max_fuel_is_a_ceiling_no_manifest_and_no_fuel_flag_exceeds() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -403,6 +413,7 @@ fn run_measuring_peak_rss(
     (libc::WEXITSTATUS(status), err, peak)
 }
 
+// Verifies: FC-EXEC-0606, FC-EXEC-0612, FC-SEC-1913
 #[cfg(target_os = "linux")]
 #[test]
 fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays_small() {
@@ -441,6 +452,7 @@ fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays
     );
 }
 
+// Verifies: FC-OBS-2701, FC-OBS-2702
 /// `log show` prints what guests wrote with every character a terminal could act on escaped:
 /// C1 controls (`U+009B` opens an escape sequence on some terminals), DEL, bidirectional
 /// overrides; `--json` keeps the text exact.
@@ -473,6 +485,7 @@ fn log_show_escapes_control_characters_in_guest_written_text() {
     assert!(exact.contains('\u{9b}'));
 }
 
+// Verifies: FC-EXEC-0617, FC-EXEC-0619, FC-EXT-5505, FC-CONF-2809, FC-CONF-2816, FC-CONF-2820, FC-CONF-2824, FC-CONF-2825, FC-UPG-3401
 /// One configuration file, `<data dir>/femtoclaw.toml`, under environment overrides: `config
 /// show` names the source of every value, bad settings are refused naming file, key and line,
 /// and the files of earlier versions are refused rather than silently ignored.
@@ -557,6 +570,7 @@ fn the_configuration_is_one_file_under_environment_overrides_each_value_with_its
     );
 }
 
+// Verifies: FC-CORE-0103
 /// Arguments too large for a command line come from a file (`--args @FILE`) or stdin
 /// (`--args -`); a file that cannot be read or is not JSON is named.
 #[test]
@@ -604,6 +618,7 @@ fn arguments_come_from_a_file_or_stdin() {
     );
 }
 
+// Verifies: FC-CORE-0121, FC-CORE-0217, FC-CORE-0314, FC-EXEC-0616, FC-OPS-4008, FC-OPS-4019, FC-OPS-4022
 /// A rate of one invocation an hour holds across `invoke` processes: the second is refused with
 /// exit 12 before it runs, naming the rule and when to retry, and recorded as refused.
 #[test]
@@ -649,6 +664,7 @@ fn an_invocation_over_a_quota_exits_12_and_is_recorded_across_processes() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-CORE-0122, FC-CORE-0307, FC-CORE-0312, FC-OPS-4009, FC-OPS-4011, FC-OPS-4014, FC-OPS-4023, FC-OPS-4025
 /// From the command line alone: an `@approval("required")` call exits 13 naming its pending
 /// approval, `approval grant` lets the identical call run once, the next needs a new approval,
 /// and `approval deny` refuses it; the ledger verifies.

@@ -71,6 +71,7 @@ fn error_code(call: &Json) -> Option<&str> {
     call["result"]["tuple"][0]["result"]["Err"]["enum"].as_str()
 }
 
+// Verifies: FC-EXT-5307, FC-SEC-2101, FC-SEC-2103, FC-SEC-2107
 #[test]
 fn granted_paths_are_written_read_and_listed_on_the_host() {
     let host = host(READ_WRITE);
@@ -111,6 +112,7 @@ fn granted_paths_are_written_read_and_listed_on_the_host() {
     assert!(recorded.contains(&"ZnJvbSB0aGUgaG9zdA=="), "{reads:?}");
 }
 
+// Verifies: FC-SEC-2104, FC-SEC-2105
 #[test]
 fn mounts_toml_maps_a_guest_path_to_an_operator_directory() {
     let host = host(READ_WRITE);
@@ -149,6 +151,7 @@ fn mounts_toml_maps_a_guest_path_to_an_operator_directory() {
     assert!(stderr(&out).contains("missing-dir"), "{}", stderr(&out));
 }
 
+// Verifies: FC-CAP-1219, FC-POL-1715, FC-SEC-2103, FC-SEC-2115
 #[test]
 fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
     let host = host(&format!(
@@ -179,6 +182,7 @@ fn an_ungranted_path_is_denied_with_the_decision_in_the_ledger() {
     assert_eq!(denied[0]["allowed"], json!(false));
 }
 
+// Verifies: FC-POL-1609, FC-SEC-2101, FC-CONF-2903
 #[test]
 fn the_default_policy_grants_no_path() {
     let host = Host::new();
@@ -193,6 +197,7 @@ fn the_default_policy_grants_no_path() {
     assert!(!host.data.path().join("files").exists());
 }
 
+// Verifies: FC-POL-1609, FC-SEC-1309, FC-SEC-2102
 #[test]
 fn a_read_only_preopen_refuses_writes() {
     let host = host(READ_ONLY);
@@ -231,6 +236,7 @@ fn a_read_only_preopen_refuses_writes() {
     assert_eq!(answer, json!({"ok": "original"}));
 }
 
+// Verifies: FC-CAP-1219, FC-SEC-2108, FC-SEC-2115
 #[test]
 fn paths_that_leave_the_preopen_are_refused_and_recorded() {
     let host = host(READ_WRITE);
@@ -284,6 +290,7 @@ fn paths_that_leave_the_preopen_are_refused_and_recorded() {
     assert!(!decisions(&host, "fs.read", "/etc/passwd").is_empty());
 }
 
+// Verifies: FC-SEC-2106
 #[test]
 fn oversized_reads_are_capped_per_call() {
     let host = host(READ_WRITE);
@@ -321,6 +328,7 @@ fn base64_len(text: &str) -> u64 {
     (text.len() / 4 * 3 - padding) as u64
 }
 
+// Verifies: FC-CAP-1210, FC-SEC-2107
 #[test]
 fn replay_answers_reads_and_writes_from_the_ledger_and_touches_no_file() {
     let host = host(READ_WRITE);
@@ -364,6 +372,7 @@ fn invoke_std(host: &Host, function: &str, args: Json) -> Json {
     serde_json::from_str(stdout(&out).trim()).unwrap()
 }
 
+// Verifies: FC-CAP-1225, FC-SEC-2106, FC-SEC-2107, FC-SEC-2111, FC-SEC-2118
 #[test]
 fn rust_std_fs_reads_lists_and_changes_directories_but_writes_only_through_descriptor_write() {
     let host = host(READ_WRITE);
@@ -436,6 +445,7 @@ fn replay(host: &Host) -> Json {
     host.replay_on(host.data.path(), &host.export())
 }
 
+// Verifies: FC-SEC-2109
 #[test]
 fn a_symlink_inside_the_preopen_cannot_reach_a_path_the_policy_withholds() {
     let host = host(&format!(
@@ -475,6 +485,7 @@ fn a_symlink_inside_the_preopen_cannot_reach_a_path_the_policy_withholds() {
     assert_eq!(answer, json!({"ok": "hello"}));
 }
 
+// Verifies: FC-SEC-2109, FC-SEC-2110
 #[test]
 fn a_dot_dot_after_a_symlink_and_a_dangling_link_reach_nothing_the_policy_withholds() {
     let host = host(&format!(
@@ -510,6 +521,7 @@ fn a_dot_dot_after_a_symlink_and_a_dangling_link_reach_nothing_the_policy_withho
     assert_eq!(answer, json!({"ok": "public"}));
 }
 
+// Verifies: FC-SEC-2112
 #[test]
 fn data_under_a_read_rule_cannot_be_renamed_out_from_under_it() {
     // Everything may be written, but nothing under `/data/sealed` read. (Rust's std looks at

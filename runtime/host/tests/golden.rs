@@ -119,6 +119,7 @@ fn bless(components: &Path) {
     std::fs::write(dir.join("ledger.key"), &key.stdout).unwrap();
 }
 
+// Verifies: FC-CORE-0317, FC-EXEC-0402, FC-EXEC-0519, FC-CRYPTO-3824
 #[test]
 fn the_golden_ledger_replays_identically_against_the_current_build() {
     let components = tempfile::tempdir().unwrap();

@@ -340,6 +340,7 @@ fn local_server() -> Server {
     Server::start("127.0.0.1:0").unwrap()
 }
 
+// Verifies: FC-CAP-1209, FC-SEC-1305, FC-SEC-2009, FC-SEC-2020
 #[test]
 fn a_granted_origin_and_address_answers_and_the_exchange_is_recorded() {
     let server = local_server();
@@ -369,6 +370,7 @@ fn a_granted_origin_and_address_answers_and_the_exchange_is_recorded() {
     assert!(call["result"].to_string().contains("200"), "{call}");
 }
 
+// Verifies: FC-CAP-1216, FC-CAP-1222, FC-EXT-5316, FC-SEC-1309, FC-POL-1715, FC-SEC-2001, FC-SEC-2020
 #[test]
 fn an_ungranted_origin_is_denied_with_the_decision_in_the_ledger_and_no_request() {
     let server = local_server();
@@ -416,6 +418,7 @@ fn an_ungranted_origin_is_denied_with_the_decision_in_the_ledger_and_no_request(
     assert!(shown.contains("forbidden.invalid"), "{shown}");
 }
 
+// Verifies: FC-SEC-2001, FC-SEC-2010, FC-CONF-2903
 #[test]
 fn the_default_policy_links_fetch_but_grants_no_host() {
     let host = Host::new();
@@ -446,6 +449,7 @@ fn the_default_policy_links_fetch_but_grants_no_host() {
     );
 }
 
+// Verifies: FC-POL-1710, FC-SEC-2004, FC-SEC-2005
 #[test]
 fn a_redirect_to_an_ungranted_origin_is_denied_at_that_hop() {
     let server = local_server();
@@ -475,6 +479,7 @@ fn a_redirect_to_an_ungranted_origin_is_denied_at_that_hop() {
     assert_eq!(report["result"]["ok"]["status"], json!(302), "{report}");
 }
 
+// Verifies: FC-SEC-2005
 #[test]
 fn a_redirect_loop_stops_at_the_requested_hop_count() {
     let server = local_server();
@@ -491,6 +496,7 @@ fn a_redirect_loop_stops_at_the_requested_hop_count() {
     assert_eq!(server.hits(), 4, "the first request and three redirects");
 }
 
+// Verifies: FC-POL-1707, FC-POL-1717, FC-SEC-2002, FC-SEC-2011
 #[test]
 fn loopback_names_and_literals_are_refused_without_an_address_grant() {
     let server = local_server();
@@ -517,6 +523,7 @@ fn loopback_names_and_literals_are_refused_without_an_address_grant() {
     assert_eq!(server.hits(), 1);
 }
 
+// Verifies: FC-POL-1713, FC-POL-1717, FC-SEC-2002, FC-SEC-2012
 #[test]
 fn the_metadata_address_is_refused_before_any_connection() {
     // Origin granted by manifest and policy, loopback granted too: the metadata service is
@@ -535,6 +542,7 @@ fn the_metadata_address_is_refused_before_any_connection() {
     assert!(decisions(&host).contains(&("net.connect".into(), "169.254.169.254".into(), false)));
 }
 
+// Verifies: FC-SEC-2011
 #[test]
 fn ipv6_loopback_is_refused_without_an_address_grant() {
     let Ok(server) = Server::start("[::1]:0") else {
@@ -553,6 +561,7 @@ fn ipv6_loopback_is_refused_without_an_address_grant() {
     assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
 }
 
+// Verifies: FC-SEC-2022
 #[test]
 fn oversized_responses_are_refused_whatever_the_server_declares() {
     let server = local_server();
@@ -578,6 +587,7 @@ fn oversized_responses_are_refused_whatever_the_server_declares() {
     }
 }
 
+// Verifies: FC-SEC-2023
 #[test]
 fn a_server_that_never_answers_times_out() {
     let server = local_server();
@@ -611,6 +621,7 @@ fn store_secret(host: &Host) {
     assert!(!stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET));
 }
 
+// Verifies: FC-SEC-2201, FC-SEC-2202, FC-SEC-2203, FC-SEC-2208, FC-CONF-2912
 #[test]
 fn secrets_are_stored_privately_and_listed_by_name_only() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -634,6 +645,7 @@ fn secrets_are_stored_privately_and_listed_by_name_only() {
     assert_eq!(code(&host.run(&["secret", "remove", "api-token"])), 3);
 }
 
+// Verifies: FC-CAP-1217, FC-EXT-5304, FC-EXT-5313, FC-SEC-2014, FC-SEC-2201, FC-SEC-2204, FC-SEC-2206, FC-SEC-2209
 #[test]
 fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
     let server = local_server();
@@ -702,6 +714,7 @@ fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {
     assert!(!shown.contains(SECRET));
 }
 
+// Verifies: FC-SEC-1309, FC-POL-1716, FC-SEC-2204
 #[test]
 fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
     let server = local_server();
@@ -732,6 +745,7 @@ fn an_ungranted_secret_is_denied_and_nothing_is_sent() {
     assert!(decisions(&host).contains(&("secret.use".into(), to, false)));
 }
 
+// Verifies: FC-CAP-1210, FC-SEC-2009
 #[test]
 fn replay_answers_http_from_the_ledger_without_any_request() {
     let server = local_server();
@@ -757,6 +771,7 @@ fn replay_answers_http_from_the_ledger_without_any_request() {
     assert_eq!(server.hits(), 2, "replay sent a request");
 }
 
+// Verifies: FC-SEC-2008
 #[test]
 fn https_speaks_tls_and_a_failed_handshake_is_an_error_not_a_crash() {
     // A loopback listener that takes one connection, keeps the first bytes the host sends and
@@ -811,6 +826,7 @@ fn https_speaks_tls_and_a_failed_handshake_is_an_error_not_a_crash() {
     assert!(decided.contains(&("net.connect".into(), "127.0.0.1".into(), true)));
 }
 
+// Verifies: FC-SEC-2026
 #[test]
 fn the_operator_sets_the_caps_in_the_http_section_and_a_bad_one_is_named() {
     let server = local_server();
@@ -839,6 +855,7 @@ fn the_operator_sets_the_caps_in_the_http_section_and_a_bad_one_is_named() {
     }
 }
 
+// Verifies: FC-SEC-2016, FC-SEC-2017
 #[test]
 fn the_host_owns_host_framing_hop_by_hop_and_encoding_headers() {
     let server = local_server();
@@ -907,6 +924,7 @@ fn the_host_owns_host_framing_hop_by_hop_and_encoding_headers() {
     assert!(head.contains("accept-encoding: identity"), "{head}");
 }
 
+// Verifies: FC-SEC-2209, FC-SEC-2210, FC-SEC-2220
 #[test]
 fn a_secret_echoed_url_json_and_base64_encoded_reaches_neither_the_guest_nor_the_ledger() {
     let server = local_server();
@@ -960,6 +978,7 @@ fn a_secret_echoed_url_json_and_base64_encoded_reaches_neither_the_guest_nor_the
     assert_ledger_has_no_secret(&host);
 }
 
+// Verifies: FC-SEC-2210, FC-SEC-2212
 #[test]
 fn a_redirect_that_names_a_secret_is_recorded_and_answered_scrubbed() {
     let server = local_server();
@@ -994,6 +1013,7 @@ fn a_redirect_that_names_a_secret_is_recorded_and_answered_scrubbed() {
     assert_ledger_has_no_secret(&host);
 }
 
+// Verifies: FC-SEC-2209, FC-SEC-2211
 #[test]
 fn a_secret_the_guest_unscrambled_is_scrubbed_from_its_log_and_output() {
     let server = local_server();
@@ -1037,6 +1057,7 @@ fn a_secret_the_guest_unscrambled_is_scrubbed_from_its_log_and_output() {
     assert_ledger_has_no_secret(&host);
 }
 
+// Verifies: FC-SEC-1317, FC-POL-1714, FC-POL-1716, FC-SEC-2205
 #[test]
 fn a_secret_scoped_to_one_origin_is_sent_there_and_denied_anywhere_else() {
     let server = local_server();

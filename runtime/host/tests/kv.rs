@@ -66,6 +66,7 @@ fn decisions(host: &Host, action: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
+// Verifies: FC-CAP-1206, FC-CAP-1222, FC-EXT-5303, FC-MEM-2501, FC-MEM-2510
 #[test]
 fn memory_keeps_notes_across_invocations_under_the_default_policy() {
     let host = Host::new();
@@ -113,6 +114,7 @@ fn memory_keeps_notes_across_invocations_under_the_default_policy() {
     assert!(!decisions(&host, "kv.read").is_empty());
 }
 
+// Verifies: FC-CAP-1215, FC-CAP-1222, FC-EXT-5316, FC-SEC-1306, FC-SEC-1309, FC-POL-1715, FC-MEM-2510, FC-MEM-2511
 #[test]
 fn an_ungranted_namespace_is_denied_answered_and_recorded() {
     let host = kv_host();
@@ -159,6 +161,7 @@ fn an_ungranted_namespace_is_denied_answered_and_recorded() {
     );
 }
 
+// Verifies: FC-CORE-0211, FC-CAP-1207, FC-MEM-2502
 #[test]
 fn writes_apply_only_when_the_invocation_returns() {
     let host = kv_host();
@@ -188,6 +191,7 @@ fn writes_apply_only_when_the_invocation_returns() {
     assert_eq!(recorded_sets, 2);
 }
 
+// Verifies: FC-CAP-1208, FC-MEM-2505, FC-OPS-3908, FC-OPS-5705
 #[test]
 fn reindex_rebuilds_the_live_state_exactly() {
     let host = kv_host();
@@ -230,6 +234,7 @@ fn reindex_rebuilds_the_live_state_exactly() {
     assert_eq!(dump(&host), live);
 }
 
+// Verifies: FC-EXEC-0508, FC-CAP-1210, FC-MEM-2518
 #[test]
 fn replay_answers_reads_from_the_ledger_and_leaves_the_store_alone() {
     let host = kv_host();
@@ -285,6 +290,7 @@ fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out
 }
 
+// Verifies: FC-CRYPTO-3804, FC-MEM-2508, FC-OBS-2706
 #[test]
 fn large_values_are_kept_beside_the_ledger_and_travel_with_the_export() {
     let host = kv_host();
@@ -366,6 +372,7 @@ fn large_values_are_kept_beside_the_ledger_and_travel_with_the_export() {
     assert_eq!(code(&host.run(&["log", "verify"])), 0);
 }
 
+// Verifies: FC-MEM-2507
 #[test]
 fn the_store_is_opened_only_for_an_invocation_or_command_that_uses_it() {
     let host = Host::new();
@@ -380,6 +387,7 @@ fn the_store_is_opened_only_for_an_invocation_or_command_that_uses_it() {
     assert_eq!(stdout(&out).trim(), "memory/k = \"v\"", "{}", stderr(&out));
 }
 
+// Verifies: FC-MEM-2513
 #[test]
 fn kv_list_escapes_control_characters_in_guest_written_keys() {
     let host = Host::new();

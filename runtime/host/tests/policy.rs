@@ -41,6 +41,7 @@ fn with_misbehave(manifest: &str) -> Host {
     host
 }
 
+// Verifies: FC-CORE-0112, FC-CORE-0118, FC-CORE-0201, FC-CORE-0214, FC-POL-1410, FC-POL-1415, FC-POL-1420, FC-POL-1507, FC-CONF-2902, FC-CONF-2918
 #[test]
 fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
     let host = Host::new();
@@ -99,6 +100,7 @@ fn default_policy_lets_the_local_operator_run_first_party_capabilities_only() {
     assert_eq!(code(&out), 7, "{}", stderr(&out));
 }
 
+// Verifies: FC-CORE-0118, FC-CORE-0203, FC-CORE-0220, FC-POL-1605, FC-POL-1618, FC-SEC-1902
 #[test]
 fn ungranted_import_is_refused_before_guest_code_runs_naming_every_import() {
     // The manifest asks for nothing, so neither log nor config may link.
@@ -126,6 +128,7 @@ fn ungranted_import_is_refused_before_guest_code_runs_naming_every_import() {
     assert!(stdout(&out).is_empty());
 }
 
+// Verifies: FC-CORE-0203, FC-POL-1605, FC-SEC-1902
 #[test]
 fn import_requested_but_not_permitted_by_policy_is_refused() {
     let host = with_misbehave(MANIFEST);
@@ -152,6 +155,7 @@ fn import_requested_but_not_permitted_by_policy_is_refused() {
     );
 }
 
+// Verifies: FC-CORE-0207, FC-CAP-1205, FC-CAP-1214, FC-EXT-5306, FC-EXT-5316, FC-SEC-1306, FC-SEC-1317, FC-POL-1507
 #[test]
 fn call_time_denial_reaches_the_guest_as_an_error_it_handles() {
     let host = with_misbehave(MANIFEST);
@@ -188,6 +192,7 @@ fn call_time_denial_reaches_the_guest_as_an_error_it_handles() {
     assert!(!stdout(&out).contains("hunter2"));
 }
 
+// Verifies: FC-POL-1402, FC-POL-1420, FC-POL-1611
 #[test]
 fn forbid_beats_permit_and_names_the_forbidding_policy() {
     let host = with_misbehave(MANIFEST);
@@ -212,6 +217,7 @@ fn forbid_beats_permit_and_names_the_forbidding_policy() {
     assert_eq!(code(&ok), 0, "{}", stderr(&ok));
 }
 
+// Verifies: FC-POL-1507, FC-POL-1511, FC-POL-1514
 #[test]
 fn a_policy_with_a_typo_is_rejected_with_its_file_and_line() {
     let host = Host::new();
@@ -250,6 +256,7 @@ fn a_policy_with_a_typo_is_rejected_with_its_file_and_line() {
     );
 }
 
+// Verifies: FC-CAP-1106, FC-POL-1615, FC-POL-1515
 #[test]
 fn policy_explain_and_inspect_show_requested_versus_granted() {
     let host = with_misbehave(MANIFEST);
@@ -315,6 +322,7 @@ fn sockets_imports(host: &Host) -> Vec<String> {
     imports
 }
 
+// Verifies: FC-CORE-0203, FC-CAP-1220, FC-POL-1603, FC-POL-1605, FC-SEC-1909, FC-SEC-1918
 #[test]
 fn sockets_are_not_baseline_a_component_importing_them_is_refused_naming_each() {
     let host = Host::with_policy(BASELINE_POLICY);
@@ -338,6 +346,7 @@ fn sockets_are_not_baseline_a_component_importing_them_is_refused_naming_each() 
     assert!(!err.contains("wasi:clocks"), "{err}");
 }
 
+// Verifies: FC-CORE-0215, FC-CAP-1220, FC-SEC-1316, FC-SEC-1910, FC-EXT-5402
 #[test]
 fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_recorded() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -382,6 +391,7 @@ fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_r
     );
 }
 
+// Verifies: FC-CORE-0118, FC-CORE-0205, FC-CAP-1012, FC-POL-1607, FC-SEC-1901
 #[test]
 fn an_import_no_host_provides_is_refused_with_exit_7_naming_every_one() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -397,6 +407,7 @@ fn an_import_no_host_provides_is_refused_with_exit_7_naming_every_one() {
     }
 }
 
+// Verifies: FC-CORE-0213, FC-CAP-1111, FC-CAP-1116, FC-POL-1416, FC-CRYPTO-3308
 #[test]
 fn a_manifest_claiming_the_first_party_publisher_is_refused_at_add_and_at_load() {
     let host = Host::new();

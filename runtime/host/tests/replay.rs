@@ -149,6 +149,7 @@ fn what_if(host: &Host, export: &std::path::Path, policy: &std::path::Path) -> J
     report(&out)
 }
 
+// Verifies: FC-CORE-0317, FC-EXEC-0507, FC-EXEC-0508, FC-EXT-5503, FC-CRYPTO-3806, FC-CRYPTO-3808, FC-CRYPTO-3809, FC-CRYPTO-3817
 #[test]
 fn an_honest_ledger_replays_identically_with_no_side_effect() {
     let (host, export) = recorded();
@@ -180,6 +181,7 @@ fn an_honest_ledger_replays_identically_with_no_side_effect() {
     );
 }
 
+// Verifies: FC-EXEC-0511, FC-EXEC-0613, FC-CRYPTO-3807, FC-OBS-2706
 #[test]
 fn host_calls_that_trap_are_recorded_and_their_ledger_replays_identically() {
     let host = Host::with_policy(OPEN_POLICY);
@@ -226,6 +228,7 @@ fn host_calls_that_trap_are_recorded_and_their_ledger_replays_identically() {
     }
 }
 
+// Verifies: FC-CORE-0119, FC-EXEC-0509, FC-EXEC-0510, FC-EXEC-0517, FC-CRYPTO-3305, FC-CRYPTO-3809, FC-CRYPTO-3813, FC-CRYPTO-3817, FC-CRYPTO-3818
 #[test]
 fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
     let (host, export) = recorded();
@@ -274,6 +277,7 @@ fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
     assert_eq!(by_function("greet")["status"], json!("identical"));
 }
 
+// Verifies: FC-EXEC-0509, FC-EXEC-0516, FC-CRYPTO-3812
 #[test]
 fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
     let (host, export) = recorded();
@@ -327,6 +331,7 @@ fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
     );
 }
 
+// Verifies: FC-CORE-0119, FC-EXEC-0515, FC-CRYPTO-3811, FC-CRYPTO-3819
 #[test]
 fn a_ledger_changed_without_resigning_is_integrity_not_divergence() {
     let (host, export) = recorded();
@@ -344,6 +349,7 @@ fn a_ledger_changed_without_resigning_is_integrity_not_divergence() {
     assert!(stdout(&out).is_empty());
 }
 
+// Verifies: FC-CORE-0119, FC-CAP-1115, FC-CRYPTO-3304, FC-CRYPTO-3305, FC-CRYPTO-3809, FC-CRYPTO-3821
 #[test]
 fn a_missing_component_cannot_be_replayed_and_says_which() {
     let (host, _) = recorded();
@@ -363,6 +369,7 @@ fn a_missing_component_cannot_be_replayed_and_says_which() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
+// Verifies: FC-POL-1418, FC-CRYPTO-3810
 #[test]
 fn what_if_lists_every_decision_another_policy_would_change() {
     let (host, export) = recorded();
@@ -393,6 +400,7 @@ fn what_if_lists_every_decision_another_policy_would_change() {
     assert_eq!(changed.len(), 2, "{changed:?}");
 }
 
+// Verifies: FC-SEC-5606, FC-CRYPTO-3810
 /// The principal's groups are recorded with its invocation, so what-if asks with them: the
 /// policy that allowed an invocation by group membership, asked again, changes nothing.
 #[test]
@@ -424,6 +432,7 @@ fn what_if_asks_with_the_recorded_groups() {
     assert_eq!(r["changed"], json!([]), "{r}");
 }
 
+// Verifies: FC-CRYPTO-3810
 /// What-if replay reports the decisions another policy would put in a person's hands
 /// (`allow→approval`) and the pending ones it would let through (`approval→allow`).
 #[test]

@@ -111,6 +111,7 @@ fn invoke(
     )
 }
 
+// Verifies: FC-CORE-0109, FC-CORE-0111, FC-PROTO-0802, FC-PROTO-0803, FC-PROTO-0806, FC-PROTO-0807, FC-PROTO-0811, FC-PROTO-0819, FC-PROTO-0822, FC-PROTO-0824, FC-PROTO-0825, FC-PROTO-0828, FC-PROTO-0832, FC-PROTO-0834, FC-PROTO-0835, FC-PROTO-0840, FC-PROTO-0842, FC-PROTO-0843, FC-SEC-5601, FC-SEC-1804, FC-SEC-1805, FC-SEC-1811, FC-SEC-1822, FC-SEC-1823, FC-CONF-2901, FC-CONF-2910, FC-OPS-3904, FC-PERF-5812
 /// On a fresh data directory, a created token and a POST invoke `hello.greet` and return a
 /// receipt whose proof verifies against `/v1/ledger/checkpoint` with the pinned key alone; no
 /// token gets 401; bad requests get their problems and leave the server serving.
@@ -316,6 +317,7 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-CORE-0107, FC-CORE-0108, FC-CORE-0123, FC-PROTO-0817, FC-PROTO-0818, FC-PROTO-0824, FC-PROTO-0826, FC-PROTO-0836, FC-CAP-1104, FC-CAP-1105, FC-EXT-5504, FC-POL-1410, FC-POL-1508, FC-SEC-5601, FC-SEC-1802, FC-SEC-1805, FC-SEC-1812, FC-SEC-1819, FC-EXT-5404, FC-EXT-5410, FC-CRYPTO-3704, FC-CONF-2904, FC-CONF-2907, FC-CONF-2908, FC-CONF-2911, FC-CONF-2912, FC-CONF-2914, FC-OPS-3901, FC-OPS-3902, FC-OPS-3903, FC-OPS-3904, FC-OPS-3905, FC-OPS-3906, FC-OPS-3907, FC-OPS-3910, FC-OPS-3912, FC-OPS-3918, FC-OPS-3920, FC-OBS-2713, FC-OBS-2714
 /// While a server holds the data directory, the operator's writing commands reach it over its
 /// admin channel (a socket of mode 0600) and take effect on its next request: a token made,
 /// used and revoked, both recorded in the ledger with its digest and never the token; a
@@ -525,6 +527,7 @@ fn the_operators_writing_commands_reach_the_running_server() {
     );
 }
 
+// Verifies: FC-PROTO-0805, FC-PERF-5806
 /// Many clients at once (bounded: 8 threads × 4 invocations) each get a correct receipt of
 /// their own; the appends share group commits; the ledger verifies afterwards.
 #[test]
@@ -578,6 +581,7 @@ fn concurrent_clients_all_get_their_own_receipts() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-CORE-0209, FC-PROTO-0804, FC-CONF-2911, FC-OPS-3910, FC-OPS-5703
 /// A server killed with SIGKILL under load and restarted holds every invocation whose receipt a
 /// client received, in each of 20 trials (bounded: 3 clients, a kill within 1.3 s).
 #[test]
@@ -634,6 +638,7 @@ fn a_server_killed_under_load_keeps_every_invocation_it_answered() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-PROTO-0801, FC-PROTO-0815, FC-PROTO-0816, FC-PROTO-0822, FC-EXT-5506, FC-CONF-2907
 /// `GET /v1/openapi.json` is served without a token, every route it names is served (a request
 /// without a token is refused, not unknown), and the document validates as OpenAPI 3.1 with an
 /// independent validator.
@@ -691,6 +696,7 @@ fn the_openapi_document_names_every_route_served_and_validates() {
     );
 }
 
+// Verifies: FC-CORE-0211, FC-PROTO-0808
 /// Key-value writes through the server at once keep the store in ledger order: in each of 20
 /// rounds, 4 clients put the same key at the same moment (their appends share group commits),
 /// and the value read back is the one the ledger's last write of that key holds. Each client
@@ -767,6 +773,7 @@ fn concurrent_key_value_writes_keep_the_ledger_order() {
     assert_eq!(stdout(&host.run(&["kv", "list", "memory"])), live);
 }
 
+// Verifies: FC-PROTO-0831, FC-PROTO-0836, FC-PROTO-0837, FC-PROTO-0842, FC-PROTO-0843, FC-PROTO-0920, FC-SEC-5604, FC-SEC-1809, FC-PERF-5801, FC-PERF-5802, FC-PERF-5804, FC-PERF-5805, FC-PERF-5815
 /// Beyond `server.per_principal` running invocations of one principal, and beyond
 /// `server.concurrency` plus `server.queue` in all, a request gets 429 `busy` with `Retry-After`
 /// at once (an MCP call over HTTP, an `isError` result naming the limit), each refusal is
@@ -875,6 +882,7 @@ fn requests_over_the_limits_get_429_with_retry_after() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-PROTO-0838, FC-PROTO-0842, FC-PROTO-0923, FC-PROTO-0924, FC-SEC-5604, FC-SEC-1809, FC-OPS-4003, FC-OPS-4004, FC-OPS-4018, FC-OPS-4019, FC-OPS-4022
 /// A rate of 3 invocations an hour for `agent:bot` holds across 8 parallel requests: exactly 3
 /// are served, the others get 429 with `Retry-After` and code `over-quota` naming the rule, an
 /// MCP call gets an `isError` result saying so, and another principal is served throughout. Each
@@ -1040,6 +1048,7 @@ fn decide(server: &Server, token: &str, id: u64, decision: &str, reason: &str) -
     )
 }
 
+// Verifies: FC-CORE-0123, FC-CORE-0307, FC-CORE-0308, FC-CORE-0312, FC-PROTO-0812, FC-PROTO-0813, FC-PROTO-0814, FC-PROTO-0825, FC-PROTO-0841, FC-PROTO-0842, FC-PROTO-0924, FC-EXT-5504, FC-SEC-5605, FC-OPS-4009, FC-OPS-4010, FC-OPS-4011, FC-OPS-4013, FC-OPS-4014, FC-OPS-4015, FC-OPS-4016, FC-OPS-4020, FC-OPS-4023, FC-OPS-4025, FC-OBS-2715
 /// An `@approval("required")` call is answered 202 with the approval's `Location` and recorded
 /// as pending; `approval grant` (through the running server) lets the identical call run once,
 /// with its start naming the approval; other arguments, or the same call again, need a new
@@ -1303,6 +1312,7 @@ fn an_approval_required_call_waits_for_a_grant_runs_once_and_every_decision_is_r
     assert_eq!(report["identical"], json!(2), "{report}");
 }
 
+// Verifies: FC-PROTO-0820, FC-PROTO-0839, FC-CONF-2905, FC-CONF-2906, FC-PERF-5803
 /// Every request has a deadline: an invocation gets what is left of `server.request_timeout_ms`
 /// (far below the operator's invocation deadline here) and ends at it. A stopping server gives
 /// the invocations in flight `server.shutdown_grace_ms`, then exits 0 without them; the one cut
@@ -1367,6 +1377,7 @@ fn every_request_has_a_deadline_and_a_stop_waits_only_the_grace() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-PROTO-0901, FC-PROTO-0903, FC-PROTO-0904, FC-PROTO-0905, FC-PROTO-0906, FC-PROTO-0907, FC-PROTO-0914, FC-PROTO-0921, FC-PROTO-0928, FC-CAP-1103, FC-EXT-5510, FC-PROTO-0929, FC-SEC-1810, FC-EXT-5402
 /// MCP over stdio, with the official Python SDK (`mcp` 2.x, `tests/interop/mcp_client.py`): the
 /// tools are the capability functions the session's principal may invoke, named
 /// `<capability>.<function>` and described by their WIT doc comments; a call's
@@ -1513,6 +1524,7 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
     );
 }
 
+// Verifies: FC-PROTO-0810, FC-PROTO-0823, FC-PROTO-0835, FC-PROTO-0908, FC-PROTO-0912, FC-PROTO-0913, FC-PROTO-0917, FC-PROTO-0918, FC-PROTO-0919, FC-PROTO-0925, FC-PROTO-0928, FC-SEC-1805, FC-SEC-1811, FC-SEC-1822, FC-SEC-1825
 /// MCP over streamable HTTP at `/mcp` on `serve`, with the official Python SDK: the same tools,
 /// results and receipts as over stdio, for the principal of the request's bearer token. Hostile
 /// requests are refused as the specification says and the server keeps serving: no token or a
@@ -1739,6 +1751,7 @@ fn an_mcp_client_over_streamable_http_is_authenticated_and_gets_receipts() {
     still_serving_then_verified(server, &host);
 }
 
+// Verifies: FC-CORE-0314, FC-PROTO-0911
 /// An MCP client (the official SDK, over stdio) that gives up on a long call sends
 /// `notifications/cancelled`: the invocation ends at the sandbox's next tick, recorded as
 /// cancelled (an interruption replay reports, not a result), and the session goes on serving.
@@ -1777,6 +1790,7 @@ fn an_mcp_call_the_client_cancels_ends_recorded_as_cancelled() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
+// Verifies: FC-PROTO-0910, FC-EXT-5405
 /// A capability installed while `serve` runs reaches a connected MCP client at once: the
 /// server sends `notifications/tools/list_changed`, and the list the client then asks for
 /// offers the new capability's function. So does a change of the policy.
@@ -1841,6 +1855,7 @@ fn an_mcp_client_is_told_when_the_tool_list_changes() {
     assert_eq!(server.stop(), 0);
 }
 
+// Verifies: FC-PROTO-0927, FC-EXT-5510
 /// The official MCP conformance suite (`@modelcontextprotocol/conformance`, which `tests/run`
 /// installs with the Node.js it needs) against `/mcp`, through a loopback proxy that adds the
 /// bearer token the suite cannot send: every scenario passes but those

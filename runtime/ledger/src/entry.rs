@@ -972,6 +972,7 @@ mod tests {
         );
     }
 
+    // Verifies: FC-MEM-2319
     #[test]
     fn validate_agrees_with_decode_on_every_flip_and_cut_of_every_kind() {
         for g in GOLDEN {
@@ -997,6 +998,7 @@ mod tests {
     }
 
     proptest! {
+        // Verifies: FC-MEM-2319
         #[test]
         fn validate_agrees_with_decode_on_any_bytes(
             kind in 0usize..GOLDEN.len(),

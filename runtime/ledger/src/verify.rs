@@ -827,6 +827,7 @@ mod tests {
         })
     }
 
+    // Verifies: FC-CRYPTO-3625
     #[test]
     fn parallel_checkpoint_checks_give_the_sequential_verdict_for_every_flipped_byte() {
         let bytes = export();

@@ -27,6 +27,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+// Verifies: FC-MEM-2306, FC-MEM-2324, FC-CRYPTO-3626
 #[test]
 fn large_bytes_are_stored_by_digest_exported_and_verified() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,6 +101,7 @@ fn large_bytes_are_stored_by_digest_exported_and_verified() {
     );
 }
 
+// Verifies: FC-MEM-2406
 #[test]
 fn a_damaged_blob_file_is_never_returned() {
     let dir = tempfile::tempdir().unwrap();

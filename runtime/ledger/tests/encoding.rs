@@ -13,6 +13,7 @@ fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v3")
 }
 
+// Verifies: FC-EXEC-0719, FC-MEM-2301, FC-MEM-2302, FC-MEM-2304, FC-MEM-2326, FC-ABI-4901, FC-ABI-4911
 /// Regenerate with `FEMTOCLAW_BLESS=1 cargo test -p femtoclaw-ledger --test encoding`.
 /// Version 3 is frozen: blessing changed bytes is a format change and needs a version bump.
 #[test]
@@ -45,6 +46,7 @@ fn version_3_encoding_matches_golden_files() {
     );
 }
 
+// Verifies: FC-MEM-2305, FC-MEM-2326
 /// The blob reference (value tag 0x17), added within version 1 and kept in version 2, frozen like the entry kinds:
 /// a host call whose result is a blob. Blessed with the other golden files.
 #[test]
@@ -77,6 +79,7 @@ fn blob_references_match_their_golden_file() {
     assert_eq!(&tail[33..], &70_000u64.to_le_bytes());
 }
 
+// Verifies: FC-MEM-2307, FC-MEM-2326
 /// A host call that trapped records its fault where the result tuple would be, in the entry
 /// encoding (no new tag): frozen like the entry kinds. Blessed with the other golden files.
 #[test]
@@ -122,6 +125,7 @@ fn call_faults_match_their_golden_file_and_are_told_from_results() {
     }
 }
 
+// Verifies: FC-MEM-2302
 #[test]
 fn golden_trap_bytes_are_the_documented_layout() {
     // Spelled out by hand from docs/ledger-format.md: version, kind, u64 LE, strings with
@@ -142,6 +146,7 @@ fn golden_trap_bytes_are_the_documented_layout() {
     assert_eq!(e.encode(), want);
 }
 
+// Verifies: FC-MEM-2312, FC-MEM-2313, FC-ABI-4903, FC-ABI-4907, FC-UPG-3404
 #[test]
 fn decode_refuses_other_versions_and_trailing_bytes() {
     let mut bytes = common::call(1, 2).encode();
@@ -159,6 +164,7 @@ fn decode_refuses_other_versions_and_trailing_bytes() {
     assert!(Entry::decode(&[]).is_err());
 }
 
+// Verifies: FC-MEM-2312, FC-ABI-4902, FC-ABI-4907, FC-ABI-4911, FC-UPG-3404
 /// Entries of earlier versions (kept in `tests/golden/v1/` and `v2/`, frozen when each was
 /// current) are refused by their version, never misread as this one.
 #[test]
@@ -179,6 +185,7 @@ fn earlier_versions_are_refused_by_version() {
     }
 }
 
+// Verifies: FC-EXEC-0715, FC-MEM-2314
 #[test]
 fn decode_refuses_non_canonical_bool_and_bad_char() {
     let e = Entry::Decision {
@@ -214,6 +221,7 @@ fn decode_refuses_non_canonical_bool_and_bad_char() {
     ));
 }
 
+// Verifies: FC-EXEC-0714, FC-MEM-2316
 #[test]
 fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
     // Hand-made: an option nested far deeper than the limit.
@@ -244,6 +252,7 @@ fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
     assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
 }
 
+// Verifies: FC-EXEC-0714, FC-MEM-2317
 #[test]
 fn huge_counts_do_not_allocate() {
     // A list claiming 4 billion items in a 20-byte input is refused at once.
@@ -258,6 +267,7 @@ fn huge_counts_do_not_allocate() {
     ));
 }
 
+// Verifies: FC-EXEC-0716, FC-MEM-2310
 #[test]
 fn json_form_is_readable() {
     let (_, e) = common::one_of_each().remove(5);
@@ -448,6 +458,7 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    // Verifies: FC-EXEC-0720, FC-MEM-2303
     #[test]
     fn every_entry_round_trips_and_encodes_deterministically(e in arb_entry()) {
         let a = e.encode();
@@ -456,6 +467,7 @@ proptest! {
         prop_assert_eq!(Entry::decode(&a).unwrap(), e);
     }
 
+    // Verifies: FC-EXEC-0720, FC-MEM-2311
     #[test]
     fn encoded_len_is_the_length_of_the_canonical_encoding(v in arb_value()) {
         let call = |params: Value| Entry::HostCall {
@@ -472,6 +484,7 @@ proptest! {
         prop_assert_eq!(v.encoded_len(), (call(v.clone()).encode().len() - around) as u64);
     }
 
+    // Verifies: FC-MEM-2318
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = Entry::decode(&bytes);
@@ -480,6 +493,7 @@ proptest! {
         let _ = Entry::decode(&v);
     }
 
+    // Verifies: FC-MEM-2315, FC-MEM-2318
     #[test]
     fn mutated_encodings_never_panic_and_reencode_canonically(
         e in arb_entry(),
@@ -500,6 +514,7 @@ proptest! {
     }
 }
 
+// Verifies: FC-EXEC-0721, FC-MEM-2309
 /// `args_digest` is the SHA-256 of exactly the bytes of a start's `args` field, and the
 /// approval fingerprint commits to every part of the call (a changed part changes it).
 #[test]

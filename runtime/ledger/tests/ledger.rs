@@ -41,6 +41,7 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
     segs.pop().unwrap()
 }
 
+// Verifies: FC-MEM-2401, FC-MEM-2402, FC-MEM-2409
 #[test]
 fn appended_entries_read_back_after_reopen_with_one_checkpoint_per_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,6 +80,7 @@ fn appended_entries_read_back_after_reopen_with_one_checkpoint_per_batch() {
     assert!(l.next_invocation() >= 10);
 }
 
+// Verifies: FC-MEM-2408, FC-MEM-4402
 #[test]
 fn invocation_index_lists_an_invocations_entries() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,6 +97,7 @@ fn invocation_index_lists_an_invocations_entries() {
     assert!(l.invocation_entries(3).unwrap().is_empty());
 }
 
+// Verifies: FC-MEM-2407, FC-OPS-5705
 #[test]
 fn reindex_rebuilds_the_index_equal_to_before() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,6 +117,7 @@ fn reindex_rebuilds_the_index_equal_to_before() {
     assert_eq!(l.index_snapshot().unwrap(), before);
 }
 
+// Verifies: FC-MEM-2405
 #[test]
 fn segments_rotate_and_everything_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,6 +164,7 @@ fn append_garbage(dir: &Path, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
+// Verifies: FC-MEM-2413, FC-MEM-2416, FC-MEM-2419, FC-OPS-5701, FC-OPS-5712
 #[test]
 fn torn_tail_is_cut_reported_and_earlier_entries_survive() {
     type Damage = Box<dyn Fn(&Path)>;
@@ -251,6 +256,7 @@ fn torn_tail_is_cut_reported_and_earlier_entries_survive() {
     }
 }
 
+// Verifies: FC-MEM-2413, FC-MEM-2419, FC-MEM-2425, FC-MEM-4403, FC-OPS-5702, FC-OPS-5712
 #[test]
 fn entries_without_a_commit_record_are_not_kept() {
     // A batch whose entries reached the disk but whose commit record did not was never
@@ -283,6 +289,7 @@ fn entries_without_a_commit_record_are_not_kept() {
     assert_eq!(rec.truncated_entries, 3);
 }
 
+// Verifies: FC-MEM-2412, FC-OPS-5708
 #[test]
 fn damage_before_the_tail_is_refused_not_truncated() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,6 +323,7 @@ fn damage_before_the_tail_is_refused_not_truncated() {
     ));
 }
 
+// Verifies: FC-MEM-2412, FC-OPS-5708
 #[test]
 fn damage_in_an_earlier_segment_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,6 +348,7 @@ fn damage_in_an_earlier_segment_is_corruption() {
     ));
 }
 
+// Verifies: FC-CRYPTO-3608, FC-CRYPTO-3613
 #[test]
 fn prove_output_verifies_with_the_pinned_key_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,6 +379,7 @@ fn prove_output_verifies_with_the_pinned_key_only() {
     assert!(l.prove(21).is_err());
 }
 
+// Verifies: FC-CRYPTO-3604
 #[test]
 fn consistency_proofs_between_checkpoints_verify() {
     let dir = tempfile::tempdir().unwrap();
@@ -388,6 +398,7 @@ fn consistency_proofs_between_checkpoints_verify() {
     }
 }
 
+// Verifies: FC-MEM-2402, FC-MEM-2404, FC-MEM-4401, FC-PERF-5808
 #[test]
 fn group_commit_serves_many_threads_and_every_receipt_is_durable() {
     let dir = tempfile::tempdir().unwrap();
@@ -431,6 +442,7 @@ fn group_commit_serves_many_threads_and_every_receipt_is_durable() {
     assert_eq!(verify_dir(dir.path(), &vk).unwrap().entries, 400);
 }
 
+// Verifies: FC-CRYPTO-3622, FC-CRYPTO-3614
 #[test]
 fn unsigned_ledger_verifies_only_without_a_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -469,6 +481,7 @@ fn both_keys() -> VerifyOptions {
     }
 }
 
+// Verifies: FC-CRYPTO-3617
 #[test]
 fn key_rotation_verifies_with_both_keys_pinned() {
     let dir = tempfile::tempdir().unwrap();
@@ -489,6 +502,7 @@ fn key_rotation_verifies_with_both_keys_pinned() {
     assert_eq!(verify_dir(dir.path(), &both_keys()).unwrap().checkpoints, 5);
 }
 
+// Verifies: FC-CRYPTO-3617
 /// After a recorded rotation the old key is retired: a checkpoint it signs later is refused,
 /// though the verifier pins it (it signed the history before the rotation).
 #[test]
@@ -515,6 +529,7 @@ fn a_retired_key_signs_nothing_after_its_rotation() {
     }
 }
 
+// Verifies: FC-CRYPTO-3617
 /// The ledger's first entry names its first key; another pinned key signs nothing before a
 /// rotation hands over to it.
 #[test]
@@ -539,6 +554,7 @@ fn the_first_key_change_names_the_key_in_force_from_the_start() {
     ));
 }
 
+// Verifies: FC-CORE-0316, FC-MEM-2408, FC-MEM-2417, FC-MEM-4402, FC-OPS-5704
 /// An invocation written ahead of an effect has a start and no end until it finishes; opening
 /// the ledger names every such invocation (the host stopped during it), and no other.
 #[test]
@@ -607,6 +623,7 @@ fn open_names_the_invocations_that_started_and_never_ended() {
     assert!(recovery.unfinished.is_empty(), "{:?}", recovery.unfinished);
 }
 
+// Verifies: FC-MEM-2414, FC-OPS-5709
 /// With a head record outside the directory, a ledger restored to an earlier state (index and
 /// all) is refused by name; without one, it opens.
 #[test]

@@ -36,6 +36,7 @@ fn b64_list(v: &serde_json::Value) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
+// Verifies: FC-CRYPTO-3602
 #[test]
 fn transparency_dev_inclusion_probes() {
     let mut files = Vec::new();
@@ -58,6 +59,7 @@ fn transparency_dev_inclusion_probes() {
     assert!(happy >= 5);
 }
 
+// Verifies: FC-CRYPTO-3603
 #[test]
 fn transparency_dev_consistency_probes() {
     let mut files = Vec::new();
@@ -81,6 +83,7 @@ fn transparency_dev_consistency_probes() {
     }
 }
 
+// Verifies: FC-MEM-2308, FC-CRYPTO-3601, FC-CRYPTO-4601
 #[test]
 fn reference_tree_roots_match_for_every_size() {
     let v: serde_json::Value =
@@ -132,6 +135,7 @@ fn mth(leaves: &[Hash]) -> Hash {
     }
 }
 
+// Verifies: FC-CRYPTO-3601, FC-CRYPTO-3602, FC-CRYPTO-3603
 #[test]
 fn generated_proofs_verify_for_every_index_and_size_up_to_70() {
     let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
@@ -166,6 +170,7 @@ fn generated_proofs_verify_for_every_index_and_size_up_to_70() {
     }
 }
 
+// Verifies: FC-CRYPTO-3604, FC-CRYPTO-4601
 #[test]
 fn truncating_the_tree_restores_earlier_roots() {
     let leaves: Vec<Hash> = (0..37u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();

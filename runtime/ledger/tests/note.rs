@@ -19,6 +19,7 @@ const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\
 const PETER_SIG: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
 const ENOCH_SIG: &str = "\u{2014} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
 
+// Verifies: FC-CRYPTO-3607, FC-CRYPTO-3609, FC-CRYPTO-3628
 #[test]
 fn c2sp_spec_example_key_verifies_its_example_note() {
     let k = VerifierKey::parse(SPEC_VKEY).unwrap();
@@ -31,6 +32,7 @@ fn c2sp_spec_example_key_verifies_its_example_note() {
     assert!(matches!(k.open(&bad), Err(NoteError::BadSignature(_))));
 }
 
+// Verifies: FC-CRYPTO-3606, FC-CRYPTO-3609, FC-CRYPTO-3628, FC-CRYPTO-4501
 #[test]
 fn go_sumdb_note_vectors_sign_and_verify() {
     let signer = SigningKey::parse(PETER_SKEY).unwrap();
@@ -56,6 +58,7 @@ fn go_sumdb_note_vectors_sign_and_verify() {
     assert!(peter.open(&corrupt).is_err());
 }
 
+// Verifies: FC-CRYPTO-3610, FC-CRYPTO-4502
 #[test]
 fn go_sumdb_malformed_notes_are_refused() {
     let peter = VerifierKey::parse(PETER_VKEY).unwrap();
@@ -75,6 +78,7 @@ fn go_sumdb_malformed_notes_are_refused() {
     }
 }
 
+// Verifies: FC-CRYPTO-3611, FC-CRYPTO-3709
 #[test]
 fn mangled_verifier_and_signer_keys_are_refused() {
     assert!(VerifierKey::parse(PETER_VKEY).is_ok());
@@ -111,6 +115,7 @@ fn mangled_verifier_and_signer_keys_are_refused() {
     }
 }
 
+// Verifies: FC-CRYPTO-3605, FC-CRYPTO-3606, FC-CRYPTO-3706, FC-CRYPTO-3708
 #[test]
 fn generated_keys_round_trip_and_sign_checkpoints() {
     let k = SigningKey::generate("femtoclaw.local/ledger").unwrap();
@@ -134,6 +139,7 @@ fn generated_keys_round_trip_and_sign_checkpoints() {
     assert!(!format!("{k:?}").contains(&k.to_private_string()));
 }
 
+// Verifies: FC-CRYPTO-3612
 #[test]
 fn checkpoint_text_is_strict() {
     for bad in [
@@ -150,6 +156,7 @@ fn checkpoint_text_is_strict() {
     assert_eq!(ok.size, 0);
 }
 
+// Verifies: FC-CRYPTO-3707
 #[test]
 fn key_file_is_private() {
     use std::os::unix::fs::PermissionsExt as _;

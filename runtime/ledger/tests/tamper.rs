@@ -49,6 +49,7 @@ fn parts(bytes: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     )
 }
 
+// Verifies: FC-CRYPTO-3627
 #[test]
 fn untouched_export_verifies() {
     let bytes = small_export();
@@ -60,6 +61,7 @@ fn untouched_export_verifies() {
     assert_eq!(rebuild(e, c), bytes);
 }
 
+// Verifies: FC-CRYPTO-3616, FC-ABI-4904, FC-OBS-2717, FC-UPG-3405
 #[test]
 fn flipping_any_byte_is_detected() {
     let bytes = small_export();
@@ -73,6 +75,7 @@ fn flipping_any_byte_is_detected() {
     }
 }
 
+// Verifies: FC-CRYPTO-3615
 #[test]
 fn a_changed_entry_is_located_to_its_batch() {
     let bytes = small_export();
@@ -92,6 +95,7 @@ fn a_changed_entry_is_located_to_its_batch() {
     assert!(err.to_string().contains("2..5"), "{err}");
 }
 
+// Verifies: FC-CRYPTO-3623
 #[test]
 fn a_malformed_entry_is_named_by_index() {
     let bytes = small_export();
@@ -103,6 +107,7 @@ fn a_malformed_entry_is_named_by_index() {
     ));
 }
 
+// Verifies: FC-CRYPTO-3616, FC-CRYPTO-3623, FC-OBS-2717
 #[test]
 fn truncation_is_detected() {
     let bytes = small_export();
@@ -125,6 +130,7 @@ fn truncation_is_detected() {
     );
 }
 
+// Verifies: FC-CRYPTO-3615, FC-CRYPTO-3623
 #[test]
 fn deleting_or_swapping_entries_is_detected() {
     let bytes = small_export();
@@ -157,6 +163,7 @@ fn deleting_or_swapping_entries_is_detected() {
     );
 }
 
+// Verifies: FC-CRYPTO-3614, FC-CRYPTO-3623, FC-OBS-2710
 #[test]
 fn replaced_signatures_and_other_keys_are_detected() {
     let bytes = small_export();
@@ -207,6 +214,7 @@ fn replaced_signatures_and_other_keys_are_detected() {
     ));
 }
 
+// Verifies: FC-CRYPTO-3619
 #[test]
 fn reordered_checkpoints_and_foreign_origins_are_detected() {
     let bytes = small_export();
@@ -225,6 +233,7 @@ fn reordered_checkpoints_and_foreign_origins_are_detected() {
     ));
 }
 
+// Verifies: FC-CRYPTO-3626, FC-OBS-2717
 #[test]
 fn components_section_is_checked_and_optional() {
     let bytes = small_export();
@@ -244,6 +253,7 @@ fn components_section_is_checked_and_optional() {
     );
 }
 
+// Verifies: FC-CRYPTO-3624
 #[test]
 fn error_messages_are_lowercase_without_final_period() {
     let samples = [
@@ -269,6 +279,7 @@ fn error_messages_are_lowercase_without_final_period() {
     }
 }
 
+// Verifies: FC-CRYPTO-3620, FC-OPS-4025, FC-OBS-2712
 /// The approval audit: a log whose invocation spends an approval granted for exactly its call
 /// verifies; one that spends an approval never granted, granted for another call, or twice, or
 /// that decides an approval twice, fails at that entry, signed checkpoints or not.

@@ -176,6 +176,7 @@ mod tests {
         AddressKind::of(text.parse().unwrap())
     }
 
+    // Verifies: FC-POL-1708, FC-SEC-2003
     #[test]
     fn special_ranges_are_never_public() {
         for (text, expected) in [
@@ -213,6 +214,7 @@ mod tests {
         }
     }
 
+    // Verifies: FC-POL-1708, FC-SEC-2003
     #[test]
     fn an_embedded_ipv4_address_decides_and_transition_ranges_are_never_public() {
         for (text, expected) in [
@@ -256,6 +258,7 @@ mod tests {
         }
     }
 
+    // Verifies: FC-POL-1708, FC-SEC-2003
     #[test]
     fn internet_addresses_are_public() {
         for text in [

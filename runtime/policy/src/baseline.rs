@@ -47,6 +47,7 @@ pub fn is_virtualized_baseline(interface: &str) -> bool {
 mod tests {
     use super::*;
 
+    // Verifies: FC-POL-1603
     #[test]
     fn baseline_is_version_agnostic_on_0_2_patch_only() {
         assert!(is_virtualized_baseline("wasi:clocks/wall-clock@0.2.12"));

@@ -545,6 +545,7 @@ mod tests {
         assert!(InterfaceName::parse("a:b/c@").is_err());
     }
 
+    // Verifies: FC-POL-1718
     #[test]
     fn http_origins_parse_with_default_ports() {
         assert_eq!(
@@ -567,6 +568,7 @@ mod tests {
         assert!(Scope::http("https://x:0").is_err());
     }
 
+    // Verifies: FC-POL-1703
     #[test]
     fn host_patterns_cover_subdomains_only() {
         assert!(host_matches("*.example.com", "api.example.com"));
@@ -578,6 +580,7 @@ mod tests {
         assert!(host_matches("*", "anything.at.all"));
     }
 
+    // Verifies: FC-POL-1704, FC-POL-1718
     #[test]
     fn paths_normalize_and_cover_by_component() {
         assert_eq!(normalize_path("/data/./x//y/../z").unwrap(), "/data/x/z");

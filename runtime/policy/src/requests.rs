@@ -289,6 +289,7 @@ mod tests {
         .unwrap()
     }
 
+    // Verifies: FC-POL-1703, FC-POL-1704, FC-POL-1705
     #[test]
     fn coverage_follows_patterns_prefixes_and_write_flags() {
         let r = toml_like();
@@ -307,6 +308,7 @@ mod tests {
         assert!(!r.covers(CallAction::SecretUse, &Scope::Secret("other".into())));
     }
 
+    // Verifies: FC-POL-1619
     #[test]
     fn unknown_manifest_keys_are_refused() {
         assert!(serde_json::from_str::<Requests>(r#"{"secret": ["x"]}"#).is_err());

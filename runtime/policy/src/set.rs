@@ -485,6 +485,7 @@ fn problem(
 mod tests {
     use super::*;
 
+    // Verifies: FC-POL-1517
     #[test]
     fn line_col_counts_from_one_in_characters() {
         let text = "ab\ncdé\nf";

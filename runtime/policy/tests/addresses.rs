@@ -27,6 +27,7 @@ fn connect(policy: &PolicySet, address: &str) -> femtoclaw_policy::Decision {
     )
 }
 
+// Verifies: FC-POL-1712, FC-SEC-2010
 #[test]
 fn the_default_policy_grants_no_special_address() {
     let policy = PolicySet::default_policy().unwrap();
@@ -43,6 +44,7 @@ fn the_default_policy_grants_no_special_address() {
     }
 }
 
+// Verifies: FC-POL-1422, FC-POL-1707, FC-POL-1713, FC-SEC-2012
 #[test]
 fn policies_grant_addresses_by_ipaddr_methods_ranges_and_kind() {
     let policy = PolicySet::from_str(
@@ -102,6 +104,7 @@ fn the_default_policy_links_http_for_first_party_capabilities_only() {
     assert!(!d.allowed);
 }
 
+// Verifies: FC-POL-1719
 #[test]
 fn address_scopes_round_trip_through_their_canonical_text() {
     for text in ["127.0.0.1", "::1", "fd00:ec2::254"] {

@@ -13,6 +13,7 @@ fn first_party(name: &str) -> CapabilityRef {
     cap(name, CapabilityRef::FIRST_PARTY)
 }
 
+// Verifies: FC-POL-1401, FC-POL-1404
 #[test]
 fn no_policy_means_deny() {
     let set = PolicySet::empty().unwrap();
@@ -29,6 +30,7 @@ fn no_policy_means_deny() {
     assert!(!d.allowed);
 }
 
+// Verifies: FC-POL-1402
 #[test]
 fn forbid_beats_permit() {
     let text = r#"
@@ -52,6 +54,7 @@ fn forbid_beats_permit() {
     assert_eq!(denied.policy_ids, ["no-shell"]);
 }
 
+// Verifies: FC-POL-1403
 #[test]
 fn decisions_carry_every_determining_policy_id_sorted() {
     let text = r#"
@@ -72,6 +75,7 @@ fn decisions_carry_every_determining_policy_id_sorted() {
     assert_eq!(d.policy_ids, ["ids.cedar:0"]);
 }
 
+// Verifies: FC-POL-1408
 #[test]
 fn a_policy_that_fails_to_evaluate_is_skipped_and_reported() {
     let text = r#"
@@ -96,6 +100,7 @@ fn a_policy_that_fails_to_evaluate_is_skipped_and_reported() {
     assert!(d.errors[0].contains("overflowing-forbid"), "{d}");
 }
 
+// Verifies: FC-POL-1407
 #[test]
 fn invoke_policies_see_the_function() {
     let text = r#"
@@ -117,6 +122,7 @@ fn invoke_policies_see_the_function() {
     assert!(!set.authorize_invoke(&local, &hello).allowed);
 }
 
+// Verifies: FC-POL-1405, FC-SEC-5602
 #[test]
 fn group_membership_reaches_the_policy() {
     let text = r#"
@@ -139,6 +145,7 @@ fn group_membership_reaches_the_policy() {
     );
 }
 
+// Verifies: FC-POL-1415, FC-POL-1510
 #[test]
 fn the_default_policy_lets_local_invoke_first_party_only() {
     let set = PolicySet::default_policy().unwrap();
@@ -163,6 +170,7 @@ fn the_default_policy_lets_local_invoke_first_party_only() {
     assert_eq!(d.reason, Reason::NoPermit);
 }
 
+// Verifies: FC-POL-1422, FC-POL-1510
 #[test]
 fn the_default_policy_links_host_interfaces_and_the_baseline_but_nothing_else() {
     let set = PolicySet::default_policy().unwrap();
@@ -197,6 +205,7 @@ fn the_default_policy_links_host_interfaces_and_the_baseline_but_nothing_else() 
     assert!(!d.allowed);
 }
 
+// Verifies: FC-POL-1401, FC-POL-1510
 #[test]
 fn the_default_policy_grants_no_network_files_or_secrets() {
     let set = PolicySet::default_policy().unwrap();
@@ -231,6 +240,7 @@ fn the_default_policy_grants_no_network_files_or_secrets() {
     );
 }
 
+// Verifies: FC-POL-1422
 #[test]
 fn host_wildcards_match_subdomains_through_cedar_like() {
     let text = r#"
@@ -262,6 +272,7 @@ fn host_wildcards_match_subdomains_through_cedar_like() {
     assert!(!decide("https://api.example.com:8443").allowed);
 }
 
+// Verifies: FC-POL-1406, FC-POL-1422
 #[test]
 fn call_policies_see_the_capability_in_the_context() {
     let text = r#"
@@ -286,6 +297,7 @@ fn call_policies_see_the_capability_in_the_context() {
     );
 }
 
+// Verifies: FC-POL-1409
 #[test]
 fn a_scope_of_the_wrong_kind_is_a_malformed_request() {
     let set = PolicySet::from_str("all.cedar", "permit (principal, action, resource);").unwrap();
@@ -300,6 +312,7 @@ fn a_scope_of_the_wrong_kind_is_a_malformed_request() {
     assert!(!d.errors.is_empty());
 }
 
+// Verifies: FC-POL-1409
 #[test]
 fn a_malformed_interface_is_denied_even_under_permit_all() {
     let set = PolicySet::from_str("all.cedar", "permit (principal, action, resource);").unwrap();
@@ -312,6 +325,7 @@ fn a_malformed_interface_is_denied_even_under_permit_all() {
     assert_eq!(d.reason, Reason::Malformed);
 }
 
+// Verifies: FC-POL-1419
 #[test]
 fn decisions_serialize_with_a_hex_digest() {
     let set = PolicySet::default_policy().unwrap();
@@ -324,6 +338,7 @@ fn decisions_serialize_with_a_hex_digest() {
     assert_eq!(back, d);
 }
 
+// Verifies: FC-POL-1412, FC-POL-1413
 /// A `permit` annotated `@approval("required")` marks what it allows as needing a person's
 /// approval, even when a broader permit also allows it; `approve` is an action policies grant.
 #[test]
@@ -370,6 +385,7 @@ fn an_approval_permit_marks_what_it_allows_as_needing_approval() {
     assert!(!set.authorize_approve(&agent, &pay, "send").allowed);
 }
 
+// Verifies: FC-POL-1505
 #[test]
 fn a_bad_approval_annotation_is_refused_naming_the_policy() {
     for (text, says) in [

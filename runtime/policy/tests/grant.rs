@@ -19,6 +19,7 @@ fn permit_all() -> PolicySet {
     PolicySet::from_str("all.cedar", PERMIT_ALL).unwrap()
 }
 
+// Verifies: FC-POL-1404, FC-POL-1420, FC-POL-1612, FC-POL-1701
 #[test]
 fn a_scope_not_requested_by_the_manifest_is_denied_even_when_the_policy_permits() {
     let set = permit_all();
@@ -73,6 +74,7 @@ fn a_scope_not_requested_by_the_manifest_is_denied_even_when_the_policy_permits(
     }
 }
 
+// Verifies: FC-POL-1711
 #[test]
 fn a_call_scope_must_be_concrete() {
     let set = permit_all();
@@ -110,6 +112,7 @@ fn a_call_scope_must_be_concrete() {
     assert_eq!(d.reason, Reason::Malformed);
 }
 
+// Verifies: FC-POL-1402, FC-POL-1702
 #[test]
 fn the_policy_still_decides_inside_the_manifest() {
     let text = r#"
@@ -143,6 +146,7 @@ fn the_policy_still_decides_inside_the_manifest() {
     assert_eq!(check("https://example.com").reason, Reason::NotRequested);
 }
 
+// Verifies: FC-POL-1601, FC-POL-1602
 #[test]
 fn an_import_not_requested_is_refused_even_when_the_policy_permits() {
     let set = permit_all();
@@ -168,6 +172,7 @@ fn an_import_not_requested_is_refused_even_when_the_policy_permits() {
     assert_eq!((d.allowed, d.reason), (false, Reason::NoPermit));
 }
 
+// Verifies: FC-POL-1604
 #[test]
 fn the_grant_for_a_component_names_every_refused_import() {
     let set = PolicySet::default_policy().unwrap();
@@ -202,6 +207,7 @@ fn the_grant_for_a_component_names_every_refused_import() {
     assert_eq!(unseen[0].1.reason, Reason::NotRequested);
 }
 
+// Verifies: FC-POL-1608, FC-POL-1609, FC-POL-1613
 #[test]
 fn the_grant_lists_requested_scopes_granted_and_refused() {
     let text = r#"
@@ -263,6 +269,7 @@ fn the_grant_lists_requested_scopes_granted_and_refused() {
     assert!(!grant.permits_scope(CallAction::SecretUse, &Scope::Secret("token".into())));
 }
 
+// Verifies: FC-POL-1619, FC-POL-1718
 #[test]
 fn requests_read_from_a_capability_manifest() {
     #[derive(serde::Deserialize)]
@@ -301,6 +308,7 @@ fn requests_read_from_a_capability_manifest() {
     );
 }
 
+// Verifies: FC-POL-1610, FC-POL-1611, FC-SEC-5602
 #[test]
 fn the_grant_cache_keys_on_policy_principal_capability_and_manifest() {
     let cache = GrantCache::new(8);
@@ -341,6 +349,7 @@ fn the_grant_cache_keys_on_policy_principal_capability_and_manifest() {
     assert!(cache.get(&k).is_none());
 }
 
+// Verifies: FC-POL-1614
 #[test]
 fn the_grant_cache_is_shared_across_threads_and_bounded() {
     let cache = Arc::new(GrantCache::new(4));
@@ -364,6 +373,7 @@ fn the_grant_cache_is_shared_across_threads_and_bounded() {
     assert!(cache.len() <= 4);
 }
 
+// Verifies: FC-POL-1515
 #[test]
 fn explain_shows_invoke_imports_and_scopes_with_reasons() {
     let set = PolicySet::default_policy().unwrap();
@@ -422,6 +432,7 @@ fn explain_shows_invoke_imports_and_scopes_with_reasons() {
     assert_eq!(json["function"], "greet");
 }
 
+// Verifies: FC-POL-1411, FC-POL-1417, FC-POL-1709
 #[test]
 fn a_call_checker_answers_like_check_call_and_remembers() {
     let text = r#"
@@ -473,6 +484,7 @@ fn a_call_checker_answers_like_check_call_and_remembers() {
     );
 }
 
+// Verifies: FC-POL-1417, FC-POL-1709
 #[test]
 fn a_call_checker_remembers_a_bounded_number_of_bytes_whatever_the_scopes() {
     // Hostile scopes: config keys a guest chose, each 64 KiB. 512 of them are 32 MiB of text;
@@ -508,6 +520,7 @@ fn a_call_checker_remembers_a_bounded_number_of_bytes_whatever_the_scopes() {
     assert_eq!(checker.remembered_bytes(), before);
 }
 
+// Verifies: FC-POL-1406, FC-POL-1610
 #[test]
 fn the_same_bytes_under_another_name_or_publisher_get_a_grant_of_their_own() {
     // Only the capability named `trusted` may link logging; `copy` is the same component.
@@ -560,6 +573,7 @@ when {
 };
 "#;
 
+// Verifies: FC-POL-1706, FC-POL-1714
 #[test]
 fn secret_use_is_decided_with_the_origin_the_secret_is_sent_to() {
     let set = PolicySet::from_str("token.cedar", TOKEN_TO_ONE_ORIGIN).unwrap();
@@ -644,6 +658,7 @@ fn secret_use_is_decided_with_the_origin_the_secret_is_sent_to() {
     assert!(!checker.check(CallAction::SecretUse, &token).allowed);
 }
 
+// Verifies: FC-POL-1608
 #[test]
 fn a_requested_secret_is_granted_before_any_call_when_some_requested_origin_may_get_it() {
     let set = PolicySet::from_str("token.cedar", TOKEN_TO_ONE_ORIGIN).unwrap();

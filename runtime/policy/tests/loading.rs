@@ -16,6 +16,7 @@ forbid (principal, action == FemtoClaw::Action::"invoke", resource)
 when { resource.publisher == "evil" };
 "#;
 
+// Verifies: FC-POL-1512, FC-POL-1517
 #[test]
 fn a_policy_with_a_typo_is_rejected_naming_file_and_line() {
     let text = "// ok so far\npermit (principal, action, resource);\n\npermitt (principal, action, resource);\n";
@@ -34,6 +35,7 @@ fn a_policy_with_a_typo_is_rejected_naming_file_and_line() {
     );
 }
 
+// Verifies: FC-POL-1517
 #[test]
 fn a_syntax_error_inside_a_policy_names_its_column() {
     let text = "permit (\n    principal,\n    action == FemtoClaw::Action::\"invoke\",\n    resource,,\n);\n";
@@ -43,6 +45,7 @@ fn a_syntax_error_inside_a_policy_names_its_column() {
     assert!(err.to_string().contains("unexpected token"), "{err}");
 }
 
+// Verifies: FC-POL-1501
 #[test]
 fn an_unknown_attribute_is_rejected_by_the_schema_with_its_location() {
     let text = "permit (principal, action == FemtoClaw::Action::\"invoke\", resource)\nwhen {\n  resource.owner == \"me\"\n};\n";
@@ -58,6 +61,7 @@ fn an_unknown_attribute_is_rejected_by_the_schema_with_its_location() {
     assert!(err.to_string().contains("owner"), "{err}");
 }
 
+// Verifies: FC-POL-1501
 #[test]
 fn an_unknown_entity_type_is_rejected_by_the_schema_with_its_location() {
     let text = "\n\npermit (principal == FemtoClaw::Robot::\"r2\", action, resource);\n";
@@ -68,6 +72,7 @@ fn an_unknown_entity_type_is_rejected_by_the_schema_with_its_location() {
     assert!(err.to_string().contains("FemtoClaw::Robot"), "{err}");
 }
 
+// Verifies: FC-POL-1501
 #[test]
 fn an_unknown_action_is_rejected_by_the_schema() {
     let text = "permit (principal, action == FemtoClaw::Action::\"net.listen\", resource);";
@@ -76,6 +81,7 @@ fn an_unknown_action_is_rejected_by_the_schema() {
     assert!(err.to_string().contains("net.listen"), "{err}");
 }
 
+// Verifies: FC-POL-1504
 #[test]
 fn policy_ids_come_from_the_id_annotation_else_file_and_index() {
     let set = PolicySet::from_str("ops.cedar", GOOD).unwrap();
@@ -89,6 +95,7 @@ fn policy_ids_come_from_the_id_annotation_else_file_and_index() {
     assert!(infos[1].text.starts_with("forbid"));
 }
 
+// Verifies: FC-POL-1504
 #[test]
 fn a_duplicate_id_is_rejected() {
     let text = "@id(\"same\") permit (principal, action, resource);\n@id(\"same\") forbid (principal, action, resource);\n";
@@ -100,6 +107,7 @@ fn a_duplicate_id_is_rejected() {
     );
 }
 
+// Verifies: FC-POL-1504
 #[test]
 fn an_empty_id_is_rejected() {
     let text =
@@ -112,6 +120,7 @@ fn an_empty_id_is_rejected() {
     );
 }
 
+// Verifies: FC-POL-1502
 #[test]
 fn templates_are_refused() {
     let text = "permit (principal == ?principal, action, resource);";
@@ -119,6 +128,7 @@ fn templates_are_refused() {
     assert!(err.to_string().contains("templates"), "{err}");
 }
 
+// Verifies: FC-POL-1506
 #[test]
 fn a_directory_loads_every_cedar_file_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,6 +148,7 @@ fn a_directory_loads_every_cedar_file_in_name_order() {
     assert_eq!(ids, ["a.cedar:0", "b.cedar:0"]);
 }
 
+// Verifies: FC-POL-1506, FC-POL-1512
 #[test]
 fn an_error_in_a_directory_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,6 +169,7 @@ fn an_error_in_a_directory_names_the_file() {
     );
 }
 
+// Verifies: FC-POL-1506
 #[test]
 fn an_empty_directory_and_a_missing_file_are_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,6 +180,7 @@ fn an_empty_directory_and_a_missing_file_are_errors() {
     assert!(err.to_string().contains("nope.cedar"), "{err}");
 }
 
+// Verifies: FC-POL-1506
 #[test]
 fn a_file_is_named_by_its_file_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,6 +191,7 @@ fn a_file_is_named_by_its_file_name() {
     assert_eq!(set.policies()[1].file, "ops.cedar");
 }
 
+// Verifies: FC-POL-1509
 #[test]
 fn the_digest_is_stable_across_loads_of_the_same_content() {
     let a = PolicySet::from_str("ops.cedar", GOOD).unwrap();
@@ -197,6 +211,7 @@ fn the_digest_is_stable_across_loads_of_the_same_content() {
     assert_eq!(c.digest(), d.digest());
 }
 
+// Verifies: FC-POL-1509
 #[test]
 fn the_digest_changes_when_any_policy_text_changes() {
     let a = PolicySet::from_str("ops.cedar", GOOD).unwrap();
@@ -210,6 +225,7 @@ fn the_digest_changes_when_any_policy_text_changes() {
     assert_ne!(a.digest(), empty.digest());
 }
 
+// Verifies: FC-POL-1510
 #[test]
 fn the_default_policy_loads_and_is_annotated() {
     let set = PolicySet::default_policy().unwrap();
@@ -217,6 +233,7 @@ fn the_default_policy_loads_and_is_annotated() {
     assert!(set.warnings().is_empty(), "{:?}", set.warnings());
 }
 
+// Verifies: FC-POL-1503
 #[test]
 fn a_policy_that_can_never_apply_is_refused() {
     // `link` applies to interfaces, never to capabilities: this forbid would protect nothing.

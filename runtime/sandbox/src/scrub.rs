@@ -255,6 +255,7 @@ mod tests {
         assert_eq!(scrubbed, "before [redacted] after", "{encoded}");
     }
 
+    // Verifies: FC-SEC-2213
     #[test]
     fn the_secret_itself_is_caught_and_other_text_is_kept() {
         let s = scrubber(&[SECRET]);
@@ -267,6 +268,7 @@ mod tests {
         assert!(Scrubber::default().text(SECRET) == SECRET);
     }
 
+    // Verifies: FC-SEC-2213
     #[test]
     fn percent_encoded_forms_are_caught_in_either_case_and_with_plus_for_space() {
         let upper: String = SECRET.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -288,6 +290,7 @@ mod tests {
         caught(&form.replace('+', "%20"));
     }
 
+    // Verifies: FC-SEC-2213
     #[test]
     fn json_escaped_forms_are_caught_as_serde_json_and_other_encoders_write_them() {
         let json = serde_json::to_string(SECRET).unwrap();
@@ -307,6 +310,7 @@ mod tests {
         assert_eq!(s.text(r#""key-\ud83d\udd11-value""#), r#""[redacted]""#);
     }
 
+    // Verifies: FC-SEC-2213
     #[test]
     fn base64_forms_are_caught_standard_and_url_safe_padded_or_not_at_any_alignment() {
         for engine in [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
@@ -324,12 +328,14 @@ mod tests {
         }
     }
 
+    // Verifies: FC-SEC-2213
     #[test]
     fn hex_forms_are_caught_in_either_case() {
         caught(&hex::encode(SECRET));
         caught(&hex::encode_upper(SECRET));
     }
 
+    // Verifies: FC-SEC-2214
     #[test]
     fn a_short_secret_is_caught_as_itself_but_never_redacts_short_runs_of_base64_or_hex() {
         let s = scrubber(&["ab"]);
@@ -344,6 +350,7 @@ mod tests {
         assert_eq!(forms("~~~~~~~~").len(), 1 + 6 + 1);
     }
 
+    // Verifies: FC-SEC-2215
     #[test]
     fn every_secret_is_caught_the_longest_first_and_the_debug_form_shows_none() {
         let s = scrubber(&["token", "token-and-more"]);
@@ -355,6 +362,7 @@ mod tests {
         assert!(!format!("{s:?}").contains("token"));
     }
 
+    // Verifies: FC-SEC-2215
     #[test]
     fn a_secret_too_large_to_search_for_is_an_error_and_leaves_the_scrubber_as_it_was() {
         // The largest secret, of every kind of character, compiles beside others.

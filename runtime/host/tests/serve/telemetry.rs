@@ -285,6 +285,7 @@ fn starts(server: &Server, token: &str) -> Vec<Json> {
         .collect()
 }
 
+// Verifies: FC-PROTO-0829, FC-PROTO-0922, FC-EXT-5507, FC-SEC-1315, FC-OBS-2603, FC-OBS-2604, FC-OBS-2605, FC-OBS-2607, FC-OBS-2611, FC-OBS-2618, FC-OBS-2619, FC-OBS-2623
 /// An API invocation with `traceparent` and an MCP call with its own become spans of the
 /// callers' traces (request → invoke → host call), with their attributes, exported to a real
 /// OTLP/HTTP receiver; each invocation's start entry records its caller's trace id; a malformed
@@ -536,6 +537,7 @@ fn spans_and_metrics_reach_an_otlp_receiver_in_the_callers_trace() {
     assert_eq!(hex::encode(&request.parent_span_id), MCP_PARENT_ID);
 }
 
+// Verifies: FC-EXT-5507, FC-OBS-2603, FC-OBS-2607, FC-OBS-2623
 /// The same export over OTLP/gRPC (`telemetry.otlp_protocol = "grpc"`): the invocation's span
 /// arrives in the caller's trace, a child of the request, and the metrics arrive.
 #[test]
@@ -575,6 +577,7 @@ fn spans_and_metrics_reach_an_otlp_grpc_receiver() {
     still_serving_then_verified(server, &host);
 }
 
+// Verifies: FC-PROTO-0830, FC-EXT-5508, FC-SEC-1315, FC-SEC-1811, FC-OBS-2601, FC-OBS-2608, FC-OBS-2609, FC-OBS-2615
 /// `/metrics` takes any valid token (none: 401) and counts exactly the invocations the ledger
 /// holds, by capability and outcome; `telemetry.metrics_listen` serves the same without one.
 #[test]
@@ -708,6 +711,7 @@ fn metrics_are_scraped_with_a_token_and_count_the_ledgers_invocations() {
     still_serving_then_verified(server, &host);
 }
 
+// Verifies: FC-EXT-5516, FC-OBS-2620
 /// Export is batched in the background: with a receiver that never answers, or none at all,
 /// every invocation is answered (each within the client's 5 s, under the exporter's own 10 s
 /// timeout, so an export in the invocation's path would fail this), and the server still stops

@@ -564,6 +564,7 @@ fn scrub_error(error: Error, secrets: &Scrubber) -> Error {
 mod tests {
     use super::*;
 
+    // Verifies: FC-SEC-2025
     #[test]
     fn lookups_answer_within_the_time_left_or_say_why_not() {
         let found = lookup("localhost", 80, Duration::from_secs(10));
@@ -595,6 +596,7 @@ mod tests {
         Ok(vec![SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)])
     }
 
+    // Verifies: FC-SEC-2024
     #[test]
     fn a_lookup_waits_for_a_busy_pool_at_most_its_time_left_and_the_pool_never_grows() {
         let pool = Resolver::new(2, stand_in);

@@ -475,6 +475,7 @@ mod tests {
         }
     }
 
+    // Verifies: FC-MEM-2506
     #[test]
     fn pages_merge_pending_writes_with_the_store_in_order() {
         let (_dir, store) = store((0..250).map(|i| format!("k{i:03}")));
@@ -505,6 +506,7 @@ mod tests {
         assert_eq!(session.get("n", "zz").unwrap(), Some(b"x".to_vec()));
     }
 
+    // Verifies: FC-MEM-2512
     #[test]
     fn oversized_keys_values_and_invocations_are_refused_and_keep_nothing() {
         let (_dir, store) = store([]);
@@ -531,6 +533,7 @@ mod tests {
         assert!(check_namespace("memory").is_ok());
     }
 
+    // Verifies: FC-MEM-2515
     #[test]
     fn variants_are_recorded_by_case_name_with_their_payload() {
         for error in [
@@ -559,6 +562,7 @@ mod tests {
         assert!(Error::from_value(&wrong("unknown", None)).is_none());
     }
 
+    // Verifies: FC-MEM-2503
     #[test]
     fn ledger_writes_skip_trapped_invocations_and_other_buckets() {
         let open = |inv: u64, ns: &str, rep: u32| Entry::HostCall {

@@ -62,6 +62,9 @@ impl Args {
             target,
             only: self.only,
         };
+        // A case that panics is reported as failed with its message; the default hook's
+        // backtrace would only bury the report.
+        std::panic::set_hook(Box::new(|_| {}));
         let report = crate::run(&suite, &options, |outcome| {
             let verdict = match &outcome.result {
                 Ok(()) => "pass".to_owned(),

@@ -135,6 +135,42 @@ pub fn check_cases(suite: &Suite, cases: &[Case]) -> Result<(), Vec<String>> {
     }
 }
 
+/// The longest a case may take; one that takes longer fails and the run goes on.
+pub const CASE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs one case on a thread of its own, so that a case that panics or never ends fails alone
+/// instead of taking the whole run with it.
+fn contained(case: Case, target: &Target) -> Result<(), Failure> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = target.clone();
+    let spawned = std::thread::Builder::new()
+        .name(case.name.to_owned())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(|| (case.run)(&target));
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(Failure::Failed(format!("cannot start the case: {e}")));
+    }
+    match rx.recv_timeout(CASE_LIMIT) {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Failure::Failed(format!(
+                "the case itself failed: {message}"
+            )))
+        }
+        Err(_) => Err(Failure::Failed(format!(
+            "the case did not finish within {} s",
+            CASE_LIMIT.as_secs()
+        ))),
+    }
+}
+
 /// Runs the cases against the target, in order, each on its own fresh state, and reports per
 /// requirement of `suite`. `progress` hears each case's outcome as it ends.
 pub fn run(suite: &Suite, options: &Options, mut progress: impl FnMut(&Outcome)) -> Report {
@@ -148,7 +184,7 @@ pub fn run(suite: &Suite, options: &Options, mut progress: impl FnMut(&Outcome))
             continue;
         }
         let started = std::time::Instant::now();
-        let result = (case.run)(&options.target);
+        let result = contained(case, &options.target);
         let outcome = Outcome {
             case,
             result,

@@ -11,6 +11,9 @@ use serde_json::Value as Json;
 
 use crate::{Failure, GUEST, GUEST_MANIFEST};
 
+/// The longest a command of the target may run: past every deadline a case asks for.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
 /// What the suite runs against.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -129,14 +132,48 @@ impl Host {
 
     /// Runs a command to completion.
     pub fn run(&self, args: &[&str]) -> Result<Run, Failure> {
-        let out = self
+        let what = || format!("`{}`", args.join(" "));
+        let mut child = self
             .command(args)
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| Failure::Failed(format!("cannot run {}: {e}", self.binary.display())))?;
+        // Drained while it runs, so a chatty target cannot block on a full pipe.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let started = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < COMMAND_LIMIT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(Failure::Failed(format!(
+                        "{} did not end within {} s",
+                        what(),
+                        COMMAND_LIMIT.as_secs()
+                    )));
+                }
+                Err(e) => return Err(Failure::Failed(format!("{}: {e}", what()))),
+            }
+        };
         Ok(Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
         })
     }
 

@@ -111,7 +111,7 @@ fn probed() -> &'static [(String, bool)] {
     })
 }
 
-// Verifies: FC-CORE-0206, FC-CAP-1013, FC-CAP-1226, FC-SEC-1301, FC-POL-1607, FC-SEC-1901, FC-SEC-1903, FC-SEC-1922
+// Verifies: FC-CORE-0206, FC-CAP-1013, FC-CAP-1226, FC-SEC-1301, FC-POL-1607, FC-SEC-1901, FC-SEC-1903, FC-SEC-1922, FC-ABI-4702, FC-ABI-4703, FC-ABI-4801, FC-ABI-4808
 #[test]
 fn every_function_of_the_host_world_is_gated_or_reviewed_and_nothing_else_links() {
     let world = probed();
@@ -133,7 +133,7 @@ fn every_function_of_the_host_world_is_gated_or_reviewed_and_nothing_else_links(
     assert_eq!(absent, ["wasi:cli/exit@0.2.12#exit-with-code"]);
 }
 
-// Verifies: FC-CORE-0206, FC-CAP-1013, FC-SEC-1301, FC-SEC-1319, FC-SEC-1903, FC-SEC-1923
+// Verifies: FC-CORE-0206, FC-CAP-1013, FC-SEC-1301, FC-SEC-1319, FC-SEC-1903, FC-SEC-1923, FC-ABI-4808
 #[test]
 fn an_injected_ungated_function_fails_the_structural_check() {
     // The sandbox's own claims with one gated function dropped: the probe still finds it

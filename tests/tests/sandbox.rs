@@ -41,7 +41,7 @@ fn run(
         .unwrap()
 }
 
-// Verifies: FC-EXEC-0501, FC-EXEC-0601
+// Verifies: FC-EXEC-0501, FC-EXEC-0601, FC-CRYPTO-3501, FC-CRYPTO-3502, FC-CRYPTO-3503
 #[test]
 fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
     let sb = sandbox();
@@ -75,7 +75,7 @@ fn endless_loop_stops_with_fuel_exhausted_and_the_same_fuel_every_time() {
     assert_eq!(runs[0].fuel_consumed, 2_000_000);
 }
 
-// Verifies: FC-EXEC-0406, FC-EXEC-0501
+// Verifies: FC-EXEC-0406, FC-EXEC-0501, FC-CRYPTO-3502
 #[test]
 fn same_invocation_twice_gives_identical_result_and_fuel() {
     let sb = sandbox();
@@ -100,7 +100,7 @@ fn same_invocation_twice_gives_identical_result_and_fuel() {
     assert_eq!(third.fuel_consumed, first.fuel_consumed);
 }
 
-// Verifies: FC-EXEC-0610, FC-SEC-1911
+// Verifies: FC-EXEC-0610, FC-SEC-1911, FC-CRYPTO-3503
 #[test]
 fn unbounded_memory_growth_hits_the_memory_limit() {
     let sb = Sandbox::new(SandboxConfig {
@@ -119,7 +119,7 @@ fn unbounded_memory_growth_hits_the_memory_limit() {
     }
 }
 
-// Verifies: FC-EXEC-0611, FC-SEC-1912
+// Verifies: FC-EXEC-0611, FC-SEC-1912, FC-CRYPTO-3503
 #[test]
 fn unbounded_recursion_hits_the_stack_limit() {
     let sb = sandbox();
@@ -622,7 +622,7 @@ fn host_bytes_cost_fuel_at_the_documented_rate_and_replay_charges_the_same() {
     );
 }
 
-// Verifies: FC-EXEC-0512, FC-EXEC-0606, FC-SEC-1313, FC-SEC-1318, FC-SEC-1913
+// Verifies: FC-EXEC-0512, FC-EXEC-0606, FC-SEC-1313, FC-SEC-1318, FC-SEC-1913, FC-CRYPTO-3503
 #[test]
 fn host_calls_past_the_recorded_bytes_cap_end_the_invocation_with_a_limit() {
     let sb = sandbox();
@@ -685,7 +685,7 @@ fn a_cpu_feature_of_this_host() -> &'static str {
     panic!("no optional CPU feature found on this host to compile without");
 }
 
-// Verifies: FC-EXEC-0403, FC-EXEC-0419, FC-CRYPTO-3825
+// Verifies: FC-EXEC-0403, FC-EXEC-0419, FC-CRYPTO-3825, FC-ABI-4707
 #[test]
 fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
     let feature = a_cpu_feature_of_this_host();
@@ -728,7 +728,7 @@ fn a_ledger_replays_on_a_cpu_without_the_recording_cpus_features() {
     }
 }
 
-// Verifies: FC-EXEC-0404
+// Verifies: FC-EXEC-0404, FC-ABI-4708
 #[test]
 fn only_cpu_feature_flags_may_be_disabled() {
     for flag in ["opt_level", "has_no_such_feature"] {
@@ -952,7 +952,7 @@ mod write_ahead {
         assert!(outcome.written_ahead.is_empty());
     }
 
-    // Verifies: FC-EXEC-0410
+    // Verifies: FC-EXEC-0410, FC-CRYPTO-3503
     #[test]
     fn a_spinning_guest_with_fuel_to_spare_stops_at_its_deadline() {
         let sb = super::sandbox();
@@ -1012,7 +1012,7 @@ fn cache_in(dir: &std::path::Path) -> femtoclaw_sandbox::CompileCache {
     }
 }
 
-// Verifies: FC-EXEC-0412, FC-SEC-1915, FC-UPG-3413
+// Verifies: FC-EXEC-0412, FC-SEC-1915, FC-UPG-3413, FC-CRYPTO-3511
 #[test]
 fn a_cache_file_the_host_did_not_write_is_recompiled_never_loaded() {
     let dir = tempfile::tempdir().unwrap();
@@ -1142,7 +1142,7 @@ fn the_pool_holds_the_invocations_it_is_sized_for_and_refuses_one_more() {
     });
 }
 
-// Verifies: FC-EXEC-0408, FC-CAP-1006, FC-CAP-1007, FC-CAP-1016, FC-EXT-5302
+// Verifies: FC-EXEC-0408, FC-CAP-1006, FC-CAP-1007, FC-CAP-1016, FC-EXT-5302, FC-ABI-4701
 /// Every function of every first-party capability, world-level or of an exported interface,
 /// is described by the doc comment of its WIT, which the SDK keeps in the component; a
 /// component without docs (built without the SDK's macro) describes nothing and still runs;

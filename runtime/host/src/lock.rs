@@ -67,7 +67,7 @@ impl DirLock {
 mod tests {
     use super::*;
 
-    // Verifies: FC-CORE-0111, FC-MEM-2415, FC-CONF-2910, FC-CONF-2911
+    // Verifies: FC-CORE-0111, FC-MEM-2415, FC-CONF-2910, FC-CONF-2911, FC-DIST-4101
     #[test]
     fn a_held_directory_is_refused_naming_its_holder_and_free_again_once_dropped() {
         let dir = tempfile::tempdir().unwrap();

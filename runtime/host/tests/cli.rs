@@ -57,7 +57,7 @@ fn invoke_json_reports_result_fuel_output_and_logs() {
     );
 }
 
-// Verifies: FC-CORE-0114, FC-CORE-0117, FC-EXEC-0501, FC-EXEC-0601, FC-EXEC-0602
+// Verifies: FC-CORE-0114, FC-CORE-0117, FC-EXEC-0501, FC-EXEC-0601, FC-EXEC-0602, FC-CRYPTO-3518
 #[test]
 fn installed_endless_loop_exits_4_with_the_same_fuel_every_time() {
     let host = with_misbehave();
@@ -73,7 +73,7 @@ fn installed_endless_loop_exits_4_with_the_same_fuel_every_time() {
     assert_eq!(stderr(&first), stderr(&second));
 }
 
-// Verifies: FC-CORE-0116, FC-CORE-0123, FC-EXEC-0604, FC-EXEC-0610, FC-EXEC-0611, FC-EXEC-0718, FC-CAP-1117, FC-SEC-1911, FC-SEC-1912, FC-SEC-1917, FC-SEC-1921
+// Verifies: FC-CORE-0116, FC-CORE-0123, FC-EXEC-0604, FC-EXEC-0610, FC-EXEC-0611, FC-EXEC-0718, FC-CAP-1117, FC-SEC-1911, FC-SEC-1912, FC-SEC-1917, FC-SEC-1921, FC-CRYPTO-3518
 #[test]
 fn exit_codes_name_each_kind_of_failure() {
     let host = with_misbehave();
@@ -204,7 +204,7 @@ fn add_without_manifest_takes_the_file_stem_and_version_0_0_0() {
     );
 }
 
-// Verifies: FC-CORE-0106, FC-CORE-0212, FC-CAP-1112, FC-CRYPTO-3302, FC-CRYPTO-3316
+// Verifies: FC-CORE-0106, FC-CORE-0212, FC-CAP-1112, FC-CRYPTO-3302, FC-CRYPTO-3316, FC-CRYPTO-3511
 #[test]
 fn a_component_changed_after_add_is_refused_by_name() {
     let host = with_misbehave();
@@ -232,7 +232,7 @@ fn a_component_changed_after_add_is_refused_by_name() {
     assert!(stderr(&out).contains("component.wasm"), "{}", stderr(&out));
 }
 
-// Verifies: FC-CORE-0106, FC-CORE-0212, FC-CORE-0302, FC-CAP-1113, FC-CAP-1115, FC-CRYPTO-3303, FC-CRYPTO-3304, FC-CRYPTO-3316
+// Verifies: FC-CORE-0106, FC-CORE-0212, FC-CORE-0302, FC-CAP-1113, FC-CAP-1115, FC-CRYPTO-3303, FC-CRYPTO-3304, FC-CRYPTO-3316, FC-CRYPTO-3511
 /// The manifest is part of the identity: raising the fuel budget (or widening the requests,
 /// or claiming a publisher) in the installed `capability.toml` is refused like a changed
 /// component, and the digest of the manifest that ran is recorded with every invocation.
@@ -413,7 +413,7 @@ fn run_measuring_peak_rss(
     (libc::WEXITSTATUS(status), err, peak)
 }
 
-// Verifies: FC-EXEC-0606, FC-EXEC-0612, FC-SEC-1913
+// Verifies: FC-EXEC-0606, FC-EXEC-0612, FC-SEC-1913, FC-CRYPTO-3503
 #[cfg(target_os = "linux")]
 #[test]
 fn a_guest_hoarding_host_bytes_ends_at_the_recorded_bytes_cap_and_the_host_stays_small() {

@@ -132,7 +132,7 @@ fn replay(host: &Host) -> Json {
     host.replay_on(host.data.path(), &export)
 }
 
-// Verifies: FC-CORE-0208, FC-CORE-0219, FC-CORE-0314, FC-CORE-0315, FC-CORE-0317, FC-EXEC-0513, FC-SEC-1310, FC-MEM-2410, FC-MEM-2420, FC-CONF-2906, FC-OPS-5704
+// Verifies: FC-CORE-0208, FC-CORE-0219, FC-CORE-0314, FC-CORE-0315, FC-CORE-0317, FC-EXEC-0513, FC-SEC-1310, FC-MEM-2410, FC-MEM-2420, FC-CONF-2906, FC-OPS-5704, FC-DIST-4101, FC-FORMAL-5012, FC-FORMAL-5017
 #[test]
 fn a_host_killed_during_a_request_leaves_its_intent_and_the_next_start_records_the_interruption() {
     let server = Silent::start();
@@ -201,7 +201,7 @@ fn a_host_killed_during_a_request_leaves_its_intent_and_the_next_start_records_t
     assert_eq!(server.hits(), 1, "the server saw exactly one request");
 }
 
-// Verifies: FC-CORE-0114, FC-CORE-0120, FC-EXEC-0513, FC-EXEC-0607, FC-CRYPTO-3808
+// Verifies: FC-CORE-0114, FC-CORE-0120, FC-EXEC-0513, FC-EXEC-0607, FC-CRYPTO-3808, FC-CRYPTO-3503, FC-CRYPTO-3518
 #[test]
 fn a_guest_spinning_with_fuel_to_spare_exits_11_at_the_operators_deadline_and_asks_no_more() {
     let host = Host::with_policy(OPEN_POLICY);

@@ -445,7 +445,7 @@ fn replay(host: &Host) -> Json {
     host.replay_on(host.data.path(), &host.export())
 }
 
-// Verifies: FC-SEC-2109
+// Verifies: FC-SEC-2109, FC-CRYPTO-3504, FC-CRYPTO-3517
 #[test]
 fn a_symlink_inside_the_preopen_cannot_reach_a_path_the_policy_withholds() {
     let host = host(&format!(
@@ -485,7 +485,7 @@ fn a_symlink_inside_the_preopen_cannot_reach_a_path_the_policy_withholds() {
     assert_eq!(answer, json!({"ok": "hello"}));
 }
 
-// Verifies: FC-SEC-2109, FC-SEC-2110
+// Verifies: FC-SEC-2109, FC-SEC-2110, FC-CRYPTO-3504, FC-CRYPTO-3517
 #[test]
 fn a_dot_dot_after_a_symlink_and_a_dangling_link_reach_nothing_the_policy_withholds() {
     let host = host(&format!(

@@ -449,7 +449,7 @@ fn the_default_policy_links_fetch_but_grants_no_host() {
     );
 }
 
-// Verifies: FC-POL-1710, FC-SEC-2004, FC-SEC-2005
+// Verifies: FC-POL-1710, FC-SEC-2004, FC-SEC-2005, FC-CRYPTO-3507
 #[test]
 fn a_redirect_to_an_ungranted_origin_is_denied_at_that_hop() {
     let server = local_server();
@@ -479,7 +479,7 @@ fn a_redirect_to_an_ungranted_origin_is_denied_at_that_hop() {
     assert_eq!(report["result"]["ok"]["status"], json!(302), "{report}");
 }
 
-// Verifies: FC-SEC-2005
+// Verifies: FC-SEC-2005, FC-CRYPTO-3506
 #[test]
 fn a_redirect_loop_stops_at_the_requested_hop_count() {
     let server = local_server();
@@ -496,7 +496,7 @@ fn a_redirect_loop_stops_at_the_requested_hop_count() {
     assert_eq!(server.hits(), 4, "the first request and three redirects");
 }
 
-// Verifies: FC-POL-1707, FC-POL-1717, FC-SEC-2002, FC-SEC-2011
+// Verifies: FC-POL-1707, FC-POL-1717, FC-SEC-2002, FC-SEC-2011, FC-CRYPTO-3507, FC-CRYPTO-3517
 #[test]
 fn loopback_names_and_literals_are_refused_without_an_address_grant() {
     let server = local_server();
@@ -561,7 +561,7 @@ fn ipv6_loopback_is_refused_without_an_address_grant() {
     assert_eq!(report["result"]["ok"]["status"], json!(200), "{report}");
 }
 
-// Verifies: FC-SEC-2022
+// Verifies: FC-SEC-2022, FC-CRYPTO-3501, FC-CRYPTO-3506, FC-CRYPTO-3518
 #[test]
 fn oversized_responses_are_refused_whatever_the_server_declares() {
     let server = local_server();
@@ -587,7 +587,7 @@ fn oversized_responses_are_refused_whatever_the_server_declares() {
     }
 }
 
-// Verifies: FC-SEC-2023
+// Verifies: FC-SEC-2023, FC-CRYPTO-3506
 #[test]
 fn a_server_that_never_answers_times_out() {
     let server = local_server();
@@ -621,7 +621,7 @@ fn store_secret(host: &Host) {
     assert!(!stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET));
 }
 
-// Verifies: FC-SEC-2201, FC-SEC-2202, FC-SEC-2203, FC-SEC-2208, FC-CONF-2912
+// Verifies: FC-SEC-2201, FC-SEC-2202, FC-SEC-2203, FC-SEC-2208, FC-CONF-2912, FC-CRYPTO-3512
 #[test]
 fn secrets_are_stored_privately_and_listed_by_name_only() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -771,7 +771,7 @@ fn replay_answers_http_from_the_ledger_without_any_request() {
     assert_eq!(server.hits(), 2, "replay sent a request");
 }
 
-// Verifies: FC-SEC-2008
+// Verifies: FC-SEC-2008, FC-CRYPTO-3506
 #[test]
 fn https_speaks_tls_and_a_failed_handshake_is_an_error_not_a_crash() {
     // A loopback listener that takes one connection, keeps the first bytes the host sends and
@@ -924,7 +924,7 @@ fn the_host_owns_host_framing_hop_by_hop_and_encoding_headers() {
     assert!(head.contains("accept-encoding: identity"), "{head}");
 }
 
-// Verifies: FC-SEC-2209, FC-SEC-2210, FC-SEC-2220
+// Verifies: FC-SEC-2209, FC-SEC-2210, FC-SEC-2220, FC-CRYPTO-3505
 #[test]
 fn a_secret_echoed_url_json_and_base64_encoded_reaches_neither_the_guest_nor_the_ledger() {
     let server = local_server();
@@ -978,7 +978,7 @@ fn a_secret_echoed_url_json_and_base64_encoded_reaches_neither_the_guest_nor_the
     assert_ledger_has_no_secret(&host);
 }
 
-// Verifies: FC-SEC-2210, FC-SEC-2212
+// Verifies: FC-SEC-2210, FC-SEC-2212, FC-CRYPTO-3505, FC-CRYPTO-3517
 #[test]
 fn a_redirect_that_names_a_secret_is_recorded_and_answered_scrubbed() {
     let server = local_server();
@@ -1013,7 +1013,7 @@ fn a_redirect_that_names_a_secret_is_recorded_and_answered_scrubbed() {
     assert_ledger_has_no_secret(&host);
 }
 
-// Verifies: FC-SEC-2209, FC-SEC-2211
+// Verifies: FC-SEC-2209, FC-SEC-2211, FC-CRYPTO-3505
 #[test]
 fn a_secret_the_guest_unscrambled_is_scrubbed_from_its_log_and_output() {
     let server = local_server();

@@ -161,7 +161,7 @@ fn an_ungranted_namespace_is_denied_answered_and_recorded() {
     );
 }
 
-// Verifies: FC-CORE-0211, FC-CAP-1207, FC-MEM-2502
+// Verifies: FC-CORE-0211, FC-CAP-1207, FC-MEM-2502, FC-FORMAL-5010
 #[test]
 fn writes_apply_only_when_the_invocation_returns() {
     let host = kv_host();

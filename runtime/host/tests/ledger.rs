@@ -22,7 +22,7 @@ fn misbehave_host() -> Host {
     host
 }
 
-// Verifies: FC-CORE-0102, FC-CORE-0301, FC-CORE-0302, FC-CORE-0303, FC-CORE-0304, FC-CORE-0313, FC-EXEC-0401, FC-EXEC-0503, FC-CAP-1115, FC-CAP-1204, FC-EXT-5502, FC-SEC-1303, FC-OBS-2701, FC-OBS-2703, FC-UPG-3406
+// Verifies: FC-CORE-0102, FC-CORE-0301, FC-CORE-0302, FC-CORE-0303, FC-CORE-0304, FC-CORE-0313, FC-EXEC-0401, FC-EXEC-0503, FC-CAP-1115, FC-CAP-1204, FC-EXT-5502, FC-SEC-1303, FC-OBS-2701, FC-OBS-2703, FC-UPG-3406, FC-ABI-4701, FC-ABI-4705, FC-FORMAL-5004
 #[test]
 fn every_invocation_and_host_call_is_recorded_and_the_receipt_points_at_it() {
     let host = misbehave_host();
@@ -90,7 +90,7 @@ fn every_invocation_and_host_call_is_recorded_and_the_receipt_points_at_it() {
     assert_eq!(end["fuel_consumed"], report["fuel"]["consumed"]);
 }
 
-// Verifies: FC-CORE-0202, FC-CORE-0311, FC-CORE-0314, FC-EXEC-0601, FC-EXEC-0616, FC-POL-1418, FC-OBS-2704
+// Verifies: FC-CORE-0202, FC-CORE-0311, FC-CORE-0314, FC-EXEC-0601, FC-EXEC-0616, FC-POL-1418, FC-OBS-2704, FC-FORMAL-5005, FC-CRYPTO-3503
 #[test]
 fn refused_and_failed_invocations_are_recorded_too() {
     let host = misbehave_host();
@@ -122,7 +122,7 @@ fn refused_and_failed_invocations_are_recorded_too() {
     assert_eq!(denied["entry"]["resource"], json!("hello@0.1.0"));
 }
 
-// Verifies: FC-CRYPTO-3801, FC-CRYPTO-3819, FC-OBS-2706, FC-OBS-2707, FC-OBS-2710
+// Verifies: FC-CRYPTO-3801, FC-CRYPTO-3819, FC-OBS-2706, FC-OBS-2707, FC-OBS-2710, FC-FORMAL-5019, FC-FORMAL-5202, FC-FORMAL-5209, FC-CRYPTO-3508
 #[test]
 fn verify_passes_with_the_pinned_key_and_fails_with_another_or_a_tampered_export() {
     let host = misbehave_host();
@@ -199,7 +199,7 @@ fn checkpoint_and_inclusion_proof_verify_against_the_key() {
     assert_eq!(code(&out), 8, "{}", stderr(&out));
 }
 
-// Verifies: FC-CRYPTO-3802, FC-CRYPTO-3702, FC-CRYPTO-3703, FC-CRYPTO-3714, FC-CRYPTO-3718, FC-OPS-3906
+// Verifies: FC-CRYPTO-3802, FC-CRYPTO-3702, FC-CRYPTO-3703, FC-CRYPTO-3714, FC-CRYPTO-3718, FC-OPS-3906, FC-CRYPTO-3516
 #[test]
 fn key_rotation_is_recorded_and_both_keys_verify_their_checkpoints() {
     let host = misbehave_host();
@@ -232,7 +232,7 @@ fn key_rotation_is_recorded_and_both_keys_verify_their_checkpoints() {
     assert_eq!(code(&recorded), 0, "{}", stderr(&recorded));
 }
 
-// Verifies: FC-CORE-0209, FC-MEM-2403, FC-OPS-5703
+// Verifies: FC-CORE-0209, FC-MEM-2403, FC-OPS-5703, FC-FORMAL-5013
 #[test]
 fn nothing_acknowledged_is_lost_when_the_host_is_killed() {
     let host = misbehave_host();
@@ -293,7 +293,7 @@ fn nothing_acknowledged_is_lost_when_the_host_is_killed() {
     }
 }
 
-// Verifies: FC-CORE-0309, FC-EXEC-0520
+// Verifies: FC-CORE-0309, FC-EXEC-0520, FC-FORMAL-5009
 #[test]
 fn recording_the_same_inputs_twice_gives_identical_entries_but_for_clock_and_random_values() {
     let host = misbehave_host();
@@ -394,7 +394,7 @@ fn inclusion_proofs_verify_with_an_independent_implementation() {
     assert_eq!(code(&python(&moved)), 1);
 }
 
-// Verifies: FC-CORE-0210, FC-POL-1513, FC-OPS-3907, FC-UPG-3407
+// Verifies: FC-CORE-0210, FC-POL-1513, FC-OPS-3907, FC-UPG-3407, FC-FORMAL-5006, FC-CRYPTO-3516
 #[test]
 fn a_policy_change_is_recorded_before_the_first_decision_it_makes() {
     let host = misbehave_host();
@@ -477,7 +477,7 @@ fn the_first_key_generate_makes_the_first_key_and_show_all_lists_the_history() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
-// Verifies: FC-CRYPTO-3618, FC-CRYPTO-3803, FC-CRYPTO-4507, FC-OBS-2711, FC-OPS-5710
+// Verifies: FC-CRYPTO-3618, FC-CRYPTO-3803, FC-CRYPTO-4507, FC-OBS-2711, FC-OPS-5710, FC-FORMAL-5204, FC-CRYPTO-3501, FC-CRYPTO-3515
 #[test]
 fn a_pinned_checkpoint_catches_a_ledger_rolled_back_or_forked_since() {
     let greet = |host: &Host, name: &str| {
@@ -558,7 +558,7 @@ fn greet(host: &Host, name: &str) {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
-// Verifies: FC-MEM-2414, FC-CRYPTO-3803, FC-OBS-2711, FC-OPS-5709, FC-OPS-5710
+// Verifies: FC-MEM-2414, FC-CRYPTO-3803, FC-OBS-2711, FC-OPS-5709, FC-OPS-5710, FC-FORMAL-5204, FC-FORMAL-5210, FC-CRYPTO-3510, FC-CRYPTO-3515
 /// The segment cut back to an earlier commit and the derived index deleted: a ledger that
 /// verifies on its own. The host's own record of its latest checkpoint, kept outside both,
 /// catches it: the host refuses to open it, and `log verify` fails, naming what went backwards.
@@ -598,7 +598,7 @@ fn a_ledger_rolled_back_behind_the_hosts_own_record_is_refused() {
     assert_eq!(std::fs::metadata(segment(&host)).unwrap().len(), earlier);
 }
 
-// Verifies: FC-MEM-2414, FC-OPS-5709
+// Verifies: FC-MEM-2414, FC-OPS-5709, FC-FORMAL-5210, FC-CRYPTO-3510, FC-CRYPTO-3515
 /// Another ledger put in the place of this host's (same key, same size or more, other
 /// entries) is not the one its record names.
 #[test]
@@ -632,7 +632,7 @@ fn a_ledger_replaced_by_another_is_refused() {
     assert!(stderr(&out).contains("is not the one"), "{}", stderr(&out));
 }
 
-// Verifies: FC-MEM-2416, FC-CRYPTO-3819, FC-OBS-2716, FC-OPS-5710
+// Verifies: FC-MEM-2416, FC-CRYPTO-3819, FC-OBS-2716, FC-OPS-5710, FC-FORMAL-5008, FC-FORMAL-5212
 /// `log verify` writes nothing: a torn tail is reported and left as it is, and no invocation
 /// the host stopped during is ended by it (only the host, when it next opens the ledger, does).
 #[test]

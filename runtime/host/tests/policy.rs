@@ -155,7 +155,7 @@ fn import_requested_but_not_permitted_by_policy_is_refused() {
     );
 }
 
-// Verifies: FC-CORE-0207, FC-CAP-1205, FC-CAP-1214, FC-EXT-5306, FC-EXT-5316, FC-SEC-1306, FC-SEC-1317, FC-POL-1507
+// Verifies: FC-CORE-0207, FC-CAP-1205, FC-CAP-1214, FC-EXT-5306, FC-EXT-5316, FC-SEC-1306, FC-SEC-1317, FC-POL-1507, FC-CRYPTO-3518
 #[test]
 fn call_time_denial_reaches_the_guest_as_an_error_it_handles() {
     let host = with_misbehave(MANIFEST);
@@ -391,7 +391,7 @@ fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_r
     );
 }
 
-// Verifies: FC-CORE-0118, FC-CORE-0205, FC-CAP-1012, FC-POL-1607, FC-SEC-1901
+// Verifies: FC-CORE-0118, FC-CORE-0205, FC-CAP-1012, FC-POL-1607, FC-SEC-1901, FC-ABI-4702
 #[test]
 fn an_import_no_host_provides_is_refused_with_exit_7_naming_every_one() {
     let host = Host::with_policy(OPEN_POLICY);

@@ -149,7 +149,7 @@ fn what_if(host: &Host, export: &std::path::Path, policy: &std::path::Path) -> J
     report(&out)
 }
 
-// Verifies: FC-CORE-0317, FC-EXEC-0507, FC-EXEC-0508, FC-EXT-5503, FC-CRYPTO-3806, FC-CRYPTO-3808, FC-CRYPTO-3809, FC-CRYPTO-3817
+// Verifies: FC-CORE-0317, FC-EXEC-0507, FC-EXEC-0508, FC-EXT-5503, FC-CRYPTO-3806, FC-CRYPTO-3808, FC-CRYPTO-3809, FC-CRYPTO-3817, FC-FORMAL-5014, FC-FORMAL-5206
 #[test]
 fn an_honest_ledger_replays_identically_with_no_side_effect() {
     let (host, export) = recorded();
@@ -228,7 +228,7 @@ fn host_calls_that_trap_are_recorded_and_their_ledger_replays_identically() {
     }
 }
 
-// Verifies: FC-CORE-0119, FC-EXEC-0509, FC-EXEC-0510, FC-EXEC-0517, FC-CRYPTO-3305, FC-CRYPTO-3809, FC-CRYPTO-3813, FC-CRYPTO-3817, FC-CRYPTO-3818
+// Verifies: FC-CORE-0119, FC-EXEC-0509, FC-EXEC-0510, FC-EXEC-0517, FC-CRYPTO-3305, FC-CRYPTO-3809, FC-CRYPTO-3813, FC-CRYPTO-3817, FC-CRYPTO-3818, FC-FORMAL-5206, FC-FORMAL-5217
 #[test]
 fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
     let (host, export) = recorded();
@@ -277,7 +277,7 @@ fn a_changed_component_diverges_with_result_and_fuel_at_the_right_call() {
     assert_eq!(by_function("greet")["status"], json!("identical"));
 }
 
-// Verifies: FC-EXEC-0509, FC-EXEC-0516, FC-CRYPTO-3812
+// Verifies: FC-EXEC-0509, FC-EXEC-0516, FC-CRYPTO-3812, FC-CRYPTO-3501
 #[test]
 fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
     let (host, export) = recorded();
@@ -331,7 +331,7 @@ fn a_resigned_ledger_with_a_changed_host_result_diverges_at_that_call() {
     );
 }
 
-// Verifies: FC-CORE-0119, FC-EXEC-0515, FC-CRYPTO-3811, FC-CRYPTO-3819
+// Verifies: FC-CORE-0119, FC-EXEC-0515, FC-CRYPTO-3811, FC-CRYPTO-3819, FC-FORMAL-5217, FC-CRYPTO-3508, FC-CRYPTO-3518
 #[test]
 fn a_ledger_changed_without_resigning_is_integrity_not_divergence() {
     let (host, export) = recorded();

@@ -111,7 +111,7 @@ fn invoke(
     )
 }
 
-// Verifies: FC-CORE-0109, FC-CORE-0111, FC-PROTO-0802, FC-PROTO-0803, FC-PROTO-0806, FC-PROTO-0807, FC-PROTO-0811, FC-PROTO-0819, FC-PROTO-0822, FC-PROTO-0824, FC-PROTO-0825, FC-PROTO-0828, FC-PROTO-0832, FC-PROTO-0834, FC-PROTO-0835, FC-PROTO-0840, FC-PROTO-0842, FC-PROTO-0843, FC-SEC-5601, FC-SEC-1804, FC-SEC-1805, FC-SEC-1811, FC-SEC-1822, FC-SEC-1823, FC-CONF-2901, FC-CONF-2910, FC-OPS-3904, FC-PERF-5812
+// Verifies: FC-CORE-0109, FC-CORE-0111, FC-PROTO-0802, FC-PROTO-0803, FC-PROTO-0806, FC-PROTO-0807, FC-PROTO-0811, FC-PROTO-0819, FC-PROTO-0822, FC-PROTO-0824, FC-PROTO-0825, FC-PROTO-0828, FC-PROTO-0832, FC-PROTO-0834, FC-PROTO-0835, FC-PROTO-0840, FC-PROTO-0842, FC-PROTO-0843, FC-SEC-5601, FC-SEC-1804, FC-SEC-1805, FC-SEC-1811, FC-SEC-1822, FC-SEC-1823, FC-CONF-2901, FC-CONF-2910, FC-OPS-3904, FC-PERF-5812, FC-DIST-4101, FC-DIST-4201, FC-DIST-4301, FC-CRYPTO-3501, FC-CRYPTO-3513
 /// On a fresh data directory, a created token and a POST invoke `hello.greet` and return a
 /// receipt whose proof verifies against `/v1/ledger/checkpoint` with the pinned key alone; no
 /// token gets 401; bad requests get their problems and leave the server serving.
@@ -317,7 +317,7 @@ fn an_authenticated_invoke_returns_a_receipt_whose_proof_verifies() {
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
 }
 
-// Verifies: FC-CORE-0107, FC-CORE-0108, FC-CORE-0123, FC-PROTO-0817, FC-PROTO-0818, FC-PROTO-0824, FC-PROTO-0826, FC-PROTO-0836, FC-CAP-1104, FC-CAP-1105, FC-EXT-5504, FC-POL-1410, FC-POL-1508, FC-SEC-5601, FC-SEC-1802, FC-SEC-1805, FC-SEC-1812, FC-SEC-1819, FC-EXT-5404, FC-EXT-5410, FC-CRYPTO-3704, FC-CONF-2904, FC-CONF-2907, FC-CONF-2908, FC-CONF-2911, FC-CONF-2912, FC-CONF-2914, FC-OPS-3901, FC-OPS-3902, FC-OPS-3903, FC-OPS-3904, FC-OPS-3905, FC-OPS-3906, FC-OPS-3907, FC-OPS-3910, FC-OPS-3912, FC-OPS-3918, FC-OPS-3920, FC-OBS-2713, FC-OBS-2714
+// Verifies: FC-CORE-0107, FC-CORE-0108, FC-CORE-0123, FC-PROTO-0817, FC-PROTO-0818, FC-PROTO-0824, FC-PROTO-0826, FC-PROTO-0836, FC-CAP-1104, FC-CAP-1105, FC-EXT-5504, FC-POL-1410, FC-POL-1508, FC-SEC-5601, FC-SEC-1802, FC-SEC-1805, FC-SEC-1812, FC-SEC-1819, FC-EXT-5404, FC-EXT-5410, FC-CRYPTO-3704, FC-CONF-2904, FC-CONF-2907, FC-CONF-2908, FC-CONF-2911, FC-CONF-2912, FC-CONF-2914, FC-OPS-3901, FC-OPS-3902, FC-OPS-3903, FC-OPS-3904, FC-OPS-3905, FC-OPS-3906, FC-OPS-3907, FC-OPS-3910, FC-OPS-3912, FC-OPS-3918, FC-OPS-3920, FC-OBS-2713, FC-OBS-2714, FC-CRYPTO-3512, FC-CRYPTO-3513, FC-CRYPTO-3516
 /// While a server holds the data directory, the operator's writing commands reach it over its
 /// admin channel (a socket of mode 0600) and take effect on its next request: a token made,
 /// used and revoked, both recorded in the ledger with its digest and never the token; a
@@ -1048,7 +1048,7 @@ fn decide(server: &Server, token: &str, id: u64, decision: &str, reason: &str) -
     )
 }
 
-// Verifies: FC-CORE-0123, FC-CORE-0307, FC-CORE-0308, FC-CORE-0312, FC-PROTO-0812, FC-PROTO-0813, FC-PROTO-0814, FC-PROTO-0825, FC-PROTO-0841, FC-PROTO-0842, FC-PROTO-0924, FC-EXT-5504, FC-SEC-5605, FC-OPS-4009, FC-OPS-4010, FC-OPS-4011, FC-OPS-4013, FC-OPS-4014, FC-OPS-4015, FC-OPS-4016, FC-OPS-4020, FC-OPS-4023, FC-OPS-4025, FC-OBS-2715
+// Verifies: FC-CORE-0123, FC-CORE-0307, FC-CORE-0308, FC-CORE-0312, FC-PROTO-0812, FC-PROTO-0813, FC-PROTO-0814, FC-PROTO-0825, FC-PROTO-0841, FC-PROTO-0842, FC-PROTO-0924, FC-EXT-5504, FC-SEC-5605, FC-OPS-4009, FC-OPS-4010, FC-OPS-4011, FC-OPS-4013, FC-OPS-4014, FC-OPS-4015, FC-OPS-4016, FC-OPS-4020, FC-OPS-4023, FC-OPS-4025, FC-OBS-2715, FC-CRYPTO-3501, FC-CRYPTO-3514, FC-CRYPTO-3516
 /// An `@approval("required")` call is answered 202 with the approval's `Location` and recorded
 /// as pending; `approval grant` (through the running server) lets the identical call run once,
 /// with its start naming the approval; other arguments, or the same call again, need a new
@@ -1312,7 +1312,7 @@ fn an_approval_required_call_waits_for_a_grant_runs_once_and_every_decision_is_r
     assert_eq!(report["identical"], json!(2), "{report}");
 }
 
-// Verifies: FC-PROTO-0820, FC-PROTO-0839, FC-CONF-2905, FC-CONF-2906, FC-PERF-5803
+// Verifies: FC-PROTO-0820, FC-PROTO-0839, FC-CONF-2905, FC-CONF-2906, FC-PERF-5803, FC-DIST-4302
 /// Every request has a deadline: an invocation gets what is left of `server.request_timeout_ms`
 /// (far below the operator's invocation deadline here) and ends at it. A stopping server gives
 /// the invocations in flight `server.shutdown_grace_ms`, then exits 0 without them; the one cut
@@ -1524,7 +1524,7 @@ fn an_mcp_client_over_stdio_lists_the_principals_tools_and_gets_receipts() {
     );
 }
 
-// Verifies: FC-PROTO-0810, FC-PROTO-0823, FC-PROTO-0835, FC-PROTO-0908, FC-PROTO-0912, FC-PROTO-0913, FC-PROTO-0917, FC-PROTO-0918, FC-PROTO-0919, FC-PROTO-0925, FC-PROTO-0928, FC-SEC-1805, FC-SEC-1811, FC-SEC-1822, FC-SEC-1825
+// Verifies: FC-PROTO-0810, FC-PROTO-0823, FC-PROTO-0835, FC-PROTO-0908, FC-PROTO-0912, FC-PROTO-0913, FC-PROTO-0917, FC-PROTO-0918, FC-PROTO-0919, FC-PROTO-0925, FC-PROTO-0928, FC-SEC-1805, FC-SEC-1811, FC-SEC-1822, FC-SEC-1825, FC-CRYPTO-3513
 /// MCP over streamable HTTP at `/mcp` on `serve`, with the official Python SDK: the same tools,
 /// results and receipts as over stdio, for the principal of the request's bearer token. Hostile
 /// requests are refused as the specification says and the server keeps serving: no token or a

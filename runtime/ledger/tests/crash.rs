@@ -99,7 +99,7 @@ fn run_and_kill(dir: &Path, after_first_ack: Duration) -> Vec<(u64, u64, u64)> {
     acks
 }
 
-// Verifies: FC-MEM-2403, FC-OPS-5714
+// Verifies: FC-MEM-2403, FC-OPS-5714, FC-FORMAL-5013
 #[test]
 fn sigkilled_writer_loses_no_acknowledged_entry() {
     let dir = tempfile::tempdir().unwrap();

@@ -221,7 +221,7 @@ fn decode_refuses_non_canonical_bool_and_bad_char() {
     ));
 }
 
-// Verifies: FC-EXEC-0714, FC-MEM-2316
+// Verifies: FC-EXEC-0714, FC-MEM-2316, FC-CRYPTO-3509
 #[test]
 fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
     // Hand-made: an option nested far deeper than the limit.
@@ -252,7 +252,7 @@ fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
     assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
 }
 
-// Verifies: FC-EXEC-0714, FC-MEM-2317
+// Verifies: FC-EXEC-0714, FC-MEM-2317, FC-CRYPTO-3509
 #[test]
 fn huge_counts_do_not_allocate() {
     // A list claiming 4 billion items in a 20-byte input is refused at once.
@@ -484,7 +484,7 @@ proptest! {
         prop_assert_eq!(v.encoded_len(), (call(v.clone()).encode().len() - around) as u64);
     }
 
-    // Verifies: FC-MEM-2318
+    // Verifies: FC-MEM-2318, FC-CRYPTO-3509
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = Entry::decode(&bytes);
@@ -493,7 +493,7 @@ proptest! {
         let _ = Entry::decode(&v);
     }
 
-    // Verifies: FC-MEM-2315, FC-MEM-2318
+    // Verifies: FC-MEM-2315, FC-MEM-2318, FC-CRYPTO-3509
     #[test]
     fn mutated_encodings_never_panic_and_reencode_canonically(
         e in arb_entry(),

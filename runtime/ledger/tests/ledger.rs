@@ -41,7 +41,7 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
     segs.pop().unwrap()
 }
 
-// Verifies: FC-MEM-2401, FC-MEM-2402, FC-MEM-2409
+// Verifies: FC-MEM-2401, FC-MEM-2402, FC-MEM-2409, FC-FORMAL-5002
 #[test]
 fn appended_entries_read_back_after_reopen_with_one_checkpoint_per_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +164,7 @@ fn append_garbage(dir: &Path, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
-// Verifies: FC-MEM-2413, FC-MEM-2416, FC-MEM-2419, FC-OPS-5701, FC-OPS-5712
+// Verifies: FC-MEM-2413, FC-MEM-2416, FC-MEM-2419, FC-OPS-5701, FC-OPS-5712, FC-FORMAL-5215
 #[test]
 fn torn_tail_is_cut_reported_and_earlier_entries_survive() {
     type Damage = Box<dyn Fn(&Path)>;
@@ -289,7 +289,7 @@ fn entries_without_a_commit_record_are_not_kept() {
     assert_eq!(rec.truncated_entries, 3);
 }
 
-// Verifies: FC-MEM-2412, FC-OPS-5708
+// Verifies: FC-MEM-2412, FC-OPS-5708, FC-FORMAL-5215, FC-CRYPTO-3510
 #[test]
 fn damage_before_the_tail_is_refused_not_truncated() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,7 +323,7 @@ fn damage_before_the_tail_is_refused_not_truncated() {
     ));
 }
 
-// Verifies: FC-MEM-2412, FC-OPS-5708
+// Verifies: FC-MEM-2412, FC-OPS-5708, FC-CRYPTO-3510
 #[test]
 fn damage_in_an_earlier_segment_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
@@ -502,7 +502,7 @@ fn key_rotation_verifies_with_both_keys_pinned() {
     assert_eq!(verify_dir(dir.path(), &both_keys()).unwrap().checkpoints, 5);
 }
 
-// Verifies: FC-CRYPTO-3617
+// Verifies: FC-CRYPTO-3617, FC-FORMAL-5209
 /// After a recorded rotation the old key is retired: a checkpoint it signs later is refused,
 /// though the verifier pins it (it signed the history before the rotation).
 #[test]
@@ -529,7 +529,7 @@ fn a_retired_key_signs_nothing_after_its_rotation() {
     }
 }
 
-// Verifies: FC-CRYPTO-3617
+// Verifies: FC-CRYPTO-3617, FC-FORMAL-5007
 /// The ledger's first entry names its first key; another pinned key signs nothing before a
 /// rotation hands over to it.
 #[test]
@@ -554,7 +554,7 @@ fn the_first_key_change_names_the_key_in_force_from_the_start() {
     ));
 }
 
-// Verifies: FC-CORE-0316, FC-MEM-2408, FC-MEM-2417, FC-MEM-4402, FC-OPS-5704
+// Verifies: FC-CORE-0316, FC-MEM-2408, FC-MEM-2417, FC-MEM-4402, FC-OPS-5704, FC-FORMAL-5017
 /// An invocation written ahead of an effect has a start and no end until it finishes; opening
 /// the ledger names every such invocation (the host stopped during it), and no other.
 #[test]

@@ -83,7 +83,7 @@ fn transparency_dev_consistency_probes() {
     }
 }
 
-// Verifies: FC-MEM-2308, FC-CRYPTO-3601, FC-CRYPTO-4601
+// Verifies: FC-MEM-2308, FC-CRYPTO-3601, FC-CRYPTO-4601, FC-FORMAL-5003
 #[test]
 fn reference_tree_roots_match_for_every_size() {
     let v: serde_json::Value =

@@ -156,7 +156,7 @@ fn checkpoint_text_is_strict() {
     assert_eq!(ok.size, 0);
 }
 
-// Verifies: FC-CRYPTO-3707
+// Verifies: FC-CRYPTO-3707, FC-CRYPTO-3512
 #[test]
 fn key_file_is_private() {
     use std::os::unix::fs::PermissionsExt as _;

@@ -61,7 +61,7 @@ fn untouched_export_verifies() {
     assert_eq!(rebuild(e, c), bytes);
 }
 
-// Verifies: FC-CRYPTO-3616, FC-ABI-4904, FC-OBS-2717, FC-UPG-3405
+// Verifies: FC-CRYPTO-3616, FC-ABI-4904, FC-OBS-2717, FC-UPG-3405, FC-CRYPTO-3501, FC-CRYPTO-3508, FC-CRYPTO-3509
 #[test]
 fn flipping_any_byte_is_detected() {
     let bytes = small_export();
@@ -75,7 +75,7 @@ fn flipping_any_byte_is_detected() {
     }
 }
 
-// Verifies: FC-CRYPTO-3615
+// Verifies: FC-CRYPTO-3615, FC-FORMAL-5202
 #[test]
 fn a_changed_entry_is_located_to_its_batch() {
     let bytes = small_export();
@@ -107,7 +107,7 @@ fn a_malformed_entry_is_named_by_index() {
     ));
 }
 
-// Verifies: FC-CRYPTO-3616, FC-CRYPTO-3623, FC-OBS-2717
+// Verifies: FC-CRYPTO-3616, FC-CRYPTO-3623, FC-OBS-2717, FC-FORMAL-5203, FC-CRYPTO-3509
 #[test]
 fn truncation_is_detected() {
     let bytes = small_export();
@@ -130,7 +130,7 @@ fn truncation_is_detected() {
     );
 }
 
-// Verifies: FC-CRYPTO-3615, FC-CRYPTO-3623
+// Verifies: FC-CRYPTO-3615, FC-CRYPTO-3623, FC-FORMAL-5203
 #[test]
 fn deleting_or_swapping_entries_is_detected() {
     let bytes = small_export();
@@ -163,7 +163,7 @@ fn deleting_or_swapping_entries_is_detected() {
     );
 }
 
-// Verifies: FC-CRYPTO-3614, FC-CRYPTO-3623, FC-OBS-2710
+// Verifies: FC-CRYPTO-3614, FC-CRYPTO-3623, FC-OBS-2710, FC-FORMAL-5209
 #[test]
 fn replaced_signatures_and_other_keys_are_detected() {
     let bytes = small_export();
@@ -214,7 +214,7 @@ fn replaced_signatures_and_other_keys_are_detected() {
     ));
 }
 
-// Verifies: FC-CRYPTO-3619
+// Verifies: FC-CRYPTO-3619, FC-FORMAL-5203
 #[test]
 fn reordered_checkpoints_and_foreign_origins_are_detected() {
     let bytes = small_export();
@@ -279,7 +279,7 @@ fn error_messages_are_lowercase_without_final_period() {
     }
 }
 
-// Verifies: FC-CRYPTO-3620, FC-OPS-4025, FC-OBS-2712
+// Verifies: FC-CRYPTO-3620, FC-OPS-4025, FC-OBS-2712, FC-FORMAL-5205
 /// The approval audit: a log whose invocation spends an approval granted for exactly its call
 /// verifies; one that spends an approval never granted, granted for another call, or twice, or
 /// that decides an approval twice, fails at that entry, signed checkpoints or not.

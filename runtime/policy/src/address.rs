@@ -176,7 +176,7 @@ mod tests {
         AddressKind::of(text.parse().unwrap())
     }
 
-    // Verifies: FC-POL-1708, FC-SEC-2003
+    // Verifies: FC-POL-1708, FC-SEC-2003, FC-SEC-2012
     #[test]
     fn special_ranges_are_never_public() {
         for (text, expected) in [

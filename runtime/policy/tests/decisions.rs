@@ -13,7 +13,7 @@ fn first_party(name: &str) -> CapabilityRef {
     cap(name, CapabilityRef::FIRST_PARTY)
 }
 
-// Verifies: FC-POL-1401, FC-POL-1404
+// Verifies: FC-POL-1401, FC-POL-1404, FC-FORMAL-5102
 #[test]
 fn no_policy_means_deny() {
     let set = PolicySet::empty().unwrap();
@@ -30,7 +30,7 @@ fn no_policy_means_deny() {
     assert!(!d.allowed);
 }
 
-// Verifies: FC-POL-1402
+// Verifies: FC-POL-1402, FC-FORMAL-5103
 #[test]
 fn forbid_beats_permit() {
     let text = r#"
@@ -54,7 +54,7 @@ fn forbid_beats_permit() {
     assert_eq!(denied.policy_ids, ["no-shell"]);
 }
 
-// Verifies: FC-POL-1403
+// Verifies: FC-POL-1403, FC-FORMAL-5104
 #[test]
 fn decisions_carry_every_determining_policy_id_sorted() {
     let text = r#"
@@ -75,7 +75,7 @@ fn decisions_carry_every_determining_policy_id_sorted() {
     assert_eq!(d.policy_ids, ["ids.cedar:0"]);
 }
 
-// Verifies: FC-POL-1408
+// Verifies: FC-POL-1408, FC-FORMAL-5111
 #[test]
 fn a_policy_that_fails_to_evaluate_is_skipped_and_reported() {
     let text = r#"
@@ -205,7 +205,7 @@ fn the_default_policy_links_host_interfaces_and_the_baseline_but_nothing_else() 
     assert!(!d.allowed);
 }
 
-// Verifies: FC-POL-1401, FC-POL-1510
+// Verifies: FC-POL-1401, FC-POL-1510, FC-FORMAL-5116
 #[test]
 fn the_default_policy_grants_no_network_files_or_secrets() {
     let set = PolicySet::default_policy().unwrap();
@@ -297,7 +297,7 @@ fn call_policies_see_the_capability_in_the_context() {
     );
 }
 
-// Verifies: FC-POL-1409
+// Verifies: FC-POL-1409, FC-FORMAL-5113
 #[test]
 fn a_scope_of_the_wrong_kind_is_a_malformed_request() {
     let set = PolicySet::from_str("all.cedar", "permit (principal, action, resource);").unwrap();
@@ -312,7 +312,7 @@ fn a_scope_of_the_wrong_kind_is_a_malformed_request() {
     assert!(!d.errors.is_empty());
 }
 
-// Verifies: FC-POL-1409
+// Verifies: FC-POL-1409, FC-FORMAL-5113
 #[test]
 fn a_malformed_interface_is_denied_even_under_permit_all() {
     let set = PolicySet::from_str("all.cedar", "permit (principal, action, resource);").unwrap();

@@ -226,7 +226,7 @@ fn manifest_covers(requests: &Requests, req: &Req<'_>) -> bool {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
-    // Verifies: FC-POL-1601, FC-POL-1612, FC-POL-1620, FC-POL-1701, FC-POL-1720
+    // Verifies: FC-POL-1601, FC-POL-1612, FC-POL-1620, FC-POL-1701, FC-POL-1720, FC-FORMAL-5107, FC-FORMAL-5101, FC-FORMAL-5109
     #[test]
     fn the_grant_never_exceeds_manifest_and_policy(
         rules in prop::collection::vec(rule(), 0..8),

@@ -38,7 +38,7 @@ fn verdicts(report: &Json) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-// Verifies: FC-COMP-3101, FC-COMP-3102, FC-COMP-3103, FC-COMP-3105, FC-COMP-3113
+// Verifies: FC-COMP-3101, FC-COMP-3102, FC-COMP-3103, FC-COMP-3105, FC-COMP-3113, FC-COMP-5901, FC-DIST-4301
 // Verifies: FC-COMP-3001, FC-COMP-3002, FC-COMP-3007
 #[test]
 fn the_host_conforms_every_case_passes_and_every_requirement_has_a_line() {

@@ -204,7 +204,7 @@ pub fn check(suite: &Suite, tags: &[Tag]) -> Vec<Problem> {
     for r in suite.requirements() {
         if r.status == Status::Implemented
             && r.keyword.is_absolute()
-            && verifying.get(r.id.as_str()).is_none()
+            && !verifying.contains_key(r.id.as_str())
         {
             let file = suite
                 .spec(r.spec)

@@ -81,7 +81,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.authority.policy-reread-and-recorded",
-        verifies: &["FC-CORE-0107", "FC-CORE-0210"],
+        verifies: &["FC-CORE-0210"],
         run: policy_reread_and_recorded,
     },
     Case {
@@ -243,6 +243,21 @@ pub const CASES: &[Case] = &[
             "FC-EXEC-0418",
         ],
         run: compile_cache,
+    },
+    Case {
+        name: "http.capability.admin-channel",
+        verifies: &["FC-CORE-0108", "FC-CORE-0111", "FC-CAP-1104", "FC-CAP-1105"],
+        run: admin_channel,
+    },
+    Case {
+        name: "cli.remote.same-exit-codes",
+        verifies: &["FC-CORE-0109"],
+        run: remote_same_exit_codes,
+    },
+    Case {
+        name: "http.authority.policy-reread",
+        verifies: &["FC-CORE-0107"],
+        run: http_policy_reread,
     },
 ];
 
@@ -461,24 +476,41 @@ fn sections(wasm: &[u8]) -> Option<Vec<(u8, usize, usize, String)>> {
     Some(out)
 }
 
-/// The guest with its top-level custom section `name` removed, or its payload replaced.
+/// `wasm` (a component or a core module) with its custom section `name` removed, or its payload
+/// replaced, wherever it is: at the top level or inside a nested core module or component.
 fn replace_custom_section(wasm: &[u8], name: &str, payload: Option<&[u8]>) -> Option<Vec<u8>> {
-    let sections = sections(wasm)?;
-    let (_, start, end, _) = sections
-        .iter()
-        .find(|(id, _, _, n)| *id == 0 && n == name)?
-        .clone();
-    let mut out = wasm[..start].to_vec();
-    if let Some(payload) = payload {
-        let mut content = leb(name.len() as u64);
-        content.extend_from_slice(name.as_bytes());
-        content.extend_from_slice(payload);
-        out.push(0);
-        out.extend(leb(content.len() as u64));
-        out.extend(content);
+    let component = wasm.get(4..8)? == [0x0d, 0x00, 0x01, 0x00];
+    let mut out = wasm[..8].to_vec();
+    let mut found = false;
+    for (id, start, end, section) in sections(wasm)? {
+        let (_, body) = read_leb(wasm, start + 1)?;
+        let content = &wasm[body..end];
+        if !found && id == 0 && section == name {
+            found = true;
+            if let Some(payload) = payload {
+                let mut content = leb(name.len() as u64);
+                content.extend_from_slice(name.as_bytes());
+                content.extend_from_slice(payload);
+                out.push(0);
+                out.extend(leb(content.len() as u64));
+                out.extend(content);
+            }
+            continue;
+        }
+        if !found
+            && component
+            && (id == 1 || id == 4)
+            && let Some(edited) = replace_custom_section(content, name, payload)
+        {
+            found = true;
+            out.push(id);
+            out.extend(leb(edited.len() as u64));
+            out.extend(edited);
+            continue;
+        }
+        out.extend_from_slice(&wasm[start..end]);
     }
-    out.extend_from_slice(&wasm[end..]);
-    Some(out)
+    found.then_some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2139,6 +2171,11 @@ fn fingerprint(start: &Json) -> Option<String> {
     Some(sha256_hex(&message))
 }
 
+/// Whether a recorded approval number is `id`.
+fn is_id(value: &Json, id: &str) -> bool {
+    value.as_u64().is_some_and(|n| id.parse() == Ok(n))
+}
+
 /// The pending approval's id an exit-13 answer names.
 fn pending_id(run: &Run) -> Result<String, Failure> {
     let at = run.stderr.find("pending as approval ").ok_or_else(|| {
@@ -2179,7 +2216,7 @@ fn approval_bound_to_the_call(target: &Target) -> Result<(), Failure> {
     ensure!(
         entries.iter().any(|e| e["entry"]["type"] == "approval"
             && e["entry"]["action"] == "request"
-            && e["entry"]["request"].to_string() == id),
+            && is_id(&e["entry"]["request"], &id)),
         "no approval request entry records approval {id}"
     );
     // The same call again while it is pending: the same approval.
@@ -2214,7 +2251,7 @@ fn approval_bound_to_the_call(target: &Target) -> Result<(), Failure> {
     let n = last_invocation(&entries)?;
     let start = of_invocation(&entries, n)[0]["entry"].clone();
     ensure!(
-        start["approval"].to_string() == id,
+        is_id(&start["approval"], &id),
         "the start of the call that spent approval {id} names approval {}",
         start["approval"]
     );
@@ -2223,7 +2260,7 @@ fn approval_bound_to_the_call(target: &Target) -> Result<(), Failure> {
         .find(|e| {
             e["entry"]["type"] == "approval"
                 && e["entry"]["action"] == "grant"
-                && e["entry"]["request"].to_string() == id
+                && is_id(&e["entry"]["request"], &id)
         })
         .map(|e| e["entry"]["fingerprint"].clone())
         .ok_or_else(|| Failure::Failed(format!("no grant entry records approval {id}")))?;
@@ -2935,5 +2972,221 @@ fn compile_cache(target: &Target) -> Result<(), Failure> {
         read(&file)? != tagged,
         "code tagged under another key was loaded, not recompiled and replaced"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A server on the data directory.
+
+/// `serve --listen 127.0.0.1:0` on a host's data directory, stopped when dropped.
+struct Serving {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(host: &Host) -> Result<Serving, Failure> {
+    use std::io::BufRead as _;
+    let mut child = host
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Failure::Failed(format!("cannot start serve: {e}")))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.as_mut() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    let url = line.trim().strip_prefix("listening on ").map(str::to_owned);
+    let serving = Serving {
+        child,
+        url: url.clone().unwrap_or_default(),
+    };
+    ensure!(
+        url.is_some(),
+        "serve --listen 127.0.0.1:0 must first print `listening on URL`; it printed {:?}",
+        line.trim()
+    );
+    Ok(serving)
+}
+
+/// `POST /v1/invoke` of `body` with `token`: the status.
+fn post_invoke(url: &str, token: &str, body: &Json) -> Result<(u16, String), Failure> {
+    let response = crate::target::Server::client()
+        .post(format!("{url}/v1/invoke"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .map_err(|e| Failure::Failed(format!("/v1/invoke: no answer: {e}")))?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().unwrap_or_default()))
+}
+
+fn admin_channel(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let token = host.ok(&["token", "create", "--principal", "user:local"])?;
+    let token = token.trim();
+    let serving = serve(&host)?;
+    let socket = host.data.path().join("admin.sock");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+        let meta = std::fs::metadata(&socket)
+            .map_err(|e| Failure::Failed(format!("a serving host has no admin.sock: {e}")))?;
+        ensure!(
+            meta.file_type().is_socket() && meta.permissions().mode() & 0o777 == 0o600,
+            "admin.sock is not a socket of mode 0600 (mode {:o})",
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let echo =
+        json!({ "capability": "conformance", "function": "echo", "args": { "text": "served" } });
+    let (status, _) = post_invoke(&serving.url, token, &echo)?;
+    ensure!(
+        status == 404,
+        "an uninstalled capability answered HTTP {status}, not 404"
+    );
+    // Installed while the server runs, through it: the same answer as locally.
+    let local = target.host()?;
+    let expected = add(&local, "guest.wasm", GUEST, Some(GUEST_MANIFEST))?;
+    expected.expect(0, "capability add on a data directory no server holds")?;
+    let run = add(&host, "guest.wasm", GUEST, Some(GUEST_MANIFEST))?;
+    run.expect(0, "capability add while a server holds the data directory")?;
+    ensure!(
+        run.stdout == expected.stdout,
+        "capability add through the server printed {:?}, locally {:?}",
+        run.stdout.trim(),
+        expected.stdout.trim()
+    );
+    let (status, text) = post_invoke(&serving.url, token, &echo)?;
+    ensure!(
+        status == 200 && text.contains("served"),
+        "the capability added while the server runs is not served at the next request: HTTP {status} {}",
+        excerpt(&text)
+    );
+    // A second process may not open the ledger the server holds.
+    let run = host.run(&["kv", "list"])?;
+    ensure!(
+        run.code != 0
+            && run.stderr.contains(&serving.child.id().to_string())
+            && run.stderr.contains("serve"),
+        "a second process opening the held ledger must be refused naming pid {} and what it does: exit {}, {}",
+        serving.child.id(),
+        run.code,
+        excerpt(&run.stderr)
+    );
+    // Removed: unknown from the next request, over HTTP and on the command line.
+    let run = host.run(&["capability", "remove", "conformance"])?;
+    run.expect(0, "capability remove while serving")?;
+    ensure!(
+        run.stdout == expected.stdout,
+        "capability remove printed {:?}, not the removed one's line {:?}",
+        run.stdout.trim(),
+        expected.stdout.trim()
+    );
+    let (status, _) = post_invoke(&serving.url, token, &echo)?;
+    ensure!(
+        status == 404,
+        "a removed capability answered HTTP {status}, not 404"
+    );
+    let run = host.invoke("echo", &json!({ "text": "x" }), &[])?;
+    failed(&run, 3, "invoke of a removed capability")?;
+    let run = host.run(&["capability", "remove", "hello"])?;
+    failed(&run, 2, "capability remove of an embedded capability")?;
+    let run = local.run(&["capability", "remove", "hello"])?;
+    failed(
+        &run,
+        2,
+        "capability remove hello on a data directory no server holds",
+    )?;
+    let run = local.run(&["capability", "remove", "conformance"])?;
+    run.expect(0, "capability remove locally")?;
+    let run = local.invoke("echo", &json!({ "text": "x" }), &[])?;
+    failed(&run, 3, "invoke of a capability removed locally")?;
+    Ok(())
+}
+
+fn remote_same_exit_codes(target: &Target) -> Result<(), Failure> {
+    let server = target.server(Some(OPEN))?;
+    if let Some(host) = &server.host {
+        host.install()?;
+    }
+    let local = guest_host(target, OPEN)?;
+    let client = target.host()?;
+    let calls: [(&str, &str, &[&str]); 6] = [
+        ("echo", r#"{"text":"remote"}"#, &[]),
+        ("echo", r#"{"text":1}"#, &[]),
+        ("no-such-function", "{}", &[]),
+        ("divide", r#"{"a":1,"b":0}"#, &[]),
+        ("spin", "{}", &["--fuel", "100000"]),
+        ("add", r#"{"a":40,"b":2}"#, &["--fuel", "0"]),
+    ];
+    for (function, args, extra) in calls {
+        let mut local_args = vec!["invoke", "conformance", function, "--args", args];
+        local_args.extend_from_slice(extra);
+        let here = local.run(&local_args)?;
+        let mut remote_args = local_args.clone();
+        remote_args.extend(["--remote", &server.url, "--token", &server.token]);
+        let there = client.run(&remote_args)?;
+        ensure!(
+            there.code == here.code,
+            "invoke {function} {args} {extra:?} exits {} through --remote where locally it exits {}: {}",
+            there.code,
+            here.code,
+            excerpt(&there.stderr)
+        );
+        if here.code == 0 {
+            ensure!(
+                there.stdout == here.stdout,
+                "invoke --remote printed {:?} where locally {:?}",
+                there.stdout.trim(),
+                here.stdout.trim()
+            );
+        }
+    }
+    let unknown = client.run(&[
+        "invoke",
+        "no-such-capability",
+        "echo",
+        "--remote",
+        &server.url,
+        "--token",
+        &server.token,
+    ])?;
+    failed(&unknown, 3, "invoke --remote of an unknown capability")?;
+    Ok(())
+}
+
+fn http_policy_reread(target: &Target) -> Result<(), Failure> {
+    let other = OPEN.replace("User::\"local\"", "User::\"someone-else\"");
+    let server = target.server(Some(&other))?;
+    let Some(host) = &server.host else {
+        return Err(Failure::NotApplicable(
+            "the server's policy is not the suite's".into(),
+        ));
+    };
+    let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "Ada" } });
+    let response = server.post("/v1/invoke", &greet)?;
+    response.expect(403, "a call the server's policy does not permit")?;
+    host.policy(&format!("// now permitted\n{OPEN}"))?;
+    let response = server.post("/v1/invoke", &greet)?;
+    response.expect(
+        200,
+        "the same call once the policy file permits it, without a restart",
+    )?;
+    host.policy(&format!("// denied again, a longer file\n{other}"))?;
+    let response = server.post("/v1/invoke", &greet)?;
+    response.expect(
+        403,
+        "the same call once the policy file no longer permits it",
+    )?;
     Ok(())
 }

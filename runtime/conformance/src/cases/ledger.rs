@@ -206,7 +206,12 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.config.defaults-and-show",
-        verifies: &["FC-CONF-2801", "FC-CONF-2802", "FC-CONF-2808", "FC-CONF-2825"],
+        verifies: &[
+            "FC-CONF-2801",
+            "FC-CONF-2802",
+            "FC-CONF-2808",
+            "FC-CONF-2825",
+        ],
         run: config_defaults_and_show,
     },
     Case {
@@ -232,7 +237,12 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.config.refused-before-any-work",
-        verifies: &["FC-CONF-2816", "FC-CONF-2824", "FC-CONF-2812", "FC-CRYPTO-3717"],
+        verifies: &[
+            "FC-CONF-2816",
+            "FC-CONF-2824",
+            "FC-CONF-2812",
+            "FC-CRYPTO-3717",
+        ],
         run: config_refused_before_any_work,
     },
     Case {
@@ -1924,7 +1934,9 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(read) = std::fs::read_dir(&d) else { continue };
+        let Ok(read) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in read.flatten() {
             let path = e.path();
             if path.is_dir() {
@@ -1988,7 +2000,11 @@ fn torn_tail(target: &Target) -> Result<(), Failure> {
         ("a partial record header", vec![0x10, 0, 0], 0),
         ("a record longer than the file", big_header, 0),
         ("an entry without a commit record", record.clone(), 1),
-        ("two entries without a commit record", [record.clone(), record].concat(), 2),
+        (
+            "two entries without a commit record",
+            [record.clone(), record].concat(),
+            2,
+        ),
     ];
     for (what, tail, entries) in tails {
         write(&path, &[honest.clone(), tail.clone()].concat())?;
@@ -2050,7 +2066,10 @@ fn committed_damage_refused(target: &Target) -> Result<(), Failure> {
     bytes[at] = b'O';
     write(&path, &bytes)?;
     let run = host.invoke("echo", &json!({ "text": "three" }), &[])?;
-    ensure!(run.code != 0, "a call on a ledger damaged before its last batch succeeded");
+    ensure!(
+        run.code != 0,
+        "a call on a ledger damaged before its last batch succeeded"
+    );
     ensure!(
         run.stderr.contains("corrupt")
             && run.stderr.contains("00000000")
@@ -2145,7 +2164,10 @@ fn rollback_and_fork_refused(target: &Target) -> Result<(), Failure> {
     std::fs::remove_file(&head).map_err(|e| failed(e.to_string()))?;
     let pin = s(&pinned_file);
     let run = host.run(&["log", "verify", "--checkpoint", &pin])?;
-    run.expect(8, "log verify of a rolled-back ledger with a later checkpoint pinned")?;
+    run.expect(
+        8,
+        "log verify of a rolled-back ledger with a later checkpoint pinned",
+    )?;
     ensure!(
         run.stderr.contains("backwards"),
         "the failure does not say the log went backwards (RolledBack): {}",
@@ -2154,7 +2176,10 @@ fn rollback_and_fork_refused(target: &Target) -> Result<(), Failure> {
     // Forked: another history to the same size.
     call(&host, "echo", json!({ "text": "fork" }), 0)?;
     let run = host.run(&["log", "verify", "--checkpoint", &pin])?;
-    run.expect(8, "log verify of a forked ledger with the other branch's checkpoint pinned")?;
+    run.expect(
+        8,
+        "log verify of a forked ledger with the other branch's checkpoint pinned",
+    )?;
     ensure!(
         run.stderr.contains("not consistent with pinned checkpoint"),
         "the failure does not say the log is not consistent with the pinned checkpoint: {}",
@@ -2164,7 +2189,10 @@ fn rollback_and_fork_refused(target: &Target) -> Result<(), Failure> {
     write(&head, &recorded)?;
     let before = snapshot(&host.data.path().join("ledger/segments"));
     let run = host.invoke("echo", &json!({ "text": "more" }), &[])?;
-    run.expect(8, "a call on a ledger that is not the one the head record records")?;
+    run.expect(
+        8,
+        "a call on a ledger that is not the one the head record records",
+    )?;
     ensure!(
         run.stderr.contains("latest-checkpoint"),
         "the refusal does not name the head record: {}",
@@ -2182,13 +2210,30 @@ fn rollback_and_fork_refused(target: &Target) -> Result<(), Failure> {
     let own = host.ok(&["log", "checkpoint"])?;
     let own_file = host.file("own.checkpoint", own.as_bytes())?;
     let key = key_text(&host)?;
-    host.run(&["log", "verify", "--checkpoint", &s(&own_file), "--key", &key])?
-        .expect(0, "log verify with its own latest checkpoint pinned")?;
+    host.run(&[
+        "log",
+        "verify",
+        "--checkpoint",
+        &s(&own_file),
+        "--key",
+        &key,
+    ])?
+    .expect(0, "log verify with its own latest checkpoint pinned")?;
     let foreign = other.ok(&["log", "checkpoint"]).unwrap_or_default();
     if !foreign.is_empty() {
         let foreign_file = host.file("foreign.checkpoint", foreign.as_bytes())?;
-        host.run(&["log", "verify", "--checkpoint", &s(&foreign_file), "--key", &key])?
-            .expect(8, "log verify with a pinned checkpoint no pinned key signed")?;
+        host.run(&[
+            "log",
+            "verify",
+            "--checkpoint",
+            &s(&foreign_file),
+            "--key",
+            &key,
+        ])?
+        .expect(
+            8,
+            "log verify with a pinned checkpoint no pinned key signed",
+        )?;
     }
     let _ = other_key;
     Ok(())
@@ -2290,7 +2335,10 @@ fn reindex(target: &Target) -> Result<(), Failure> {
     }
     let run = host.run(&["log", "show", "--json", "--limit", "1000"])?;
     run.expect(0, "log show with a damaged index")?;
-    ensure!(run.stdout == shown, "the entries differ after the index was damaged");
+    ensure!(
+        run.stdout == shown,
+        "the entries differ after the index was damaged"
+    );
     call(&host, "echo", json!({ "text": "on" }), 0)?;
     Ok(())
 }
@@ -2343,9 +2391,16 @@ fn quota_rules(target: &Target) -> Result<(), Failure> {
             && !types.iter().any(|t| t.starts_with("host-call")),
         "a quota refusal must be recorded as a start, a trap and an end, with no host call: {types:?}"
     );
-    let trap = refused.iter().find(|e| e["type"] == "trap").cloned().unwrap_or_default();
+    let trap = refused
+        .iter()
+        .find(|e| e["type"] == "trap")
+        .cloned()
+        .unwrap_or_default();
     ensure!(
-        trap["kind"] == "limit" && trap["message"].as_str().is_some_and(|m| m.contains("quotas.rules[1]")),
+        trap["kind"] == "limit"
+            && trap["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("quotas.rules[1]")),
         "the refusal's trap is not of kind limit naming quotas.rules[1]: {trap}"
     );
     ensure!(
@@ -2376,46 +2431,61 @@ fn quota_rules(target: &Target) -> Result<(), Failure> {
     host.run(&grouped)?.expect(0, "hello.greet in group ops")?;
     let run = host.run(&grouped)?;
     run.expect(12, "a second hello.greet in group ops")?;
-    ensure!(run.stderr.contains("quotas.rules[2]"), "not refused by quotas.rules[2]: {}", excerpt(&run.stderr));
-    host.run(&hello)?.expect(0, "hello.greet outside group ops")?;
+    ensure!(
+        run.stderr.contains("quotas.rules[2]"),
+        "not refused by quotas.rules[2]: {}",
+        excerpt(&run.stderr)
+    );
+    host.run(&hello)?
+        .expect(0, "hello.greet outside group ops")?;
     // Rule 3 names another principal: it does not cover user:local.
-    host.run(&hello)?.expect(0, "hello.greet again outside group ops")?;
+    host.run(&hello)?
+        .expect(0, "hello.greet again outside group ops")?;
     // Authorized first: a call the policy denies is denied (7), not refused for quota, even
     // where its allowance is spent.
     let agent = [&hello[..], &["--principal", "agent:someone"]].concat();
     host.run(&agent)?.expect(7, "a denied call under a quota")?;
-    host.run(&agent)?.expect(7, "a second denied call under a quota")?;
+    host.run(&agent)?
+        .expect(7, "a second denied call under a quota")?;
     Ok(())
 }
 
 fn quota_rate_and_concurrency(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
+    // Two per 4 s: a burst of two (the default, = invocations), then one every 2 s.
     config(
         &host,
-        "[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 2\nper_ms = 1600\n\n\
-         [[quotas.rules]]\ncapability = \"conformance\"\nconcurrent = 1\n",
+        "[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 2\nper_ms = 4000\n",
     )?;
-    // Burst 2 (the default, = invocations): two at once, then the third refused.
     let hello = ["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#];
-    host.run(&hello)?.expect(0, "the first call of a burst of 2")?;
-    host.run(&hello)?.expect(0, "the second call of a burst of 2")?;
+    host.run(&hello)?
+        .expect(0, "the first call of a burst of 2")?;
+    host.run(&hello)?
+        .expect(0, "the second call of a burst of 2")?;
     let run = host.run(&hello)?;
+    let refused = std::time::Instant::now();
     run.expect(12, "a third call at once")?;
     let retry: Option<u64> = run
         .stderr
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .filter(|n| *n > 0 && *n <= 800)
+        .split(" ms")
+        .filter_map(|p| p.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .filter(|n| *n > 0 && *n <= 2000)
         .last();
-    ensure!(
-        retry.is_some(),
-        "the refusal gives no retry time within per/n = 800 ms: {}",
-        excerpt(&run.stderr)
-    );
-    // One every per/n: 800 ms later, one more (and only one).
-    std::thread::sleep(std::time::Duration::from_millis(850));
-    host.run(&hello)?.expect(0, "a call one interval later")?;
-    host.run(&hello)?.expect(12, "a second call in the same interval")?;
+    let Some(retry) = retry else {
+        return Err(failed(format!(
+            "the refusal gives no retry time within per/n = 2000 ms: {}",
+            excerpt(&run.stderr)
+        )));
+    };
+    // One every per/n: once the retry time passed, one more call, and only one.
+    let wait = std::time::Duration::from_millis(retry + 150);
+    while refused.elapsed() < wait {
+        std::thread::sleep((wait - refused.elapsed()).min(std::time::Duration::from_millis(500)));
+    }
+    host.run(&hello)?
+        .expect(0, "a call once the retry time passed")?;
+    host.run(&hello)?
+        .expect(12, "a second call in the same interval")?;
     Ok(())
 }
 
@@ -2423,11 +2493,25 @@ fn quota_allowance_per_principal_or_shared(target: &Target) -> Result<(), Failur
     let host = target.host()?;
     host.policy("permit (principal, action, resource);\n")?;
     let as_ = |who: &str| {
-        host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#, "--principal", who])
+        host.run(&[
+            "invoke",
+            "hello",
+            "greet",
+            "--args",
+            r#"{"name":"Ada"}"#,
+            "--principal",
+            who,
+        ])
     };
-    config(&host, "[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 1\n")?;
+    config(
+        &host,
+        "[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 1\n",
+    )?;
     as_("user:a")?.expect(0, "user:a's first call")?;
-    as_("user:b")?.expect(0, "user:b's first call: each principal has its own allowance")?;
+    as_("user:b")?.expect(
+        0,
+        "user:b's first call: each principal has its own allowance",
+    )?;
     as_("user:a")?.expect(12, "user:a's second call")?;
     config(
         &host,
@@ -2435,7 +2519,10 @@ fn quota_allowance_per_principal_or_shared(target: &Target) -> Result<(), Failur
     )?;
     as_("user:c")?.expect(0, "the first call under a shared rule")?;
     let run = as_("user:d")?;
-    run.expect(12, "another principal under a shared rule whose allowance is spent")?;
+    run.expect(
+        12,
+        "another principal under a shared rule whose allowance is spent",
+    )?;
     ensure!(
         run.stderr.contains("everyone it covers together"),
         "a shared rule's refusal does not say `everyone it covers together`: {}",
@@ -2459,7 +2546,11 @@ fn quota_bad_rules_refused(target: &Target) -> Result<(), Failure> {
     ] {
         let text = format!("[[quotas.rules]]\ninvocations = 5\n\n[[quotas.rules]]\n{rule}\n");
         let text = if rule.starts_with("invocations") || rule.contains("\ninvocations") {
-            text.replacen("[[quotas.rules]]\ninvocations = 5\n\n", "[[quotas.rules]]\nconcurrent = 5\n\n", 1)
+            text.replacen(
+                "[[quotas.rules]]\ninvocations = 5\n\n",
+                "[[quotas.rules]]\nconcurrent = 5\n\n",
+                1,
+            )
         } else {
             text
         };
@@ -2467,7 +2558,9 @@ fn quota_bad_rules_refused(target: &Target) -> Result<(), Failure> {
         let run = host.run(&["config", "check", &s(&file)])?;
         run.expect(2, &format!("config check of a rule with a bad {what}"))?;
         ensure!(
-            run.stderr.contains("quotas.rules") && run.stderr.contains("rule 1") && run.stderr.contains(what),
+            run.stderr.contains("quotas.rules")
+                && run.stderr.contains("rule 1")
+                && run.stderr.contains(what),
             "the refusal of a bad {what} does not name quotas.rules, rule 1 and {what}: {}",
             excerpt(&run.stderr)
         );
@@ -2475,7 +2568,10 @@ fn quota_bad_rules_refused(target: &Target) -> Result<(), Failure> {
     // Defaults, and the environment's inline TOML.
     let run = host
         .command(&["config", "show"])
-        .env("FEMTOCLAW_QUOTAS_RULES", "[{ capability = \"hello\", invocations = 3 }]")
+        .env(
+            "FEMTOCLAW_QUOTAS_RULES",
+            "[{ capability = \"hello\", invocations = 3 }]",
+        )
         .output()
         .map_err(|e| failed(e.to_string()))?;
     let shown = String::from_utf8_lossy(&run.stdout);
@@ -2490,12 +2586,17 @@ fn quota_bad_rules_refused(target: &Target) -> Result<(), Failure> {
     );
     let run = host
         .command(&["config", "show"])
-        .env("FEMTOCLAW_QUOTAS_RULES", "[{ capability = \"hello\", invocations = 0 }]")
+        .env(
+            "FEMTOCLAW_QUOTAS_RULES",
+            "[{ capability = \"hello\", invocations = 0 }]",
+        )
         .output()
         .map_err(|e| failed(e.to_string()))?;
     let stderr = String::from_utf8_lossy(&run.stderr);
     ensure!(
-        run.status.code() == Some(2) && stderr.contains("quotas.rules") && stderr.contains("rule 0"),
+        run.status.code() == Some(2)
+            && stderr.contains("quotas.rules")
+            && stderr.contains("rule 0"),
         "a bad rule in FEMTOCLAW_QUOTAS_RULES is not refused naming quotas.rules and rule 0: {}",
         excerpt(&stderr)
     );
@@ -2526,7 +2627,8 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, APPROVE)?;
     let add = json!({ "a": 20, "b": 22 });
     let first = call(&host, "add", add.clone(), 13)?;
-    let id = pending_id(&first).ok_or_else(|| failed(format!("no approval id: {}", excerpt(&first.stderr))))?;
+    let id = pending_id(&first)
+        .ok_or_else(|| failed(format!("no approval id: {}", excerpt(&first.stderr))))?;
     let again = call(&host, "add", add.clone(), 13)?;
     ensure!(
         pending_id(&again) == Some(id),
@@ -2540,7 +2642,10 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
             .filter(|e| e["entry"]["type"] == "approval" && e["entry"]["action"] == "request")
             .count())
     };
-    ensure!(requests(&host)? == 1, "the identical call recorded a second request");
+    ensure!(
+        requests(&host)? == 1,
+        "the identical call recorded a second request"
+    );
     let list = host.ok(&["approval", "list"])?;
     ensure!(
         list.lines().any(|l| l.contains(&id.to_string())
@@ -2560,10 +2665,17 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
     // Another call (other arguments) needs its own approval.
     let other = call(&host, "add", json!({ "a": 1, "b": 1 }), 13)?;
     let other_id = pending_id(&other).ok_or_else(|| failed("no approval id for the other call"))?;
-    ensure!(other_id != id, "a call with other arguments was given the same approval");
+    ensure!(
+        other_id != id,
+        "a call with other arguments was given the same approval"
+    );
     // The identical call spends the grant, once.
     let run = call(&host, "add", add.clone(), 0)?;
-    ensure!(run.json()? == json!(42), "the approved call returned {}", run.stdout.trim());
+    ensure!(
+        run.json()? == json!(42),
+        "the approved call returned {}",
+        run.stdout.trim()
+    );
     let entries = host.entries()?;
     let start = entries
         .iter()
@@ -2598,14 +2710,20 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
         .map(|e| e["entry"].clone())
         .filter(|e| e["type"] == "approval" && e["request"] == json!(id))
         .collect();
-    let grant = steps.iter().find(|e| e["action"] == "grant").cloned().unwrap_or_default();
+    let grant = steps
+        .iter()
+        .find(|e| e["action"] == "grant")
+        .cloned()
+        .unwrap_or_default();
     ensure!(
         grant["fingerprint"] == json!(fingerprint),
         "the grant's fingerprint {} is not the one recomputed from the start that spent it, {fingerprint}",
         grant["fingerprint"]
     );
     ensure!(
-        grant["reason"] == "checked" && grant["at"].as_u64().is_some_and(|t| t > 0) && grant["by"].as_str().is_some_and(|b| b.contains("local")),
+        grant["reason"] == "checked"
+            && grant["at"].as_u64().is_some_and(|t| t > 0)
+            && grant["by"].as_str().is_some_and(|b| b.contains("local")),
         "the grant entry does not record the decider, the reason and the time: {grant}"
     );
     ensure!(
@@ -2630,14 +2748,16 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
     let run = host.run(&["approval", "grant", &id.to_string()])?;
     run.expect(2, "granting an approval already used")?;
     ensure!(
-        run.stderr.contains(&format!("approval {id} is already decided (used)")),
+        run.stderr
+            .contains(&format!("approval {id} is already decided (used)")),
         "the refusal does not say `approval {id} is already decided (used)`: {}",
         excerpt(&run.stderr)
     );
     let run = host.run(&["approval", "deny", &other_id.to_string()])?;
     run.expect(2, "denying an approval already denied")?;
     ensure!(
-        run.stderr.contains(&format!("approval {other_id} is already decided (denied)")),
+        run.stderr
+            .contains(&format!("approval {other_id} is already decided (denied)")),
         "the refusal does not say `approval {other_id} is already decided (denied)`: {}",
         excerpt(&run.stderr)
     );
@@ -2649,15 +2769,20 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
         excerpt(&run.stderr)
     );
     // Quota refusals beside the approvals: the ledger verifies, its approval audit included.
-    config(&host, "[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 1\n")?;
+    config(
+        &host,
+        "[[quotas.rules]]\ncapability = \"hello\"\ninvocations = 1\n",
+    )?;
     let _ = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?;
     let _ = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?;
     ensure!(
         approval_list(&host)?.iter().any(|a| a["state"] == "used"),
         "approval list --json does not list the spent grant as used in a later process"
     );
-    host.run(&["log", "verify"])?
-        .expect(0, "log verify of a ledger holding approvals and quota refusals")?;
+    host.run(&["log", "verify"])?.expect(
+        0,
+        "log verify of a ledger holding approvals and quota refusals",
+    )?;
     Ok(())
 }
 
@@ -2677,7 +2802,8 @@ fn approval_grant_expires(target: &Target) -> Result<(), Failure> {
     );
     let list = approval_list(&host)?;
     ensure!(
-        list.iter().any(|a| a["id"] == json!(id) && a["state"] == "expired"),
+        list.iter()
+            .any(|a| a["id"] == json!(id) && a["state"] == "expired"),
         "the expired grant is not listed as expired: {list:?}"
     );
     Ok(())
@@ -2772,7 +2898,11 @@ impl OwnServer {
             }
         });
         let (status, headers, text) = self.post("/mcp", &initialize, None)?;
-        ensure!(status == 200, "MCP initialize: HTTP {status}: {}", excerpt(&text));
+        ensure!(
+            status == 200,
+            "MCP initialize: HTTP {status}: {}",
+            excerpt(&text)
+        );
         let session = headers
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
@@ -2790,7 +2920,11 @@ impl OwnServer {
             "params": { "name": tool, "arguments": arguments }
         });
         let (status, _, text) = self.post("/mcp", &call, Some(session))?;
-        ensure!(status == 200, "MCP tools/call {tool}: HTTP {status}: {}", excerpt(&text));
+        ensure!(
+            status == 200,
+            "MCP tools/call {tool}: HTTP {status}: {}",
+            excerpt(&text)
+        );
         let answer = text
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
@@ -2816,12 +2950,23 @@ fn http_quota_refusals(target: &Target) -> Result<(), Failure> {
     )?;
     let greet = json!({ "capability": "hello", "function": "greet", "args": { "name": "Ada" } });
     let (status, _, text) = server.post("/v1/invoke", &greet, None)?;
-    ensure!(status == 200, "the first hello.greet: HTTP {status}: {}", excerpt(&text));
+    ensure!(
+        status == 200,
+        "the first hello.greet: HTTP {status}: {}",
+        excerpt(&text)
+    );
     // Over the rate: 429 over-quota, Retry-After in whole seconds rounded up.
     let (status, headers, text) = server.post("/v1/invoke", &greet, None)?;
-    ensure!(status == 429, "a call over its quota answered HTTP {status}, not 429: {}", excerpt(&text));
+    ensure!(
+        status == 429,
+        "a call over its quota answered HTTP {status}, not 429: {}",
+        excerpt(&text)
+    );
     let problem: Json = serde_json::from_str(&text).unwrap_or_default();
-    ensure!(problem["code"] == "over-quota", "the 429's problem code is not over-quota: {text}");
+    ensure!(
+        problem["code"] == "over-quota",
+        "the 429's problem code is not over-quota: {text}"
+    );
     let detail = problem.to_string();
     let retry_ms: Option<u64> = detail
         .split(" ms")
@@ -2885,7 +3030,10 @@ fn http_quota_refusals(target: &Target) -> Result<(), Failure> {
         "a second call while one runs under concurrent = 1 answered HTTP {status}: {}",
         excerpt(&text)
     );
-    ensure!(spun.is_some_and(|s| s != 429), "the spinning call itself was refused: {spun:?}");
+    ensure!(
+        spun.is_some_and(|s| s != 429),
+        "the spinning call itself was refused: {spun:?}"
+    );
     let (status, _, text) = server.post("/v1/invoke", &echo, None)?;
     ensure!(
         status == 200,
@@ -2919,11 +3067,18 @@ const DEFAULTS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("quotas", &[("rules", "[]")]),
-    ("approvals", &[("wait_ms", "0"), ("grant_ttl_ms", "3600000")]),
+    (
+        "approvals",
+        &[("wait_ms", "0"), ("grant_ttl_ms", "3600000")],
+    ),
     ("ledger", &[("origin", "\"femtoclaw.local/ledger\"")]),
     (
         "mcp",
-        &[("tools_allow", "[]"), ("tools_deny", "[]"), ("allowed_origins", "[]")],
+        &[
+            ("tools_allow", "[]"),
+            ("tools_deny", "[]"),
+            ("allowed_origins", "[]"),
+        ],
     ),
     (
         "http",
@@ -2954,13 +3109,22 @@ fn shown_config(text: &str) -> Result<Vec<(String, String, String, String)>, Fai
             section = name.to_owned();
             continue;
         }
-        let (pair, source) = line
-            .split_once("  # ")
-            .ok_or_else(|| failed(format!("config show: {line:?} is not `KEY = VALUE  # SOURCE`")))?;
-        let (key, value) = pair
-            .split_once(" = ")
-            .ok_or_else(|| failed(format!("config show: {line:?} is not `KEY = VALUE  # SOURCE`")))?;
-        out.push((section.clone(), key.to_owned(), value.to_owned(), source.to_owned()));
+        let (pair, source) = line.split_once("  # ").ok_or_else(|| {
+            failed(format!(
+                "config show: {line:?} is not `KEY = VALUE  # SOURCE`"
+            ))
+        })?;
+        let (key, value) = pair.split_once(" = ").ok_or_else(|| {
+            failed(format!(
+                "config show: {line:?} is not `KEY = VALUE  # SOURCE`"
+            ))
+        })?;
+        out.push((
+            section.clone(),
+            key.to_owned(),
+            value.to_owned(),
+            source.to_owned(),
+        ));
     }
     Ok(out)
 }
@@ -2970,7 +3134,12 @@ fn expected_defaults() -> Vec<(String, String, String, String)> {
         .iter()
         .flat_map(|(section, keys)| {
             keys.iter().map(move |(k, v)| {
-                ((*section).to_owned(), (*k).to_owned(), (*v).to_owned(), "default".to_owned())
+                (
+                    (*section).to_owned(),
+                    (*k).to_owned(),
+                    (*v).to_owned(),
+                    "default".to_owned(),
+                )
             })
         })
         .collect()
@@ -2980,7 +3149,9 @@ fn config_defaults_and_show(target: &Target) -> Result<(), Failure> {
     let host = target.host()?;
     let fresh = host.ok(&["config", "show"])?;
     ensure!(
-        fresh.lines().any(|l| l == "listen = \"127.0.0.1:8420\"  # default"),
+        fresh
+            .lines()
+            .any(|l| l == "listen = \"127.0.0.1:8420\"  # default"),
         "config show on a fresh data directory does not print `listen = \"127.0.0.1:8420\"  # default`"
     );
     ensure!(
@@ -3009,17 +3180,25 @@ fn config_defaults_and_show(target: &Target) -> Result<(), Failure> {
                 "max_fuel set on line 4 of the file shows as {value} from {source}"
             );
         } else {
-            ensure!(source == "default", "{section}.{key} shows source {source} though the file does not set it");
+            ensure!(
+                source == "default",
+                "{section}.{key} shows source {source} though the file does not set it"
+            );
         }
     }
     // --config names another file; the output of show is itself a config file that loads to
     // the same configuration, a path with a control character included.
-    let other = host.file("other\u{7}name.toml", b"[server]\nconcurrency = 9\n[mcp]\ntools_deny = [\"a\\\"b\", \"c\"]\n")?;
+    let other = host.file(
+        "other\u{7}name.toml",
+        b"[server]\nconcurrency = 9\n[mcp]\ntools_deny = [\"a\\\"b\", \"c\"]\n",
+    )?;
     let run = host.run(&["--config", &s(&other), "config", "show"])?;
     run.expect(0, "config show --config FILE")?;
     let first = shown_config(&run.stdout)?;
     ensure!(
-        first.iter().any(|(_, k, v, _)| k == "concurrency" && v == "9"),
+        first
+            .iter()
+            .any(|(_, k, v, _)| k == "concurrency" && v == "9"),
         "the file --config names was not read: {}",
         excerpt(&run.stdout)
     );
@@ -3028,7 +3207,9 @@ fn config_defaults_and_show(target: &Target) -> Result<(), Failure> {
     run.expect(0, "config show of config show's own output")?;
     let second = shown_config(&run.stdout)?;
     let values = |v: &[(String, String, String, String)]| {
-        v.iter().map(|(s, k, v, _)| (s.clone(), k.clone(), v.clone())).collect::<Vec<_>>()
+        v.iter()
+            .map(|(s, k, v, _)| (s.clone(), k.clone(), v.clone()))
+            .collect::<Vec<_>>()
     };
     ensure!(
         values(&first) == values(&second),
@@ -3064,7 +3245,11 @@ fn config_defaults_and_show(target: &Target) -> Result<(), Failure> {
 }
 
 /// `config show` (or `config check`) under environment variables: exit code, stdout, stderr.
-fn with_env(host: &Host, args: &[&str], vars: &[(&str, &str)]) -> Result<(i32, String, String), Failure> {
+fn with_env(
+    host: &Host,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<(i32, String, String), Failure> {
     let mut command = host.command(args);
     for (k, v) in vars {
         command.env(k, v);
@@ -3079,7 +3264,10 @@ fn with_env(host: &Host, args: &[&str], vars: &[(&str, &str)]) -> Result<(i32, S
 
 fn config_environment(target: &Target) -> Result<(), Failure> {
     let host = target.host()?;
-    config(&host, "[limits]\nmax_fuel = 5000\n[mcp]\ntools_allow = [\"x\"]\n")?;
+    config(
+        &host,
+        "[limits]\nmax_fuel = 5000\n[mcp]\ntools_allow = [\"x\"]\n",
+    )?;
     let (code, out, err) = with_env(
         &host,
         &["config", "show"],
@@ -3087,21 +3275,34 @@ fn config_environment(target: &Target) -> Result<(), Failure> {
             ("FEMTOCLAW_LIMITS_MAX_FUEL", "6000"),
             ("FEMTOCLAW_LIMITS_DEADLINE_MS", "1234"),
             ("FEMTOCLAW_MCP_TOOLS_ALLOW", " a, b,,c "),
-            ("FEMTOCLAW_QUOTAS_RULES", "[{ capability = \"hello\", concurrent = 2 }]"),
+            (
+                "FEMTOCLAW_QUOTAS_RULES",
+                "[{ capability = \"hello\", concurrent = 2 }]",
+            ),
             ("FEMTOCLAW_LEDGER_ORIGIN", "env.example/log"),
         ],
     )?;
-    ensure!(code == 0, "config show under valid variables exited {code}: {}", excerpt(&err));
+    ensure!(
+        code == 0,
+        "config show under valid variables exited {code}: {}",
+        excerpt(&err)
+    );
     for line in [
         "max_fuel = 6000  # env FEMTOCLAW_LIMITS_MAX_FUEL",
         "deadline_ms = 1234  # env FEMTOCLAW_LIMITS_DEADLINE_MS",
         "tools_allow = [\"a\", \"b\", \"c\"]  # env FEMTOCLAW_MCP_TOOLS_ALLOW",
         "origin = \"env.example/log\"  # env FEMTOCLAW_LEDGER_ORIGIN",
     ] {
-        ensure!(out.lines().any(|l| l == line), "config show does not print `{line}`: {}", excerpt(&out));
+        ensure!(
+            out.lines().any(|l| l == line),
+            "config show does not print `{line}`: {}",
+            excerpt(&out)
+        );
     }
     ensure!(
-        out.lines().any(|l| l.starts_with("rules = [{") && l.contains("concurrent = 2") && l.ends_with("# env FEMTOCLAW_QUOTAS_RULES")),
+        out.lines().any(|l| l.starts_with("rules = [{")
+            && l.contains("concurrent = 2")
+            && l.ends_with("# env FEMTOCLAW_QUOTAS_RULES")),
         "FEMTOCLAW_QUOTAS_RULES is not read as inline TOML: {}",
         excerpt(&out)
     );
@@ -3124,9 +3325,15 @@ fn config_environment(target: &Target) -> Result<(), Failure> {
     );
     // Not plain digits.
     for bad in ["+3", "3_000", "0x10", " 3", "-1"] {
-        let (code, _, err) = with_env(&host, &["config", "show"], &[("FEMTOCLAW_LIMITS_MAX_FUEL", bad)])?;
+        let (code, _, err) = with_env(
+            &host,
+            &["config", "show"],
+            &[("FEMTOCLAW_LIMITS_MAX_FUEL", bad)],
+        )?;
         ensure!(
-            code == 2 && err.contains("FEMTOCLAW_LIMITS_MAX_FUEL") && err.contains("limits.max_fuel"),
+            code == 2
+                && err.contains("FEMTOCLAW_LIMITS_MAX_FUEL")
+                && err.contains("limits.max_fuel"),
             "FEMTOCLAW_LIMITS_MAX_FUEL={bad:?} was not refused naming the variable and the key (exit {code}): {}",
             excerpt(&err)
         );
@@ -3135,17 +3342,26 @@ fn config_environment(target: &Target) -> Result<(), Failure> {
     let (code, _, err) = with_env(
         &host,
         &["config", "show"],
-        &[("FEMTOCLAW_SERVER_QUEUE", "x"), ("FEMTOCLAW_LIMITS_MAX_FUEL", "y")],
+        &[
+            ("FEMTOCLAW_SERVER_QUEUE", "x"),
+            ("FEMTOCLAW_LIMITS_MAX_FUEL", "y"),
+        ],
     )?;
     ensure!(
-        code == 2 && err.contains("FEMTOCLAW_LIMITS_MAX_FUEL") && !err.contains("FEMTOCLAW_SERVER_QUEUE"),
+        code == 2
+            && err.contains("FEMTOCLAW_LIMITS_MAX_FUEL")
+            && !err.contains("FEMTOCLAW_SERVER_QUEUE"),
         "of two bad variables the first by name (FEMTOCLAW_LIMITS_MAX_FUEL) must be reported: {}",
         excerpt(&err)
     );
     // An error in the file is reported though a variable overrides that key; the first error in
     // the file is the one reported.
     config(&host, "[limits]\nmax_fuel = 0\n[server]\nqueue = \"x\"\n")?;
-    let (code, _, err) = with_env(&host, &["config", "show"], &[("FEMTOCLAW_LIMITS_MAX_FUEL", "9")])?;
+    let (code, _, err) = with_env(
+        &host,
+        &["config", "show"],
+        &[("FEMTOCLAW_LIMITS_MAX_FUEL", "9")],
+    )?;
     ensure!(
         code == 2 && err.contains("line 2") && err.contains("limits.max_fuel"),
         "the file's first error (limits.max_fuel, line 2) was not reported though a variable overrides it: {}",
@@ -3178,46 +3394,122 @@ fn config_refusals(target: &Target) -> Result<(), Failure> {
         excerpt(&err)
     );
     // Dotted keys and inline tables are the same keys as table headers.
-    let dotted = host.file("dotted.toml", b"server = { concurrency = 3 }\nlimits.deadline_ms = 9\n")?;
+    let dotted = host.file(
+        "dotted.toml",
+        b"server = { concurrency = 3 }\nlimits.deadline_ms = 9\n",
+    )?;
     let run = host.run(&["--config", &s(&dotted), "config", "show"])?;
     run.expect(0, "config show of dotted keys and an inline table")?;
     ensure!(
-        run.stdout.contains("concurrency = 3  # file") && run.stdout.contains("deadline_ms = 9  # file"),
+        run.stdout.contains("concurrency = 3  # file")
+            && run.stdout.contains("deadline_ms = 9  # file"),
         "dotted keys and inline tables are not read as the keys: {}",
         excerpt(&run.stdout)
     );
     // (file text, line, what the error must name)
     let bad: &[(&str, u32, &[&str])] = &[
-        ("[bogus]\n", 1, &["unknown section", "[bogus]", "server, limits, quotas, approvals, ledger, mcp, http, telemetry"]),
+        (
+            "[bogus]\n",
+            1,
+            &[
+                "unknown section",
+                "[bogus]",
+                "server, limits, quotas, approvals, ledger, mcp, http, telemetry",
+            ],
+        ),
         ("toplevel = 1\n", 1, &["unknown section"]),
-        ("[limits]\n\ndeadline = 5\n", 3, &["unknown key", "limits.deadline", "max_fuel, deadline_ms, max_recorded_bytes, memory_bytes"]),
+        (
+            "[limits]\n\ndeadline = 5\n",
+            3,
+            &[
+                "unknown key",
+                "limits.deadline",
+                "max_fuel, deadline_ms, max_recorded_bytes, memory_bytes",
+            ],
+        ),
         ("[server]\nconcurrency = 0\n", 2, &["server.concurrency"]),
-        ("[server]\nper_principal = 0\n", 2, &["server.per_principal"]),
-        ("[server]\nmax_body_bytes = 0\n", 2, &["server.max_body_bytes"]),
-        ("[server]\nrequest_timeout_ms = 0\n", 2, &["server.request_timeout_ms"]),
-        ("[server]\nshutdown_grace_ms = 0\n", 2, &["server.shutdown_grace_ms"]),
+        (
+            "[server]\nper_principal = 0\n",
+            2,
+            &["server.per_principal"],
+        ),
+        (
+            "[server]\nmax_body_bytes = 0\n",
+            2,
+            &["server.max_body_bytes"],
+        ),
+        (
+            "[server]\nrequest_timeout_ms = 0\n",
+            2,
+            &["server.request_timeout_ms"],
+        ),
+        (
+            "[server]\nshutdown_grace_ms = 0\n",
+            2,
+            &["server.shutdown_grace_ms"],
+        ),
         ("[limits]\nmax_fuel = 0\n", 2, &["limits.max_fuel"]),
         ("[limits]\ndeadline_ms = 0\n", 2, &["limits.deadline_ms"]),
-        ("[limits]\nmax_recorded_bytes = 0\n", 2, &["limits.max_recorded_bytes"]),
-        ("[limits]\nmemory_bytes = 65535\n", 2, &["limits.memory_bytes"]),
+        (
+            "[limits]\nmax_recorded_bytes = 0\n",
+            2,
+            &["limits.max_recorded_bytes"],
+        ),
+        (
+            "[limits]\nmemory_bytes = 65535\n",
+            2,
+            &["limits.memory_bytes"],
+        ),
         ("[http]\ntimeout_ms = 0\n", 2, &["http.timeout_ms"]),
         ("[server]\nqueue = -1\n", 2, &["server.queue"]),
-        ("[http]\nmax_redirects = 4294967296\n", 2, &["http.max_redirects"]),
-        ("[server]\nlisten = \"localhost:8420\"\n", 2, &["server.listen"]),
-        ("[telemetry]\nmetrics_listen = \"localhost:9100\"\n", 2, &["telemetry.metrics_listen"]),
+        (
+            "[http]\nmax_redirects = 4294967296\n",
+            2,
+            &["http.max_redirects"],
+        ),
+        (
+            "[server]\nlisten = \"localhost:8420\"\n",
+            2,
+            &["server.listen"],
+        ),
+        (
+            "[telemetry]\nmetrics_listen = \"localhost:9100\"\n",
+            2,
+            &["telemetry.metrics_listen"],
+        ),
         ("[ledger]\norigin = \"\"\n", 2, &["ledger.origin"]),
         ("[ledger]\norigin = \"a b\"\n", 2, &["ledger.origin"]),
         ("[ledger]\norigin = \"a\\u0007b\"\n", 2, &["ledger.origin"]),
-        ("[telemetry]\notlp_endpoint = \"ftp://x\"\n", 2, &["telemetry.otlp_endpoint"]),
-        ("[telemetry]\notlp_endpoint = \"http://\"\n", 2, &["telemetry.otlp_endpoint"]),
-        ("[telemetry]\notlp_protocol = \"http/json\"\n", 2, &["telemetry.otlp_protocol"]),
+        (
+            "[telemetry]\notlp_endpoint = \"ftp://x\"\n",
+            2,
+            &["telemetry.otlp_endpoint"],
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://\"\n",
+            2,
+            &["telemetry.otlp_endpoint"],
+        ),
+        (
+            "[telemetry]\notlp_protocol = \"http/json\"\n",
+            2,
+            &["telemetry.otlp_protocol"],
+        ),
         ("[limits]\nmax_fuel = \"x\"\n", 2, &["limits.max_fuel"]),
         ("server = 1\n", 1, &["server", "must be a table"]),
         ("[[http]]\n", 1, &["http", "must be a table"]),
         ("[mcp]\ntools_allow = [\"a\", 3]\n", 2, &["mcp.tools_allow"]),
-        ("[limits]\nmax_fuel = 1\nmax_fuel = 2\n", 3, &["duplicate key"]),
+        (
+            "[limits]\nmax_fuel = 1\nmax_fuel = 2\n",
+            3,
+            &["duplicate key"],
+        ),
         ("[limits\n", 1, &[]),
-        ("[server]\nqueue = 1\n[limits]\nmax_fuel = 0\ndeadline_ms = 0\n", 4, &["limits.max_fuel"]),
+        (
+            "[server]\nqueue = 1\n[limits]\nmax_fuel = 0\ndeadline_ms = 0\n",
+            4,
+            &["limits.max_fuel"],
+        ),
     ];
     for (i, (text, line, names)) in bad.iter().enumerate() {
         let file = host.file(&format!("bad{i}.toml"), text.as_bytes())?;
@@ -3252,7 +3544,11 @@ fn config_refusals(target: &Target) -> Result<(), Failure> {
         excerpt(&run.stderr)
     );
     // A misspelt variable of a known section.
-    let (code, _, err) = with_env(&host, &["config", "show"], &[("FEMTOCLAW_LIMITS_MAXFUEL", "3")])?;
+    let (code, _, err) = with_env(
+        &host,
+        &["config", "show"],
+        &[("FEMTOCLAW_LIMITS_MAXFUEL", "3")],
+    )?;
     ensure!(
         code == 2
             && err.contains("FEMTOCLAW_LIMITS_MAXFUEL")
@@ -3274,10 +3570,13 @@ fn config_refused_before_any_work(target: &Target) -> Result<(), Failure> {
         "invoke under an invalid configuration changed the data directory before refusing"
     );
     for args in [&["log", "show"][..], &["kv", "list"], &["approval", "list"]] {
-        host.run(args)?
-            .expect(2, &format!("{} under an invalid configuration", args.join(" ")))?;
+        host.run(args)?.expect(
+            2,
+            &format!("{} under an invalid configuration", args.join(" ")),
+        )?;
     }
-    std::fs::remove_file(host.data.path().join("femtoclaw.toml")).map_err(|e| failed(e.to_string()))?;
+    std::fs::remove_file(host.data.path().join("femtoclaw.toml"))
+        .map_err(|e| failed(e.to_string()))?;
     // Files of earlier versions.
     for (name, section) in [("limits.toml", "[limits]"), ("http.toml", "[http]")] {
         let old = host.data.path().join(name);
@@ -3286,7 +3585,9 @@ fn config_refused_before_any_work(target: &Target) -> Result<(), Failure> {
             let run = host.run(args)?;
             run.expect(2, &format!("{} beside {name}", args.join(" ")))?;
             ensure!(
-                run.stderr.contains(&s(&old)) && run.stderr.contains(section) && run.stderr.contains("femtoclaw.toml"),
+                run.stderr.contains(&s(&old))
+                    && run.stderr.contains(section)
+                    && run.stderr.contains("femtoclaw.toml"),
                 "the refusal does not name {name} and the {section} section of femtoclaw.toml: {}",
                 excerpt(&run.stderr)
             );
@@ -3325,7 +3626,9 @@ fn kv_ungranted_namespace(target: &Target) -> Result<(), Failure> {
     let entries = host.entries()?;
     ensure!(
         entries.iter().any(|e| e["entry"]["type"] == "decision"
-            && e["entry"]["action"].as_str().is_some_and(|a| a.starts_with("kv."))
+            && e["entry"]["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("kv."))
             && e["entry"]["resource"] == "conformance"
             && e["entry"]["allowed"] == json!(false)),
         "the refused key-value access is not recorded as a denied kv decision"
@@ -3333,25 +3636,45 @@ fn kv_ungranted_namespace(target: &Target) -> Result<(), Failure> {
     // Recorded as the variant by its case name.
     ensure!(
         entries.iter().any(|e| e["entry"]["type"] == "host-call"
-            && e["entry"]["result"].to_string().contains(r#"{"variant":{"case":"access-denied""#)),
+            && e["entry"]["result"]
+                .to_string()
+                .contains(r#"{"variant":{"case":"access-denied""#)),
         "the host call's error is not recorded as the variant access-denied"
     );
     let listed = host.ok(&["kv", "list", "--json"])?;
-    ensure!(listed.trim().is_empty() || listed.trim() == "[]", "a refused write stored something: {}", excerpt(&listed));
+    ensure!(
+        listed.trim().is_empty() || listed.trim() == "[]",
+        "a refused write stored something: {}",
+        excerpt(&listed)
+    );
     // The default policy grants the installed capability nothing.
     std::fs::remove_dir_all(host.data.path().join("policy")).map_err(|e| failed(e.to_string()))?;
     host.invoke("remember", &json!({ "key": "k", "value": "v" }), &[])?
         .expect(7, "a third-party capability under the default policy")?;
     let listed = host.ok(&["kv", "list", "--json"])?;
-    ensure!(listed.trim().is_empty() || listed.trim() == "[]", "the default policy let a third-party capability store: {}", excerpt(&listed));
+    ensure!(
+        listed.trim().is_empty() || listed.trim() == "[]",
+        "the default policy let a third-party capability store: {}",
+        excerpt(&listed)
+    );
     Ok(())
 }
 
 fn kv_list(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
     let key = "k\u{1b}[2J\u{7}";
-    call(&host, "remember", json!({ "key": key, "value": "v\u{1b}x" }), 0)?;
-    call(&host, "remember", json!({ "key": "plain", "value": "\u{0}\u{1}" }), 0)?;
+    call(
+        &host,
+        "remember",
+        json!({ "key": key, "value": "v\u{1b}x" }),
+        0,
+    )?;
+    call(
+        &host,
+        "remember",
+        json!({ "key": "plain", "value": "\u{0}\u{1}" }),
+        0,
+    )?;
     let run = host.run(&["kv", "list"])?;
     run.expect(0, "kv list")?;
     ensure!(
@@ -3377,7 +3700,11 @@ fn kv_list(target: &Target) -> Result<(), Failure> {
         "kv list --json does not print one object per pair with namespace, key and base64 value: {}",
         excerpt(&json_out)
     );
-    ensure!(pairs.len() == 2, "kv list --json printed {} objects for two pairs", pairs.len());
+    ensure!(
+        pairs.len() == 2,
+        "kv list --json printed {} objects for two pairs",
+        pairs.len()
+    );
     Ok(())
 }
 
@@ -3398,10 +3725,22 @@ fn replay_components_and_refusals(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
     call(&host, "remember", json!({ "key": "k", "value": "v" }), 0)?;
     call(&host, "recall", json!({ "key": "k" }), 0)?;
-    host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#, "--principal", "agent:bot"])?
-        .expect(7, "a denied call")?;
-    host.invoke("spin", &json!({}), &["--fuel", "10000000000", "--deadline-ms", "200"])?
-        .expect(11, "spin past its deadline")?;
+    host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--principal",
+        "agent:bot",
+    ])?
+    .expect(7, "a denied call")?;
+    host.invoke(
+        "spin",
+        &json!({}),
+        &["--fuel", "10000000000", "--deadline-ms", "200"],
+    )?
+    .expect(11, "spin past its deadline")?;
     let key = key_text(&host)?;
     let bare = export(&host, "bare.export", &[])?;
     let elsewhere = target.host()?;
@@ -3413,7 +3752,10 @@ fn replay_components_and_refusals(target: &Target) -> Result<(), Failure> {
     };
     // No component anywhere: exit 10 naming the capability and the digest.
     let run = replay(&bare, &[])?;
-    run.expect(10, "replay of an export without its components on an empty data directory")?;
+    run.expect(
+        10,
+        "replay of an export without its components on an empty data directory",
+    )?;
     let digest = hex(&sha256(crate::GUEST));
     ensure!(
         run.stderr.contains("conformance") && run.stderr.contains(&digest),
@@ -3458,7 +3800,8 @@ fn replay_components_and_refusals(target: &Target) -> Result<(), Failure> {
     let full = export(&host, "full.export", &["--with-components"])?;
     replay(&full, &[])?.expect(0, "replay of an export with its components")?;
     ensure!(
-        !elsewhere.data.path().join("kv").exists() && !elsewhere.data.path().join("ledger").exists(),
+        !elsewhere.data.path().join("kv").exists()
+            && !elsewhere.data.path().join("ledger").exists(),
         "replay created a key-value store or a ledger in the data directory it ran on"
     );
     // A byte changed without re-signing: integrity (8), never divergence (9).
@@ -3471,7 +3814,10 @@ fn replay_components_and_refusals(target: &Target) -> Result<(), Failure> {
     let forged = host.file("forged.export", &bytes)?;
     let run = replay(&forged, &[])?;
     run.expect(8, "replay of an export changed without re-signing")?;
-    ensure!(run.stdout.trim().is_empty(), "replay of a forged export printed a report");
+    ensure!(
+        run.stdout.trim().is_empty(),
+        "replay of a forged export printed a report"
+    );
     Ok(())
 }
 
@@ -3482,7 +3828,10 @@ fn killed_during_effect(target: &Target) -> Result<(), Failure> {
     // blocks until a reader comes, after the intent was written ahead.
     let shared = host.data.path().join("shared");
     std::fs::create_dir_all(&shared).map_err(|e| failed(e.to_string()))?;
-    write(&host.data.path().join("mounts.toml"), b"\"/data\" = \"shared\"\n")?;
+    write(
+        &host.data.path().join("mounts.toml"),
+        b"\"/data\" = \"shared\"\n",
+    )?;
     let made = std::process::Command::new("mkfifo")
         .arg(shared.join("pipe"))
         .status()
@@ -3515,7 +3864,10 @@ fn killed_during_effect(target: &Target) -> Result<(), Failure> {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let _ = writer.kill();
     let _ = writer.wait();
-    ensure!(intent, "the effectful open was not written ahead within 5 s");
+    ensure!(
+        intent,
+        "the effectful open was not written ahead within 5 s"
+    );
     // The next open ends the invocation as interrupted, once, before any new one, naming it.
     let run = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?;
     run.expect(0, "the next call")?;
@@ -3534,9 +3886,15 @@ fn killed_during_effect(target: &Target) -> Result<(), Failure> {
         types.starts_with(&["invocation-start", "decision"]) && types.contains(&"host-call-intent"),
         "the killed invocation's start, decision and intent were not durable: {types:?}"
     );
-    let intents: Vec<&Json> = own.iter().filter(|e| e["type"] == "host-call-intent").collect();
+    let intents: Vec<&Json> = own
+        .iter()
+        .filter(|e| e["type"] == "host-call-intent")
+        .collect();
     ensure!(
-        intents.len() == 1 && intents[0]["function"].as_str().is_some_and(|f| f.contains("open-at")),
+        intents.len() == 1
+            && intents[0]["function"]
+                .as_str()
+                .is_some_and(|f| f.contains("open-at")),
         "only the effectful call (open-at) is to be written ahead; the intents are {intents:?}"
     );
     let traps: Vec<&Json> = own.iter().filter(|e| e["type"] == "trap").collect();
@@ -3551,12 +3909,12 @@ fn killed_during_effect(target: &Target) -> Result<(), Failure> {
         "the invocation must be ended once, without a result: {types:?}"
     );
     // Before any new invocation; numbers keep growing.
-    let end_at = entries
-        .iter()
-        .position(|e| e["entry"]["type"] == "invocation-end" && e["entry"]["invocation"] == json!(1));
-    let next_at = entries
-        .iter()
-        .position(|e| e["entry"]["type"] == "invocation-start" && e["entry"]["invocation"] == json!(2));
+    let end_at = entries.iter().position(|e| {
+        e["entry"]["type"] == "invocation-end" && e["entry"]["invocation"] == json!(1)
+    });
+    let next_at = entries.iter().position(|e| {
+        e["entry"]["type"] == "invocation-start" && e["entry"]["invocation"] == json!(2)
+    });
     ensure!(
         end_at.is_some() && next_at.is_some() && end_at < next_at,
         "the interrupted invocation is not ended before the next one starts"
@@ -3570,15 +3928,34 @@ fn killed_during_effect(target: &Target) -> Result<(), Failure> {
         numbers == [0, 1, 2, 3],
         "invocation numbers across reopening are {numbers:?}, not 0, 1, 2, 3"
     );
-    host.run(&["log", "verify"])?.expect(0, "log verify after the interruption")?;
+    host.run(&["log", "verify"])?
+        .expect(0, "log verify after the interruption")?;
     Ok(())
 }
 
 fn tokens_recorded_not_kept(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
     let token = host
-        .ok(&["token", "create", "--principal", "agent:helper", "--name", "helper", "--group", "ops"])
-        .or_else(|_| host.ok(&["token", "create", "--principal", "agent:helper", "--group", "ops"]))?
+        .ok(&[
+            "token",
+            "create",
+            "--principal",
+            "agent:helper",
+            "--name",
+            "helper",
+            "--group",
+            "ops",
+        ])
+        .or_else(|_| {
+            host.ok(&[
+                "token",
+                "create",
+                "--principal",
+                "agent:helper",
+                "--group",
+                "ops",
+            ])
+        })?
         .trim()
         .to_owned();
     ensure!(!token.is_empty(), "token create printed no token");
@@ -3588,7 +3965,12 @@ fn tokens_recorded_not_kept(target: &Target) -> Result<(), Failure> {
         .lines()
         .find(|l| l.contains("agent:helper"))
         .and_then(|l| l.split_whitespace().next())
-        .ok_or_else(|| failed(format!("token list does not list agent:helper: {}", excerpt(&list))))?
+        .ok_or_else(|| {
+            failed(format!(
+                "token list does not list agent:helper: {}",
+                excerpt(&list)
+            ))
+        })?
         .to_owned();
     host.ok(&["token", "revoke", &name])?;
     ensure!(!list.contains(&token), "token list shows the token itself");
@@ -3620,7 +4002,10 @@ fn tokens_recorded_not_kept(target: &Target) -> Result<(), Failure> {
     );
     // The token itself appears nowhere in the ledger, nor in an export of it.
     let file = export(&host, "tokens.export", &[])?;
-    for (what, bytes) in [("the export", read(&file)?), ("the segment", read(&segment(&host))?)] {
+    for (what, bytes) in [
+        ("the export", read(&file)?),
+        ("the segment", read(&segment(&host))?),
+    ] {
         ensure!(
             !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
             "{what} holds the bearer token"
@@ -3682,7 +4067,8 @@ fn commands_through_the_server(target: &Target) -> Result<(), Failure> {
     let mut server = OwnServer::start(target, OPEN, "")?;
     let host = &server.host;
     let socket = host.data.path().join("admin.sock");
-    let meta = std::fs::metadata(&socket).map_err(|e| failed(format!("{}: {e}", socket.display())))?;
+    let meta =
+        std::fs::metadata(&socket).map_err(|e| failed(format!("{}: {e}", socket.display())))?;
     ensure!(
         meta.file_type().is_socket() && meta.permissions().mode() & 0o777 == 0o600,
         "the admin socket is not a socket of mode 600 (mode {:o})",
@@ -3692,46 +4078,88 @@ fn commands_through_the_server(target: &Target) -> Result<(), Failure> {
     // Invocations through the server keep their answers and exit codes.
     let run = host.invoke("echo", &json!({ "text": "via" }), &[])?;
     run.expect(0, "invoke through the server")?;
-    ensure!(run.json()? == json!("via"), "invoke through the server printed {}", run.stdout.trim());
-    host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#, "--principal", "agent:bot"])?
-        .expect(7, "a denied invoke through the server")?;
+    ensure!(
+        run.json()? == json!("via"),
+        "invoke through the server printed {}",
+        run.stdout.trim()
+    );
+    host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--principal",
+        "agent:bot",
+    ])?
+    .expect(7, "a denied invoke through the server")?;
     // Tokens: accepted from the next request, refused once revoked.
-    let token = host.ok(&["token", "create", "--principal", "user:local"])?.trim().to_owned();
-    let (status, _) = server.get("/v1/ledger/checkpoint", &token)?;
-    ensure!(status == 200, "a token created through the server got HTTP {status} on its next request");
-    let list = host.ok(&["token", "list"])?;
-    let digest_name = list
-        .lines()
-        .filter(|l| l.contains("user:local"))
-        .last()
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or("")
+    let token = host
+        .ok(&[
+            "token",
+            "create",
+            "--principal",
+            "user:second",
+            "--name",
+            "second",
+        ])?
+        .trim()
         .to_owned();
-    host.ok(&["token", "revoke", &digest_name])?;
     let (status, _) = server.get("/v1/ledger/checkpoint", &token)?;
-    ensure!(status == 401, "a token revoked through the server got HTTP {status}, not 401");
+    ensure!(
+        status == 200,
+        "a token created through the server got HTTP {status} on its next request"
+    );
+    host.ok(&["token", "revoke", "second"])?;
+    let (status, _) = server.get("/v1/ledger/checkpoint", &token)?;
+    ensure!(
+        status == 401,
+        "a token revoked through the server got HTTP {status}, not 401"
+    );
     // Capabilities: offered once added, unknown once removed.
     let echo = json!({ "capability": "conformance", "function": "echo", "args": { "text": "x" } });
     host.ok(&["capability", "remove", "conformance"])?;
     let (status, _, _) = server.post("/v1/invoke", &echo, None)?;
-    ensure!(status == 404, "a capability removed through the server answered HTTP {status}, not 404");
+    ensure!(
+        status == 404,
+        "a capability removed through the server answered HTTP {status}, not 404"
+    );
     host.install()?;
     let (status, _, text) = server.post("/v1/invoke", &echo, None)?;
-    ensure!(status == 200, "a capability added through the server answered HTTP {status}: {}", excerpt(&text));
+    ensure!(
+        status == 200,
+        "a capability added through the server answered HTTP {status}: {}",
+        excerpt(&text)
+    );
     // A key generated through the server signs from then on; key show reads it beside the server.
     let new_key = host.ok(&["key", "generate"])?.trim().to_owned();
-    ensure!(new_key != old_key, "key generate through the server printed the old key");
-    ensure!(key_text(host)? == new_key, "key show beside the server does not print the new key");
+    ensure!(
+        new_key != old_key,
+        "key generate through the server printed the old key"
+    );
+    ensure!(
+        key_text(host)? == new_key,
+        "key show beside the server does not print the new key"
+    );
     let (status, _, _) = server.post("/v1/invoke", &echo, None)?;
-    ensure!(status == 200, "a call after the rotation answered HTTP {status}");
+    ensure!(
+        status == 200,
+        "a call after the rotation answered HTTP {status}"
+    );
     let (_, note) = server.get("/v1/ledger/checkpoint", &server.token)?;
     let new = crypto::Key::parse(&new_key).map_err(failed)?;
-    crypto::checkpoint(&note, &new)
-        .map_err(|e| failed(format!("the checkpoint after a rotation through the server: {e}")))?;
+    crypto::checkpoint(&note, &new).map_err(|e| {
+        failed(format!(
+            "the checkpoint after a rotation through the server: {e}"
+        ))
+    })?;
     // Stopped normally, the server removes its socket; the ledger verifies with both keys.
     server.terminate()?;
     let host = &server.host;
-    ensure!(!socket.exists(), "a server that stopped normally left its admin socket");
+    ensure!(
+        !socket.exists(),
+        "a server that stopped normally left its admin socket"
+    );
     host.run(&["log", "verify", "--key", &old_key, "--key", &new_key])?
         .expect(0, "log verify with the old and the new key pinned")?;
     host.run(&["log", "verify"])?
@@ -3759,25 +4187,44 @@ fn failures_name_first_bad_position(target: &Target) -> Result<(), Failure> {
         cases.push((
             format!("entry 3 of encoding version {version}"),
             e,
-            vec!["entry 3".into(), format!("unsupported encoding version `{version}`")],
+            vec![
+                "entry 3".into(),
+                format!("unsupported encoding version `{version}`"),
+            ],
         ));
     }
     let mut e = parsed.clone();
     e.entries[3].push(0);
-    cases.push(("a byte after entry 3".into(), e, vec!["entry 3".into(), "trailing".into()]));
+    cases.push((
+        "a byte after entry 3".into(),
+        e,
+        vec!["entry 3".into(), "trailing".into()],
+    ));
     let mut e = parsed.clone();
     e.entries[3][1] = 11;
-    cases.push(("entry 3 of kind 11".into(), e, vec!["entry 3".into(), "11".into(), "offset 1".into()]));
+    cases.push((
+        "entry 3 of kind 11".into(),
+        e,
+        vec!["entry 3".into(), "tag `11`".into(), "byte 1".into()],
+    ));
     let mut e = parsed.clone();
     e.entries.pop();
     cases.push((
         "the last entry missing".into(),
         e,
-        vec![format!("checkpoint {last_checkpoint}"), format!("{last_size}"), format!("{}", n - 1)],
+        vec![
+            format!("checkpoint {last_checkpoint}"),
+            format!("{last_size}"),
+            format!("{}", n - 1),
+        ],
     ));
     let mut e = parsed.clone();
     e.entries.push(parsed.entries[n - 1].clone());
-    cases.push(("an entry no checkpoint covers".into(), e, vec![format!("{n}")]));
+    cases.push((
+        "an entry no checkpoint covers".into(),
+        e,
+        vec![format!("{n}")],
+    ));
     let mut e = parsed.clone();
     {
         let note = &mut e.checkpoints[1];

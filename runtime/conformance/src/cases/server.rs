@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::{GREET, OPEN, kinds, published_key, server};
+use super::{GREET, OPEN, published_key, server};
 use crate::target::{Host, Response, Server, excerpt};
 use crate::{Case, Failure, Target, crypto, ensure};
 
@@ -224,6 +224,46 @@ pub const CASES: &[Case] = &[
         name: "mcp.tool-errors",
         verifies: &["FC-PROTO-0924"],
         run: mcp_tool_errors,
+    },
+    Case {
+        name: "cli.mcp-stdio",
+        verifies: &["FC-PROTO-0914", "FC-PROTO-0929"],
+        run: mcp_stdio,
+    },
+    Case {
+        name: "cli.invoke-remote",
+        verifies: &["FC-PROTO-0819"],
+        run: invoke_remote,
+    },
+    Case {
+        name: "cli.fresh-data-directory",
+        verifies: &["FC-CONF-2902", "FC-CONF-2904", "FC-CONF-2918"],
+        run: fresh_data_directory,
+    },
+    Case {
+        name: "cli.default-policy-reaches-nothing",
+        verifies: &["FC-CONF-2903"],
+        run: default_policy_reaches_nothing,
+    },
+    Case {
+        name: "cli.policy-precedence-and-live-change",
+        verifies: &["FC-CONF-2908"],
+        run: policy_precedence,
+    },
+    Case {
+        name: "cli.serve-start-errors",
+        verifies: &["FC-CONF-2916", "FC-CONF-2917"],
+        run: start_errors,
+    },
+    Case {
+        name: "http.problems.every-code-and-status",
+        verifies: &["FC-PROTO-0842"],
+        run: problem_codes,
+    },
+    Case {
+        name: "http.ledger.verifies-after-hostile-requests",
+        verifies: &["FC-PROTO-0843"],
+        run: hostile_requests_leave_ledger_verifying,
     },
 ];
 
@@ -564,16 +604,6 @@ impl Own {
     /// The server as seen with the token of `principal`, made now.
     fn as_principal(&self, principal: &str, name: &str) -> Result<Server, Failure> {
         with_token(&self.server, &self.token(principal, name)?)
-    }
-
-    /// Sends SIGTERM; waits (at most `within`) for the exit code.
-    fn terminate(&mut self, within: Duration) -> Result<Option<i32>, Failure> {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map_err(|e| Failure::Failed(format!("cannot send SIGTERM: {e}")))?;
-        self.wait(within)
     }
 
     /// Waits at most `within` for the process to exit; its code.
@@ -3697,5 +3727,610 @@ fn mcp_tool_errors(target: &Target) -> Result<(), Failure> {
             "{name}: a failed invocation must be a tool result with isError and one text line `{code}: …`: {answer}"
         );
     }
+    Ok(())
+}
+
+/// A `femtoclaw-host mcp` process over stdio: send a line, read the answer with an id.
+struct StdioMcp {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl StdioMcp {
+    fn start(host: &Host, args: &[&str], env: &[(&str, &str)]) -> Result<StdioMcp, Failure> {
+        let mut all = vec!["mcp"];
+        all.extend_from_slice(args);
+        let mut command = host.command(&all);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Failure::Failed(format!("cannot start mcp: {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if sender.send(line.clone()).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+        });
+        Ok(StdioMcp {
+            child,
+            lines,
+            seen: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, message: &Json) -> Result<(), Failure> {
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| Failure::Failed("mcp's stdin is closed".into()))?;
+        writeln!(stdin, "{message}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| Failure::Failed(format!("cannot write to mcp: {e}")))
+    }
+
+    /// Sends a request and waits (10 s at most) for the answer with its id.
+    fn ask(&mut self, message: &Json) -> Result<Json, Failure> {
+        self.send(message)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .map_err(|_| Failure::Failed(format!("mcp did not answer {message}")))?;
+            self.seen.push(line.clone());
+            if let Ok(answer) = serde_json::from_str::<Json>(&line)
+                && answer["id"] == message["id"]
+            {
+                return Ok(answer);
+            }
+        }
+        Err(Failure::Failed(format!("mcp did not answer {message}")))
+    }
+
+    /// Initializes the session.
+    fn initialize(&mut self) -> Result<(), Failure> {
+        let answer = self.ask(&json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": { "name": "femtoclaw-conformance", "version": "1" }
+            }
+        }))?;
+        ensure!(
+            answer["result"]["protocolVersion"].is_string(),
+            "mcp over stdio did not answer initialize: {answer}"
+        );
+        self.send(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+    }
+
+    /// Closes stdin and waits (10 s at most) for the exit; every line stdout carried.
+    fn close(mut self) -> Result<Vec<String>, Failure> {
+        drop(self.child.stdin.take());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        Ok(std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for StdioMcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Over stdio: the principal of the invocation `hello.greet` made in a session with `args`.
+fn stdio_principal(host: &Host, args: &[&str], env: &[(&str, &str)]) -> Result<String, Failure> {
+    let mut session = StdioMcp::start(host, args, env)?;
+    session.initialize()?;
+    let answer = session.ask(&json!({
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": { "name": "hello.greet", "arguments": { "name": "Ada" } }
+    }))?;
+    ensure!(
+        answer["result"]["structuredContent"]["result"] == "Hello, Ada!",
+        "mcp over stdio ({args:?}) did not greet: {answer}"
+    );
+    let first = answer["result"]["_meta"]["femtoclaw/receipt"]["entries"][0]
+        .as_u64()
+        .ok_or_else(|| Failure::Failed(format!("the stdio call has no receipt: {answer}")))?;
+    let lines = session.close()?;
+    for line in &lines {
+        let message: Json = serde_json::from_str(line.trim_end_matches('\n')).map_err(|e| {
+            Failure::Failed(format!(
+                "mcp's stdout carried a line that is not JSON ({e}): {line:?}"
+            ))
+        })?;
+        ensure!(
+            line.ends_with('\n') && message["jsonrpc"] == "2.0",
+            "mcp's stdout carried a line that is not a newline-delimited JSON-RPC message: {line:?}"
+        );
+    }
+    let entries = host.entries()?;
+    let start = entries
+        .iter()
+        .find(|e| e["index"] == json!(first))
+        .ok_or_else(|| Failure::Failed(format!("no entry {first} in the ledger")))?;
+    Ok(start["entry"]["principal"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned())
+}
+
+fn mcp_stdio(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(ANYONE)?;
+    let bot = host
+        .ok(&[
+            "token",
+            "create",
+            "--principal",
+            "agent:bot",
+            "--name",
+            "bot",
+        ])?
+        .trim()
+        .to_owned();
+    let env = host
+        .ok(&[
+            "token",
+            "create",
+            "--principal",
+            "agent:env",
+            "--name",
+            "env",
+        ])?
+        .trim()
+        .to_owned();
+    for (args, variables, want) in [
+        (vec![], vec![], "FemtoClaw::User::\"local\""),
+        (
+            vec!["--token", bot.as_str()],
+            vec![],
+            "FemtoClaw::Agent::\"bot\"",
+        ),
+        (
+            vec![],
+            vec![("FEMTOCLAW_TOKEN", env.as_str())],
+            "FemtoClaw::Agent::\"env\"",
+        ),
+    ] {
+        let principal = stdio_principal(&host, &args, &variables)?;
+        ensure!(
+            principal == want,
+            "mcp over stdio (args {args:?}, token in the environment: {}) recorded principal {principal} where {want} is required",
+            !variables.is_empty()
+        );
+    }
+    let run = run_bounded(
+        &host,
+        &["mcp", "--token", "fct_forged-conformance-token"],
+        Duration::from_secs(10),
+    )?
+    .ok_or_else(|| Failure::Failed("mcp with a forged --token did not end".into()))?;
+    run.expect(7, "mcp with a --token that does not authenticate")?;
+    ensure!(
+        run.stderr.contains("--token: "),
+        "the refusal does not begin `--token: `: {}",
+        excerpt(&run.stderr)
+    );
+    Ok(())
+}
+
+fn invoke_remote(target: &Target) -> Result<(), Failure> {
+    let own = own(target, None, "", false)?;
+    let cli = target.host()?;
+    let local = cli.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?;
+    local.expect(0, "a local invoke")?;
+    let url = own.server.url.clone();
+    let token = own.server.token.clone();
+    let remote = |args: &[&str], token: &str| -> Result<crate::target::Run, Failure> {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--remote", &url, "--token", token]);
+        cli.run(&all)
+    };
+    let run = remote(
+        &["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#],
+        &token,
+    )?;
+    run.expect(0, "invoke --remote")?;
+    ensure!(
+        run.stdout == local.stdout,
+        "invoke --remote printed {:?} where the local invoke's {:?} is required",
+        run.stdout,
+        local.stdout
+    );
+    remote(&["invoke", "no-such-capability", "greet"], &token)?
+        .expect(3, "invoke --remote of an unknown capability")?;
+    remote(
+        &["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#],
+        "fct_forged-conformance-token",
+    )?
+    .expect(7, "invoke --remote with a forged token")?;
+    let bot = own.token("agent:bot", "bot")?;
+    remote(
+        &["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#],
+        &bot,
+    )?
+    .expect(7, "invoke --remote of a call the policy denies")?;
+    Ok(())
+}
+
+fn fresh_data_directory(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    let run = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"world"}"#])?;
+    run.expect(0, "the README's first command on a fresh data directory")?;
+    ensure!(
+        run.json()? == json!("Hello, world!"),
+        "the README's first command printed {} where the JSON \"Hello, world!\" is required",
+        excerpt(&run.stdout)
+    );
+    // The embedded capabilities cannot be removed, nor their names taken.
+    host.run(&["capability", "remove", "hello"])?
+        .expect(2, "capability remove of the embedded hello")?;
+    let taken = install_edited(&host, "impostor", |m| {
+        m.replace("name = \"conformance\"", "name = \"hello\"")
+    })?;
+    ensure!(
+        taken.code != 0,
+        "a capability named hello was installed over the embedded one"
+    );
+    host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"world"}"#])?
+        .expect(0, "the embedded hello after the refusals")?;
+    // Served with no configuration and no policy: the embedded capabilities, the local
+    // operator only.
+    let own = start(host, &[], &[])?;
+    let listing = own.server.get("/v1/capabilities")?.json()?;
+    let mut names: Vec<String> = listing["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["publisher"] == "femtoclaw")
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    ensure!(
+        names == ["fetch", "files", "hello", "memory", "textstats"],
+        "a fresh server offers user:local the first-party {names:?} where fetch, files, hello, memory and textstats are required"
+    );
+    receipt(&own.server, &greet())?;
+    let bot = own.as_principal("agent:bot", "bot")?;
+    problem(
+        &invoke(&bot, &greet())?,
+        403,
+        "denied",
+        "another principal under the default policy",
+    )?;
+    let user = own.as_principal("user:someone", "someone")?;
+    problem(
+        &invoke(&user, &greet())?,
+        403,
+        "denied",
+        "another user under the default policy",
+    )?;
+    Ok(())
+}
+
+fn default_policy_reaches_nothing(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    // A loopback peer that counts the connections it is offered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Failure::Failed(format!("cannot bind a loopback peer: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    listener.set_nonblocking(true).ok();
+    let args = json!({ "url": format!("http://127.0.0.1:{port}/") }).to_string();
+    let run = host.run(&["invoke", "fetch", "get", "--args", &args])?;
+    run.expect(
+        0,
+        "fetch.get under the default policy (linked, its result an error)",
+    )?;
+    let result = run.json()?;
+    ensure!(
+        result["err"].as_str().is_some_and(|e| e.contains("denied")),
+        "fetch.get of a loopback URL under the default policy gave {result} where a denied error is required"
+    );
+    ensure!(
+        listener.accept().is_err(),
+        "fetch under the default policy connected to the loopback peer"
+    );
+    let secret = host.file("private.txt", b"not for capabilities")?;
+    let args = json!({ "path": secret.to_string_lossy() }).to_string();
+    let run = host.run(&["invoke", "files", "read-file", "--args", &args])?;
+    ensure!(
+        !run.stdout.contains("not for capabilities"),
+        "files.read-file under the default policy read a host file: {}",
+        excerpt(&run.stdout)
+    );
+    let result = run.json().unwrap_or(Json::Null);
+    ensure!(
+        run.code != 0 || result["err"].is_string(),
+        "files.read-file under the default policy did not fail: exit {}, {}",
+        run.code,
+        excerpt(&run.stdout)
+    );
+    Ok(())
+}
+
+fn policy_precedence(target: &Target) -> Result<(), Failure> {
+    let deny = OPEN.replace("User::\"local\"", "User::\"someone-else\"");
+    let host = super::guest_host(target, &deny)?;
+    let echo = json!({ "text": "x" });
+    host.invoke("echo", &echo, &[])?.expect(
+        7,
+        "the data directory's policy that permits someone else only",
+    )?;
+    let file = host.file("open.cedar", OPEN.as_bytes())?;
+    host.invoke("echo", &echo, &["--policy", &file.to_string_lossy()])?
+        .expect(0, "--policy over the data directory's policy")?;
+    // Changed while a server runs: in force on the next request.
+    let own = start(host, &[], &[])?;
+    problem(
+        &invoke(&own.server, &echo_of("x"))?,
+        403,
+        "denied",
+        "before the policy change",
+    )?;
+    own.host().policy(OPEN)?;
+    let started = Instant::now();
+    loop {
+        let response = invoke(&own.server, &echo_of("x"))?;
+        if response.status == 200 {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(3),
+            "a changed policy file was not in force 3 s later: HTTP {}",
+            response.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(own);
+    Ok(())
+}
+
+fn start_errors(target: &Target) -> Result<(), Failure> {
+    // A configuration error: exit 2 before anything is bound.
+    let host = own_host(target, None, "[server]\nconcurrency = 0\n", false)?;
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let run = run_bounded(
+        &host,
+        &["serve", "--listen", &address],
+        Duration::from_secs(10),
+    )?
+    .ok_or_else(|| Failure::Failed("serve with server.concurrency = 0 kept running".into()))?;
+    run.expect(2, "serve with server.concurrency = 0")?;
+    ensure!(
+        run.stderr.contains("server.concurrency"),
+        "the configuration error does not name server.concurrency: {}",
+        excerpt(&run.stderr)
+    );
+    ensure!(
+        !run.stdout.contains("listening on") && !host.data.path().join("admin.sock").exists(),
+        "serve bound something before refusing its configuration"
+    );
+    // An address in use: exit 1, `cannot listen on ADDR: REASON`.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Failure::Failed(format!("cannot bind: {e}")))?;
+    let address = taken
+        .local_addr()
+        .map_err(|e| Failure::Failed(format!("{e}")))?
+        .to_string();
+    let host = own_host(target, None, "", false)?;
+    let run = run_bounded(
+        &host,
+        &["serve", "--listen", &address],
+        Duration::from_secs(10),
+    )?
+    .ok_or_else(|| Failure::Failed("serve on an address in use kept running".into()))?;
+    run.expect(1, "serve on an address in use")?;
+    ensure!(
+        run.stderr
+            .contains(&format!("cannot listen on {address}: ")),
+        "the failure does not say `cannot listen on {address}: REASON`: {}",
+        excerpt(&run.stderr)
+    );
+    let host = own_host(
+        target,
+        None,
+        &format!("[telemetry]\nmetrics_listen = \"{address}\"\n"),
+        false,
+    )?;
+    let run = run_bounded(
+        &host,
+        &["serve", "--listen", "127.0.0.1:0"],
+        Duration::from_secs(10),
+    )?
+    .ok_or_else(|| Failure::Failed("serve with a metrics address in use kept running".into()))?;
+    run.expect(1, "serve with telemetry.metrics_listen in use")?;
+    ensure!(
+        run.stderr.contains("telemetry.metrics_listen") && run.stderr.contains(&address),
+        "the failure does not name telemetry.metrics_listen and {address}: {}",
+        excerpt(&run.stderr)
+    );
+    drop(taken);
+    Ok(())
+}
+
+fn problem_codes(target: &Target) -> Result<(), Failure> {
+    let own = own(
+        target,
+        Some(
+            APPROVALS
+                .replace(
+                    "@id(\"link-anything\")",
+                    &format!("@id(\"local\")\n{OPEN}@id(\"link-anything\")"),
+                )
+                .as_str(),
+        ),
+        &format!(
+            "[server]\nmax_body_bytes = 4096\nper_principal = 1\n{SPIN_LIMITS}\n[[quotas.rules]]\nprincipal = \"user:local\"\ncapability = \"textstats\"\ninvocations = 1\nper_ms = 3600000\n"
+        ),
+        true,
+    )?;
+    let token = Some(own.server.token.as_str());
+    let json_type = [("content-type", "application/json")];
+    let post = |body: &str, token: Option<&str>| {
+        send(
+            &own.server,
+            reqwest::Method::POST,
+            "/v1/invoke",
+            token,
+            Some(body),
+            &json_type,
+        )
+    };
+    problem(&post("{", token)?, 400, "bad-arguments", "malformed JSON")?;
+    problem(
+        &post(&greet().to_string(), None)?,
+        401,
+        "unauthenticated",
+        "no token",
+    )?;
+    let nobody = own.token("agent:nobody", "nobody")?;
+    problem(
+        &post(&greet().to_string(), Some(&nobody))?,
+        403,
+        "denied",
+        "a call no policy permits",
+    )?;
+    problem(
+        &post(
+            r#"{"capability":"no-such-capability","function":"f"}"#,
+            token,
+        )?,
+        404,
+        "unknown",
+        "an unknown capability",
+    )?;
+    problem(
+        &post(&greet_of(&"x".repeat(8000)).to_string(), token)?,
+        413,
+        "too-large",
+        "a body over max_body_bytes",
+    )?;
+    receipt(&own.server, &echo_of("warm"))?;
+    problem(
+        &invoke(&own.server, &spin(Some(200)))?,
+        422,
+        "deadline",
+        "a call past its deadline",
+    )?;
+    let running = in_thread(&own.server, spin(Some(1200)));
+    std::thread::sleep(Duration::from_millis(300));
+    problem(
+        &invoke(&own.server, &greet())?,
+        429,
+        "busy",
+        "beyond server.per_principal",
+    )?;
+    let _ = joined(running)?;
+    let stats = json!({ "capability": "textstats", "function": "analyze", "args": { "text": "a b", "top": 1 } });
+    receipt(&own.server, &stats)?;
+    problem(
+        &invoke(&own.server, &stats)?,
+        429,
+        "over-quota",
+        "beyond a quota",
+    )?;
+    let bot = own.as_principal("agent:bot", "bot")?;
+    problem(
+        &invoke(&bot, &greet())?,
+        202,
+        "approval-pending",
+        "an approval-required call",
+    )?;
+    Ok(())
+}
+
+fn hostile_requests_leave_ledger_verifying(target: &Target) -> Result<(), Failure> {
+    let own = own(
+        target,
+        Some(OPEN),
+        &format!("[server]\nmax_body_bytes = 4096\nper_principal = 1\n{SPIN_LIMITS}"),
+        true,
+    )?;
+    let token = Some(own.server.token.as_str());
+    let json_type = [("content-type", "application/json")];
+    for body in [
+        "{",
+        "null",
+        "[]",
+        r#"{"capability":"conformance","function":"add","args":{"a":"x","b":1}}"#,
+        r#"{"capability":"conformance","function":"add","args":{"a":1,"b":2},"extra":1}"#,
+        r#"{"capability":"conformance","function":"divide","args":{"a":1,"b":0}}"#,
+        r#"{"capability":"conformance","function":"spin","args":{},"fuel":1000}"#,
+        r#"{"capability":"conformance","function":"echo","args":{"text":"\u0000\ud800"}}"#,
+    ] {
+        let _ = send(
+            &own.server,
+            reqwest::Method::POST,
+            "/v1/invoke",
+            token,
+            Some(body),
+            &json_type,
+        )?;
+    }
+    let _ = send(
+        &own.server,
+        reqwest::Method::POST,
+        "/v1/invoke",
+        token,
+        Some(&"x".repeat(10_000)),
+        &json_type,
+    )?;
+    let _ = send(
+        &own.server,
+        reqwest::Method::POST,
+        "/v1/invoke",
+        Some("fct_forged"),
+        Some("{}"),
+        &json_type,
+    )?;
+    let running = in_thread(&own.server, spin(Some(800)));
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        let _ = invoke(&own.server, &echo_of("busy"))?;
+    }
+    let _ = joined(running)?;
+    for query in ["from=0", "from=x", "from=99999", ""] {
+        let _ = own.server.get(&format!("/v1/ledger/consistency?{query}"))?;
+    }
+    let _ = own.server.get("/v1/ledger/proof/99999999")?;
+    let _ = own.server.get("/v1/ledger/entries?from=-1&limit=x")?;
+    let _ = raw(
+        &own.server,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999\r\n\r\n",
+        b"{",
+        Duration::from_secs(3),
+    )?;
+    receipt(&own.server, &echo_of("still serving"))?;
+    let run = own.host().run(&["log", "verify"])?;
+    run.expect(0, "log verify of the ledger after hostile requests")?;
     Ok(())
 }

@@ -26,9 +26,9 @@ pub struct Args {
     /// How to print the report: text, json or junit.
     #[arg(long, default_value = "text")]
     pub format: Format,
-    /// Run only the cases whose name contains this.
+    /// Run only the cases whose name contains this (repeatable: any of them).
     #[arg(long)]
-    pub only: Option<String>,
+    pub only: Vec<String>,
 }
 
 impl Args {

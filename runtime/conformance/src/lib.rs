@@ -19,8 +19,6 @@ mod crypto;
 mod report;
 mod target;
 
-use std::path::PathBuf;
-
 use femtoclaw_spec::Suite;
 
 pub use report::{Format, Outcome, Report, Verdict};
@@ -87,18 +85,8 @@ macro_rules! ensure {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub target: Target,
-    /// Only the cases whose name contains this.
-    pub only: Option<String>,
-}
-
-impl Options {
-    /// The suite against a binary.
-    pub fn binary(path: PathBuf) -> Self {
-        Options {
-            target: Target::Binary(path),
-            only: None,
-        }
-    }
+    /// Only the cases whose name contains one of these (all cases when empty).
+    pub only: Vec<String>,
 }
 
 /// A case table's soundness ([`cases`] is checked before every run): every identifier a case
@@ -176,10 +164,7 @@ fn contained(case: Case, target: &Target) -> Result<(), Failure> {
 pub fn run(suite: &Suite, options: &Options, mut progress: impl FnMut(&Outcome)) -> Report {
     let mut outcomes = Vec::new();
     for case in cases() {
-        if options
-            .only
-            .as_deref()
-            .is_some_and(|only| !case.name.contains(only))
+        if !options.only.is_empty() && !options.only.iter().any(|o| case.name.contains(o.as_str()))
         {
             continue;
         }

@@ -725,6 +725,12 @@ fn encode(e: &Json) -> Result<Vec<u8>, String> {
     Ok(w.0)
 }
 
+/// Components or blobs: each SHA-256 and its bytes.
+type Digested = Vec<([u8; 32], Vec<u8>)>;
+
+/// A segment's first index and its records: kind, check, payload.
+type Records = (u64, Vec<(u8, [u8; 8], Vec<u8>)>);
+
 /// An export's parts (specification 36's framing).
 #[derive(Clone, Debug, PartialEq)]
 struct Export {
@@ -772,7 +778,7 @@ impl<'a> Cursor<'a> {
         }
         Ok(out)
     }
-    fn digested(&mut self) -> Result<Vec<([u8; 32], Vec<u8>)>, String> {
+    fn digested(&mut self) -> Result<Digested, String> {
         let count = self.u64()?;
         let mut out = Vec::new();
         for _ in 0..count {
@@ -802,10 +808,10 @@ impl Export {
         let mut expected = [0x01u8, 0x02].into_iter();
         loop {
             let tag = c.u8()?;
-            if let Some(first) = expected.next() {
-                if tag != first {
-                    return Err(format!("section {tag:#04x} where {first:#04x} must be"));
-                }
+            if let Some(first) = expected.next()
+                && tag != first
+            {
+                return Err(format!("section {tag:#04x} where {first:#04x} must be"));
             }
             match tag {
                 0x01 => export.entries = c.framed()?,
@@ -977,7 +983,7 @@ fn entry_encoding(target: &Target) -> Result<(), Failure> {
 }
 
 /// A segment's records: (kind, check, payload).
-fn records(bytes: &[u8]) -> Result<(u64, Vec<(u8, [u8; 8], Vec<u8>)>), String> {
+fn records(bytes: &[u8]) -> Result<Records, String> {
     let mut c = Cursor { bytes, at: 0 };
     if c.take(8)? != b"FCLSEG\0\x01" {
         return Err("the segment does not begin with FCLSEG 0x00 0x01".into());
@@ -2680,8 +2686,7 @@ fn approval_lifecycle(target: &Target) -> Result<(), Failure> {
     let start = entries
         .iter()
         .map(|e| &e["entry"])
-        .filter(|e| e["type"] == "invocation-start")
-        .last()
+        .rfind(|e| e["type"] == "invocation-start")
         .cloned()
         .unwrap_or_default();
     ensure!(
@@ -2793,7 +2798,10 @@ fn approval_grant_expires(target: &Target) -> Result<(), Failure> {
     let run = call(&host, "add", add.clone(), 13)?;
     let id = pending_id(&run).ok_or_else(|| failed("no approval id"))?;
     host.ok(&["approval", "grant", &id.to_string()])?;
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Past the TTL, and past the next whole second (the runtime keeps grant times in seconds).
+    for _ in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(600));
+    }
     let run = call(&host, "add", add.clone(), 13)?;
     ensure!(
         pending_id(&run).is_some_and(|n| n != id),

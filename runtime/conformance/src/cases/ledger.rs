@@ -736,8 +736,8 @@ type Records = (u64, Vec<(u8, [u8; 8], Vec<u8>)>);
 struct Export {
     entries: Vec<Vec<u8>>,
     checkpoints: Vec<Vec<u8>>,
-    components: Option<Vec<([u8; 32], Vec<u8>)>>,
-    blobs: Option<Vec<([u8; 32], Vec<u8>)>>,
+    components: Option<Digested>,
+    blobs: Option<Digested>,
 }
 
 struct Cursor<'a> {
@@ -1972,16 +1972,6 @@ fn plain_text(text: &str) -> String {
         }
     }
     out
-}
-
-#[allow(dead_code)]
-fn append(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    use std::io::Write as _;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| failed(format!("cannot append to {}: {e}", path.display())))
 }
 
 /// The first entry record of a segment, header and payload.

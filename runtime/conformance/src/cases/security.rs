@@ -66,7 +66,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.policy.default-and-publisher",
-        verifies: &["FC-POL-1415", "FC-POL-1416"],
+        verifies: &["FC-POL-1415"],
         run: policy_default_and_publisher,
     },
     Case {
@@ -129,6 +129,11 @@ pub const CASES: &[Case] = &[
         name: "cli.egress.redirects",
         verifies: &["FC-POL-1710", "FC-SEC-2004", "FC-SEC-2005"],
         run: egress_redirects,
+    },
+    Case {
+        name: "cli.egress.size-caps",
+        verifies: &["FC-SEC-2021", "FC-SEC-2022"],
+        run: egress_size_caps,
     },
     Case {
         name: "cli.secret.store",
@@ -1737,6 +1742,112 @@ fn egress_redirects(target: &Target) -> Result<(), Failure> {
         .any(|d| d["allowed"] == false)
             && decisions(&entries, "http.request", "http://127.0.0.1:80").len() >= 7,
         "every hop's http.request decision must be recorded, the refused redirect's included"
+    );
+    Ok(())
+}
+
+fn egress_size_caps(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(&egress_policy(
+        "permit (principal, action == FemtoClaw::Action::\"net.connect\", resource) when { resource.address == ip(\"127.0.0.1\") };\n",
+    ))?;
+    let config = host.data.path().join("femtoclaw.toml");
+    // A misspelt key and a bad value are refused, naming the file, the line and the key.
+    for (text, names) in [
+        (
+            "[http]\nmax_redirect = 3\n",
+            "line 2: unknown key `http.max_redirect`",
+        ),
+        ("[http]\n\ntimeout_ms = 0\n", "line 3: `http.timeout_ms`"),
+    ] {
+        write(&config, text)?;
+        let run = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?;
+        run.expect(
+            2,
+            &format!("an invocation under the configuration {text:?}"),
+        )?;
+        ensure!(
+            run.stderr.contains("femtoclaw.toml` ") && run.stderr.contains(names),
+            "the refusal of {text:?} must name femtoclaw.toml and {names}: {}",
+            excerpt(&run.stderr)
+        );
+    }
+    // A body over http.max_request_bytes: refused before any decision or byte.
+    write(
+        &config,
+        "[http]\nmax_request_bytes = 10\nmax_response_bytes = 8\n",
+    )?;
+    let before = host.entries()?.len();
+    let got = call(
+        &host,
+        "fetch",
+        "post",
+        &json!({ "url": "http://127.0.0.1:9/", "content-type": "text/plain", "body": "hello world" }),
+    )?;
+    ensure!(
+        err(&got).starts_with("too large: ")
+            && err(&got).contains("11")
+            && err(&got).contains("10"),
+        "an 11-byte body over a 10-byte cap must answer too-large naming both: {got}"
+    );
+    let entries = host.entries()?;
+    ensure!(
+        !entries[before..]
+            .iter()
+            .any(|e| e["entry"]["type"] == "decision"
+                && e["entry"]["action"] != "invoke"
+                && e["entry"]["action"] != "link"),
+        "a body over the cap was decided on"
+    );
+    // Responses over the cap, declared and streamed.
+    let Ok(listener) = TcpListener::bind("127.0.0.1:80") else {
+        return Err(Failure::NotApplicable(
+            "cannot listen on 127.0.0.1:80, the only loopback port fetch's manifest covers".into(),
+        ));
+    };
+    for (reply, what) in [
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 20\r\nconnection: close\r\n\r\n01234567890123456789",
+            "a declared 20-byte body",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n01234567890123456789",
+            "a 20-byte body without a length",
+        ),
+    ] {
+        let listener = listener
+            .try_clone()
+            .map_err(|e| Failure::Failed(format!("cannot share the listener: {e}")))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let served = peer(listener, reply.to_owned(), stop.clone());
+        let got = fetch_get(&host, "http://127.0.0.1/big")?;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = served.join();
+        ensure!(
+            err(&got).starts_with("too large: "),
+            "{what} over http.max_response_bytes 8 must answer too-large: {got}"
+        );
+    }
+    // The request's own cap, lower than the host's, applies too.
+    write(&config, "[http]\nmax_response_bytes = 1000\n")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = peer(
+        listener,
+        "HTTP/1.1 200 OK\r\ncontent-length: 20\r\nconnection: close\r\n\r\n01234567890123456789"
+            .to_owned(),
+        stop.clone(),
+    );
+    let got = call(
+        &host,
+        "fetch",
+        "request",
+        &json!({ "method": "GET", "url": "http://127.0.0.1/big", "max-response-bytes": 8 }),
+    )?;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = served.join();
+    ensure!(
+        err(&got).starts_with("too large: "),
+        "a 20-byte body over the request's max-response-bytes 8 must answer too-large: {got}"
     );
     Ok(())
 }

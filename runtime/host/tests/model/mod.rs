@@ -254,12 +254,15 @@ impl Model {
         match *op {
             Op::Divide { a, b } => {
                 let inv = self.run("divide", BUDGET);
-                if b == 0 {
-                    self.end(inv, Some("trap"), Json::Null);
-                    failed(5)
-                } else {
-                    self.end(inv, None, json!({"u32": a / b}));
-                    ok(json!(a / b))
+                match a.checked_div(b) {
+                    None => {
+                        self.end(inv, Some("trap"), Json::Null);
+                        failed(5)
+                    }
+                    Some(q) => {
+                        self.end(inv, None, json!({ "u32": q }));
+                        ok(json!(q))
+                    }
                 }
             }
             Op::Spin => {

@@ -255,6 +255,16 @@ impl Report {
                 "does NOT conform"
             }
         );
+        // The failed cases again, last, so that the tail of a long run says what failed.
+        for o in &self.outcomes {
+            if let Err(Failure::Failed(why)) = &o.result {
+                let _ = writeln!(
+                    out,
+                    "failed case {} ({:.1} s): {why}",
+                    o.case.name, o.seconds
+                );
+            }
+        }
         out
     }
 

@@ -150,6 +150,7 @@ fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
 }
 
 // Verifies: FC-COMP-3103, FC-COMP-3104, FC-COMP-3109, FC-COMP-3112, FC-COMP-3002, FC-COMP-3004
+// Verifies: FC-COMP-3115
 #[test]
 fn targets_that_do_not_conform_fail_naming_the_requirements() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,6 +251,17 @@ fn targets_that_do_not_conform_fail_naming_the_requirements() {
             .contains("signature by the pinned key does not verify"),
         "{}",
         stdout(&out)
+    );
+    // In text, the last line names the failed case and why, after the summary.
+    let out = conformance(&["--binary", &forger, "--only", "cli.checkpoint"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = stdout(&out);
+    let tail: Vec<&str> = text.lines().rev().take(2).collect();
+    assert!(tail[1].ends_with("; does NOT conform"), "{text}");
+    assert!(
+        tail[0].starts_with("failed case cli.checkpoint (")
+            && tail[0].contains("signature by the pinned key does not verify"),
+        "{text}"
     );
 
     // A binary whose `serve` prints nothing fails the server cases, naming what it must print.

@@ -18,11 +18,13 @@ pub mod cli;
 mod crypto;
 mod report;
 mod target;
+mod unobservable;
 
 use femtoclaw_spec::Suite;
 
 pub use report::{Format, Outcome, Report, Verdict};
 pub use target::Target;
+pub use unobservable::UNOBSERVABLE;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
@@ -114,6 +116,48 @@ pub fn check_cases(suite: &Suite, cases: &[Case]) -> Result<(), Vec<String>> {
                 )),
                 Some(_) => {}
             }
+        }
+    }
+    if let Err(more) = check_unobservable(suite, cases, UNOBSERVABLE) {
+        problems.extend(more);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// A table of requirements no black-box case can observe ([`UNOBSERVABLE`]): each entry an
+/// implemented requirement of `suite` that no case of `cases` verifies, given once, with a reason.
+pub fn check_unobservable(
+    suite: &Suite,
+    cases: &[Case],
+    table: &[(&str, &str)],
+) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (id, why) in table {
+        if !seen.insert(id) {
+            problems.push(format!("{id} is listed twice as not observable"));
+        }
+        if why.trim().is_empty() {
+            problems.push(format!("{id} is listed as not observable without a reason"));
+        }
+        match suite.requirement(id) {
+            None => problems.push(format!(
+                "{id}, listed as not observable, is not a requirement of the suite"
+            )),
+            Some(r) if r.status == femtoclaw_spec::Status::Planned => {
+                problems.push(format!("{id}, listed as not observable, is planned"));
+            }
+            Some(_) => {}
+        }
+        if let Some(case) = cases.iter().find(|c| c.verifies.contains(id)) {
+            problems.push(format!(
+                "{id} is listed as not observable, yet case {} verifies it",
+                case.name
+            ));
         }
     }
     if problems.is_empty() {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use femtoclaw_spec::{Status, Suite};
 use serde_json::{Value as Json, json};
 
-use crate::{Case, Failure, Target};
+use crate::{Case, Failure, Target, UNOBSERVABLE};
 
 /// What one case did.
 #[derive(Debug)]
@@ -48,6 +48,15 @@ pub struct Line {
     pub cases: Vec<&'static str>,
     /// Why it failed or does not apply.
     pub reason: String,
+}
+
+/// The reason of an implemented requirement that no case verifies yet.
+const NO_CASE: &str = "no black-box case";
+/// The reason's start for one no black-box case can verify ([`UNOBSERVABLE`]).
+const NOT_OBSERVABLE: &str = "not observable through a public surface";
+
+fn unobservable(id: &str) -> Option<&'static (&'static str, &'static str)> {
+    UNOBSERVABLE.iter().find(|(u, _)| *u == id)
 }
 
 /// The whole report.
@@ -109,8 +118,10 @@ impl Report {
                     (Verdict::Fail, failed.join("; "))
                 } else if passed {
                     (Verdict::Pass, String::new())
+                } else if let Some((_, why)) = unobservable(&r.id) {
+                    (Verdict::NotApplicable, format!("{NOT_OBSERVABLE}: {why}"))
                 } else if runs.is_empty() {
-                    (Verdict::NotApplicable, "no black-box case".to_owned())
+                    (Verdict::NotApplicable, NO_CASE.to_owned())
                 } else {
                     (Verdict::NotApplicable, not_applicable.join("; "))
                 };
@@ -159,6 +170,8 @@ impl Report {
             "fail": self.count(Verdict::Fail),
             "not-applicable": self.count(Verdict::NotApplicable),
             "planned": self.count(Verdict::Planned),
+            "not-observable": self.lines.iter().filter(|l| l.reason.starts_with(NOT_OBSERVABLE)).count(),
+            "no-black-box-case": self.lines.iter().filter(|l| l.reason == NO_CASE).count(),
             "cases": self.outcomes.len(),
             "cases-passed": cases(|o| o.result.is_ok()),
             "cases-failed": cases(|o| matches!(o.result, Err(Failure::Failed(_)))),
@@ -238,12 +251,14 @@ impl Report {
         let s = self.summary();
         let _ = writeln!(
             out,
-            "\n{}: {} requirements: {} pass, {} fail, {} not applicable, {} planned; {} cases: {} passed, {} failed, {} not applicable; {}",
+            "\n{}: {} requirements: {} pass, {} fail, {} not applicable ({} not observable, {} without a case yet), {} planned; {} cases: {} passed, {} failed, {} not applicable; {}",
             self.target,
             s["requirements"],
             s["pass"],
             s["fail"],
             s["not-applicable"],
+            s["not-observable"],
+            s["no-black-box-case"],
             s["planned"],
             s["cases"],
             s["cases-passed"],

@@ -13,6 +13,7 @@ use crate::{Case, Failure, Target, ensure};
 pub const CASES: &[Case] = &[Case {
     name: "cli.conformance.command",
     verifies: &[
+        "FC-COMP-3001",
         "FC-COMP-3002",
         "FC-COMP-3004",
         "FC-COMP-3005",
@@ -22,6 +23,7 @@ pub const CASES: &[Case] = &[Case {
         "FC-COMP-3111",
         "FC-COMP-3112",
         "FC-COMP-3115",
+        "FC-COMP-5901",
     ],
     run: conformance_command,
 }];
@@ -57,7 +59,7 @@ fn failure_text(failure: Failure) -> String {
     }
 }
 
-/// The members `object` must have, each of the JSON type `is` accepts.
+/// The members `object` must have.
 fn members(object: &Json, names: &[&str], what: &str) -> Result<(), Failure> {
     for name in names {
         ensure!(
@@ -91,6 +93,8 @@ fn check_lines(
             "fail",
             "not-applicable",
             "planned",
+            "not-observable",
+            "no-black-box-case",
             "cases",
             "cases-passed",
             "cases-failed",
@@ -156,6 +160,15 @@ fn check_lines(
             summary[key]
         );
     }
+    let apart = summary["not-observable"]
+        .as_u64()
+        .zip(summary["no-black-box-case"].as_u64())
+        .map(|(a, b)| a + b);
+    ensure!(
+        apart.is_some_and(|a| a <= counts.get("not-applicable").copied().unwrap_or(0)),
+        "{what}: the summary counts {apart:?} not observable or without a case among {} not applicable",
+        summary["not-applicable"]
+    );
     ensure!(
         summary["requirements"].as_u64() == Some(want.len() as u64),
         "{what}: the summary counts {} requirements where the suite has {}",

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Output;
 
-use femtoclaw_conformance::{Case, Failure, cases, check_cases};
+use femtoclaw_conformance::{Case, Failure, UNOBSERVABLE, cases, check_cases, check_unobservable};
 use femtoclaw_spec::Suite;
 
 use super::{Server, token};
@@ -39,7 +39,7 @@ fn verdicts(report: &Json) -> std::collections::HashMap<String, String> {
 }
 
 // Verifies: FC-COMP-3101, FC-COMP-3102, FC-COMP-3103, FC-COMP-3105, FC-COMP-3113, FC-COMP-5901, FC-DIST-4301
-// Verifies: FC-COMP-3001, FC-COMP-3002, FC-COMP-3007
+// Verifies: FC-COMP-3001, FC-COMP-3002, FC-COMP-3007, FC-COMP-3116
 #[test]
 fn the_host_conforms_every_case_passes_and_every_requirement_has_a_line() {
     let out = conformance(&["--format", "json"]);
@@ -68,6 +68,30 @@ fn the_host_conforms_every_case_passes_and_every_requirement_has_a_line() {
     );
     assert_eq!(report["summary"]["conforms"], true);
     assert_eq!(report["summary"]["cases-passed"], cases().len());
+    // The requirements no case can observe say why, and are counted apart from those that lack
+    // a case yet.
+    let reasons: std::collections::HashMap<&str, &str> = report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    for (id, why) in UNOBSERVABLE {
+        assert_eq!(
+            reasons[id],
+            format!("not observable through a public surface: {why}"),
+            "{id}"
+        );
+    }
+    assert_eq!(report["summary"]["not-observable"], UNOBSERVABLE.len());
+    let uncovered = suite
+        .requirements()
+        .iter()
+        .filter(|r| r.status == femtoclaw_spec::Status::Implemented)
+        .filter(|r| !cases().iter().any(|c| c.verifies.contains(&r.id.as_str())))
+        .filter(|r| !UNOBSERVABLE.iter().any(|(u, _)| *u == r.id))
+        .count();
+    assert_eq!(report["summary"]["no-black-box-case"], uncovered);
 
     // Text: one line per requirement, then the summary.
     let out = conformance(&["--only", "cli.trap"]);
@@ -291,7 +315,7 @@ fn noop(_: &femtoclaw_conformance::Target) -> Result<(), Failure> {
     Ok(())
 }
 
-// Verifies: FC-COMP-3106
+// Verifies: FC-COMP-3106, FC-COMP-3116
 #[test]
 fn a_case_table_naming_unknown_planned_or_nothing_is_refused() {
     let suite = Suite::embedded().unwrap();
@@ -347,4 +371,30 @@ fn a_case_table_naming_unknown_planned_or_nothing_is_refused() {
     }];
     let problems = check_cases(&suite, &planned_case).unwrap_err().join("\n");
     assert!(problems.contains("which is planned"), "{problems}");
+
+    // The list of requirements no black-box case can observe is sound, and a broken one is
+    // refused: unknown, planned, verified by a case, listed twice, or without a reason.
+    check_unobservable(&suite, &cases(), UNOBSERVABLE).unwrap();
+    let bad = [
+        ("FC-CORE-0199", "unknown"),
+        (planned.id.as_str(), "planned"),
+        (IMPLEMENTED, "a case verifies it"),
+        ("FC-COMP-3006", "once"),
+        ("FC-COMP-3006", "twice"),
+        ("FC-COMP-3007", " "),
+    ];
+    let problems = check_unobservable(&suite, &cases(), &bad)
+        .unwrap_err()
+        .join("\n");
+    for want in [
+        "FC-CORE-0199, listed as not observable, is not a requirement",
+        &format!("{}, listed as not observable, is planned", planned.id),
+        &format!(
+            "{IMPLEMENTED} is listed as not observable, yet case cli.allowed-call-returns-its-result verifies it"
+        ),
+        "FC-COMP-3006 is listed twice",
+        "FC-COMP-3007 is listed as not observable without a reason",
+    ] {
+        assert!(problems.contains(want), "{want}: {problems}");
+    }
 }

@@ -521,6 +521,47 @@ fn a_dot_dot_after_a_symlink_and_a_dangling_link_reach_nothing_the_policy_withho
     assert_eq!(answer, json!({"ok": "public"}));
 }
 
+// Verifies: FC-SEC-2103
+#[test]
+fn a_file_under_a_read_rule_cannot_be_overwritten_or_truncated() {
+    // Everything may be written, but `/data/sealed.txt` not read: opening it to write (create
+    // and truncate) needs both, so the write is refused and the file keeps its bytes.
+    let host = host(&format!(
+        "{READ_WRITE}@id(\"test:sealed\")\nforbid (principal, action == FemtoClaw::Action::\"fs.read\", resource is FemtoClaw::Path) when {{ resource.path == \"/data/sealed.txt\" }};\n"
+    ));
+    let dir = data_dir(&host);
+    std::fs::write(dir.join("sealed.txt"), "sealed").unwrap();
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/sealed.txt", "text": "overwritten"}),
+    );
+    assert!(
+        refused(&answer).contains("denied by the policy"),
+        "{answer}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sealed.txt")).unwrap(),
+        "sealed"
+    );
+    let read = decisions(&host, "fs.read", "/data/sealed.txt");
+    assert!(
+        read.iter().any(|d| d["allowed"] == json!(false)),
+        "the open's read was decided, and refused: {read:?}"
+    );
+    // A file beside it, under no read rule, is written.
+    let answer = invoke(
+        &host,
+        "write-file",
+        json!({"path": "/data/open.txt", "text": "written"}),
+    );
+    assert_eq!(answer, json!({"ok": 7}));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("open.txt")).unwrap(),
+        "written"
+    );
+}
+
 // Verifies: FC-SEC-2112
 #[test]
 fn data_under_a_read_rule_cannot_be_renamed_out_from_under_it() {

@@ -189,17 +189,18 @@ impl Access {
         }
     }
 
-    /// What `open-at` with these flags needs.
+    /// What `open-at` with these flags needs: read alone, or read and write once it may change
+    /// the file (write, create, truncate, mutate-directory), so that a file under a read rule
+    /// cannot be truncated or overwritten by one who may not read it.
     fn of_open(open: OpenFlags, flags: DescriptorFlags) -> Self {
         let writes = flags.contains(DescriptorFlags::WRITE)
             || flags.contains(DescriptorFlags::MUTATE_DIRECTORY)
             || open.contains(OpenFlags::CREATE)
             || open.contains(OpenFlags::TRUNCATE);
-        let reads = flags.contains(DescriptorFlags::READ) || !writes;
-        match (reads, writes) {
-            (true, true) => Access::ReadWrite,
-            (false, true) => Access::Write,
-            _ => Access::Read,
+        if writes {
+            Access::ReadWrite
+        } else {
+            Access::Read
         }
     }
 }
@@ -224,24 +225,32 @@ fn authorize(
         Some(relative) => node.join(relative)?,
         None => (node.clone(), true),
     };
-    for &action in access.actions() {
-        authority
-            .check(action, &Scope::Path(node.path.clone()))
-            .map_err(|_| ErrorCode::Access)?;
-    }
+    decide(authority, access, &node.path)?;
     if !inside {
         return Err(ErrorCode::NotPermitted);
     }
     // A symbolic link inside the preopen may lead to another path in it: that path must be
     // granted too, or a link would reach what the policy withholds.
     if let Some(real) = state.host.preopens.resolved(&node)? {
-        for &action in access.actions() {
-            authority
-                .check(action, &Scope::Path(real.clone()))
-                .map_err(|_| ErrorCode::Access)?;
-        }
+        decide(authority, access, &real)?;
     }
     Ok(node)
+}
+
+/// Asks the policy for every action of `access` on `path`, each decision recorded even after a
+/// denial, so that the ledger shows all the operation needed; `access` when any is denied.
+fn decide(authority: &mut Authority<'_>, access: Access, path: &str) -> Result<(), ErrorCode> {
+    let mut denied = false;
+    for &action in access.actions() {
+        denied |= authority
+            .check(action, &Scope::Path(path.to_owned()))
+            .is_err();
+    }
+    if denied {
+        Err(ErrorCode::Access)
+    } else {
+        Ok(())
+    }
 }
 
 /// wasmtime-wasi's answer as the WIT result: its error codes are the guest's; anything else

@@ -112,6 +112,11 @@ pub const CASES: &[Case] = &[
         run: egress_caps_configured,
     },
     Case {
+        name: "cli.telemetry.no-call-parameters-or-results",
+        verifies: &["FC-SEC-2216"],
+        run: telemetry_carries_no_calls,
+    },
+    Case {
         name: "cli.sdk.guest-exports-and-log",
         verifies: &["FC-EXT-5301", "FC-EXT-5305"],
         run: sdk_guest,
@@ -2142,5 +2147,119 @@ fn sdk_guest(target: &Target) -> Result<(), Failure> {
         "the host must report the log line with the invocation (invoke --json): {}",
         excerpt(&run.stdout)
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 22 and 26: what telemetry carries.
+
+fn telemetry_carries_no_calls(target: &Target) -> Result<(), Failure> {
+    let receiver =
+        Peer::start(|_| answer("200 OK", &[("content-type", "application/x-protobuf")], ""))?;
+    let value = "Telemetry-Secret-4471";
+    let result_marker = "ResultMarker-9d2e";
+    let upstream = Peer::start(move |seen| {
+        let echoed = seen.header("x-api-key").unwrap_or_default().to_owned();
+        answer(
+            "200 OK",
+            &[("x-echo", &echoed)],
+            &format!("{result_marker} {echoed}"),
+        )
+    })?;
+    let host = probe_host(
+        target,
+        OPEN,
+        std::slice::from_ref(&upstream.origin()),
+        &["tok"],
+    )?;
+    secret_set(&host, "tok", value)?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        format!("[telemetry]\notlp_endpoint = \"{}\"\n", receiver.origin()).as_bytes(),
+    )?;
+    let call = json!({
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": { "name": format!("{PROBE}.request"), "arguments": {
+            "method": "GET",
+            "url": format!("{}/path", upstream.origin()),
+            "secret-headers": [{ "name": "x-api-key", "secret": "tok", "prefix": "" }]
+        } }
+    });
+    let input = [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "conformance", "version": "1" } } }),
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        call,
+    ]
+    .iter()
+    .map(|m| format!("{m}\n"))
+    .collect::<String>();
+    let mut child = host
+        .command(&["mcp"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot run mcp: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(
+                    "mcp over stdio did not end within 30 s of its input's end",
+                ));
+            }
+        }
+    }
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    ensure!(
+        stdout.contains(result_marker) && upstream.seen().len() == 1,
+        "the tool call must reach the upstream server and answer its body: {}",
+        excerpt(&stdout)
+    );
+    let exported = receiver.seen();
+    let traces: Vec<&Seen> = exported.iter().filter(|s| s.path == "/v1/traces").collect();
+    ensure!(
+        !traces.is_empty()
+            && traces
+                .iter()
+                .any(|s| s.body.windows(19).any(|w| w == b"femtoclaw.host_call")),
+        "with telemetry.otlp_endpoint set, mcp must export its spans, a femtoclaw.host_call among them, to /v1/traces; the receiver got {:?}",
+        exported
+            .iter()
+            .map(|s| (&s.path, s.body.len()))
+            .collect::<Vec<_>>()
+    );
+    for seen in &exported {
+        let body = String::from_utf8_lossy(&seen.body);
+        let found = found_in(value, &body);
+        ensure!(
+            found.is_empty(),
+            "the export to {} carries the secret's value in the forms {found:?}",
+            seen.path
+        );
+        for (marker, what) in [
+            (result_marker, "the send's result (the response body)"),
+            (" -> 200", "the log call's parameter (its message)"),
+            ("/path", "the send's parameter (its URL)"),
+        ] {
+            ensure!(
+                !body.contains(marker),
+                "the export to {} carries {what}: {marker:?}",
+                seen.path
+            );
+        }
+    }
     Ok(())
 }

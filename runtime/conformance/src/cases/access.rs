@@ -82,6 +82,11 @@ pub const CASES: &[Case] = &[
         run: egress_cross_origin_credentials,
     },
     Case {
+        name: "cli.egress.address-kinds",
+        verifies: &["FC-SEC-2011"],
+        run: egress_address_kinds,
+    },
+    Case {
         name: "cli.egress.redirect-method-rewrite",
         verifies: &["FC-SEC-2006"],
         run: egress_method_rewrite,
@@ -2264,5 +2269,120 @@ fn telemetry_carries_no_calls(target: &Target) -> Result<(), Failure> {
             );
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 20: address kinds.
+
+fn egress_address_kinds(target: &Target) -> Result<(), Failure> {
+    let peer = Peer::fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nhere".to_owned(),
+    )?;
+    let port = peer.port;
+    let origins = [
+        "http://*".to_owned(),
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+    ];
+    // Every origin granted, no address.
+    let policy = format!(
+        "{OPEN}@id(\"no-address\")\nforbid (principal, action == FemtoClaw::Action::\"net.connect\", resource);\n"
+    );
+    let host = probe_host(target, &policy, &origins, &[])?;
+    let get = |url: &str| call(&host, PROBE, "get", &json!({ "url": url }));
+    let refused = |url: &str, kind: &str| -> Result<(), Failure> {
+        let got = get(url)?;
+        let message = err(&got);
+        ensure!(
+            message.starts_with("denied: `")
+                && message.contains("resolves only to addresses `net.connect` is not granted on: ")
+                && message.ends_with(&format!("({kind})")),
+            "{url}, with the origin granted and no address, must be denied naming its address as {kind}: {got}"
+        );
+        Ok(())
+    };
+    for (address, kind) in [
+        ("169.254.169.254", "metadata"),
+        ("[fd00:ec2::254]", "metadata"),
+        ("127.5.5.5", "loopback"),
+        ("[::1]", "loopback"),
+        ("0.1.2.3", "unspecified"),
+        ("[::]", "unspecified"),
+        ("10.9.9.9", "private"),
+        ("172.16.0.1", "private"),
+        ("172.31.255.255", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.0.1", "private"),
+        ("100.127.255.255", "private"),
+        ("169.254.1.1", "link-local"),
+        ("[fe80::1]", "link-local"),
+        ("[fc00::1]", "unique-local"),
+        ("[fdff::1]", "unique-local"),
+        ("224.0.0.1", "multicast"),
+        ("239.1.1.1", "multicast"),
+        ("[ff02::1]", "multicast"),
+        ("255.255.255.255", "broadcast"),
+        ("192.0.0.1", "reserved"),
+        ("192.0.2.5", "reserved"),
+        ("198.18.0.1", "reserved"),
+        ("198.19.255.255", "reserved"),
+        ("198.51.100.1", "reserved"),
+        ("203.0.113.9", "reserved"),
+        ("240.0.0.1", "reserved"),
+        ("[2001:db8::1]", "reserved"),
+        ("[100::1]", "reserved"),
+        ("[fec0::1]", "reserved"),
+        // IPv6 carrying IPv4: that address's kind.
+        ("[::ffff:10.0.0.1]", "private"),
+        ("[::ffff:0:10.0.0.1]", "private"),
+        ("[::10.0.0.1]", "private"),
+        ("[64:ff9b::a00:1]", "private"),
+        ("[2002:a00:1::]", "private"),
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("[::ffff:169.254.169.254]", "metadata"),
+        ("[2002:a9fe:a9fe::]", "metadata"),
+        ("[64:ff9b:1::a00:1]", "private"),
+        // Teredo: the client's IPv4 is the last 32 bits inverted (10.0.0.1 here).
+        ("[2001:0:4136:e378:8000:63bf:f5ff:fffe]", "private"),
+        // Local-use NAT64 and Teredo around a public IPv4 are never public.
+        ("[64:ff9b:1::808:808]", "reserved"),
+        ("[2001::f7f7:f7f7]", "reserved"),
+    ] {
+        refused(&format!("http://{address}/"), kind)?;
+    }
+    // Loopback by name and by literal, on the peer's granted origin: refused, nothing sent.
+    for url in [
+        format!("http://localhost:{port}/"),
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+    ] {
+        refused(&url, "loopback")?;
+    }
+    ensure!(
+        peer.seen().is_empty(),
+        "a request refused at net.connect reached the loopback peer"
+    );
+    // net.connect granted on 127.0.0.1: the literal and the name reach the peer; ::1 stays refused.
+    host.policy(&format!(
+        "{OPEN}@id(\"no-other\")\nforbid (principal, action == FemtoClaw::Action::\"net.connect\", resource) unless {{ resource.address == ip(\"127.0.0.1\") }};\n"
+    ))?;
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+    ] {
+        let got = get(&url)?;
+        ensure!(
+            got["ok"]["status"] == 200 && got["ok"]["text"] == "here",
+            "{url} with net.connect granted on 127.0.0.1 must reach the peer: {got}"
+        );
+    }
+    refused(&format!("http://[::1]:{port}/"), "loopback")?;
+    ensure!(
+        peer.seen().len() == 2,
+        "the peer must see the two granted requests; it saw {}",
+        peer.seen().len()
+    );
     Ok(())
 }

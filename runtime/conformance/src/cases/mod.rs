@@ -2,6 +2,7 @@
 //! target through a public surface and checks what specification 31 lists for it. One module
 //! per area; [`all`] is every case, in the order they run.
 
+mod access;
 mod compliance;
 mod core;
 mod execution;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Case> {
         ledger::CASES,
         server::CASES,
         compliance::CASES,
+        access::CASES,
     ]
     .concat()
 }

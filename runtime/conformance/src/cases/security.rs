@@ -99,6 +99,7 @@ pub const CASES: &[Case] = &[
         name: "cli.files.paths",
         verifies: &[
             "FC-SEC-2101",
+            "FC-SEC-2103",
             "FC-POL-1701",
             "FC-POL-1702",
             "FC-POL-1704",
@@ -1321,15 +1322,32 @@ fn files_paths(target: &Target) -> Result<(), Failure> {
     host.policy(&format!(
         "{OPEN}@id(\"hide-secret\")\nforbid (principal, action == FemtoClaw::Action::\"fs.read\", resource == FemtoClaw::Path::\"/data/secret.txt\");\n"
     ))?;
-    for name in ["ok.txt", "secret.txt"] {
-        let wrote = call(
-            &host,
-            "files",
-            "write-file",
-            &json!({ "path": format!("/data/{name}"), "text": "content" }),
-        )?;
-        ensure!(wrote["ok"] == json!(7), "write-file /data/{name}: {wrote}");
-    }
+    let wrote = call(
+        &host,
+        "files",
+        "write-file",
+        &json!({ "path": "/data/ok.txt", "text": "content" }),
+    )?;
+    ensure!(wrote["ok"] == json!(7), "write-file /data/ok.txt: {wrote}");
+    // The hidden file, put in place on the host (the default mount of specification 21), cannot
+    // be overwritten either: opening it to write needs fs.read too.
+    let hidden = host.data.path().join("files/files/data/secret.txt");
+    std::fs::write(&hidden, "hidden")
+        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", hidden.display())))?;
+    let wrote = call(
+        &host,
+        "files",
+        "write-file",
+        &json!({ "path": "/data/secret.txt", "text": "content" }),
+    )?;
+    ensure!(
+        err(&wrote).contains("denied by the policy"),
+        "write-file /data/secret.txt under a forbid of fs.read must be denied: {wrote}"
+    );
+    ensure!(
+        std::fs::read_to_string(&hidden).is_ok_and(|t| t == "hidden"),
+        "write-file /data/secret.txt under a forbid of fs.read changed the file"
+    );
     let read = call(
         &host,
         "files",

@@ -80,6 +80,11 @@ pub const CASES: &[Case] = &[
         run: killed_during_concurrent_appends,
     },
     Case {
+        name: "http.ledger.concurrent-appends-share-commits",
+        verifies: &["FC-PERF-5806"],
+        run: concurrent_appends_share_commits,
+    },
+    Case {
         name: "cli.ops.stale-admin-socket",
         verifies: &["FC-OPS-3902"],
         run: stale_admin_socket,
@@ -3763,5 +3768,100 @@ fn log_events(target: &Target) -> Result<(), Failure> {
         "the next open did not log `ledger recovery cut an unacknowledged tail` with its 16 bytes at the default level: {}",
         excerpt(&run.stderr)
     );
+    Ok(())
+}
+
+fn concurrent_appends_share_commits(target: &Target) -> Result<(), Failure> {
+    let receiver = Receiver::start(Answer::Promptly)?;
+    let host = own_host(
+        target,
+        None,
+        &format!(
+            "[server]\nper_principal = 8\n\n{}",
+            telemetry_config(&receiver.url)
+        ),
+        false,
+    )?;
+    let own = start(host, &QUICK_EXPORT)?;
+    let (url, token) = (own.server.url.clone(), own.server.token.clone());
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (url, token) = (url.clone(), token.clone());
+            std::thread::spawn(move || -> Result<Vec<Json>, Failure> {
+                let server = client(&url, &token)?;
+                (0..12)
+                    .map(|i| receipt(&server, &greet_of(&format!("thread {t} call {i}"))))
+                    .collect()
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for thread in threads {
+        receipts.extend(
+            thread
+                .join()
+                .map_err(|_| Failure::Failed("a client thread panicked".into()))??,
+        );
+    }
+    let entries = entries_from(&own.server, 0)?;
+    let of_index = |i: u64| {
+        entries
+            .get(usize::try_from(i).unwrap_or(usize::MAX))
+            .map(|e| &e["entry"])
+    };
+    let mut numbers = std::collections::HashSet::new();
+    for receipt in &receipts {
+        let n = receipt["invocation"]
+            .as_u64()
+            .ok_or_else(|| Failure::Failed(format!("a receipt has no invocation: {receipt}")))?;
+        ensure!(
+            numbers.insert(n),
+            "two concurrent invocations got the same invocation number {n}"
+        );
+        let (first, last) = (
+            receipt["entries"][0].as_u64().unwrap_or(u64::MAX),
+            receipt["entries"][1].as_u64().unwrap_or(u64::MAX),
+        );
+        ensure!(
+            of_index(first)
+                .is_some_and(|e| e["type"] == "invocation-start" && e["invocation"] == json!(n))
+                && of_index(last)
+                    .is_some_and(|e| e["type"] == "invocation-end" && e["invocation"] == json!(n)),
+            "the receipt of invocation {n} names entries {first} and {last}, which are not its start and end"
+        );
+    }
+    // The group commits, as the exported commit spans say: some batch holds entries of more
+    // than one invocation.
+    let mut shared = None;
+    let mut seen = 0;
+    eventually(Duration::from_secs(10), || {
+        let commits: Vec<(i64, i64)> = receiver
+            .spans("/v1/traces")
+            .iter()
+            .filter(|s| s.name == "femtoclaw.ledger.commit")
+            .filter_map(|s| {
+                Some((
+                    s.int("femtoclaw.ledger.tree_size")?,
+                    s.int("femtoclaw.ledger.batch.entries")?,
+                ))
+            })
+            .collect();
+        seen = commits.len();
+        shared = commits.into_iter().find(|&(size, n)| {
+            let invocations: std::collections::HashSet<String> = (size - n..size)
+                .filter_map(|i| of_index(u64::try_from(i).ok()?))
+                .filter_map(|e| e["invocation"].as_u64().map(|n| n.to_string()))
+                .collect();
+            invocations.len() >= 2
+        });
+        shared.is_some()
+    });
+    ensure!(
+        shared.is_some(),
+        "72 invocations from 6 concurrent clients shared no group commit: none of {seen} exported femtoclaw.ledger.commit spans covers entries of two invocations"
+    );
+    let host = own.kill()?;
+    host.run(&["log", "verify"])?
+        .expect(0, "log verify after concurrent invocations")?;
     Ok(())
 }

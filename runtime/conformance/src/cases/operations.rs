@@ -1304,6 +1304,24 @@ fn spans_in_the_callers_trace(target: &Target) -> Result<(), Failure> {
         &[],
     )?)?;
 
+    // An MCP call whose tool fails, and one the protocol refuses.
+    mcp_call(
+        server,
+        &session,
+        14,
+        "conformance.divide",
+        &json!({ "a": 1, "b": 0 }),
+        &Json::Null,
+        &[],
+    )?;
+    let _ = mcp(
+        server,
+        Some(&session),
+        &[],
+        &json!({ "jsonrpc": "2.0", "id": 15, "method": "tools/call",
+                 "params": { "name": "conformance.no-such-function", "arguments": {} } }),
+    )?;
+
     // The ledger: each start holds its caller's trace id, a malformed one none.
     let entries = entries_from(server, 0)?;
     for (number, want, what) in [
@@ -1361,6 +1379,13 @@ fn spans_in_the_callers_trace(target: &Target) -> Result<(), Failure> {
             && spans
                 .iter()
                 .any(|s| s.name == "femtoclaw.invoke" && s.error())
+            && ["conformance.divide", "conformance.no-such-function"]
+                .iter()
+                .all(|tool| {
+                    spans.iter().any(|s| {
+                        s.name == "femtoclaw.request" && s.text("gen_ai.tool.name") == Some(tool)
+                    })
+                })
     });
     ensure!(
         complete,
@@ -1575,6 +1600,25 @@ fn spans_in_the_callers_trace(target: &Target) -> Result<(), Failure> {
             request.attribute("jsonrpc.request.id").is_some(),
             "{what}: the MCP femtoclaw.request carries no jsonrpc.request.id"
         );
+    }
+
+    // A failed MCP call's request span names how it failed; a successful one does not.
+    for (tool, want) in [
+        ("conformance.divide", Some("tool_error")),
+        ("conformance.no-such-function", Some("jsonrpc_error")),
+        ("hello.greet", None),
+    ] {
+        for request in spans
+            .iter()
+            .filter(|s| s.name == "femtoclaw.request" && s.text("gen_ai.tool.name") == Some(tool))
+        {
+            ensure!(
+                request.text("error.type") == want && request.error() == want.is_some(),
+                "the MCP request span of {tool} carries error.type {:?} (error status {}) where {want:?} is required",
+                request.text("error.type"),
+                request.error()
+            );
+        }
     }
 
     // The group commits: each a root span of its own, with its entry count, fsync time and
@@ -2477,6 +2521,75 @@ fn decide(server: &Server, id: u64, decision: &str) -> Result<Response, Failure>
 fn killed_during_concurrent_appends(target: &Target) -> Result<(), Failure> {
     let mut host = own_host(target, None, "[server]\nper_principal = 8\n", false)?;
     let mut receipts: Vec<(u64, u64)> = Vec::new();
+    // A host (the command line) killed at several moments of an invocation.
+    let mut killed = 0;
+    for after in [20u64, 80, 200, 400, 800, 1500] {
+        let mut child = with_env(
+            host.command(&[
+                "invoke",
+                "hello",
+                "greet",
+                "--args",
+                r#"{"name":"Ada"}"#,
+                "--json",
+            ]),
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Failure::Failed(format!("cannot run invoke: {e}")))?;
+        std::thread::sleep(Duration::from_millis(after));
+        let ran_out = child.try_wait().ok().flatten().is_some();
+        let _ = child.kill();
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Failure::Failed(format!("invoke: {e}")))?;
+        if !ran_out {
+            killed += 1;
+        }
+        if out.status.success() {
+            let report: Json = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+            let receipt = &report["receipt"];
+            if let (Some(n), Some(last)) = (
+                receipt["invocation"].as_u64(),
+                receipt["indexes"]
+                    .as_array()
+                    .and_then(|i| i.last())
+                    .and_then(Json::as_u64),
+            ) {
+                receipts.push((n, last));
+            }
+        }
+    }
+    ensure!(killed > 0, "no invoke was still running when killed");
+    let whole: Json = serde_json::from_str(&host.ok(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--json",
+    ])?)
+    .map_err(|e| Failure::Failed(format!("invoke --json is not JSON: {e}")))?;
+    match (
+        whole["receipt"]["invocation"].as_u64(),
+        whole["receipt"]["indexes"]
+            .as_array()
+            .and_then(|i| i.last())
+            .and_then(Json::as_u64),
+    ) {
+        (Some(n), Some(last)) => receipts.push((n, last)),
+        _ => {
+            return Err(Failure::Failed(format!(
+                "invoke --json reports no receipt (invocation, indexes): {whole}"
+            )));
+        }
+    }
+    host.run(&["log", "verify"])?.expect(
+        0,
+        "log verify after killing the command line during invocations",
+    )?;
     for (trial, after) in [900u64, 1300, 1700].into_iter().enumerate() {
         let own = start(host, &[])?;
         receipts.push({
@@ -3567,6 +3680,86 @@ fn mcp_recorded_like_the_api(target: &Target) -> Result<(), Failure> {
         "the MCP call over the quota is recorded as {:?} where the API's refusal {:?}, a limit trap naming quotas.rules[0], is required",
         kinds(&mcp_quota),
         kinds(&api_quota)
+    );
+    // A refusal at a limit: one running invocation per principal (server.per_principal = 1).
+    let (url, token) = (server.url.clone(), server.token.clone());
+    let running = std::thread::spawn(move || {
+        Server::client()
+            .post(format!("{url}/v1/invoke"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(
+                json!({ "capability": "conformance", "function": "spin", "args": {},
+                        "fuel": 1_000_000_000_000_000u64, "deadline_ms": 3000 })
+                .to_string(),
+            )
+            .send()
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    });
+    let mut api_busy = None;
+    let asked = Instant::now();
+    while asked.elapsed() < Duration::from_millis(2000) {
+        let before = entries_from(server, 0)?.len() as u64;
+        if invoke(server, &echo_of("busy"))?.status == 429 {
+            api_busy = Some(entries_from(server, before)?);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Only the echo's own entries (the spin's may fall in the same window).
+    let echo_only = |entries: Vec<Json>| -> Vec<Json> {
+        let number = entries
+            .iter()
+            .find(|e| e["entry"]["type"] == "invocation-start" && e["entry"]["function"] == "echo")
+            .map(|e| e["entry"]["invocation"].clone());
+        entries
+            .into_iter()
+            .filter(|e| {
+                number
+                    .as_ref()
+                    .is_some_and(|n| e["entry"]["invocation"] == *n)
+            })
+            .collect()
+    };
+    let api_busy = api_busy.map(echo_only).ok_or_else(|| {
+        Failure::Failed(
+            "the API call was never refused while a spin ran under server.per_principal = 1".into(),
+        )
+    })?;
+    let before = entries_from(server, 0)?.len() as u64;
+    let answer = mcp_call(
+        server,
+        &session,
+        24,
+        "conformance.echo",
+        &json!({ "text": "busy" }),
+        &Json::Null,
+        &[],
+    )?;
+    let mcp_busy = echo_only(entries_from(server, before)?);
+    let spun = running
+        .join()
+        .map_err(|_| Failure::Failed("the spinning client panicked".into()))?;
+    ensure!(
+        spun == Ok(422),
+        "the spin did not end at its deadline: {spun:?}"
+    );
+    ensure!(
+        answer["result"]["isError"] == true || answer["error"].is_object(),
+        "an MCP call beyond server.per_principal did not answer an error: {answer}"
+    );
+    ensure!(
+        !api_busy.is_empty()
+            && kinds(&api_busy) == kinds(&mcp_busy)
+            && mcp_busy.iter().any(|e| e["entry"]["type"] == "trap"
+                && e["entry"]["kind"] == "limit"
+                && e["entry"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("server.per_principal"))),
+        "the MCP call beyond server.per_principal is recorded as {:?} where the API's refusal {:?}, a limit trap naming server.per_principal, is required",
+        kinds(&mcp_busy),
+        kinds(&api_busy)
     );
     Ok(())
 }

@@ -55,6 +55,11 @@ pub const CASES: &[Case] = &[
         run: mcp_stdio_exports_before_exit,
     },
     Case {
+        name: "http.telemetry.lossy-not-blocking",
+        verifies: &["FC-OBS-2622"],
+        run: lossy_not_blocking,
+    },
+    Case {
         name: "http.telemetry.otlp-http-and-grpc",
         verifies: &["FC-OBS-2603", "FC-OBS-2623"],
         run: otlp_http_and_grpc,
@@ -831,6 +836,8 @@ enum Answer {
     Never,
     /// OTLP over gRPC: plaintext HTTP/2 with prior knowledge, every export answered OK.
     Grpc,
+    /// The first request held like [`Answer::Never`], every later one answered at once.
+    HoldFirst,
 }
 
 /// Held export requests: when each came, and when the exporter gave up on it.
@@ -1051,7 +1058,12 @@ fn serve_otlp(
                 body,
             });
         }
-        if answer == Answer::Never {
+        let hold = match answer {
+            Answer::Never => true,
+            Answer::HoldFirst => held.lock().is_ok_and(|h| h.is_empty()),
+            _ => false,
+        };
+        if hold {
             let came = Instant::now();
             let slot = held.lock().map(|mut h| {
                 h.push((came, None));
@@ -4056,5 +4068,98 @@ fn concurrent_appends_share_commits(target: &Target) -> Result<(), Failure> {
     let host = own.kill()?;
     host.run(&["log", "verify"])?
         .expect(0, "log verify after concurrent invocations")?;
+    Ok(())
+}
+
+fn lossy_not_blocking(target: &Target) -> Result<(), Failure> {
+    let receiver = Receiver::start(Answer::HoldFirst)?;
+    let host = own_host(
+        target,
+        None,
+        &format!(
+            "[server]\nper_principal = 8\n\n{}",
+            telemetry_config(&receiver.url)
+        ),
+        false,
+    )?;
+    let own = start(
+        host,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16"),
+        ],
+    )?;
+    receipt(&own.server, &greet_of("first"))?;
+    let stuck = eventually(Duration::from_secs(10), || {
+        receiver.held.lock().is_ok_and(|h| !h.is_empty())
+    });
+    ensure!(
+        stuck,
+        "the host exported no span to the receiver within 10 s"
+    );
+    // While the exporter is stuck on its first export, many more spans than its queue holds.
+    let (url, token) = (own.server.url.clone(), own.server.token.clone());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, token) = (url.clone(), token.clone());
+            std::thread::spawn(move || -> Result<usize, Failure> {
+                let quick = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| Failure::Failed(format!("no HTTP client: {e}")))?;
+                for i in 0..30 {
+                    let response = quick
+                        .post(format!("{url}/v1/invoke"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(greet_of(&format!("{t} {i}")).to_string())
+                        .send()
+                        .map_err(|e| Failure::Failed(format!("with the span queue full, an invocation was not answered within 5 s: {e}")))?;
+                    ensure!(
+                        response.status().as_u16() == 200,
+                        "with the span queue full, an invocation answered HTTP {}",
+                        response.status()
+                    );
+                }
+                Ok(30)
+            })
+        })
+        .collect();
+    let mut made = 1;
+    for thread in threads {
+        made += thread
+            .join()
+            .map_err(|_| Failure::Failed("a client thread panicked".into()))??;
+    }
+    // Once the held export is given up, export goes on, without what did not fit.
+    let given_up = eventually(Duration::from_secs(20), || {
+        receiver
+            .held
+            .lock()
+            .is_ok_and(|h| h.iter().all(|(_, closed)| closed.is_some()))
+    });
+    ensure!(given_up, "the exporter never gave up its held export");
+    let invocations = || -> std::collections::HashSet<i64> {
+        receiver
+            .spans("/v1/traces")
+            .iter()
+            .filter(|s| s.name == "femtoclaw.invoke")
+            .filter_map(|s| s.int("femtoclaw.invocation"))
+            .collect()
+    };
+    let resumed = eventually(Duration::from_secs(10), || !invocations().is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let exported = invocations().len();
+    ensure!(
+        resumed,
+        "after the held export was given up, no invocation span was exported"
+    );
+    ensure!(
+        exported < made,
+        "all {made} invocations' spans were exported though the span queue (OTEL_BSP_MAX_QUEUE_SIZE = 64) was full while the exporter was stuck: nothing was dropped"
+    );
+    receipt(&own.server, &greet_of("still serving"))?;
     Ok(())
 }

@@ -2319,6 +2319,7 @@ fn quotas_and_running_per_principal(target: &Target) -> Result<(), Failure> {
     receipt(&d, &greet_of("d, first"))?;
     over(&e, "agent:e (pool) after agent:d used the shared allowance")?;
     // One running invocation per principal: a second is refused, another principal served.
+    receipt(&b, &echo_of("warm"))?;
     let (url, token) = (b.url.clone(), b.token.clone());
     let running = std::thread::spawn(move || {
         Server::client()
@@ -2327,16 +2328,18 @@ fn quotas_and_running_per_principal(target: &Target) -> Result<(), Failure> {
             .header("content-type", "application/json")
             .body(
                 json!({ "capability": "conformance", "function": "spin", "args": {},
-                        "fuel": 1_000_000_000_000_000u64, "deadline_ms": 2500 })
+                        "fuel": 1_000_000_000_000_000u64, "deadline_ms": 5000 })
                 .to_string(),
             )
             .send()
             .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     });
+    // The spin asks first.
+    std::thread::sleep(Duration::from_millis(500));
     let mut refused = None;
     let asked = Instant::now();
-    while asked.elapsed() < Duration::from_secs(2) {
+    while asked.elapsed() < Duration::from_secs(4) && !running.is_finished() {
         let response = invoke(&b, &greet_of("b, while spinning"))?;
         if response.status == 429 {
             refused = Some(response);
@@ -2344,9 +2347,13 @@ fn quotas_and_running_per_principal(target: &Target) -> Result<(), Failure> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let refused = refused.ok_or_else(|| {
-        Failure::Failed("agent:b was never refused a second call while its spin ran under server.per_principal = 1".into())
-    })?;
+    let Some(refused) = refused else {
+        let spun = running.join();
+        return Err(Failure::Failed(format!(
+            "agent:b was never refused a second call while its spin ran under server.per_principal = 1 (the spin answered {spun:?} after {:?})",
+            asked.elapsed()
+        )));
+    };
     let document = problem(&refused, 429, "busy", "agent:b's second running invocation")?;
     ensure!(
         document["detail"]
@@ -3421,16 +3428,18 @@ fn admin_invoke_takes_its_turn(target: &Target) -> Result<(), Failure> {
             .header("content-type", "application/json")
             .body(
                 json!({ "capability": "conformance", "function": "spin", "args": {},
-                        "fuel": 1_000_000_000_000_000u64, "deadline_ms": 2000 })
+                        "fuel": 1_000_000_000_000_000u64, "deadline_ms": 2400 })
                 .to_string(),
             )
             .send()
             .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     });
+    // The spin asks first.
+    std::thread::sleep(Duration::from_millis(500));
     let mut refused = None;
     let asked = Instant::now();
-    while asked.elapsed() < Duration::from_millis(1500) {
+    while asked.elapsed() < Duration::from_millis(1500) && !running.is_finished() {
         let run = host.run(&[
             "invoke",
             "conformance",
@@ -3709,6 +3718,8 @@ fn mcp_recorded_like_the_api(target: &Target) -> Result<(), Failure> {
             .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     });
+    // The spin asks first.
+    std::thread::sleep(Duration::from_millis(500));
     let mut api_busy = None;
     let asked = Instant::now();
     while asked.elapsed() < Duration::from_millis(2000) {

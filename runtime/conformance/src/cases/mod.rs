@@ -7,6 +7,7 @@ mod compliance;
 mod core;
 mod execution;
 mod ledger;
+mod operations;
 mod security;
 mod server;
 
@@ -25,6 +26,7 @@ pub fn all() -> Vec<Case> {
         server::CASES,
         compliance::CASES,
         access::CASES,
+        operations::CASES,
     ]
     .concat()
 }

@@ -57,9 +57,23 @@ fn ledger_writes(records: &Records, from: u64) -> Result<(Vec<KvWrite>, u64), Fa
     })
 }
 
-/// Opens the store and brings it up to date with the ledger.
+/// Opens the store and brings it up to date with the ledger. A store whose files are damaged
+/// is set aside whole (`kv.damaged-N`, nothing deleted) and rebuilt from the ledger, as a lost
+/// one is.
 pub fn open(data_dir: &Path, records: &Records) -> Result<KvStore, Failure> {
-    let store = KvStore::open(&dir(data_dir)).map_err(failed)?;
+    let dir = dir(data_dir);
+    let store = match KvStore::open(&dir) {
+        Err(e) if e.is_damaged() => {
+            let aside = set_aside(&dir)?;
+            tracing::warn!(
+                error = %e,
+                aside = %aside.display(),
+                "key-value store damaged: set aside, rebuilding it from the ledger"
+            );
+            KvStore::open(&dir).map_err(failed)?
+        }
+        opened => opened.map_err(failed)?,
+    };
     let applied = store.applied().map_err(failed)?;
     let (writes, size) = ledger_writes(records, applied)?;
     if size > applied {
@@ -71,6 +85,25 @@ pub fn open(data_dir: &Path, records: &Records) -> Result<KvStore, Failure> {
         store.apply(&writes, size).map_err(failed)?;
     }
     Ok(store)
+}
+
+/// Moves a damaged store to the first free `kv.damaged-N` beside it; the new path.
+fn set_aside(dir: &Path) -> Result<PathBuf, Failure> {
+    for n in 1u32.. {
+        let aside = dir.with_file_name(format!("kv.damaged-{n}"));
+        if !aside.exists() {
+            std::fs::rename(dir, &aside).map_err(|e| {
+                failed(format!(
+                    "cannot set the damaged key-value store {} aside: {e}",
+                    dir.display()
+                ))
+            })?;
+            return Ok(aside);
+        }
+    }
+    Err(failed(
+        "no free name to set the damaged key-value store aside",
+    ))
 }
 
 /// Rebuilds the store from the whole ledger; returns the number of pairs it then holds.

@@ -39,6 +39,16 @@ const APPLIED: &[u8] = b"\xffapplied";
 pub struct KvError {
     path: PathBuf,
     message: String,
+    /// The store's files are damaged (corrupt, or not a store this version reads).
+    damaged: bool,
+}
+
+impl KvError {
+    /// Whether the store could not be opened because its files are damaged, rather than for a
+    /// reason outside them (another process holds it, an I/O error).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged
+    }
 }
 
 /// One write an invocation made: `value` `None` deletes.
@@ -84,6 +94,12 @@ impl KvStore {
         let db = sled::Config::new().path(dir).open().map_err(|e| KvError {
             path: dir.to_owned(),
             message: e.to_string(),
+            damaged: matches!(
+                e,
+                sled::Error::Corruption { .. }
+                    | sled::Error::Unsupported(_)
+                    | sled::Error::ReportableBug(_)
+            ),
         })?;
         Ok(Self {
             path: dir.to_owned(),
@@ -95,6 +111,7 @@ impl KvStore {
         KvError {
             path: self.path.clone(),
             message: e.to_string(),
+            damaged: false,
         }
     }
 

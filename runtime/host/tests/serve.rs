@@ -36,8 +36,13 @@ impl Server {
 
     /// A server with these environment variables set.
     fn start_with(host: &Host, env: &[(&str, &str)]) -> Self {
+        Self::start_args(host, &["serve", "--listen", "127.0.0.1:0"], env)
+    }
+
+    /// A server started by the command `args`, with these environment variables set.
+    fn start_args(host: &Host, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = host
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .command(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -525,6 +530,29 @@ fn the_operators_writing_commands_reach_the_running_server() {
         host.entries()[cli_end as usize]["entry"]["type"],
         "invocation-end"
     );
+}
+
+// Verifies: FC-CONF-2807
+#[test]
+fn listen_given_twice_keeps_the_last() {
+    // A first value that cannot be bound: a server that kept it would not start.
+    let host = Host::new();
+    let server = Server::start_args(
+        &host,
+        &["serve", "--listen", "nowhere", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(server.stop(), 0);
 }
 
 // Verifies: FC-PROTO-0805, FC-PERF-5806

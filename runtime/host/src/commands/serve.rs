@@ -9,7 +9,8 @@ use super::{Global, out};
 #[derive(Debug, clap::Args)]
 pub struct Serve {
     /// The address to listen on (default: `server.listen`, `127.0.0.1:8420`; port 0 picks one).
-    #[arg(long)]
+    /// Given more than once, the last counts.
+    #[arg(long, overrides_with = "listen")]
     listen: Option<String>,
 }
 

@@ -77,8 +77,8 @@ pub const CASES: &[Case] = &[
         run: written_ahead_then_final_batch,
     },
     Case {
-        name: "cli.behaviour.trap-kinds-and-interruptions-in-replay",
-        verifies: &["FC-CORE-0314", "FC-EXEC-0513"],
+        name: "cli.behaviour.outcomes-traps-and-replay-classes",
+        verifies: &["FC-CORE-0314", "FC-CORE-0317", "FC-EXEC-0513"],
         run: trap_kinds_and_interruptions_in_replay,
     },
     Case {
@@ -1957,7 +1957,23 @@ fn trap_kinds_and_interruptions_in_replay(target: &Target) -> Result<(), Failure
     let write = served?;
     let _ = write.join();
     call(&host, "echo", json!({ "text": "after" }), 0)?;
+    // A trap; refused by the invoke decision; refused at link; pending a person's approval.
+    call(&host, "divide", json!({ "a": 1, "b": 0 }), 5)?;
+    host.invoke(
+        "echo",
+        &json!({ "text": "x" }),
+        &["--principal", "agent:bot"],
+    )?
+    .expect(7, "a call the policy does not permit")?;
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource) when { resource.baseline };\n",
+    )?;
+    call(&host, "echo", json!({ "text": "x" }), 7)?;
+    host.policy(APPROVE)?;
+    call(&host, "add", json!({ "a": 1, "b": 2 }), 13)?;
     let entries = host.entries()?;
+    outcome_sequences(&entries)?;
     let kinds: Vec<String> = entries
         .iter()
         .map(|e| &e["entry"])
@@ -1971,9 +1987,10 @@ fn trap_kinds_and_interruptions_in_replay(target: &Target) -> Result<(), Failure
                 "limit",
                 "deadline",
                 "cancelled",
-                "interrupted"
+                "interrupted",
+                "trap"
             ],
-        "the traps recorded are {kinds:?}, not fuel-exhausted, limit, deadline, cancelled, interrupted"
+        "the traps recorded are {kinds:?}, not fuel-exhausted, limit, deadline, cancelled, interrupted, trap"
     );
     // Replay: the three interruptions reported interrupted, not re-executed (the cancelled spin
     // had a budget of 10^15), counted neither identical nor divergent.
@@ -1996,16 +2013,22 @@ fn trap_kinds_and_interruptions_in_replay(target: &Target) -> Result<(), Failure
                 .collect()
         })
         .unwrap_or_default();
-    let status = |n: usize| rows.get(n).map_or("?", |r| r.1.as_str());
+    let expected = [
+        "identical",
+        "identical",
+        "refused",
+        "interrupted",
+        "interrupted",
+        "interrupted",
+        "identical",
+        "identical",
+        "refused",
+        "refused",
+        "refused",
+    ];
     ensure!(
-        rows.len() == 7
-            && status(0) == "identical"
-            && status(1) == "identical"
-            && status(3) == "interrupted"
-            && status(4) == "interrupted"
-            && status(5) == "interrupted"
-            && status(6) == "identical",
-        "replay must report the deadline, cancelled and interrupted invocations interrupted and the others identical: {rows:?}"
+        rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>() == expected,
+        "replay must classify fuel-exhausted, returned, quota-refused, deadline, cancelled, interrupted, returned, trapped, invoke-refused, link-refused and pending invocations as {expected:?}: {rows:?}"
     );
     ensure!(
         report["interrupted"] == json!(3)
@@ -2245,6 +2268,143 @@ fn replay_of_changed_recordings(target: &Target) -> Result<(), Failure> {
     ensure!(
         row["divergence"]["class"] == "TRAP",
         "a recorded trap where the component returns must diverge with class TRAP: {row}"
+    );
+    Ok(())
+}
+
+/// The entry types of invocation `n` and the entries.
+fn sequence(entries: &[Json], n: u64) -> (Vec<String>, Vec<&Json>) {
+    let own = of_invocation(entries, n);
+    (
+        own.iter()
+            .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+            .collect(),
+        own,
+    )
+}
+
+/// Checks each invocation of [`outcomes_traps_and_replay_classes`] against the outcome table of
+/// specification 3.
+fn outcome_sequences(entries: &[Json]) -> Result<(), Failure> {
+    let calls_then = |types: &[String], ending: &[&str]| {
+        types.len() >= 2 + ending.len()
+            && types[0] == "invocation-start"
+            && types[1] == "decision"
+            && types[types.len() - ending.len()..] == *ending
+            && types[2..types.len() - ending.len()]
+                .iter()
+                .all(|t| t == "decision" || t == "host-call" || t == "host-call-intent")
+    };
+    let ended_without = |own: &[&Json], fuel_zero: bool| {
+        own.last().is_some_and(|e| {
+            e["type"] == "invocation-end"
+                && e["result"].is_null()
+                && (!fuel_zero || e["fuel_consumed"] == json!(0))
+        })
+    };
+    let no_args = |own: &[&Json]| own[0]["args"] == json!([]);
+    let invoke_ok = |own: &[&Json], allowed: bool| {
+        own[1]["action"] == "invoke" && own[1]["allowed"] == json!(allowed)
+    };
+    for (n, what) in [(1u64, "returned"), (6, "returned")] {
+        let (types, own) = sequence(entries, n);
+        ensure!(
+            calls_then(&types, &["invocation-end"])
+                && invoke_ok(&own, true)
+                && own.last().is_some_and(|e| !e["result"].is_null()),
+            "invocation {n} ({what}) must be start, invoke allowed, its calls, an end with a result: {types:?}"
+        );
+    }
+    for (n, kind) in [
+        (0u64, "fuel-exhausted"),
+        (7, "trap"),
+        (3, "deadline"),
+        (4, "cancelled"),
+    ] {
+        let (types, own) = sequence(entries, n);
+        ensure!(
+            calls_then(&types, &["trap", "invocation-end"])
+                && invoke_ok(&own, true)
+                && own[own.len() - 2]["kind"] == kind
+                && ended_without(&own, false),
+            "invocation {n} ({kind}) must be start, invoke allowed, its calls, a trap {kind}, an end without result: {types:?}"
+        );
+    }
+    let (types, own) = sequence(entries, 8);
+    ensure!(
+        types == ["invocation-start", "decision", "invocation-end"]
+            && no_args(&own)
+            && invoke_ok(&own, false)
+            && ended_without(&own, true)
+            && own[2]["stdout"] == ""
+            && own[2]["stderr"] == "",
+        "invocation 8 (refused) must be start without args, invoke denied, an end without result, fuel or output: {types:?} {:?}",
+        own.first()
+    );
+    let (types, own) = sequence(entries, 9);
+    ensure!(
+        types.len() >= 3
+            && types[0] == "invocation-start"
+            && types[types.len() - 1] == "invocation-end"
+            && types[1..types.len() - 1].iter().all(|t| t == "decision")
+            && own[1..own.len() - 1]
+                .iter()
+                .all(|d| d["action"] == "link" && d["allowed"] == json!(false))
+            && own[1..own.len() - 1]
+                .iter()
+                .any(|d| d["resource"] == "femtoclaw:host/log@0.1.0")
+            && no_args(&own)
+            && ended_without(&own, true),
+        "invocation 9 (refused at link) must be start without args, one denied link decision per refused import, an end without result or fuel: {types:?}"
+    );
+    let (types, own) = sequence(entries, 10);
+    let request = entries.iter().map(|e| &e["entry"]).position(|e| {
+        e["type"] == "approval" && e["request"] == json!(10) && e["action"] == "request"
+    });
+    let end_at = entries.iter().position(|e| {
+        e["entry"]["type"] == "invocation-end" && e["entry"]["invocation"] == json!(10)
+    });
+    ensure!(
+        types == ["invocation-start", "decision", "decision", "invocation-end"]
+            && own[0]["args"] != json!([])
+            && invoke_ok(&own, true)
+            && own[2]["action"] == "approval"
+            && own[2]["allowed"] == json!(false)
+            && own[2]["resource"] == "conformance@1.0.0.add"
+            && own[2]["policy_ids"] == own[1]["policy_ids"]
+            && own[2]["policy_digest"] == own[1]["policy_digest"]
+            && ended_without(&own, true)
+            && request.is_some()
+            && request > end_at,
+        "invocation 10 (pending) must be start with args, invoke allowed, approval denied on conformance@1.0.0.add with the invoke decision's policy ids and digest, an end without result or fuel, then an approval request: {types:?} {own:?}"
+    );
+    let (types, own) = sequence(entries, 2);
+    ensure!(
+        types == ["invocation-start", "trap", "invocation-end"]
+            && no_args(&own)
+            && own[1]["kind"] == "limit"
+            && own[1]["fuel_consumed"] == json!(0)
+            && ended_without(&own, true),
+        "invocation 2 (over its quota) must be start without args, a trap limit with fuel 0, an end without result or fuel: {types:?}"
+    );
+    let (types, own) = sequence(entries, 5);
+    let intent_at = types.iter().rposition(|t| t == "host-call-intent");
+    let budget = own[0]["fuel_budget"].as_u64().unwrap_or(0);
+    let least = own
+        .iter()
+        .filter_map(|e| e["fuel_remaining"].as_u64())
+        .min()
+        .unwrap_or(budget);
+    ensure!(
+        intent_at.is_some_and(|i| types[i + 1..] == ["trap", "invocation-end"])
+            && own[own.len() - 2]["kind"] == "interrupted"
+            && own[own.len() - 2]["message"]
+                == "host stopped before invocation 5 ended; recorded when the ledger was next opened"
+            && ended_without(&own, false)
+            && own[own.len() - 1]["fuel_consumed"] == json!(budget - least),
+        "invocation 5 (interrupted) must be what was written ahead, ending with an intent, then a trap interrupted with the table's message and an end without result consuming budget minus the least fuel left ({}): {types:?} {:?}",
+        budget - least,
+        own.last()
     );
     Ok(())
 }

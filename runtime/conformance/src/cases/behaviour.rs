@@ -86,6 +86,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-EXEC-0509", "FC-EXEC-0510", "FC-EXEC-0516"],
         run: replay_of_changed_recordings,
     },
+    Case {
+        name: "cli.behaviour.hostile-values-refused",
+        verifies: &["FC-EXEC-0714", "FC-EXEC-0715"],
+        run: hostile_values_refused,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2406,5 +2411,101 @@ fn outcome_sequences(entries: &[Json]) -> Result<(), Failure> {
         budget - least,
         own.last()
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding hostile values in a validly signed ledger.
+
+/// A `host-call` entry of invocation 0 whose parameters are the encoded value `params`.
+fn host_call_entry(params: &[u8]) -> Vec<u8> {
+    let mut e = vec![0x03, 0x02];
+    e.extend_from_slice(&0u64.to_le_bytes());
+    e.extend_from_slice(&7u32.to_le_bytes());
+    for text in ["femtoclaw:host/log@0.1.0", "log"] {
+        e.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        e.extend_from_slice(text.as_bytes());
+    }
+    e.extend_from_slice(params);
+    e.extend_from_slice(&[0x01, 0x01]); // result: bool true
+    e.extend_from_slice(&1000u64.to_le_bytes());
+    e
+}
+
+/// `depth` lists, one inside the other, around `inner`.
+fn nested(depth: usize, inner: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(depth * 5 + inner.len());
+    for _ in 0..depth {
+        v.push(0x0e);
+        v.extend_from_slice(&1u32.to_le_bytes());
+    }
+    v.extend_from_slice(inner);
+    v
+}
+
+fn hostile_values_refused(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    call(&host, "echo", json!({ "text": "x" }), 0)?;
+    let key = key_text(&host)?;
+    let honest = parse_export(&export(&host, "honest.export", &[])?)?;
+    let signer = Signer::of(&host)?;
+    let elsewhere = target.host()?;
+    let at = honest.entries.len();
+    let verify = |params: &[u8]| -> Result<Run, Failure> {
+        let mut entries = honest.entries.clone();
+        entries.push(host_call_entry(params));
+        let file = elsewhere.file("values.export", &signer.export(&honest, entries).write())?;
+        verify_file(&elsewhere, &file, &key)
+    };
+    // The crafted entry is sound when its value is: lists nested 100 deep, a bool, a char.
+    let fine = [nested(100, &[0x01, 0x01]), vec![0x0c, b'A', 0, 0, 0]];
+    for value in &fine {
+        verify(value)?.expect(
+            0,
+            "log verify of a signed ledger with a well-formed crafted entry",
+        )?;
+    }
+    let big = u32::MAX.to_le_bytes();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("lists nested 128 deep", nested(128, &[0x01, 0x01])),
+        ("lists nested 200000 deep", nested(200_000, &[0x01, 0x01])),
+        (
+            "a list claiming 2^32 - 1 items",
+            [&[0x0e][..], &big, &[0x01, 0x01]].concat(),
+        ),
+        (
+            "a string claiming 2^32 - 1 bytes",
+            [&[0x0d][..], &big, b"abc"].concat(),
+        ),
+        (
+            "a record claiming 2^32 - 1 fields",
+            [&[0x0f][..], &big].concat(),
+        ),
+        ("a bool byte 2", vec![0x01, 0x02]),
+        ("a bool byte 255", vec![0x01, 0xff]),
+        (
+            "a char that is a surrogate (U+D800)",
+            [&[0x0c][..], &0xd800u32.to_le_bytes()].concat(),
+        ),
+        (
+            "a char past U+10FFFF",
+            [&[0x0c][..], &0x11_0000u32.to_le_bytes()].concat(),
+        ),
+    ];
+    for (what, value) in cases {
+        let started = Instant::now();
+        let run = verify(&value)?;
+        ensure!(
+            run.code == 8 && run.stderr.contains(&format!("entry {at} is malformed")),
+            "log verify of a signed ledger whose entry {at} holds {what} must fail with exit 8 and `entry {at} is malformed`: exit {}, {}",
+            run.code,
+            excerpt(&run.stderr)
+        );
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "log verify took {:?} to refuse {what}",
+            started.elapsed()
+        );
+    }
     Ok(())
 }

@@ -91,6 +91,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-EXEC-0714", "FC-EXEC-0715"],
         run: hostile_values_refused,
     },
+    Case {
+        name: "cli.behaviour.cut-off-at-the-grace",
+        verifies: &["FC-CONF-2906"],
+        run: cut_off_at_the_grace,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2507,5 +2512,132 @@ fn hostile_values_refused(target: &Target) -> Result<(), Failure> {
             started.elapsed()
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests cut off at the end of a graceful stop's grace.
+
+fn cut_off_at_the_grace(target: &Target) -> Result<(), Failure> {
+    if !target.owns_servers() {
+        return Err(Failure::NotApplicable(
+            "the case stops a server it started itself".into(),
+        ));
+    }
+    let host = host_with_fifos(target, &["pipe"])?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        b"[limits]\nmax_fuel = 1000000000000000\ndeadline_ms = 600000\n\n\
+          [server]\nshutdown_grace_ms = 1500\nrequest_timeout_ms = 600000\n",
+    )?;
+    let wasm = host.file("endless.wasm", crate::GUEST)?;
+    let manifest = host.file(
+        "endless.toml",
+        crate::GUEST_MANIFEST
+            .replace("fuel = 50_000_000", "fuel = 1_000_000_000_000_000")
+            .as_bytes(),
+    )?;
+    host.ok(&["capability", "add", &s(&wasm), "--manifest", &s(&manifest)])?;
+    let token = host
+        .ok(&["token", "create", "--principal", "user:local"])?
+        .trim()
+        .to_owned();
+    let before = host.entries()?.len();
+    let mut child = host
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start serve: {e}")))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.as_mut() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let served = (|| {
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .map(str::to_owned)
+            .ok_or_else(|| failed(format!("serve printed {:?}", line.trim())))?;
+        let post = |body: Json| {
+            let (url, token) = (url.clone(), token.clone());
+            std::thread::spawn(move || {
+                crate::target::Server::client()
+                    .post(format!("{url}/v1/invoke"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .map(|r| r.status().as_u16())
+            })
+        };
+        // One invocation that never writes ahead (a loop), one blocked after its write-ahead.
+        let spin = post(json!({ "capability": "conformance", "function": "spin", "args": {} }));
+        let blocked = post(json!({
+            "capability": "files",
+            "function": "write-file",
+            "args": { "path": "/data/pipe", "text": "hi" },
+        }));
+        ensure!(
+            wait_in_segment(&host, b"open-at", 1, Duration::from_secs(15)),
+            "the effectful open was not written ahead within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .map_err(|e| failed(format!("cannot send SIGTERM: {e}")))?;
+        ensure!(signalled.success(), "cannot send SIGTERM to the server");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| failed(e.to_string()))? {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        ensure!(
+            status.is_some(),
+            "the server did not stop within 30 s of SIGTERM with a grace of 1.5 s"
+        );
+        let answers = [spin.join(), blocked.join()];
+        for (what, answer) in ["the loop", "the blocked write"].iter().zip(answers) {
+            let answer = answer.map_err(|_| failed("a request's thread panicked"))?;
+            ensure!(
+                answer.is_err(),
+                "a request cut off at the end of the grace ({what}) was answered: {answer:?}"
+            );
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    served?;
+    // The next open ends the written-ahead one as interrupted; the other left nothing.
+    call(&host, "echo", json!({ "text": "after" }), 0)?;
+    let entries = host.entries()?;
+    let starts: Vec<&Json> = entries[before..]
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "invocation-start")
+        .collect();
+    let functions: Vec<&str> = starts
+        .iter()
+        .filter_map(|e| e["function"].as_str())
+        .collect();
+    ensure!(
+        functions == ["write-file", "echo"],
+        "after the stop the ledger must hold the written-ahead write-file and the new echo only, nothing of the loop: {functions:?}"
+    );
+    let n = starts[0]["invocation"].as_u64().unwrap_or(u64::MAX);
+    let (types, own) = sequence(&entries, n);
+    ensure!(
+        types.ends_with(&["trap".to_owned(), "invocation-end".to_owned()])
+            && own[own.len() - 2]["kind"] == "interrupted"
+            && own[own.len() - 1]["result"].is_null(),
+        "the written-ahead invocation cut off at the grace must be ended as interrupted on the next open: {types:?}"
+    );
     Ok(())
 }

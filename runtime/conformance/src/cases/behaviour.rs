@@ -96,6 +96,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CONF-2906"],
         run: cut_off_at_the_grace,
     },
+    Case {
+        name: "cli.behaviour.replay-refuses-another-engine",
+        verifies: &["FC-EXEC-0518"],
+        run: replay_refuses_another_engine,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2639,5 +2644,77 @@ fn cut_off_at_the_grace(target: &Target) -> Result<(), Failure> {
             && own[own.len() - 1]["result"].is_null(),
         "the written-ahead invocation cut off at the grace must be ended as interrupted on the next open: {types:?}"
     );
+    Ok(())
+}
+
+/// Lowercase hex of 32 bytes written as text, as bytes.
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (text.len() % 2 == 0)
+        .then(|| {
+            (0..text.len() / 2)
+                .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten()
+}
+
+fn replay_refuses_another_engine(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    call(&host, "echo", json!({ "text": "x" }), 0)?;
+    let key = key_text(&host)?;
+    let honest = parse_export(&export(&host, "honest.export", &["--with-components"])?)?;
+    let shown = host.entries()?;
+    let at = shown
+        .iter()
+        .position(|e| e["entry"]["type"] == "invocation-start" && e["entry"]["function"] == "echo")
+        .ok_or_else(|| failed("no start of echo"))?;
+    let start = &shown[at]["entry"];
+    let version = start["wasmtime_version"].as_str().unwrap_or("").to_owned();
+    let digest = start["engine_digest"].as_str().unwrap_or("").to_owned();
+    let digest_bytes = unhex(&digest).filter(|d| d.len() == 32).ok_or_else(|| {
+        failed(format!(
+            "the start's engine_digest {digest:?} is not 32 bytes of hex"
+        ))
+    })?;
+    let signer = Signer::of(&host)?;
+    let elsewhere = target.host()?;
+    let other_version = format!("{}x", &version[..version.len().saturating_sub(1)]);
+    let mut other_digest = digest_bytes.clone();
+    other_digest[0] ^= 0xff;
+    let other_digest_hex: String = other_digest.iter().map(|b| format!("{b:02x}")).collect();
+    for (what, from, to, recorded, current) in [
+        (
+            "wasmtime version",
+            version.as_bytes().to_vec(),
+            other_version.as_bytes().to_vec(),
+            other_version.clone(),
+            version.clone(),
+        ),
+        (
+            "engine digest",
+            digest_bytes.clone(),
+            other_digest,
+            other_digest_hex.clone(),
+            digest.clone(),
+        ),
+    ] {
+        let changed = replaced(&honest.entries[at], &from, &to)
+            .ok_or_else(|| failed(format!("the start's bytes do not hold its {what}")))?;
+        let mut entries = honest.entries.clone();
+        entries[at] = changed;
+        let file = elsewhere.file("engine.export", &signer.export(&honest, entries).write())?;
+        let run = elsewhere.run(&["replay", &s(&file), "--key", &key, "--json"])?;
+        run.expect(
+            10,
+            &format!("replay of a recording made with another {what}"),
+        )?;
+        ensure!(
+            run.stderr.contains("cannot replay")
+                && run.stderr.contains(&recorded)
+                && run.stderr.contains(&current),
+            "the refusal of a recording with another {what} must say `cannot replay` and name both {recorded} and {current}: {}",
+            excerpt(&run.stderr)
+        );
+    }
     Ok(())
 }

@@ -2649,7 +2649,8 @@ fn cut_off_at_the_grace(target: &Target) -> Result<(), Failure> {
 
 /// Lowercase hex of 32 bytes written as text, as bytes.
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    (text.len() % 2 == 0)
+    text.len()
+        .is_multiple_of(2)
         .then(|| {
             (0..text.len() / 2)
                 .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())

@@ -101,6 +101,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-EXEC-0518"],
         run: replay_refuses_another_engine,
     },
+    Case {
+        name: "cli.behaviour.manifest-keys",
+        verifies: &["FC-CAP-1119"],
+        run: manifest_keys,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2717,5 +2722,94 @@ fn replay_refuses_another_engine(target: &Target) -> Result<(), Failure> {
             excerpt(&run.stderr)
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest keys.
+
+/// `capability add` of the suite's guest with `manifest`.
+fn add_with(host: &Host, name: &str, manifest: &str) -> Result<Run, Failure> {
+    let wasm = host.file(&format!("{name}.wasm"), crate::GUEST)?;
+    let file = host.file(&format!("{name}.toml"), manifest.as_bytes())?;
+    host.run(&["capability", "add", &s(&wasm), "--manifest", &s(&file)])
+}
+
+fn manifest_keys(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    // Every key of the specification, each at its default (kv and paths items with `write`
+    // omitted and given).
+    let every = "name = \"every-key\"\nversion = \"1.0.0\"\ndescription = \"\"\npublisher = \"\"\n\
+        fuel = 100_000_000\n\n[requests]\n\
+        imports = [\"femtoclaw:host/log@0.1.0\", \"wasi:keyvalue/store@0.2.0-draft2\", \"femtoclaw:host/keyvalue-prefix@0.1.0\"]\n\
+        http = []\npaths = [{ path = \"/data\" }, { path = \"/tmp\", write = false }]\n\
+        kv = [{ namespace = \"conformance\" }, { namespace = \"other\", write = false }]\n\
+        secrets = []\nconfig = []\n";
+    add_with(&host, "every", every)?
+        .expect(0, "capability add with every manifest key at its default")?;
+    // Only the required keys: the defaults are what inspect shows.
+    add_with(
+        &host,
+        "least",
+        "name = \"least-keys\"\nversion = \"1.0.0\"\n",
+    )?
+    .expect(0, "capability add with only name and version")?;
+    let shown = host.ok(&["capability", "inspect", "least-keys"])?;
+    let shown: Json = serde_json::from_str(&shown).map_err(|e| {
+        failed(format!(
+            "capability inspect is not JSON ({e}): {}",
+            excerpt(&shown)
+        ))
+    })?;
+    ensure!(
+        shown["description"] == ""
+            && shown["publisher"] == ""
+            && shown["fuel"] == json!(100_000_000u64),
+        "a manifest without description, publisher and fuel must have \"\", \"\" and 100000000: {}",
+        excerpt(&shown.to_string())
+    );
+    let installed = |host: &Host| -> Result<String, Failure> { host.ok(&["capability", "list"]) };
+    let before = installed(&host)?;
+    // Any other key, at the top, in [requests], in an item, or a table: refused, nothing installed.
+    for (what, manifest, needle) in [
+        (
+            "a top-level key",
+            "name = \"odd\"\nversion = \"1.0.0\"\nauthor = \"x\"\n",
+            "author",
+        ),
+        (
+            "a table",
+            "name = \"odd\"\nversion = \"1.0.0\"\n[extra]\nx = 1\n",
+            "extra",
+        ),
+        (
+            "a key of [requests]",
+            "name = \"odd\"\nversion = \"1.0.0\"\n[requests]\nfiles = []\n",
+            "files",
+        ),
+        (
+            "a key of a kv item",
+            "name = \"odd\"\nversion = \"1.0.0\"\n[requests]\nkv = [{ namespace = \"n\", writable = true }]\n",
+            "writable",
+        ),
+        (
+            "a key of a paths item",
+            "name = \"odd\"\nversion = \"1.0.0\"\n[requests]\npaths = [{ path = \"/data\", mode = \"rw\" }]\n",
+            "mode",
+        ),
+    ] {
+        let run = add_with(&host, "odd", manifest)?;
+        run.expect(2, &format!("capability add of a manifest with {what}"))?;
+        ensure!(
+            run.stderr.contains(needle),
+            "the refusal of a manifest with {what} does not name `{needle}`: {}",
+            excerpt(&run.stderr)
+        );
+    }
+    ensure!(
+        installed(&host)? == before,
+        "a refused manifest installed something"
+    );
     Ok(())
 }

@@ -106,6 +106,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CAP-1119"],
         run: manifest_keys,
     },
+    Case {
+        name: "cli.behaviour.only-pinned-keys-in-force",
+        verifies: &["FC-FORMAL-5209"],
+        run: only_pinned_keys_in_force,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2811,5 +2816,87 @@ fn manifest_keys(target: &Target) -> Result<(), Failure> {
         installed(&host)? == before,
         "a refused manifest installed something"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Only pinned keys, and only the key in force.
+
+impl Signer {
+    /// The same checkpoint body, signed by this key alone.
+    fn resign(&self, note: &[u8]) -> Vec<u8> {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let text = String::from_utf8_lossy(note);
+        let body = &text[..text.find("\n\n").map_or(text.len(), |i| i + 1)];
+        let signature = self.key.sign(body.as_bytes());
+        let signed = [&self.id[..], &signature.to_bytes()[..]].concat();
+        format!(
+            "{body}\n\u{2014} {} {}\n",
+            self.name,
+            base64::engine::general_purpose::STANDARD.encode(signed)
+        )
+        .into_bytes()
+    }
+}
+
+fn only_pinned_keys_in_force(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let name = "conformance.example/log";
+    let first = host
+        .ok(&["key", "generate", "--name", name])?
+        .trim()
+        .to_owned();
+    host.install()?;
+    call(&host, "echo", json!({ "text": "before" }), 0)?;
+    let retired = Signer::of(&host)?;
+    let second = host
+        .ok(&["key", "generate", "--name", name])?
+        .trim()
+        .to_owned();
+    ensure!(first != second, "key generate did not rotate the key");
+    call(&host, "echo", json!({ "text": "after" }), 0)?;
+    let honest = parse_export(&export(&host, "rotated.export", &[])?)?;
+    let stranger_host = target.host()?;
+    stranger_host.ok(&["key", "generate", "--name", name])?;
+    let stranger = Signer::of(&stranger_host)?;
+    let elsewhere = target.host()?;
+    let verify = |export: &Export| -> Result<Run, Failure> {
+        let file = elsewhere.file("keys.export", &export.write())?;
+        elsewhere.run(&[
+            "log",
+            "verify",
+            &s(&file),
+            "--key",
+            &first,
+            "--key",
+            &second,
+        ])
+    };
+    verify(&honest)?.expect(0, "log verify of the rotated export with both keys pinned")?;
+    let last = honest.checkpoints.len() - 1;
+    for (what, signer, needle) in [
+        (
+            "the retired key after its rotation",
+            &retired,
+            "is not signed by the key in force",
+        ),
+        (
+            "a key never pinned",
+            &stranger,
+            "not signed by a pinned key",
+        ),
+    ] {
+        let mut forged = honest.clone();
+        forged.checkpoints[last] = signer.resign(&honest.checkpoints[last]);
+        let run = verify(&forged)?;
+        run.expect(8, &format!("log verify of a checkpoint signed by {what}"))?;
+        ensure!(
+            run.stderr.contains(needle) && run.stderr.contains(&format!("checkpoint {last}")),
+            "a checkpoint signed by {what} must fail at checkpoint {last} saying `{needle}`: {}",
+            excerpt(&run.stderr)
+        );
+    }
     Ok(())
 }

@@ -111,6 +111,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-FORMAL-5209"],
         run: only_pinned_keys_in_force,
     },
+    Case {
+        name: "cli.behaviour.unconfigured-server-binds-loopback",
+        verifies: &["FC-CONF-2913"],
+        run: unconfigured_server_binds_loopback,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2898,5 +2903,56 @@ fn only_pinned_keys_in_force(target: &Target) -> Result<(), Failure> {
             excerpt(&run.stderr)
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where an unconfigured server listens.
+
+fn unconfigured_server_binds_loopback(target: &Target) -> Result<(), Failure> {
+    if std::net::TcpListener::bind("127.0.0.1:8420").is_err() {
+        return Err(Failure::NotApplicable(
+            "port 8420 of 127.0.0.1 is in use on this machine".into(),
+        ));
+    }
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let mut child = host
+        .command(&["serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start serve: {e}")))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.as_mut() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let answered = line.trim() == "listening on http://127.0.0.1:8420"
+        && std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], 8420)),
+            Duration::from_secs(5),
+        )
+        .is_ok();
+    let _ = child.kill();
+    let out = child.wait_with_output().ok();
+    if line.trim().is_empty() {
+        let err = out
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        if err.contains("in use") {
+            return Err(Failure::NotApplicable(
+                "port 8420 was taken by another process meanwhile".into(),
+            ));
+        }
+        return Err(failed(format!(
+            "serve without configuration printed nothing: {}",
+            excerpt(&err)
+        )));
+    }
+    ensure!(
+        answered,
+        "serve without configuration must listen on 127.0.0.1:8420 (loopback only): it printed {:?}",
+        line.trim()
+    );
     Ok(())
 }

@@ -116,6 +116,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CONF-2913"],
         run: unconfigured_server_binds_loopback,
     },
+    Case {
+        name: "cli.behaviour.concurrent-writes-in-ledger-order",
+        verifies: &["FC-MEM-2509"],
+        run: concurrent_writes_in_ledger_order,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2953,6 +2958,124 @@ fn unconfigured_server_binds_loopback(target: &Target) -> Result<(), Failure> {
         answered,
         "serve without configuration must listen on 127.0.0.1:8420 (loopback only): it printed {:?}",
         line.trim()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent writes applied in ledger order.
+
+fn concurrent_writes_in_ledger_order(target: &Target) -> Result<(), Failure> {
+    if !target.owns_servers() {
+        return Err(Failure::NotApplicable(
+            "the case reads the data directory of a server it started itself".into(),
+        ));
+    }
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        b"[server]\nconcurrency = 16\nper_principal = 16\n",
+    )?;
+    let token = host
+        .ok(&["token", "create", "--principal", "user:local"])?
+        .trim()
+        .to_owned();
+    let mut child = host
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start serve: {e}")))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.as_mut() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let served = (|| {
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .map(str::to_owned)
+            .ok_or_else(|| failed(format!("serve printed {:?}", line.trim())))?;
+        let post = |body: Json| {
+            let (url, token) = (url.clone(), token.clone());
+            std::thread::spawn(move || {
+                let response = crate::target::Server::client()
+                    .post(format!("{url}/v1/invoke"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let text = response.text().map_err(|e| e.to_string())?;
+                Ok::<(u16, String), String>((status, text))
+            })
+        };
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                post(json!({
+                    "capability": "memory", "function": "put",
+                    "args": { "key": "k", "text": format!("v{i}") },
+                }))
+            })
+            .collect();
+        for w in writers {
+            let answer = w.join().map_err(|_| failed("a writer's thread panicked"))?;
+            ensure!(
+                matches!(answer, Ok((200, _))),
+                "a concurrent put was not answered 200: {answer:?}"
+            );
+        }
+        let (status, text) =
+            post(json!({ "capability": "memory", "function": "get", "args": { "key": "k" } }))
+                .join()
+                .map_err(|_| failed("the reader's thread panicked"))?
+                .map_err(failed)?;
+        ensure!(
+            status == 200,
+            "get after the puts: HTTP {status}: {}",
+            excerpt(&text)
+        );
+        let body: Json = serde_json::from_str(&text).map_err(|e| failed(e.to_string()))?;
+        Ok(body["result"]["ok"].as_str().unwrap_or("").to_owned())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let live = served?;
+    // The put that ended last in the ledger is the value the live store holds.
+    let entries = host.entries()?;
+    let text_of = |n: &Json| {
+        entries
+            .iter()
+            .map(|e| &e["entry"])
+            .find(|e| {
+                e["type"] == "invocation-start" && &e["invocation"] == n && e["function"] == "put"
+            })
+            .and_then(|e| {
+                e["args"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a[0] == "text")
+                    .and_then(|a| a[1]["string"].as_str().map(str::to_owned))
+            })
+    };
+    let last = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "invocation-end")
+        .filter_map(|e| text_of(&e["invocation"]))
+        .next_back()
+        .ok_or_else(|| failed("no put is recorded"))?;
+    ensure!(
+        live == last,
+        "the live store holds {live:?} where the put that ended last in the ledger wrote {last:?}"
+    );
+    host.ok(&["log", "reindex"])?;
+    let rebuilt = memory(&host, "get", json!({ "key": "k" }))?;
+    ensure!(
+        rebuilt == json!({ "ok": last }),
+        "the store rebuilt from the ledger holds {rebuilt} where the live one held {live:?}"
     );
     Ok(())
 }

@@ -1568,7 +1568,28 @@ fn call_returning_after_deadline(target: &Target) -> Result<(), Failure> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| failed(format!("cannot start the call: {e}")))?;
-    std::thread::sleep(Duration::from_secs(3));
+    // Once the host waits in the FIFO's open (Linux shows it as `wait_for_partner`), 2.5 s more
+    // take the call past its deadline whatever the load; without that view, 6 s.
+    let pid = reader.id();
+    let waiting = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("wchan"))
+                        .is_ok_and(|w| w.trim() == "wait_for_partner")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let started = Instant::now();
+    while !waiting() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(if waiting() {
+        Duration::from_millis(2500)
+    } else {
+        Duration::from_secs(6)
+    });
     // Non-blocking, so that the case never waits for a reader that is not there.
     let started = Instant::now();
     let mut wrote = false;

@@ -4,6 +4,7 @@
 
 mod access;
 mod compliance;
+mod behaviour;
 mod core;
 mod execution;
 mod ledger;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Case> {
         compliance::CASES,
         access::CASES,
         operations::CASES,
+        behaviour::CASES,
     ]
     .concat()
 }

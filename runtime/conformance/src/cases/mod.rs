@@ -3,6 +3,7 @@
 //! per area; [`all`] is every case, in the order they run.
 
 mod core;
+mod distribution;
 mod execution;
 mod ledger;
 mod security;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Case> {
         security::CASES,
         ledger::CASES,
         server::CASES,
+        distribution::CASES,
     ]
     .concat()
 }

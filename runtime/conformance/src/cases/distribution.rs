@@ -96,6 +96,11 @@ pub const CASES: &[Case] = &[
         run: compile_cache_provenance,
     },
     Case {
+        name: "cli.upgrade.replay-other-engine",
+        verifies: &["FC-UPG-3417"],
+        run: replay_other_engine,
+    },
+    Case {
         name: "http.registry.catalog-changes-while-serving",
         verifies: &["FC-EXT-5404", "FC-EXT-5405"],
         run: catalog_changes_while_serving,
@@ -3145,5 +3150,218 @@ fn entry_version_refused(target: &Target) -> Result<(), Failure> {
             )?;
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// An export re-signed with the host's own key, to show a recording of another engine.
+
+fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaves[0],
+        n => {
+            let mut k = 1;
+            while k * 2 < n {
+                k *= 2;
+            }
+            let mut h = Sha256::new();
+            h.update([0x01]);
+            h.update(merkle_root(&leaves[..k]));
+            h.update(merkle_root(&leaves[k..]));
+            h.finalize().into()
+        }
+    }
+}
+
+/// The export with `edit` applied to the bytes of entry `index`, and every checkpoint that
+/// covers it re-signed by the signing key of `host` (its `keys/ledger-signing.key`).
+fn resigned(
+    host: &Host,
+    export: &[u8],
+    index: usize,
+    edit: impl Fn(&mut Vec<u8>),
+) -> Result<Vec<u8>, Failure> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let bad = |what: &str| failed(format!("the export: {what}"));
+    let offsets = entry_offsets(export)?;
+    let mut entries: Vec<Vec<u8>> = offsets
+        .iter()
+        .map(|(at, len)| export[*at..at + len].to_vec())
+        .collect();
+    edit(&mut entries[index]);
+    let leaves: Vec<[u8; 32]> = entries
+        .iter()
+        .map(|e| {
+            let mut h = Sha256::new();
+            h.update([0x00]);
+            h.update(e);
+            h.finalize().into()
+        })
+        .collect();
+    // The signing key: PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>.
+    let text = String::from_utf8_lossy(&read(
+        &host.data.path().join("keys").join("ledger-signing.key"),
+    )?)
+    .trim()
+    .to_owned();
+    let parts: Vec<&str> = text.splitn(5, '+').collect();
+    let [_, _, key_name, key_id, seed] = parts.as_slice() else {
+        return Err(bad("the signing key is not PRIVATE+KEY+name+id+key"));
+    };
+    let seed = STANDARD
+        .decode(seed)
+        .map_err(|_| bad("the signing key is not base64"))?;
+    let seed: [u8; 32] = seed
+        .get(1..33)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| bad("the signing key is not 0x01 and 32 bytes"))?;
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let id: Vec<u8> = (0..4)
+        .map(|i| u8::from_str_radix(key_id.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("the signing key's id is not hex"))?;
+    // After the entries: 0x02, the checkpoints, then the rest as it is.
+    let end = offsets.last().map_or(18, |(at, len)| at + len);
+    if export.get(end) != Some(&0x02) {
+        return Err(bad("no checkpoint section after the entries"));
+    }
+    let count = u64::from_le_bytes(
+        export
+            .get(end + 1..end + 9)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("no checkpoint count"))?,
+    );
+    let mut at = end + 9;
+    let mut notes = Vec::new();
+    for _ in 0..count {
+        let len = u32::from_le_bytes(
+            export
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad("a checkpoint length"))?,
+        ) as usize;
+        notes.push(
+            String::from_utf8_lossy(
+                export
+                    .get(at + 4..at + 4 + len)
+                    .ok_or_else(|| bad("a checkpoint"))?,
+            )
+            .into_owned(),
+        );
+        at += 4 + len;
+    }
+    let rest = &export[at..];
+    let mut out = export[..18].to_vec();
+    for e in &entries {
+        out.extend((e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
+    }
+    out.push(0x02);
+    out.extend(count.to_le_bytes());
+    for note in notes {
+        let body_end = note
+            .find("\n\n")
+            .ok_or_else(|| bad("a checkpoint note has no signature"))?
+            + 1;
+        let mut lines: Vec<String> = note[..body_end].lines().map(str::to_owned).collect();
+        let size: usize = lines
+            .get(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("a checkpoint has no size"))?;
+        let note = if size > index && size <= leaves.len() {
+            lines[2] = STANDARD.encode(merkle_root(&leaves[..size]));
+            let body = lines.join("\n") + "\n";
+            let signature = ed25519_dalek::Signer::sign(&signing, body.as_bytes());
+            let mut blob = id.clone();
+            blob.extend(signature.to_bytes());
+            format!("{body}\n\u{2014} {key_name} {}\n", STANDARD.encode(blob))
+        } else {
+            note
+        };
+        out.extend((note.len() as u32).to_le_bytes());
+        out.extend_from_slice(note.as_bytes());
+    }
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+fn replay_other_engine(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    host.invoke("add", &json!({ "a": 40, "b": 2 }), &[])?
+        .expect(0, "invoke add")?;
+    let entries = host.entries()?;
+    let index = entries
+        .iter()
+        .position(|e| e["entry"]["type"] == "invocation-start")
+        .ok_or_else(|| failed("the ledger holds no invocation-start"))?;
+    let start = &entries[index]["entry"];
+    let recorded_digest = start["engine_digest"].as_str().unwrap_or("?").to_owned();
+    let version = start["wasmtime_version"].as_str().unwrap_or("?").to_owned();
+    let key = host.ok(&["key", "show"])?.trim().to_owned();
+    let path = host.files.path().join("full.export");
+    host.ok(&["log", "export", &lossy(&path), "--with-components"])?;
+    let export = read(&path)?;
+    let replay =
+        |on: &Host, file: &Path| on.run(&["replay", &lossy(file), "--key", &key, "--json"]);
+    let elsewhere = target.host()?;
+    replay(&elsewhere, &path)?.expect(0, "replay of the export on a like engine")?;
+    // Another engine configuration (another memory limit): exit 10 naming both digests.
+    write_config(&elsewhere, "[limits]\nmemory_bytes = 33554432\n")?;
+    let run = replay(&elsewhere, &path)?;
+    refused(&run, 10, "replay on an engine with another memory limit")?;
+    names(
+        &run,
+        "replay on an engine with another memory limit",
+        &[&recorded_digest],
+    )?;
+    let current = run
+        .stderr
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 64 && *w != recorded_digest)
+        .map(str::to_owned);
+    ensure!(
+        current.is_some(),
+        "the refusal does not name this engine's configuration digest beside the recorded one: {}",
+        excerpt(&run.stderr)
+    );
+    std::fs::remove_file(elsewhere.data.path().join("femtoclaw.toml"))
+        .map_err(|e| failed(format!("cannot remove femtoclaw.toml: {e}")))?;
+    // Recorded with another wasmtime version, in an export that verifies: exit 10 naming both.
+    let other = if version == "48.0.7" {
+        "48.0.6"
+    } else {
+        "48.0.7"
+    };
+    ensure!(
+        other.len() == version.len(),
+        "wasmtime_version {version} is not of the form 48.0.8"
+    );
+    let forged = resigned(&host, &export, index, |entry| {
+        if let Some(at) = entry
+            .windows(version.len())
+            .position(|w| w == version.as_bytes())
+        {
+            entry[at..at + version.len()].copy_from_slice(other.as_bytes());
+        }
+    })?;
+    let forged_path = host.file("other-wasmtime.export", &forged)?;
+    host.run(&["log", "verify", &lossy(&forged_path), "--key", &key])?
+        .expect(
+            0,
+            "log verify of the export recorded with another wasmtime version, re-signed",
+        )?;
+    let run = replay(&elsewhere, &forged_path)?;
+    refused(
+        &run,
+        10,
+        "replay of an invocation recorded with another wasmtime version",
+    )?;
+    names(
+        &run,
+        "replay of an invocation recorded with another wasmtime version",
+        &[&format!("wasmtime {other}"), &version],
+    )?;
     Ok(())
 }

@@ -3102,28 +3102,35 @@ fn entry_version_refused(target: &Target) -> Result<(), Failure> {
         .iter()
         .position(|e| e["entry"]["type"] == "invocation-start")
         .ok_or_else(|| failed("the ledger holds no invocation-start"))?;
-    let (at, len) = offsets[index];
+    let (at, _) = offsets[index];
     ensure!(
         bytes[at] == 0x03,
         "entry {index} does not begin with the version byte 0x03"
     );
     let elsewhere = target.host()?;
+    // Re-signed unchanged, the export verifies: what follows fails for the entry alone.
+    let same = resigned(&host, &bytes, index, |_| {})?;
+    let path = host.file("resigned.export", &same)?;
+    host.run(&["log", "verify", &lossy(&path), "--key", &key])?
+        .expect(0, "log verify of the export re-signed unchanged")?;
     for version in [1u8, 2, 4, 0] {
         for garbled in [false, true] {
-            let mut changed = bytes.clone();
-            changed[at] = version;
-            if garbled {
-                // Every other byte of the entry made meaningless: only the version may be read.
-                for b in &mut changed[at + 1..at + len] {
-                    *b = 0xff;
+            // Re-signed with the host's key: the export is sound but for the entry itself.
+            let changed = resigned(&host, &bytes, index, |entry| {
+                entry[0] = version;
+                if garbled {
+                    // Every other byte made meaningless: only the version may be read.
+                    for b in &mut entry[1..] {
+                        *b = 0xff;
+                    }
                 }
-            }
+            })?;
             let path = host.file("changed.export", &changed)?;
             let what = format!(
                 "an export whose entry {index} has version byte {version}{}",
                 if garbled { " and garbage after it" } else { "" }
             );
-            let run = host.run(&["log", "verify", &lossy(&path)])?;
+            let run = host.run(&["log", "verify", &lossy(&path), "--key", &key])?;
             ensure!(
                 run.code != 0 && run.stdout.trim().is_empty(),
                 "log verify of {what} did not refuse it (exit {})",

@@ -606,6 +606,29 @@ fn changed_in_place_refused(target: &Target) -> Result<(), Failure> {
             "{what}: once restored, the capability does not run as before"
         );
     }
+    if !target.owns_servers() {
+        return Ok(());
+    }
+    // A running server loads the capability again for every request: it sees the change too.
+    let path = dir.join("component.wasm");
+    let serving = Serving::start(host, &[])?;
+    let echo = || serving.server.post("/v1/invoke", &echo_call());
+    echo()?.expect(200, "POST /v1/invoke of conformance before the change")?;
+    write(
+        &path,
+        &with_custom_section(&component, "changed-while-serving", b"y"),
+    )?;
+    let response = echo()?;
+    ensure!(
+        response.status != 200
+            && response.text.contains("was changed after it was added")
+            && response.text.contains("component.wasm"),
+        "a server ran a component changed after capability add, or did not name it: HTTP {} {}",
+        response.status,
+        excerpt(&response.text)
+    );
+    write(&path, &component)?;
+    echo()?.expect(200, "POST /v1/invoke of conformance once restored")?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod access;
 mod compliance;
 mod behaviour;
 mod core;
+mod distribution;
 mod execution;
 mod ledger;
 mod operations;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Case> {
         access::CASES,
         operations::CASES,
         behaviour::CASES,
+        distribution::CASES,
     ]
     .concat()
 }

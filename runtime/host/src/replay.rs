@@ -357,16 +357,19 @@ impl Components {
         if let Some(dir) = dir {
             let files = std::fs::read_dir(dir)
                 .map_err(|e| Failure::new(Code::InvalidArgs, format!("{}: {e}", dir.display())))?;
-            for file in files.flatten().map(|f| f.path()) {
-                if file.extension().is_some_and(|e| e == "wasm") {
-                    let bytes = std::fs::read(&file).map_err(|e| {
-                        Failure::new(Code::InvalidArgs, format!("{}: {e}", file.display()))
-                    })?;
-                    if let Some(stem) = file.file_stem().and_then(|s| s.to_str()) {
-                        by_name.insert(stem.to_owned(), bytes.clone());
-                    }
-                    by_sha.insert(sha256(&bytes), bytes);
+            // Every file is found by its digest, whatever its name; `<capability>.wasm` also
+            // stands in for that capability's recorded component (and is reported as replaced
+            // when its bytes differ).
+            for file in files.flatten().map(|f| f.path()).filter(|f| f.is_file()) {
+                let bytes = std::fs::read(&file).map_err(|e| {
+                    Failure::new(Code::InvalidArgs, format!("{}: {e}", file.display()))
+                })?;
+                if file.extension().is_some_and(|e| e == "wasm")
+                    && let Some(stem) = file.file_stem().and_then(|s| s.to_str())
+                {
+                    by_name.insert(stem.to_owned(), bytes.clone());
                 }
+                by_sha.insert(sha256(&bytes), bytes);
             }
         }
         Ok(Self { by_sha, by_name })

@@ -362,11 +362,13 @@ fn a_missing_component_cannot_be_replayed_and_says_which() {
         "{}",
         stderr(&out)
     );
-    // With --components holding the recorded bytes it replays.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("anything.wasm"), FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
-    let out = replay(&host, &plain, &["--components", s(dir.path())]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // With --components holding the recorded bytes it replays, whatever the file's name.
+    for name in ["anything.wasm", "whatever.bin", "no-extension"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), FEMTOCLAW_GUEST_MISBEHAVE).unwrap();
+        let out = replay(&host, &plain, &["--components", s(dir.path())]);
+        assert_eq!(code(&out), 0, "{name}: {}", stderr(&out));
+    }
 }
 
 // Verifies: FC-POL-1418, FC-CRYPTO-3810

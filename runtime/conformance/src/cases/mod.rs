@@ -3,8 +3,8 @@
 //! per area; [`all`] is every case, in the order they run.
 
 mod access;
-mod compliance;
 mod behaviour;
+mod compliance;
 mod core;
 mod distribution;
 mod execution;

@@ -52,8 +52,25 @@ fn ledger_writes(records: &Records, from: u64) -> Result<(Vec<KvWrite>, u64), Fa
                 }
             }
         }
-        let all = earlier.iter().chain(entries.iter().map(|(_, e)| e));
-        Ok((kv::ledger_writes(all), size))
+        let mut all: Vec<Entry> = earlier
+            .into_iter()
+            .chain(entries.into_iter().map(|(_, e)| e))
+            .collect();
+        // A value of 16 KiB or more is recorded as a blob beside the ledger: put it back, or
+        // the rebuilt store would lack it.
+        for entry in &mut all {
+            if matches!(entry, Entry::HostCall { .. }) && !entry.blob_refs().is_empty() {
+                entry
+                    .internalize(&mut |sha| ledger.blobs().get(sha).ok().flatten())
+                    .map_err(|sha| {
+                        failed(format!(
+                            "the key-value store cannot be brought up to date: blob {} of the ledger is missing or damaged",
+                            hex::encode(sha)
+                        ))
+                    })?;
+            }
+        }
+        Ok((kv::ledger_writes(&all), size))
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod core;
 mod execution;
+mod integrity;
 mod ledger;
 mod security;
 mod server;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Case> {
         security::CASES,
         ledger::CASES,
         server::CASES,
+        integrity::CASES,
     ]
     .concat()
 }

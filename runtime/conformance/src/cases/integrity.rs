@@ -115,6 +115,16 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-MEM-2403", "FC-FORMAL-5013", "FC-MEM-4401"],
         run: acknowledged_entries_survive_a_kill,
     },
+    Case {
+        name: "cli.integrity.inclusion-probes",
+        verifies: &["FC-CRYPTO-3602"],
+        run: inclusion_probes,
+    },
+    Case {
+        name: "cli.integrity.pinned-checkpoint-seen-before",
+        verifies: &["FC-CRYPTO-4507"],
+        run: pinned_checkpoint_seen_before,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2153,6 +2163,186 @@ fn acknowledged_entries_survive_a_kill(target: &Target) -> Result<(), Failure> {
             }
         }
     }
+    Ok(())
+}
+
+fn inclusion_probes(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    for text in ["one", "two", "three"] {
+        call(&host, "echo", json!({ "text": text }), 0)?;
+    }
+    call(&host, "remember", json!({ "key": "k", "value": "v" }), 0)?;
+    let key = key_text(&host)?;
+    let pinned = published_key(&host)?;
+    let real = signer(&host)?;
+    let n = host.entries()?.len() as u64;
+    let mut probes = 0;
+    for index in [0, 1, n / 2, n - 1] {
+        let proof = host.ok(&["log", "prove", &index.to_string()])?;
+        crypto::proof(&proof, &pinned).map_err(|e| failed(format!("log prove {index}: {e}")))?;
+        let (head, note) = proof
+            .split_once("\n\n")
+            .ok_or_else(|| failed("the proof has no checkpoint"))?;
+        let (origin, size, root) = body(note)?;
+        let lines: Vec<String> = head.lines().map(str::to_owned).collect();
+        let (fixed, path) = lines.split_at(3.min(lines.len()));
+        ensure!(
+            fixed.len() == 3
+                && fixed[1].starts_with("extra ")
+                && fixed[2] == format!("index {index}"),
+            "log prove {index} does not print the header, extra and index lines: {}",
+            excerpt(head)
+        );
+        let assemble = |fixed: &[String], path: &[String], note: &str| {
+            let mut text = fixed.join("\n");
+            for h in path {
+                text.push('\n');
+                text.push_str(h);
+            }
+            format!("{text}\n\n{note}")
+        };
+        let run = verify_proof(&host, &assemble(fixed, path, note), &key)?;
+        run.expect(0, &format!("log verify-proof of entry {index} as proved"))?;
+        let flip = |h: &str| {
+            let mut raw = STANDARD.decode(h).unwrap_or_default();
+            if let Some(b) = raw.first_mut() {
+                *b ^= 0x01;
+            }
+            STANDARD.encode(raw)
+        };
+        let mut wrong: Vec<(String, String)> = Vec::new();
+        let with_index = |i: u64| {
+            let mut f = fixed.to_vec();
+            f[2] = format!("index {i}");
+            f
+        };
+        for i in [index + 1, index.wrapping_sub(1), index ^ 1, size, size + 1] {
+            if i != index && i < u64::MAX {
+                wrong.push((format!("index {i}"), assemble(&with_index(i), path, note)));
+            }
+        }
+        let mut extra = fixed.to_vec();
+        extra[1] = format!("extra {}", flip(&fixed[1]["extra ".len()..]));
+        wrong.push(("another leaf".into(), assemble(&extra, path, note)));
+        let zero = STANDARD.encode([0u8; 32]);
+        let mut longer = path.to_vec();
+        longer.push(zero.clone());
+        wrong.push(("a hash appended".into(), assemble(fixed, &longer, note)));
+        let mut longer = path.to_vec();
+        longer.insert(0, zero);
+        wrong.push(("a hash prepended".into(), assemble(fixed, &longer, note)));
+        if !path.is_empty() {
+            wrong.push((
+                "the first hash left out".into(),
+                assemble(fixed, &path[1..], note),
+            ));
+            wrong.push((
+                "the last hash left out".into(),
+                assemble(fixed, &path[..path.len() - 1], note),
+            ));
+            wrong.push(("no path".into(), assemble(fixed, &[], note)));
+            for j in 0..path.len() {
+                let mut changed = path.to_vec();
+                changed[j] = flip(&path[j]);
+                wrong.push((format!("hash {j} changed"), assemble(fixed, &changed, note)));
+            }
+        }
+        if path.len() >= 2 {
+            let mut swapped = path.to_vec();
+            swapped.swap(0, 1);
+            wrong.push((
+                "the first two hashes swapped".into(),
+                assemble(fixed, &swapped, note),
+            ));
+        }
+        // The same path against a checkpoint, signed by the pinned key, of another size or root.
+        for other in [size + 1, size - 1, size * 2] {
+            if other > index && other != size {
+                wrong.push((
+                    format!("a checkpoint of size {other}"),
+                    assemble(fixed, path, &real.checkpoint(&origin, other, &root)),
+                ));
+            }
+        }
+        let mut other_root = root;
+        other_root[31] ^= 0x01;
+        wrong.push((
+            "a checkpoint of another root".into(),
+            assemble(fixed, path, &real.checkpoint(&origin, size, &other_root)),
+        ));
+        // The verdict must be RFC 9162's, as the suite's own verifier computes it: a path can
+        // be valid for another size too (leaf 0 of 18 and of 19 entries has the same path).
+        for (what, text) in wrong {
+            let expected = crypto::proof(&text, &pinned).is_ok();
+            let run = verify_proof(&host, &text, &key)?;
+            let accepted = run.code == 0 && run.stdout.contains("ok:");
+            ensure!(
+                accepted == expected && (accepted || run.code == 8),
+                "log verify-proof of entry {index} with {what} must be {} as RFC 9162 says: exit {}, {}",
+                if expected {
+                    "accepted"
+                } else {
+                    "refused (exit 8)"
+                },
+                run.code,
+                excerpt(&format!("{} {}", run.stdout, run.stderr))
+            );
+            probes += usize::from(!expected);
+        }
+    }
+    ensure!(probes > 30, "only {probes} probes were to be refused");
+    Ok(())
+}
+
+fn pinned_checkpoint_seen_before(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    call(&host, "echo", json!({ "text": "one" }), 0)?;
+    call(&host, "echo", json!({ "text": "two" }), 0)?;
+    let old = export(&host, "old.export", &[])?;
+    let seen = host.file(
+        "seen.checkpoint",
+        host.ok(&["log", "checkpoint"])?.as_bytes(),
+    )?;
+    call(&host, "echo", json!({ "text": "three" }), 0)?;
+    let latest = host.file(
+        "latest.checkpoint",
+        host.ok(&["log", "checkpoint"])?.as_bytes(),
+    )?;
+    let forge = Forge::new(host, &[])?;
+    let now = forge.host.files.path().join("original.export");
+    let key = forge.key.as_str();
+    let with = |file: &Path, checkpoint: &Path| -> Result<Run, Failure> {
+        forge.host.run(&[
+            "log",
+            "verify",
+            &s(file),
+            "--key",
+            key,
+            "--checkpoint",
+            &s(checkpoint),
+        ])
+    };
+    with(&now, &seen)?.expect(0, "log verify of the log holding a checkpoint seen before")?;
+    with(&now, &latest)?.expect(0, "log verify of the log holding its latest checkpoint")?;
+    with(&old, &latest)?.expect(
+        8,
+        "log verify of an earlier export (rolled back) against a later checkpoint seen before",
+    )?;
+    // A fork: two entries before the seen checkpoint's size swapped, every checkpoint signed
+    // again by the pinned key. It verifies alone, not against the checkpoint seen before.
+    let (_, size, _) = body(&String::from_utf8_lossy(&read(&seen)?))?;
+    let mut entries = forge.export.entries.clone();
+    let at = (size as usize) - 1;
+    entries.swap(at - 1, at);
+    let forked = forge.write("forked.export", entries)?;
+    verify_file(&forge.host, &forked, &[key])?.expect(
+        0,
+        "log verify of the forked export signed again, with no checkpoint pinned",
+    )?;
+    with(&forked, &seen)?.expect(
+        8,
+        "log verify of a fork holding another root at the size of a checkpoint seen before",
+    )?;
     Ok(())
 }
 

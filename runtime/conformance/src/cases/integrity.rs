@@ -125,6 +125,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-4507"],
         run: pinned_checkpoint_seen_before,
     },
+    Case {
+        name: "cli.integrity.host-call-faults",
+        verifies: &["FC-MEM-2307", "FC-CRYPTO-3807"],
+        run: host_call_faults,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2343,6 +2348,94 @@ fn pinned_checkpoint_seen_before(target: &Target) -> Result<(), Failure> {
         8,
         "log verify of a fork holding another root at the size of a checkpoint seen before",
     )?;
+    Ok(())
+}
+
+fn host_call_faults(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        b"[limits]\nmax_recorded_bytes = 2000\n",
+    )?;
+    call(&host, "echo", json!({ "text": "fine" }), 0)?;
+    let value = "z".repeat(3000);
+    let run = host.invoke("remember", &json!({ "key": "k", "value": value }), &[])?;
+    ensure!(
+        run.code != 0,
+        "a set call past the 2000 recorded bytes cap returned"
+    );
+    let forge = Forge::new(host, &["--with-components"])?;
+    let entries: Vec<Json> = forge
+        .host
+        .entries()?
+        .iter()
+        .map(|e| e["entry"].clone())
+        .collect();
+    let set = entries
+        .iter()
+        .position(|e| {
+            e["type"] == "host-call" && e["function"].as_str().is_some_and(|f| f.ends_with("set"))
+        })
+        .ok_or_else(|| failed("the set call past the cap was not recorded"))?;
+    let result = &entries[set]["result"];
+    let message = result["variant"]["payload"]["string"]
+        .as_str()
+        .unwrap_or("");
+    ensure!(
+        (result["variant"]["case"] == "limit" || result["variant"]["case"] == "trap")
+            && message.contains("limit")
+            && result["variant"].as_object().map(|o| o.len()) == Some(2),
+        "a host call that did not return must record the variant limit(message) or trap(message) as its result: {result}"
+    );
+    // The honest recording of the failed call replays identically: the fault answers it.
+    let other = target.host()?;
+    let replay = |name: &str, entries: &[Json]| -> Result<(Run, Json), Failure> {
+        let bytes = entries
+            .iter()
+            .map(|e| encode(e).map_err(|m| failed(format!("{name}: {m}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = forge.write(name, bytes)?;
+        replay_json(&other, &path, &forge.key, &[])
+    };
+    let (run, report) = replay("honest.export", &entries)?;
+    run.expect(0, "replay of the recording of a call that hit its limit")?;
+    ensure!(
+        report["identical"] == 2 && report["divergent"] == 0,
+        "the recording of a failed host call must replay identically (on a host without the cap): {}",
+        excerpt(&run.stdout)
+    );
+    // What is not a fault is not taken for one: it does not fit the call's type.
+    let limit = result["variant"].clone();
+    for (what, forged) in [
+        (
+            "a tuple holding the fault",
+            json!({ "tuple": [ { "variant": limit } ] }),
+        ),
+        (
+            "a limit without its message",
+            json!({ "variant": { "case": "limit", "payload": null } }),
+        ),
+        (
+            "a variant of another case",
+            json!({ "variant": { "case": "oops", "payload": { "string": message } } }),
+        ),
+        (
+            "a trap whose payload is no string",
+            json!({ "variant": { "case": "trap", "payload": { "u32": 7 } } }),
+        ),
+    ] {
+        let mut all = entries.clone();
+        all[set]["result"] = forged;
+        let (run, report) = replay("not-a-fault.export", &all)?;
+        run.expect(9, &format!("replay of a set call answered by {what}"))?;
+        let r = report_of(&report, "remember");
+        // (The JSON report names this class UNANSWERABLE; its text, and specification 38, ORDER.)
+        ensure!(
+            r["divergence"]["class"] == "ORDER" || r["divergence"]["class"] == "UNANSWERABLE",
+            "a set call answered by {what} must not be taken for a fault: the answer does not fit its type (ORDER): {}",
+            excerpt(&r.to_string())
+        );
+    }
     Ok(())
 }
 

@@ -130,6 +130,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-MEM-2307", "FC-CRYPTO-3807"],
         run: host_call_faults,
     },
+    Case {
+        name: "cli.integrity.value-encoding",
+        verifies: &["FC-MEM-2304"],
+        run: value_encoding,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2436,6 +2441,123 @@ fn host_call_faults(target: &Target) -> Result<(), Failure> {
             excerpt(&r.to_string())
         );
     }
+    Ok(())
+}
+
+/// A value's canonical bytes, built here from the value table for what a case expects.
+struct Bytes(Vec<u8>);
+
+impl Bytes {
+    fn tag(mut self, t: u8) -> Self {
+        self.0.push(t);
+        self
+    }
+    fn u32(mut self, v: u32) -> Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn text(self, t: &str) -> Self {
+        let mut b = self.u32(t.len() as u32);
+        b.0.extend_from_slice(t.as_bytes());
+        b
+    }
+    fn val_u32(self, v: u32) -> Self {
+        self.tag(0x08).u32(v)
+    }
+    fn flags(self, names: &[&str]) -> Self {
+        let mut b = self.tag(0x15).u32(names.len() as u32);
+        for n in names {
+            b = b.text(n);
+        }
+        b
+    }
+}
+
+fn value_encoding(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    let out = host.ok(&[
+        "invoke",
+        "textstats",
+        "analyze",
+        "--args",
+        r#"{"text":"ab cd efg. Hi","top":2}"#,
+    ])?;
+    let stats: Json = serde_json::from_str(&out).map_err(|e| failed(format!("analyze: {e}")))?;
+    let n = |k: &str| stats[k].as_u64().map(|v| v as u32).unwrap_or(u32::MAX);
+    let average = stats["average-word-length"].as_f64().unwrap_or(f64::NAN);
+    ensure!(
+        average == 2.25 && stats["top-words"].as_array().map(Vec::len) == Some(2),
+        "textstats.analyze of \"ab cd efg. Hi\" must give an average word length of 2.25 and two top words: {out}"
+    );
+    // result: option tag, then the record `stats` with its fields in the order WIT declares.
+    let mut b = Bytes(vec![0x01]).tag(0x0f).u32(7);
+    for field in ["bytes", "characters", "words", "lines", "sentences"] {
+        b = b.text(field).val_u32(n(field));
+    }
+    b = b.text("average-word-length").tag(0x0b);
+    b.0.extend_from_slice(&average.to_bits().to_le_bytes());
+    b = b.text("top-words").tag(0x0e).u32(2);
+    for w in stats["top-words"].as_array().cloned().unwrap_or_default() {
+        b = b
+            .tag(0x0f)
+            .u32(2)
+            .text("word")
+            .tag(0x0d)
+            .text(w["word"].as_str().unwrap_or(""))
+            .text("count")
+            .val_u32(w["count"].as_u64().unwrap_or(0) as u32);
+    }
+    let expected_result = b.0;
+    host.ok(&[
+        "invoke",
+        "files",
+        "write-file",
+        "--args",
+        r#"{"path":"/data/x.txt","text":"hi"}"#,
+    ])?;
+    let entries = host.entries()?;
+    let exported = parse_export(&export(&host, "values.export", &[])?)?;
+    let end = entries
+        .iter()
+        .position(|e| {
+            e["entry"]["type"] == "invocation-end" && e["entry"]["result"].get("record").is_some()
+        })
+        .ok_or_else(|| failed("the analyze invocation's end holds no record"))?;
+    let bytes = &exported.entries[end];
+    ensure!(
+        bytes.len() > 10 && bytes[10..].starts_with(&expected_result),
+        "the recorded result of textstats.analyze is not the record's canonical encoding (fields in WIT order, the f64 as its IEEE 754 bits):\n  recorded {}\n  expected {}",
+        excerpt(&hex(&bytes[10.min(bytes.len())..])),
+        excerpt(&hex(&expected_result))
+    );
+    // open-at's parameters: a tuple in WIT order, each flags value in declaration order.
+    let open = entries
+        .iter()
+        .position(|e| {
+            e["entry"]["type"] == "host-call-intent"
+                && e["entry"]["function"] == "[method]descriptor.open-at"
+        })
+        .ok_or_else(|| failed("write-file wrote no open-at ahead"))?;
+    let handle = entries[open]["entry"]["params"]["tuple"][0]["u32"]
+        .as_u64()
+        .unwrap_or(0) as u32;
+    let expected_params = Bytes(vec![])
+        .tag(0x10)
+        .u32(5)
+        .val_u32(handle)
+        .flags(&["symlink-follow"])
+        .tag(0x0d)
+        .text("x.txt")
+        .flags(&["create", "truncate"])
+        .flags(&["write"])
+        .0;
+    ensure!(
+        exported.entries[open]
+            .windows(expected_params.len())
+            .any(|w| w == expected_params),
+        "the recorded parameters of open-at are not the tuple (descriptor, path-flags, path, open-flags, descriptor-flags) with its flags in declaration order: {}",
+        excerpt(&entries[open].to_string())
+    );
     Ok(())
 }
 

@@ -135,6 +135,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-MEM-2304"],
         run: value_encoding,
     },
+    Case {
+        name: "cli.integrity.what-if-policy",
+        verifies: &["FC-CRYPTO-3810"],
+        run: what_if_policy,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2557,6 +2562,130 @@ fn value_encoding(target: &Target) -> Result<(), Failure> {
             .any(|w| w == expected_params),
         "the recorded parameters of open-at are not the tuple (descriptor, path-flags, path, open-flags, descriptor-flags) with its flags in declaration order: {}",
         excerpt(&entries[open].to_string())
+    );
+    Ok(())
+}
+
+fn what_if_policy(target: &Target) -> Result<(), Failure> {
+    let everyone = "permit (principal, action, resource);\n";
+    let host = target.host()?;
+    host.policy(everyone)?;
+    let greet = |name: &str, who: &[&str], code: i32| -> Result<u64, Failure> {
+        let args = json!({ "name": name }).to_string();
+        let mut all = vec!["invoke", "hello", "greet", "--args", &args];
+        all.extend_from_slice(who);
+        host.run(&all)?
+            .expect(code, &format!("hello.greet of {name}"))?;
+        last_invocation(&host.entries()?).ok_or_else(|| failed("no invocation recorded"))
+    };
+    let local = greet("Ada", &[], 0)?;
+    let ops = greet("Bob", &["--principal", "user:bob", "--group", "ops"], 0)?;
+    let carol = greet("Carol", &["--principal", "user:carol"], 0)?;
+    host.policy(
+        "permit (principal, action, resource) unless { action == FemtoClaw::Action::\"invoke\" && resource is FemtoClaw::Capability && resource.name == \"hello\" };\n\
+         @approval(\"required\")\npermit (principal, action == FemtoClaw::Action::\"invoke\", resource) when { resource.name == \"hello\" };\n",
+    )?;
+    let pending = greet("Dave", &[], 13)?;
+    let key = key_text(&host)?;
+    let file = export(&host, "what-if.export", &[])?;
+    let other = target.host()?;
+    let ask = |name: &str, policy: &str| -> Result<Vec<Json>, Failure> {
+        let path = other.file(name, policy.as_bytes())?;
+        let run = other.run(&[
+            "replay",
+            &s(&file),
+            "--key",
+            &key,
+            "--what-if-policy",
+            &s(&path),
+            "--json",
+        ])?;
+        run.expect(0, &format!("replay --what-if-policy {name}"))?;
+        Ok(run.json()?["changed"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    };
+    let of = |changed: &[Json], n: u64| -> Vec<Json> {
+        changed
+            .iter()
+            .filter(|c| c["invocation"] == n)
+            .cloned()
+            .collect()
+    };
+    let invoke_change = |changed: &[Json], n: u64| -> Option<Json> {
+        of(changed, n)
+            .into_iter()
+            .find(|c| c["action"].as_str().is_some_and(|a| a.contains("invoke")))
+    };
+    // Asked with the recorded principal and groups: only the ops member stays allowed.
+    let changed = ask(
+        "ops-only.cedar",
+        "@id(\"ops-only\")\npermit (principal in FemtoClaw::Group::\"ops\", action, resource);\n",
+    )?;
+    for (who, n) in [("the local user", local), ("carol", carol)] {
+        let c = invoke_change(&changed, n);
+        ensure!(
+            c.as_ref().is_some_and(|c| c["change"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("allow") && t.ends_with("deny"))),
+            "under a policy permitting only group ops, {who}'s recorded invoke (invocation {n}) must be listed allow→deny: {}",
+            excerpt(&json!(changed).to_string())
+        );
+    }
+    ensure!(
+        of(&changed, ops).is_empty(),
+        "bob, recorded in group ops, is still permitted: nothing of invocation {ops} may be listed: {}",
+        excerpt(&json!(of(&changed, ops)).to_string())
+    );
+    // The policy ids deciding now; approvals no longer needed.
+    let changed = ask(
+        "no-carol.cedar",
+        "@id(\"all\")\npermit (principal, action, resource);\n@id(\"no-carol\")\nforbid (principal == FemtoClaw::User::\"carol\", action, resource);\n",
+    )?;
+    let c = invoke_change(&changed, carol);
+    ensure!(
+        c.as_ref()
+            .is_some_and(|c| c["policy_ids"] == json!(["no-carol"])
+                && c["change"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("allow") && t.ends_with("deny"))),
+        "carol's recorded invoke must be listed allow→deny with the deciding policy id no-carol: {}",
+        excerpt(&json!(changed).to_string())
+    );
+    ensure!(
+        of(&changed, local).is_empty() && of(&changed, ops).is_empty(),
+        "decisions the policy takes the same way must not be listed: {}",
+        excerpt(&json!(changed).to_string())
+    );
+    let c = of(&changed, pending);
+    ensure!(
+        c.iter().any(|c| c["change"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("approval") && t.ends_with("allow"))),
+        "the call recorded as pending approval (invocation {pending}) would no longer need one: it must be listed approval→allow: {}",
+        excerpt(&json!(changed).to_string())
+    );
+    // Approvals newly needed.
+    let changed = ask(
+        "ask.cedar",
+        "permit (principal, action, resource) unless { action == FemtoClaw::Action::\"invoke\" && resource is FemtoClaw::Capability && resource.name == \"hello\" };\n\
+         @id(\"ask\")\n@approval(\"required\")\npermit (principal, action == FemtoClaw::Action::\"invoke\", resource) when { resource.name == \"hello\" };\n",
+    )?;
+    for n in [local, ops, carol] {
+        let c = invoke_change(&changed, n);
+        ensure!(
+            c.as_ref().is_some_and(|c| c["change"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("allow") && t.ends_with("approval"))),
+            "under a policy asking for approval of hello, invocation {n}'s recorded invoke must be listed allow→approval: {}",
+            excerpt(&json!(changed).to_string())
+        );
+    }
+    ensure!(
+        of(&changed, pending).is_empty(),
+        "the call recorded as pending approval still needs one: nothing of invocation {pending} may be listed: {}",
+        excerpt(&json!(of(&changed, pending)).to_string())
     );
     Ok(())
 }

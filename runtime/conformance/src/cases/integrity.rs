@@ -140,6 +140,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-3810"],
         run: what_if_policy,
     },
+    Case {
+        name: "cli.integrity.effect-after-write-ahead",
+        verifies: &["FC-FORMAL-5012"],
+        run: effect_after_write_ahead,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2686,6 +2691,94 @@ fn what_if_policy(target: &Target) -> Result<(), Failure> {
         of(&changed, pending).is_empty(),
         "the call recorded as pending approval still needs one: nothing of invocation {pending} may be listed: {}",
         excerpt(&json!(of(&changed, pending)).to_string())
+    );
+    Ok(())
+}
+
+fn effect_after_write_ahead(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let shared = host.data.path().join("shared");
+    std::fs::create_dir_all(&shared).map_err(|e| failed(e.to_string()))?;
+    write(
+        &host.data.path().join("mounts.toml"),
+        b"\"/data\" = \"shared\"\n",
+    )?;
+    let pipe = shared.join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .map_err(|e| Failure::NotApplicable(format!("mkfifo is not available: {e}")))?;
+    if !made.success() {
+        return Err(Failure::NotApplicable("mkfifo failed".into()));
+    }
+    host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?
+        .expect(0, "hello.greet")?;
+    // Opening the FIFO for reading returns once the host opens it for writing: the effect.
+    // The segment is read at that moment: the open's intent must already be there, closed
+    // by a commit record (durable, under a checkpoint).
+    let seg = segment(&host);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || {
+            let opened = std::fs::File::open(&pipe);
+            let seen = std::fs::read(&seg).unwrap_or_default();
+            let _ = tx.send(seen);
+            if let Ok(mut f) = opened {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut f, &mut sink);
+            }
+        })
+    };
+    let mut writer = host
+        .command(&[
+            "invoke",
+            "files",
+            "write-file",
+            "--args",
+            r#"{"path":"/data/pipe","text":"hi"}"#,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the call: {e}")))?;
+    let seen = rx.recv_timeout(std::time::Duration::from_secs(60));
+    if seen.is_err() {
+        // Unblock the reader ourselves.
+        let _ = std::fs::OpenOptions::new().write(true).open(&pipe);
+    }
+    let _ = reader.join();
+    let status = writer.wait().map_err(|e| failed(e.to_string()))?;
+    let Ok(seen) = seen else {
+        return Err(failed(
+            "the host did not open the file for writing within 60 s",
+        ));
+    };
+    ensure!(
+        status.success(),
+        "the write to the FIFO did not succeed: {status}"
+    );
+    let recs = records(&seen).map_err(failed)?;
+    let intent = recs.iter().position(|(kind, payload)| {
+        *kind == 0x00
+            && payload.get(1) == Some(&8)
+            && payload.windows(b"open-at".len()).any(|w| w == b"open-at")
+    });
+    let Some(intent) = intent else {
+        return Err(failed(
+            "when the host opened the file, the segment held no host-call-intent of the open",
+        ));
+    };
+    ensure!(
+        recs[intent..].iter().any(|(kind, _)| *kind == 0x02),
+        "when the host opened the file, the open's intent was not yet closed by a commit record"
+    );
+    ensure!(
+        !recs.iter().any(|(kind, payload)| *kind == 0x00
+            && payload.get(1) == Some(&2)
+            && payload.windows(b"open-at".len()).any(|w| w == b"open-at")),
+        "the open was recorded as done before the host performed it"
     );
     Ok(())
 }

@@ -145,6 +145,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-FORMAL-5012"],
         run: effect_after_write_ahead,
     },
+    Case {
+        name: "cli.integrity.commits-traced",
+        verifies: &["FC-MEM-4413"],
+        run: commits_traced,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2779,6 +2784,109 @@ fn effect_after_write_ahead(target: &Target) -> Result<(), Failure> {
             && payload.get(1) == Some(&2)
             && payload.windows(b"open-at".len()).any(|w| w == b"open-at")),
         "the open was recorded as done before the host performed it"
+    );
+    Ok(())
+}
+
+/// A loopback OTLP receiver: every request body it is sent, answered 200.
+/// What a loopback receiver was sent.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+fn collector() -> Result<(String, Received), Failure> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot listen on loopback: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut bytes = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Headers, then as much body as Content-Length says.
+            let mut want = None;
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bytes.extend_from_slice(&buf[..n]);
+                if want.is_none()
+                    && let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    want = Some(end + 4 + len);
+                }
+                if want.is_some_and(|w| bytes.len() >= w) {
+                    break;
+                }
+            }
+            if let Ok(mut s) = store.lock() {
+                s.extend_from_slice(&bytes);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    Ok((format!("http://{addr}"), seen))
+}
+
+fn commits_traced(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let (endpoint, seen) = collector()?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        format!("[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_protocol = \"http/protobuf\"\n")
+            .as_bytes(),
+    )?;
+    let (mut child, url, token) = serve(&host)?;
+    let answer = crate::target::Server::client()
+        .post(format!("{url}/v1/invoke"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(super::GREET)
+        .send()
+        .map(|a| a.status().as_u16());
+    let names = [
+        "femtoclaw.ledger.commit",
+        "femtoclaw.ledger.batch.appends",
+        "femtoclaw.ledger.batch.entries",
+        "femtoclaw.ledger.fsync_ms",
+        "femtoclaw.ledger.tree_size",
+    ];
+    let has = |bytes: &[u8], name: &str| bytes.windows(name.len()).any(|w| w == name.as_bytes());
+    let started = std::time::Instant::now();
+    let mut all = false;
+    while started.elapsed() < std::time::Duration::from_secs(25) {
+        let bytes = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        if names.iter().all(|n| has(&bytes, n)) {
+            all = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    ensure!(
+        answer.as_ref().ok() == Some(&200),
+        "POST /v1/invoke of hello.greet: {answer:?}"
+    );
+    let bytes = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    ensure!(
+        all,
+        "within 25 s the OTLP receiver was sent no span {} with {}; it saw {} bytes, holding {:?}",
+        names[0],
+        names[1..].join(", "),
+        bytes.len(),
+        names.iter().filter(|n| has(&bytes, n)).collect::<Vec<_>>()
     );
     Ok(())
 }

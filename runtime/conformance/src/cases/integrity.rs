@@ -107,7 +107,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.integrity.interrupted-invocations-ended",
-        verifies: &["FC-FORMAL-5017"],
+        verifies: &["FC-FORMAL-5017", "FC-MEM-4402"],
         run: interrupted_invocations_ended,
     },
     Case {
@@ -1965,6 +1965,37 @@ fn interrupted_invocations_ended(target: &Target) -> Result<(), Failure> {
             traps == 1 && ends == 1,
             "open invocation {n} must be ended by one interrupted trap and one end without result in the recovery batch: {}",
             excerpt(&json!(recovery).to_string())
+        );
+    }
+    // The two invocations' batches interleave, and each one's entries are found in order.
+    let spans: Vec<(u64, u64)> = open
+        .iter()
+        .map(|n| {
+            let own = of_invocation(&entries, *n);
+            (own[0].0, own[own.len() - 1].0)
+        })
+        .collect();
+    ensure!(
+        spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1,
+        "the two concurrent invocations' entries do not interleave: {spans:?}"
+    );
+    for n in &open {
+        let own = of_invocation(&entries, *n);
+        let types: Vec<&str> = own
+            .iter()
+            .map(|(_, e)| e["type"].as_str().unwrap_or("?"))
+            .collect();
+        let seqs: Vec<u64> = own
+            .iter()
+            .filter(|(_, e)| e["type"] == "host-call" || e["type"] == "host-call-intent")
+            .filter_map(|(_, e)| e["seq"].as_u64())
+            .collect();
+        ensure!(
+            types.first() == Some(&"invocation-start")
+                && types.ends_with(&["trap", "invocation-end"])
+                && seqs.windows(2).all(|w| w[0] <= w[1])
+                && seqs.first() == Some(&0),
+            "invocation {n}'s entries are not found in order (start, its calls by seq from 0, trap, end): {types:?} {seqs:?}"
         );
     }
     let next = entries.get(batch.end as usize).map(|e| &e["entry"]["type"]);

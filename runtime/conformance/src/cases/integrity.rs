@@ -92,7 +92,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "http.integrity.consistency-proofs",
-        verifies: &["FC-DIST-4201", "FC-CRYPTO-3601", "FC-CRYPTO-3604"],
+        verifies: &["FC-DIST-4201", "FC-CRYPTO-3604"],
         run: consistency_proofs,
     },
     Case {

@@ -8,6 +8,7 @@ mod compliance;
 mod core;
 mod distribution;
 mod execution;
+mod integrity;
 mod ledger;
 mod operations;
 mod security;
@@ -31,6 +32,7 @@ pub fn all() -> Vec<Case> {
         operations::CASES,
         behaviour::CASES,
         distribution::CASES,
+        integrity::CASES,
     ]
     .concat()
 }

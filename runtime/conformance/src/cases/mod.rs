@@ -2,6 +2,7 @@
 //! target through a public surface and checks what specification 31 lists for it. One module
 //! per area; [`all`] is every case, in the order they run.
 
+mod authority;
 mod core;
 mod execution;
 mod ledger;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Case> {
         security::CASES,
         ledger::CASES,
         server::CASES,
+        authority::CASES,
     ]
     .concat()
 }

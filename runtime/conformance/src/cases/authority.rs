@@ -115,6 +115,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-POL-1414"],
         run: listings_offer_only_invokable,
     },
+    Case {
+        name: "cli.authz.hostile-input-failure-classes",
+        verifies: &["FC-CRYPTO-3518"],
+        run: hostile_input_failure_classes,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -449,7 +454,7 @@ impl Rng {
 // Specification 51: decisions against an independent model.
 
 /// The principals the model asks about.
-const PRINCIPALS: [&str; 4] = ["user:ada", "user:bob", "agent:x", "agent:y"];
+const PRINCIPALS: [&str; 3] = ["user:ada", "agent:x", "agent:y"];
 /// The capabilities (the suite's guest installed twice).
 const CAPABILITIES: [&str; 2] = ["alpha", "beta"];
 
@@ -582,7 +587,8 @@ fn engine(host: &Host, digest: &str) -> Result<Vec<(String, bool, String, Json)>
             );
             ensure!(
                 e["policy_digest"] == digest && all.iter().all(|d| d["policy_digest"] == digest),
-                "every decision of the explanation must carry the digest {digest} of the set in force: {e}"
+                "every decision of the explanation must carry the digest {digest} of the set in force: {}",
+                excerpt(&e.to_string())
             );
             for (link, decision) in [(false, &e["invoke"]), (true, &link["decision"])] {
                 out.push((
@@ -2701,5 +2707,143 @@ fn listings_offer_only_invokable(target: &Target) -> Result<(), Failure> {
         tools == ["conformance.echo"],
         "agent:bot may invoke conformance.echo alone; tools/list offers {tools:?}"
     );
+    Ok(())
+}
+
+fn hostile_input_failure_classes(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(
+        target,
+        &format!(
+            "{OPEN}@id(\"no-writes\")\nforbid (principal, action == FemtoClaw::Action::\"kv.write\", resource);\n"
+        ),
+    )?;
+    // A misbehaving guest: its invocation ends with its failure kind, recorded.
+    let big = host.file(
+        "big-args.json",
+        json!({ "text": "m".repeat(300_000) })
+            .to_string()
+            .as_bytes(),
+    )?;
+    let big = format!("@{}", lossy(&big));
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        &format!("[limits]\nmemory_bytes = {}\n", 18 * 65_536),
+    )?;
+    for (args, code, kind, what) in [
+        (
+            vec!["spin", "--args", "{}", "--fuel", "1000000"],
+            4,
+            "fuel-exhausted",
+            "a loop on 1 000 000 fuel",
+        ),
+        (
+            vec!["divide", "--args", r#"{"a":1,"b":0}"#],
+            5,
+            "",
+            "a division by zero",
+        ),
+        (
+            vec!["echo", "--args", big.as_str()],
+            6,
+            "limit",
+            "memory growth past limits.memory_bytes",
+        ),
+        (
+            vec![
+                "spin",
+                "--args",
+                "{}",
+                "--fuel",
+                "10000000000",
+                "--deadline-ms",
+                "1500",
+            ],
+            11,
+            "deadline",
+            "a loop past its deadline",
+        ),
+    ] {
+        let mut all = vec!["invoke", "conformance"];
+        all.extend_from_slice(&args);
+        let run = host.run(&all)?;
+        run.expect(code, what)?;
+        let entries = host.entries()?;
+        let last = bodies(&entries)
+            .into_iter()
+            .rev()
+            .take_while(|e| e["type"] != "invocation-start")
+            .find(|e| e["type"] == "trap")
+            .cloned();
+        ensure!(
+            last.as_ref()
+                .is_some_and(|t| kind.is_empty() || t["kind"] == kind),
+            "{what}: the invocation must be recorded with a trap{}: {last:?}",
+            if kind.is_empty() {
+                String::new()
+            } else {
+                format!(" of kind `{kind}`")
+            }
+        );
+        host.run(&[
+            "invoke",
+            "conformance",
+            "add",
+            "--args",
+            r#"{"a":20,"b":22}"#,
+        ])?
+        .expect(0, &format!("the next invocation after {what}"))?;
+    }
+    std::fs::remove_file(host.data.path().join("femtoclaw.toml"))
+        .map_err(|e| failed(format!("cannot remove femtoclaw.toml: {e}")))?;
+    // A refused call: an error value the guest receives, the invocation goes on.
+    let run = host.invoke("remember", &json!({ "key": "k", "value": "v" }), &[])?;
+    run.expect(0, "a refused key-value write")?;
+    let result = run.json()?;
+    ensure!(
+        result["err"].is_string(),
+        "a refused call must be an error value the guest receives: {result}"
+    );
+    // A misbehaving server's answer: an error value.
+    let x = 2 + (std::process::id() % 100) * 2;
+    let ip = format!("127.0.0.{x}");
+    host.policy(&format!(
+        "{OPEN}permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"net.connect\", resource) when {{ resource.address == ip(\"{ip}\") }};\n"
+    ))?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        "[http]\nmax_response_bytes = 16\n",
+    )?;
+    let (got, _) = with_peer(
+        &format!("{ip}:80"),
+        Answer::Bytes(format!(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{}",
+            "z".repeat(4096)
+        )),
+        || {
+            let run = host.run(&[
+                "invoke",
+                "fetch",
+                "get",
+                "--args",
+                &json!({ "url": format!("http://{ip}/") }).to_string(),
+            ])?;
+            run.expect(0, "fetch.get of a body over the cap")?;
+            run.json()
+        },
+    )?;
+    ensure!(
+        got["err"].is_string(),
+        "a misbehaving server's answer must be an error value the guest receives: {got}"
+    );
+    // A tampered ledger: exit 8.
+    let export = host.files.path().join("t.export");
+    host.ok(&["log", "export", &lossy(&export)])?;
+    let mut bytes =
+        std::fs::read(&export).map_err(|e| failed(format!("cannot read the export: {e}")))?;
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&export, &bytes).map_err(|e| failed(format!("cannot write the export: {e}")))?;
+    host.run(&["log", "verify", &lossy(&export)])?
+        .expect(8, "log verify of a tampered export")?;
     Ok(())
 }

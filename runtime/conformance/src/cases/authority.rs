@@ -120,6 +120,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-3518"],
         run: hostile_input_failure_classes,
     },
+    Case {
+        name: "cli.authz.ledger-swaps-refused",
+        verifies: &["FC-CRYPTO-3510", "FC-CRYPTO-3515"],
+        run: ledger_swaps_refused,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2845,5 +2850,147 @@ fn hostile_input_failure_classes(target: &Target) -> Result<(), Failure> {
     std::fs::write(&export, &bytes).map_err(|e| failed(format!("cannot write the export: {e}")))?;
     host.run(&["log", "verify", &lossy(&export)])?
         .expect(8, "log verify of a tampered export")?;
+    Ok(())
+}
+
+/// Every file under `dir` with its bytes, sorted.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in read.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Replaces `host`'s segments by `segments` (file name and bytes) and drops the derived index.
+fn put_segments(host: &Host, segments: &[(std::path::PathBuf, Vec<u8>)]) -> Result<(), Failure> {
+    let dir = host.data.path().join("ledger/segments");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(host.data.path().join("ledger/index"));
+    std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+    for (path, bytes) in segments {
+        std::fs::write(dir.join(path.file_name().unwrap_or_default()), bytes)
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn ledger_swaps_refused(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    let segments = host.data.path().join("ledger/segments");
+    let echo = |host: &Host, text: &str, code: i32| -> Result<Run, Failure> {
+        let run = host.invoke("echo", &json!({ "text": text }), &[])?;
+        run.expect(code, &format!("echo {text}"))?;
+        Ok(run)
+    };
+    echo(&host, "one-conformance", 0)?;
+    let old = snapshot(&segments);
+    echo(&host, "two", 0)?;
+    let pinned = host.ok(&["log", "checkpoint"])?;
+    let pinned = host.file("pinned.checkpoint", pinned.as_bytes())?;
+    let pin = lossy(&pinned);
+    let key = host.ok(&["key", "show"])?.trim().to_owned();
+    let head = host.data.path().join("latest-checkpoint");
+    let recorded = std::fs::read(&head).map_err(|e| failed(format!("no head record: {e}")))?;
+    let current = snapshot(&segments);
+    let refused_unchanged = |what: &str, code: Option<i32>| -> Result<(), Failure> {
+        let before = snapshot(&segments);
+        let run = host.invoke("echo", &json!({ "text": "after" }), &[])?;
+        match code {
+            Some(code) => {
+                run.expect(code, what)?;
+            }
+            None => ensure!(
+                run.code != 0,
+                "{what}: the host continued the ledger (exit 0)"
+            ),
+        }
+        ensure!(
+            snapshot(&segments) == before,
+            "{what}: the refused host wrote to the ledger"
+        );
+        Ok(())
+    };
+    // Damaged before its tail.
+    let (name, bytes) = current
+        .iter()
+        .find(|(_, b)| b.windows(15).any(|w| w == b"one-conformance"))
+        .cloned()
+        .ok_or_else(|| failed("no segment holds the recorded text"))?;
+    let mut damaged = bytes.clone();
+    let at = damaged
+        .windows(15)
+        .position(|w| w == b"one-conformance")
+        .unwrap_or(0);
+    damaged[at] ^= 0x20;
+    std::fs::write(&name, &damaged).map_err(|e| failed(e.to_string()))?;
+    refused_unchanged("a ledger damaged before its tail", None)?;
+    std::fs::write(&name, &bytes).map_err(|e| failed(e.to_string()))?;
+    // Rolled back behind the head record: the host refuses with 8; a verifier that pinned a
+    // later checkpoint refuses with 8.
+    put_segments(&host, &old)?;
+    refused_unchanged("a ledger rolled back behind its head record", Some(8))?;
+    std::fs::remove_file(&head).map_err(|e| failed(e.to_string()))?;
+    host.run(&["log", "verify", "--checkpoint", &pin, "--key", &key])?
+        .expect(
+            8,
+            "log verify of a ledger rolled back behind the pinned checkpoint",
+        )?;
+    // Replaced by another ledger signed with the same key, longer than the original.
+    let other = target.host()?;
+    let keys = other.data.path().join("keys");
+    std::fs::create_dir_all(&keys).map_err(|e| failed(e.to_string()))?;
+    std::fs::copy(
+        host.data.path().join("keys/ledger-signing.key"),
+        keys.join("ledger-signing.key"),
+    )
+    .map_err(|e| failed(format!("cannot copy the signing key: {e}")))?;
+    other.policy(OPEN)?;
+    other.install()?;
+    for text in ["x", "y", "z"] {
+        echo(&other, text, 0)?;
+    }
+    ensure!(
+        other.ok(&["key", "show"])?.trim() == key,
+        "the other ledger is not signed with the same key"
+    );
+    let forged = snapshot(&other.data.path().join("ledger/segments"));
+    std::fs::write(&head, &recorded).map_err(|e| failed(e.to_string()))?;
+    put_segments(&host, &forged)?;
+    refused_unchanged(
+        "a ledger replaced by another signed with the same key",
+        Some(8),
+    )?;
+    std::fs::remove_file(&head).map_err(|e| failed(e.to_string()))?;
+    host.run(&["log", "verify", "--key", &key])?.expect(
+        0,
+        "log verify of the other ledger without a pinned checkpoint",
+    )?;
+    host.run(&["log", "verify", "--checkpoint", &pin, "--key", &key])?
+        .expect(
+            8,
+            "log verify of a ledger forked from the pinned checkpoint",
+        )?;
+    // The original, restored with its head record, is continued.
+    put_segments(&host, &current)?;
+    std::fs::write(&head, &recorded).map_err(|e| failed(e.to_string()))?;
+    echo(&host, "three", 0)?;
+    host.run(&["log", "verify", "--checkpoint", &pin, "--key", &key])?
+        .expect(
+            0,
+            "log verify of the original ledger with its checkpoint pinned",
+        )?;
     Ok(())
 }

@@ -125,6 +125,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-3510", "FC-CRYPTO-3515"],
         run: ledger_swaps_refused,
     },
+    Case {
+        name: "cli.authz.unverified-code-never-runs",
+        verifies: &["FC-CRYPTO-3511"],
+        run: unverified_code_never_runs,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2992,5 +2997,128 @@ fn ledger_swaps_refused(target: &Target) -> Result<(), Failure> {
             0,
             "log verify of the original ledger with its checkpoint pinned",
         )?;
+    Ok(())
+}
+
+/// The compile-cache files of the component with SHA-256 `sha`.
+fn cached(host: &Host, sha: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(host.data.path().join("cache"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("{sha}-")) && n.ends_with(".cwasm"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn unverified_code_never_runs(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    let echo =
+        |text: &str| -> Result<Run, Failure> { host.invoke("echo", &json!({ "text": text }), &[]) };
+    echo("before")?.expect(0, "echo")?;
+    let dir = host.data.path().join("capabilities/conformance/1.0.0");
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| failed(format!("cannot read {}: {e}", p.display())))
+    };
+    let put = |p: &Path, b: &[u8]| {
+        std::fs::write(p, b).map_err(|e| failed(format!("cannot write {}: {e}", p.display())))
+    };
+    // A component or manifest changed after install, into something that would load.
+    let component = dir.join("component.wasm");
+    let manifest = dir.join("capability.toml");
+    let original = read(&component)?;
+    let mut other = original.clone();
+    other.extend_from_slice(&[0, 5, 4, b'e', b'v', b'i', b'l']);
+    let original_manifest = read(&manifest)?;
+    let raised = String::from_utf8_lossy(&original_manifest)
+        .replace("fuel = 50000000", "fuel = 90000000")
+        .replace("fuel = 50_000_000", "fuel = 90_000_000");
+    ensure!(
+        raised.as_bytes() != original_manifest.as_slice(),
+        "the installed manifest does not state the guest's fuel: {}",
+        excerpt(&String::from_utf8_lossy(&original_manifest))
+    );
+    for (path, bytes, what) in [
+        (
+            &component,
+            other.clone(),
+            "a component changed after install (a valid component)",
+        ),
+        (
+            &manifest,
+            raised.into_bytes(),
+            "a manifest changed after install (its fuel raised)",
+        ),
+    ] {
+        let kept = read(path)?;
+        put(path, &bytes)?;
+        let run = echo("changed")?;
+        ensure!(
+            run.code != 0 && run.stdout.trim().is_empty() && run.stderr.contains("changed"),
+            "{what} must be refused at load, saying it was changed; it exited {}: {}",
+            run.code,
+            excerpt(&format!("{}{}", run.stdout, run.stderr))
+        );
+        put(path, &kept)?;
+    }
+    echo("restored")?.expect(0, "echo with the package restored")?;
+    // Compile-cache files not authenticated under this host's cache key: recompiled, never
+    // loaded.
+    let sha = sha256_hex(GUEST);
+    let files = cached(&host, &sha);
+    ensure!(
+        files.len() == 1,
+        "the guest's call left {} cache files for it",
+        files.len()
+    );
+    let file = files[0].clone();
+    let elsewhere = guest_host(target, OPEN)?;
+    elsewhere
+        .invoke("echo", &json!({ "text": "x" }), &[])?
+        .expect(0, "echo on another data directory")?;
+    elsewhere
+        .run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?
+        .expect(0, "hello.greet on another data directory")?;
+    let foreign = cached(&elsewhere, &sha);
+    ensure!(
+        foreign.len() == 1,
+        "the other data directory cached no code for the guest"
+    );
+    let foreign_guest = read(&foreign[0])?;
+    let hello = std::fs::read_dir(elsewhere.data.path().join("cache"))
+        .map_err(|e| failed(format!("cannot list the cache: {e}")))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p != &foreign[0] && p.extension().is_some_and(|x| x == "cwasm"))
+        .ok_or_else(|| failed("hello.greet left no cache file"))?;
+    let hello = read(&hello)?;
+    for (planted, what) in [
+        (
+            foreign_guest,
+            "the guest's code compiled and authenticated by another host",
+        ),
+        (
+            hello,
+            "another component's code, authenticated by another host",
+        ),
+    ] {
+        put(&file, &planted)?;
+        let run = echo("planted")?;
+        run.expect(0, &format!("echo with {what} planted in the cache"))?;
+        ensure!(
+            run.json()? == json!("planted"),
+            "with {what} planted in the cache, echo answered {}",
+            excerpt(&run.stdout)
+        );
+        ensure!(
+            read(&file)? != planted,
+            "{what}, planted in the cache, was kept: it was loaded, not recompiled"
+        );
+    }
     Ok(())
 }

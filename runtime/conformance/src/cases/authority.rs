@@ -130,6 +130,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-3511"],
         run: unverified_code_never_runs,
     },
+    Case {
+        name: "cli.authz.interrupted-invocation-recorded-once",
+        verifies: &["FC-CORE-0219"],
+        run: interrupted_invocation_recorded_once,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3120,5 +3125,103 @@ fn unverified_code_never_runs(target: &Target) -> Result<(), Failure> {
             "{what}, planted in the cache, was kept: it was loaded, not recompiled"
         );
     }
+    Ok(())
+}
+
+fn interrupted_invocation_recorded_once(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    host.invoke("echo", &json!({ "text": "before" }), &[])?
+        .expect(0, "echo")?;
+    let before = host.entries()?.len();
+    // files' /data is <data dir>/shared, holding a FIFO: opening it for writing blocks (after
+    // the call's intent is durable) until a reader comes, which never does.
+    let shared = host.data.path().join("shared");
+    std::fs::create_dir_all(&shared).map_err(|e| failed(e.to_string()))?;
+    write(
+        &host.data.path().join("mounts.toml"),
+        "\"/data\" = \"shared\"\n",
+    )?;
+    let made = std::process::Command::new("mkfifo")
+        .arg(shared.join("pipe"))
+        .status()
+        .map_err(|e| Failure::NotApplicable(format!("mkfifo is not available: {e}")))?;
+    if !made.success() {
+        return Err(Failure::NotApplicable("mkfifo failed".into()));
+    }
+    let mut child = host
+        .command(&[
+            "invoke",
+            "files",
+            "write-file",
+            "--args",
+            r#"{"path":"/data/pipe","text":"hi"}"#,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the blocking call: {e}")))?;
+    let started = Instant::now();
+    let segments = host.data.path().join("ledger/segments");
+    let written = || {
+        snapshot(&segments)
+            .iter()
+            .any(|(_, b)| b.windows(7).any(|w| w == b"open-at"))
+    };
+    while !written() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let still = child.try_wait().ok().flatten().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    ensure!(
+        still,
+        "the blocked call ended by itself before it was killed"
+    );
+    // The next open records it once; later opens add nothing for it.
+    host.invoke("echo", &json!({ "text": "after" }), &[])?
+        .expect(0, "echo after the host was killed during an invocation")?;
+    host.invoke("echo", &json!({ "text": "again" }), &[])?
+        .expect(0, "echo again")?;
+    let entries = host.entries()?;
+    let fresh = bodies(&entries[before.min(entries.len())..])
+        .into_iter()
+        .cloned()
+        .collect::<Vec<Json>>();
+    let spin = fresh
+        .iter()
+        .find(|e| e["type"] == "invocation-start" && e["capability"] == "files")
+        .and_then(|e| e["invocation"].as_u64())
+        .ok_or_else(|| {
+            failed(format!(
+                "the killed invocation's start was not recorded: {fresh:?}"
+            ))
+        })?;
+    let its: Vec<&Json> = fresh
+        .iter()
+        .filter(|e| e["invocation"] == json!(spin))
+        .collect();
+    let traps: Vec<&&Json> = its.iter().filter(|e| e["type"] == "trap").collect();
+    let ends: Vec<&&Json> = its
+        .iter()
+        .filter(|e| e["type"] == "invocation-end")
+        .collect();
+    ensure!(
+        traps.len() == 1
+            && traps[0]["kind"] == "interrupted"
+            && ends.len() == 1
+            && ends[0]["result"].is_null(),
+        "the invocation the host stopped during must be recorded once with a trap of kind `interrupted` and an invocation-end without result: {its:?}"
+    );
+    let trap_at = fresh
+        .iter()
+        .position(|e| e["type"] == "trap" && e["invocation"] == json!(spin));
+    let next = fresh.iter().position(|e| {
+        e["type"] == "invocation-start" && e["invocation"].as_u64().is_some_and(|n| n > spin)
+    });
+    ensure!(
+        trap_at.is_some() && next.is_some() && trap_at < next,
+        "the interruption must be recorded when the ledger is next opened, before the next invocation: {fresh:?}"
+    );
     Ok(())
 }

@@ -135,6 +135,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CORE-0219"],
         run: interrupted_invocation_recorded_once,
     },
+    Case {
+        name: "cli.authz.first-party-publisher-never-declared",
+        verifies: &["FC-POL-1416"],
+        run: first_party_publisher_never_declared,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3222,6 +3227,65 @@ fn interrupted_invocation_recorded_once(target: &Target) -> Result<(), Failure> 
     ensure!(
         trap_at.is_some() && next.is_some() && trap_at < next,
         "the interruption must be recorded when the ledger is next opened, before the next invocation: {fresh:?}"
+    );
+    Ok(())
+}
+
+fn first_party_publisher_never_declared(target: &Target) -> Result<(), Failure> {
+    // The default policy: a capability that passed as first-party would run.
+    let host = target.host()?;
+    for (n, claimed) in ["femtoclaw", "FemtoClaw", " femtoclaw", "FEMTOCLAW\t"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("claim{n}");
+        let run = probe(&host, &name, claimed, GUEST_REQUESTS)?;
+        ensure!(
+            run.code != 0 && run.stderr.contains("reserved"),
+            "capability add of a manifest claiming publisher {claimed:?} must be refused as reserved; it exited {}: {}",
+            run.code,
+            excerpt(&run.stderr)
+        );
+        host.run(&["invoke", &name, "echo", "--args", r#"{"text":"x"}"#])?
+            .expect(3, &format!("invoking {name}, refused at install"))?;
+    }
+    // Installed as another publisher, then its stored manifest (and the digest kept beside it)
+    // rewritten to claim the reserved one: refused when loaded.
+    probe(&host, "sly", "acme", GUEST_REQUESTS)?.expect(0, "capability add as publisher acme")?;
+    let dir = host.data.path().join("capabilities/sly/1.0.0");
+    let stored = std::fs::read_to_string(dir.join("capability.toml"))
+        .map_err(|e| failed(format!("the package has no capability.toml: {e}")))?;
+    let forged: String = stored
+        .lines()
+        .map(|l| {
+            if l.starts_with("publisher") {
+                "publisher = \"Femtoclaw \""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    ensure!(
+        forged != stored,
+        "the stored manifest names no publisher: {}",
+        excerpt(&stored)
+    );
+    std::fs::write(dir.join("capability.toml"), &forged)
+        .and_then(|()| {
+            std::fs::write(
+                dir.join("manifest.sha256"),
+                format!("{}\n", sha256_hex(forged.as_bytes())),
+            )
+        })
+        .map_err(|e| failed(format!("cannot rewrite the package: {e}")))?;
+    let run = host.run(&["invoke", "sly", "echo", "--args", r#"{"text":"x"}"#])?;
+    ensure!(
+        run.code != 0 && run.stdout.trim().is_empty() && run.stderr.contains("reserved"),
+        "an installed manifest rewritten to claim the reserved publisher must be refused at load; it exited {}: {}",
+        run.code,
+        excerpt(&format!("{}{}", run.stdout, run.stderr))
     );
     Ok(())
 }

@@ -140,6 +140,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-POL-1416"],
         run: first_party_publisher_never_declared,
     },
+    Case {
+        name: "cli.authz.run-time-decisions-recorded",
+        verifies: &["FC-FORMAL-5108"],
+        run: run_time_decisions_recorded,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3286,6 +3291,101 @@ fn first_party_publisher_never_declared(target: &Target) -> Result<(), Failure> 
         "an installed manifest rewritten to claim the reserved publisher must be refused at load; it exited {}: {}",
         run.code,
         excerpt(&format!("{}{}", run.stdout, run.stderr))
+    );
+    Ok(())
+}
+
+fn run_time_decisions_recorded(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    let imports = GUEST_REQUESTS.lines().next().unwrap_or("");
+    // The manifest requests another namespace only; the policy permits everything.
+    probe(
+        &host,
+        "unasked",
+        "acme",
+        &format!("{imports}\nkv = [{{ namespace = \"elsewhere\", write = true }}]"),
+    )?
+    .expect(0, "capability add of the guest as unasked")?;
+    probe(&host, "asked", "acme", GUEST_REQUESTS)?
+        .expect(0, "capability add of the guest as asked")?;
+    host.policy(&format!(
+        "@id(\"anything\")\npermit (principal, action, resource);\n@id(\"no-writes-for-asked\")\nforbid (principal, action == FemtoClaw::Action::\"kv.write\", resource) when {{ context.capability.name == \"asked\" }};\n"
+    ))?;
+    let call = |capability: &str, function: &str, args: Json| -> Result<Json, Failure> {
+        let text = args.to_string();
+        let run = host.run(&["invoke", capability, function, "--args", &text])?;
+        run.expect(0, &format!("{capability}.{function} {text}"))?;
+        run.json()
+    };
+    let unasked_write = call("unasked", "remember", json!({ "key": "k", "value": "v" }))?;
+    let unasked_read = call("unasked", "recall", json!({ "key": "k" }))?;
+    let asked_write = call("asked", "remember", json!({ "key": "k", "value": "v" }))?;
+    let asked_read = call("asked", "recall", json!({ "key": "k" }))?;
+    for (got, what) in [
+        (
+            &unasked_write,
+            "a write to a namespace the manifest does not request",
+        ),
+        (
+            &unasked_read,
+            "a read of a namespace the manifest does not request",
+        ),
+        (
+            &asked_write,
+            "a requested and permitted write a forbid applies to",
+        ),
+    ] {
+        ensure!(got["err"].is_string(), "{what} must be denied: {got}");
+    }
+    ensure!(
+        asked_read == json!({ "ok": null }),
+        "a requested, permitted read must be allowed (and find nothing): {asked_read}"
+    );
+    let entries = host.entries()?;
+    let decided = |capability: &str, action: &str| -> Vec<Json> {
+        let starts: Vec<u64> = bodies(&entries)
+            .iter()
+            .filter(|e| e["type"] == "invocation-start" && e["capability"] == capability)
+            .filter_map(|e| e["invocation"].as_u64())
+            .collect();
+        bodies(&entries)
+            .into_iter()
+            .filter(|e| {
+                e["type"] == "decision"
+                    && e["action"] == action
+                    && e["resource"] == "conformance"
+                    && e["invocation"]
+                        .as_u64()
+                        .is_some_and(|n| starts.contains(&n))
+            })
+            .cloned()
+            .collect()
+    };
+    // (Opening the namespace is its read: both calls stop there.)
+    let d = decided("unasked", "kv.read");
+    ensure!(
+        d.len() >= 2
+            && d.iter()
+                .all(|d| d["allowed"] == false && d["policy_ids"] == json!([])),
+        "each call on the unrequested namespace `conformance` must be recorded denied with no policy ids under a policy permitting everything: {d:?}"
+    );
+    ensure!(
+        decided("unasked", "kv.write")
+            .iter()
+            .all(|d| d["allowed"] == false),
+        "a write to the unrequested namespace was allowed"
+    );
+    let d = decided("asked", "kv.write");
+    ensure!(
+        !d.is_empty() && d.iter().all(|d| d["allowed"] == false && d["policy_ids"] == json!(["no-writes-for-asked"])),
+        "the forbidden write must be recorded denied with the forbid's id: {d:?}"
+    );
+    let d = decided("asked", "kv.read");
+    ensure!(
+        !d.is_empty()
+            && d.iter()
+                .all(|d| d["allowed"] == true && d["policy_ids"] == json!(["anything"])),
+        "the permitted read must be recorded allowed by `anything`: {d:?}"
     );
     Ok(())
 }

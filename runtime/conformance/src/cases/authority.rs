@@ -3308,9 +3308,9 @@ fn run_time_decisions_recorded(target: &Target) -> Result<(), Failure> {
     .expect(0, "capability add of the guest as unasked")?;
     probe(&host, "asked", "acme", GUEST_REQUESTS)?
         .expect(0, "capability add of the guest as asked")?;
-    host.policy(&format!(
-        "@id(\"anything\")\npermit (principal, action, resource);\n@id(\"no-writes-for-asked\")\nforbid (principal, action == FemtoClaw::Action::\"kv.write\", resource) when {{ context.capability.name == \"asked\" }};\n"
-    ))?;
+    host.policy(
+        "@id(\"anything\")\npermit (principal, action, resource);\n@id(\"no-writes-for-asked\")\nforbid (principal, action == FemtoClaw::Action::\"kv.write\", resource) when { context.capability.name == \"asked\" };\n"
+    )?;
     let call = |capability: &str, function: &str, args: Json| -> Result<Json, Failure> {
         let text = args.to_string();
         let run = host.run(&["invoke", capability, function, "--args", &text])?;

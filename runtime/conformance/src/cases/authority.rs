@@ -145,6 +145,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-FORMAL-5108"],
         run: run_time_decisions_recorded,
     },
+    Case {
+        name: "cli.authz.grants-follow-manifest-and-policy",
+        verifies: &["FC-FORMAL-5107", "FC-POL-1612", "FC-POL-1620"],
+        run: grants_follow_manifest_and_policy,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3387,5 +3392,253 @@ fn run_time_decisions_recorded(target: &Target) -> Result<(), Failure> {
                 .all(|d| d["allowed"] == true && d["policy_ids"] == json!(["anything"])),
         "the permitted read must be recorded allowed by `anything`: {d:?}"
     );
+    Ok(())
+}
+
+/// The resources a generated grant rule may name: (action, resource entity, key the model
+/// matches on).
+const GRANT_TARGETS: [(&str, &str, &str); 7] = [
+    (
+        "link",
+        "FemtoClaw::Interface::\"femtoclaw:host/log@0.1.0\"",
+        "link femtoclaw:host/log@0.1.0",
+    ),
+    (
+        "link",
+        "FemtoClaw::Interface::\"wasi:keyvalue/store@0.2.0-draft2\"",
+        "link wasi:keyvalue/store@0.2.0-draft2",
+    ),
+    (
+        "link",
+        "FemtoClaw::Interface::\"wasi:io/streams@0.2.6\"",
+        "link wasi:io/streams@0.2.6",
+    ),
+    ("kv.read", "FemtoClaw::KvNamespace::\"a\"", "kv.read a"),
+    ("kv.write", "FemtoClaw::KvNamespace::\"a\"", "kv.write a"),
+    ("kv.write", "FemtoClaw::KvNamespace::\"b\"", "kv.write b"),
+    (
+        "config.read",
+        "FemtoClaw::ConfigKey::\"k1\"",
+        "config.read k1",
+    ),
+];
+
+/// One generated rule: permit or forbid of a target, of every resource of an action, of
+/// every baseline interface, or of everything.
+#[derive(Clone, Debug)]
+enum GrantRule {
+    Target(bool, usize),
+    Action(bool, &'static str),
+    Baseline(bool),
+    All(bool),
+}
+
+impl GrantRule {
+    fn text(&self, id: usize) -> String {
+        let (permit, body) = match self {
+            GrantRule::Target(p, t) => (*p, format!("principal, action == FemtoClaw::Action::\"{}\", resource == {})", GRANT_TARGETS[*t].0, GRANT_TARGETS[*t].1)),
+            GrantRule::Action(p, a) => (*p, format!("principal, action == FemtoClaw::Action::\"{a}\", resource)")),
+            GrantRule::Baseline(p) => (*p, "principal, action == FemtoClaw::Action::\"link\", resource) when { resource.baseline }".to_owned()),
+            GrantRule::All(p) => (*p, "principal, action, resource)".to_owned()),
+        };
+        format!(
+            "@id(\"g{id}\")\n{} ({body};\n",
+            if permit { "permit" } else { "forbid" }
+        )
+    }
+
+    fn permit(&self) -> bool {
+        match self {
+            GrantRule::Target(p, _)
+            | GrantRule::Action(p, _)
+            | GrantRule::Baseline(p)
+            | GrantRule::All(p) => *p,
+        }
+    }
+
+    /// Whether the rule applies to `action` on `name` (`baseline`: an interface of the baseline).
+    fn applies(&self, action: &str, name: &str, baseline: bool) -> bool {
+        match self {
+            GrantRule::Target(_, t) => GRANT_TARGETS[*t].2 == format!("{action} {name}"),
+            GrantRule::Action(_, a) => *a == action,
+            GrantRule::Baseline(_) => action == "link" && baseline,
+            GrantRule::All(_) => true,
+        }
+    }
+}
+
+fn policy_allows(rules: &[GrantRule], action: &str, name: &str, baseline: bool) -> bool {
+    let applying = |permit: bool| {
+        rules
+            .iter()
+            .any(|r| r.permit() == permit && r.applies(action, name, baseline))
+    };
+    applying(true) && !applying(false)
+}
+
+fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    let mut rng = Rng(0x6a7a_17c0_ffee_0042);
+    let all_imports = [
+        "femtoclaw:host/log@0.1.0",
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "femtoclaw:host/keyvalue-prefix@0.1.0",
+    ];
+    let actions = ["link", "kv.read", "kv.write", "config.read"];
+    for round in 0..8 {
+        // A generated manifest.
+        let imports: Vec<&str> = all_imports
+            .iter()
+            .copied()
+            .filter(|_| rng.below(3) != 0)
+            .collect();
+        let mut kv = Vec::new();
+        for ns in ["a", "b"] {
+            match rng.below(3) {
+                0 => {}
+                1 => kv.push((ns, false)),
+                _ => kv.push((ns, true)),
+            }
+        }
+        let config: Vec<&str> = ["k1", "k2"]
+            .into_iter()
+            .filter(|_| rng.below(2) == 0)
+            .collect();
+        let requests = format!(
+            "imports = [{}]\nkv = [{}]\nconfig = [{}]",
+            imports
+                .iter()
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            kv.iter()
+                .map(|(n, w)| format!("{{ namespace = \"{n}\", write = {w} }}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let name = format!("grant{round}");
+        probe(&host, &name, "acme", &requests)?
+            .expect(0, &format!("capability add of {name} with {requests:?}"))?;
+        // A generated policy (the local operator may always invoke).
+        let n = 2 + rng.below(5);
+        let rules: Vec<GrantRule> = (0..n)
+            .map(|_| {
+                let permit = rng.below(4) != 0;
+                match rng.below(6) {
+                    0 | 1 | 2 => GrantRule::Target(permit, rng.below(GRANT_TARGETS.len())),
+                    3 => GrantRule::Action(permit, actions[rng.below(actions.len())]),
+                    4 => GrantRule::Baseline(permit),
+                    _ => GrantRule::All(permit),
+                }
+            })
+            .collect();
+        let text = format!(
+            "@id(\"invoke\")\npermit (principal, action == FemtoClaw::Action::\"invoke\", resource);\n{}",
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.text(i))
+                .collect::<String>()
+        );
+        host.policy(&text)?;
+        let e = explain(&host, &["--capability", &name, "--function", "echo"])?;
+        let context = || format!("manifest {requests:?} under\n{text}");
+        // Imports: the manifest's and the component's, each linked exactly when requested (or
+        // baseline) and permitted.
+        let listed: Vec<&Json> = e["imports"].as_array().into_iter().flatten().collect();
+        for want in &imports {
+            ensure!(
+                listed.iter().any(|i| i["interface"] == *want),
+                "the grant does not decide the manifest's import {want}: {}",
+                context()
+            );
+        }
+        let mut would_run = true;
+        for i in &listed {
+            let interface = i["interface"].as_str().unwrap_or("?");
+            let baseline = i["baseline"] == true;
+            ensure!(
+                baseline == (interface.starts_with("wasi:") && interface.ends_with("@0.2.6")),
+                "{interface} is reported baseline={baseline}: {}",
+                context()
+            );
+            let requested = imports.contains(&interface);
+            let linked =
+                (requested || baseline) && policy_allows(&rules, "link", interface, baseline);
+            ensure!(
+                i["linked"] == linked,
+                "{interface} (requested: {requested}, baseline: {baseline}) must {}be linked; the runtime says linked={}: {}",
+                if linked { "" } else { "not " },
+                i["linked"],
+                context()
+            );
+            if interface != "femtoclaw:host/keyvalue-prefix@0.1.0" || !requested {
+                would_run &= linked;
+            }
+        }
+        // Scope entries: exactly the manifest's, each granted exactly when permitted.
+        let mut expected: Vec<(String, String)> = Vec::new();
+        for (ns, w) in &kv {
+            expected.push(("kv.read".into(), (*ns).into()));
+            if *w {
+                expected.push(("kv.write".into(), (*ns).into()));
+            }
+        }
+        for k in &config {
+            expected.push(("config.read".into(), (*k).into()));
+        }
+        expected.sort();
+        let mut got: Vec<(String, String)> = e["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["action"].as_str().unwrap_or("?").to_owned(),
+                    s["scope"].as_str().unwrap_or("?").to_owned(),
+                )
+            })
+            .collect();
+        got.sort();
+        ensure!(
+            got == expected,
+            "the scope entries decided must be exactly the manifest's {expected:?}; the runtime decided {got:?}: {}",
+            context()
+        );
+        for s in e["scopes"].as_array().into_iter().flatten() {
+            let (action, scope) = (
+                s["action"].as_str().unwrap_or("?"),
+                s["scope"].as_str().unwrap_or("?"),
+            );
+            let granted = policy_allows(&rules, action, scope, false);
+            ensure!(
+                s["granted"] == granted,
+                "{action} {scope} must {}be granted; the runtime says granted={}: {}",
+                if granted { "" } else { "not " },
+                s["granted"],
+                context()
+            );
+        }
+        // And the host links what the grant says: the invocation runs exactly when every
+        // import of the component is linked.
+        let run = host.run(&["invoke", &name, "echo", "--args", r#"{"text":"x"}"#])?;
+        ensure!(
+            (run.code == 0) == would_run && (run.code == 0 || run.code == 7),
+            "with every import of the component linked: {would_run}, the invocation must {}; it exited {}: {}\n{}",
+            if would_run {
+                "run"
+            } else {
+                "be refused with exit 7"
+            },
+            run.code,
+            excerpt(&run.stderr),
+            context()
+        );
+    }
     Ok(())
 }

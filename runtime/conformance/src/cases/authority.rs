@@ -3530,7 +3530,7 @@ fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
             .map(|_| {
                 let permit = rng.below(4) != 0;
                 match rng.below(6) {
-                    0 | 1 | 2 => GrantRule::Target(permit, rng.below(GRANT_TARGETS.len())),
+                    0..=2 => GrantRule::Target(permit, rng.below(GRANT_TARGETS.len())),
                     3 => GrantRule::Action(permit, actions[rng.below(actions.len())]),
                     4 => GrantRule::Baseline(permit),
                     _ => GrantRule::All(permit),

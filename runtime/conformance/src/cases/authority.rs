@@ -147,7 +147,14 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.authz.grants-follow-manifest-and-policy",
-        verifies: &["FC-FORMAL-5107", "FC-POL-1612", "FC-POL-1620"],
+        verifies: &[
+            "FC-FORMAL-5107",
+            "FC-POL-1612",
+            "FC-POL-1620",
+            "FC-POL-1604",
+            "FC-POL-1606",
+            "FC-CORE-0204",
+        ],
         run: grants_follow_manifest_and_policy,
     },
 ];
@@ -3485,6 +3492,7 @@ fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
         "femtoclaw:host/keyvalue-prefix@0.1.0",
     ];
     let actions = ["link", "kv.read", "kv.write", "config.read"];
+    let (mut ran, mut refused_at_link) = (0, 0);
     for round in 0..8 {
         // A generated manifest.
         let imports: Vec<&str> = all_imports
@@ -3559,6 +3567,7 @@ fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
             );
         }
         let mut would_run = true;
+        let mut unlinked: Vec<String> = Vec::new();
         for i in &listed {
             let interface = i["interface"].as_str().unwrap_or("?");
             let baseline = i["baseline"] == true;
@@ -3577,8 +3586,19 @@ fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
                 i["linked"],
                 context()
             );
-            if interface != "femtoclaw:host/keyvalue-prefix@0.1.0" || !requested {
+            if !requested && !baseline {
+                ensure!(
+                    i["decision"]["reason"] == "not_requested"
+                        && i["decision"]["policy_ids"] == json!([]),
+                    "{interface}, imported by the component but not requested, must be refused as not_requested: {i}\n{}",
+                    context()
+                );
+            }
+            if interface != "femtoclaw:host/keyvalue-prefix@0.1.0" {
                 would_run &= linked;
+                if !linked {
+                    unlinked.push(interface.to_owned());
+                }
             }
         }
         // Scope entries: exactly the manifest's, each granted exactly when permitted.
@@ -3639,6 +3659,29 @@ fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
             excerpt(&run.stderr),
             context()
         );
+        let invoked = !rules.iter().any(|r| matches!(r, GrantRule::All(false)));
+        ensure!(
+            e["invoke"]["allowed"] == invoked,
+            "the invoke decision must be allowed={invoked}: {}\n{}",
+            e["invoke"],
+            context()
+        );
+        if run.code == 0 {
+            ran += 1;
+        } else if invoked {
+            refused_at_link += 1;
+        }
+        for interface in unlinked.iter().filter(|_| invoked) {
+            ensure!(
+                run.stderr.contains(&format!("`{interface}`")),
+                "the refusal must name every import the grant does not cover, {interface} included: {}",
+                excerpt(&run.stderr)
+            );
+        }
     }
+    ensure!(
+        ran > 0 && refused_at_link > 0,
+        "the generated cases must include a call that runs and one refused at link ({ran}, {refused_at_link})"
+    );
     Ok(())
 }

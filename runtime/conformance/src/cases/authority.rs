@@ -157,6 +157,11 @@ pub const CASES: &[Case] = &[
         ],
         run: grants_follow_manifest_and_policy,
     },
+    Case {
+        name: "cli.authz.address-kinds",
+        verifies: &["FC-POL-1708"],
+        run: address_kinds,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3683,5 +3688,108 @@ fn grants_follow_manifest_and_policy(target: &Target) -> Result<(), Failure> {
         ran > 0 && refused_at_link > 0,
         "the generated cases must include a call that runs and one refused at link ({ran}, {refused_at_link})"
     );
+    Ok(())
+}
+
+fn address_kinds(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action, resource) unless { action == FemtoClaw::Action::\"net.connect\" };\n",
+    )?;
+    write(
+        &host.data.path().join("femtoclaw.toml"),
+        "[http]\ntimeout_ms = 2000\n",
+    )?;
+    // (URL host, the address as the host names it, its kind; None: public).
+    let table: [(&str, &str, Option<&str>); 14] = [
+        ("127.0.0.9", "127.0.0.9", Some("loopback")),
+        ("[::ffff:127.0.0.1]", "127.0.0.1", Some("loopback")),
+        ("[::ffff:0:10.1.2.3]", "::ffff:0:a01:203", Some("private")),
+        ("[::127.0.0.1]", "::7f00:1", Some("loopback")),
+        (
+            "[64:ff9b::a9fe:a9fe]",
+            "64:ff9b::a9fe:a9fe",
+            Some("metadata"),
+        ),
+        ("[64:ff9b::c0a8:1]", "64:ff9b::c0a8:1", Some("private")),
+        ("[2002:c0a8:0101::1]", "2002:c0a8:101::1", Some("private")),
+        ("[64:ff9b:1::7f00:1]", "64:ff9b:1::7f00:1", Some("loopback")),
+        (
+            "[64:ff9b:1::808:808]",
+            "64:ff9b:1::808:808",
+            Some("reserved"),
+        ),
+        (
+            "[2001:0:1:2::80ff:fffe]",
+            "2001:0:1:2::80ff:fffe",
+            Some("loopback"),
+        ),
+        (
+            "[2001:0:1:2::f7f7:f7f7]",
+            "2001:0:1:2::f7f7:f7f7",
+            Some("reserved"),
+        ),
+        ("100.64.0.1", "100.64.0.1", Some("private")),
+        ("[fd00:ec2::254]", "fd00:ec2::254", Some("metadata")),
+        ("[64:ff9b::808:808]", "64:ff9b::808:808", None),
+    ];
+    let fetch = |url_host: &str| -> Result<Json, Failure> {
+        let args = json!({ "url": format!("http://{url_host}/") }).to_string();
+        let run = host.run(&["invoke", "fetch", "get", "--args", &args])?;
+        run.expect(0, &format!("fetch.get http://{url_host}/"))?;
+        run.json()
+    };
+    for (url_host, address, kind) in table {
+        let got = fetch(url_host)?;
+        let text = got["err"].as_str().unwrap_or("");
+        match kind {
+            Some(kind) => ensure!(
+                text.contains(&format!("{address} ({kind})")),
+                "http://{url_host}/ must be refused naming {address} ({kind}): {got}"
+            ),
+            None => ensure!(
+                !text.contains("is not granted on"),
+                "http://{url_host}/ reaches a public address (an IPv4 one through NAT64); it was refused as non-public: {got}"
+            ),
+        }
+    }
+    let entries = host.entries()?;
+    for (_, address, kind) in table {
+        let asked = bodies(&entries).iter().any(|e| {
+            e["type"] == "decision" && e["action"] == "net.connect" && e["resource"] == address
+        });
+        ensure!(
+            asked == kind.is_some(),
+            "{address} ({}) must {}be decided as net.connect",
+            kind.unwrap_or("public"),
+            if kind.is_some() { "" } else { "not " }
+        );
+    }
+    // The policy sees the kind: permitting loopback lets the embedded loopback addresses pass.
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action, resource) unless { action == FemtoClaw::Action::\"net.connect\" };\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"net.connect\", resource) when { resource.kind == \"loopback\" };\n",
+    )?;
+    for (url_host, address) in [
+        ("[::127.0.0.1]", "::7f00:1"),
+        ("[2001:0:1:2::80ff:fffe]", "2001:0:1:2::80ff:fffe"),
+    ] {
+        let got = fetch(url_host)?;
+        ensure!(
+            !got["err"]
+                .as_str()
+                .unwrap_or("")
+                .contains("is not granted on"),
+            "with net.connect permitted on loopback, http://{url_host}/ must not be refused by the policy: {got}"
+        );
+        let entries = host.entries()?;
+        ensure!(
+            bodies(&entries).iter().any(|e| e["type"] == "decision"
+                && e["action"] == "net.connect"
+                && e["resource"] == address
+                && e["allowed"] == true),
+            "the net.connect of {address} under a policy permitting loopback must be recorded allowed"
+        );
+    }
     Ok(())
 }

@@ -162,6 +162,16 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-POL-1708"],
         run: address_kinds,
     },
+    Case {
+        name: "cli.authz.erring-policies-reported-and-skipped",
+        verifies: &["FC-FORMAL-5111"],
+        run: erring_policies_reported_and_skipped,
+    },
+    Case {
+        name: "cli.authz.preopens-only-granted-paths",
+        verifies: &["FC-POL-1609"],
+        run: preopens_only_granted_paths,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3791,5 +3801,153 @@ fn address_kinds(target: &Target) -> Result<(), Failure> {
             "the net.connect of {address} under a policy permitting loopback must be recorded allowed"
         );
     }
+    Ok(())
+}
+
+fn erring_policies_reported_and_skipped(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(
+        "@id(\"works\")\npermit (principal == FemtoClaw::User::\"local\", action, resource);\n\
+         @id(\"erring-forbid\")\nforbid (principal, action, resource) when { 9223372036854775807 + 1 > 0 };\n\
+         @id(\"erring-permit\")\npermit (principal == FemtoClaw::Agent::\"x\", action, resource) when { 9223372036854775807 * 2 > 0 };\n",
+    )?;
+    let errors = |d: &Json| -> Vec<String> {
+        d["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect()
+    };
+    let local = explain(&host, &["--capability", "hello", "--function", "greet"])?;
+    let d = &local["invoke"];
+    let e = errors(d);
+    ensure!(
+        d["allowed"] == true
+            && d["reason"] == "permitted"
+            && d["policy_ids"] == json!(["works"])
+            && e.iter().any(|m| m.contains("erring-forbid"))
+            && !e.iter().any(|m| m.contains("erring-permit")),
+        "a forbid that fails to evaluate must be reported in errors by its id and not apply (allowed by `works` alone): {d}"
+    );
+    let agent = explain(
+        &host,
+        &[
+            "--capability",
+            "hello",
+            "--function",
+            "greet",
+            "--principal",
+            "agent:x",
+        ],
+    )?;
+    let d = &agent["invoke"];
+    let e = errors(d);
+    ensure!(
+        d["allowed"] == false
+            && d["reason"] == "no_permit"
+            && d["policy_ids"] == json!([])
+            && e.iter().any(|m| m.contains("erring-permit"))
+            && e.iter().any(|m| m.contains("erring-forbid")),
+        "a permit that fails to evaluate must be reported in errors by its id and not apply (no permit): {d}"
+    );
+    // The invocation runs past the erring forbid, its decision naming `works` alone.
+    host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?
+        .expect(0, "hello.greet past a forbid that fails to evaluate")?;
+    host.run(&[
+        "invoke",
+        "hello",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--principal",
+        "agent:x",
+    ])?
+    .expect(
+        7,
+        "hello.greet of agent:x, permitted only by a policy that fails to evaluate",
+    )?;
+    let entries = host.entries()?;
+    let invokes: Vec<&Json> = bodies(&entries)
+        .into_iter()
+        .filter(|e| e["type"] == "decision" && e["action"] == "invoke")
+        .collect();
+    ensure!(
+        invokes.len() == 2
+            && invokes[0]["allowed"] == true
+            && invokes[0]["policy_ids"] == json!(["works"])
+            && invokes[1]["allowed"] == false
+            && invokes[1]["policy_ids"] == json!([]),
+        "the recorded invoke decisions must treat the erring policies as not applying: {invokes:?}"
+    );
+    Ok(())
+}
+
+fn preopens_only_granted_paths(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    let call = |function: &str, args: Json| -> Result<Json, Failure> {
+        let text = args.to_string();
+        let run = host.run(&["invoke", "files", function, "--args", &text])?;
+        run.expect(0, &format!("files.{function} {text}"))?;
+        run.json()
+    };
+    let listed = || call("list-dir", json!({ "dir": "/data" }));
+    let dir = host.data.path().join("files/files/data");
+    // The default policy: no directory at all.
+    let got = listed()?;
+    ensure!(
+        got["err"]
+            .as_str()
+            .is_some_and(|e| e.contains("no directory is granted")),
+        "under the default policy files must be handed no directory: {got}"
+    );
+    // fs.read granted, fs.write not: the directory, read-only.
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action, resource) unless { action == FemtoClaw::Action::\"fs.write\" };\n",
+    )?;
+    let _ = listed()?;
+    std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+    std::fs::write(dir.join("seen.txt"), "seen").map_err(|e| failed(e.to_string()))?;
+    let read = call("read-file", json!({ "path": "/data/seen.txt" }))?;
+    ensure!(
+        read["ok"] == "seen",
+        "a read-only grant must let files read /data/seen.txt: {read}"
+    );
+    let wrote = call(
+        "write-file",
+        json!({ "path": "/data/new.txt", "text": "x" }),
+    )?;
+    ensure!(
+        wrote["err"].is_string() && !dir.join("new.txt").exists(),
+        "without fs.write the directory must be read-only: write-file answered {wrote}"
+    );
+    let wrote = call(
+        "write-file",
+        json!({ "path": "/data/seen.txt", "text": "changed" }),
+    )?;
+    ensure!(
+        wrote["err"].is_string()
+            && std::fs::read_to_string(dir.join("seen.txt"))
+                .ok()
+                .as_deref()
+                == Some("seen"),
+        "without fs.write an existing file must not be overwritten: {wrote}"
+    );
+    // fs.write granted too: writable.
+    host.policy("permit (principal == FemtoClaw::User::\"local\", action, resource);\n")?;
+    let wrote = call(
+        "write-file",
+        json!({ "path": "/data/new.txt", "text": "x" }),
+    )?;
+    ensure!(
+        wrote["ok"].is_number() && dir.join("new.txt").exists(),
+        "with fs.write granted, write-file must create the file: {wrote}"
+    );
+    // Only the granted path: a path outside it is not there.
+    let outside = call("read-file", json!({ "path": "/etc/hostname" }))?;
+    ensure!(
+        outside["err"].is_string(),
+        "a path outside the granted one was read: {outside}"
+    );
     Ok(())
 }

@@ -172,6 +172,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-POL-1609"],
         run: preopens_only_granted_paths,
     },
+    Case {
+        name: "cli.authz.checks-in-order",
+        verifies: &["FC-CORE-0220"],
+        run: checks_in_order,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3948,6 +3953,153 @@ fn preopens_only_granted_paths(target: &Target) -> Result<(), Failure> {
     ensure!(
         outside["err"].is_string(),
         "a path outside the granted one was read: {outside}"
+    );
+    Ok(())
+}
+
+fn checks_in_order(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    // The guest twice: `full` with its manifest, `nolog` without the log import.
+    probe(&host, "full", "acme", GUEST_REQUESTS)?
+        .expect(0, "capability add of the guest as full")?;
+    let kv_only = "imports = [\"wasi:keyvalue/store@0.2.0-draft2\"]\nkv = [{ namespace = \"conformance\", write = true }]";
+    probe(&host, "nolog", "acme", kv_only)?.expect(0, "capability add of the guest as nolog")?;
+    let config = host.data.path().join("femtoclaw.toml");
+    let since = |n: usize| -> Result<Vec<Json>, Failure> {
+        Ok(host
+            .entries()?
+            .into_iter()
+            .skip(n)
+            .map(|e| e["entry"].clone())
+            .collect())
+    };
+    let types = |entries: &[Json]| -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    let echo = |capability: &str, extra: &[&str]| -> Result<Run, Failure> {
+        let mut all = vec!["invoke", capability, "echo", "--args", r#"{"text":"x"}"#];
+        all.extend_from_slice(extra);
+        host.run(&all)
+    };
+    host.policy(OPEN)?;
+    echo("full", &[])?.expect(0, "echo under a permit-all policy")?;
+    // 1 before 5: a changed package is refused before the invoke decision is asked.
+    host.policy("forbid (principal, action, resource);\npermit (principal, action, resource);\n")?;
+    let n = host.entries()?.len();
+    let component = host
+        .data
+        .path()
+        .join("capabilities/full/1.0.0/component.wasm");
+    let kept = std::fs::read(&component).map_err(|e| failed(e.to_string()))?;
+    let mut changed = kept.clone();
+    changed.extend_from_slice(&[0, 3, 1, b'x', 0]);
+    std::fs::write(&component, &changed).map_err(|e| failed(e.to_string()))?;
+    let run = echo("full", &[])?;
+    ensure!(
+        run.code == 1 && run.stderr.contains("changed"),
+        "a changed package under a policy that forbids everything must be refused as changed (exit 1) before the invoke decision; it exited {}: {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
+    let after = since(n)?;
+    ensure!(
+        !after
+            .iter()
+            .any(|e| e["type"] == "decision" || e["type"] == "invocation-start"),
+        "a package refused as changed was decided on: {:?}",
+        types(&after)
+    );
+    std::fs::write(&component, &kept).map_err(|e| failed(e.to_string()))?;
+    // 4 before 5: a fuel budget over the ceiling is refused before the invoke decision.
+    let n = host.entries()?.len();
+    write(&config, "[limits]\nmax_fuel = 1000000\n")?;
+    echo("full", &["--fuel", "2000000"])?.expect(
+        2,
+        "a budget over limits.max_fuel under a policy that forbids everything",
+    )?;
+    let after = since(n)?;
+    ensure!(
+        !after
+            .iter()
+            .any(|e| e["type"] == "decision" || e["type"] == "invocation-start"),
+        "a budget over the ceiling was decided on: {:?}",
+        types(&after)
+    );
+    let _ = std::fs::remove_file(&config);
+    // 5 before 6: an invocation denied is not linked.
+    let n = host.entries()?.len();
+    let run = echo("nolog", &[])?;
+    run.expect(
+        7,
+        "a forbidden invocation of a component whose log import is not requested",
+    )?;
+    ensure!(
+        run.stderr.contains("may not invoke")
+            && !run.stderr.contains("imports what is not granted"),
+        "the invoke refusal must come first: {}",
+        excerpt(&run.stderr)
+    );
+    let after = since(n)?;
+    ensure!(
+        types(&after) == ["invocation-start", "decision", "invocation-end"]
+            && after[1]["action"] == "invoke",
+        "a refused invocation must record only its start, the invoke decision and its end, no link decision: {:?}",
+        types(&after)
+    );
+    // 6 before 7: a call refused at link asks for no approval.
+    host.policy(
+        "permit (principal, action, resource) unless { action == FemtoClaw::Action::\"invoke\" };\n\
+         @approval(\"required\")\npermit (principal, action == FemtoClaw::Action::\"invoke\", resource);\n",
+    )?;
+    let n = host.entries()?.len();
+    echo("nolog", &[])?.expect(
+        7,
+        "a call needing approval whose log import is not requested",
+    )?;
+    let after = since(n)?;
+    ensure!(
+        !after.iter().any(|e| e["type"] == "approval"),
+        "a call refused at link asked for an approval: {:?}",
+        types(&after)
+    );
+    // 7 before 8: a pending call draws on no quota; 8 before 9: a refused one makes no call.
+    write(
+        &config,
+        "[[quotas.rules]]\ncapability = \"full\"\ninvocations = 1\nper_ms = 3600000\n",
+    )?;
+    let n = host.entries()?.len();
+    echo("full", &[])?.expect(13, "a call needing approval under a quota of one")?;
+    echo("full", &[])?.expect(13, "the same call again, still pending")?;
+    let after = since(n)?;
+    ensure!(
+        !after.iter().any(|e| e["type"] == "trap"),
+        "a pending call was counted by the quota (a limit trap was recorded): {:?}",
+        types(&after)
+    );
+    host.policy(OPEN)?;
+    let remember = |code: i32, what: &str| -> Result<Vec<Json>, Failure> {
+        let n = host.entries()?.len();
+        host.run(&[
+            "invoke",
+            "full",
+            "remember",
+            "--args",
+            r#"{"key":"k","value":"v"}"#,
+        ])?
+        .expect(code, what)?;
+        since(n)
+    };
+    remember(0, "the one call the quota admits")?;
+    let after = remember(12, "a call past the quota")?;
+    ensure!(
+        !after.iter().any(|e| e["type"] == "host-call"
+            || e["type"] == "host-call-intent"
+            || (e["type"] == "decision" && e["action"] != "invoke" && e["action"] != "link")),
+        "a call refused by the quota made or decided host calls: {:?}",
+        types(&after)
     );
     Ok(())
 }

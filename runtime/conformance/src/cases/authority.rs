@@ -132,7 +132,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.authz.interrupted-invocation-recorded-once",
-        verifies: &["FC-CORE-0219"],
+        verifies: &["FC-CORE-0219", "FC-CORE-0208"],
         run: interrupted_invocation_recorded_once,
     },
     Case {
@@ -3254,6 +3254,32 @@ fn interrupted_invocation_recorded_once(target: &Target) -> Result<(), Failure> 
             && ends.len() == 1
             && ends[0]["result"].is_null(),
         "the invocation the host stopped during must be recorded once with a trap of kind `interrupted` and an invocation-end without result: {its:?}"
+    );
+    // The effect under way when the host was killed (opening the FIFO to write) was performed
+    // only once the start, the calls before it, its decision and its intent were durable.
+    let at = |f: &dyn Fn(&Json) -> bool| its.iter().position(|e| f(e));
+    let start = at(&|e| e["type"] == "invocation-start");
+    let before = at(&|e| e["type"] == "host-call" && e["seq"] == 0);
+    let decision = at(&|e| {
+        e["type"] == "decision"
+            && e["action"] == "fs.write"
+            && e["resource"] == "/data/pipe"
+            && e["allowed"] == true
+    });
+    let intent = at(&|e| {
+        e["type"] == "host-call-intent"
+            && e["function"]
+                .as_str()
+                .is_some_and(|f| f.contains("open-at"))
+    });
+    let trap = at(&|e| e["type"] == "trap");
+    ensure!(
+        start.is_some()
+            && start < before
+            && before < decision
+            && decision < intent
+            && intent < trap,
+        "the call blocked in its effect must find durable, in order, the start, the calls before it, its fs.write decision and its host-call-intent: {its:?}"
     );
     let trap_at = fresh
         .iter()

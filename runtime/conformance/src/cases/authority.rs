@@ -177,6 +177,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CORE-0220"],
         run: checks_in_order,
     },
+    Case {
+        name: "http.authz.acknowledged-survives-a-kill",
+        verifies: &["FC-CORE-0209"],
+        run: acknowledged_survives_a_kill,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -4127,5 +4132,44 @@ fn checks_in_order(target: &Target) -> Result<(), Failure> {
         "a call refused by the quota made or decided host calls: {:?}",
         types(&after)
     );
+    Ok(())
+}
+
+fn acknowledged_survives_a_kill(target: &Target) -> Result<(), Failure> {
+    let mut served = serve(target, Some(OPEN), "", true)?;
+    for round in 0..3 {
+        let text = format!("acknowledged-{round}");
+        let body =
+            json!({ "capability": "conformance", "function": "echo", "args": { "text": text } });
+        let response = served.post("/v1/invoke", Some(&served.token), &body)?;
+        response.expect(200, &format!("echo {text}"))?;
+        // Killed the moment it answered.
+        let _ = served.child.kill();
+        let _ = served.child.wait();
+        let entries = served.host.entries()?;
+        let found = bodies(&entries)
+            .iter()
+            .any(|e| e["type"] == "invocation-end" && e["result"] == json!({ "string": text }));
+        ensure!(
+            found,
+            "the acknowledged invocation echoing {text:?} is not in the ledger, with its result, after the host was killed"
+        );
+        // Started again on the same data directory.
+        let mut child = served
+            .host
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| failed(format!("cannot start serve again: {e}")))?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.as_mut() {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let url = line.trim().strip_prefix("listening on ").map(str::to_owned);
+        served.child = child;
+        served.url =
+            url.ok_or_else(|| failed(format!("serve after a kill printed {:?}", line.trim())))?;
+    }
     Ok(())
 }

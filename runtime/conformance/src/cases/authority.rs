@@ -2789,7 +2789,10 @@ fn hostile_input_failure_classes(target: &Target) -> Result<(), Failure> {
     let big = format!("@{}", lossy(&big));
     write(
         &host.data.path().join("femtoclaw.toml"),
-        &format!("[limits]\nmemory_bytes = {}\n", 18 * 65_536),
+        &format!(
+            "[limits]\nmemory_bytes = {}\nmax_fuel = 1000000000000000\n",
+            18 * 65_536
+        ),
     )?;
     for (args, code, kind, what) in [
         (
@@ -2816,7 +2819,7 @@ fn hostile_input_failure_classes(target: &Target) -> Result<(), Failure> {
                 "--args",
                 "{}",
                 "--fuel",
-                "10000000000",
+                "1000000000000000",
                 "--deadline-ms",
                 "1500",
             ],

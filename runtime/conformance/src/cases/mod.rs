@@ -5,6 +5,7 @@
 mod access;
 mod behaviour;
 mod compliance;
+mod authority;
 mod core;
 mod distribution;
 mod execution;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<Case> {
         behaviour::CASES,
         distribution::CASES,
         integrity::CASES,
+        authority::CASES,
     ]
     .concat()
 }

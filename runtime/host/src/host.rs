@@ -406,8 +406,17 @@ impl Host {
             Ok(_) => kv_writes(outcome.host_calls.iter().map(CallView::from)),
             Err(_) => Vec::new(),
         };
+        // An ending the ledger cannot take is a ledger failure; it still says how the
+        // invocation ended (a write-ahead that failed names its call there).
+        let unrecorded = |e: Failure| match &outcome.result {
+            Err(trap) => Failure::new(
+                e.code,
+                format!("{}; the invocation ended: {trap}", e.message),
+            ),
+            Ok(_) => e,
+        };
         if writes.is_empty() {
-            let receipt = self.records()?.append(entries)?;
+            let receipt = self.records()?.append(entries).map_err(unrecorded)?;
             return Ok(Invoked {
                 outcome,
                 receipt,
@@ -422,7 +431,7 @@ impl Host {
             .kv_order
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let receipt = self.records()?.append(entries)?;
+        let receipt = self.records()?.append(entries).map_err(unrecorded)?;
         self.kv()?
             .apply(&writes, receipt.tree_size)
             .map_err(|e| Failure::new(Code::Other, e.to_string()))?;

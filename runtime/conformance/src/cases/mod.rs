@@ -3,9 +3,9 @@
 //! per area; [`all`] is every case, in the order they run.
 
 mod access;
+mod authority;
 mod behaviour;
 mod compliance;
-mod authority;
 mod core;
 mod distribution;
 mod execution;

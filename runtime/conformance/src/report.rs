@@ -52,6 +52,8 @@ pub struct Line {
 
 /// The reason of an implemented requirement that no case verifies yet.
 const NO_CASE: &str = "no black-box case";
+/// The reason of one whose cases a run with `--only` left out.
+const NOT_RUN: &str = "its cases were not selected";
 /// The reason's start for one no black-box case can verify ([`UNOBSERVABLE`]).
 const NOT_OBSERVABLE: &str = "not observable through a public surface";
 
@@ -89,6 +91,7 @@ impl std::str::FromStr for Format {
 
 impl Report {
     pub(crate) fn new(suite: &Suite, target: &Target, outcomes: Vec<Outcome>) -> Report {
+        let table = crate::cases();
         let lines = suite
             .requirements()
             .iter()
@@ -120,6 +123,10 @@ impl Report {
                     (Verdict::Pass, String::new())
                 } else if let Some((_, why)) = unobservable(&r.id) {
                     (Verdict::NotApplicable, format!("{NOT_OBSERVABLE}: {why}"))
+                } else if runs.is_empty()
+                    && table.iter().any(|c| c.verifies.contains(&r.id.as_str()))
+                {
+                    (Verdict::NotApplicable, NOT_RUN.to_owned())
                 } else if runs.is_empty() {
                     (Verdict::NotApplicable, NO_CASE.to_owned())
                 } else {

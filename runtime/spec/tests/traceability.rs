@@ -388,3 +388,36 @@ fn the_check_names_an_unverified_must_an_unknown_tag_and_a_verified_plan() {
         "{found:?}"
     );
 }
+
+// Verifies: FC-COMP-3007, FC-COMP-3113
+#[test]
+fn ci_runs_the_whole_test_suite_and_the_whole_compliance_suite_against_the_host() {
+    let ci = fs::read_to_string(root().join(".ci/run")).unwrap();
+    let commands: Vec<&str> = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    // The README's test command, which runs `cargo test --workspace` and with it this check.
+    let tests = fs::read_to_string(root().join("tests/run")).unwrap();
+    assert!(commands.contains(&"bash tests/run"), "{ci}");
+    assert!(
+        tests
+            .lines()
+            .any(|l| l.trim_start().starts_with("cargo test --workspace")),
+        "{tests}"
+    );
+    // Then every case of the compliance suite against the host the tests built: no `--only`,
+    // and nothing that would let a failure pass.
+    let suite: Vec<&&str> = commands
+        .iter()
+        .filter(|l| l.contains("femtoclaw-host\" conformance"))
+        .collect();
+    assert_eq!(suite.len(), 1, "{ci}");
+    assert!(
+        !suite[0].contains("--only") && !suite[0].contains("||") && !suite[0].contains("; true"),
+        "{}",
+        suite[0]
+    );
+    assert!(commands.contains(&"set -euo pipefail"), "{ci}");
+}

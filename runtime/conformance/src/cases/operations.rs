@@ -2865,9 +2865,51 @@ fn root() -> bool {
         .is_some_and(|m| m.uid() == 0)
 }
 
-fn admin_channel_owner_only(target: &Target) -> Result<(), Failure> {
+/// The uid and gid of the other user the admin-channel cases connect as.
+const NOBODY: u32 = 65534;
+
+/// The target's command `args` on `host`'s data directory, run as [`NOBODY`]. The binary is
+/// reached through a link in a directory of its own that user may enter, since the target's
+/// own directory may be closed to it (a home directory); the directory is kept while the
+/// command runs.
+fn as_nobody(
+    host: &Host,
+    binary: &std::path::Path,
+    args: &[&str],
+) -> Result<(tempfile::TempDir, std::process::Command), Failure> {
     use std::os::unix::fs::PermissionsExt as _;
     use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().map_err(|e| Failure::Failed(format!("no temp dir: {e}")))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Failure::Failed(format!("cannot chmod {}: {e}", dir.path().display())))?;
+    let linked = dir.path().join("femtoclaw-host");
+    std::fs::hard_link(binary, &linked)
+        .or_else(|_| std::fs::copy(binary, &linked).map(|_| ()))
+        .map_err(|e| {
+            Failure::Failed(format!(
+                "cannot put {} where uid {NOBODY} may run it: {e}",
+                binary.display()
+            ))
+        })?;
+    let command = host.command(args);
+    let mut linked_command = std::process::Command::new(&linked);
+    linked_command.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => linked_command.env(key, value),
+            None => linked_command.env_remove(key),
+        };
+    }
+    linked_command
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir("/")
+        .stdin(Stdio::null());
+    Ok((dir, linked_command))
+}
+
+fn admin_channel_owner_only(target: &Target) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt as _;
     if !root() {
         drop(target.host()?);
         return Err(Failure::NotApplicable(
@@ -2889,23 +2931,27 @@ fn admin_channel_owner_only(target: &Target) -> Result<(), Failure> {
         Target::Binary(binary) => binary.clone(),
         Target::Server { .. } => return Err(Failure::NotApplicable("a server".into())),
     };
-    let mut command = host.command(&[
-        "token",
-        "create",
-        "--principal",
-        "user:local",
-        "--name",
-        "intruder",
-    ]);
+    let (_linked, mut command) = as_nobody(
+        host,
+        &binary,
+        &[
+            "token",
+            "create",
+            "--principal",
+            "user:local",
+            "--name",
+            "intruder",
+        ],
+    )?;
     let run = command
-        .uid(65534)
-        .gid(65534)
-        .current_dir("/")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| {
-            Failure::Failed(format!("cannot run {} as uid 65534: {e}", binary.display()))
+            Failure::Failed(format!(
+                "cannot run {} as uid {NOBODY}: {e}",
+                binary.display()
+            ))
         })?;
     ensure!(
         !token_names(host)?.contains(&"intruder".to_owned()),
@@ -3872,7 +3918,6 @@ fn otlp_http_and_grpc(target: &Target) -> Result<(), Failure> {
 
 fn log_events(target: &Target) -> Result<(), Failure> {
     use std::os::unix::fs::PermissionsExt as _;
-    use std::os::unix::process::CommandExt as _;
     if !root() {
         drop(target.host()?);
         return Err(Failure::NotApplicable(
@@ -3914,15 +3959,16 @@ fn log_events(target: &Target) -> Result<(), Failure> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| Failure::Failed(format!("cannot chmod {}: {e}", path.display())))?;
     }
-    let _ = own
-        .host()?
-        .command(&["token", "list"])
-        .uid(65534)
-        .gid(65534)
-        .current_dir("/")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let Target::Binary(binary) = target else {
+        return Err(Failure::NotApplicable("a server".into()));
+    };
+    let (_linked, mut command) = as_nobody(own.host()?, binary, &["token", "list"])?;
+    let ran = command.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    ensure!(
+        ran.is_ok(),
+        "cannot run {} as uid {NOBODY}: {ran:?}",
+        binary.display()
+    );
     logged(
         &own,
         "admin channel: refused a connection of another user",

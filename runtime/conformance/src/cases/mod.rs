@@ -5,6 +5,7 @@
 mod core;
 mod execution;
 mod ledger;
+mod sandbox;
 mod security;
 mod server;
 
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Case> {
         security::CASES,
         ledger::CASES,
         server::CASES,
+        sandbox::CASES,
     ]
     .concat()
 }

@@ -95,6 +95,8 @@ mod probes {
                 import wasi:cli/terminal-stdin@0.2.12;
                 import wasi:cli/terminal-stdout@0.2.12;
                 import wasi:cli/terminal-stderr@0.2.12;
+                import wasi:filesystem/types@0.2.12;
+                import wasi:filesystem/preopens@0.2.12;
             }
         ",
         path: "../../../wit",
@@ -201,8 +203,15 @@ mod probes {
             }
             // `recurse:N`: N frames deep.
             "recurse" => format!("{}", deep(black_box(number(arg)))),
-            // The guest's own memory across invocations.
-            "fresh" => format!("{}", CALLS.fetch_add(1, Ordering::SeqCst)),
+            // The guest's own memory and the host's table of its handles across invocations:
+            // a counter it bumps, and a handle it leaves open.
+            "fresh" => {
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst);
+                let stream = stdout::get_stdout();
+                let handle = stream.handle();
+                std::mem::forget(stream);
+                format!("{calls} {handle}")
+            }
             // `exit`: ends the invocation through wasi:cli/exit.
             "exit" => {
                 exit::exit(Err(()));
@@ -242,6 +251,45 @@ mod probes {
                     Ok(format!("keys={keys} pages={pages}"))
                 };
                 listed().unwrap_or_else(|e| format!("failed: {e}"))
+            }
+            // File writes through a stream, then through `descriptor.write`, in the preopened
+            // `/data` (the guest installed under a manifest requesting it).
+            "streams" => {
+                use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let Some((dir, _)) = wasi::filesystem::preopens::get_directories()
+                    .into_iter()
+                    .find(|(_, path)| path == "/data")
+                else {
+                    return "no /data".to_owned();
+                };
+                let file = match dir.open_at(
+                    PathFlags::empty(),
+                    "streamed.txt",
+                    OpenFlags::CREATE,
+                    DescriptorFlags::READ | DescriptorFlags::WRITE,
+                ) {
+                    Ok(file) => file,
+                    Err(e) => return format!("open-at failed: {}", e.name()),
+                };
+                let via = match file.write_via_stream(0) {
+                    Ok(stream) => {
+                        let _ = stream.blocking_write_and_flush(b"streamed");
+                        "accepted".to_owned()
+                    }
+                    Err(e) => e.name().to_owned(),
+                };
+                let append = match file.append_via_stream() {
+                    Ok(stream) => {
+                        let _ = stream.blocking_write_and_flush(b"appended");
+                        "accepted".to_owned()
+                    }
+                    Err(e) => e.name().to_owned(),
+                };
+                let wrote = match file.write(b"ok", 0) {
+                    Ok(n) => n.to_string(),
+                    Err(e) => e.name().to_owned(),
+                };
+                format!("write-via-stream={via} append-via-stream={append} write={wrote}")
             }
             _ => format!("unknown probe {name}"),
         }

@@ -153,6 +153,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-SEC-1315"],
         run: host_call_spans,
     },
+    Case {
+        name: "cli.sandbox.writes-not-through-streams",
+        verifies: &["FC-CAP-1225"],
+        run: writes_not_through_streams,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1483,7 +1488,7 @@ fn http_send_recorded(target: &Target) -> Result<(), Failure> {
 
 fn http_caps_and_deadline(target: &Target) -> Result<(), Failure> {
     let host = target.host()?;
-    let peer = Peer::start(&ok_reply("slow"), Duration::from_secs(12), None)?;
+    let peer = Peer::start(&ok_reply("slow"), Duration::from_secs(25), None)?;
     host.policy(&peer.policy(""))?;
     write_config(
         &host,
@@ -1518,10 +1523,10 @@ fn http_caps_and_deadline(target: &Target) -> Result<(), Failure> {
     let took = begun.elapsed();
     ensure!(
         err(&slow).contains("timeout") || err(&slow).contains("timed out"),
-        "a request to a peer answering after 12 s must time out at the host's timeout_ms: {slow}"
+        "a request to a peer answering after 25 s must time out at the host's timeout_ms: {slow}"
     );
     ensure!(
-        took < Duration::from_secs(9),
+        took < Duration::from_secs(16),
         "a capability asking timeout-ms 60000 extended the host's timeout_ms = 2000: the call took {took:?}"
     );
     ensure!(
@@ -1545,8 +1550,8 @@ fn http_caps_and_deadline(target: &Target) -> Result<(), Failure> {
     failed(&run, 11, "fetch.get outlasting --deadline-ms 2500")?;
     names(&run, "fetch.get outlasting its deadline", &["2500 ms"])?;
     ensure!(
-        took < Duration::from_secs(9),
-        "a request outlasting a 2500 ms deadline did not end at the deadline: it took {took:?} (the peer answers after 12 s)"
+        took < Duration::from_secs(16),
+        "a request outlasting a 2500 ms deadline did not end at the deadline: it took {took:?} (the peer answers after 25 s)"
     );
     Ok(())
 }
@@ -2241,16 +2246,25 @@ fn fresh_store(target: &Target) -> Result<(), Failure> {
         ));
     };
     host.install()?;
+    // Each invocation bumps a counter in the guest's memory and leaves a stdout handle open in
+    // the host's table: a fresh store shows the counter at 0 and hands out the same handle.
+    let mut first = None;
     for i in 0..3 {
         let answer = server.post(
             "/v1/invoke",
             &json!({ "capability": "conformance", "function": "echo", "args": { "text": probe_text("fresh") } }),
         )?;
         answer.expect(200, "POST /v1/invoke of the fresh probe")?;
-        let got = answer.json()?["result"].clone();
+        let got = answer.json()?["result"].as_str().unwrap_or("").to_owned();
+        let (count, handle) = got.split_once(' ').unwrap_or((got.as_str(), ""));
         ensure!(
-            got == "0",
-            "invocation {i} of one server saw what an earlier one left in the guest's memory: the counter it bumps read {got}"
+            count == "0",
+            "invocation {i} of one server saw what an earlier one left in the guest's memory: the counter it bumps read {count}"
+        );
+        let first = first.get_or_insert_with(|| handle.to_owned());
+        ensure!(
+            !handle.is_empty() && handle == first.as_str(),
+            "invocation {i} of one server was handed stdout as handle {handle:?} where the first was {first:?}: the host's table kept what an earlier invocation left open"
         );
     }
     Ok(())
@@ -2699,5 +2713,51 @@ fn host_call_spans(target: &Target) -> Result<(), Failure> {
         );
     }
     drop(serving);
+    Ok(())
+}
+
+fn writes_not_through_streams(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    // The guest again, as a capability whose manifest requests /data writable; its /data is
+    // <data dir>/shared.
+    let shared = host.data.path().join("shared");
+    std::fs::create_dir_all(&shared)
+        .map_err(|e| Failure::Failed(format!("cannot create shared: {e}")))?;
+    write(
+        &host.data.path().join("mounts.toml"),
+        b"\"/data\" = \"shared\"\n",
+    )?;
+    let manifest = format!(
+        "{}paths = [{{ path = \"/data\", write = true }}]\n",
+        manifest_with("writer", &IMPORTS)
+    );
+    add(&host, "writer.wasm", GUEST, Some(&manifest))?.expect(0, "capability add as writer")?;
+    let text = json!({ "text": probe_text("streams") }).to_string();
+    let run = host.run(&["invoke", "writer", "echo", "--args", &text])?;
+    run.expect(0, "the stream-write probe")?;
+    let got = run.json()?.as_str().unwrap_or("").to_owned();
+    ensure!(
+        got == "write-via-stream=unsupported append-via-stream=unsupported write=2",
+        "write-via-stream and append-via-stream must answer unsupported, descriptor.write write: the guest got {got:?}"
+    );
+    let written = read(&shared.join("streamed.txt"))?;
+    ensure!(
+        written == b"ok",
+        "the file must hold only what descriptor.write wrote (\"ok\"); it holds {:?}",
+        String::from_utf8_lossy(&written)
+    );
+    let entries = host.entries()?;
+    let n = last_invocation(&entries)?;
+    let calls = host_calls(&entries, n);
+    ensure!(
+        calls
+            .iter()
+            .any(|c| c["function"] == "[method]descriptor.write"),
+        "the descriptor.write is not recorded as a host call: {:?}",
+        calls
+            .iter()
+            .map(|c| c["function"].clone())
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -158,6 +158,16 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CAP-1225"],
         run: writes_not_through_streams,
     },
+    Case {
+        name: "cli.sandbox.sockets-need-a-grant",
+        verifies: &["FC-SEC-1909"],
+        run: sockets_need_a_grant,
+    },
+    Case {
+        name: "cli.sandbox.socket-creation-refused",
+        verifies: &["FC-SEC-1910", "FC-SEC-1316", "FC-CAP-1220"],
+        run: socket_creation_refused,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2759,5 +2769,439 @@ fn writes_not_through_streams(target: &Target) -> Result<(), Failure> {
             .map(|c| c["function"].clone())
             .collect::<Vec<_>>()
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 19: sockets are not baseline.
+
+/// A section: its id, then its contents with their length.
+fn section(id: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![id];
+    out.extend(leb(contents.len() as u64));
+    out.extend_from_slice(contents);
+    out
+}
+
+/// A name as the binary format writes it: its length, then its bytes.
+fn name(text: &str) -> Vec<u8> {
+    let mut out = leb(text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A component of the suite's own, written byte by byte: it imports
+/// `wasi:sockets/instance-network@0.2.12` (`instance-network`, over the `network` resource of a
+/// types-only import of `wasi:sockets/network@0.2.12`) and `wasi:sockets/tcp@0.2.12`
+/// (`[method]tcp-socket.is-listening`), and exports `probe: func() -> u32`, answering 7 without
+/// calling either.
+fn sockets_component() -> Vec<u8> {
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    // type 0: instance { export "network" (sub resource) }
+    let mut t0 = vec![0x42, 0x01, 0x04, 0x00];
+    t0.extend(name("network"));
+    t0.extend([0x03, 0x01]);
+    c.extend(section(7, &[&[0x01][..], &t0].concat()));
+    // instance 0: import wasi:sockets/network@0.2.12
+    let mut import = vec![0x01, 0x00];
+    import.extend(name("wasi:sockets/network@0.2.12"));
+    import.extend([0x05, 0x00]);
+    c.extend(section(10, &import));
+    // type 1: alias export "network" of instance 0
+    let mut alias = vec![0x01, 0x03, 0x00, 0x00];
+    alias.extend(name("network"));
+    c.extend(section(6, &alias));
+    // type 2: instance { alias outer type 1; own<0>; func() -> own; export instance-network }
+    let mut t2 = vec![0x42, 0x04];
+    t2.extend([0x02, 0x03, 0x02, 0x01, 0x01]);
+    t2.extend([0x01, 0x69, 0x00]);
+    t2.extend([0x01, 0x40, 0x00, 0x00, 0x01]);
+    t2.extend([0x04, 0x00]);
+    t2.extend(name("instance-network"));
+    t2.extend([0x01, 0x02]);
+    // type 3: instance { export "tcp-socket" (sub resource); borrow<0>; func(self) -> bool;
+    // export [method]tcp-socket.is-listening }
+    let mut t3 = vec![0x42, 0x04, 0x04, 0x00];
+    t3.extend(name("tcp-socket"));
+    t3.extend([0x03, 0x01]);
+    t3.extend([0x01, 0x68, 0x00]);
+    t3.extend([0x01, 0x40, 0x01]);
+    t3.extend(name("self"));
+    t3.extend([0x01, 0x00, 0x7f]);
+    t3.extend([0x04, 0x00]);
+    t3.extend(name("[method]tcp-socket.is-listening"));
+    t3.extend([0x01, 0x02]);
+    c.extend(section(7, &[&[0x02][..], &t2, &t3].concat()));
+    // instances 1 and 2: the two imports with functions
+    let mut imports = vec![0x02, 0x00];
+    imports.extend(name("wasi:sockets/instance-network@0.2.12"));
+    imports.extend([0x05, 0x02, 0x00]);
+    imports.extend(name("wasi:sockets/tcp@0.2.12"));
+    imports.extend([0x05, 0x03]);
+    c.extend(section(10, &imports));
+    // core module 0: (func (export "probe") (result i32) i32.const 7)
+    let module: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: [] -> [i32]
+        0x03, 0x02, 0x01, 0x00, // function 0 of type 0
+        0x07, 0x09, 0x01, 0x05, b'p', b'r', b'o', b'b', b'e', 0x00, 0x00, // export "probe"
+        0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x07, 0x0b, // code: i32.const 7
+    ];
+    c.extend(section(1, module));
+    // core instance 0: instantiate module 0
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    // core func 0: alias core export "probe" of core instance 0
+    let mut alias = vec![0x01, 0x00, 0x00, 0x01, 0x00];
+    alias.extend(name("probe"));
+    c.extend(section(6, &alias));
+    // type 4: func() -> u32
+    c.extend(section(7, &[0x01, 0x40, 0x00, 0x00, 0x79]));
+    // func 0: lift core func 0 as type 4
+    c.extend(section(8, &[0x01, 0x00, 0x00, 0x00, 0x00, 0x04]));
+    // export "probe"
+    let mut export = vec![0x01, 0x00];
+    export.extend(name("probe"));
+    export.extend([0x01, 0x00, 0x00]);
+    c.extend(section(11, &export));
+    c
+}
+
+fn sockets_need_a_grant(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    // The `network` import exports a resource type only: the host links it, so it needs a
+    // grant like the others.
+    let sockets = [
+        "wasi:sockets/instance-network@0.2.12",
+        "wasi:sockets/network@0.2.12",
+        "wasi:sockets/tcp@0.2.12",
+    ];
+    let requests = |listed: &[&str]| {
+        let listed: Vec<String> = listed.iter().map(|i| format!("{i:?}")).collect();
+        format!(
+            "name = \"sockets\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n\n[requests]\nimports = [{}]\n",
+            listed.join(", ")
+        )
+    };
+    host.policy(OPEN)?;
+    let wasm = sockets_component();
+    add(&host, "sockets.wasm", &wasm, Some(&requests(&[])))?
+        .expect(0, "capability add of a component importing wasi:sockets")?;
+    // Not requested by the manifest: refused even under a policy permitting every link.
+    let run = host.run(&["invoke", "sockets", "probe"])?;
+    failed(
+        &run,
+        7,
+        "wasi:sockets imports the manifest does not request",
+    )?;
+    for import in sockets {
+        names(
+            &run,
+            "wasi:sockets imports the manifest does not request",
+            &[&format!("`{import}` (denied: not requested by manifest)")],
+        )?;
+    }
+    // Requested, but the policy links the baseline only: sockets are not baseline.
+    host.run(&["capability", "remove", "sockets"])?;
+    add(&host, "sockets.wasm", &wasm, Some(&requests(&sockets)))?
+        .expect(0, "capability add requesting the wasi:sockets imports")?;
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource) when { resource.baseline };\n",
+    )?;
+    let run = host.run(&["invoke", "sockets", "probe"])?;
+    failed(
+        &run,
+        7,
+        "wasi:sockets imports under a baseline-only link grant",
+    )?;
+    for import in sockets {
+        names(
+            &run,
+            "wasi:sockets imports under a baseline-only link grant",
+            &[&format!("`{import}` (denied: no policy permits it)")],
+        )?;
+    }
+    let entries = host.entries()?;
+    let n = last_invocation(&entries)?;
+    let own = of_invocation(&entries, n);
+    for import in sockets {
+        ensure!(
+            own.iter().any(|e| e["type"] == "decision"
+                && e["action"] == "link"
+                && e["resource"] == import
+                && e["allowed"] == false),
+            "the refused link of {import} is not recorded as a decision: {own:?}"
+        );
+    }
+    ensure!(
+        own.last().is_some_and(|e| e["type"] == "invocation-end"
+            && e["result"].is_null()
+            && e["fuel_consumed"] == json!(0)),
+        "a refused sockets link ran guest code: {own:?}"
+    );
+    // One of the two granted explicitly: the other still named.
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource) when { resource.baseline };\n\
+         permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource == FemtoClaw::Interface::\"wasi:sockets/tcp@0.2.12\");\n",
+    )?;
+    let run = host.run(&["invoke", "sockets", "probe"])?;
+    failed(&run, 7, "one wasi:sockets import granted, one not")?;
+    names(
+        &run,
+        "one wasi:sockets import granted, one not",
+        &[
+            "`wasi:sockets/instance-network@0.2.12` (denied: no policy permits it)",
+            "`wasi:sockets/network@0.2.12` (denied: no policy permits it)",
+        ],
+    )?;
+    ensure!(
+        !run.stderr.contains("`wasi:sockets/tcp@0.2.12`"),
+        "the granted wasi:sockets/tcp is named as refused: {}",
+        excerpt(&run.stderr)
+    );
+    // Both granted explicitly: the component runs.
+    host.policy(OPEN)?;
+    let run = host.run(&["invoke", "sockets", "probe"])?;
+    run.expect(
+        0,
+        "a component whose wasi:sockets imports are requested and granted",
+    )?;
+    ensure!(
+        run.json()? == json!(7),
+        "the sockets probe answered {}",
+        excerpt(&run.stdout)
+    );
+    Ok(())
+}
+
+/// The cases of `wasi:sockets`' `error-code`, in order.
+const SOCKET_ERRORS: [&str; 21] = [
+    "unknown",
+    "access-denied",
+    "not-supported",
+    "invalid-argument",
+    "out-of-memory",
+    "timeout",
+    "concurrency-conflict",
+    "not-in-progress",
+    "would-block",
+    "invalid-state",
+    "new-socket-limit",
+    "address-not-bindable",
+    "address-in-use",
+    "remote-unreachable",
+    "connection-refused",
+    "connection-reset",
+    "connection-aborted",
+    "datagram-too-large",
+    "name-unresolvable",
+    "temporary-resolver-failure",
+    "permanent-resolver-failure",
+];
+
+/// A component of the suite's own, written byte by byte, for `kind` `tcp` or `udp`: it imports
+/// `wasi:sockets/<kind>-create-socket@0.2.12` (and the `<kind>-socket` resource of
+/// `wasi:sockets/<kind>@0.2.12`) and exports `probe: func() -> u32`, which calls
+/// `create-<kind>-socket(ipv4)` and answers 1000 × the result's discriminant plus its payload's
+/// low byte (an error `e` gives 1000 + e's index; a socket, its handle).
+fn socket_creating_component(kind: &str) -> Vec<u8> {
+    let resource = format!("{kind}-socket");
+    let resource_interface = format!("wasi:sockets/{kind}@0.2.12");
+    let create_interface = format!("wasi:sockets/{kind}-create-socket@0.2.12");
+    let create = format!("create-{kind}-socket");
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    // type 0: instance { export "<kind>-socket" (sub resource) }; instance 0 imports it.
+    let mut t0 = vec![0x01, 0x42, 0x01, 0x04, 0x00];
+    t0.extend(name(&resource));
+    t0.extend([0x03, 0x01]);
+    c.extend(section(7, &t0));
+    let mut import = vec![0x01, 0x00];
+    import.extend(name(&resource_interface));
+    import.extend([0x05, 0x00]);
+    c.extend(section(10, &import));
+    // type 1: the resource.
+    let mut alias = vec![0x01, 0x03, 0x00, 0x00];
+    alias.extend(name(&resource));
+    c.extend(section(6, &alias));
+    // type 2: instance { create-<kind>-socket: func(address-family) -> result<own, error-code> }
+    let mut t2 = vec![0x01, 0x42, 0x0a];
+    t2.extend([0x02, 0x03, 0x02, 0x01, 0x01]); // 0: alias outer type 1
+    t2.extend([0x04, 0x00]); // 1: export "<kind>-socket" (eq 0)
+    t2.extend(name(&resource));
+    t2.extend([0x03, 0x00, 0x00]);
+    t2.extend([0x01, 0x69, 0x01]); // 2: own<1>
+    t2.extend([0x01, 0x6d, 0x02]); // 3: enum ip-address-family
+    t2.extend(name("ipv4"));
+    t2.extend(name("ipv6"));
+    t2.extend([0x04, 0x00]); // 4: export "ip-address-family" (eq 3)
+    t2.extend(name("ip-address-family"));
+    t2.extend([0x03, 0x00, 0x03]);
+    t2.extend([0x01, 0x6d]); // 5: enum error-code
+    t2.extend(leb(SOCKET_ERRORS.len() as u64));
+    for case in SOCKET_ERRORS {
+        t2.extend(name(case));
+    }
+    t2.extend([0x04, 0x00]); // 6: export "error-code" (eq 5)
+    t2.extend(name("error-code"));
+    t2.extend([0x03, 0x00, 0x05]);
+    t2.extend([0x01, 0x6a, 0x01, 0x02, 0x01, 0x06]); // 7: result<2, 6>
+    t2.extend([0x01, 0x40, 0x01]); // 8: func(address-family: 4) -> 7
+    t2.extend(name("address-family"));
+    t2.extend([0x04, 0x00, 0x07]);
+    t2.extend([0x04, 0x00]); // export "create-<kind>-socket" (func 8)
+    t2.extend(name(&create));
+    t2.extend([0x01, 0x08]);
+    c.extend(section(7, &t2));
+    let mut import = vec![0x01, 0x00];
+    import.extend(name(&create_interface));
+    import.extend([0x05, 0x02]);
+    c.extend(section(10, &import));
+    // func 0: the imported create-<kind>-socket.
+    let mut alias = vec![0x01, 0x01, 0x00, 0x01];
+    alias.extend(name(&create));
+    c.extend(section(6, &alias));
+    // core module 0: a memory; core instance 0; core memory 0.
+    let memory: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x05, 0x03, 0x01, 0x00, 0x01, // one memory of one page
+        0x07, 0x07, 0x01, 0x03, b'm', b'e', b'm', 0x02, 0x00, // export "mem"
+    ];
+    c.extend(section(1, memory));
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    let mut alias = vec![0x01, 0x00, 0x02, 0x01, 0x00];
+    alias.extend(name("mem"));
+    c.extend(section(6, &alias));
+    // core func 0: create-<kind>-socket lowered with memory 0.
+    c.extend(section(8, &[0x01, 0x01, 0x00, 0x00, 0x01, 0x03, 0x00]));
+    // core module 1: calls it with ipv4 and a return area at 8, answers from the area.
+    let caller: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x0a, 0x02, 0x60, 0x02, 0x7f, 0x7f, 0x00, 0x60, 0x00, 0x01, 0x7f, // types
+        0x02, 0x1b, 0x02, // imports: host.create, host.mem
+        0x04, b'h', b'o', b's', b't', 0x06, b'c', b'r', b'e', b'a', b't', b'e', 0x00, 0x00, //
+        0x04, b'h', b'o', b's', b't', 0x03, b'm', b'e', b'm', 0x02, 0x00, 0x01, //
+        0x03, 0x02, 0x01, 0x01, // function 1 of type 1
+        0x07, 0x09, 0x01, 0x05, b'p', b'r', b'o', b'b', b'e', 0x00, 0x01, // export "probe"
+        0x0a, 0x19, 0x01, 0x17, 0x00, // code, one body of 23 bytes, no locals
+        0x41, 0x00, 0x41, 0x08, 0x10, 0x00, // create(ipv4, 8)
+        0x41, 0x00, 0x2d, 0x00, 0x08, 0x41, 0xe8, 0x07, 0x6c, // load8_u(8) * 1000
+        0x41, 0x00, 0x2d, 0x00, 0x0c, 0x6a, 0x0b, // + load8_u(12)
+    ];
+    c.extend(section(1, caller));
+    // core instance 1: { create, mem }; core instance 2: module 1 with host = instance 1.
+    let mut instances = vec![0x02, 0x01, 0x02];
+    instances.extend(name("create"));
+    instances.extend([0x00, 0x00]);
+    instances.extend(name("mem"));
+    instances.extend([0x02, 0x00]);
+    instances.extend([0x00, 0x01, 0x01]);
+    instances.extend(name("host"));
+    instances.extend([0x12, 0x01]);
+    c.extend(section(2, &instances));
+    // core func 1: "probe" of core instance 2; type 3: func() -> u32; func 1 lifts it.
+    let mut alias = vec![0x01, 0x00, 0x00, 0x01, 0x02];
+    alias.extend(name("probe"));
+    c.extend(section(6, &alias));
+    c.extend(section(7, &[0x01, 0x40, 0x00, 0x00, 0x79]));
+    c.extend(section(8, &[0x01, 0x00, 0x00, 0x01, 0x00, 0x03]));
+    let mut export = vec![0x01, 0x00];
+    export.extend(name("probe"));
+    export.extend([0x01, 0x01, 0x00]);
+    c.extend(section(11, &export));
+    c
+}
+
+fn socket_creation_refused(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    for kind in ["tcp", "udp"] {
+        let imports = [
+            format!("wasi:sockets/{kind}@0.2.12"),
+            format!("wasi:sockets/{kind}-create-socket@0.2.12"),
+        ];
+        let name = format!("{kind}-sockets");
+        let manifest = format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n\n[requests]\nimports = [{:?}, {:?}]\n",
+            imports[0], imports[1]
+        );
+        host.policy(OPEN)?;
+        add(
+            &host,
+            &format!("{kind}.wasm"),
+            &socket_creating_component(kind),
+            Some(&manifest),
+        )?
+        .expect(
+            0,
+            &format!("capability add of a component creating a {kind} socket"),
+        )?;
+        // Not baseline: without a link grant of their own, refused, each import named.
+        host.policy(
+            "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource);\n\
+             permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"link\", resource) when { resource.baseline };\n",
+        )?;
+        let run = host.run(&["invoke", &name, "probe"])?;
+        failed(
+            &run,
+            7,
+            &format!("{kind} sockets under a baseline-only link grant"),
+        )?;
+        for import in &imports {
+            names(
+                &run,
+                &format!("{kind} sockets under a baseline-only link grant"),
+                &[&format!("`{import}` (denied: no policy permits it)")],
+            )?;
+        }
+        // Linked: the socket-creating call asks net.connect on the unspecified address and
+        // answers an error, never a socket.
+        let create = format!("create-{kind}-socket");
+        for (policy, want, allowed) in [
+            (
+                format!(
+                    "{OPEN}forbid (principal, action == FemtoClaw::Action::\"net.connect\", resource);\n"
+                ),
+                "access-denied",
+                false,
+            ),
+            (OPEN.to_owned(), "not-supported", true),
+        ] {
+            host.policy(&policy)?;
+            let run = host.run(&["invoke", &name, "probe"])?;
+            run.expect(0, &format!("{create} with net.connect allowed={allowed}"))?;
+            let answer = run.json()?.as_u64().unwrap_or(0);
+            let index = SOCKET_ERRORS.iter().position(|e| *e == want).unwrap_or(0) as u64;
+            ensure!(
+                answer == 1000 + index,
+                "with net.connect {} on the unspecified address, {create} must answer the error {want} ({}), creating no socket; the component read {answer} (1000 × discriminant + payload)",
+                if allowed { "allowed" } else { "refused" },
+                1000 + index
+            );
+            let entries = host.entries()?;
+            let n = last_invocation(&entries)?;
+            let own = of_invocation(&entries, n);
+            let decided = own.iter().position(|e| {
+                e["type"] == "decision"
+                    && e["action"] == "net.connect"
+                    && e["resource"] == "0.0.0.0"
+                    && e["allowed"] == allowed
+            });
+            let called = own.iter().position(|e| {
+                e["type"] == "host-call"
+                    && e["interface"] == imports[1].as_str()
+                    && e["function"] == create.as_str()
+            });
+            ensure!(
+                decided.is_some() && called.is_some_and(|c| Some(c) > decided),
+                "{create} must pass the gate: a net.connect decision on 0.0.0.0 (allowed={allowed}), then the call, recorded: {own:?}"
+            );
+            ensure!(
+                own.get(called.unwrap_or(0))
+                    .is_some_and(|c| c["result"].to_string().contains(want)),
+                "the recorded {create} does not answer {want}: {:?}",
+                called.and_then(|c| own.get(c))
+            );
+        }
+    }
     Ok(())
 }

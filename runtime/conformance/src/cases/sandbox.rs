@@ -168,6 +168,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-SEC-1910", "FC-SEC-1316", "FC-CAP-1220"],
         run: socket_creation_refused,
     },
+    Case {
+        name: "cli.sandbox.export-names",
+        verifies: &["FC-CAP-1003", "FC-EXEC-0407"],
+        run: export_names,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3202,6 +3207,97 @@ fn socket_creation_refused(target: &Target) -> Result<(), Failure> {
                 called.and_then(|c| own.get(c))
             );
         }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specifications 4 and 10: how exported functions are named.
+
+/// A component of the suite's own, written byte by byte, importing nothing: it exports
+/// `probe: func() -> u32` (7) at the world level and `answer: func() -> u32` (42) in the
+/// exported interface `femtoclaw:probe/tools@1.0.0`.
+fn interface_component() -> Vec<u8> {
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    let module: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: [] -> [i32]
+        0x03, 0x03, 0x02, 0x00, 0x00, // two functions of type 0
+        0x07, 0x12, 0x02, // exports "probe" and "answer"
+        0x05, b'p', b'r', b'o', b'b', b'e', 0x00, 0x00, //
+        0x06, b'a', b'n', b's', b'w', b'e', b'r', 0x00, 0x01, //
+        0x0a, 0x0b, 0x02, // code
+        0x04, 0x00, 0x41, 0x07, 0x0b, // i32.const 7
+        0x04, 0x00, 0x41, 0x2a, 0x0b, // i32.const 42
+    ];
+    c.extend(section(1, module));
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    let mut alias = vec![0x02, 0x00, 0x00, 0x01, 0x00];
+    alias.extend(name("probe"));
+    alias.extend([0x00, 0x00, 0x01, 0x00]);
+    alias.extend(name("answer"));
+    c.extend(section(6, &alias));
+    c.extend(section(7, &[0x01, 0x40, 0x00, 0x00, 0x79]));
+    c.extend(section(
+        8,
+        &[
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+        ],
+    ));
+    // instance 0: { answer: func 1 }
+    let mut instance = vec![0x01, 0x01, 0x01, 0x00];
+    instance.extend(name("answer"));
+    instance.extend([0x01, 0x01]);
+    c.extend(section(5, &instance));
+    let mut export = vec![0x02, 0x00];
+    export.extend(name("probe"));
+    export.extend([0x01, 0x00, 0x00, 0x00]);
+    export.extend(name("femtoclaw:probe/tools@1.0.0"));
+    export.extend([0x05, 0x00, 0x00]);
+    c.extend(section(11, &export));
+    c
+}
+
+fn export_names(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let manifest = "name = \"exports\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n";
+    add(
+        &host,
+        "exports.wasm",
+        &interface_component(),
+        Some(manifest),
+    )?
+    .expect(0, "capability add of a component exporting an interface")?;
+    let run = host.run(&["capability", "inspect", "exports"])?;
+    run.expect(0, "capability inspect exports")?;
+    let inspected = run.json()?;
+    let mut functions: Vec<String> = inspected["functions"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    functions.sort();
+    ensure!(
+        functions == ["femtoclaw:probe/tools@1.0.0#answer", "probe"],
+        "a world-level export must be named by its name and an interface's function as <interface>#<function>: capability inspect lists {functions:?}"
+    );
+    for (function, want) in [("probe", 7), ("femtoclaw:probe/tools@1.0.0#answer", 42)] {
+        let run = host.run(&["invoke", "exports", function])?;
+        run.expect(0, &format!("invoke exports {function}"))?;
+        ensure!(
+            run.json()? == json!(want),
+            "invoke exports {function} must call it and answer {want}: {}",
+            excerpt(&run.stdout)
+        );
+    }
+    // The interface's function is not reachable by its bare name, nor under another version.
+    for function in ["answer", "femtoclaw:probe/tools@1.0.1#answer"] {
+        let run = host.run(&["invoke", "exports", function])?;
+        failed(&run, 3, &format!("invoke exports {function}"))?;
     }
     Ok(())
 }

@@ -173,6 +173,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CAP-1003", "FC-EXEC-0407"],
         run: export_names,
     },
+    Case {
+        name: "http.sandbox.resource-functions",
+        verifies: &["FC-CAP-1017"],
+        run: resource_functions,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3299,5 +3304,182 @@ fn export_names(target: &Target) -> Result<(), Failure> {
         let run = host.run(&["invoke", "exports", function])?;
         failed(&run, 3, &format!("invoke exports {function}"))?;
     }
+    Ok(())
+}
+
+/// A component of the suite's own, written byte by byte, importing nothing: it defines and
+/// exports the resource `thing`, and exports `take: func(t: own<thing>) -> u32` (9) and
+/// `probe: func() -> u32` (7).
+fn resource_component() -> Vec<u8> {
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    let module: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x0a, 0x02, 0x60, 0x00, 0x01, 0x7f, 0x60, 0x01, 0x7f, 0x01, 0x7f, // types
+        0x03, 0x03, 0x02, 0x00, 0x01, // probe: type 0, take: type 1
+        0x07, 0x10, 0x02, // exports "probe" and "take"
+        0x05, b'p', b'r', b'o', b'b', b'e', 0x00, 0x00, //
+        0x04, b't', b'a', b'k', b'e', 0x00, 0x01, //
+        0x0a, 0x0b, 0x02, // code
+        0x04, 0x00, 0x41, 0x07, 0x0b, // i32.const 7
+        0x04, 0x00, 0x41, 0x09, 0x0b, // i32.const 9
+    ];
+    c.extend(section(1, module));
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    let mut alias = vec![0x02, 0x00, 0x00, 0x01, 0x00];
+    alias.extend(name("probe"));
+    alias.extend([0x00, 0x00, 0x01, 0x00]);
+    alias.extend(name("take"));
+    c.extend(section(6, &alias));
+    // type 0: resource (rep i32), no destructor; exported as "thing": type 1.
+    c.extend(section(7, &[0x01, 0x3f, 0x7f, 0x00]));
+    let mut export = vec![0x01, 0x00];
+    export.extend(name("thing"));
+    export.extend([0x03, 0x00, 0x00]);
+    c.extend(section(11, &export));
+    // type 2: own<1>; type 3: func(t: 2) -> u32; type 4: func() -> u32.
+    let mut types = vec![0x03, 0x69, 0x01, 0x40, 0x01];
+    types.extend(name("t"));
+    types.extend([0x02, 0x00, 0x79, 0x40, 0x00, 0x00, 0x79]);
+    c.extend(section(7, &types));
+    // func 0: probe (type 4); func 1: take (type 3).
+    c.extend(section(
+        8,
+        &[
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00, 0x03,
+        ],
+    ));
+    let mut export = vec![0x02, 0x00];
+    export.extend(name("probe"));
+    export.extend([0x01, 0x00, 0x00, 0x00]);
+    export.extend(name("take"));
+    export.extend([0x01, 0x01, 0x00]);
+    c.extend(section(11, &export));
+    c
+}
+
+fn resource_functions(target: &Target) -> Result<(), Failure> {
+    let mut server = target.server(Some(OPEN))?;
+    let Some(host) = server.host.take() else {
+        return Err(Failure::NotApplicable(
+            "the case needs the data directory of a server of its own".into(),
+        ));
+    };
+    let manifest = "name = \"things\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n";
+    add(&host, "things.wasm", &resource_component(), Some(manifest))?
+        .expect(0, "capability add of a component exporting a resource")?;
+    // Listed, with the reason it cannot cross JSON.
+    let run = host.run(&["capability", "inspect", "things"])?;
+    run.expect(0, "capability inspect things")?;
+    let inspected = run.json()?;
+    let functions = inspected["functions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let take = functions.iter().find(|f| f["name"] == "take");
+    ensure!(
+        take.is_some_and(|t| t["unsupported"]
+            .as_str()
+            .is_some_and(|u| u.contains("resource"))),
+        "a function with a resource in its signature must stay listed with the reason in `unsupported`: {functions:?}"
+    );
+    ensure!(
+        functions
+            .iter()
+            .any(|f| f["name"] == "probe" && f["unsupported"].is_null()),
+        "the component's other function must be listed as supported: {functions:?}"
+    );
+    // Not offered as an MCP tool; the other function is.
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "femtoclaw-conformance", "version": "1" } }
+    });
+    let mcp = |session: Option<&str>, body: &Json| -> Result<crate::target::Response, Failure> {
+        let mut request = crate::target::Server::client()
+            .post(format!("{}/mcp", server.url))
+            .bearer_auth(&server.token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        let response = request
+            .send()
+            .map_err(|e| Failure::Failed(format!("/mcp: no answer: {e}")))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().unwrap_or_default();
+        Ok(crate::target::Response {
+            status,
+            headers,
+            text,
+        })
+    };
+    let answer = mcp(None, &initialize)?;
+    answer.expect(200, "MCP initialize")?;
+    let session = answer.header("mcp-session-id").to_owned();
+    mcp(
+        Some(&session),
+        &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+    )?
+    .expect(202, "notifications/initialized")?;
+    let answer = mcp(
+        Some(&session),
+        &json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }),
+    )?;
+    answer.expect(200, "MCP tools/list")?;
+    let tools: Vec<String> = answer.json()?["result"]["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        tools.iter().any(|t| t == "things.probe") && !tools.iter().any(|t| t == "things.take"),
+        "MCP must offer things.probe and not things.take, whose types cannot cross JSON: {tools:?}"
+    );
+    // Refused at call time, naming the resource, without running guest code.
+    let answer = server.post(
+        "/v1/invoke",
+        &json!({ "capability": "things", "function": "take", "args": { "t": 1 } }),
+    )?;
+    ensure!(
+        answer.status >= 400 && answer.status < 500 && answer.text.contains("resource"),
+        "invoking a function with a resource in its signature must be refused naming the resource: HTTP {} {}",
+        answer.status,
+        excerpt(&answer.text)
+    );
+    drop(server);
+    let before = host.entries()?;
+    let run = host.run(&["invoke", "things", "take", "--args", r#"{"t":1}"#])?;
+    ensure!(
+        run.code == 2
+            && run.stdout.trim().is_empty()
+            && run.stderr.contains("`t`")
+            && run.stderr.contains("resource"),
+        "invoke things take must be refused (exit 2) naming its resource parameter: exit {}, {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
+    let entries = host.entries()?;
+    ensure!(
+        !entries[before.len()..].iter().any(|e| {
+            e["entry"]["type"] == "host-call"
+                || (e["entry"]["type"] == "invocation-end"
+                    && e["entry"]["fuel_consumed"] != json!(0))
+        }),
+        "a function with a resource in its signature ran guest code: {:?}",
+        &entries[before.len()..]
+    );
+    let run = host.run(&["invoke", "things", "probe"])?;
+    run.expect(0, "invoke things probe")?;
+    ensure!(
+        run.json()? == json!(7),
+        "things.probe answered {}",
+        excerpt(&run.stdout)
+    );
     Ok(())
 }

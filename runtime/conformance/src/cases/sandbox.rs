@@ -178,6 +178,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CAP-1017"],
         run: resource_functions,
     },
+    Case {
+        name: "cli.sandbox.table-limit",
+        verifies: &["FC-EXEC-0614"],
+        run: table_limit,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3480,6 +3485,84 @@ fn resource_functions(target: &Target) -> Result<(), Failure> {
         run.json()? == json!(7),
         "things.probe answered {}",
         excerpt(&run.stdout)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 6: the table limit.
+
+/// A component of the suite's own, written byte by byte, importing nothing: its core module has
+/// a table of one funcref; `small: func() -> s32` grows it by 100 elements and `big` by 30 000,
+/// each answering what `table.grow` gave (the old size, or -1).
+fn table_component() -> Vec<u8> {
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    let module: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: [] -> [i32]
+        0x03, 0x03, 0x02, 0x00, 0x00, // two functions of type 0
+        0x04, 0x04, 0x01, 0x70, 0x00, 0x01, // a table of funcref, at least 1
+        0x07, 0x0f, 0x02, // exports "small" and "big"
+        0x05, b's', b'm', b'a', b'l', b'l', 0x00, 0x00, //
+        0x03, b'b', b'i', b'g', 0x00, 0x01, //
+        0x0a, 0x18, 0x02, // code
+        0x0a, 0x00, 0xd0, 0x70, 0x41, 0xe4, 0x00, 0xfc, 0x0f, 0x00, 0x0b, // grow by 100
+        0x0b, 0x00, 0xd0, 0x70, 0x41, 0xb0, 0xea, 0x01, 0xfc, 0x0f, 0x00, 0x0b, // by 30000
+    ];
+    c.extend(section(1, module));
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    let mut alias = vec![0x02, 0x00, 0x00, 0x01, 0x00];
+    alias.extend(name("small"));
+    alias.extend([0x00, 0x00, 0x01, 0x00]);
+    alias.extend(name("big"));
+    c.extend(section(6, &alias));
+    c.extend(section(7, &[0x01, 0x40, 0x00, 0x00, 0x7a]));
+    c.extend(section(
+        8,
+        &[
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+        ],
+    ));
+    let mut export = vec![0x02, 0x00];
+    export.extend(name("small"));
+    export.extend([0x01, 0x00, 0x00, 0x00]);
+    export.extend(name("big"));
+    export.extend([0x01, 0x01, 0x00]);
+    c.extend(section(11, &export));
+    c
+}
+
+fn table_limit(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let manifest = "name = \"tables\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n";
+    add(&host, "tables.wasm", &table_component(), Some(manifest))?
+        .expect(0, "capability add of a component growing a table")?;
+    let run = host.run(&["invoke", "tables", "small"])?;
+    run.expect(0, "a table grown by 100 elements")?;
+    ensure!(
+        run.json()? == json!(1),
+        "growing a table of 1 by 100 within the limit must succeed (table.grow answering 1): {}",
+        excerpt(&run.stdout)
+    );
+    let run = host.run(&["invoke", "tables", "big"])?;
+    failed(&run, 6, "a table grown past 20000 elements")?;
+    names(
+        &run,
+        "a table grown past 20000 elements",
+        &["table limit of 20000 elements exceeded"],
+    )?;
+    let entries = host.entries()?;
+    let n = last_invocation(&entries)?;
+    ensure!(
+        of_invocation(&entries, n)
+            .iter()
+            .any(|e| e["type"] == "trap"
+                && e["kind"] == "limit"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("table limit of 20000 elements exceeded"))),
+        "the invocation's trap must be of kind `limit` naming the table limit"
     );
     Ok(())
 }

@@ -183,6 +183,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-EXEC-0614"],
         run: table_limit,
     },
+    Case {
+        name: "cli.sandbox.config-values",
+        verifies: &["FC-CAP-1205", "FC-CAP-1211"],
+        run: config_values,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3563,6 +3568,219 @@ fn table_limit(target: &Target) -> Result<(), Failure> {
                     .as_str()
                     .is_some_and(|m| m.contains("table limit of 20000 elements exceeded"))),
         "the invocation's trap must be of kind `limit` naming the table limit"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 12: the operator's configuration values.
+
+/// A component of the suite's own, written byte by byte: it imports
+/// `wasi:config/store@0.2.0-draft` and exports `probe: func() -> u32`, which calls `get("k")`,
+/// `get("other")` and `get-all()` (their answers are what the ledger records) and answers 7.
+fn config_component() -> Vec<u8> {
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    // type 0: the instance type of wasi:config/store.
+    let mut t0 = vec![0x01, 0x42, 0x0b];
+    t0.extend([0x01, 0x71, 0x02]); // 0: variant error
+    t0.extend(name("upstream"));
+    t0.extend([0x01, 0x73, 0x00]);
+    t0.extend(name("io"));
+    t0.extend([0x01, 0x73, 0x00]);
+    t0.extend([0x04, 0x00]); // 1: export "error" (eq 0)
+    t0.extend(name("error"));
+    t0.extend([0x03, 0x00, 0x00]);
+    t0.extend([0x01, 0x6b, 0x73]); // 2: option<string>
+    t0.extend([0x01, 0x6a, 0x01, 0x02, 0x01, 0x01]); // 3: result<2, 1>
+    t0.extend([0x01, 0x40, 0x01]); // 4: func(key: string) -> 3
+    t0.extend(name("key"));
+    t0.extend([0x73, 0x00, 0x03]);
+    t0.extend([0x04, 0x00]); // export "get"
+    t0.extend(name("get"));
+    t0.extend([0x01, 0x04]);
+    t0.extend([0x01, 0x6f, 0x02, 0x73, 0x73]); // 5: tuple<string, string>
+    t0.extend([0x01, 0x70, 0x05]); // 6: list<5>
+    t0.extend([0x01, 0x6a, 0x01, 0x06, 0x01, 0x01]); // 7: result<6, 1>
+    t0.extend([0x01, 0x40, 0x00, 0x00, 0x07]); // 8: func() -> 7
+    t0.extend([0x04, 0x00]); // export "get-all"
+    t0.extend(name("get-all"));
+    t0.extend([0x01, 0x08]);
+    c.extend(section(7, &t0));
+    let mut import = vec![0x01, 0x00];
+    import.extend(name("wasi:config/store@0.2.0-draft"));
+    import.extend([0x05, 0x00]);
+    c.extend(section(10, &import));
+    // funcs 0 and 1: the imported get and get-all.
+    let mut alias = vec![0x02, 0x01, 0x00, 0x00];
+    alias.extend(name("get"));
+    alias.extend([0x01, 0x00, 0x00]);
+    alias.extend(name("get-all"));
+    c.extend(section(6, &alias));
+    // core module 0: a memory and a bump allocator.
+    let allocator: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x09, 0x01, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, // realloc's type
+        0x03, 0x02, 0x01, 0x00, // realloc
+        0x05, 0x03, 0x01, 0x00, 0x01, // a memory of one page
+        0x06, 0x07, 0x01, 0x7f, 0x01, 0x41, 0x80, 0x08, 0x0b, // next free byte: 1024
+        0x07, 0x11, 0x02, 0x03, b'm', b'e', b'm', 0x02, 0x00, // export "mem"
+        0x07, b'r', b'e', b'a', b'l', b'l', b'o', b'c', 0x00, 0x00, // export "realloc"
+        0x0a, 0x0d, 0x01, 0x0b, 0x00, // code: old next, next += size
+        0x23, 0x00, 0x23, 0x00, 0x20, 0x03, 0x6a, 0x24, 0x00, 0x0b,
+    ];
+    c.extend(section(1, allocator));
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    // core memory 0 and core func 0 (realloc) of core instance 0.
+    let mut alias = vec![0x02, 0x00, 0x02, 0x01, 0x00];
+    alias.extend(name("mem"));
+    alias.extend([0x00, 0x00, 0x01, 0x00]);
+    alias.extend(name("realloc"));
+    c.extend(section(6, &alias));
+    // core funcs 1 and 2: get and get-all lowered with memory 0, realloc 0, UTF-8.
+    c.extend(section(
+        8,
+        &[
+            0x02, 0x01, 0x00, 0x00, 0x03, 0x03, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00, 0x01, 0x03,
+            0x03, 0x00, 0x04, 0x00, 0x00,
+        ],
+    ));
+    // core module 1: "kother" at 0; probe calls get(k), get(other), get-all.
+    let caller: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x0f, 0x03, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x00,
+        0x01, 0x7f, // types
+        0x02, 0x27, 0x03, // imports
+        0x04, b'h', b'o', b's', b't', 0x03, b'g', b'e', b't', 0x00, 0x00, //
+        0x04, b'h', b'o', b's', b't', 0x07, b'g', b'e', b't', b'-', b'a', b'l', b'l', 0x00,
+        0x01, //
+        0x04, b'h', b'o', b's', b't', 0x03, b'm', b'e', b'm', 0x02, 0x00, 0x01, //
+        0x03, 0x02, 0x01, 0x02, // probe of type 2
+        0x07, 0x09, 0x01, 0x05, b'p', b'r', b'o', b'b', b'e', 0x00, 0x02, // export "probe"
+        0x0a, 0x1d, 0x01, 0x1b, 0x00, // code
+        0x41, 0x00, 0x41, 0x01, 0x41, 0xc0, 0x00, 0x10, 0x00, // get("k") into 64
+        0x41, 0x01, 0x41, 0x05, 0x41, 0xe0, 0x00, 0x10, 0x00, // get("other") into 96
+        0x41, 0x80, 0x01, 0x10, 0x01, // get-all into 128
+        0x41, 0x07, 0x0b, // 7
+        0x0b, 0x0c, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x06, b'k', b'o', b't', b'h', b'e', b'r',
+    ];
+    c.extend(section(1, caller));
+    let mut instances = vec![0x02, 0x01, 0x03];
+    instances.extend(name("get"));
+    instances.extend([0x00, 0x01]);
+    instances.extend(name("get-all"));
+    instances.extend([0x00, 0x02]);
+    instances.extend(name("mem"));
+    instances.extend([0x02, 0x00]);
+    instances.extend([0x00, 0x01, 0x01]);
+    instances.extend(name("host"));
+    instances.extend([0x12, 0x01]);
+    c.extend(section(2, &instances));
+    let mut alias = vec![0x01, 0x00, 0x00, 0x01, 0x02];
+    alias.extend(name("probe"));
+    c.extend(section(6, &alias));
+    c.extend(section(7, &[0x01, 0x40, 0x00, 0x00, 0x79]));
+    c.extend(section(8, &[0x01, 0x00, 0x00, 0x03, 0x00, 0x01]));
+    let mut export = vec![0x01, 0x00];
+    export.extend(name("probe"));
+    export.extend([0x01, 0x02, 0x00]);
+    c.extend(section(11, &export));
+    c
+}
+
+fn config_values(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let manifest = "name = \"settings\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n\n[requests]\nimports = [\"wasi:config/store@0.2.0-draft\"]\nconfig = [\"k\"]\n";
+    add(&host, "settings.wasm", &config_component(), Some(manifest))?
+        .expect(0, "capability add of a component reading its configuration")?;
+    let dir = host.data.path().join("config");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::Failed(format!("cannot create config: {e}")))?;
+    write(
+        &dir.join("settings.toml"),
+        b"k = \"value-of-k\"\nother = \"value-of-other\"\n",
+    )?;
+    let run = host.run(&["invoke", "settings", "probe"])?;
+    run.expect(0, "the configuration probe")?;
+    ensure!(
+        run.json()? == json!(7),
+        "the probe answered {}",
+        excerpt(&run.stdout)
+    );
+    let entries = host.entries()?;
+    let n = last_invocation(&entries)?;
+    let calls = host_calls(&entries, n);
+    ensure!(
+        calls.len() == 3,
+        "the probe must record three config calls: {calls:?}"
+    );
+    let text = |c: &Json| c["result"].to_string();
+    ensure!(
+        text(&calls[0]).contains("value-of-k"),
+        "get of a key granted by manifest and policy must answer the operator's value: {}",
+        calls[0]
+    );
+    ensure!(
+        text(&calls[1]).contains("upstream")
+            && text(&calls[1]).contains("denied: ")
+            && !text(&calls[1]).contains("value-of-other"),
+        "get of a key the manifest does not request must answer upstream(\"denied: …\") without its value: {}",
+        calls[1]
+    );
+    ensure!(
+        text(&calls[2]).contains("value-of-k") && !text(&calls[2]).contains("value-of-other"),
+        "get-all must answer only the granted pairs: {}",
+        calls[2]
+    );
+    let own = of_invocation(&entries, n);
+    let decision = |key: &str| {
+        own.iter()
+            .find(|e| {
+                e["type"] == "decision" && e["action"] == "config.read" && e["resource"] == key
+            })
+            .map(|e| (*e).clone())
+            .unwrap_or(Json::Null)
+    };
+    let other = decision("other");
+    ensure!(
+        other["allowed"] == false
+            && other["policy_digest"].is_string()
+            && other["policy_ids"] == json!([]),
+        "the refusal of `other` must be recorded as a config.read decision with no policy id and the digest: {other}"
+    );
+    ensure!(
+        decision("k")["allowed"] == true,
+        "the grant of `k` must be recorded as an allowed config.read decision: {}",
+        decision("k")
+    );
+    // The policy refuses the key the manifest requests: no-permit, never its value.
+    host.policy(&format!(
+        "{OPEN}@id(\"no-config\")\nforbid (principal, action == FemtoClaw::Action::\"config.read\", resource);\n"
+    ))?;
+    let run = host.run(&["invoke", "settings", "probe"])?;
+    run.expect(
+        0,
+        "the configuration probe under a policy refusing config.read",
+    )?;
+    let entries = host.entries()?;
+    let n = last_invocation(&entries)?;
+    let calls = host_calls(&entries, n);
+    ensure!(
+        calls.len() == 3
+            && !calls
+                .iter()
+                .any(|c| c["result"].to_string().contains("value-of-"))
+            && calls[0]["result"].to_string().contains("denied: "),
+        "under a policy refusing config.read no value may be answered: {calls:?}"
+    );
+    let refused = of_invocation(&entries, n)
+        .into_iter()
+        .find(|e| e["type"] == "decision" && e["action"] == "config.read" && e["resource"] == "k")
+        .cloned()
+        .unwrap_or(Json::Null);
+    ensure!(
+        refused["allowed"] == false && refused["policy_ids"] == json!(["no-config"]),
+        "the refusal of `k` must be recorded with the forbidding policy's id: {refused}"
     );
     Ok(())
 }

@@ -1,11 +1,15 @@
 //! Cases of the sandbox area: what a capability's component may import and how the host refuses
-//! the rest, what it makes of bytes that are not a component, traps and limits, the engine
-//! digest, the compile cache's authenticity, and the HTTP interface seen from a loopback peer
-//! (specifications 4, 6, 10, 12, 13 and 19).
+//! the rest, what it makes of bytes that are not a component, traps and limits, the virtualized
+//! WASI context, the engine digest, the compile cache's authenticity, sockets, configuration
+//! values, and the HTTP interface seen from a loopback peer (specifications 4, 6, 10, 12, 13
+//! and 19).
 //!
-//! Components other than the suite's guest are made from the guest's own bytes: an import name
-//! changed in place to one of the same length is an import the host does not provide (or a
-//! compatible version of one it does), without building another component.
+//! Three kinds of component are used: the suite's guest, whose `echo` runs a probe of the
+//! virtualized context for a text beginning with SOH `probe:` (see the guest); the guest's own
+//! bytes with an import name changed in place to one of the same length (an import the host
+//! does not provide, or a compatible version of one it does); and small components written here
+//! byte by byte, for what the guest cannot import or export without changing what every other
+//! case relies on (sockets, configuration, interface exports, resources, tables).
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};

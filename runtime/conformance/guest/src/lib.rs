@@ -35,7 +35,10 @@ struct Conformance;
 
 impl Guest for Conformance {
     fn echo(text: String) -> String {
-        text
+        match text.strip_prefix(probes::PREFIX) {
+            Some(probe) => probes::run(probe),
+            None => text,
+        }
     }
 
     fn add(a: i64, b: i64) -> i64 {
@@ -69,3 +72,226 @@ impl Guest for Conformance {
 }
 
 export!(Conformance);
+
+/// The sandbox probes: `echo` of a text beginning with [`probes::PREFIX`] runs the probe the
+/// rest names instead of echoing, so the sandbox cases reach the virtualized WASI context
+/// without widening the guest's exports. Every other text is echoed as before.
+mod probes {
+    use std::hint::black_box;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    femtoclaw_sdk::wit_bindgen::generate!({
+        inline: "
+            package femtoclaw:conformance-probes;
+            world probes {
+                import wasi:random/random@0.2.12;
+                import wasi:clocks/wall-clock@0.2.12;
+                import wasi:clocks/monotonic-clock@0.2.12;
+                import wasi:cli/environment@0.2.12;
+                import wasi:cli/exit@0.2.12;
+                import wasi:cli/stdin@0.2.12;
+                import wasi:cli/stdout@0.2.12;
+                import wasi:cli/stderr@0.2.12;
+                import wasi:cli/terminal-stdin@0.2.12;
+                import wasi:cli/terminal-stdout@0.2.12;
+                import wasi:cli/terminal-stderr@0.2.12;
+                import wasi:filesystem/types@0.2.12;
+                import wasi:filesystem/preopens@0.2.12;
+            }
+        ",
+        path: "../../../wit",
+        world: "femtoclaw:conformance-probes/probes",
+        generate_all,
+        runtime_path: "femtoclaw_sdk::wit_bindgen::rt",
+    });
+
+    use wasi::cli::{
+        environment, exit, stderr, stdin, stdout, terminal_stderr, terminal_stdin, terminal_stdout,
+    };
+    use wasi::clocks::{monotonic_clock, wall_clock};
+    use wasi::random::random;
+
+    /// What `echo` takes for a probe: SOH, then `probe:`.
+    pub const PREFIX: &str = "\u{1}probe:";
+
+    /// Bumped by every `fresh` probe: a fresh store starts it at 0 again.
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn number(text: &str) -> u64 {
+        text.parse().unwrap_or(0)
+    }
+
+    /// Writes `n` bytes of `byte` in chunks the stream accepts; the chunks it refused.
+    fn fill(stream: &wasi::io::streams::OutputStream, byte: u8, n: u64) -> u32 {
+        let chunk = vec![byte; 4096];
+        let mut left = n;
+        let mut refused = 0;
+        while left > 0 {
+            let take = left.min(4096);
+            if stream
+                .blocking_write_and_flush(&chunk[..take as usize])
+                .is_err()
+            {
+                refused += 1;
+            }
+            left -= take;
+        }
+        refused
+    }
+
+    /// A recursion the compiler cannot make a loop: `n` frames deep.
+    #[inline(never)]
+    fn deep(n: u64) -> u64 {
+        if n == 0 {
+            return 1;
+        }
+        let below = deep(black_box(n - 1));
+        (below.rotate_left(7) ^ n).wrapping_mul(3)
+    }
+
+    pub fn run(probe: &str) -> String {
+        let (name, arg) = probe.split_once(':').unwrap_or((probe, ""));
+        match name {
+            // `random:N`: N random bytes, as hex.
+            "random" => hex(&random::get_random_bytes(number(arg))),
+            // Both clocks, as the guest read them.
+            "clocks" => {
+                let wall = wall_clock::now();
+                let mono = monotonic_clock::now();
+                format!("{} {} {mono}", wall.seconds, wall.nanoseconds)
+            }
+            // A timer: the host refuses to wait on wall-clock time.
+            "duration" => {
+                monotonic_clock::subscribe_duration(1_000_000_000).block();
+                "waited".to_owned()
+            }
+            "instant" => {
+                let at = monotonic_clock::now().saturating_add(1_000_000_000);
+                monotonic_clock::subscribe_instant(at).block();
+                "waited".to_owned()
+            }
+            // `print:O:E`: O bytes `o` to stdout, E bytes `e` to stderr.
+            "print" => {
+                let (o, e) = arg.split_once(':').unwrap_or((arg, "0"));
+                let refused = fill(&stdout::get_stdout(), b'o', number(o))
+                    + fill(&stderr::get_stderr(), b'e', number(e));
+                format!("printed, {refused} chunks refused")
+            }
+            // What the context holds.
+            "context" => {
+                let env = environment::get_environment();
+                let args = environment::get_arguments();
+                let cwd = environment::initial_cwd();
+                let read = match stdin::get_stdin().blocking_read(4096) {
+                    Ok(bytes) => format!("{} bytes", bytes.len()),
+                    Err(wasi::io::streams::StreamError::Closed) => "closed".to_owned(),
+                    Err(_) => "failed".to_owned(),
+                };
+                format!(
+                    "env={} args={} cwd={} stdin={read} terminals={},{},{}",
+                    env.len(),
+                    args.len(),
+                    cwd.unwrap_or_else(|| "none".to_owned()),
+                    terminal_stdin::get_terminal_stdin().is_some(),
+                    terminal_stdout::get_terminal_stdout().is_some(),
+                    terminal_stderr::get_terminal_stderr().is_some(),
+                )
+            }
+            // `recurse:N`: N frames deep.
+            "recurse" => format!("{}", deep(black_box(number(arg)))),
+            // The guest's own memory and the host's table of its handles across invocations:
+            // a counter it bumps, and a handle it leaves open.
+            "fresh" => {
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst);
+                let stream = stdout::get_stdout();
+                let handle = stream.handle();
+                std::mem::forget(stream);
+                format!("{calls} {handle}")
+            }
+            // `exit`: ends the invocation through wasi:cli/exit.
+            "exit" => {
+                exit::exit(Err(()));
+                "exited".to_owned()
+            }
+            // `logs:N:SIZE`: N log calls, each of a message of SIZE bytes (short without).
+            "logs" => {
+                let (n, size) = arg.split_once(':').unwrap_or((arg, "0"));
+                let pad = "p".repeat(number(size) as usize);
+                for i in 0..number(n) {
+                    let mut line = format!("line {i} {pad}");
+                    if !pad.is_empty() {
+                        line.truncate(pad.len());
+                    }
+                    femtoclaw_sdk::log::info(&line);
+                }
+                "logged".to_owned()
+            }
+            // `kvlist:N`: N keys `p/…` written, then listed in the same invocation by the
+            // store's own listing, page by page: how many keys and pages it gave.
+            "kvlist" => {
+                let listed = || -> Result<String, femtoclaw_sdk::kv::Error> {
+                    let bucket = femtoclaw_sdk::kv::open(super::NAMESPACE)?;
+                    for i in 0..number(arg) {
+                        bucket.set(&format!("p/{i:05}"), b"v")?;
+                    }
+                    let (mut keys, mut pages, mut cursor) = (0, 0, None::<String>);
+                    loop {
+                        let page = bucket.list_keys(cursor.as_deref())?;
+                        keys += page.keys.len();
+                        pages += 1;
+                        match page.cursor {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
+                    }
+                    Ok(format!("keys={keys} pages={pages}"))
+                };
+                listed().unwrap_or_else(|e| format!("failed: {e}"))
+            }
+            // File writes through a stream, then through `descriptor.write`, in the preopened
+            // `/data` (the guest installed under a manifest requesting it).
+            "streams" => {
+                use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let Some((dir, _)) = wasi::filesystem::preopens::get_directories()
+                    .into_iter()
+                    .find(|(_, path)| path == "/data")
+                else {
+                    return "no /data".to_owned();
+                };
+                let file = match dir.open_at(
+                    PathFlags::empty(),
+                    "streamed.txt",
+                    OpenFlags::CREATE,
+                    DescriptorFlags::READ | DescriptorFlags::WRITE,
+                ) {
+                    Ok(file) => file,
+                    Err(e) => return format!("open-at failed: {}", e.name()),
+                };
+                let via = match file.write_via_stream(0) {
+                    Ok(stream) => {
+                        let _ = stream.blocking_write_and_flush(b"streamed");
+                        "accepted".to_owned()
+                    }
+                    Err(e) => e.name().to_owned(),
+                };
+                let append = match file.append_via_stream() {
+                    Ok(stream) => {
+                        let _ = stream.blocking_write_and_flush(b"appended");
+                        "accepted".to_owned()
+                    }
+                    Err(e) => e.name().to_owned(),
+                };
+                let wrote = match file.write(b"ok", 0) {
+                    Ok(n) => n.to_string(),
+                    Err(e) => e.name().to_owned(),
+                };
+                format!("write-via-stream={via} append-via-stream={append} write={wrote}")
+            }
+            _ => format!("unknown probe {name}"),
+        }
+    }
+}

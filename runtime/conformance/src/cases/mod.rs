@@ -12,6 +12,7 @@ mod execution;
 mod integrity;
 mod ledger;
 mod operations;
+mod sandbox;
 mod security;
 mod server;
 
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Case> {
         distribution::CASES,
         integrity::CASES,
         authority::CASES,
+        sandbox::CASES,
     ]
     .concat()
 }

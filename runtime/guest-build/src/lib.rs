@@ -79,7 +79,14 @@ fn guest_target_dir() -> PathBuf {
 /// When the inner build fails: this is a build script, and its output says why.
 pub fn build(packages: &[&str]) -> Vec<Built> {
     let root = workspace_root();
-    for dir in ["wit", "sdk", "capabilities", "tests/guests", "examples"] {
+    for dir in [
+        "wit",
+        "sdk",
+        "capabilities",
+        "tests/guests",
+        "examples",
+        "runtime/conformance/guest",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

@@ -16,6 +16,7 @@
 mod cases;
 pub mod cli;
 mod crypto;
+mod format;
 mod report;
 mod target;
 mod unobservable;

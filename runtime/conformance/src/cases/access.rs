@@ -290,64 +290,12 @@ fn random_hex(bytes: usize) -> String {
 
 /// The components of an export (section 0x03 of specification 36's framing).
 fn export_components(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    struct Cursor<'a> {
-        bytes: &'a [u8],
-        at: usize,
-    }
-    impl<'a> Cursor<'a> {
-        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-            let end = self
-                .at
-                .checked_add(n)
-                .filter(|e| *e <= self.bytes.len())
-                .ok_or_else(|| format!("the export ends inside a field at byte {}", self.at))?;
-            let out = &self.bytes[self.at..end];
-            self.at = end;
-            Ok(out)
-        }
-        fn u8(&mut self) -> Result<u8, String> {
-            Ok(self.take(1)?[0])
-        }
-        fn u32(&mut self) -> Result<u32, String> {
-            Ok(u32::from_le_bytes(
-                self.take(4)?.try_into().unwrap_or([0; 4]),
-            ))
-        }
-        fn u64(&mut self) -> Result<u64, String> {
-            Ok(u64::from_le_bytes(
-                self.take(8)?.try_into().unwrap_or([0; 8]),
-            ))
-        }
-    }
-    let mut c = Cursor { bytes, at: 0 };
-    if c.take(8)? != b"FCLEDGER" || c.u8()? != 0x01 {
-        return Err("the export does not begin with FCLEDGER and version 0x01".into());
-    }
-    let mut components = Vec::new();
-    loop {
-        match c.u8()? {
-            0x01 | 0x02 => {
-                let count = c.u64()?;
-                for _ in 0..count {
-                    let len = c.u32()? as usize;
-                    c.take(len)?;
-                }
-            }
-            tag @ (0x03 | 0x04) => {
-                let count = c.u64()?;
-                for _ in 0..count {
-                    c.take(32)?;
-                    let len = usize::try_from(c.u64()?).map_err(|e| e.to_string())?;
-                    let item = c.take(len)?.to_vec();
-                    if tag == 0x03 {
-                        components.push(item);
-                    }
-                }
-            }
-            0xff => return Ok(components),
-            other => return Err(format!("unexpected section {other:#04x}")),
-        }
-    }
+    Ok(crate::format::Export::parse(bytes)?
+        .components
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect())
 }
 
 /// The component of the embedded capability `name`, taken out of an export of one invocation

@@ -2303,43 +2303,9 @@ fn approval_state_fails_closed(target: &Target) -> Result<(), Failure> {
 
 /// The components section of an export: (SHA-256, bytes) each.
 fn export_components(bytes: &[u8]) -> Result<Components, String> {
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let end = at
-            .checked_add(n)
-            .filter(|e| *e <= bytes.len())
-            .ok_or("the export ends early")?;
-        let out = &bytes[at..end];
-        at = end;
-        Ok(out)
-    };
-    if take(9)? != b"FCLEDGER\x01" {
-        return Err("not an export".into());
-    }
-    let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-    loop {
-        let tag = take(1)?[0];
-        match tag {
-            0x01 | 0x02 => {
-                let count = u64_of(take(8)?);
-                for _ in 0..count {
-                    let len = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
-                    take(len)?;
-                }
-            }
-            0x03 => {
-                let count = u64_of(take(8)?);
-                let mut out = Vec::new();
-                for _ in 0..count {
-                    let digest: [u8; 32] = take(32)?.try_into().unwrap_or([0; 32]);
-                    let len = u64_of(take(8)?) as usize;
-                    out.push((digest, take(len)?.to_vec()));
-                }
-                return Ok(out);
-            }
-            _ => return Err(format!("no components section (section {tag:#04x})")),
-        }
-    }
+    crate::format::Export::parse(bytes)?
+        .components
+        .ok_or_else(|| "the export has no components section".to_owned())
 }
 
 fn call_time_origins_and_secrets(target: &Target) -> Result<(), Failure> {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use super::{OPEN, guest_host};
+use crate::format::{Cursor, Export, parse_export};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, Target, ensure};
 
@@ -216,118 +217,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// The first segment of a data directory's ledger (specification 24).
 fn segment(host: &Host) -> PathBuf {
     host.data.path().join("ledger/segments/00000000.seg")
-}
-
-// The export format of specification 36: magic, version, framed sections, end marker.
-
-#[derive(Clone)]
-struct Export {
-    entries: Vec<Vec<u8>>,
-    checkpoints: Vec<Vec<u8>>,
-    /// The sections after the checkpoints (components, blobs), as bytes, end marker excluded.
-    rest: Vec<u8>,
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| format!("the export ends inside a field at byte {}", self.at))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().unwrap_or([0; 4]),
-        ))
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().unwrap_or([0; 8]),
-        ))
-    }
-    fn framed(&mut self) -> Result<Vec<Vec<u8>>, String> {
-        let count = self.u64()?;
-        let mut out = Vec::new();
-        for _ in 0..count {
-            let len = self.u32()? as usize;
-            out.push(self.take(len)?.to_vec());
-        }
-        Ok(out)
-    }
-}
-
-impl Export {
-    fn parse(bytes: &[u8]) -> Result<Export, String> {
-        let mut c = Cursor { bytes, at: 0 };
-        if c.take(8)? != b"FCLEDGER" {
-            return Err("the export does not begin with the magic FCLEDGER".into());
-        }
-        if c.u8()? != 0x01 {
-            return Err("the export's version byte is not 0x01".into());
-        }
-        if c.u8()? != 0x01 {
-            return Err("the export's first section is not the entries (0x01)".into());
-        }
-        let entries = c.framed()?;
-        if c.u8()? != 0x02 {
-            return Err("the export's second section is not the checkpoints (0x02)".into());
-        }
-        let checkpoints = c.framed()?;
-        if bytes.last() != Some(&0xff) {
-            return Err("the export does not end with the end marker 0xff".into());
-        }
-        let rest = bytes[c.at..bytes.len() - 1].to_vec();
-        Ok(Export {
-            entries,
-            checkpoints,
-            rest,
-        })
-    }
-
-    fn write(&self) -> Vec<u8> {
-        let mut w = b"FCLEDGER\x01".to_vec();
-        for (tag, items) in [(0x01u8, &self.entries), (0x02, &self.checkpoints)] {
-            w.push(tag);
-            w.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                w.extend_from_slice(&(item.len() as u32).to_le_bytes());
-                w.extend_from_slice(item);
-            }
-        }
-        w.extend_from_slice(&self.rest);
-        w.push(0xff);
-        w
-    }
-
-    /// The tree size each checkpoint claims (the note's second line).
-    fn sizes(&self) -> Vec<u64> {
-        self.checkpoints
-            .iter()
-            .map(|c| {
-                String::from_utf8_lossy(c)
-                    .lines()
-                    .nth(1)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(u64::MAX)
-            })
-            .collect()
-    }
-}
-
-fn parse_export(path: &Path) -> Result<Export, Failure> {
-    Export::parse(&read(path)?).map_err(|e| failed(format!("{}: {e}", path.display())))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1313,7 +1202,8 @@ impl Signer {
         Export {
             checkpoints: vec![self.checkpoint(&model, entries.len(), &root)],
             entries,
-            rest: honest.rest.clone(),
+            components: honest.components.clone(),
+            blobs: honest.blobs.clone(),
         }
     }
 }

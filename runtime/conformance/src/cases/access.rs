@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::OPEN;
+use super::{OPEN, failed, hex};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, Target, ensure};
 
@@ -130,10 +130,6 @@ pub const CASES: &[Case] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-fn failed(message: impl Into<String>) -> Failure {
-    Failure::Failed(message.into())
-}
 
 /// Writes a file, creating its parent.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -1122,10 +1118,6 @@ fn files_replay(target: &Target) -> Result<(), Failure> {
         "replay created a directory for the files it replayed"
     );
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn base64(bytes: &[u8]) -> String {

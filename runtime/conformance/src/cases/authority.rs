@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::{OPEN, guest_host};
+use super::server::{greet_of, problem};
+use super::{OPEN, failed, guest_host};
 use crate::target::{Host, Response, Run, Server, excerpt};
 use crate::{Case, Failure, GUEST, Target, ensure};
 
@@ -186,10 +187,6 @@ pub const CASES: &[Case] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-fn failed(message: impl Into<String>) -> Failure {
-    Failure::Failed(message.into())
-}
 
 /// Writes a file, creating its parent.
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
@@ -468,30 +465,6 @@ fn serve(
         token,
         host,
     })
-}
-
-/// Fails unless the answer is a problem document of `status` and `code`; the document.
-fn problem(response: &Response, status: u16, code: &str, what: &str) -> Result<Json, Failure> {
-    response.expect(status, what)?;
-    ensure!(
-        response
-            .header("content-type")
-            .starts_with("application/problem+json"),
-        "{what}: HTTP {status} is not application/problem+json but {:?}",
-        response.header("content-type")
-    );
-    let body = response.json()?;
-    ensure!(
-        body["code"] == code,
-        "{what}: the problem's code is {} where {code} is required: {}",
-        body["code"],
-        excerpt(&response.text)
-    );
-    Ok(body)
-}
-
-fn greet_of(name: &str) -> Json {
-    json!({ "capability": "hello", "function": "greet", "args": { "name": name } })
 }
 
 /// A small deterministic generator (xorshift64*), so that a failure can be rerun.

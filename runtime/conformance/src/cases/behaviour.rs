@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::{OPEN, guest_host};
+use super::{OPEN, failed, guest_host, plain_text, read, s, snapshot, write};
 use crate::format::{Cursor, Export, parse_export};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, Target, ensure};
@@ -127,22 +127,6 @@ pub const CASES: &[Case] = &[
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn failed(message: impl Into<String>) -> Failure {
-    Failure::Failed(message.into())
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
-}
-
-fn s(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 /// `invoke conformance FUNCTION --args ARGS`, which must exit `code`.
 fn call(host: &Host, function: &str, args: Json, code: i32) -> Result<Run, Failure> {
     let run = host.invoke(function, &args, &[])?;
@@ -169,45 +153,6 @@ fn key_text(host: &Host) -> Result<String, Failure> {
 /// `log verify FILE --key KEY`.
 fn verify_file(host: &Host, file: &Path, key: &str) -> Result<Run, Failure> {
     host.run(&["log", "verify", &s(file), "--key", key])
-}
-
-/// Every file under `dir` with its bytes, sorted: a directory before and after.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(read) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in read.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path, bytes));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Text without its ANSI escape sequences (a log line's colours).
-fn plain_text(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

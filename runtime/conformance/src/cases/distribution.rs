@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{OPEN, guest_host, kinds};
+use super::server::list_changed;
+use super::{OPEN, failed, guest_host, kinds, read, write};
 use crate::target::{Host, Response, Run, Server, excerpt};
 use crate::{Case, Failure, GUEST, GUEST_MANIFEST, Target, ensure};
 
@@ -165,10 +166,6 @@ pub const CASES: &[Case] = &[
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn failed(message: impl Into<String>) -> Failure {
-    Failure::Failed(message.into())
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -178,14 +175,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn lossy(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Whether `value` is a string of 64 lowercase hex digits.
@@ -1692,19 +1681,6 @@ fn mcp_events(server: &Server, session: &str) -> Result<std::sync::mpsc::Receive
         }
     });
     Ok(receiver)
-}
-
-/// Waits at most `within` for a `notifications/tools/list_changed`.
-fn list_changed(events: &std::sync::mpsc::Receiver<Json>, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match events.recv_timeout(left) {
-            Ok(m) if m["method"] == "notifications/tools/list_changed" => return true,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
-    false
 }
 
 /// Drops the notifications already received.

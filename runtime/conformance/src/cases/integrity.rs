@@ -14,7 +14,8 @@ use ed25519_dalek::Signer as _;
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{OPEN, guest_host, kinds, published_key};
+use super::ledger::verify_file;
+use super::{OPEN, failed, guest_host, hex, kinds, published_key, read, s, sha256, write};
 use crate::format::{Cursor, Export, encode, parse_export};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, Target, crypto, ensure};
@@ -3052,30 +3053,6 @@ fn validator_agrees_with_decoder(target: &Target) -> Result<(), Failure> {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn failed(message: impl Into<String>) -> Failure {
-    Failure::Failed(message.into())
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn s(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 /// `invoke conformance FUNCTION --args ARGS` plus `extra`, which must exit `code`.
 fn call_with(
     host: &Host,
@@ -3106,16 +3083,6 @@ fn export(host: &Host, name: &str, extra: &[&str]) -> Result<PathBuf, Failure> {
 /// The verifier key `key show` prints.
 fn key_text(host: &Host) -> Result<String, Failure> {
     Ok(host.ok(&["key", "show"])?.trim().to_owned())
-}
-
-/// `log verify FILE` with the keys given.
-fn verify_file(host: &Host, file: &Path, keys: &[&str]) -> Result<Run, Failure> {
-    let file = s(file);
-    let mut args = vec!["log", "verify", file.as_str()];
-    for key in keys {
-        args.extend_from_slice(&["--key", key]);
-    }
-    host.run(&args)
 }
 
 /// Whether a run was a refusal rather than a crash: a Rust panic exits 101, a signal -1.

@@ -11,7 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{OPEN, guest_host, kinds, published_key};
+use super::{
+    OPEN, failed, guest_host, hex, kinds, plain_text, published_key, read, s, sha256, snapshot,
+    write,
+};
 use crate::format::{Cursor, Enc, Export, KINDS, b64, encode, parse_export};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, Target, crypto, ensure};
@@ -319,30 +322,6 @@ pub const CASES: &[Case] = &[
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn failed(message: impl Into<String>) -> Failure {
-    Failure::Failed(message.into())
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn s(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 /// `invoke conformance FUNCTION --args ARGS`, which must exit `code`.
 fn call(host: &Host, function: &str, args: Json, code: i32) -> Result<Run, Failure> {
     let run = host.invoke(function, &args, &[])?;
@@ -374,7 +353,7 @@ fn key_text(host: &Host) -> Result<String, Failure> {
 type Records = (u64, Vec<(u8, [u8; 8], Vec<u8>)>);
 
 /// `log verify FILE` with the keys given; the run.
-fn verify_file(host: &Host, file: &Path, keys: &[&str]) -> Result<Run, Failure> {
+pub(super) fn verify_file(host: &Host, file: &Path, keys: &[&str]) -> Result<Run, Failure> {
     let file = s(file);
     let mut args = vec!["log", "verify", file.as_str()];
     for key in keys {
@@ -1443,45 +1422,6 @@ fn key_file_and_names(target: &Target) -> Result<(), Failure> {
         "the key file does not load back as the key key generate printed"
     );
     Ok(())
-}
-
-/// The file's bytes, for comparing a directory before and after.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(read) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in read.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path, bytes));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Text without its ANSI escape sequences (a log line's colours).
-fn plain_text(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The first entry record of a segment, header and payload.

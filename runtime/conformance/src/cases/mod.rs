@@ -16,7 +16,10 @@ mod sandbox;
 mod security;
 mod server;
 
+use std::path::{Path, PathBuf};
+
 use serde_json::Value as Json;
+use sha2::{Digest as _, Sha256};
 
 use crate::target::{Host, Server};
 use crate::{Case, Failure, Target, crypto};
@@ -73,4 +76,67 @@ pub(crate) fn published_key(host: &Host) -> Result<crypto::Key, Failure> {
 /// A server under the default policy: one of the suite's own, or the target.
 pub(crate) fn server(target: &Target) -> Result<Server, Failure> {
     target.server(None)
+}
+
+/// The file's bytes, for comparing a directory before and after.
+pub(super) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in read.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Text without its ANSI escape sequences (a log line's colours).
+pub(super) fn plain_text(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub(super) fn s(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))
+}
+
+pub(super) fn failed(message: impl Into<String>) -> Failure {
+    Failure::Failed(message.into())
+}
+
+pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::OPEN;
+use super::server::{client, greet_of, invoke, problem, send, with_token};
+use super::{OPEN, hex};
 use crate::target::{Host, Response, Server, excerpt};
 use crate::{Case, Failure, Target, ensure};
 
@@ -143,80 +144,6 @@ pub const CASES: &[Case] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (the few the other area modules keep private, copied)
-
-fn greet_of(name: &str) -> Json {
-    json!({ "capability": "hello", "function": "greet", "args": { "name": name } })
-}
-
-fn client(url: &str, token: &str) -> Result<Server, Failure> {
-    Target::Server {
-        url: url.to_owned(),
-        token: token.to_owned(),
-    }
-    .server(None)
-}
-
-fn with_token(server: &Server, token: &str) -> Result<Server, Failure> {
-    client(&server.url, token)
-}
-
-/// A request with a raw body and extra headers.
-fn send(
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Result<Response, Failure> {
-    let mut request = Server::client().request(method, format!("{}{path}", server.url));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if let Some(body) = body {
-        request = request.body(body.to_owned());
-    }
-    let response = request
-        .send()
-        .map_err(|e| Failure::Failed(format!("{path}: no answer: {e}")))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response
-        .text()
-        .map_err(|e| Failure::Failed(format!("{path}: cannot read the body: {e}")))?;
-    Ok(Response {
-        status,
-        headers,
-        text,
-    })
-}
-
-/// Fails unless the answer is a problem document of `status` and `code`; the document.
-fn problem(response: &Response, status: u16, code: &str, what: &str) -> Result<Json, Failure> {
-    response.expect(status, what)?;
-    ensure!(
-        response
-            .header("content-type")
-            .starts_with("application/problem+json"),
-        "{what}: HTTP {status} is not application/problem+json but {:?}",
-        response.header("content-type")
-    );
-    let body = response.json()?;
-    ensure!(
-        body["code"] == code,
-        "{what}: the problem's code is {} where {code} is required: {}",
-        body["code"],
-        excerpt(&response.text)
-    );
-    Ok(body)
-}
-
-fn invoke(server: &Server, body: &Json) -> Result<Response, Failure> {
-    server.post("/v1/invoke", body)
-}
 
 /// A successful invocation's answer.
 fn answered(server: &Server, body: &Json, headers: &[(&str, &str)]) -> Result<Json, Failure> {
@@ -769,10 +696,6 @@ impl Span {
     fn error(&self) -> bool {
         self.status == 2 || self.text("otel.status_code") == Some("error")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The spans of an `ExportTraceServiceRequest` (resource_spans 1: resource 1 (attributes 1),

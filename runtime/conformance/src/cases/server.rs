@@ -276,12 +276,12 @@ fn greet() -> Json {
 }
 
 /// `hello.greet` of `name`.
-fn greet_of(name: &str) -> Json {
+pub(super) fn greet_of(name: &str) -> Json {
     json!({ "capability": "hello", "function": "greet", "args": { "name": name } })
 }
 
 /// The server at `url`, driven with `token`.
-fn client(url: &str, token: &str) -> Result<Server, Failure> {
+pub(super) fn client(url: &str, token: &str) -> Result<Server, Failure> {
     Target::Server {
         url: url.to_owned(),
         token: token.to_owned(),
@@ -290,12 +290,12 @@ fn client(url: &str, token: &str) -> Result<Server, Failure> {
 }
 
 /// The same server seen with another token.
-fn with_token(server: &Server, token: &str) -> Result<Server, Failure> {
+pub(super) fn with_token(server: &Server, token: &str) -> Result<Server, Failure> {
     client(&server.url, token)
 }
 
 /// A request without a JSON body helper: method, path, token, raw body and extra headers.
-fn send(
+pub(super) fn send(
     server: &Server,
     method: reqwest::Method,
     path: &str,
@@ -329,7 +329,12 @@ fn send(
 }
 
 /// Fails unless the answer is a problem document of `status` and `code`; the document.
-fn problem(response: &Response, status: u16, code: &str, what: &str) -> Result<Json, Failure> {
+pub(super) fn problem(
+    response: &Response,
+    status: u16,
+    code: &str,
+    what: &str,
+) -> Result<Json, Failure> {
     response.expect(status, what)?;
     ensure!(
         response
@@ -349,7 +354,7 @@ fn problem(response: &Response, status: u16, code: &str, what: &str) -> Result<J
 }
 
 /// Invokes over `POST /v1/invoke`; the answer.
-fn invoke(server: &Server, body: &Json) -> Result<Response, Failure> {
+pub(super) fn invoke(server: &Server, body: &Json) -> Result<Response, Failure> {
     server.post("/v1/invoke", body)
 }
 
@@ -3579,7 +3584,7 @@ fn mcp_events(server: &Server, session: &str) -> Result<std::sync::mpsc::Receive
 }
 
 /// Waits at most `within` for a `notifications/tools/list_changed`.
-fn list_changed(events: &std::sync::mpsc::Receiver<Json>, within: Duration) -> bool {
+pub(super) fn list_changed(events: &std::sync::mpsc::Receiver<Json>, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match events.recv_timeout(left) {

@@ -331,7 +331,12 @@ fn lossy(path: &Path) -> String {
 }
 
 /// Installs `wasm` (written as `file`) with `manifest` (none: without `--manifest`).
-fn add(host: &Host, file: &str, wasm: &[u8], manifest: Option<&str>) -> Result<Run, Failure> {
+pub(super) fn add(
+    host: &Host,
+    file: &str,
+    wasm: &[u8],
+    manifest: Option<&str>,
+) -> Result<Run, Failure> {
     let wasm = host.file(file, wasm)?;
     match manifest {
         Some(text) => {
@@ -3079,9 +3084,9 @@ fn compile_cache(target: &Target) -> Result<(), Failure> {
 // A server on the data directory.
 
 /// `serve --listen 127.0.0.1:0` on a host's data directory, stopped when dropped.
-struct Serving {
+pub(super) struct Serving {
     child: std::process::Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Drop for Serving {
@@ -3091,7 +3096,7 @@ impl Drop for Serving {
     }
 }
 
-fn serve(host: &Host) -> Result<Serving, Failure> {
+pub(super) fn serve(host: &Host) -> Result<Serving, Failure> {
     use std::io::BufRead as _;
     let mut child = host
         .command(&["serve", "--listen", "127.0.0.1:0"])

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
+use super::execution::{add, serve};
 use super::{OPEN, guest_host};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, GUEST_MANIFEST, Target, ensure};
@@ -242,24 +243,6 @@ const IMPORTS: [&str; 3] = [
 
 fn lossy(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-/// Installs `wasm` (written as `file`) with `manifest` (none: without `--manifest`).
-fn add(host: &Host, file: &str, wasm: &[u8], manifest: Option<&str>) -> Result<Run, Failure> {
-    let wasm = host.file(file, wasm)?;
-    match manifest {
-        Some(text) => {
-            let manifest = host.file(&format!("{file}.toml"), text.as_bytes())?;
-            host.run(&[
-                "capability",
-                "add",
-                &lossy(&wasm),
-                "--manifest",
-                &lossy(&manifest),
-            ])
-        }
-        None => host.run(&["capability", "add", &lossy(&wasm)]),
-    }
 }
 
 /// A failed command: the exit code, nothing on stdout and one `error: ` line on stderr.
@@ -2565,44 +2548,6 @@ impl Drop for Collector {
             let _ = t.join();
         }
     }
-}
-
-/// `serve --listen 127.0.0.1:0` on a host's data directory, killed when dropped.
-struct Serving {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(host: &Host) -> Result<Serving, Failure> {
-    use std::io::BufRead as _;
-    let mut child = host
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| Failure::Failed(format!("cannot start serve: {e}")))?;
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.as_mut() {
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    }
-    let url = line.trim().strip_prefix("listening on ").map(str::to_owned);
-    let serving = Serving {
-        child,
-        url: url.unwrap_or_default(),
-    };
-    ensure!(
-        !serving.url.is_empty(),
-        "serve must first print `listening on URL`; it printed {:?}",
-        line.trim()
-    );
-    Ok(serving)
 }
 
 fn host_call_spans(target: &Target) -> Result<(), Failure> {

@@ -2560,6 +2560,7 @@ fn pre_release_versions_exact(target: &Target) -> Result<(), Failure> {
 }
 
 fn earlier_wasi_patch_links(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
     // The suite's guest, as Rust's wasm32-wasip2 std built it, imports WASI at 0.2.0 (beside
     // the host's own 0.2.12): it links and runs unchanged. The crafted component below imports
     // 0.2.6.
@@ -2570,7 +2571,6 @@ fn earlier_wasi_patch_links(target: &Target) -> Result<(), Failure> {
             String::from_utf8_lossy(import)
         );
     }
-    let host = guest_host(target, OPEN)?;
     let run = host.invoke("echo", &json!({ "text": "linked" }), &[])?;
     run.expect(0, "invoke of the guest importing WASI 0.2.0")?;
     ensure!(

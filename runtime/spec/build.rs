@@ -4,12 +4,21 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/spec");
+    // The package's directory as cargo gives it to this run (not as it was when the script was
+    // compiled: a build directory may serve more than one checkout).
+    let manifest = env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let dir = PathBuf::from(manifest).join("../../docs/spec");
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => panic!("reading the specification suite {}: {e}", dir.display()),
+    };
     files.retain(|p| femtoclaw_file(p));
+    assert!(
+        !files.is_empty(),
+        "no FC_*_Specification.md in {}: a build must embed the suite it implements",
+        dir.display()
+    );
     files.sort();
     let mut out = String::from("pub(crate) const EMBEDDED: &[(&str, &str)] = &[\n");
     for path in &files {

@@ -937,9 +937,32 @@ fn config_loading_never_panics(target: &Target) -> Result<(), Failure> {
         texts.push((format!("random text {i} (seed 0x5eed)"), text));
     }
     let panicked = |run: &Run| run.code == 101 || run.stderr.contains("panicked");
+    // Inputs no conforming loader accepts, so that a target which loads everything fails.
+    const REFUSED: [&str; 6] = [
+        "an integer past u64",
+        "a negative integer",
+        "an unterminated string",
+        "an unterminated section",
+        "a duplicate section",
+        "a section that is a string",
+    ];
+    // And a file it must load, shown with its value.
+    write(&path, b"[limits]\nmax_fuel = 5\n")?;
+    let shown = host.ok(&["config", "show"])?;
+    ensure!(
+        shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("max_fuel = 5")),
+        "config show of a file setting limits.max_fuel = 5 does not show it: {}",
+        excerpt(&shown)
+    );
     for (what, text) in &texts {
         write(&path, text)?;
         let run = host.run(&["config", "show"])?;
+        ensure!(
+            run.code != 0 || !REFUSED.contains(&what.as_str()),
+            "config show of a file with {what} must be refused, yet it exited 0"
+        );
         ensure!(
             !panicked(&run),
             "config show of a file with {what} panicked: exit {}, {}",
@@ -998,6 +1021,10 @@ fn config_loading_never_panics(target: &Target) -> Result<(), Failure> {
                 "config show with {var}={shown:?}… panicked: exit {}, {}",
                 run.code,
                 excerpt(&run.stderr)
+            );
+            ensure!(
+                run.code != 0 || !(var == "FEMTOCLAW_LIMITS_MAX_FUEL" && value == "-1"),
+                "config show with {var}=-1 must be refused, yet it exited 0"
             );
             ensure!(
                 run.code == 0 || (run.code == 2 && run.stderr.contains(var)),

@@ -317,7 +317,7 @@ fn targets_that_do_not_conform_fail_naming_the_requirements() {
     let tail: Vec<&str> = text.lines().rev().take(2).collect();
     assert!(tail[1].ends_with("; does NOT conform"), "{text}");
     assert!(
-        tail[0].starts_with("failed case cli.checkpoint (")
+        tail[0].starts_with("failed case cli.checkpoint-signed-by-published-key (")
             && tail[0].contains("signature by the pinned key does not verify"),
         "{text}"
     );

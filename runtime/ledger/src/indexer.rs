@@ -29,36 +29,57 @@ pub(crate) struct Indexer {
     error: Arc<Mutex<Option<String>>>,
 }
 
-pub(crate) fn batch_for(job: &BatchJob) -> sled::Batch {
-    let mut b = sled::Batch::default();
-    add_to_batch(&mut b, job);
-    b
-}
+/// Index writes in order, applied in sled batches of at most [`KEYS_PER_BATCH`] keys. Sled keeps
+/// every node version a batch makes until the batch ends, so one batch for an invocation of
+/// thousands of host calls, or for a reindex, would hold memory in proportion to its entries.
+/// Each job's marks come after its entries, so a stop between two batches leaves the marks
+/// behind the entries, never ahead of them: opening catches up from the marks.
+#[derive(Default)]
+pub(crate) struct Writes(Vec<(Vec<u8>, Vec<u8>)>);
 
-/// Adds a job's keys to a sled batch; a later job's metadata replaces an earlier one's.
-fn add_to_batch(b: &mut sled::Batch, job: &BatchJob) {
-    use crate::store::key;
-    for (i, (loc, inv)) in job.locs.iter().zip(&job.invocations).enumerate() {
-        let index = job.first_index + i as u64;
-        b.insert(&key::entry(index)[..], &loc.to_bytes()[..]);
-        if let Some(inv) = inv {
-            b.insert(&key::invocation(*inv, index)[..], &[][..]);
-        }
+/// The most keys one sled batch writes.
+const KEYS_PER_BATCH: usize = 256;
+
+impl Writes {
+    pub(crate) fn insert(&mut self, key: &[u8], value: &[u8]) {
+        self.0.push((key.to_vec(), value.to_vec()));
     }
-    b.insert(
-        &key::checkpoint(job.size)[..],
-        &job.commit_loc.to_bytes()[..],
-    );
-    b.insert(key::META_INDEXED, &job.size.to_le_bytes()[..]);
-    b.insert(key::META_COMMITTED, &job.size.to_le_bytes()[..]);
-    b.insert(
-        key::META_NEXT_INVOCATION,
-        &job.next_invocation.to_le_bytes()[..],
-    );
-    b.insert(key::META_LATEST_CHECKPOINT, job.note.as_bytes());
+
+    /// A job's keys: its entries (and their invocations), then the marks; a later job's marks
+    /// replace an earlier one's.
+    pub(crate) fn add(&mut self, job: &BatchJob) {
+        use crate::store::key;
+        for (i, (loc, inv)) in job.locs.iter().zip(&job.invocations).enumerate() {
+            let index = job.first_index + i as u64;
+            self.insert(&key::entry(index), &loc.to_bytes());
+            if let Some(inv) = inv {
+                self.insert(&key::invocation(*inv, index), &[]);
+            }
+        }
+        self.insert(&key::checkpoint(job.size), &job.commit_loc.to_bytes());
+        self.insert(key::META_INDEXED, &job.size.to_le_bytes());
+        self.insert(key::META_COMMITTED, &job.size.to_le_bytes());
+        self.insert(
+            key::META_NEXT_INVOCATION,
+            &job.next_invocation.to_le_bytes(),
+        );
+        self.insert(key::META_LATEST_CHECKPOINT, job.note.as_bytes());
+    }
+
+    /// Applies the writes in order, a bounded batch at a time.
+    pub(crate) fn apply(self, db: &sled::Db) -> sled::Result<()> {
+        for chunk in self.0.chunks(KEYS_PER_BATCH) {
+            let mut batch = sled::Batch::default();
+            for (key, value) in chunk {
+                batch.insert(&key[..], &value[..]);
+            }
+            db.apply_batch(batch)?;
+        }
+        Ok(())
+    }
 }
 
-/// Most queued jobs merged into one sled batch.
+/// Most queued jobs merged into one application.
 const MAX_COALESCED_JOBS: usize = 64;
 
 impl Indexer {
@@ -70,8 +91,8 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("femtoclaw-ledger-index".to_owned())
             .spawn(move || {
-                let apply = |b: sled::Batch| {
-                    if let Err(e) = db.apply_batch(b) {
+                let apply = |writes: Writes| {
+                    if let Err(e) = writes.apply(&db) {
                         *err.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
                     }
                 };
@@ -86,12 +107,13 @@ impl Indexer {
                     };
                     match job {
                         Job::Batch(first) => {
-                            // Merge the jobs already queued behind this one into one
-                            // sled batch (applied in order; a sync waits for it).
-                            let mut b = batch_for(&first);
+                            // Merge the jobs already queued behind this one (applied in
+                            // order; a sync waits for them).
+                            let mut writes = Writes::default();
+                            writes.add(&first);
                             for _ in 1..MAX_COALESCED_JOBS {
                                 match rx.try_recv() {
-                                    Ok(Job::Batch(next)) => add_to_batch(&mut b, &next),
+                                    Ok(Job::Batch(next)) => writes.add(&next),
                                     Ok(other) => {
                                         pending = Some(other);
                                         break;
@@ -99,7 +121,7 @@ impl Indexer {
                                     Err(_) => break,
                                 }
                             }
-                            apply(b);
+                            apply(writes);
                         }
                         Job::Sync(reply) => {
                             let _ = reply.send(());

@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::entry::Entry;
 use crate::error::DecodeError;
-use crate::indexer::{BatchJob, Indexer, batch_for};
+use crate::indexer::{BatchJob, Indexer, Writes};
 use crate::merkle::{Hash, MerkleTree, ProofError};
 use crate::note::{Checkpoint, NoteError, SigningKey};
 use crate::segment::{
@@ -136,6 +136,17 @@ pub enum LedgerError {
 
 /// Largest batch buffer kept for the next batch.
 const MAX_SCRATCH: usize = 4 << 20;
+
+/// The most memory the index's page cache holds: the index grows with the ledger, the host's
+/// memory must not (sled's own default is 1 GiB).
+pub const INDEX_CACHE_BYTES: u64 = 16 << 20;
+
+fn open_index(dir: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(INDEX_CACHE_BYTES)
+        .open()
+}
 
 pub(crate) fn io_err(
     op: &'static str,
@@ -427,12 +438,12 @@ impl Ledger {
 
         // The index: derived, rebuilt when unreadable.
         let index_dir = dir.join("index");
-        let index = match sled::open(&index_dir) {
+        let index = match open_index(&index_dir) {
             Ok(db) => db,
             Err(_) => {
                 recovery.index_rebuilt = true;
                 std::fs::remove_dir_all(&index_dir).map_err(io_err("remove", &index_dir))?;
-                sled::open(&index_dir).map_err(sled_err)?
+                open_index(&index_dir).map_err(sled_err)?
             }
         };
         recovery.unfinished = unfinished.into_iter().collect();
@@ -771,7 +782,9 @@ impl Ledger {
 
     fn index_batch(&mut self, job: BatchJob) -> Result<(), LedgerError> {
         if let Err(job) = self.indexer.submit(job) {
-            self.index.apply_batch(batch_for(&job)).map_err(sled_err)?;
+            let mut writes = Writes::default();
+            writes.add(&job);
+            writes.apply(&self.index).map_err(sled_err)?;
         }
         Ok(())
     }
@@ -783,27 +796,27 @@ impl Ledger {
 
     /// Indexes entries `[from, to)` and the commits after `from` (used on open).
     fn index_range(&mut self, from: u64, to: u64) -> Result<(), LedgerError> {
-        let mut b = sled::Batch::default();
+        let mut b = Writes::default();
         let mut next_inv = self.next_invocation;
         for index in from..to {
             let loc = self.loc(index)?;
-            b.insert(&key::entry(index)[..], &loc.to_bytes()[..]);
+            b.insert(&key::entry(index), &loc.to_bytes());
             if let Some(inv) = self.get(index)?.invocation() {
-                b.insert(&key::invocation(inv, index)[..], &[][..]);
+                b.insert(&key::invocation(inv, index), &[]);
                 next_inv = next_inv.max(inv + 1);
             }
         }
         for c in self.commits.iter().filter(|c| c.size > from) {
-            b.insert(&key::checkpoint(c.size)[..], &c.loc.to_bytes()[..]);
+            b.insert(&key::checkpoint(c.size), &c.loc.to_bytes());
         }
         self.next_invocation = next_inv;
-        b.insert(key::META_INDEXED, &to.to_le_bytes()[..]);
-        b.insert(key::META_COMMITTED, &to.to_le_bytes()[..]);
-        b.insert(key::META_NEXT_INVOCATION, &next_inv.to_le_bytes()[..]);
+        b.insert(key::META_INDEXED, &to.to_le_bytes());
+        b.insert(key::META_COMMITTED, &to.to_le_bytes());
+        b.insert(key::META_NEXT_INVOCATION, &next_inv.to_le_bytes());
         if let Some(n) = &self.latest_note {
             b.insert(key::META_LATEST_CHECKPOINT, n.as_bytes());
         }
-        self.index.apply_batch(b).map_err(sled_err)?;
+        b.apply(&self.index).map_err(sled_err)?;
         self.index.flush().map_err(sled_err)?;
         Ok(())
     }

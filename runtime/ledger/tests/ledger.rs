@@ -663,3 +663,66 @@ fn a_head_record_refuses_a_ledger_that_went_backwards() {
     }
     assert!(Ledger::open(dir.path(), opts()).is_ok());
 }
+
+/// The peak resident memory of this process, in KiB (Linux's `VmHWM`).
+#[cfg(target_os = "linux")]
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Indexing an invocation of many host calls, or reindexing a long ledger, holds a bounded amount
+/// of memory: the index is written in bounded batches with a bounded cache. Measured in a child
+/// process of its own, so that no other test's memory counts.
+// Verifies: FC-EXEC-0612
+#[cfg(target_os = "linux")]
+#[test]
+fn indexing_many_entries_keeps_memory_bounded() {
+    const NAME: &str = "indexing_many_entries_keeps_memory_bounded";
+    const CHILD: &str = "FEMTOCLAW_TEST_INDEX_MEMORY_DIR";
+    const ENTRIES: u32 = 60_000;
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let dir = Path::new(&dir);
+        let mut l = open(dir);
+        let inv = l.next_invocation();
+        let entries: Vec<Entry> = (0..ENTRIES).map(|s| common::call(inv, s)).collect();
+        let before = peak_rss_kib();
+        l.append_batch(entries).unwrap();
+        l.flush_index().unwrap();
+        let appended = peak_rss_kib() - before;
+        l.reindex().unwrap();
+        let reindexed = peak_rss_kib() - before;
+        println!("peak growth KiB: append {appended} reindex {reindexed}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("peak growth KiB:"))
+        .map(|(_, figures)| figures)
+        .unwrap();
+    let figures: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // The entries themselves are some 10 MiB; the index of 60 000 entries, written in one sled
+    // batch with sled's default cache, held several hundred.
+    for kib in figures {
+        assert!(
+            kib < 96 * 1024,
+            "indexing {ENTRIES} entries grew the peak by {kib} KiB: {line}"
+        );
+    }
+}

@@ -66,4 +66,68 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-PERF-3219",
         "a rule for the project's tests: none is timed",
     ),
+    (
+        "FC-ABI-4802",
+        "how the project's SDK generates its bindings: its source, not a runtime's surface",
+    ),
+    (
+        "FC-COMP-3114",
+        "a rule for the suite's own HTTP client, not for what a target shows",
+    ),
+    (
+        "FC-COMP-3116",
+        "the suite's own list of requirements no case observes, checked with its case table before any case runs",
+    ),
+    (
+        "FC-CONF-2810",
+        "the key reference in the repository's README, generated from the configuration schema",
+    ),
+    (
+        "FC-CORE-0113",
+        "the dependency graph of the project's ledger crate, not a runtime's surface",
+    ),
+    (
+        "FC-CRYPTO-3708",
+        "the debug form of the ledger library's key type, which no public surface prints",
+    ),
+    (
+        "FC-EXEC-0720",
+        "encoded_len is a function of the ledger library; the encoding itself is checked against the golden files",
+    ),
+    (
+        "FC-EXT-5510",
+        "the official MCP SDK and conformance suite run against the reference runtime in the project's own tests, not from this suite",
+    ),
+    (
+        "FC-FORMAL-5117",
+        "a rule for the project's tests of its policy engine against an independent model",
+    ),
+    (
+        "FC-FORMAL-5216",
+        "a rule for how the project changes its model-based test",
+    ),
+    (
+        "FC-MEM-2311",
+        "Value::encoded_len is a function of the ledger library, not a runtime's surface",
+    ),
+    (
+        "FC-MEM-2320",
+        "Entry::try_encode is a function of the ledger library; no public surface takes a field of 4 GiB",
+    ),
+    (
+        "FC-MEM-2327",
+        "a rule for how the project changes its encoding and golden files",
+    ),
+    (
+        "FC-PERF-5810",
+        "a rule for the project's benchmarks",
+    ),
+    (
+        "FC-PROTO-0927",
+        "the official MCP conformance suite runs against the reference runtime in the project's own tests, not from this suite",
+    ),
+    (
+        "FC-PROTO-0928",
+        "the official Python MCP SDK runs against the reference runtime in the project's own tests, not from this suite",
+    ),
 ];

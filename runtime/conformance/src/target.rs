@@ -120,8 +120,26 @@ impl Host {
     /// The command on this data directory, with no policy or token from the environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
+        command.args(args);
+        self.prepare(command)
+    }
+
+    /// The command, its files unable to grow past `bytes`: `prlimit --fsize`, under a shell that
+    /// ignores `SIGXFSZ`, so that a write past the limit fails with `EFBIG` instead of killing it.
+    pub fn command_with_file_limit(&self, bytes: u64, args: &[&str]) -> Command {
+        let mut command = Command::new("sh");
         command
-            .args(args)
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$0\" \"$@\""
+            ))
+            .arg(&self.binary)
+            .args(args);
+        self.prepare(command)
+    }
+
+    fn prepare(&self, mut command: Command) -> Command {
+        command
             .env("FEMTOCLAW_DATA_DIR", self.data.path())
             .env_remove("FEMTOCLAW_POLICY")
             .env_remove("FEMTOCLAW_TOKEN")
@@ -132,9 +150,13 @@ impl Host {
 
     /// Runs a command to completion.
     pub fn run(&self, args: &[&str]) -> Result<Run, Failure> {
+        self.run_command(self.command(args), args)
+    }
+
+    /// Runs `command`, made of `args`, to completion.
+    pub fn run_command(&self, mut command: Command, args: &[&str]) -> Result<Run, Failure> {
         let what = || format!("`{}`", args.join(" "));
-        let mut child = self
-            .command(args)
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

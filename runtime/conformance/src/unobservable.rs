@@ -118,10 +118,7 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-MEM-2327",
         "a rule for how the project changes its encoding and golden files",
     ),
-    (
-        "FC-PERF-5810",
-        "a rule for the project's benchmarks",
-    ),
+    ("FC-PERF-5810", "a rule for the project's benchmarks"),
     (
         "FC-PROTO-0927",
         "the official MCP conformance suite runs against the reference runtime in the project's own tests, not from this suite",

@@ -566,7 +566,7 @@ fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> Reply {
 // Specification 21: files.
 
 /// The host directory backing the `files` capability's `/data` when no mapping covers it.
-fn default_data(host: &Host) -> PathBuf {
+pub(super) fn default_data(host: &Host) -> PathBuf {
     host.data.path().join("files").join("files").join("data")
 }
 

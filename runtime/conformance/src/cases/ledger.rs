@@ -317,6 +317,16 @@ pub const CASES: &[Case] = &[
         ],
         run: failures_name_first_bad_position,
     },
+    Case {
+        name: "cli.ledger.write-ahead-failure-performs-nothing",
+        verifies: &[
+            "FC-CORE-0218",
+            "FC-SEC-1311",
+            "FC-MEM-2421",
+            "FC-FORMAL-5018",
+        ],
+        run: write_ahead_failure_performs_nothing,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3722,5 +3732,72 @@ fn failures_name_first_bad_position(target: &Target) -> Result<(), Failure> {
             "the message for {what} does not start in lower case and end without a period: {message}"
         );
     }
+    Ok(())
+}
+
+/// `files.write-file` of `/data/NAME.txt` with `len` bytes of text: the arguments file.
+fn write_file_args(host: &Host, name: &str, len: usize) -> Result<String, Failure> {
+    let args = json!({ "path": format!("/data/{name}.txt"), "text": "x".repeat(len) });
+    let file = host.file(&format!("{name}.json"), args.to_string().as_bytes())?;
+    Ok(format!("@{}", s(&file)))
+}
+
+/// The segment may not grow (the host runs with a file-size limit of its present size): the
+/// write-ahead of a file write cannot be made durable, so the write is not performed, the
+/// invocation ends as a trap naming the call and the ledger's error, and the ledger keeps every
+/// entry it had, verifies, and takes the same write once the limit is gone.
+fn write_ahead_failure_performs_nothing(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    // Some megabytes of recorded text: the segment is larger than any file the next
+    // invocation needs to write or map, so only the ledger's append meets the limit.
+    for name in ["a", "b", "c", "d", "e"] {
+        let args = write_file_args(&host, name, 400_000)?;
+        host.ok(&["invoke", "files", "write-file", "--args", &args])?;
+    }
+    let before = host.entries()?;
+    let limit = std::fs::metadata(segment(&host))
+        .map_err(|e| failed(format!("{}: {e}", segment(&host).display())))?
+        .len();
+    let data = super::access::default_data(&host);
+
+    let args = write_file_args(&host, "late", 10)?;
+    let invoke = ["invoke", "files", "write-file", "--args", &args];
+    let run = host.run_command(host.command_with_file_limit(limit, &invoke), &invoke)?;
+    ensure!(
+        run.code != 0 && run.stdout.is_empty(),
+        "an invocation whose write-ahead cannot be made durable must fail and print no result: exit {}, stdout {}",
+        run.code,
+        excerpt(&run.stdout)
+    );
+    ensure!(
+        !data.join("late.txt").exists(),
+        "the file write was performed although its write-ahead could not be made durable"
+    );
+    ensure!(
+        run.stderr.contains("durable")
+            && run.stderr.contains("descriptor.open-at")
+            && run.stderr.contains("File too large"),
+        "the failure must name the call that could not be made durable and the ledger's error (the segment is too large): {}",
+        excerpt(&run.stderr)
+    );
+
+    // Nothing already accepted is lost, and the same write goes through without the limit.
+    let after = host.entries()?;
+    ensure!(
+        after.len() >= before.len() && after[..before.len()] == before[..],
+        "the entries recorded before the failure changed: {} entries before, {} after",
+        before.len(),
+        after.len()
+    );
+    host.run(&["log", "verify"])?
+        .expect(0, "log verify after a failed write-ahead")?;
+    host.ok(&invoke)?;
+    ensure!(
+        data.join("late.txt").exists(),
+        "with the ledger writable again, the same write must be performed"
+    );
+    host.run(&["log", "verify"])?
+        .expect(0, "log verify after the write went through")?;
     Ok(())
 }

@@ -180,7 +180,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "http.sandbox.resource-functions",
-        verifies: &["FC-CAP-1017"],
+        verifies: &["FC-CAP-1017", "FC-CAP-1008", "FC-EXEC-0711"],
         run: resource_functions,
     },
     Case {
@@ -3418,8 +3418,8 @@ fn resource_functions(target: &Target) -> Result<(), Failure> {
         run.code == 2
             && run.stdout.trim().is_empty()
             && run.stderr.contains("`t`")
-            && run.stderr.contains("resource"),
-        "invoke things take must be refused (exit 2) naming its resource parameter: exit {}, {}",
+            && run.stderr.contains("a resource"),
+        "invoke things take must be refused (exit 2) naming its parameter's path and `a resource`: exit {}, {}",
         run.code,
         excerpt(&run.stderr)
     );

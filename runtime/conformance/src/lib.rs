@@ -35,6 +35,10 @@ pub const GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_GUEST;
 /// The guest's manifest.
 pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
 
+/// A component that takes and returns every WIT value type (`tests/guests/types`), installed
+/// by the value cases as capability `types`.
+pub const TYPES_GUEST: &[u8] = FEMTOCLAW_GUEST_TYPES;
+
 /// Every case of the suite, in the order they run.
 pub fn cases() -> Vec<Case> {
     cases::all()

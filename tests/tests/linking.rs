@@ -14,8 +14,6 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use femtoclaw_sandbox::{Answer, Linked, Sandbox, SandboxConfig, SandboxError};
-use wit_component::{ComponentEncoder, StringEncoding};
-use wit_parser::{ManglingAndAbi, Resolve, WorldItem};
 
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
@@ -23,42 +21,10 @@ fn sandbox() -> &'static Sandbox {
 }
 
 /// `interface#function` of every function the `host` world imports, and a component importing
-/// just that one.
+/// just that one (the probes the compliance suite's structural case installs on a target).
 fn world_functions() -> Vec<(String, Vec<u8>)> {
-    let mut resolve = Resolve::default();
-    let (package, _) = resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit"))
-        .unwrap();
-    let world = resolve.select_world(&[package], Some("host")).unwrap();
-    let interfaces: Vec<_> = resolve.worlds[world]
-        .imports
-        .values()
-        .filter_map(|item| match item {
-            WorldItem::Interface { id, .. } => Some(*id),
-            _ => None,
-        })
-        .collect();
-    let mut probes = Vec::new();
-    for &id in &interfaces {
-        let name = resolve.id_of(id).unwrap();
-        for function in resolve.interfaces[id].functions.keys() {
-            let mut one = resolve.clone();
-            for (other, iface) in one.interfaces.iter_mut() {
-                iface.functions.retain(|f, _| other == id && f == function);
-            }
-            let mut module = wit_component::dummy_module(&one, world, ManglingAndAbi::Standard32);
-            wit_component::embed_component_metadata(&mut module, &one, world, StringEncoding::UTF8)
-                .unwrap();
-            let component = ComponentEncoder::default()
-                .module(&module)
-                .unwrap()
-                .validate(true)
-                .encode()
-                .unwrap();
-            probes.push((format!("{name}#{function}"), component));
-        }
-    }
-    probes
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    femtoclaw_conformance::world::probes(&wit, false).unwrap()
 }
 
 /// Everything wrong with what links: a function that links but is neither gated nor reviewed,

@@ -20,6 +20,7 @@ mod format;
 mod report;
 mod target;
 mod unobservable;
+pub mod world;
 
 use femtoclaw_spec::Suite;
 

@@ -11,6 +11,7 @@ mod distribution;
 mod execution;
 mod integrity;
 mod ledger;
+mod linking;
 mod operations;
 mod sandbox;
 mod security;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<Case> {
         authority::CASES,
         sandbox::CASES,
         values::CASES,
+        linking::CASES,
     ]
     .concat()
 }

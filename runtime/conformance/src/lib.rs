@@ -35,6 +35,10 @@ pub const GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_GUEST;
 /// The guest's manifest.
 pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
 
+/// The suite's second guest: every helper of the Rust SDK, run on demand (`run(helper, arg)`);
+/// the cases install it under manifests of their own.
+pub const SDK_GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_SDK_GUEST;
+
 /// Every case of the suite, in the order they run.
 pub fn cases() -> Vec<Case> {
     cases::all()

@@ -67,6 +67,13 @@ impl Guest for Sdk {
                 "Bearer ",
             ))),
             "http-get" => answer(&http::get(&arg)),
+            // `http-redirects`: `N|URL`: GET URL following at most N redirects.
+            "http-redirects" => {
+                let (n, url) = arg.split_once('|').unwrap_or(("0", &arg));
+                answer(&http::send(
+                    &http::Request::get(url).max_redirects(number(n)),
+                ))
+            }
             // `http-full`: as `http`, with the response's headers too, one `name: value` a line.
             "http-full" => {
                 let sent = http::send(&http::Request::get(&arg).secret_header(

@@ -1010,6 +1010,13 @@ fn sdk_http_redirects(target: &Target) -> Result<(), Failure> {
         seen == 6,
         "http::get must follow 5 redirects (6 requests) where the host allows 10; the server saw {seen}"
     );
+    // A count the capability sets instead.
+    let got = sdk_ok(&host, "http-redirects", &format!("2|{origin}/start"))?;
+    let seen = peer.seen().len() - 6;
+    ensure!(
+        got.starts_with("error=too many redirects") && seen == 3,
+        "Request::max_redirects(2) must follow 2 redirects (3 requests): the server saw {seen}, the capability got {got:?}"
+    );
     Ok(())
 }
 

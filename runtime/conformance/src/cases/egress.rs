@@ -1283,8 +1283,10 @@ fn token_store(target: &Target) -> Result<(), Failure> {
         "ada",
     ])?;
     ensure!(
-        again.code != 0,
-        "token create of an existing name must be refused; it exited 0"
+        again.code != 0 && again.stdout.trim().is_empty() && again.stderr.contains("ada"),
+        "token create of an existing name must be refused naming it, printing no token: exit {}, stderr {}",
+        again.code,
+        excerpt(&again.stderr)
     );
     ensure!(
         read(&file)? == before,

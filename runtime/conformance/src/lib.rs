@@ -40,6 +40,10 @@ pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
 /// by the value cases as capability `types`.
 pub const TYPES_GUEST: &[u8] = FEMTOCLAW_GUEST_TYPES;
 
+/// The suite's second guest: every helper of the Rust SDK, run on demand (`run(helper, arg)`);
+/// the cases install it under manifests of their own.
+pub const SDK_GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_SDK_GUEST;
+
 /// Every case of the suite, in the order they run.
 pub fn cases() -> Vec<Case> {
     cases::all()

@@ -153,6 +153,14 @@ mod probes {
         (below.rotate_left(7) ^ n).wrapping_mul(3)
     }
 
+    /// The preopened `/data`, if the guest has it.
+    fn data() -> Option<wasi::filesystem::types::Descriptor> {
+        wasi::filesystem::preopens::get_directories()
+            .into_iter()
+            .find(|(_, path)| path == "/data")
+            .map(|(dir, _)| dir)
+    }
+
     pub fn run(probe: &str) -> String {
         let (name, arg) = probe.split_once(':').unwrap_or((probe, ""));
         match name {
@@ -290,6 +298,63 @@ mod probes {
                     Err(e) => e.name().to_owned(),
                 };
                 format!("write-via-stream={via} append-via-stream={append} write={wrote}")
+            }
+            // `bigread`: `big.bin` in `/data`: one `descriptor.read` of 4 MiB, then
+            // `read-via-stream` with 1 MiB + 1 byte left and with exactly 1 MiB left.
+            "bigread" => {
+                use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let Some(dir) = data() else {
+                    return "no /data".to_owned();
+                };
+                let file = match dir.open_at(
+                    PathFlags::empty(),
+                    "big.bin",
+                    OpenFlags::empty(),
+                    DescriptorFlags::READ,
+                ) {
+                    Ok(file) => file,
+                    Err(e) => return format!("open-at failed: {}", e.name()),
+                };
+                let size = file.stat().map(|s| s.size).unwrap_or(0);
+                let read = match file.read(4 << 20, 0) {
+                    Ok((bytes, end)) => format!("{}:{end}", bytes.len()),
+                    Err(e) => e.name().to_owned(),
+                };
+                let via = |offset: u64| match file.read_via_stream(offset) {
+                    Ok(stream) => {
+                        let mut n = 0;
+                        while let Ok(bytes) = stream.blocking_read(1 << 16) {
+                            n += bytes.len();
+                        }
+                        format!("stream:{n}")
+                    }
+                    Err(e) => e.name().to_owned(),
+                };
+                let over = via(size.saturating_sub((1 << 20) + 1));
+                let exact = via(size.saturating_sub(1 << 20));
+                format!("read={read} over={over} exact={exact}")
+            }
+            // `rename:FROM:TO` in `/data`: what `rename-at` answered.
+            "rename" => {
+                let (from, to) = arg.split_once(':').unwrap_or((arg, ""));
+                match data() {
+                    Some(dir) => match dir.rename_at(from, &dir, to) {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => e.name().to_owned(),
+                    },
+                    None => "no /data".to_owned(),
+                }
+            }
+            // `symlink:TARGET:LINK` in `/data`: what `symlink-at` answered.
+            "symlink" => {
+                let (target, link) = arg.split_once(':').unwrap_or((arg, ""));
+                match data() {
+                    Some(dir) => match dir.symlink_at(target, link) {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => e.name().to_owned(),
+                    },
+                    None => "no /data".to_owned(),
+                }
             }
             _ => format!("unknown probe {name}"),
         }

@@ -8,6 +8,7 @@ mod behaviour;
 mod compliance;
 mod core;
 mod distribution;
+mod egress;
 mod execution;
 mod integrity;
 mod ledger;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Case> {
         sandbox::CASES,
         values::CASES,
         linking::CASES,
+        egress::CASES,
     ]
     .concat()
 }

@@ -7,6 +7,7 @@ mod authority;
 mod behaviour;
 mod compliance;
 mod core;
+mod decisions;
 mod distribution;
 mod execution;
 mod integrity;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Case> {
         integrity::CASES,
         authority::CASES,
         sandbox::CASES,
+        decisions::CASES,
     ]
     .concat()
 }

@@ -58,6 +58,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CORE-0123"],
         run: failure_classes,
     },
+    Case {
+        name: "cli.decisions.request-shapes",
+        verifies: &["FC-POL-1422", "FC-POL-1706"],
+        run: request_shapes,
+    },
 ];
 
 /// Specification 28, as this suite documents it: the defaults of the configuration keys.
@@ -1750,6 +1755,305 @@ fn failure_classes(target: &Target) -> Result<(), Failure> {
     ensure!(
         names.len() == table.len(),
         "one class per kind of failure: {names:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 14: the shapes of requests, as a policy written for any runtime sees them.
+
+/// The first-party fetch component, as a recorded invocation exported it.
+fn fetch_component(host: &Host) -> Result<Vec<u8>, Failure> {
+    host.run(&[
+        "invoke",
+        "fetch",
+        "get",
+        "--args",
+        r#"{"url":"http://127.0.0.1:9/"}"#,
+    ])?
+    .expect(0, "fetch.get")?;
+    let export = host.files.path().join("fetch.export");
+    host.ok(&["log", "export", &s(&export), "--with-components"])?;
+    let bytes = super::read(&export)?;
+    let digest = host
+        .entries()?
+        .iter()
+        .map(|e| &e["entry"])
+        .find(|e| e["type"] == "invocation-start" && e["capability"] == "fetch")
+        .and_then(|e| e["component_sha256"].as_str().map(str::to_owned))
+        .ok_or_else(|| failed("the fetch invocation names no component digest"))?;
+    let components = crate::format::Export::parse(&bytes)
+        .map_err(|e| failed(format!("log export --with-components: {e}")))?
+        .components
+        .ok_or_else(|| failed("the export has no components section"))?;
+    components
+        .into_iter()
+        .find(|(d, _)| super::hex(d) == digest)
+        .map(|(_, w)| w)
+        .ok_or_else(|| failed(format!("the export holds no component {digest}")))
+}
+
+/// `invoke NAME FUNCTION --args ARGS`.
+fn invoke_as(
+    host: &Host,
+    name: &str,
+    function: &str,
+    args: &Json,
+) -> Result<crate::target::Run, Failure> {
+    let args = args.to_string();
+    host.run(&["invoke", name, function, "--args", &args])
+}
+
+fn request_shapes(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    let fetch = fetch_component(&host)?;
+    let fetch_digest = super::hex(&super::sha256(&fetch));
+    let guest_digest = super::hex(&super::sha256(crate::GUEST));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot listen: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let other = free_port()?;
+    let wasm = host.file("shaped.wasm", &fetch)?;
+    let manifest = format!(
+        "name = \"shaped\"\nversion = \"2.1.0\"\npublisher = \"acme\"\nfuel = 500_000_000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\nhttp = [\"http://127.0.0.1:{port}\", \"http://127.0.0.1:{other}\"]\nsecrets = [\"tok\"]\n"
+    );
+    let manifest = host.file("shaped.toml", manifest.as_bytes())?;
+    host.run(&["capability", "add", &s(&wasm), "--manifest", &s(&manifest)])?
+        .expect(0, "capability add of the fetch component as shaped")?;
+    install_as(
+        &host,
+        "keeper",
+        &format!("{GUEST_IMPORTS}\nkv = [{{ namespace = \"conformance\", write = true }}]"),
+    )?;
+    // Every attribute of every shape, each policy naming exactly one request.
+    let policy = format!(
+        r#"@id("invoke-shaped")
+permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"invoke", resource == FemtoClaw::Capability::"shaped")
+  when {{ resource.name == "shaped" && resource.version == "2.1.0" && resource.publisher == "acme" && resource.digest == "{fetch_digest}" && context has function && context.function == "request" }};
+@id("invoke-keeper")
+permit (principal == FemtoClaw::User::"local", action == FemtoClaw::Action::"invoke", resource == FemtoClaw::Capability::"keeper")
+  when {{ resource.digest == "{guest_digest}" && !(context has function && context.function == "echo") }};
+@id("invoke-bare")
+permit (principal in FemtoClaw::Group::"ops", action == FemtoClaw::Action::"invoke", resource)
+  unless {{ context has function }};
+@id("link-host")
+permit (principal, action == FemtoClaw::Action::"link", resource)
+  when {{ resource.package == "femtoclaw:host" && resource.version == "0.1.0" && !resource.baseline && (resource.name == "log" || resource.name == "http") && context.capability.publisher == "acme" }};
+@id("link-baseline")
+permit (principal, action == FemtoClaw::Action::"link", resource)
+  when {{ resource.baseline && context.capability.version like "*.*.*" }};
+@id("link-kv")
+permit (principal, action == FemtoClaw::Action::"link", resource == FemtoClaw::Interface::"wasi:keyvalue/store@0.2.0-draft2")
+  when {{ resource.package == "wasi:keyvalue" && resource.name == "store" && resource.version == "0.2.0-draft2" && context.capability.name == "keeper" }};
+@id("http-port")
+permit (principal, action == FemtoClaw::Action::"http.request", resource)
+  when {{ resource.scheme == "http" && resource.host == "127.0.0.1" && (resource.port == {port} || resource.port == {other}) && context.capability.digest == "{fetch_digest}" }};
+@id("connect-loopback")
+permit (principal, action == FemtoClaw::Action::"net.connect", resource)
+  when {{ resource.address.isLoopback() && resource.address.isInRange(ip("127.0.0.0/8")) && resource.kind == "loopback" && context.capability.name == "shaped" }};
+@id("secret-to-port")
+permit (principal, action == FemtoClaw::Action::"secret.use", resource == FemtoClaw::Secret::"tok")
+  when {{ resource.name == "tok" && context.destination == FemtoClaw::HttpHost::"http://127.0.0.1:{port}" && context.destination.port == {port} && context.destination.scheme == "http" && context.destination.host == "127.0.0.1" && context.capability.name == "shaped" }};
+@id("kv-read")
+permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw::KvNamespace::"conformance")
+  when {{ resource.name == "conformance" && context.capability.publisher == "acme" }};
+"#
+    );
+    host.policy(&policy)?;
+    let mut secret = host.command(&["secret", "set", "tok"]);
+    secret
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = secret
+        .spawn()
+        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        let _ = stdin.write_all(b"SHAPES-SECRET");
+    }
+    let status = child.wait().map_err(|e| failed(e.to_string()))?;
+    ensure!(status.success(), "secret set tok failed");
+    // The peer answers one request and reports what it received.
+    listener
+        .set_nonblocking(false)
+        .map_err(|e| failed(e.to_string()))?;
+    let peer = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let Ok((mut stream, _)) = listener.accept() else {
+            return String::new();
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let call = |url: &str| -> Result<(Json, Vec<Json>), Failure> {
+        let before = host.entries()?.len();
+        let args = json!({"method": "GET", "url": url, "secret-headers": [{"name": "authorization", "secret": "tok", "prefix": "Bearer "}]}).to_string();
+        let run = host.run(&["invoke", "shaped", "request", "--args", &args])?;
+        run.expect(0, &format!("shaped.request {url}"))?;
+        let decided = entries_from(&host, before)?
+            .into_iter()
+            .filter(|e| e["entry"]["type"] == "decision")
+            .map(|e| e["entry"].clone())
+            .collect();
+        Ok((run.json()?, decided))
+    };
+    let url = format!("http://127.0.0.1:{port}/");
+    let (got, decided) = call(&url)?;
+    let seen = peer.join().unwrap_or_default();
+    let by =
+        |action: &str| -> Vec<&Json> { decided.iter().filter(|e| e["action"] == action).collect() };
+    let ids = |action: &str| -> Vec<Json> {
+        by(action).iter().map(|e| e["policy_ids"].clone()).collect()
+    };
+    for (action, id) in [
+        ("invoke", "invoke-shaped"),
+        ("http.request", "http-port"),
+        ("net.connect", "connect-loopback"),
+        ("secret.use", "secret-to-port"),
+    ] {
+        ensure!(
+            !by(action).is_empty()
+                && by(action)
+                    .iter()
+                    .all(|e| e["allowed"] == true && e["policy_ids"] == json!([id])),
+            "the {action} request of shaped.request {url} must be allowed by `{id}` alone, a policy written on specification 14's shapes; recorded {:?} (the call answered {got})",
+            ids(action)
+        );
+    }
+    ensure!(
+        got["ok"].is_object() && seen.contains("Bearer SHAPES-SECRET"),
+        "shaped.request {url} must be sent with the secret: it answered {got}; the peer saw {:?}",
+        excerpt(&seen)
+    );
+    // The same secret towards another port of the same host: the destination decides.
+    let url = format!("http://127.0.0.1:{other}/");
+    let (got, decided) = call(&url)?;
+    let refused: Vec<&Json> = decided
+        .iter()
+        .filter(|e| e["action"] == "secret.use")
+        .collect();
+    ensure!(
+        got["err"].is_string()
+            && refused.len() == 1
+            && refused[0]["allowed"] == false
+            && refused[0]["resource"] == format!("tok@http://127.0.0.1:{other}"),
+        "the secret sent to http://127.0.0.1:{other} must be denied, its destination being that origin: it answered {got}; recorded {refused:?}"
+    );
+    // Link and key-value shapes: keeper links its host and baseline imports and reads.
+    let before = host.entries()?.len();
+    let run = invoke_as(&host, "keeper", "recall", &json!({"key": "k"}))?;
+    run.expect(0, "keeper.recall")?;
+    let result = run.json()?;
+    let decided: Vec<Json> = entries_from(&host, before)?
+        .into_iter()
+        .filter(|e| e["entry"]["type"] == "decision")
+        .map(|e| e["entry"].clone())
+        .collect();
+    ensure!(
+        result.get("ok").is_some()
+            && decided.iter().any(|e| e["action"] == "kv.read"
+                && e["allowed"] == true
+                && e["policy_ids"] == json!(["kv-read"])),
+        "keeper.recall must link and read by `kv-read`: it answered {result}; recorded {decided:?}"
+    );
+    let explained = host.run(&[
+        "policy",
+        "explain",
+        "--json",
+        "--capability",
+        "keeper",
+        "--function",
+        "recall",
+    ])?;
+    explained.expect(0, "policy explain keeper")?;
+    let explained = explained.json()?;
+    for import in explained["imports"].as_array().into_iter().flatten() {
+        let interface = import["interface"].as_str().unwrap_or("");
+        let want = if interface == "femtoclaw:host/log@0.1.0" {
+            json!(["link-host"])
+        } else if interface.starts_with("femtoclaw:host/") {
+            json!([])
+        } else if interface.starts_with("wasi:keyvalue/") {
+            json!(["link-kv"])
+        } else {
+            json!(["link-baseline"])
+        };
+        let linked = want != json!([]);
+        ensure!(
+            import["linked"] == linked && import["decision"]["policy_ids"] == want,
+            "keeper's import {interface} must be decided by {want} (the Interface shape: package, name, version, baseline; the capability as context.capability): {import}"
+        );
+    }
+    // The principal and its groups; an invocation without a function carries none.
+    let bare = host.run(&[
+        "policy",
+        "explain",
+        "--json",
+        "--capability",
+        "hello",
+        "--principal",
+        "agent:robot",
+        "--group",
+        "ops",
+    ])?;
+    bare.expect(0, "policy explain --principal agent:robot --group ops")?;
+    let bare = bare.json()?;
+    let named = host.run(&[
+        "policy",
+        "explain",
+        "--json",
+        "--capability",
+        "hello",
+        "--principal",
+        "agent:robot",
+        "--group",
+        "ops",
+        "--function",
+        "greet",
+    ])?;
+    named.expect(0, "policy explain --function greet")?;
+    let named = named.json()?;
+    let outsider = host.run(&[
+        "policy",
+        "explain",
+        "--json",
+        "--capability",
+        "hello",
+        "--principal",
+        "agent:robot",
+        "--group",
+        "dev",
+    ])?;
+    outsider.expect(0, "policy explain --group dev")?;
+    let outsider = outsider.json()?;
+    ensure!(
+        bare["invoke"]["policy_ids"] == json!(["invoke-bare"])
+            && named["invoke"]["allowed"] == false
+            && outsider["invoke"]["allowed"] == false,
+        "a member of group ops may invoke without a function (no context.function), not with one, and a member of dev not at all: {}, {}, {}",
+        bare["invoke"],
+        named["invoke"],
+        outsider["invoke"]
+    );
+    let echo = invoke_as(&host, "keeper", "echo", &json!({"text": "x"}))?;
+    ensure!(
+        echo.code == 7,
+        "keeper.echo is excluded by context.function: it must be denied (exit 7); exit {}",
+        echo.code
     );
     Ok(())
 }

@@ -63,6 +63,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-POL-1422", "FC-POL-1706"],
         run: request_shapes,
     },
+    Case {
+        name: "cli.decisions.secret-names-exact",
+        verifies: &["FC-POL-1705"],
+        run: secret_names_exact,
+    },
 ];
 
 /// Specification 28, as this suite documents it: the defaults of the configuration keys.
@@ -696,6 +701,22 @@ fn listens_on(host: &Host, args: &[&str], vars: &[(&str, &str)]) -> Result<Strin
     let _ = child.kill();
     let _ = child.wait();
     Ok(line.trim().to_owned())
+}
+
+/// The next connection to `listener` within 20 s, if any.
+fn accept_within(listener: &std::net::TcpListener) -> Option<std::net::TcpStream> {
+    let _ = listener.set_nonblocking(true);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                return Some(stream);
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    None
 }
 
 /// A free loopback port.
@@ -1875,12 +1896,9 @@ permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw
     let status = child.wait().map_err(|e| failed(e.to_string()))?;
     ensure!(status.success(), "secret set tok failed");
     // The peer answers one request and reports what it received.
-    listener
-        .set_nonblocking(false)
-        .map_err(|e| failed(e.to_string()))?;
     let peer = std::thread::spawn(move || {
         use std::io::{Read as _, Write as _};
-        let Ok((mut stream, _)) = listener.accept() else {
+        let Some(mut stream) = accept_within(&listener) else {
             return String::new();
         };
         let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
@@ -2054,6 +2072,110 @@ permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw
         echo.code == 7,
         "keeper.echo is excluded by context.function: it must be denied (exit 7); exit {}",
         echo.code
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 17: secrets are covered by their exact name.
+
+fn secret_names_exact(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let fetch = fetch_component(&host)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot listen: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let wasm = host.file("secretive.wasm", &fetch)?;
+    for (name, secrets) in [
+        ("near", "[\"to\", \"tok2\", \"TOK\", \"xtok\"]"),
+        ("exact", "[\"tok\"]"),
+    ] {
+        let manifest = format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\npublisher = \"acme\"\nfuel = 500_000_000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\nhttp = [\"http://127.0.0.1:{port}\"]\nsecrets = {secrets}\n"
+        );
+        let m = host.file(&format!("{name}.toml"), manifest.as_bytes())?;
+        host.run(&["capability", "add", &s(&wasm), "--manifest", &s(&m)])?
+            .expect(
+                0,
+                &format!("capability add of the fetch component as {name}"),
+            )?;
+    }
+    let mut secret = host.command(&["secret", "set", "tok"]);
+    secret
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = secret
+        .spawn()
+        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        let _ = stdin.write_all(b"EXACT-SECRET");
+    }
+    let status = child.wait().map_err(|e| failed(e.to_string()))?;
+    ensure!(status.success(), "secret set tok failed");
+    let peer = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let mut seen = Vec::new();
+        // At most the two requests the case could cause; the exact one comes second.
+        for _ in 0..2 {
+            let Some(mut stream) = accept_within(&listener) else {
+                break;
+            };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut one = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                one.extend_from_slice(&buf[..n]);
+                if one.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let text = String::from_utf8_lossy(&one).into_owned();
+            let last = text.contains("EXACT-SECRET");
+            seen.push(text);
+            if last {
+                break;
+            }
+        }
+        seen
+    });
+    let call = |name: &str| -> Result<(Json, Vec<Decided>), Failure> {
+        let before = host.entries()?.len();
+        let args = json!({"method": "GET", "url": format!("http://127.0.0.1:{port}/"), "secret-headers": [{"name": "authorization", "secret": "tok", "prefix": "Bearer "}]}).to_string();
+        let run = host.run(&["invoke", name, "request", "--args", &args])?;
+        run.expect(0, &format!("{name}.request"))?;
+        Ok((run.json()?, decisions_from(&host, before)?))
+    };
+    let (near, near_decided) = call("near")?;
+    let (exact, exact_decided) = call("exact")?;
+    let seen = peer.join().unwrap_or_default();
+    let uses = |d: &[Decided]| -> Vec<Decided> {
+        d.iter().filter(|d| d.0 == "secret.use").cloned().collect()
+    };
+    let resource = format!("tok@http://127.0.0.1:{port}");
+    ensure!(
+        near["err"].is_string()
+            && uses(&near_decided) == vec![("secret.use".to_owned(), resource.clone(), false)],
+        "a manifest requesting the secrets to, tok2, TOK and xtok does not cover the secret tok: its use must be denied even under a policy permitting everything; it answered {near}, recorded {near_decided:?}"
+    );
+    ensure!(
+        exact["ok"].is_object()
+            && uses(&exact_decided) == vec![("secret.use".to_owned(), resource.clone(), true)],
+        "a manifest requesting the secret tok covers it: its use must be allowed under a policy permitting everything; it answered {exact}, recorded {exact_decided:?}"
+    );
+    ensure!(
+        seen.iter().filter(|r| r.contains("EXACT-SECRET")).count() == 1
+            && seen.last().is_some_and(|r| r.contains("EXACT-SECRET")),
+        "the secret must reach the server once, from the capability whose manifest names it exactly; the server saw {} requests, {} with the secret",
+        seen.len(),
+        seen.iter().filter(|r| r.contains("EXACT-SECRET")).count()
     );
     Ok(())
 }

@@ -1727,6 +1727,27 @@ fn failure_classes(target: &Target) -> Result<(), Failure> {
             excerpt(&run.stderr)
         );
     }
+    // A component changed on disk: exit 1, on a host of its own.
+    let changed = guest_host(target, OPEN)?;
+    let stored = changed
+        .data
+        .path()
+        .join("capabilities")
+        .join("conformance")
+        .join("1.0.0")
+        .join("component.wasm");
+    let mut bytes = super::read(&stored)?;
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0x01;
+    }
+    super::write(&stored, &bytes)?;
+    let run = changed.invoke("echo", &json!({"text": "x"}), &[])?;
+    ensure!(
+        run.code == 1,
+        "a component changed on disk must exit 1 (other): exit {}, stderr {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
     // Over quota: the second hello.greet within the hour.
     let greet = ["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#];
     host.run(&greet)?
@@ -1784,8 +1805,33 @@ fn failure_classes(target: &Target) -> Result<(), Failure> {
         );
         names.insert(*class);
     }
+    // A component changed on disk: `other`.
+    let stored = served
+        .data
+        .path()
+        .join("capabilities")
+        .join("conformance")
+        .join("1.0.0")
+        .join("component.wasm");
+    let mut bytes = super::read(&stored)?;
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0x01;
+    }
+    super::write(&stored, &bytes)?;
+    let response = server.post(
+        "/v1/invoke",
+        &json!({"capability": "conformance", "function": "echo", "args": {"text": "x"}}),
+    )?;
+    let got = response.json().unwrap_or(Json::Null);
     ensure!(
-        names.len() == table.len(),
+        response.status == 500 && got["code"] == "other",
+        "a component changed on disk must answer HTTP 500 with the class `other`: HTTP {}, {}",
+        response.status,
+        excerpt(&response.text)
+    );
+    names.insert("other");
+    ensure!(
+        names.len() == table.len() + 1,
         "one class per kind of failure: {names:?}"
     );
     Ok(())

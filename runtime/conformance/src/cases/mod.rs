@@ -7,6 +7,7 @@ mod authority;
 mod behaviour;
 mod compliance;
 mod core;
+mod decisions;
 mod distribution;
 mod egress;
 mod execution;
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Case> {
         values::CASES,
         linking::CASES,
         egress::CASES,
+        decisions::CASES,
     ]
     .concat()
 }

@@ -8,6 +8,7 @@ mod behaviour;
 mod compliance;
 mod core;
 mod distribution;
+mod engine;
 mod execution;
 mod integrity;
 mod ledger;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Case> {
         integrity::CASES,
         authority::CASES,
         sandbox::CASES,
+        engine::CASES,
     ]
     .concat()
 }

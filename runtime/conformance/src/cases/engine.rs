@@ -910,28 +910,32 @@ impl Own {
         (get(&self.stdout), get(&self.stderr))
     }
 
-    /// The server's ledger entries from `from` on (`GET /v1/ledger/entries`).
+    /// The server's ledger entries from `from` on (`GET /v1/ledger/entries`, page by page).
     fn entries(&self, from: u64) -> Result<Vec<Json>, Failure> {
-        let response = Server::client()
-            .get(format!(
-                "{}/v1/ledger/entries?from={from}&limit=1000",
-                self.url
-            ))
-            .bearer_auth(&self.token)
-            .send()
-            .map_err(|e| failed(format!("GET /v1/ledger/entries: {e}")))?;
-        let text = response.text().unwrap_or_default();
-        let body: Json = serde_json::from_str(&text).map_err(|e| {
-            failed(format!(
-                "GET /v1/ledger/entries: not JSON ({e}): {}",
-                excerpt(&text)
-            ))
-        })?;
-        Ok(body["entries"]
-            .as_array()
-            .cloned()
-            .or_else(|| body.as_array().cloned())
-            .unwrap_or_default())
+        let mut all: Vec<Json> = Vec::new();
+        loop {
+            let at = from + all.len() as u64;
+            let response = Server::client()
+                .get(format!(
+                    "{}/v1/ledger/entries?from={at}&limit=1000",
+                    self.url
+                ))
+                .bearer_auth(&self.token)
+                .send()
+                .map_err(|e| failed(format!("GET /v1/ledger/entries: {e}")))?;
+            let text = response.text().unwrap_or_default();
+            let body: Json = serde_json::from_str(&text).map_err(|e| {
+                failed(format!(
+                    "GET /v1/ledger/entries: not JSON ({e}): {}",
+                    excerpt(&text)
+                ))
+            })?;
+            let page = body["entries"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
     }
 }
 
@@ -1026,7 +1030,7 @@ fn runaway_guests_ended(target: &Target) -> Result<(), Failure> {
         ),
         (
             "host work without end",
-            echo_probe("logs:1000000000", json!({ "fuel": 200_000_000 })),
+            echo_probe("logs:1000000000", json!({ "fuel": 3_000_000 })),
             "",
             "",
         ),

@@ -58,6 +58,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-3503"],
         run: runaway_guests_ended,
     },
+    Case {
+        name: "http.engine.no-turn-in-time",
+        verifies: &["FC-PERF-5809"],
+        run: no_turn_in_time,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1071,6 +1076,132 @@ fn runaway_guests_ended(target: &Target) -> Result<(), Failure> {
             }
         );
         healthy(what)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 58: a request that gets no turn in time.
+
+fn no_turn_in_time(target: &Target) -> Result<(), Failure> {
+    let timeout = Duration::from_millis(1500);
+    // One place, and a request that holds it past the others' time: a spin, whose own time
+    // is the request's, behind the compilation of its component (the compile cache emptied),
+    // which the request's time does not bound. The one that waits behind it gets no turn.
+    for attempt in 1..=3 {
+        let host = guest_host(target, OPEN)?;
+        if let Ok(read) = std::fs::read_dir(host.data.path().join("cache")) {
+            for file in read.flatten() {
+                let _ = std::fs::remove_file(file.path());
+            }
+        }
+        let own = Own::start(
+            target,
+            &host,
+            &format!(
+                "[server]\nconcurrency = 1\nqueue = 4\nrequest_timeout_ms = {}\n\n[limits]\nmax_fuel = 100000000000000\n",
+                timeout.as_millis()
+            ),
+        )?;
+        let mark = own.entries(0)?.len() as u64;
+        let (url, token) = (own.url.clone(), own.token.clone());
+        let holder = std::thread::spawn(move || {
+            post(
+                &url,
+                &token,
+                &call_of("spin", json!({}), json!({ "fuel": 100_000_000_000_000u64 })),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(25));
+        let begun = Instant::now();
+        let (status, text, retry) =
+            own.invoke(&call_of("add", json!({ "a": 1, "b": 2 }), json!({})))?;
+        let waited = begun.elapsed();
+        let held = holder
+            .join()
+            .map_err(|_| failed("the holding request's thread failed"))??;
+        ensure!(
+            held.0 == 422 && held.1.contains("deadline"),
+            "the spin holding the place must end at the request's time with `deadline`: HTTP {}: {}",
+            held.0,
+            excerpt(&held.1)
+        );
+        if status == 200 {
+            ensure!(
+                waited < timeout + Duration::from_millis(300),
+                "a request that waited {waited:?}, longer than server.request_timeout_ms = {}, was served instead of refused",
+                timeout.as_millis()
+            );
+            // It had its turn in time: the holder did not outlast it. Try again.
+            if attempt < 3 {
+                continue;
+            }
+            return Err(failed(format!(
+                "in three tries no request waited past server.request_timeout_ms behind a spin compiling its component (the last waited {waited:?} and was served)"
+            )));
+        }
+        let document: Json = serde_json::from_str(&text).unwrap_or_default();
+        ensure!(
+            status == 503
+                && document["code"] == "busy"
+                && document["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("server.request_timeout_ms")),
+            "a request that got no turn within server.request_timeout_ms must be refused 503 `busy` naming the setting: HTTP {status}: {}",
+            excerpt(&text)
+        );
+        ensure!(
+            retry == "1",
+            "the 503 `busy` refusal's Retry-After is {retry:?} where 1 is required"
+        );
+        ensure!(
+            waited + Duration::from_millis(100) >= timeout,
+            "the request was refused after {waited:?}, before its {} ms were up",
+            timeout.as_millis()
+        );
+        // Recorded as the other `busy` refusals are: a refused invocation of the call asked,
+        // its `limit` trap naming the limit.
+        let entries: Vec<Json> = own
+            .entries(mark)?
+            .iter()
+            .map(|e| e.get("entry").cloned().unwrap_or_else(|| e.clone()))
+            .collect();
+        let trap = entries.iter().find(|e| {
+            e["type"] == "trap"
+                && e["kind"] == "limit"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("server.request_timeout_ms"))
+        });
+        let Some(trap) = trap else {
+            return Err(failed(format!(
+                "the 503 refusal is not recorded as a `limit` trap naming server.request_timeout_ms: {}",
+                excerpt(&Json::Array(entries.clone()).to_string())
+            )));
+        };
+        let refused = trap["invocation"].clone();
+        ensure!(
+            entries.iter().any(|e| e["type"] == "invocation-start"
+                && e["invocation"] == refused
+                && e["function"] == "add"),
+            "the limit trap is not of an invocation of the refused call (add): {trap}"
+        );
+        ensure!(
+            !entries.iter().any(|e| e["type"] == "invocation-end"
+                && e["invocation"] == refused
+                && !e["result"].is_null()),
+            "the refused invocation is recorded with a result: {}",
+            excerpt(&Json::Array(entries.clone()).to_string())
+        );
+        // The server serves again.
+        let (status, text, _) =
+            own.invoke(&call_of("add", json!({ "a": 1, "b": 2 }), json!({})))?;
+        ensure!(
+            status == 200,
+            "after the refusal the server must serve again: HTTP {status}: {}",
+            excerpt(&text)
+        );
+        return Ok(());
     }
     Ok(())
 }

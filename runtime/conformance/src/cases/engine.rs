@@ -63,6 +63,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-PERF-5809"],
         run: no_turn_in_time,
     },
+    Case {
+        name: "http.engine.invoke-spans",
+        verifies: &["FC-CORE-0115"],
+        run: invoke_spans,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -854,6 +859,16 @@ impl Own {
     /// `serve --listen 127.0.0.1:0` on `host` with `config` as its `femtoclaw.toml` (none
     /// written when empty), and a token of `user:local`.
     fn start(target: &Target, host: &Host, config: &str) -> Result<Own, Failure> {
+        Self::start_with(target, host, config, &[])
+    }
+
+    /// [`Own::start`] with `env` set for the server.
+    fn start_with(
+        target: &Target,
+        host: &Host,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Own, Failure> {
         if !target.owns_servers() {
             return Err(Failure::NotApplicable(
                 "the case needs a server of its own".into(),
@@ -868,6 +883,7 @@ impl Own {
             .to_owned();
         let mut child = host
             .command(&["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1204,4 +1220,159 @@ fn no_turn_in_time(target: &Target) -> Result<(), Failure> {
         return Ok(());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 1: every invocation in a `femtoclaw.invoke` span.
+
+fn invoke_spans(target: &Target) -> Result<(), Failure> {
+    use super::operations::{Answer, Any, QUICK_EXPORT, Receiver, telemetry_config};
+    let receiver = Receiver::start(Answer::Promptly)?;
+    let host = guest_host(target, OPEN)?;
+    let nobody = host
+        .ok(&[
+            "token",
+            "create",
+            "--principal",
+            "agent:nobody",
+            "--name",
+            "nobody",
+        ])?
+        .trim()
+        .to_owned();
+    let own = Own::start_with(
+        target,
+        &host,
+        &format!(
+            "{}\n[limits]\nmax_fuel = 100000000000\n",
+            telemetry_config(&receiver.url)
+        ),
+        &QUICK_EXPORT,
+    )?;
+    // One of each ending: a return, a trap, fuel exhausted, a limit, a deadline, a denial.
+    let calls: [(Json, &str, &str, &str); 6] = [
+        (
+            call_of("add", json!({ "a": 40, "b": 2 }), json!({})),
+            "add",
+            "ok",
+            "",
+        ),
+        (
+            call_of("divide", json!({ "a": 1, "b": 0 }), json!({})),
+            "divide",
+            "trapped",
+            "",
+        ),
+        (
+            call_of("spin", json!({}), json!({ "fuel": 1_000_000 })),
+            "spin",
+            "fuel-exhausted",
+            "",
+        ),
+        (
+            echo_probe("recurse:100000000", json!({ "fuel": 100_000_000_000u64 })),
+            "echo",
+            "limit",
+            "",
+        ),
+        (
+            call_of(
+                "spin",
+                json!({}),
+                json!({ "fuel": 100_000_000_000u64, "deadline_ms": 200 }),
+            ),
+            "spin",
+            "deadline",
+            "",
+        ),
+        (
+            call_of("add", json!({ "a": 1, "b": 1 }), json!({})),
+            "add",
+            "denied",
+            "nobody",
+        ),
+    ];
+    for (body, function, outcome, who) in &calls {
+        let token = if who.is_empty() { &own.token } else { &nobody };
+        let (status, text, _) = post(&own.url, token, body)?;
+        ensure!(
+            (status == 200) == (*outcome == "ok"),
+            "{function} ({outcome}): HTTP {status}: {}",
+            excerpt(&text)
+        );
+    }
+    let entries: Vec<Json> = own
+        .entries(0)?
+        .into_iter()
+        .map(|e| e.get("entry").cloned().unwrap_or(e))
+        .collect();
+    let starts: Vec<&Json> = entries
+        .iter()
+        .filter(|e| e["type"] == "invocation-start")
+        .collect();
+    ensure!(
+        starts.len() == calls.len(),
+        "the ledger starts {} invocations where {} were asked for",
+        starts.len(),
+        calls.len()
+    );
+    let begun = Instant::now();
+    loop {
+        let spans = receiver.spans("/v1/traces");
+        let mut problems = Vec::new();
+        for ((_, function, outcome, _), start) in calls.iter().zip(&starts) {
+            let n = start["invocation"].as_u64().unwrap_or(u64::MAX);
+            let Some(span) = spans.iter().find(|s| {
+                s.name == "femtoclaw.invoke"
+                    && s.int("femtoclaw.invocation") == i64::try_from(n).ok()
+            }) else {
+                problems.push(format!(
+                    "invocation {n} ({function}, {outcome}) has no femtoclaw.invoke span"
+                ));
+                continue;
+            };
+            let consumed = entries
+                .iter()
+                .filter(|e| {
+                    e["invocation"].as_u64() == Some(n)
+                        && (e["type"] == "invocation-end" || e["type"] == "trap")
+                })
+                .find_map(|e| e["fuel_consumed"].as_u64())
+                .unwrap_or(0);
+            let int = |v: Option<u64>| {
+                v.and_then(|v| i64::try_from(v).ok())
+                    .map_or(Any::Other, Any::Int)
+            };
+            let text = |v: &Json| Any::Text(v.as_str().unwrap_or("?").to_owned());
+            for (key, want) in [
+                ("femtoclaw.capability", text(&start["capability"])),
+                ("femtoclaw.capability.version", text(&start["version"])),
+                ("femtoclaw.function", Any::Text((*function).to_owned())),
+                ("femtoclaw.principal", text(&start["principal"])),
+                ("femtoclaw.invocation", int(Some(n))),
+                ("femtoclaw.fuel.budget", int(start["fuel_budget"].as_u64())),
+                ("femtoclaw.fuel.consumed", int(Some(consumed))),
+                ("femtoclaw.outcome", Any::Text((*outcome).to_owned())),
+            ] {
+                // A refused invocation did not run: it consumed no fuel, and may carry none.
+                let refused = *outcome == "denied" && key == "femtoclaw.fuel.consumed";
+                if refused && matches!(span.attribute(key), None | Some(Any::Int(0))) {
+                    continue;
+                }
+                if span.attribute(key) != Some(&want) {
+                    problems.push(format!(
+                        "invocation {n} ({function}, {outcome}): its femtoclaw.invoke span carries {key} = {:?} where {want:?} is required",
+                        span.attribute(key)
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        if begun.elapsed() > Duration::from_secs(15) {
+            return Err(failed(problems.join("; ")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

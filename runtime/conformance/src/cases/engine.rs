@@ -68,6 +68,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CORE-0115"],
         run: invoke_spans,
     },
+    Case {
+        name: "cli.engine.deterministic-configuration",
+        verifies: &["FC-EXEC-0502"],
+        run: deterministic_engine,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1375,4 +1380,276 @@ fn invoke_spans(target: &Target) -> Result<(), Failure> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 7: the engine's deterministic configuration.
+
+fn leb(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn sleb(mut n: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if (n == 0 && byte & 0x40 == 0) || (n == -1 && byte & 0x40 != 0) {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn section(id: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![id];
+    out.extend(leb(body.len() as u64));
+    out.extend_from_slice(body);
+    out
+}
+
+fn wasm_name(text: &str) -> Vec<u8> {
+    let mut out = leb(text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A component of the suite's own, written byte by byte, importing nothing: its core module
+/// has one function per `(name, body)` of type `[] -> [i32]` (and the memory section `memory`,
+/// if any), each lifted with the canonical options `options` as `name: func() -> u32`.
+fn tiny_component(functions: &[(&str, Vec<u8>)], memory: Option<&[u8]>, options: &[u8]) -> Vec<u8> {
+    let n = functions.len() as u64;
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend(section(1, &[0x01, 0x60, 0x00, 0x01, 0x7f]));
+    let mut types = leb(n);
+    types.extend(std::iter::repeat_n(0x00, functions.len()));
+    module.extend(section(3, &types));
+    if let Some(memory) = memory {
+        module.extend(section(5, memory));
+    }
+    let mut exports = leb(n);
+    let mut code = leb(n);
+    for (i, (name, body)) in functions.iter().enumerate() {
+        exports.extend(wasm_name(name));
+        exports.push(0x00);
+        exports.extend(leb(i as u64));
+        let mut function = vec![0x00];
+        function.extend_from_slice(body);
+        function.push(0x0b);
+        code.extend(leb(function.len() as u64));
+        code.extend(function);
+    }
+    module.extend(section(7, &exports));
+    module.extend(section(10, &code));
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    c.extend(section(1, &module));
+    c.extend(section(2, &[0x01, 0x00, 0x00, 0x00]));
+    let mut aliases = leb(n);
+    let mut lifts = leb(n);
+    let mut lifted = leb(n);
+    for (i, (name, _)) in functions.iter().enumerate() {
+        aliases.extend([0x00, 0x00, 0x01, 0x00]);
+        aliases.extend(wasm_name(name));
+        lifts.extend([0x00, 0x00]);
+        lifts.extend(leb(i as u64));
+        lifts.extend_from_slice(options);
+        lifts.push(0x00);
+        lifted.push(0x00);
+        lifted.extend(wasm_name(name));
+        lifted.push(0x01);
+        lifted.extend(leb(i as u64));
+        lifted.push(0x00);
+    }
+    c.extend(section(6, &aliases));
+    c.extend(section(7, &[0x01, 0x40, 0x00, 0x00, 0x79]));
+    c.extend(section(8, &lifts));
+    c.extend(section(11, &lifted));
+    c
+}
+
+/// `f32.reinterpret_i32(i32.const bits)`.
+fn f32_bits(bits: u32) -> Vec<u8> {
+    let mut out = vec![0x41];
+    out.extend(sleb(i64::from(bits as i32)));
+    out.push(0xbe);
+    out
+}
+
+fn f32_const(value: f32) -> Vec<u8> {
+    let mut out = vec![0x43];
+    out.extend(value.to_le_bytes());
+    out
+}
+
+/// Installs `component` as `name` under a manifest of its own: the command's outcome.
+fn add_component(host: &Host, name: &str, component: &[u8]) -> Result<Run, Failure> {
+    let wasm = host.file(&format!("{name}.wasm"), component)?;
+    let manifest = host.file(
+        &format!("{name}.toml"),
+        format!("name = \"{name}\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n").as_bytes(),
+    )?;
+    host.run(&["capability", "add", &s(&wasm), "--manifest", &s(&manifest)])
+}
+
+fn deterministic_engine(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    // NaN canonicalization: a NaN computed, or one with a payload and either sign carried
+    // through arithmetic, comes out as the canonical positive quiet NaN.
+    let trunc_of = |lane: Vec<u8>| {
+        let mut body = lane;
+        body.extend([0xfd, 0x13]); // f32x4.splat
+        body.push(0xfd);
+        body.extend(leb(0x101)); // i32x4.relaxed_trunc_f32x4_s
+        body.extend([0xfd, 0x1b, 0x00]); // i32x4.extract_lane 0
+        body
+    };
+    let mut div = f32_const(0.0);
+    div.extend(f32_const(0.0));
+    div.extend([0x95, 0xbc]); // f32.div, i32.reinterpret_f32
+    let carried = |bits: u32| {
+        let mut body = f32_bits(bits);
+        body.extend(f32_const(1.0));
+        body.extend([0x92, 0xbc]); // f32.add, i32.reinterpret_f32
+        body
+    };
+    let mut wide = vec![0x42];
+    wide.extend(sleb(0x7ff4_0000_0000_0001_u64 as i64));
+    wide.push(0xbf); // f64.reinterpret_i64
+    wide.push(0x44);
+    wide.extend(1.0f64.to_le_bytes());
+    wide.extend([0xa0, 0xbd, 0x42, 0x20, 0x88, 0xa7]); // f64.add, i64.reinterpret, >> 32, wrap
+    let functions = [
+        ("nan-div", div),
+        ("nan-payload", carried(0x7fa0_0001)),
+        ("nan-negative", carried(0xffa0_0001)),
+        ("nan-wide", wide),
+        // Relaxed SIMD, deterministic: the truncation of NaN and of 3e9 saturates as
+        // `i32x4.trunc_sat_f32x4_s` does, whatever the CPU's own instruction gives.
+        ("relaxed-nan", trunc_of(f32_bits(0x7fc0_0000))),
+        ("relaxed-big", trunc_of(f32_const(3e9))),
+    ];
+    add_component(&host, "floats", &tiny_component(&functions, None, &[0x00]))?.expect(
+        0,
+        "capability add of a component computing NaNs and relaxed SIMD",
+    )?;
+    for (function, want) in [
+        ("nan-div", 0x7fc0_0000u64),
+        ("nan-payload", 0x7fc0_0000),
+        ("nan-negative", 0x7fc0_0000),
+        ("nan-wide", 0x7ff8_0000),
+        ("relaxed-nan", 0),
+        ("relaxed-big", 0x7fff_ffff),
+    ] {
+        let run = host.run(&["invoke", "floats", function])?;
+        run.expect(0, &format!("floats.{function}"))?;
+        let got = run.json()?.as_u64();
+        ensure!(
+            got == Some(want),
+            "floats.{function} answered {} where {want:#x} is required ({})",
+            got.map_or_else(|| run.stdout.trim().to_owned(), |g| format!("{g:#x}")),
+            if function.starts_with("nan") {
+                "NaNs must be canonicalized"
+            } else {
+                "relaxed SIMD must be deterministic"
+            }
+        );
+    }
+    // No threads, no shared memory, no component-model concurrency: each refused by name.
+    for (name, component, needle) in [
+        (
+            "shared-memory",
+            tiny_component(
+                &[("f", vec![0x41, 0x00])],
+                Some(&[0x01, 0x03, 0x01, 0x01]),
+                &[0x00],
+            ),
+            "thread",
+        ),
+        (
+            "atomics",
+            tiny_component(
+                &[("f", vec![0xfe, 0x03, 0x00, 0x41, 0x00])],
+                Some(&[0x01, 0x00, 0x01]),
+                &[0x00],
+            ),
+            "thread",
+        ),
+        (
+            "async-lift",
+            tiny_component(&[("f", vec![0x41, 0x00])], None, &[0x01, 0x06]),
+            "async",
+        ),
+    ] {
+        let run = add_component(&host, name, &component)?;
+        let refused = if run.code == 0 {
+            host.run(&["invoke", name, "f"])?
+        } else {
+            run
+        };
+        ensure!(
+            refused.code != 0 && refused.stderr.contains(needle),
+            "a component using {name} must be refused, naming {needle:?}: exit {}: {}",
+            refused.code,
+            excerpt(&refused.stderr)
+        );
+    }
+    // A fixed stack limit: the deepest recursion that runs is found, and it is the same on
+    // the command line, again, and in a server.
+    let deep = |depth: u64| -> Result<bool, Failure> {
+        let run = probe(
+            &host,
+            &format!("recurse:{depth}"),
+            &["--fuel", "10000000000"],
+        )?;
+        match run.code {
+            0 => Ok(true),
+            6 if run.stderr.contains("stack") => Ok(false),
+            _ => Err(failed(format!(
+                "a recursion {depth} frames deep: exit {}: {}",
+                run.code,
+                excerpt(&run.stderr)
+            ))),
+        }
+    };
+    let (mut low, mut high) = (1_000u64, 4_000_000u64);
+    ensure!(
+        deep(low)? && !deep(high)?,
+        "a recursion {low} frames deep must run and one {high} deep overflow the stack"
+    );
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if deep(middle)? {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    ensure!(
+        deep(low)? && !deep(high)?,
+        "the stack limit moved between runs: {low} frames ran, then did not, or {high} overflowed, then did not"
+    );
+    let own = Own::start(target, &host, "")?;
+    for (depth, runs) in [(low, true), (high, false)] {
+        let (status, text, _) = own.invoke(&echo_probe(
+            &format!("recurse:{depth}"),
+            json!({ "fuel": 10_000_000_000u64 }),
+        ))?;
+        ensure!(
+            (status == 200) == runs && (runs || text.contains("stack")),
+            "in a server a recursion {depth} frames deep must {} as on the command line: HTTP {status}: {}",
+            if runs { "run" } else { "overflow the stack" },
+            excerpt(&text)
+        );
+    }
+    Ok(())
 }

@@ -482,7 +482,13 @@ fn closed_context(target: &Target) -> Result<(), Failure> {
         "the guest must see no environment variable, no argument, an empty stdin and no terminal; it saw {seen:?}"
     );
     // On a terminal: the host's stdin, stdout and stderr a pseudo-terminal, the guest's not.
-    if Path::new("/usr/bin/script").exists() || Path::new("/bin/script").exists() {
+    // (With util-linux `script`, where there is one.)
+    let script = std::process::Command::new("script")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("util-linux"));
+    if script {
         let binary = match target {
             Target::Binary(binary) => binary.clone(),
             Target::Server { .. } => return Ok(()),

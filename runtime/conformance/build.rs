@@ -1,4 +1,6 @@
-//! Builds the suite's own guest components; the cases install them on the target under test.
+//! Builds the suite's own guest components, which the cases install on the target under test,
+//! and the test guest the golden ledger kept with the sources was recorded with, so that a case
+//! replays that ledger against the target.
 
 fn main() {
     println!("cargo:rerun-if-changed=sdk-guest");
@@ -6,6 +8,7 @@ fn main() {
         "femtoclaw-conformance-guest",
         "femtoclaw-conformance-sdk-guest",
         "femtoclaw-guest-types",
+        "femtoclaw-guest-misbehave",
     ]);
     femtoclaw_guest_build::write_constants(&built, "guests.rs");
     embed_wit();

@@ -33,6 +33,9 @@ include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 /// The suite's own guest component, installed on the target as capability `conformance`.
 pub const GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_GUEST;
 
+/// The test guest the golden ledger of the sources (`tests/golden/`) was recorded with.
+pub(crate) const MISBEHAVE: &[u8] = FEMTOCLAW_GUEST_MISBEHAVE;
+
 /// The guest's manifest.
 pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
 

@@ -143,6 +143,18 @@ mod probes {
         refused
     }
 
+    /// The bytes a rebuild may change: a case finds the tag in the component and changes the
+    /// two bytes after it, to get a component that behaves differently (`variant:*` probes).
+    #[used]
+    static VARIANT: [u8; 32] = *b"femtoclaw-conformance-variant:\xff\xfe";
+
+    /// The two bytes after the tag of [`VARIANT`], read from memory (never folded).
+    fn variant() -> [u8; 2] {
+        // Through an opaque reference, so the bytes are loaded from the data segment.
+        let bytes: &[u8; 32] = black_box(&VARIANT);
+        [bytes[30], bytes[31]]
+    }
+
     /// A recursion the compiler cannot make a loop: `n` frames deep.
     #[inline(never)]
     fn deep(n: u64) -> u64 {
@@ -208,6 +220,59 @@ mod probes {
                     terminal_stdout::get_terminal_stdout().is_some(),
                     terminal_stderr::get_terminal_stderr().is_some(),
                 )
+            }
+            // `gated:N`: N rounds of both clocks and 8 random bytes, with work between: what
+            // the guest read, one `wall-s wall-ns mono random-hex` per round, `;`-separated.
+            "gated" => {
+                let mut rounds = Vec::new();
+                for i in 0..number(arg) {
+                    let mut spent = 0u64;
+                    for k in 0..1000 * (i + 1) {
+                        spent = black_box(spent.wrapping_add(k));
+                    }
+                    black_box(spent);
+                    let wall = wall_clock::now();
+                    let mono = monotonic_clock::now();
+                    let bytes = random::get_random_bytes(8);
+                    rounds.push(format!(
+                        "{} {} {mono} {}",
+                        wall.seconds,
+                        wall.nanoseconds,
+                        hex(&bytes)
+                    ));
+                }
+                rounds.join(";")
+            }
+            // `grow`: 1 MiB more of memory at a time, forever.
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            // The `variant:*` probes: what the bytes of [`VARIANT`] make them do.
+            // `variant:result`: the two bytes, as hex.
+            // `variant:fuel`: work as long as the second byte says, then one random byte.
+            // `variant:output`: the two bytes written to stdout and to stderr.
+            "variant" => {
+                let [a, b] = variant();
+                match arg {
+                    "result" => hex(&[a, b]),
+                    "fuel" => {
+                        let mut spent = 0u64;
+                        for k in 0..u64::from(b) * 100 {
+                            spent = black_box(spent.wrapping_add(k));
+                        }
+                        black_box(spent);
+                        hex(&random::get_random_bytes(1))
+                    }
+                    "output" => {
+                        let _ = stdout::get_stdout().blocking_write_and_flush(&[a, b]);
+                        let _ = stderr::get_stderr().blocking_write_and_flush(&[b, a]);
+                        "written".to_owned()
+                    }
+                    _ => format!("unknown variant probe {arg}"),
+                }
             }
             // `recurse:N`: N frames deep.
             "recurse" => format!("{}", deep(black_box(number(arg)))),

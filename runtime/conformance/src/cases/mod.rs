@@ -10,6 +10,7 @@ mod core;
 mod decisions;
 mod distribution;
 mod egress;
+mod engine;
 mod execution;
 mod integrity;
 mod ledger;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Case> {
         linking::CASES,
         egress::CASES,
         decisions::CASES,
+        engine::CASES,
     ]
     .concat()
 }

@@ -629,7 +629,7 @@ impl Message {
 
 /// An OTLP `AnyValue`.
 #[derive(Clone, Debug, PartialEq)]
-enum Any {
+pub(super) enum Any {
     Text(String),
     Bool(bool),
     Int(i64),
@@ -658,11 +658,11 @@ fn attributes(messages: &[Message]) -> Vec<(String, Any)> {
 
 /// One exported span, with the resource it came with.
 #[derive(Clone, Debug)]
-struct Span {
+pub(super) struct Span {
     trace: String,
     id: String,
     parent: String,
-    name: String,
+    pub(super) name: String,
     kind: u64,
     attributes: Vec<(String, Any)>,
     /// `Status.code`: 2 is `ERROR`.
@@ -671,21 +671,21 @@ struct Span {
 }
 
 impl Span {
-    fn attribute(&self, key: &str) -> Option<&Any> {
+    pub(super) fn attribute(&self, key: &str) -> Option<&Any> {
         self.attributes
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v)
     }
 
-    fn text(&self, key: &str) -> Option<&str> {
+    pub(super) fn text(&self, key: &str) -> Option<&str> {
         match self.attribute(key) {
             Some(Any::Text(s)) => Some(s),
             _ => None,
         }
     }
 
-    fn int(&self, key: &str) -> Option<i64> {
+    pub(super) fn int(&self, key: &str) -> Option<i64> {
         match self.attribute(key) {
             Some(Any::Int(i)) => Some(*i),
             _ => None,
@@ -752,7 +752,7 @@ struct Received {
 
 /// How a receiver answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Answer {
+pub(super) enum Answer {
     /// At once, 200 with an empty protobuf body.
     Promptly,
     /// Never: it reads the request and holds the connection open.
@@ -768,8 +768,8 @@ type Held = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 /// A loopback OTLP/HTTP receiver: every request it was sent, and for held connections when
 /// they came and when the exporter gave up on them.
-struct Receiver {
-    url: String,
+pub(super) struct Receiver {
+    pub(super) url: String,
     requests: Arc<Mutex<Vec<Received>>>,
     held: Held,
     connections: Arc<Mutex<usize>>,
@@ -777,7 +777,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(answer: Answer) -> Result<Receiver, Failure> {
+    pub(super) fn start(answer: Answer) -> Result<Receiver, Failure> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .map_err(|e| Failure::Failed(format!("cannot bind a loopback receiver: {e}")))?;
         Self::on(listener, answer)
@@ -832,7 +832,7 @@ impl Receiver {
     }
 
     /// Every span it was sent to `path`.
-    fn spans(&self, path: &str) -> Vec<Span> {
+    pub(super) fn spans(&self, path: &str) -> Vec<Span> {
         self.requests()
             .iter()
             .filter(|r| r.path == path)
@@ -1155,14 +1155,14 @@ fn serve_grpc(mut stream: TcpStream, requests: &Mutex<Vec<Received>>, stop: &Ato
 }
 
 /// The telemetry section exporting to `endpoint` under the service name the cases check.
-fn telemetry_config(endpoint: &str) -> String {
+pub(super) fn telemetry_config(endpoint: &str) -> String {
     format!(
         "[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"femtoclaw-conformance\"\n"
     )
 }
 
 /// Exports every 100 ms (spans) and 300 ms (metrics).
-const QUICK_EXPORT: [(&str, &str); 2] = [
+pub(super) const QUICK_EXPORT: [(&str, &str); 2] = [
     ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
 ];

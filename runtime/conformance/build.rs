@@ -4,12 +4,15 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=sdk-guest");
-    let built = femtoclaw_guest_build::build(&[
+    // The SDK guest is built apart: cargo unifies features across one build, and its SDK
+    // `files` feature would change the SDK code the other guests link, the golden ledger's
+    // guest among them, whose bytes must be those it was recorded with.
+    let mut built = femtoclaw_guest_build::build(&[
         "femtoclaw-conformance-guest",
-        "femtoclaw-conformance-sdk-guest",
         "femtoclaw-guest-types",
         "femtoclaw-guest-misbehave",
     ]);
+    built.extend(femtoclaw_guest_build::build(&["femtoclaw-conformance-sdk-guest"]));
     femtoclaw_guest_build::write_constants(&built, "guests.rs");
     embed_wit();
 }

@@ -12,7 +12,9 @@ fn main() {
         "femtoclaw-guest-types",
         "femtoclaw-guest-misbehave",
     ]);
-    built.extend(femtoclaw_guest_build::build(&["femtoclaw-conformance-sdk-guest"]));
+    built.extend(femtoclaw_guest_build::build(&[
+        "femtoclaw-conformance-sdk-guest",
+    ]));
     femtoclaw_guest_build::write_constants(&built, "guests.rs");
     embed_wit();
 }

@@ -406,15 +406,12 @@ pub(crate) fn parse_http(
             "only an origin is allowed: no path, query, fragment or user",
         ));
     }
+    let bracketed = rest.starts_with('[');
     let (host, port) = if let Some(after) = rest.strip_prefix('[') {
         let (addr, tail) = after
             .split_once(']')
             .ok_or_else(|| malformed("unclosed `[`"))?;
-        if addr.is_empty()
-            || !addr
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(malformed("malformed IPv6 address"));
         }
         let port = match tail {
@@ -426,10 +423,16 @@ pub(crate) fn parse_http(
         };
         (addr.to_ascii_lowercase(), port)
     } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
-            None => (rest.to_ascii_lowercase(), None),
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        };
+        if host.contains(':') {
+            return Err(malformed(
+                "a host holds no `:`: an IPv6 address goes in brackets (`[::1]`) and a port is given once",
+            ));
         }
+        (host.to_ascii_lowercase(), port)
     };
     let port = match port {
         None => default_port,
@@ -442,7 +445,7 @@ pub(crate) fn parse_http(
     if host.is_empty() {
         return Err(malformed("the host is empty"));
     }
-    if !host.contains(':') {
+    if !bracketed {
         let labels: Vec<&str> = host.split('.').collect();
         for (i, label) in labels.iter().enumerate() {
             let wildcard = pattern && i == 0 && *label == "*";
@@ -563,6 +566,23 @@ mod tests {
         assert!(Scope::http("https://*.example.com").is_err());
         assert!(parse_http("https://*.example.com:443", true).is_ok());
         assert!(parse_http("https://a.*.com", true).is_err());
+        // An IPv6 address only in brackets, a port only once.
+        assert!(parse_http("http://[::1]:8080", false).is_ok());
+        assert!(parse_http("http://[::ffff:127.0.0.1]", false).is_ok());
+        for bad in [
+            "http://::1:8080",
+            "http://127.0.0.1:9:9",
+            "http://a:1:2",
+            "http://[1:::::]",
+            "http://[::1",
+            "http://[g::1]",
+        ] {
+            assert!(parse_http(bad, false).is_err(), "{bad} accepted");
+            assert!(
+                parse_http(bad, true).is_err(),
+                "{bad} accepted as a pattern"
+            );
+        }
         assert!(Scope::http("ftp://x").is_err());
         assert!(Scope::http("https://x/y").is_err());
         assert!(Scope::http("https://x:0").is_err());

@@ -68,6 +68,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-POL-1705"],
         run: secret_names_exact,
     },
+    Case {
+        name: "cli.decisions.malformed-entries-cover-nothing",
+        verifies: &["FC-POL-1613"],
+        run: malformed_entries_cover_nothing,
+    },
 ];
 
 /// Specification 28, as this suite documents it: the defaults of the configuration keys.
@@ -2233,6 +2238,108 @@ fn secret_names_exact(target: &Target) -> Result<(), Failure> {
         "the secret must reach the server once, from the capability whose manifest names it exactly; the server saw {} requests, {} with the secret",
         seen.len(),
         seen.iter().filter(|r| r.contains("EXACT-SECRET")).count()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specification 16: a malformed scope entry covers nothing.
+
+fn malformed_entries_cover_nothing(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    let fetch = fetch_component(&host)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot listen: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| failed(e.to_string()))?;
+    let six = std::net::TcpListener::bind(format!("[::1]:{port}"))
+        .map_err(|e| failed(format!("cannot listen on [::1]:{port}: {e}")))?;
+    six.set_nonblocking(true)
+        .map_err(|e| failed(e.to_string()))?;
+    // Each malformed spelling of the origin the call goes to: one a lenient reading covers.
+    let entries = [
+        format!("http://127.0.0.1:{port}/path"),
+        format!("http://127.0.0.1:{port}?q=1"),
+        format!("http://user@127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}#f"),
+        format!("http://::1:{port}"),
+        format!("http://127.0.0.1:{port}:{port}"),
+    ];
+    let wasm = host.file("malformed.wasm", &fetch)?;
+    let manifest = |http: &str| {
+        format!(
+            "name = \"malformed\"\nversion = \"1.0.0\"\npublisher = \"acme\"\nfuel = 500_000_000\n\n[requests]\nimports = [\"femtoclaw:host/log@0.1.0\", \"femtoclaw:host/http@0.1.0\"]\nhttp = [{http}]\n"
+        )
+    };
+    // Each refused at install, by a fresh catalog.
+    for (i, entry) in entries.iter().enumerate() {
+        // Named apart, so that only the entry can put `malformed` in the refusal.
+        let text =
+            manifest(&format!("{entry:?}")).replace("\"malformed\"", &format!("\"entry{i}\""));
+        let m = host.file(&format!("entry{i}.toml"), text.as_bytes())?;
+        let run = host.run(&["capability", "add", &s(&wasm), "--manifest", &s(&m)])?;
+        ensure!(
+            run.code == 2
+                && run.stderr.contains("malformed")
+                && run.stderr.contains(entry.as_str()),
+            "capability add of a manifest requesting the malformed origin {entry} must be refused with exit 2 naming it as malformed: exit {}, stderr {}",
+            run.code,
+            excerpt(&run.stderr)
+        );
+    }
+    // Installed with a good entry, then the stored manifest holding only the malformed ones
+    // (its recorded digest updated): nothing covers the call.
+    let m = host.file("good.toml", manifest("\"http://127.0.0.1:1\"").as_bytes())?;
+    host.run(&["capability", "add", &s(&wasm), "--manifest", &s(&m)])?
+        .expect(0, "capability add of the fetch component as malformed")?;
+    let dir = host
+        .data
+        .path()
+        .join("capabilities")
+        .join("malformed")
+        .join("1.0.0");
+    let list = entries
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stored = manifest(&list);
+    super::write(&dir.join("capability.toml"), stored.as_bytes())?;
+    super::write(
+        &dir.join("manifest.sha256"),
+        format!("{}\n", super::hex(&super::sha256(stored.as_bytes()))).as_bytes(),
+    )?;
+    let before = host.entries()?.len();
+    let url = format!("http://127.0.0.1:{port}/");
+    let args = json!({"url": url}).to_string();
+    let run = host.run(&["invoke", "malformed", "get", "--args", &args])?;
+    let decided = decisions_from(&host, before)?;
+    let answered = run.json().ok();
+    let refused = run.code != 0 || answered.as_ref().is_some_and(|a| a["err"].is_string());
+    ensure!(
+        refused && !decided.iter().any(|d| d.0 == "http.request" && d.2),
+        "with only malformed http entries in its manifest, malformed.get {url} must be covered by none of them: exit {}, answer {}, stderr {}, decisions {decided:?}",
+        run.code,
+        excerpt(&run.stdout),
+        excerpt(&run.stderr)
+    );
+    ensure!(
+        listener.accept().is_err(),
+        "a malformed manifest entry let a connection reach 127.0.0.1:{port}"
+    );
+    let url = format!("http://[::1]:{port}/");
+    let before = host.entries()?.len();
+    let args = json!({"url": url}).to_string();
+    let run = host.run(&["invoke", "malformed", "get", "--args", &args])?;
+    let decided = decisions_from(&host, before)?;
+    ensure!(
+        !decided.iter().any(|d| d.0 == "http.request" && d.2) && six.accept().is_err(),
+        "with only malformed http entries in its manifest, malformed.get {url} must be covered by none of them: exit {}, answer {}, decisions {decided:?}",
+        run.code,
+        excerpt(&run.stdout)
     );
     Ok(())
 }

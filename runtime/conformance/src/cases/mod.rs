@@ -15,6 +15,7 @@ mod operations;
 mod sandbox;
 mod security;
 mod server;
+mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Case> {
         integrity::CASES,
         authority::CASES,
         sandbox::CASES,
+        state::CASES,
     ]
     .concat()
 }

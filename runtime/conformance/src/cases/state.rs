@@ -57,6 +57,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-ABI-4901", "FC-ABI-4902"],
         run: entry_versions_current_read_earlier_refused,
     },
+    Case {
+        name: "cli.state.blob-bytes-put-back-checked",
+        verifies: &["FC-MEM-2324"],
+        run: blob_bytes_put_back_checked,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1116,5 +1121,72 @@ fn entry_versions_current_read_earlier_refused(target: &Target) -> Result<(), Fa
             );
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blob bytes put back.
+
+fn blob_bytes_put_back_checked(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    // A value of 20000 bytes: recorded by digest, its bytes beside the ledger.
+    kv_ok(&host, "big=blob=20000 set=small=1")?;
+    let value = vec![b'x'; 20000];
+    let digest = super::hex(&super::sha256(&value));
+    let path = host.data.path().join("ledger/blobs").join(&digest);
+    let bytes = super::read(&path)?;
+    ensure!(
+        bytes == value,
+        "the blob file named by the value's SHA-256 must hold the value's bytes"
+    );
+    let mut flipped = bytes.clone();
+    flipped[100] ^= 0x01;
+    let mut longer = bytes.clone();
+    longer.push(b'x');
+    for (what, damaged) in [
+        ("bytes whose SHA-256 differs", Some(flipped)),
+        (
+            "bytes shorter than the reference",
+            Some(bytes[..10000].to_vec()),
+        ),
+        ("bytes longer than the reference", Some(longer)),
+        ("no bytes (the blob missing)", None),
+    ] {
+        match &damaged {
+            Some(d) => super::write(&path, d)?,
+            None => std::fs::remove_file(&path)
+                .map_err(|e| failed(format!("cannot remove the blob: {e}")))?,
+        }
+        let run = host.run(&["log", "reindex"])?;
+        ensure!(
+            run.code != 0,
+            "rebuilding the store from the ledger must fail when the blob of a value holds {what}: \
+             `log reindex` exited 0: {}",
+            excerpt(&run.stdout)
+        );
+        ensure!(
+            run.stderr.contains(&digest),
+            "the failure to put back a blob holding {what} must name its digest {digest}: {}",
+            excerpt(&run.stderr)
+        );
+        // A store lost meanwhile cannot come back without the bytes either.
+        let kv = host.data.path().join("kv");
+        let _ = std::fs::remove_dir_all(&kv);
+        let run = host.run(&["kv", "list", "--json"])?;
+        ensure!(
+            run.code != 0 && run.stderr.contains(&digest),
+            "opening a lost store whose ledger's blob holds {what} must fail naming the digest \
+             {digest}: exit {}: {}",
+            run.code,
+            excerpt(&run.stderr)
+        );
+        super::write(&path, &bytes)?;
+    }
+    host.ok(&["log", "reindex"])?;
+    let store = stored(&host)?;
+    ensure!(
+        store.get(&("conformance".to_owned(), "blob".to_owned())) == Some(&value),
+        "with the blob's bytes back, the rebuilt store must hold the value whole"
+    );
     Ok(())
 }

@@ -220,6 +220,9 @@ mod probes {
                     }
                     format!("{n}")
                 }
+                // A file write in `/data` (the streams probe): an effectful call, whose intent
+                // is appended before it runs.
+                "file" => run("streams"),
                 "trap" => unreachable!("the probe traps"),
                 "spin" => {
                     let mut n = 0u64;
@@ -375,8 +378,8 @@ mod probes {
             // `kv:OPS`: key-value operations on one bucket of namespace `conformance`, in order,
             // separated by spaces; one result line per operation. `set=K=V`, `big=K=N` (N bytes
             // `x`), `longkey=N` (a key of N bytes `k`), `del=K`, `get=K`, `list` (every page:
-            // its keys), `open=HEX` (another namespace, by hex), `burn=N` (N loop turns),
-            // `trap`, `spin`.
+            // its keys), `open=HEX` (another namespace, by hex), `burn=N` (N loop turns), `file`
+            // (the `streams` probe's file writes), `trap`, `spin`.
             "kv" => kv_ops(arg),
             _ => format!("unknown probe {name}"),
         }

@@ -62,6 +62,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-MEM-2324"],
         run: blob_bytes_put_back_checked,
     },
+    Case {
+        name: "cli.state.catch-up-across-an-invocations-batches",
+        verifies: &["FC-MEM-2504", "FC-MEM-2408"],
+        run: catch_up_across_an_invocations_batches,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1187,6 +1192,194 @@ fn blob_bytes_put_back_checked(target: &Target) -> Result<(), Failure> {
     ensure!(
         store.get(&("conformance".to_owned(), "blob".to_owned())) == Some(&value),
         "with the blob's bytes back, the rebuilt store must hold the value whole"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// An invocation whose batches another invocation's entries separate.
+
+fn catch_up_across_an_invocations_batches(target: &Target) -> Result<(), Failure> {
+    if !target.owns_servers() {
+        return Err(Failure::NotApplicable(
+            "the case reads the data directory of a server it started itself".into(),
+        ));
+    }
+    let host = guest_host(target, OPEN)?;
+    // The guest again as `writer`, whose manifest also requests /data writable (<data
+    // dir>/shared): its file write is an effectful call, its intent appended before it runs.
+    let shared = host.data.path().join("shared");
+    std::fs::create_dir_all(&shared).map_err(|e| failed(format!("cannot create shared: {e}")))?;
+    super::write(
+        &host.data.path().join("mounts.toml"),
+        b"\"/data\" = \"shared\"\n",
+    )?;
+    let manifest = crate::GUEST_MANIFEST.replace("name = \"conformance\"", "name = \"writer\"")
+        + "paths = [{ path = \"/data\", write = true }]\n";
+    let wasm = host.file("writer.wasm", crate::GUEST)?;
+    let manifest = host.file("writer.toml", manifest.as_bytes())?;
+    host.ok(&[
+        "capability",
+        "add",
+        &super::s(&wasm),
+        "--manifest",
+        &super::s(&manifest),
+    ])?;
+    let token = host
+        .ok(&["token", "create", "--principal", "user:local"])?
+        .trim()
+        .to_owned();
+    let server = Server::start(host, token)?;
+    let post = |body: Json| {
+        let (url, token) = (server.url.clone(), server.token.clone());
+        std::thread::spawn(move || {
+            let response = Server::client()
+                .post(format!("{url}/v1/invoke"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let text = response.text().map_err(|e| e.to_string())?;
+            Ok::<(u16, String), String>((status, text))
+        })
+    };
+    let mut burn = 50_000_000u64;
+    let mut keys = Vec::new();
+    let mut done = false;
+    for _ in 0..4 {
+        // A: writes, a file write (its entries so far appended), a long run, more writes.
+        let mut a_body = probe_body(
+            &format!("set=a{burn}=A file set=a{burn}-after=A2 burn={burn}"),
+            9_000_000_000,
+        );
+        a_body["capability"] = json!("writer");
+        let a = post(a_body);
+        std::thread::sleep(Duration::from_millis(150));
+        let b = post(probe_body(&format!("set=b{burn}=B"), 1_000_000));
+        let b = b.join().map_err(|_| failed("a thread panicked"))?;
+        let a = a.join().map_err(|_| failed("a thread panicked"))?;
+        for (name, answer) in [("A", &a), ("B", &b)] {
+            ensure!(
+                matches!(answer, Ok((200, _))),
+                "invocation {name} was not answered 200: {answer:?}"
+            );
+        }
+        keys.push(burn);
+        let last = |answer: &Result<(u16, String), String>| {
+            answer
+                .as_ref()
+                .ok()
+                .and_then(|(_, t)| serde_json::from_str::<Json>(t).ok())
+                .and_then(|j| j["receipt"]["entries"][1].as_u64())
+                .unwrap_or(0)
+        };
+        if last(&b) < last(&a) {
+            done = true;
+            break;
+        }
+        burn *= 2;
+    }
+    let mut server = server;
+    let host = server
+        .host
+        .take()
+        .ok_or_else(|| failed("no data directory"))?;
+    drop(server);
+    ensure!(done, "B never ended while A still ran");
+    let burn = *keys.last().unwrap_or(&0);
+    let entries = host.entries()?;
+    let starts: Vec<(u64, String)> = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "invocation-start")
+        .filter_map(|e| {
+            let text = e["args"].as_array()?.iter().find(|a| a[0] == "text")?[1]["string"]
+                .as_str()?
+                .to_owned();
+            Some((e["invocation"].as_u64()?, text))
+        })
+        .collect();
+    let number = |ops: &str| {
+        starts
+            .iter()
+            .find(|(_, t)| t.ends_with(ops))
+            .map(|(n, _)| *n)
+    };
+    let (Some(na), Some(nb)) = (
+        number(&format!(
+            "set=a{burn}=A file set=a{burn}-after=A2 burn={burn}"
+        )),
+        number(&format!("set=b{burn}=B")),
+    ) else {
+        return Err(failed(
+            "the two concurrent invocations are not both recorded",
+        ));
+    };
+    let own = |n: u64| -> Vec<u64> {
+        entries
+            .iter()
+            .filter(|e| e["entry"]["invocation"] == n)
+            .filter_map(|e| e["index"].as_u64())
+            .collect()
+    };
+    let (a_at, b_at) = (own(na), own(nb));
+    let (Some(b_first), Some(b_last), Some(a_last)) = (b_at.first(), b_at.last(), a_at.last())
+    else {
+        return Err(failed("an invocation has no entries"));
+    };
+    let a_set = entries
+        .iter()
+        .find(|e| {
+            e["entry"]["invocation"] == na
+                && e["entry"]["type"] == "host-call"
+                && e["entry"]["function"] == "[method]bucket.set"
+        })
+        .and_then(|e| e["index"].as_u64())
+        .unwrap_or(u64::MAX);
+    ensure!(
+        a_set < *b_first && b_last < a_last,
+        "the case needs A's first writes appended before B and A ending after B (A's file \
+         write appends its entries so far before it runs): A's first set at {a_set}, B at \
+         {b_first}..{b_last}, A ending at {a_last}"
+    );
+    let live = texts(&stored(&host)?);
+    let (ka, ka2, kb) = (
+        format!("a{burn}"),
+        format!("a{burn}-after"),
+        format!("b{burn}"),
+    );
+    ensure!(
+        live.get(&ka).map(String::as_str) == Some("A")
+            && live.get(&ka2).map(String::as_str) == Some("A2")
+            && live.get(&kb).map(String::as_str) == Some("B"),
+        "the live store must hold A's and B's writes: {live:?}"
+    );
+    // The store as a host left it after applying B, A still running: B applied, the mark past B.
+    let mut before: Vec<(String, String)> = live
+        .iter()
+        .filter(|(k, _)| **k != ka && **k != ka2)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    before.sort();
+    let pairs: Vec<(&str, &str)> = before
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    set_store(&host, &pairs, b_last + 1)?;
+    let got = texts(&stored(&host)?);
+    ensure!(
+        got == live,
+        "with the applied mark past B's end, inside A (whose first batch, with its open and \
+         first set, came before B), the next open must apply A's writes, read through the index \
+         from both of A's batches: the store holds {got:?} where the ledger's view is {live:?}"
+    );
+    host.ok(&["log", "reindex"])?;
+    let rebuilt = texts(&stored(&host)?);
+    ensure!(
+        rebuilt == live,
+        "`log reindex` must rebuild {live:?}: {rebuilt:?}"
     );
     Ok(())
 }

@@ -67,6 +67,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-MEM-2504", "FC-MEM-2408"],
         run: catch_up_across_an_invocations_batches,
     },
+    Case {
+        name: "cli.state.segments-rotate-between-batches",
+        verifies: &["FC-MEM-2405"],
+        run: segments_rotate_between_batches,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1380,6 +1385,121 @@ fn catch_up_across_an_invocations_batches(target: &Target) -> Result<(), Failure
     ensure!(
         rebuilt == live,
         "`log reindex` must rebuild {live:?}: {rebuilt:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment rotation (specification 24's segment format).
+
+/// The default segment size.
+const SEGMENT_SIZE: u64 = 64 << 20;
+
+/// One segment file: its first index and its records (kind, payload length).
+fn segment_records(bytes: &[u8]) -> Result<(u64, Vec<(u8, usize)>), String> {
+    let mut c = crate::format::Cursor { bytes, at: 0 };
+    if c.take(8)? != b"FCLSEG\x00\x01" {
+        return Err("the segment does not begin with FCLSEG 00 01".into());
+    }
+    let first = c.u64()?;
+    let mut records = Vec::new();
+    while c.at < bytes.len() {
+        let len = c.u32()? as usize;
+        let kind = c.u8()?;
+        c.take(8)?;
+        c.take(len)?;
+        records.push((kind, len));
+    }
+    Ok((first, records))
+}
+
+fn segments_rotate_between_batches(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    // Invocations of 8 MiB of entries each (a 4 MiB text in, the same out), ten of them: past
+    // one 64 MiB segment.
+    let mut last = Json::Null;
+    for i in 0..10 {
+        let text = format!("{i:02}{}", "r".repeat((4 << 20) - 2));
+        let args = host.file("big.json", json!({ "text": text }).to_string().as_bytes())?;
+        let arg = format!("@{}", super::s(&args));
+        let run = host.run(&["invoke", "conformance", "echo", "--args", &arg, "--json"])?;
+        run.expect(0, "invoke conformance echo of 4 MiB")?;
+        last = run.json()?["receipt"].clone();
+    }
+    let dir = host.data.path().join("ledger/segments");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| failed(format!("cannot read {}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    ensure!(
+        names.len() >= 2,
+        "over 80 MiB of entries must fill more than one segment of 64 MiB: the ledger holds \
+         {names:?}"
+    );
+    let mut entries = 0u64;
+    let mut previous: Option<u64> = None;
+    for (k, name) in names.iter().enumerate() {
+        ensure!(
+            *name == format!("{k:08}.seg"),
+            "segments must be numbered contiguously from 0: {names:?}"
+        );
+        let bytes = super::read(&dir.join(name))?;
+        let (first, records) =
+            segment_records(&bytes).map_err(|e| failed(format!("{name}: {e}")))?;
+        ensure!(
+            first == entries,
+            "{name}'s header must name the number of entries before it ({entries}): it names \
+             {first}"
+        );
+        ensure!(
+            records.last().map(|r| r.0) == Some(0x02),
+            "{name} must end with a commit record: a batch never spans two segments"
+        );
+        // The first batch of this segment, in bytes.
+        let first_batch: u64 = records
+            .iter()
+            .position(|r| r.0 == 0x02)
+            .map(|end| records[..=end].iter().map(|r| 13 + r.1 as u64).sum())
+            .unwrap_or(0);
+        if let Some(size) = previous {
+            ensure!(
+                size + first_batch > SEGMENT_SIZE,
+                "a new segment must be started only when the next batch would pass the segment \
+                 size: the previous one holds {size} bytes and {name}'s first batch {first_batch}"
+            );
+        }
+        let batches = records.iter().filter(|r| r.0 == 0x02).count();
+        ensure!(
+            bytes.len() as u64 <= SEGMENT_SIZE || batches == 1,
+            "{name} holds {} bytes in {batches} batches: past the segment size with more than one \
+             batch",
+            bytes.len()
+        );
+        entries += records.iter().filter(|r| r.0 == 0x00).count() as u64;
+        previous = Some(bytes.len() as u64);
+    }
+    // Reopened: the same entries and root, and it verifies.
+    let key = host.ok(&["key", "show"])?.trim().to_owned();
+    let run = host.run(&["log", "verify", "--key", &key])?;
+    ensure!(
+        run.code == 0,
+        "the rotated ledger must reopen and verify: exit {}: {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
+    let note = host.ok(&["log", "checkpoint"])?;
+    let cp = crate::crypto::checkpoint(&note, &super::published_key(&host)?)
+        .map_err(|e| failed(format!("log checkpoint: {e}")))?;
+    ensure!(
+        Some(cp.size) == last["tree_size"].as_u64()
+            && Some(super::hex(&cp.root).as_str()) == last["root"].as_str()
+            && cp.size == entries,
+        "the reopened ledger must hold the same {entries} entries and root as the last receipt \
+         named ({last}): its checkpoint names {} entries with root {}",
+        cp.size,
+        super::hex(&cp.root)
     );
     Ok(())
 }

@@ -72,6 +72,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-MEM-2405"],
         run: segments_rotate_between_batches,
     },
+    Case {
+        name: "cli.state.concurrent-appends-coalesced",
+        verifies: &["FC-MEM-2404"],
+        run: concurrent_appends_coalesced,
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1502,4 +1507,148 @@ fn segments_rotate_between_batches(target: &Target) -> Result<(), Failure> {
         super::hex(&cp.root)
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent appends coalesced into shared batches.
+
+fn concurrent_appends_coalesced(target: &Target) -> Result<(), Failure> {
+    if !target.owns_servers() {
+        return Err(Failure::NotApplicable(
+            "the case reads the data directory of a server it started itself".into(),
+        ));
+    }
+    // Under the default policy the suite's guest may not be invoked: each call is one quick
+    // append (its start, the denial, its end), so many of them arrive at the writer together.
+    let host = target.host()?;
+    host.install()?;
+    super::write(
+        &host.data.path().join("femtoclaw.toml"),
+        b"[server]\nconcurrency = 32\nper_principal = 32\nqueue = 256\n",
+    )?;
+    let token = host
+        .ok(&["token", "create", "--principal", "user:local"])?
+        .trim()
+        .to_owned();
+    let server = Server::start(host, token)?;
+    let body = json!({ "capability": "conformance", "function": "echo", "args": { "text": "x" } });
+    let mut shared = false;
+    let mut rounds = 0;
+    let mut server = server;
+    while !shared && rounds < 5 {
+        rounds += 1;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                let (url, token, body) = (server.url.clone(), server.token.clone(), body.clone());
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Server::client()
+                        .post(format!("{url}/v1/invoke"))
+                        .bearer_auth(token)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            let status = t.join().map_err(|_| failed("a thread panicked"))?;
+            ensure!(
+                status == Ok(403),
+                "an invocation the default policy denies must be answered 403: {status:?}"
+            );
+        }
+        // The checkpoints (one per batch) so far: whether a batch held several appends.
+        let host = server
+            .host
+            .take()
+            .ok_or_else(|| failed("no data directory"))?;
+        drop(server);
+        let (intervals, entries) = batches(&host)?;
+        shared = intervals.iter().any(|(from, to)| {
+            let mut owners: Vec<u64> = entries[*from as usize..*to as usize]
+                .iter()
+                .filter_map(|e| e["entry"]["invocation"].as_u64())
+                .collect();
+            owners.dedup();
+            owners.len() >= 2
+        });
+        // Every append holds exactly its entries: each invocation's start, decision and end
+        // are consecutive, in one batch.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut at = 0;
+        while at < entries.len() {
+            let e = &entries[at]["entry"];
+            let Some(n) = e["invocation"]
+                .as_u64()
+                .filter(|_| e["type"] == "invocation-start")
+            else {
+                at += 1;
+                continue;
+            };
+            ensure!(seen.insert(n), "invocation {n} starts twice");
+            let kinds: Vec<&str> = entries[at..(at + 3).min(entries.len())]
+                .iter()
+                .filter(|x| x["entry"]["invocation"] == n)
+                .filter_map(|x| x["entry"]["type"].as_str())
+                .collect();
+            ensure!(
+                kinds == ["invocation-start", "decision", "invocation-end"],
+                "the append of denied invocation {n} must hold exactly its start, decision and \
+                 end at consecutive indexes from {at}: {kinds:?}"
+            );
+            let (from, to) = (at as u64, at as u64 + 3);
+            ensure!(
+                intervals.iter().any(|(a, b)| *a <= from && to <= *b),
+                "invocation {n}'s append ({from}..{to}) must lie in one batch: the batches are \
+                 {intervals:?}"
+            );
+            at += 3;
+        }
+        if !shared && rounds < 5 {
+            let token = host
+                .ok(&[
+                    "token",
+                    "create",
+                    "--principal",
+                    "user:local",
+                    "--name",
+                    &format!("r{rounds}"),
+                ])?
+                .trim()
+                .to_owned();
+            server = Server::start(host, token)?;
+        } else {
+            ensure!(
+                shared,
+                "32 appends arriving together, {rounds} times, were never coalesced: every batch \
+                 (checkpoint) holds one invocation's entries"
+            );
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A range of ledger indexes, end excluded.
+type Span = (u64, u64);
+
+/// The batches of a data directory's ledger (each checkpoint of its export ends one), as
+/// index ranges, and its entries.
+fn batches(host: &Host) -> Result<(Vec<Span>, Vec<Json>), Failure> {
+    let path = host.files.path().join("batches.fcl");
+    let _ = std::fs::remove_file(&path);
+    host.ok(&["log", "export", &super::s(&path)])?;
+    let export = crate::format::parse_export(&path)?;
+    let mut intervals = Vec::new();
+    let mut from = 0;
+    for size in export.sizes() {
+        intervals.push((from, size));
+        from = size;
+    }
+    Ok((intervals, host.entries()?))
 }

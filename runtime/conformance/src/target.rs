@@ -269,7 +269,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(host: Host, token: String) -> Result<Self, Failure> {
+    pub(crate) fn start(host: Host, token: String) -> Result<Self, Failure> {
         let mut child = host
             .command(&["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())

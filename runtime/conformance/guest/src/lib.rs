@@ -173,6 +173,90 @@ mod probes {
             .map(|(dir, _)| dir)
     }
 
+    fn kv_ops(ops: &str) -> String {
+        use femtoclaw_sdk::kv;
+        let bucket = match kv::open(super::NAMESPACE) {
+            Ok(bucket) => bucket,
+            Err(e) => return format!("open failed: {e}"),
+        };
+        let shown = |r: Result<(), kv::Error>| match r {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("err {e}"),
+        };
+        let mut out = Vec::new();
+        for op in ops.split(' ').filter(|o| !o.is_empty()) {
+            let mut parts = op.splitn(3, '=');
+            let (verb, a, b) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let line = match verb {
+                "set" => shown(bucket.set(a, b.as_bytes())),
+                "big" => shown(bucket.set(a, &vec![b'x'; number(b) as usize])),
+                "longkey" => shown(bucket.set(&"k".repeat(number(a) as usize), b"v")),
+                "del" => shown(bucket.delete(a)),
+                "get" => match bucket.get(a) {
+                    Ok(Some(v)) => format!("some {}", String::from_utf8_lossy(&v)),
+                    Ok(None) => "none".to_owned(),
+                    Err(e) => format!("err {e}"),
+                },
+                "list" => {
+                    let mut pages = Vec::new();
+                    let mut cursor = None::<String>;
+                    loop {
+                        match bucket.list_keys(cursor.as_deref()) {
+                            Ok(page) => {
+                                pages.push(page.keys.join(","));
+                                match page.cursor {
+                                    Some(next) => cursor = Some(next),
+                                    None => break,
+                                }
+                            }
+                            Err(e) => {
+                                pages.push(format!("err {e}"));
+                                break;
+                            }
+                        }
+                        if pages.len() > 1000 {
+                            break;
+                        }
+                    }
+                    pages.join("|")
+                }
+                "open" => {
+                    let name: Vec<u8> = (0..a.len() / 2)
+                        .map(|i| u8::from_str_radix(&a[2 * i..2 * i + 2], 16).unwrap_or(0))
+                        .collect();
+                    match kv::open(&String::from_utf8_lossy(&name)) {
+                        Ok(_) => "ok".to_owned(),
+                        Err(e) => format!("err {e}"),
+                    }
+                }
+                "burn" => {
+                    let mut n = 0u64;
+                    for _ in 0..number(a) {
+                        n = black_box(n.wrapping_add(1));
+                    }
+                    format!("{n}")
+                }
+                // A file write in `/data` (the streams probe): an effectful call, whose intent
+                // is appended before it runs.
+                "file" => run("streams"),
+                "trap" => unreachable!("the probe traps"),
+                "spin" => {
+                    let mut n = 0u64;
+                    loop {
+                        n = black_box(n.wrapping_add(1));
+                    }
+                }
+                other => format!("unknown op {other}"),
+            };
+            out.push(line);
+        }
+        out.join("\n")
+    }
+
     pub fn run(probe: &str) -> String {
         let (name, arg) = probe.split_once(':').unwrap_or((probe, ""));
         match name {
@@ -421,6 +505,12 @@ mod probes {
                     None => "no /data".to_owned(),
                 }
             }
+            // `kv:OPS`: key-value operations on one bucket of namespace `conformance`, in order,
+            // separated by spaces; one result line per operation. `set=K=V`, `big=K=N` (N bytes
+            // `x`), `longkey=N` (a key of N bytes `k`), `del=K`, `get=K`, `list` (every page:
+            // its keys), `open=HEX` (another namespace, by hex), `burn=N` (N loop turns), `file`
+            // (the `streams` probe's file writes), `trap`, `spin`.
+            "kv" => kv_ops(arg),
             _ => format!("unknown probe {name}"),
         }
     }

@@ -1092,7 +1092,7 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// RFC 6962's Merkle tree hash of the entries.
-fn merkle_root(leaves: &[Vec<u8>]) -> [u8; 32] {
+pub(super) fn merkle_root(leaves: &[Vec<u8>]) -> [u8; 32] {
     match leaves.len() {
         0 => sha256(&[]),
         1 => sha256(&[&[0x00], &leaves[0]]),
@@ -1108,14 +1108,14 @@ fn merkle_root(leaves: &[Vec<u8>]) -> [u8; 32] {
 }
 
 /// The signer of a data directory: its key file `PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>`.
-struct Signer {
-    name: String,
-    id: [u8; 4],
-    key: ed25519_dalek::SigningKey,
+pub(super) struct Signer {
+    pub(super) name: String,
+    pub(super) id: [u8; 4],
+    pub(super) key: ed25519_dalek::SigningKey,
 }
 
 impl Signer {
-    fn of(host: &Host) -> Result<Signer, Failure> {
+    pub(super) fn of(host: &Host) -> Result<Signer, Failure> {
         use base64::Engine as _;
         let path = host.data.path().join("keys/ledger-signing.key");
         let text =
@@ -1168,7 +1168,7 @@ impl Signer {
     }
 
     /// `entries` with one checkpoint over all of them, signed.
-    fn export(&self, honest: &Export, entries: Vec<Vec<u8>>) -> Export {
+    pub(super) fn export(&self, honest: &Export, entries: Vec<Vec<u8>>) -> Export {
         let root = merkle_root(&entries);
         let model = honest.checkpoints.last().cloned().unwrap_or_default();
         Export {

@@ -20,6 +20,7 @@ mod sandbox;
 mod security;
 mod server;
 mod values;
+mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,7 @@ pub fn all() -> Vec<Case> {
         egress::CASES,
         decisions::CASES,
         engine::CASES,
+        state::CASES,
     ]
     .concat()
 }

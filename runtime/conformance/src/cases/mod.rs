@@ -19,8 +19,8 @@ mod operations;
 mod sandbox;
 mod security;
 mod server;
-mod values;
 mod state;
+mod values;
 
 use std::path::{Path, PathBuf};
 

@@ -153,14 +153,45 @@ impl Host {
         self.run_command(self.command(args), args)
     }
 
+    /// Runs a command to completion with `input` on its stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<Run, Failure> {
+        self.finish(self.command(args), args, Some(input))
+    }
+
+    /// `secret set NAME` with `value` on stdin.
+    pub fn secret_set(&self, name: &str, value: &[u8]) -> Result<Run, Failure> {
+        self.run_with_input(&["secret", "set", name], value)
+    }
+
     /// Runs `command`, made of `args`, to completion.
-    pub fn run_command(&self, mut command: Command, args: &[&str]) -> Result<Run, Failure> {
+    pub fn run_command(&self, command: Command, args: &[&str]) -> Result<Run, Failure> {
+        self.finish(command, args, None)
+    }
+
+    fn finish(
+        &self,
+        mut command: Command,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<Run, Failure> {
         let what = || format!("`{}`", args.join(" "));
+        if input.is_some() {
+            command.stdin(Stdio::piped());
+        }
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Failure::Failed(format!("cannot run {}: {e}", self.binary.display())))?;
+        // Written from a thread of its own, so that a target that does not read it cannot
+        // block the case; the pipe closes when the bytes are written.
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                use std::io::Write as _;
+                let _ = stdin.write_all(&input);
+            });
+        }
         // Drained while it runs, so a chatty target cannot block on a full pipe.
         let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
             std::thread::spawn(move || {

@@ -1128,30 +1128,6 @@ fn base64(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Specification 22: secrets.
 
-/// `secret set NAME` with `value` on stdin.
-fn secret_set(host: &Host, name: &str, value: &str) -> Result<(), Failure> {
-    let mut child = host
-        .command(&["secret", "set", name])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(format!("{value}\n").as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(format!("secret set: {e}")))?;
-    ensure!(
-        out.status.code() == Some(0),
-        "secret set {name}: exit {:?}: {}",
-        out.status.code(),
-        excerpt(&String::from_utf8_lossy(&out.stderr))
-    );
-    Ok(())
-}
-
 fn percent(value: &str, upper: bool, plus: bool) -> String {
     value
         .bytes()
@@ -1354,7 +1330,7 @@ fn secret_scrubbed(target: &Target) -> Result<(), Failure> {
     })?;
     let host = probe_host(target, OPEN, &[origin.clone(), looped.origin()], &["tok"])?;
     let value = "Zq7 s3cr&t/\"v+lue9x";
-    secret_set(&host, "tok", value)?;
+    super::set_secret(&host, "tok", value)?;
     let secret = json!([{ "name": "authorization", "secret": "tok", "prefix": "Bearer " }]);
     let got = request(
         &host,
@@ -1462,7 +1438,7 @@ fn secret_short(target: &Target) -> Result<(), Failure> {
     let origin = peer.origin();
     let host = probe_host(target, OPEN, std::slice::from_ref(&origin), &["short"])?;
     let value = "q7x";
-    secret_set(&host, "short", value)?;
+    super::set_secret(&host, "short", value)?;
     let got = request(
         &host,
         json!({ "url": format!("{origin}/"), "secret-headers": [{ "name": "authorization", "secret": "short", "prefix": "Bearer " }] }),
@@ -1509,7 +1485,7 @@ fn secret_destination(target: &Target) -> Result<(), Failure> {
     );
     let host = probe_host(target, &policy, &origins, &["tok", "absent"])?;
     let value = "dest-Secret-83kq";
-    secret_set(&host, "tok", value)?;
+    super::set_secret(&host, "tok", value)?;
     let with = |url: String, secret: &str| {
         request(
             &host,
@@ -1587,7 +1563,7 @@ fn secret_redirect_resources(target: &Target) -> Result<(), Failure> {
     ))?;
     let origin = peer.origin();
     let host = probe_host(target, OPEN, std::slice::from_ref(&origin), &["hostish"])?;
-    secret_set(&host, "hostish", &value)?;
+    super::set_secret(&host, "hostish", &value)?;
     let from = next_invocation(&host)?;
     let got = request(
         &host,
@@ -1646,8 +1622,8 @@ fn egress_cross_origin_credentials(target: &Target) -> Result<(), Failure> {
         &["tok", "second"],
     )?;
     let value = "cross-Origin-Secret-55";
-    secret_set(&host, "tok", value)?;
-    secret_set(&host, "second", "second-Secret-77")?;
+    super::set_secret(&host, "tok", value)?;
+    super::set_secret(&host, "second", "second-Secret-77")?;
     let got = request(
         &host,
         json!({
@@ -2132,7 +2108,7 @@ fn telemetry_carries_no_calls(target: &Target) -> Result<(), Failure> {
         std::slice::from_ref(&upstream.origin()),
         &["tok"],
     )?;
-    secret_set(&host, "tok", value)?;
+    super::set_secret(&host, "tok", value)?;
     write(
         &host.data.path().join("femtoclaw.toml"),
         format!("[telemetry]\notlp_endpoint = \"{}\"\n", receiver.origin()).as_bytes(),

@@ -1740,29 +1740,6 @@ fn unprovided_imports_refused_at_add(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `secret set NAME` with `value` on stdin.
-fn secret_set(host: &Host, name: &str, value: &[u8]) -> Result<Run, Failure> {
-    use std::io::Write as _;
-    let mut child = host
-        .command(&["secret", "set", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(value);
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(format!("secret set: {e}")))?;
-    Ok(Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
 #[cfg(unix)]
 fn mode_of(path: &Path) -> Result<u32, Failure> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -1802,7 +1779,10 @@ fn operator_only_files(target: &Target) -> Result<(), Failure> {
         ("first-secret", &b"s3cret-one"[..]),
         ("second-secret", &b"s3cret-two"[..]),
     ] {
-        secret_set(&served.host, name, value)?.expect(0, &format!("secret set {name}"))?;
+        served
+            .host
+            .secret_set(name, value)?
+            .expect(0, &format!("secret set {name}"))?;
     }
     let dir = data.join("secrets");
     let mode = mode_of(&dir)?;
@@ -2340,7 +2320,8 @@ fn call_time_origins_and_secrets(target: &Target) -> Result<(), Failure> {
         &host.data.path().join("femtoclaw.toml"),
         "[http]\ntimeout_ms = 3000\n",
     )?;
-    secret_set(&host, "tok", b"CONFORMANCE-SECRET-VALUE")?.expect(0, "secret set tok")?;
+    host.secret_set("tok", b"CONFORMANCE-SECRET-VALUE")?
+        .expect(0, "secret set tok")?;
     let call = |url: &str, secret: bool| -> Result<Json, Failure> {
         let mut args = json!({ "method": "GET", "url": url });
         if secret {

@@ -1059,20 +1059,7 @@ fn canonical_scopes(target: &Target) -> Result<(), Failure> {
         &host.data.path().join("femtoclaw.toml"),
         b"[http]\ntimeout_ms = 3000\n",
     )?;
-    let mut secret = host.command(&["secret", "set", "tok"]);
-    secret
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = secret
-        .spawn()
-        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write as _;
-        let _ = stdin.write_all(b"CANONICAL-SECRET");
-    }
-    let status = child.wait().map_err(|e| failed(e.to_string()))?;
-    ensure!(status.success(), "secret set tok failed");
+    super::set_secret(&host, "tok", "CANONICAL-SECRET")?;
     let mapped = Ipv4Addr::LOCALHOST.to_ipv6_mapped();
     // Each URL (loopback only), the origin the suite reads in it, and the address it names.
     let urls: Vec<(&str, Origin, Option<&str>)> = vec![
@@ -1943,20 +1930,7 @@ permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw
 "#
     );
     host.policy(&policy)?;
-    let mut secret = host.command(&["secret", "set", "tok"]);
-    secret
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = secret
-        .spawn()
-        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write as _;
-        let _ = stdin.write_all(b"SHAPES-SECRET");
-    }
-    let status = child.wait().map_err(|e| failed(e.to_string()))?;
-    ensure!(status.success(), "secret set tok failed");
+    super::set_secret(&host, "tok", "SHAPES-SECRET")?;
     // The peer answers one request and reports what it received.
     let peer = std::thread::spawn(move || {
         use std::io::{Read as _, Write as _};
@@ -2079,47 +2053,24 @@ permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw
         );
     }
     // The principal and its groups; an invocation without a function carries none.
-    let bare = host.run(&[
-        "policy",
-        "explain",
-        "--json",
-        "--capability",
-        "hello",
-        "--principal",
-        "agent:robot",
-        "--group",
-        "ops",
-    ])?;
-    bare.expect(0, "policy explain --principal agent:robot --group ops")?;
-    let bare = bare.json()?;
-    let named = host.run(&[
-        "policy",
-        "explain",
-        "--json",
-        "--capability",
-        "hello",
-        "--principal",
-        "agent:robot",
-        "--group",
-        "ops",
-        "--function",
-        "greet",
-    ])?;
-    named.expect(0, "policy explain --function greet")?;
-    let named = named.json()?;
-    let outsider = host.run(&[
-        "policy",
-        "explain",
-        "--json",
-        "--capability",
-        "hello",
-        "--principal",
-        "agent:robot",
-        "--group",
-        "dev",
-    ])?;
-    outsider.expect(0, "policy explain --group dev")?;
-    let outsider = outsider.json()?;
+    let explain = |extra: &[&str]| -> Result<Json, Failure> {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--json",
+            "--capability",
+            "hello",
+            "--principal",
+            "agent:robot",
+        ];
+        args.extend_from_slice(extra);
+        let run = host.run(&args)?;
+        run.expect(0, &args.join(" "))?;
+        run.json()
+    };
+    let bare = explain(&["--group", "ops"])?;
+    let named = explain(&["--group", "ops", "--function", "greet"])?;
+    let outsider = explain(&["--group", "dev"])?;
     ensure!(
         bare["invoke"]["policy_ids"] == json!(["invoke-bare"])
             && named["invoke"]["allowed"] == false
@@ -2163,20 +2114,7 @@ fn secret_names_exact(target: &Target) -> Result<(), Failure> {
                 &format!("capability add of the fetch component as {name}"),
             )?;
     }
-    let mut secret = host.command(&["secret", "set", "tok"]);
-    secret
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = secret
-        .spawn()
-        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write as _;
-        let _ = stdin.write_all(b"EXACT-SECRET");
-    }
-    let status = child.wait().map_err(|e| failed(e.to_string()))?;
-    ensure!(status.success(), "secret set tok failed");
+    super::set_secret(&host, "tok", "EXACT-SECRET")?;
     let peer = std::thread::spawn(move || {
         use std::io::{Read as _, Write as _};
         let mut seen = Vec::new();

@@ -809,30 +809,6 @@ fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> String {
     text
 }
 
-/// `secret set NAME` with `value` on stdin.
-fn secret_set(host: &Host, name: &str, value: &str) -> Result<(), Failure> {
-    let mut child = host
-        .command(&["secret", "set", name])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(format!("{value}\n").as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(format!("secret set: {e}")))?;
-    ensure!(
-        out.status.code() == Some(0),
-        "secret set {name}: exit {:?}: {}",
-        out.status.code(),
-        excerpt(&String::from_utf8_lossy(&out.stderr))
-    );
-    Ok(())
-}
-
 fn base64(engine: &impl base64::Engine, bytes: &[u8]) -> String {
     engine.encode(bytes)
 }
@@ -950,7 +926,7 @@ fn sdk_http_secret(target: &Target) -> Result<(), Failure> {
     let origin = peer.origin();
     let host = sdk_host(target, OPEN, std::slice::from_ref(&origin))?;
     let value = "sdk-Secret-v4lue-93x";
-    secret_set(&host, "tok", value)?;
+    super::set_secret(&host, "tok", value)?;
     let got = sdk_ok(&host, "http", &format!("{origin}/echo"))?;
     let seen = peer.seen();
     ensure!(
@@ -1025,7 +1001,7 @@ fn secret_guest_writes(target: &Target) -> Result<(), Failure> {
     let origin = peer.origin();
     let host = sdk_host(target, OPEN, std::slice::from_ref(&origin))?;
     let value = "Leak3d-sEcret/v+l 7q";
-    secret_set(&host, "tok", value)?;
+    super::set_secret(&host, "tok", value)?;
     let mut text = String::from("keep=plain words stay\n");
     for (label, form) in forms(value) {
         text.push_str(&format!("{label}={form}\n"));
@@ -1353,7 +1329,7 @@ fn secret_no_form_anywhere(target: &Target) -> Result<(), Failure> {
     let host = sdk_host(target, OPEN, std::slice::from_ref(&origin))?;
     // A value a host name can hold, so that the redirect's host can be named after it.
     let value = "k9zq7s3cretv4lue";
-    secret_set(&host, "tok", value)?;
+    super::set_secret(&host, "tok", value)?;
     let echoed = sdk_ok(&host, "http-full", &format!("{origin}/start"))?;
     ensure!(
         peer.seen().len() == 2

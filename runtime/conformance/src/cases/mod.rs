@@ -85,6 +85,13 @@ pub(crate) fn published_key(host: &Host) -> Result<crypto::Key, Failure> {
     crypto::Key::parse(&text).map_err(|e| Failure::Failed(format!("key show: {e}")))
 }
 
+/// Sets secret `name` to `value` (given on stdin with a final newline); fails unless it exits 0.
+pub(crate) fn set_secret(host: &Host, name: &str, value: &str) -> Result<(), Failure> {
+    host.secret_set(name, format!("{value}\n").as_bytes())?
+        .expect(0, &format!("secret set {name}"))?;
+    Ok(())
+}
+
 /// A server under the default policy: one of the suite's own, or the target.
 pub(crate) fn server(target: &Target) -> Result<Server, Failure> {
     target.server(None)

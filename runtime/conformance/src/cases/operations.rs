@@ -3154,28 +3154,6 @@ fn policy_change_while_serving(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs `args` with `input` on stdin.
-fn run_with_input(host: &Host, args: &[&str], input: &str) -> Result<crate::target::Run, Failure> {
-    let mut child = host
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Failure::Failed(format!("cannot run {}: {e}", args.join(" "))))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Failure::Failed(format!("{}: {e}", args.join(" "))))?;
-    Ok(crate::target::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
 /// What may differ between two runs of one command on two data directories: a token or a key
 /// made at random, a time.
 fn normalized(args: &[&str], stdout: &str) -> String {
@@ -3322,8 +3300,8 @@ fn same_answer_through_the_server(target: &Target) -> Result<(), Failure> {
     ];
     let held_host = held.host()?;
     for (args, input) in &commands {
-        let here = run_with_input(&alone, args, input)?;
-        let there = run_with_input(held_host, args, input)?;
+        let here = alone.run_with_input(args, input.as_bytes())?;
+        let there = held_host.run_with_input(args, input.as_bytes())?;
         let what = args.join(" ");
         ensure!(
             here.code == there.code,

@@ -1873,32 +1873,10 @@ fn egress_size_caps(target: &Target) -> Result<(), Failure> {
 // ---------------------------------------------------------------------------------------------
 // Specification 22: secrets.
 
-/// `secret set NAME` with `value` on stdin.
-fn secret_set(host: &Host, name: &str, value: &[u8]) -> Result<Run, Failure> {
-    let mut child = host
-        .command(&["secret", "set", name])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Failure::Failed(format!("cannot run secret set: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(value);
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Failure::Failed(format!("secret set: {e}")))?;
-    Ok(Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
 fn secret_store(target: &Target) -> Result<(), Failure> {
     let host = target.host()?;
     let value = "s3cr3t-Value-4217";
-    let run = secret_set(&host, "tok", format!("{value}\n").as_bytes())?;
+    let run = host.secret_set("tok", format!("{value}\n").as_bytes())?;
     run.expect(0, "secret set tok")?;
     ensure!(
         !run.stdout.contains(value) && !run.stderr.contains(value),
@@ -1920,7 +1898,8 @@ fn secret_store(target: &Target) -> Result<(), Failure> {
             mode(&dir.join("tok"))
         );
     }
-    secret_set(&host, "other", b"second\r\n")?.expect(0, "secret set other")?;
+    host.secret_set("other", b"second\r\n")?
+        .expect(0, "secret set other")?;
     let list = host.ok(&["secret", "list"])?;
     ensure!(
         list.lines().collect::<Vec<_>>() == ["other", "tok"],
@@ -1929,10 +1908,12 @@ fn secret_store(target: &Target) -> Result<(), Failure> {
     );
     let long = "x".repeat(129);
     for bad in [".hidden", "a/b", "..", &long, "sp ace"] {
-        secret_set(&host, bad, b"v")?.expect(2, &format!("secret set {bad:?}"))?;
+        host.secret_set(bad, b"v")?
+            .expect(2, &format!("secret set {bad:?}"))?;
     }
-    secret_set(&host, "empty", b"\n")?.expect(2, "secret set of an empty value")?;
-    secret_set(&host, "binary", b"\xff\xfe\n")?
+    host.secret_set("empty", b"\n")?
+        .expect(2, "secret set of an empty value")?;
+    host.secret_set("binary", b"\xff\xfe\n")?
         .expect(2, "secret set of input that is not UTF-8")?;
     // fetch's manifest requests no secret: using one is decided, recorded by name and denied.
     host.policy(&egress_policy(""))?;

@@ -1801,28 +1801,6 @@ fn capabilities_listed(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs a command with `input` on stdin.
-fn run_with_input(host: &Host, args: &[&str], input: &str) -> Result<crate::target::Run, Failure> {
-    let mut child = host
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Failure::Failed(format!("cannot run {}: {e}", args.join(" "))))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Failure::Failed(format!("{}: {e}", args.join(" "))))?;
-    Ok(crate::target::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
 fn admin_channel(target: &Target) -> Result<(), Failure> {
     let own = own(target, Some(OPEN), "", false)?;
     let host = own.host()?;
@@ -1889,7 +1867,7 @@ fn admin_channel(target: &Target) -> Result<(), Failure> {
         "a capability removed through the running server is still listed"
     );
     // Secrets and approvals through the server.
-    let run = run_with_input(host, &["secret", "set", "conformance-secret"], "s3cret\n")?;
+    let run = host.secret_set("conformance-secret", b"s3cret\n")?;
     run.expect(0, "secret set while the server runs")?;
     ensure!(
         host.ok(&["secret", "list"])?.contains("conformance-secret"),
@@ -2844,12 +2822,9 @@ fn private_files(target: &Target) -> Result<(), Failure> {
         mode == 0o600,
         "admin.sock has mode {mode:o} where 600 is required"
     );
-    run_with_input(
-        own.host()?,
-        &["secret", "set", "conformance-secret"],
-        "s3cret\n",
-    )?
-    .expect(0, "secret set")?;
+    own.host()?
+        .secret_set("conformance-secret", b"s3cret\n")?
+        .expect(0, "secret set")?;
     let dir = std::fs::metadata(data.join("secrets"))
         .map_err(|e| Failure::Failed(format!("no secrets/ after secret set: {e}")))?;
     let mode = dir.permissions().mode() & 0o777;

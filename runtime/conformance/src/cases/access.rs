@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::{OPEN, failed, hex};
+use super::{OPEN, call, err, failed, hex, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, Target, ensure};
 
@@ -131,15 +131,6 @@ pub const CASES: &[Case] = &[
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// Writes a file, creating its parent.
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
-}
-
 fn mkdir(path: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(path)
         .map_err(|e| failed(format!("cannot create {}: {e}", path.display())))
@@ -174,18 +165,6 @@ fn invoke(
     let mut all = vec!["invoke", capability, function, "--args", &text];
     all.extend_from_slice(extra);
     host.run(&all)
-}
-
-/// An invocation that must exit 0: its printed result.
-fn call(host: &Host, capability: &str, function: &str, args: &Json) -> Result<Json, Failure> {
-    let run = invoke(host, capability, function, args, &[])?;
-    run.expect(0, &format!("invoke {capability} {function} {args}"))?;
-    run.json()
-}
-
-/// The `err` text of a result, or "".
-fn err(result: &Json) -> String {
-    result["err"].as_str().unwrap_or("").to_owned()
 }
 
 /// The entries' `entry` objects.

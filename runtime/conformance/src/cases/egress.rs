@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::{OPEN, failed, hex, read, s};
+use super::{OPEN, failed, hex, read, s, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, SDK_GUEST, Target, ensure};
 
@@ -111,15 +111,6 @@ pub const CASES: &[Case] = &[
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// Writes a file, creating its parent.
-fn put(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
-}
-
 /// Installs `wasm` as capability `name` under a manifest with `requests` (TOML lines).
 fn install(host: &Host, name: &str, wasm: &[u8], requests: &str) -> Result<(), Failure> {
     let manifest = format!(
@@ -141,7 +132,7 @@ fn prober(target: &Target, policy: &str) -> Result<(Host, PathBuf), Failure> {
     host.policy(policy)?;
     let shared = host.data.path().join("shared");
     std::fs::create_dir_all(&shared).map_err(|e| failed(format!("cannot create shared: {e}")))?;
-    put(
+    write(
         &host.data.path().join("mounts.toml"),
         b"\"/data\" = \"shared\"\n",
     )?;
@@ -228,7 +219,7 @@ fn files_read_cap(target: &Target) -> Result<(), Failure> {
     // 3 MiB and 5 bytes, not all one byte, so a short answer is not taken for a whole one.
     let size = (3usize << 20) + 5;
     let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    put(&shared.join("big.bin"), &bytes)?;
+    write(&shared.join("big.bin"), &bytes)?;
     let got = probe(&host, "prober", "bigread")?;
     let fields: Vec<&str> = got.split(' ').collect();
     let [read, over, exact] = fields.as_slice() else {
@@ -256,7 +247,7 @@ fn files_read_cap(target: &Target) -> Result<(), Failure> {
 
 fn files_stream_writes(target: &Target) -> Result<(), Failure> {
     let (host, shared) = prober(target, OPEN)?;
-    put(&shared.join("streamed.txt"), b"0123456789abcdef")?;
+    write(&shared.join("streamed.txt"), b"0123456789abcdef")?;
     let got = probe(&host, "prober", "streams")?;
     ensure!(
         got == "write-via-stream=unsupported append-via-stream=unsupported write=2",
@@ -291,7 +282,7 @@ fn files_rename(target: &Target) -> Result<(), Failure> {
     );
     let (host, shared) = prober(target, &policy)?;
     for name in ["kept.txt", "fixed.txt", "free.txt"] {
-        put(&shared.join(name), format!("content of {name}").as_bytes())?;
+        write(&shared.join(name), format!("content of {name}").as_bytes())?;
     }
     let kept = probe(&host, "prober", "rename:kept.txt:out-of-kept.txt")?;
     let kept_entries = last(&host.entries()?);
@@ -339,7 +330,7 @@ fn files_rename(target: &Target) -> Result<(), Failure> {
 
 fn files_symlink(target: &Target) -> Result<(), Failure> {
     let (host, shared) = prober(target, OPEN)?;
-    put(&shared.join("target.txt"), b"linked to")?;
+    write(&shared.join("target.txt"), b"linked to")?;
     for (arg, link) in [
         ("target.txt:inside-link", "inside-link"),
         ("/etc/passwd:outside-link", "outside-link"),
@@ -360,7 +351,7 @@ fn files_symlink(target: &Target) -> Result<(), Failure> {
 fn files_std_fs(target: &Target) -> Result<(), Failure> {
     let host = sdk_host(target, OPEN, &[])?;
     let shared = host.data.path().join("shared");
-    put(&shared.join("given.txt"), b"given by the operator")?;
+    write(&shared.join("given.txt"), b"given by the operator")?;
     let got = sdk_ok(&host, "std-fs", "")?;
     let steps: Vec<(&str, &str)> = got.split(';').filter_map(|s| s.split_once('=')).collect();
     let step = |name: &str| {
@@ -418,7 +409,7 @@ fn sdk_host(target: &Target, policy: &str, origins: &[String]) -> Result<Host, F
     host.policy(policy)?;
     std::fs::create_dir_all(host.data.path().join("shared"))
         .map_err(|e| failed(format!("cannot create shared: {e}")))?;
-    put(
+    write(
         &host.data.path().join("mounts.toml"),
         b"\"/data\" = \"shared\"\n",
     )?;
@@ -576,7 +567,7 @@ fn sdk_log(target: &Target) -> Result<(), Failure> {
 
 fn sdk_config(target: &Target) -> Result<(), Failure> {
     let host = sdk_host(target, OPEN, &[])?;
-    put(
+    write(
         &host.data.path().join("config").join("sdk.toml"),
         b"region = \"eu-west-3\"\nhidden = \"hidden-value-7\"\n",
     )?;
@@ -601,7 +592,7 @@ fn sdk_config(target: &Target) -> Result<(), Failure> {
 fn sdk_files(target: &Target) -> Result<(), Failure> {
     let host = sdk_host(target, OPEN, &[])?;
     let shared = host.data.path().join("shared");
-    put(&shared.join("old.txt"), b"there before")?;
+    write(&shared.join("old.txt"), b"there before")?;
     std::fs::create_dir_all(shared.join("sub"))
         .map_err(|e| failed(format!("cannot create sub: {e}")))?;
     let got = sdk_ok(&host, "files", "")?;
@@ -629,7 +620,7 @@ fn sdk_refusals(target: &Target) -> Result<(), Failure> {
         forbid("no-hidden", "fs.read", "/data/hidden.txt")
     );
     let host = sdk_host(target, &policy, &[])?;
-    put(
+    write(
         &host.data.path().join("shared").join("hidden.txt"),
         b"never read",
     )?;

@@ -148,8 +148,31 @@ pub(super) fn failed(message: impl Into<String>) -> Failure {
     Failure::Failed(message.into())
 }
 
+/// Writes a file, creating its parent.
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
+    }
     std::fs::write(path, bytes).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
+}
+
+/// `invoke CAPABILITY FUNCTION --args ARGS` that must exit 0: its printed result.
+pub(super) fn call(
+    host: &Host,
+    capability: &str,
+    function: &str,
+    args: &Json,
+) -> Result<Json, Failure> {
+    let text = args.to_string();
+    let run = host.run(&["invoke", capability, function, "--args", &text])?;
+    run.expect(0, &format!("invoke {capability} {function} {text}"))?;
+    run.json()
+}
+
+/// The `err` text of a result, or "".
+pub(super) fn err(result: &Json) -> String {
+    result["err"].as_str().unwrap_or("").to_owned()
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {

@@ -23,7 +23,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
 use super::execution::{add, serve};
-use super::{OPEN, guest_host};
+use super::{OPEN, call, err, guest_host, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, GUEST_MANIFEST, Target, ensure};
 
@@ -331,11 +331,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::Failed(format!("cannot read {}: {e}", path.display())))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    std::fs::write(path, bytes)
-        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Runs a command of `host` with extra environment variables.
@@ -1331,19 +1326,6 @@ fn ok_reply(body: &str) -> String {
         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-peer: yes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// `invoke CAPABILITY FUNCTION --args ARGS`: its printed result.
-fn call(host: &Host, capability: &str, function: &str, args: &Json) -> Result<Json, Failure> {
-    let text = args.to_string();
-    let run = host.run(&["invoke", capability, function, "--args", &text])?;
-    run.expect(0, &format!("invoke {capability} {function} {text}"))?;
-    run.json()
-}
-
-/// The `err` text of a result, or "".
-fn err(result: &Json) -> String {
-    result["err"].as_str().unwrap_or("").to_owned()
 }
 
 /// A token of this run, for URLs and values nobody else uses.

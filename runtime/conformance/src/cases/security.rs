@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use super::{GREET, OPEN, guest_host};
+use super::{GREET, OPEN, call, err, guest_host};
 use crate::target::{Host, Run, Server, excerpt};
 use crate::{Case, Failure, GUEST, Target, ensure};
 
@@ -257,19 +257,6 @@ fn item<'a>(list: &'a Json, key: &str, value: &str, action: Option<&str>) -> Opt
     list.as_array()?
         .iter()
         .find(|i| i[key] == value && action.is_none_or(|a| i["action"] == a))
-}
-
-/// `invoke CAPABILITY FUNCTION --args ARGS` of an embedded capability: its printed result.
-fn call(host: &Host, capability: &str, function: &str, args: &Json) -> Result<Json, Failure> {
-    let text = args.to_string();
-    let run = host.run(&["invoke", capability, function, "--args", &text])?;
-    run.expect(0, &format!("invoke {capability} {function} {text}"))?;
-    run.json()
-}
-
-/// The `err` text of a result, or "".
-fn err(result: &Json) -> String {
-    result["err"].as_str().unwrap_or("").to_owned()
 }
 
 /// The entries of invocation `n`.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::{OPEN, failed, guest_host, hex, s, sha256, write};
+use super::{OPEN, failed, guest_host, hex, recorded_bytes, s, sha256, write};
 use crate::target::{Host, Run, Server, excerpt};
 use crate::{Case, Failure, GUEST, Target, ensure};
 
@@ -145,38 +145,6 @@ fn numbers(value: &Json) -> Vec<u64> {
             Json::Number(n) => found.extend(n.as_u64()),
             Json::Array(items) => walk.extend(items),
             Json::Object(map) => walk.extend(map.values()),
-            _ => {}
-        }
-    }
-    found
-}
-
-/// The byte strings in a recorded value, however `log show` writes a `list<u8>` (an array of
-/// numbers, hex or base64).
-fn byte_strings(value: &Json) -> Vec<Vec<u8>> {
-    let mut found = Vec::new();
-    let mut walk = vec![value];
-    while let Some(v) = walk.pop() {
-        match v {
-            Json::Array(items) => {
-                if !items.is_empty() && items.iter().all(|i| i.as_u64().is_some_and(|n| n < 256)) {
-                    found.push(
-                        items
-                            .iter()
-                            .filter_map(Json::as_u64)
-                            .map(|n| n as u8)
-                            .collect(),
-                    );
-                }
-                walk.extend(items);
-            }
-            Json::Object(map) => walk.extend(map.values()),
-            Json::String(text) => {
-                if !text.is_empty() && text.len() % 2 == 0 {
-                    found.push(unhex(text));
-                }
-                found.extend(b64(text));
-            }
             _ => {}
         }
     }
@@ -359,7 +327,7 @@ fn gated_clocks_and_random(target: &Target) -> Result<(), Failure> {
             mono["result"],
             numbers_read[2]
         );
-        let recorded = byte_strings(&random["result"]);
+        let recorded = recorded_bytes(&random["result"]);
         ensure!(
             recorded.iter().any(|b| b == bytes),
             "round {round}: get-random-bytes is recorded as {} where the guest received {}",

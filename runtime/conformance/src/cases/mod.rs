@@ -148,6 +148,46 @@ pub(super) fn failed(message: impl Into<String>) -> Failure {
     Failure::Failed(message.into())
 }
 
+/// The bytes of a recorded `list<u8>`, however `log show` writes it (an array of numbers, hex
+/// or base64).
+pub(super) fn recorded_bytes(value: &Json) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    let mut walk = vec![value];
+    while let Some(v) = walk.pop() {
+        match v {
+            Json::Array(items) => {
+                if !items.is_empty() && items.iter().all(|i| i.as_u64().is_some_and(|n| n < 256)) {
+                    found.push(
+                        items
+                            .iter()
+                            .filter_map(Json::as_u64)
+                            .map(|n| n as u8)
+                            .collect(),
+                    );
+                }
+                walk.extend(items);
+            }
+            Json::Object(map) => walk.extend(map.values()),
+            Json::String(s) => {
+                if s.len() % 2 == 0 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    found.push(
+                        (0..s.len())
+                            .step_by(2)
+                            .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+                            .collect(),
+                    );
+                }
+                use base64::Engine as _;
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s) {
+                    found.push(bytes);
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Writes a file, creating its parent.
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     if let Some(parent) = path.parent() {

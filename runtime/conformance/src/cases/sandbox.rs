@@ -23,7 +23,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
 use super::execution::{add, serve};
-use super::{OPEN, call, err, guest_host, write};
+use super::{OPEN, call, err, guest_host, recorded_bytes, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, GUEST_MANIFEST, Target, ensure};
 
@@ -1833,46 +1833,6 @@ fn probe_text(probe: &str) -> String {
 /// `invoke conformance echo` of a probe, with `extra` arguments.
 fn probe(host: &Host, probe: &str, extra: &[&str]) -> Result<Run, Failure> {
     host.invoke("echo", &json!({ "text": probe_text(probe) }), extra)
-}
-
-/// The bytes of a recorded `list<u8>`, however `log show` writes it (an array of numbers, hex
-/// or base64).
-fn recorded_bytes(value: &Json) -> Vec<Vec<u8>> {
-    let mut found = Vec::new();
-    let mut walk = vec![value];
-    while let Some(v) = walk.pop() {
-        match v {
-            Json::Array(items) => {
-                if !items.is_empty() && items.iter().all(|i| i.as_u64().is_some_and(|n| n < 256)) {
-                    found.push(
-                        items
-                            .iter()
-                            .filter_map(Json::as_u64)
-                            .map(|n| n as u8)
-                            .collect(),
-                    );
-                }
-                walk.extend(items);
-            }
-            Json::Object(map) => walk.extend(map.values()),
-            Json::String(s) => {
-                if s.len() % 2 == 0 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    found.push(
-                        (0..s.len())
-                            .step_by(2)
-                            .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-                            .collect(),
-                    );
-                }
-                use base64::Engine as _;
-                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s) {
-                    found.push(bytes);
-                }
-            }
-            _ => {}
-        }
-    }
-    found
 }
 
 fn unhex(text: &str) -> Vec<u8> {

@@ -2,15 +2,13 @@
 //! `std::fs`), of the Rust SDK's helpers driven through the suite's second guest, of secrets in
 //! what a guest writes, of egress (address kinds, pinned connections) and of the token store.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+use super::peer::{Peer, Seen, answer};
 use super::{OPEN, failed, hex, read, s, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, SDK_GUEST, Target, ensure};
@@ -670,136 +668,6 @@ fn sdk_refusals(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
-// --- A loopback peer. ------------------------------------------------------------------------
-
-/// One request a peer read: its head (request line and headers) and body.
-#[derive(Clone, Debug, Default)]
-struct Seen {
-    path: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-type Handler = Arc<dyn Fn(&Seen) -> String + Send + Sync>;
-
-/// A server on `listener` answering each request with what `handler` gives, until dropped (at
-/// most 60 s).
-struct Peer {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Peer {
-    fn on(listener: TcpListener, handler: Handler) -> Result<Peer, Failure> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| failed(format!("cannot set the listener non-blocking: {e}")))?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let until = Instant::now() + Duration::from_secs(60);
-                while !stop.load(Ordering::SeqCst) && Instant::now() < until {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let (seen, handler) = (seen.clone(), handler.clone());
-                            std::thread::spawn(move || serve(stream, &seen, &handler));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            })
-        };
-        Ok(Peer {
-            port,
-            seen,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn start(handler: impl Fn(&Seen) -> String + Send + Sync + 'static) -> Result<Peer, Failure> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| failed(format!("cannot listen on loopback: {e}")))?;
-        Peer::on(listener, Arc::new(handler))
-    }
-
-    fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Reads one request's head (within 5 s) and answers it.
-fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    let started = Instant::now();
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") && started.elapsed() < Duration::from_secs(5) {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&got).into_owned();
-    let mut lines = head.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .unwrap_or_default()
-        .to_owned();
-    let headers = lines
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let request = Seen { path, headers };
-    if let Ok(mut s) = seen.lock() {
-        s.push(request.clone());
-    }
-    let _ = stream.write_all(handler(&request).as_bytes());
-    let _ = stream.flush();
-}
-
-/// An HTTP/1.1 answer that closes the connection.
-fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut text = format!("HTTP/1.1 {status}\r\n");
-    for (n, v) in headers {
-        text.push_str(&format!("{n}: {v}\r\n"));
-    }
-    text.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    text
-}
-
 fn base64(engine: &impl base64::Engine, bytes: &[u8]) -> String {
     engine.encode(bytes)
 }
@@ -1133,7 +1001,7 @@ fn egress_pinned(target: &Target) -> Result<(), Failure> {
     let proxy = Peer::start(|_| answer("200 OK", &[], "proxied"))?;
     let six = TcpListener::bind(("::1", port))
         .ok()
-        .map(|l| Peer::on(l, Arc::new(|_: &Seen| answer("200 OK", &[], "six"))))
+        .map(|l| Peer::on(l, |_: &Seen| answer("200 OK", &[], "six")))
         .transpose()?;
     let origins = [
         format!("http://localhost:{port}"),

@@ -16,6 +16,7 @@ mod integrity;
 mod ledger;
 mod linking;
 mod operations;
+mod peer;
 mod sandbox;
 mod security;
 mod server;

@@ -20,7 +20,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.decisions.json-form",
-        verifies: &["FC-POL-1419"],
+        verifies: &["FC-POL-1419", "FC-POL-1420"],
         run: json_form,
     },
     Case {
@@ -528,6 +528,41 @@ fn json_form(target: &Target) -> Result<(), Failure> {
             "no decision had the reason `{want}` (seen {reasons:?})"
         );
     }
+    // The refusals of the other reasons render their decisions too: an import the manifest does
+    // not request, an invocation no policy permits.
+    let refused: Vec<String> = lean["imports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["decision"]["reason"] == "not_requested")
+        .map(|i| text_form(&i["decision"]))
+        .collect();
+    let run = host.run(&["invoke", "lean", "echo", "--args", r#"{"text":"x"}"#])?;
+    ensure!(
+        run.code == 7 && !refused.is_empty() && refused.iter().all(|t| run.stderr.contains(t)),
+        "the refusal of lean's unrequested imports must render each decision as {refused:?}: exit {}, {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
+    // Under a policy that permits only the invocation of `conformance`.
+    host.policy(
+        "@id(\"mm-invoke\")\npermit (principal, action == FemtoClaw::Action::\"invoke\", resource == FemtoClaw::Capability::\"conformance\");\n",
+    )?;
+    let hello = host.run(&["policy", "explain", "--json", "--capability", "hello"])?;
+    hello.expect(0, "policy explain --capability hello")?;
+    let unpermitted = hello.json()?["invoke"].clone();
+    ensure!(
+        unpermitted["reason"] == "no_permit",
+        "the local user's invocation of hello must be decided `no_permit` under this policy: {unpermitted}"
+    );
+    let run = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#])?;
+    ensure!(
+        run.code == 7 && run.stderr.contains(&text_form(&unpermitted)),
+        "the refusal of an invocation no policy permits must render its decision as `{}`: exit {}, {}",
+        text_form(&unpermitted),
+        run.code,
+        excerpt(&run.stderr)
+    );
     Ok(())
 }
 

@@ -56,7 +56,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.sdk.config-get",
-        verifies: &["FC-EXT-5306"],
+        verifies: &["FC-EXT-5306", "FC-CAP-1214"],
         run: sdk_config,
     },
     Case {
@@ -583,6 +583,27 @@ fn sdk_config(target: &Target) -> Result<(), Failure> {
     ensure!(
         hidden.starts_with("upstream=denied: ") && !hidden.contains("hidden-value-7"),
         "config::get of a key the manifest does not request must surface upstream(\"denied: …\") without the value: {hidden:?}"
+    );
+    // The refusal is recorded as a decision, with the policy digest it was taken under.
+    let entries = host.entries()?;
+    let refused = entries.iter().map(|e| &e["entry"]).find(|e| {
+        e["type"] == "decision"
+            && e["action"] == "config.read"
+            && e["allowed"] == false
+            && e["resource"].as_str().is_some_and(|r| r.contains("hidden"))
+    });
+    ensure!(
+        refused.is_some_and(
+            |d| d["policy_digest"].as_str().is_some_and(|h| h.len() == 64)
+                && d["policy_ids"].is_array()
+        ),
+        "the refused config.read of `hidden` must be recorded as a decision with its policy ids and digest: {refused:?}"
+    );
+    ensure!(
+        !entries
+            .iter()
+            .any(|e| e.to_string().contains("hidden-value-7")),
+        "the refused key's value reached the ledger"
     );
     Ok(())
 }

@@ -604,28 +604,13 @@ fn documented_defaults(target: &Target) -> Result<(), Failure> {
         documented.len()
     );
     let shown = host.ok(&["config", "show"])?;
-    let mut section = String::new();
     let mut seen = BTreeMap::new();
-    for line in shown.lines().filter(|l| !l.trim().is_empty()) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.to_owned();
-            continue;
-        }
-        let (pair, source) = line.split_once("  # ").ok_or_else(|| {
-            failed(format!(
-                "config show: {line:?} is not `KEY = VALUE  # SOURCE`"
-            ))
-        })?;
-        let (key, value) = pair.split_once(" = ").ok_or_else(|| {
-            failed(format!(
-                "config show: {line:?} is not `KEY = VALUE  # SOURCE`"
-            ))
-        })?;
+    for (section, key, value, source) in super::ledger::shown_config(&shown)? {
         ensure!(
             source == "default",
             "on a fresh data directory {section}.{key} shows the source {source}"
         );
-        seen.insert(format!("{section}.{key}"), value.to_owned());
+        seen.insert(format!("{section}.{key}"), value);
     }
     for (key, want) in &documented {
         let got = seen.get(key);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use super::peer::{Peer, Seen, answer};
-use super::{OPEN, failed, hex, read, s, write};
+use super::{OPEN, failed, hex, read, replays, s, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, SDK_GUEST, Target, ensure};
 
@@ -185,28 +185,6 @@ fn decided<'a>(entries: &'a [Json], action: &str, resource: &str) -> Vec<&'a Jso
         .iter()
         .filter(|e| e["type"] == "decision" && e["action"] == action && e["resource"] == resource)
         .collect()
-}
-
-/// Exports the ledger and replays it on a fresh data directory: fails unless every invocation
-/// replays identical; how many did.
-fn replays(target: &Target, host: &Host) -> Result<usize, Failure> {
-    let file = host.files.path().join("replayed.export");
-    host.ok(&["log", "export", &s(&file), "--with-components"])?;
-    let key = host.ok(&["key", "show"])?;
-    let elsewhere = target.host()?;
-    let run = elsewhere.run(&["replay", &s(&file), "--key", key.trim(), "--json"])?;
-    run.expect(0, "replay of the export on a data directory of its own")?;
-    let report = run.json()?;
-    let statuses: Vec<&str> = report["invocations"]
-        .as_array()
-        .map(|r| r.iter().filter_map(|i| i["status"].as_str()).collect())
-        .unwrap_or_default();
-    ensure!(
-        !statuses.is_empty() && statuses.iter().all(|s| *s == "identical"),
-        "every invocation must replay identical from the ledger alone: {}",
-        excerpt(&run.stdout)
-    );
-    Ok(statuses.len())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+use super::sandbox::{last_invocation, of_invocation};
 use super::{OPEN, failed, guest_host, hex, recorded_bytes, s, sha256, write};
 use crate::target::{Host, Run, Server, excerpt};
 use crate::{Case, Failure, GUEST, Target, ensure};
@@ -97,25 +98,6 @@ fn answer(run: &Run, what: &str) -> Result<String, Failure> {
             run.stdout
         ))
     })
-}
-
-/// The entries of invocation `n`, in ledger order.
-fn of_invocation(entries: &[Json], n: u64) -> Vec<&Json> {
-    entries
-        .iter()
-        .map(|e| &e["entry"])
-        .filter(|e| e["invocation"].as_u64() == Some(n))
-        .collect()
-}
-
-/// The invocation number of the last `invocation-start`.
-fn last_invocation(entries: &[Json]) -> Result<u64, Failure> {
-    entries
-        .iter()
-        .rev()
-        .find(|e| e["entry"]["type"] == "invocation-start")
-        .and_then(|e| e["entry"]["invocation"].as_u64())
-        .ok_or_else(|| failed("the ledger holds no invocation-start"))
 }
 
 /// The entries of the last invocation.

@@ -2576,7 +2576,7 @@ const DEFAULTS: &[(&str, &[(&str, &str)])] = &[
 ];
 
 /// `config show`'s lines as (section, key, value, source), in order.
-fn shown_config(text: &str) -> Result<Vec<(String, String, String, String)>, Failure> {
+pub(super) fn shown_config(text: &str) -> Result<Vec<(String, String, String, String)>, Failure> {
     let mut section = String::new();
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 use sha2::{Digest as _, Sha256};
 
-use crate::target::{Host, Server};
-use crate::{Case, Failure, Target, crypto};
+use crate::target::{Host, Server, excerpt};
+use crate::{Case, Failure, Target, crypto, ensure};
 
 /// Every case, in the order they run.
 pub fn all() -> Vec<Case> {
@@ -187,6 +187,28 @@ pub(super) fn recorded_bytes(value: &Json) -> Vec<Vec<u8>> {
         }
     }
     found
+}
+
+/// Exports the ledger and replays it on a fresh data directory: fails unless every invocation
+/// replays identical; how many did.
+pub(super) fn replays(target: &Target, host: &Host) -> Result<usize, Failure> {
+    let file = host.files.path().join("replayed.export");
+    host.ok(&["log", "export", &s(&file), "--with-components"])?;
+    let key = host.ok(&["key", "show"])?;
+    let elsewhere = target.host()?;
+    let run = elsewhere.run(&["replay", &s(&file), "--key", key.trim(), "--json"])?;
+    run.expect(0, "replay of the export on a data directory of its own")?;
+    let report = run.json()?;
+    let statuses: Vec<&str> = report["invocations"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|i| i["status"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == "identical"),
+        "every invocation must replay identical from the ledger alone: {}",
+        excerpt(&run.stdout)
+    );
+    Ok(statuses.len())
 }
 
 /// Writes a file, creating its parent.

@@ -23,7 +23,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
 use super::execution::{add, serve};
-use super::{OPEN, call, err, guest_host, recorded_bytes, write};
+use super::{OPEN, call, err, guest_host, recorded_bytes, replays, write};
 use crate::target::{Host, Run, excerpt};
 use crate::{Case, Failure, GUEST, GUEST_MANIFEST, Target, ensure};
 
@@ -295,7 +295,7 @@ fn write_config(host: &Host, text: &str) -> Result<(), Failure> {
 }
 
 /// The entries of invocation `n`, in ledger order.
-fn of_invocation(entries: &[Json], n: u64) -> Vec<&Json> {
+pub(super) fn of_invocation(entries: &[Json], n: u64) -> Vec<&Json> {
     entries
         .iter()
         .map(|e| &e["entry"])
@@ -304,7 +304,7 @@ fn of_invocation(entries: &[Json], n: u64) -> Vec<&Json> {
 }
 
 /// The invocation number of the last `invocation-start`.
-fn last_invocation(entries: &[Json]) -> Result<u64, Failure> {
+pub(super) fn last_invocation(entries: &[Json]) -> Result<u64, Failure> {
     entries
         .iter()
         .rev()
@@ -1924,21 +1924,10 @@ fn host_faults_named(target: &Target) -> Result<(), Failure> {
     host.invoke("note", &json!({ "message": "l".repeat(16_384) }), &[])?
         .expect(0, "a log message of exactly 16384 bytes")?;
     // Replayed: each fault answered from the recording, each invocation identical.
-    let export = host.files.path().join("faults.export");
-    host.ok(&["log", "export", &lossy(&export), "--with-components"])?;
-    let key = host.ok(&["key", "show"])?;
-    let elsewhere = target.host()?;
-    let run = elsewhere.run(&["replay", &lossy(&export), "--key", key.trim(), "--json"])?;
-    run.expect(0, "replay of the faulted invocations")?;
-    let report = run.json()?;
-    let statuses: Vec<&str> = report["invocations"]
-        .as_array()
-        .map(|r| r.iter().filter_map(|i| i["status"].as_str()).collect())
-        .unwrap_or_default();
+    let replayed = replays(target, &host)?;
     ensure!(
-        statuses.len() == 4 && statuses.iter().all(|s| *s == "identical"),
-        "the faulted invocations must replay identically: {}",
-        excerpt(&run.stdout)
+        replayed == 4,
+        "the 4 faulted invocations must replay identically: {replayed} replayed"
     );
     Ok(())
 }

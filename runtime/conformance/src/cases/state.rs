@@ -434,26 +434,12 @@ fn writes_applied_at_return_in_order_of_ends(target: &Target) -> Result<(), Fail
         .trim()
         .to_owned();
     let server = Server::start(host, token)?;
-    let post = |body: Json| {
-        let (url, token) = (server.url.clone(), server.token.clone());
-        std::thread::spawn(move || {
-            let response = Server::client()
-                .post(format!("{url}/v1/invoke"))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let text = response.text().map_err(|e| e.to_string())?;
-            let body: Json = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-            Ok::<(u16, Json), String>((status, body))
-        })
-    };
-    let answer = |name: &str, handle: std::thread::JoinHandle<Result<(u16, Json), String>>| {
+    let post = |body: Json| invoke_in_background(&server, body);
+    let answer = |name: &str, handle: std::thread::JoinHandle<Result<(u16, String), String>>| {
         let got = handle.join().map_err(|_| failed("a thread panicked"))?;
         match got {
-            Ok((200, body)) => Ok(body),
+            Ok((200, text)) => serde_json::from_str::<Json>(&text)
+                .map_err(|e| failed(format!("invocation {name}: {e}: {text}"))),
             other => Err(failed(format!(
                 "invocation {name} was not answered 200: {other:?}"
             ))),
@@ -1240,21 +1226,7 @@ fn catch_up_across_an_invocations_batches(target: &Target) -> Result<(), Failure
         .trim()
         .to_owned();
     let server = Server::start(host, token)?;
-    let post = |body: Json| {
-        let (url, token) = (server.url.clone(), server.token.clone());
-        std::thread::spawn(move || {
-            let response = Server::client()
-                .post(format!("{url}/v1/invoke"))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let text = response.text().map_err(|e| e.to_string())?;
-            Ok::<(u16, String), String>((status, text))
-        })
-    };
+    let post = |body: Json| invoke_in_background(&server, body);
     let mut burn = 50_000_000u64;
     let mut keys = Vec::new();
     let mut done = false;
@@ -1677,4 +1649,24 @@ fn batches(host: &Host) -> Result<(Vec<Span>, Vec<Json>), Failure> {
         from = size;
     }
     Ok((intervals, host.entries()?))
+}
+
+/// `POST /v1/invoke` of `body` on a thread of its own: the status and the body's text.
+fn invoke_in_background(
+    server: &Server,
+    body: Json,
+) -> std::thread::JoinHandle<Result<(u16, String), String>> {
+    let (url, token) = (server.url.clone(), server.token.clone());
+    std::thread::spawn(move || {
+        let response = Server::client()
+            .post(format!("{url}/v1/invoke"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.text().map_err(|e| e.to_string())?;
+        Ok((status, text))
+    })
 }

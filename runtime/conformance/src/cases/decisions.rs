@@ -8,6 +8,7 @@ use std::process::Stdio;
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
 
+use super::peer::{Peer, Reply, Seen};
 use super::{OPEN, failed, guest_host, s};
 use crate::target::{Host, excerpt};
 use crate::{Case, Failure, Target, ensure};
@@ -737,22 +738,6 @@ fn listens_on(host: &Host, args: &[&str], vars: &[(&str, &str)]) -> Result<Strin
     let _ = child.kill();
     let _ = child.wait();
     Ok(line.trim().to_owned())
-}
-
-/// The next connection to `listener` within 20 s, if any.
-fn accept_within(listener: &std::net::TcpListener) -> Option<std::net::TcpStream> {
-    let _ = listener.set_nonblocking(true);
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_secs(20) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                return Some(stream);
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-    }
-    None
 }
 
 /// A free loopback port.
@@ -1951,28 +1936,12 @@ permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw
     );
     host.policy(&policy)?;
     super::set_secret(&host, "tok", "SHAPES-SECRET")?;
-    // The peer answers one request and reports what it received.
-    let peer = std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        let Some(mut stream) = accept_within(&listener) else {
-            return String::new();
-        };
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let _ = stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        String::from_utf8_lossy(&seen).into_owned()
-    });
+    // The peer answers each request and records what it received.
+    let peer = Peer::on(listener, |_: &Seen| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_vec(),
+        )
+    })?;
     let call = |url: &str| -> Result<(Json, Vec<Json>), Failure> {
         let before = host.entries()?.len();
         let args = json!({"method": "GET", "url": url, "secret-headers": [{"name": "authorization", "secret": "tok", "prefix": "Bearer "}]}).to_string();
@@ -1987,7 +1956,11 @@ permit (principal, action == FemtoClaw::Action::"kv.read", resource == FemtoClaw
     };
     let url = format!("http://127.0.0.1:{port}/");
     let (got, decided) = call(&url)?;
-    let seen = peer.join().unwrap_or_default();
+    let seen = peer
+        .seen()
+        .first()
+        .map(|r| String::from_utf8_lossy(&r.bytes).into_owned())
+        .unwrap_or_default();
     let by =
         |action: &str| -> Vec<&Json> { decided.iter().filter(|e| e["action"] == action).collect() };
     let ids = |action: &str| -> Vec<Json> {
@@ -2135,37 +2108,11 @@ fn secret_names_exact(target: &Target) -> Result<(), Failure> {
             )?;
     }
     super::set_secret(&host, "tok", "EXACT-SECRET")?;
-    let peer = std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        let mut seen = Vec::new();
-        // At most the two requests the case could cause; the exact one comes second.
-        for _ in 0..2 {
-            let Some(mut stream) = accept_within(&listener) else {
-                break;
-            };
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-            let mut one = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                one.extend_from_slice(&buf[..n]);
-                if one.windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-            let text = String::from_utf8_lossy(&one).into_owned();
-            let last = text.contains("EXACT-SECRET");
-            seen.push(text);
-            if last {
-                break;
-            }
-        }
-        seen
-    });
+    let peer = Peer::on(listener, |_: &Seen| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_vec(),
+        )
+    })?;
     let call = |name: &str| -> Result<(Json, Vec<Decided>), Failure> {
         let before = host.entries()?.len();
         let args = json!({"method": "GET", "url": format!("http://127.0.0.1:{port}/"), "secret-headers": [{"name": "authorization", "secret": "tok", "prefix": "Bearer "}]}).to_string();
@@ -2175,7 +2122,11 @@ fn secret_names_exact(target: &Target) -> Result<(), Failure> {
     };
     let (near, near_decided) = call("near")?;
     let (exact, exact_decided) = call("exact")?;
-    let seen = peer.join().unwrap_or_default();
+    let seen: Vec<String> = peer
+        .seen()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.bytes).into_owned())
+        .collect();
     let uses = |d: &[Decided]| -> Vec<Decided> {
         d.iter().filter(|d| d.0 == "secret.use").cloned().collect()
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::sandbox::{last_invocation, of_invocation};
+use super::sandbox::{last_invocation, numbers, of_invocation};
 use super::{OPEN, failed, guest_host, hex, recorded_bytes, s, sha256, write};
 use crate::target::{Host, Run, Server, excerpt};
 use crate::{Case, Failure, GUEST, Target, ensure};
@@ -116,21 +116,6 @@ fn unhex(text: &str) -> Vec<u8> {
 fn b64(text: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(text).ok()
-}
-
-/// Every unsigned number in a JSON value.
-fn numbers(value: &Json) -> Vec<u64> {
-    let mut found = Vec::new();
-    let mut walk = vec![value];
-    while let Some(v) = walk.pop() {
-        match v {
-            Json::Number(n) => found.extend(n.as_u64()),
-            Json::Array(items) => walk.extend(items),
-            Json::Object(map) => walk.extend(map.values()),
-            _ => {}
-        }
-    }
-    found
 }
 
 /// Where `needle` first occurs in `haystack`.

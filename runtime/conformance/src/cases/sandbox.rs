@@ -1851,7 +1851,7 @@ fn host_calls(entries: &[Json], n: u64) -> Vec<Json> {
 }
 
 /// Every number in a JSON value.
-fn numbers(value: &Json) -> Vec<u64> {
+pub(super) fn numbers(value: &Json) -> Vec<u64> {
     let mut found = Vec::new();
     let mut walk = vec![value];
     while let Some(v) = walk.pop() {

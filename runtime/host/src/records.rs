@@ -45,17 +45,36 @@ pub fn cache_key(data_dir: &Path) -> Result<[u8; 32], Failure> {
             let mut key = [0; 32];
             getrandom::fill(&mut key)
                 .map_err(|e| ledger_failure(format!("no randomness for the cache key: {e}")))?;
-            std::fs::create_dir_all(keys_dir(data_dir)).map_err(failed)?;
+            // Written whole to a file of this process's own, synced, then linked into place:
+            // another command starting at the same time, or a kill mid-write, never sees a
+            // short key, and a key already in place is never replaced.
+            let dir = keys_dir(data_dir);
+            std::fs::create_dir_all(&dir).map_err(failed)?;
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let temporary = dir.join(format!(".cache.key.{}.{n}", std::process::id()));
+            let _ = std::fs::remove_file(&temporary);
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
+                .open(&temporary)
                 .map_err(failed)?;
-            file.write_all(&key)
+            let linked = file
+                .write_all(&key)
                 .and_then(|()| file.sync_all())
-                .map_err(failed)?;
-            Ok(key)
+                .and_then(|()| std::fs::hard_link(&temporary, &path));
+            let _ = std::fs::remove_file(&temporary);
+            match linked {
+                Ok(()) => {
+                    std::fs::File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(failed)?;
+                    Ok(key)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => cache_key(data_dir),
+                Err(e) => Err(failed(e)),
+            }
         }
         Err(e) => Err(failed(e)),
     }
@@ -312,5 +331,49 @@ impl Records {
     /// Runs `f` on the ledger (for reads, export, proofs, reindex).
     pub fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
         self.writer.with_ledger(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    /// Commands starting together on a fresh data directory all get the one key: none reads a
+    /// key another is still writing, and none replaces it.
+    #[test]
+    fn the_cache_key_made_concurrently_is_one_whole_key() {
+        for _ in 0..20 {
+            let data = tempfile::tempdir().unwrap();
+            let start = std::sync::Barrier::new(16);
+            let keys: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..16)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            super::cache_key(data.path())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let first = keys[0].as_ref().map(|k| *k).map_err(|e| e.message.clone());
+            for key in &keys {
+                assert_eq!(
+                    key.as_ref().map(|k| *k).map_err(|e| e.message.clone()),
+                    first,
+                    "every command must get the same whole key"
+                );
+            }
+            assert!(first.is_ok(), "{first:?}");
+            let left: Vec<_> = std::fs::read_dir(super::keys_dir(data.path()))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                ["cache.key"],
+                "temporary files must not be left behind"
+            );
+        }
     }
 }

@@ -43,6 +43,15 @@ schema! {
         memory_bytes: usize = 64 << 20, Rule::AtLeast(64 << 10);
     }
 
+    /// The compiler of capability code.
+    [engine] Engine {
+        /// CPU features the compiled code leaves unused, as on a CPU without them (Cranelift
+        /// flags: `has_avx2`, `has_sse41`, … on x86-64; `has_lse`, … on AArch64), so that code
+        /// compiled here behaves as code compiled on an older machine; recordings replay the
+        /// same either way. An unknown flag stops the host naming it.
+        disabled_cpu_features: Vec<String> = Vec::new(), Rule::CpuFeatures;
+    }
+
     /// Quotas and rate limits, per principal and per capability (see the README's "Limits").
     [quotas] Quotas {
         /// The rules (`[[quotas.rules]]` tables: `principal`, `capability`, `shared`,

@@ -245,7 +245,7 @@ fn an_unknown_section_is_refused_naming_it_and_its_line() {
     assert_eq!(located(&err), (path(), Some(4), "limit".to_owned()));
     assert_eq!(
         err.to_string(),
-        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, quotas, approvals, ledger, mcp, http, telemetry)"
+        "`/data/femtoclaw.toml` line 4: unknown section `[limit]` (the sections are server, limits, engine, quotas, approvals, ledger, mcp, http, telemetry)"
     );
 }
 
@@ -787,6 +787,7 @@ fn show_writes_each_value_with_its_source() {
         [
             "[server]",
             "[limits]",
+            "[engine]",
             "[quotas]",
             "[approvals]",
             "[ledger]",
@@ -1174,4 +1175,31 @@ fn telemetry_keys_refuse_what_they_do_not_describe_naming_the_key() {
         let said = err.to_string();
         assert!(said.contains(key) && said.contains(wrong), "{said}");
     }
+}
+
+// Verifies: FC-EXEC-0404
+#[test]
+fn cpu_features_to_leave_unused_are_feature_flags() {
+    let err = parse_err("[engine]\ndisabled_cpu_features = [\"has_avx2\", \"opt_level\"]\n");
+    assert_eq!(
+        err.to_string(),
+        "`/data/femtoclaw.toml` line 2: `engine.disabled_cpu_features` element 1 of the list: `opt_level` is not a CPU feature flag (`has_` and lowercase letters, digits or `_`, such as `has_avx2`)"
+    );
+    let err = env_err(&[(
+        "FEMTOCLAW_ENGINE_DISABLED_CPU_FEATURES",
+        "has_avx2,HAS_BMI2",
+    )]);
+    assert!(
+        err.to_string()
+            .contains("`HAS_BMI2` is not a CPU feature flag"),
+        "{err}"
+    );
+    let effective = load_env(&[(
+        "FEMTOCLAW_ENGINE_DISABLED_CPU_FEATURES",
+        "has_avx2, has_bmi2",
+    )]);
+    assert_eq!(
+        effective.config().engine.disabled_cpu_features,
+        ["has_avx2", "has_bmi2"]
+    );
 }

@@ -85,6 +85,14 @@ pub enum ValueError {
         /// What the key takes.
         choices: &'static [&'static str],
     },
+    /// An element of a list of CPU features that is not a CPU feature flag.
+    #[error("element {index} of the list: `{}` is not a CPU feature flag (`has_` and lowercase letters, digits or `_`, such as `has_avx2`)", text.escape_debug())]
+    NotCpuFeature {
+        /// Its position, from 0.
+        index: usize,
+        /// The text given.
+        text: String,
+    },
     /// Not a checkpoint origin line.
     #[error("`{}` is not a checkpoint origin: {why}", text.escape_debug())]
     NotOrigin {
@@ -119,6 +127,8 @@ pub(crate) enum Rule {
     EmptyOrSocketAddr,
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// A list of CPU feature flags: `has_` and lowercase letters, digits or `_`.
+    CpuFeatures,
 }
 
 impl Rule {
@@ -134,6 +144,7 @@ impl Rule {
                 let choices: Vec<String> = choices.iter().map(|c| format!("`{c:?}`")).collect();
                 format!(" (one of {})", choices.join(", "))
             }
+            Self::CpuFeatures => " (each `has_…`, such as `has_avx2`)".to_owned(),
         }
     }
 
@@ -144,7 +155,8 @@ impl Rule {
             | Self::Origin
             | Self::EmptyOrUrl
             | Self::EmptyOrSocketAddr
-            | Self::OneOf(_) => 0,
+            | Self::OneOf(_)
+            | Self::CpuFeatures => 0,
         }
     }
 }
@@ -330,6 +342,16 @@ impl Value for String {
     }
 }
 
+/// `has_` and lowercase letters, digits or `_`: the form of Cranelift's CPU feature flags.
+fn is_cpu_feature(text: &str) -> bool {
+    text.strip_prefix("has_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
 /// `http://host…` or `https://host…`, with a host and no whitespace or control characters.
 fn is_url(text: &str) -> bool {
     let rest = text
@@ -347,8 +369,8 @@ fn is_url(text: &str) -> bool {
 impl Value for Vec<String> {
     const TYPE: &'static str = "list of strings";
 
-    fn parse(raw: Raw<'_>, _rule: Rule) -> Result<Self, ValueError> {
-        match raw {
+    fn parse(raw: Raw<'_>, rule: Rule) -> Result<Self, ValueError> {
+        let items: Vec<String> = match raw {
             Raw::Toml(DeValue::Array(items)) => items
                 .iter()
                 .enumerate()
@@ -359,18 +381,32 @@ impl Value for Vec<String> {
                         found: other.type_str(),
                     }),
                 })
-                .collect(),
-            Raw::Toml(other) => Err(ValueError::WrongType {
-                expected: "an array of strings",
-                found: other.type_str(),
-            }),
-            Raw::Text(text) => Ok(text
+                .collect::<Result<_, _>>()?,
+            Raw::Toml(other) => {
+                return Err(ValueError::WrongType {
+                    expected: "an array of strings",
+                    found: other.type_str(),
+                });
+            }
+            Raw::Text(text) => text
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
-                .collect()),
+                .collect(),
+        };
+        if rule == Rule::CpuFeatures
+            && let Some((index, text)) = items
+                .iter()
+                .enumerate()
+                .find(|(_, item)| !is_cpu_feature(item))
+        {
+            return Err(ValueError::NotCpuFeature {
+                index,
+                text: text.clone(),
+            });
         }
+        Ok(items)
     }
 
     fn to_toml(&self) -> String {

@@ -149,6 +149,15 @@ impl From<femtoclaw_sandbox::SandboxError> for Failure {
         let code = match &e {
             // What the host does not provide is refused like an import the policy withholds.
             femtoclaw_sandbox::SandboxError::Unprovided { .. } => Code::Denied,
+            femtoclaw_sandbox::SandboxError::CpuFeature { .. } => {
+                return Self::new(
+                    Code::InvalidArgs,
+                    format!(
+                        "`{}`: {e}",
+                        femtoclaw_config::key::engine::disabled_cpu_features
+                    ),
+                );
+            }
             _ => Code::Other,
         };
         Self::new(code, e)

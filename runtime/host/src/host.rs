@@ -128,7 +128,7 @@ impl Host {
                 dir: cache_dir(data_dir),
                 key: crate::records::cache_key(data_dir)?,
             }),
-            ..SandboxConfig::default()
+            disabled_cpu_features: config.engine.disabled_cpu_features.clone(),
         })?;
         let (lock, records) = if ledger {
             let lock = crate::lock::DirLock::acquire(data_dir)?;

@@ -128,6 +128,20 @@ pub fn build_with(
     Ok((engine, sha.finalize().into()))
 }
 
+/// Whether `flag` is a CPU feature flag (`has_…`) of the compiler for this machine: an engine
+/// with it turned off builds.
+pub fn is_cpu_feature(flag: &str) -> bool {
+    if !flag.starts_with("has_") {
+        return false;
+    }
+    let mut config = Config::new();
+    // SAFETY: a flag only turned off, on an engine only built to see that it builds.
+    unsafe {
+        config.cranelift_flag_set(flag, "false");
+    }
+    Engine::new(&config).is_ok()
+}
+
 /// The key of `engine`'s compiled code in the compile cache: the engine digest's settings and
 /// wasmtime's compatibility hash of the configuration, which covers the CPU features the code
 /// may use.

@@ -155,6 +155,16 @@ pub enum SandboxError {
     /// The engine could not be built.
     #[error("cannot build the engine: {0}")]
     Engine(String),
+    /// A CPU feature to leave unused that is not one of this machine's compiler.
+    #[error(
+        "`{flag}` is not a CPU feature flag of the compiler for {arch} (`has_…`, such as `has_avx2` or `has_lse`)"
+    )]
+    CpuFeature {
+        /// The flag as given.
+        flag: String,
+        /// The architecture the compiler targets.
+        arch: &'static str,
+    },
     /// The bytes are not a valid component for this engine.
     #[error("cannot compile component: {0}")]
     Compile(String),
@@ -438,6 +448,16 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Builds the engine and the linker of every host interface.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        if let Some(flag) = config
+            .disabled_cpu_features
+            .iter()
+            .find(|flag| !engine::is_cpu_feature(flag))
+        {
+            return Err(SandboxError::CpuFeature {
+                flag: flag.clone(),
+                arch: std::env::consts::ARCH,
+            });
+        }
         let (engine, engine_digest) =
             engine::build_with(&config.limits, config.pool, &config.disabled_cpu_features)
                 .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;

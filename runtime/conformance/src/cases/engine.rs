@@ -50,6 +50,18 @@ pub const CASES: &[Case] = &[
         run: replay_finds_components_by_digest,
     },
     Case {
+        name: "cli.engine.cpu-features-left-unused",
+        verifies: &[
+            "FC-EXEC-0403",
+            "FC-EXEC-0404",
+            "FC-EXEC-0419",
+            "FC-ABI-4707",
+            "FC-ABI-4708",
+            "FC-CRYPTO-3825",
+        ],
+        run: cpu_features_left_unused,
+    },
+    Case {
         name: "cli.engine.golden-ledger-replays",
         verifies: &["FC-EXEC-0519", "FC-CRYPTO-3824"],
         run: golden_ledger_replays,
@@ -762,6 +774,149 @@ fn golden_ledger_replays(target: &Target) -> Result<(), Failure> {
     ensure!(
         digest.len() == 32 && find(GOLDEN, &digest).is_some(),
         "the golden ledger was not recorded with the engine digest {engine} the target records"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specifications 4 and 47: CPU features left unused.
+
+/// The variable of `engine.disabled_cpu_features`.
+const CPU_FEATURES: &str = "FEMTOCLAW_ENGINE_DISABLED_CPU_FEATURES";
+
+/// Every optional CPU feature flag of the compiler for the suite's architecture (the target's,
+/// on the same machine), so that the compiled code uses a baseline instruction set whatever
+/// this CPU has.
+fn optional_cpu_features() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => {
+            "has_sse3,has_ssse3,has_sse41,has_sse42,has_popcnt,has_avx,has_avx2,has_fma,has_bmi1,has_bmi2,has_lzcnt,has_avx512f,has_avx512vl,has_avx512dq,has_avx512bitalg,has_avx512vbmi"
+        }
+        "aarch64" => "has_lse,has_pauth,has_fp16",
+        _ => "",
+    }
+}
+
+/// The calls recorded on each engine: plain arithmetic, text through memory, a trap, gated
+/// random bytes and clocks.
+fn cpu_feature_calls(host: &Host, features: Option<&str>) -> Result<(), Failure> {
+    let calls = [
+        ("add", json!({ "a": -7, "b": 9_000_000_000i64 }), 0),
+        ("echo", json!({ "text": "δοκιμή ✓" }), 0),
+        ("echo", json!({ "text": probe_text("random:32") }), 0),
+        ("echo", json!({ "text": probe_text("clocks") }), 0),
+        ("divide", json!({ "a": 1, "b": 0 }), 5),
+    ];
+    for (function, args, code) in calls {
+        let text = args.to_string();
+        let argv = ["invoke", "conformance", function, "--args", &text];
+        let mut command = host.command(&argv);
+        if let Some(features) = features {
+            command.env(CPU_FEATURES, features);
+        }
+        host.run_command(command, &argv)?.expect(
+            code,
+            &format!("{function} {text} (CPU features left unused: {features:?})"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The `engine_digest` of every invocation of the host's ledger.
+fn engine_digests(host: &Host) -> Result<Vec<String>, Failure> {
+    Ok(host
+        .entries()?
+        .iter()
+        .filter(|e| e["entry"]["type"] == "invocation-start")
+        .map(|e| {
+            e["entry"]["engine_digest"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect())
+}
+
+/// The names of the compiled files of the cache of a host.
+fn cached(host: &Host) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(host.data.path().join("cache"))
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".cwasm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn cpu_features_left_unused(target: &Target) -> Result<(), Failure> {
+    let features = optional_cpu_features();
+    if features.is_empty() {
+        return Err(Failure::NotApplicable(format!(
+            "the suite knows no CPU feature flag of {}",
+            std::env::consts::ARCH
+        )));
+    }
+    // What is not a CPU feature flag stops the host, naming the key and the flag.
+    for (value, named) in [
+        ("opt_level", "opt_level"),
+        ("has_avx2,enable_simd", "enable_simd"),
+        ("has_no_such_feature", "has_no_such_feature"),
+    ] {
+        let host = target.host()?;
+        let argv = ["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#];
+        let mut command = host.command(&argv);
+        command.env(CPU_FEATURES, value);
+        let run = host.run_command(command, &argv)?;
+        ensure!(
+            run.code == 2
+                && run.stderr.contains(named)
+                && run.stderr.contains("engine.disabled_cpu_features")
+                && run.stdout.is_empty(),
+            "{CPU_FEATURES}={value} must stop the host with exit 2, naming `engine.disabled_cpu_features` and `{named}`: exit {}, stdout {}, stderr {}",
+            run.code,
+            excerpt(&run.stdout),
+            excerpt(&run.stderr)
+        );
+        ensure!(
+            !host.data.path().join("ledger").exists()
+                || host
+                    .entries()?
+                    .iter()
+                    .all(|e| e["entry"]["type"] != "invocation-start"),
+            "{CPU_FEATURES}={value}: no invocation may be recorded"
+        );
+    }
+    // Recorded with the features left unused, replayed with all of them, and the other way
+    // round: identical, fuel included, under one engine digest.
+    let mut digests = Vec::new();
+    for (recorder, replayer) in [(Some(features), None), (None, Some(features))] {
+        let host = guest_host(target, OPEN)?;
+        cpu_feature_calls(&host, recorder)?;
+        let replayed = super::replays_under(target, &host, replayer.map(|f| (CPU_FEATURES, f)))?;
+        ensure!(
+            replayed == 5,
+            "the 5 invocations recorded (CPU features left unused: {recorder:?}) must replay identical (left unused: {replayer:?}); {replayed} did"
+        );
+        digests.extend(engine_digests(&host)?);
+    }
+    ensure!(
+        digests.len() == 10 && digests.iter().all(|d| d.len() == 64 && *d == digests[0]),
+        "every invocation must record one engine digest, with the CPU features left unused or not: {digests:?}"
+    );
+    // The compile cache keeps the code of each apart: two files for the one component.
+    let host = guest_host(target, OPEN)?;
+    cpu_feature_calls(&host, None)?;
+    let native = cached(&host);
+    cpu_feature_calls(&host, Some(features))?;
+    let both = cached(&host);
+    let component = hex(&sha256(GUEST));
+    let of_guest: Vec<&String> = both.iter().filter(|n| n.starts_with(&component)).collect();
+    ensure!(
+        of_guest.len() == 2 && native.iter().filter(|n| n.starts_with(&component)).count() == 1,
+        "the compile cache must hold one `.cwasm` of the guest per CPU feature set (the cache key covers them): with all features {native:?}, then with some left unused {both:?}"
     );
     Ok(())
 }

@@ -2541,6 +2541,7 @@ const DEFAULTS: &[(&str, &[(&str, &str)])] = &[
             ("memory_bytes", "67108864"),
         ],
     ),
+    ("engine", &[("disabled_cpu_features", "[]")]),
     ("quotas", &[("rules", "[]")]),
     (
         "approvals",
@@ -2889,7 +2890,7 @@ fn config_refusals(target: &Target) -> Result<(), Failure> {
             &[
                 "unknown section",
                 "[bogus]",
-                "server, limits, quotas, approvals, ledger, mcp, http, telemetry",
+                "server, limits, engine, quotas, approvals, ledger, mcp, http, telemetry",
             ],
         ),
         ("toplevel = 1\n", 1, &["unknown section"]),

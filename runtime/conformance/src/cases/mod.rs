@@ -192,11 +192,26 @@ pub(super) fn recorded_bytes(value: &Json) -> Vec<Vec<u8>> {
 /// Exports the ledger and replays it on a fresh data directory: fails unless every invocation
 /// replays identical; how many did.
 pub(super) fn replays(target: &Target, host: &Host) -> Result<usize, Failure> {
+    replays_under(target, host, None)
+}
+
+/// [`replays`], the replaying host run with one more environment variable.
+pub(super) fn replays_under(
+    target: &Target,
+    host: &Host,
+    variable: Option<(&str, &str)>,
+) -> Result<usize, Failure> {
     let file = host.files.path().join("replayed.export");
     host.ok(&["log", "export", &s(&file), "--with-components"])?;
     let key = host.ok(&["key", "show"])?;
     let elsewhere = target.host()?;
-    let run = elsewhere.run(&["replay", &s(&file), "--key", key.trim(), "--json"])?;
+    let file = s(&file);
+    let argv = ["replay", &file, "--key", key.trim(), "--json"];
+    let mut command = elsewhere.command(&argv);
+    if let Some((name, value)) = variable {
+        command.env(name, value);
+    }
+    let run = elsewhere.run_command(command, &argv)?;
     run.expect(0, "replay of the export on a data directory of its own")?;
     let report = run.json()?;
     let statuses: Vec<&str> = report["invocations"]

@@ -3468,6 +3468,36 @@ fn stdio_tool_names(host: &Host) -> Result<Vec<String>, Failure> {
     Ok(names(tools))
 }
 
+/// `name@version` of each capability `capability list --json` lists.
+fn installed(host: &Host) -> Result<Vec<String>, Failure> {
+    let list: Json = serde_json::from_str(&host.ok(&["capability", "list", "--json"])?)
+        .map_err(|e| Failure::Failed(format!("capability list --json is not JSON: {e}")))?;
+    Ok(list
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|c| {
+                    let field = |key: &str| c["manifest"][key].as_str().unwrap_or("?").to_owned();
+                    format!("{}@{}", field("name"), field("version"))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `names`, each over 40 characters cut short with its length.
+fn shown(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| match name.char_indices().nth(20) {
+            Some((at, _)) if name.len() > 40 => {
+                format!("{}…({} characters)", &name[..at], name.len())
+            }
+            _ => name.clone(),
+        })
+        .collect()
+}
+
 /// A capability `tools` of the suite's own world: a function of the world, a function of an
 /// exported interface of a versioned package, a static function of a resource (whose name holds
 /// `[` and `]`) and functions whose tool names are 128 and 129 characters long.
@@ -3496,7 +3526,14 @@ fn mcp_tool_names(target: &Target) -> Result<(), Failure> {
         ["[static]counter.start", over.as_str()]
             .iter()
             .all(|want| functions.iter().any(|f| f.ends_with(want))),
-        "capability inspect tools does not list the functions `[static]counter.start` and `{over}`: {functions:?}"
+        "capability inspect tools does not list the functions `[static]counter.start` and `bbb…` ({} characters): {:?}",
+        over.len(),
+        shown(
+            &functions
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect::<Vec<_>>()
+        )
     );
     let mut offered = stdio_tool_names(&host)?;
     offered.sort();
@@ -3508,7 +3545,9 @@ fn mcp_tool_names(target: &Target) -> Result<(), Failure> {
     want.sort();
     ensure!(
         offered == want,
-        "tools/list offers {offered:?} where exactly {want:?} is required (`tools.{over}` is 129 characters, `tools.api.[static]counter.start` holds `[` and `]`)"
+        "tools/list offers {:?} where exactly {:?} is required (`tools.bbb…` is 129 characters, `tools.api.[static]counter.start` holds `[` and `]`)",
+        shown(&offered),
+        shown(&want)
     );
     Ok(())
 }
@@ -3521,7 +3560,7 @@ fn mcp_tool_name_collision(target: &Target) -> Result<(), Failure> {
     let clash = "package femtoclaw-conformance:clash;\n\ninterface api {\n    run: func();\n}\n\n\
         world clash {\n    export api;\n    export femtoclaw-conformance:other/api;\n}\n";
     let wasm = crate::world::exporting(&[other, clash], "clash").map_err(super::failed)?;
-    let before = host.ok(&["capability", "list", "--json"])?;
+    let before = installed(&host)?;
     let run = add_built(&host, "clash", &wasm)?;
     let named = [
         "clash.api.run",
@@ -3534,12 +3573,10 @@ fn mcp_tool_name_collision(target: &Target) -> Result<(), Failure> {
         run.code,
         excerpt(&run.stderr)
     );
-    let after = host.ok(&["capability", "list", "--json"])?;
+    let after = installed(&host)?;
     ensure!(
         after == before,
-        "the refused capability changed capability list: {} before, {} after",
-        excerpt(&before),
-        excerpt(&after)
+        "the refused capability changed capability list: {before:?} before, {after:?} after"
     );
     host.run(&["capability", "inspect", "clash"])?
         .expect(3, "capability inspect of the refused capability")?;

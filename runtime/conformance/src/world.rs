@@ -1,10 +1,12 @@
 //! The `host` world of `wit/`, embedded in the suite, and components that import exactly one of
-//! its functions: the probes of the structural linking check (specification 19).
+//! its functions: the probes of the structural linking check (specification 19). Also components
+//! of worlds the suite writes itself, which export what a case needs listed (the MCP tool names,
+//! specification 9).
 
 use std::path::Path;
 
 use wit_component::{ComponentEncoder, StringEncoding};
-use wit_parser::{ManglingAndAbi, Resolve, WorldItem};
+use wit_parser::{ManglingAndAbi, Resolve, WorldId, WorldItem};
 
 include!(concat!(env!("OUT_DIR"), "/wit.rs"));
 
@@ -53,15 +55,40 @@ pub fn probes(wit: &Path, all_features: bool) -> Result<Vec<(String, Vec<u8>)>, 
             for (other, iface) in one.interfaces.iter_mut() {
                 iface.functions.retain(|f, _| other == id && f == function);
             }
-            let mut module = wit_component::dummy_module(&one, world, ManglingAndAbi::Standard32);
-            wit_component::embed_component_metadata(&mut module, &one, world, StringEncoding::UTF8)
-                .map_err(|e| format!("the probe of `{what}`: {e:#}"))?;
-            let component = ComponentEncoder::default()
-                .module(&module)
-                .and_then(|encoder| encoder.validate(true).encode())
-                .map_err(|e| format!("the probe of `{what}`: {e:#}"))?;
+            let component =
+                component(&one, world).map_err(|e| format!("the probe of `{what}`: {e}"))?;
             probes.push((what, component));
         }
     }
     Ok(probes)
+}
+
+/// A component of the world `world` of `packages` (WIT sources of one package each, every
+/// package after those it uses; `world` is in the last), each function it exports a trap: the
+/// suite installs and lists such a component, it never calls it.
+pub fn exporting(packages: &[&str], world: &str) -> Result<Vec<u8>, String> {
+    let mut resolve = Resolve::default();
+    let mut last = None;
+    for (i, text) in packages.iter().enumerate() {
+        let package = resolve
+            .push_source(&format!("package-{i}.wit"), text)
+            .map_err(|e| format!("WIT package {i}: {e:#}"))?;
+        last = Some(package);
+    }
+    let package = last.ok_or_else(|| "no WIT package".to_owned())?;
+    let id = resolve
+        .select_world(&[package], Some(world))
+        .map_err(|e| format!("the world `{world}`: {e:#}"))?;
+    component(&resolve, id).map_err(|e| format!("the world `{world}`: {e}"))
+}
+
+/// The component of `world` around a module of trapping functions.
+fn component(resolve: &Resolve, world: WorldId) -> Result<Vec<u8>, String> {
+    let mut module = wit_component::dummy_module(resolve, world, ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(&mut module, resolve, world, StringEncoding::UTF8)
+        .map_err(|e| format!("{e:#}"))?;
+    ComponentEncoder::default()
+        .module(&module)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))
 }

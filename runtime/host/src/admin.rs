@@ -170,11 +170,11 @@ pub fn perform(host: &Host, request: Request) -> Result<Json, Failure> {
                         &entry.manifest.name,
                         functions.map(|f| f.name.as_str()),
                     )
-                    .map(|tool| {
+                    .map(|(tool, first, second)| {
                         Failure::new(
                             Code::InvalidArgs,
                             format!(
-                                "capability {spec}: two of its functions would be the MCP tool `{tool}` (exported interfaces with the same short name)"
+                                "capability {spec}: two of its functions, `{first}` and `{second}`, would be the MCP tool `{tool}` (exported interfaces with the same short name)"
                             ),
                         )
                     })

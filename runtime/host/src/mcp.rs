@@ -55,17 +55,17 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 const MAX_TOOL_NAME: usize = 128;
 
 /// The first tool name that two of `functions` of `capability` would share (functions of
-/// exported interfaces with the same short name from different packages): such a capability
-/// is refused at install, so that every tool name is one function.
+/// exported interfaces with the same short name from different packages), with those two
+/// functions: such a capability is refused at install, so that every tool name is one function.
 pub fn colliding_tool<'a>(
     capability: &str,
     functions: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    let mut seen = std::collections::BTreeSet::new();
-    functions
-        .into_iter()
-        .filter_map(|f| tool_name(capability, f))
-        .find(|name| !seen.insert(name.clone()))
+) -> Option<(String, &'a str, &'a str)> {
+    let mut seen = std::collections::BTreeMap::new();
+    functions.into_iter().find_map(|f| {
+        let name = tool_name(capability, f)?;
+        seen.insert(name.clone(), f).map(|first| (name, first, f))
+    })
 }
 
 /// One tool: what MCP calls it, and the capability function behind it.
@@ -588,8 +588,12 @@ mod tests {
             "b:two/math@0.2.0#double",
         ];
         assert_eq!(
-            colliding_tool("types", functions).as_deref(),
-            Some("types.math.double")
+            colliding_tool("types", functions),
+            Some((
+                "types.math.double".to_owned(),
+                "a:one/math@0.1.0#double",
+                "b:two/math@0.2.0#double"
+            ))
         );
         assert_eq!(
             colliding_tool("types", ["greet", "a:one/math@0.1.0#double"]),

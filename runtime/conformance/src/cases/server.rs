@@ -201,6 +201,16 @@ pub const CASES: &[Case] = &[
         run: mcp_tools_per_principal,
     },
     Case {
+        name: "mcp.tool-names",
+        verifies: &["FC-PROTO-0902"],
+        run: mcp_tool_names,
+    },
+    Case {
+        name: "mcp.tool-name-collision-refused-at-install",
+        verifies: &["FC-PROTO-0916"],
+        run: mcp_tool_name_collision,
+    },
+    Case {
         name: "mcp.tools-allow-and-deny",
         verifies: &["FC-PROTO-0908", "FC-PROTO-0909"],
         run: mcp_tools_allow_deny,
@@ -3438,6 +3448,138 @@ fn mcp_tools_per_principal(target: &Target) -> Result<(), Failure> {
         "agent:nobody may invoke nothing; tools/list offers {:?}",
         names(&tools)
     );
+    Ok(())
+}
+
+/// `capability add` of `wasm` as `name` 1.0.0 (with no requests).
+fn add_built(host: &Host, name: &str, wasm: &[u8]) -> Result<crate::target::Run, Failure> {
+    let manifest = format!("name = \"{name}\"\nversion = \"1.0.0\"\nfuel = 1000000\n");
+    super::execution::add(host, &format!("{name}.wasm"), wasm, Some(&manifest))
+}
+
+/// `tools/list` over stdio: the names offered.
+fn stdio_tool_names(host: &Host) -> Result<Vec<String>, Failure> {
+    let mut session = StdioMcp::start(host, &[], &[])?;
+    session.initialize()?;
+    let answer = session.ask(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))?;
+    let tools = answer["result"]["tools"]
+        .as_array()
+        .ok_or_else(|| Failure::Failed(format!("tools/list answered no tools: {answer}")))?;
+    Ok(names(tools))
+}
+
+/// `name@version` of each capability `capability list --json` lists.
+fn installed(host: &Host) -> Result<Vec<String>, Failure> {
+    let list: Json = serde_json::from_str(&host.ok(&["capability", "list", "--json"])?)
+        .map_err(|e| Failure::Failed(format!("capability list --json is not JSON: {e}")))?;
+    Ok(list
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|c| {
+                    let field = |key: &str| c["manifest"][key].as_str().unwrap_or("?").to_owned();
+                    format!("{}@{}", field("name"), field("version"))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `names`, each over 40 characters cut short with its length.
+fn shown(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| match name.char_indices().nth(20) {
+            Some((at, _)) if name.len() > 40 => {
+                format!("{}…({} characters)", &name[..at], name.len())
+            }
+            _ => name.clone(),
+        })
+        .collect()
+}
+
+/// A capability `tools` of the suite's own world: a function of the world, a function of an
+/// exported interface of a versioned package, a static function of a resource (whose name holds
+/// `[` and `]`) and functions whose tool names are 128 and 129 characters long.
+fn mcp_tool_names(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(
+        "permit (principal == FemtoClaw::User::\"local\", action == FemtoClaw::Action::\"invoke\", resource == FemtoClaw::Capability::\"tools\");\n",
+    )?;
+    let longest = "a".repeat(128 - "tools.".len());
+    let over = "b".repeat(129 - "tools.".len());
+    let wit = format!(
+        "package femtoclaw-conformance:tools@0.1.0;\n\n\
+         interface api {{\n    resource counter {{\n        start: static func() -> u32;\n    }}\n    run: func() -> u32;\n}}\n\n\
+         world tools {{\n    export top: func() -> u32;\n    export api;\n    export {longest}: func();\n    export {over}: func();\n}}\n"
+    );
+    let wasm = crate::world::exporting(&[&wit], "tools").map_err(super::failed)?;
+    add_built(&host, "tools", &wasm)?.expect(0, "capability add of the tool-name component")?;
+    // The host has every function; the case is about which of them it offers.
+    let inspected: Json = serde_json::from_str(&host.ok(&["capability", "inspect", "tools"])?)
+        .map_err(|e| Failure::Failed(format!("capability inspect is not JSON: {e}")))?;
+    let functions: Vec<&str> = inspected["functions"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|f| f["name"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        ["[static]counter.start", over.as_str()]
+            .iter()
+            .all(|want| functions.iter().any(|f| f.ends_with(want))),
+        "capability inspect tools does not list the functions `[static]counter.start` and `bbb…` ({} characters): {:?}",
+        over.len(),
+        shown(
+            &functions
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect::<Vec<_>>()
+        )
+    );
+    let mut offered = stdio_tool_names(&host)?;
+    offered.sort();
+    let mut want = vec![
+        "tools.top".to_owned(),
+        "tools.api.run".to_owned(),
+        format!("tools.{longest}"),
+    ];
+    want.sort();
+    ensure!(
+        offered == want,
+        "tools/list offers {:?} where exactly {:?} is required (`tools.bbb…` is 129 characters, `tools.api.[static]counter.start` holds `[` and `]`)",
+        shown(&offered),
+        shown(&want)
+    );
+    Ok(())
+}
+
+/// A capability exporting the interfaces `api` of two packages, each with a function `run`: both
+/// would be the tool `clash.api.run`.
+fn mcp_tool_name_collision(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    let other = "package femtoclaw-conformance:other;\n\ninterface api {\n    run: func();\n}\n";
+    let clash = "package femtoclaw-conformance:clash;\n\ninterface api {\n    run: func();\n}\n\n\
+        world clash {\n    export api;\n    export femtoclaw-conformance:other/api;\n}\n";
+    let wasm = crate::world::exporting(&[other, clash], "clash").map_err(super::failed)?;
+    let before = installed(&host)?;
+    let run = add_built(&host, "clash", &wasm)?;
+    let named = [
+        "clash.api.run",
+        "femtoclaw-conformance:clash/api#run",
+        "femtoclaw-conformance:other/api#run",
+    ];
+    ensure!(
+        run.code == 2 && named.iter().all(|n| run.stderr.contains(n)),
+        "capability add of a component two of whose functions would be the tool `clash.api.run` must be refused (exit 2) naming the tool and both functions {named:?}: exit {}: {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
+    let after = installed(&host)?;
+    ensure!(
+        after == before,
+        "the refused capability changed capability list: {before:?} before, {after:?} after"
+    );
+    host.run(&["capability", "inspect", "clash"])?
+        .expect(3, "capability inspect of the refused capability")?;
     Ok(())
 }
 

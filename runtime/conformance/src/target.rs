@@ -127,14 +127,16 @@ impl Host {
     /// The command, its files unable to grow past `bytes`: `prlimit --fsize`, under a shell that
     /// ignores `SIGXFSZ`, so that a write past the limit fails with `EFBIG` instead of killing it.
     pub fn command_with_file_limit(&self, bytes: u64, args: &[&str]) -> Command {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!(
-                "trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$0\" \"$@\""
-            ))
-            .arg(&self.binary)
-            .args(args);
+        let script = format!("trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$0\" \"$@\"");
+        self.command_under(&["sh", "-c", &script], args)
+    }
+
+    /// The command run by another program: `wrapper` (its program and arguments), then the
+    /// target's binary and `args`.
+    pub fn command_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let (program, wrapper_args) = wrapper.split_first().unwrap_or((&"env", &[]));
+        let mut command = Command::new(program);
+        command.args(wrapper_args).arg(&self.binary).args(args);
         self.prepare(command)
     }
 

@@ -9,6 +9,7 @@ mod compliance;
 mod core;
 mod decisions;
 mod distribution;
+mod durability;
 mod egress;
 mod engine;
 mod execution;
@@ -53,6 +54,7 @@ pub fn all() -> Vec<Case> {
         decisions::CASES,
         engine::CASES,
         state::CASES,
+        durability::CASES,
     ]
     .concat()
 }

@@ -95,6 +95,11 @@ pub const CASES: &[Case] = &[
         run: egress_embedded_kinds,
     },
     Case {
+        name: "cli.egress.default-grants-no-special-address",
+        verifies: &["FC-POL-1712"],
+        run: egress_default_no_special_address,
+    },
+    Case {
         name: "cli.egress.connection-pinned",
         verifies: &["FC-SEC-2013"],
         run: egress_pinned,
@@ -952,6 +957,92 @@ fn egress_embedded_kinds(target: &Target) -> Result<(), Failure> {
                 && message.contains("resolves only to addresses `net.connect` is not granted on: ")
                 && message.ends_with(&format!("({kind})")),
             "{url} must be classified {kind} (the kind of the IPv4 address it carries) and denied with net.connect granted nowhere: {got}"
+        );
+    }
+    Ok(())
+}
+
+fn egress_default_no_special_address(target: &Target) -> Result<(), Failure> {
+    // No policy of the case's own: the host's embedded default is in force.
+    let host = target.host()?;
+    let peer = Peer::start(|_| answer("200 OK", &[], "reached"))?;
+    let port = peer.port;
+    let six = TcpListener::bind(("::1", port))
+        .ok()
+        .map(|l| Peer::on(l, |_: &Seen| answer("200 OK", &[], "six")))
+        .transpose()?;
+    let special = [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "metadata"),
+    ];
+    // What the default policy decides on each, for the one capability it lets reach HTTP.
+    let mut args = vec!["policy", "explain", "--capability", "fetch", "--json"];
+    for (address, _) in special {
+        args.extend(["--address", address]);
+    }
+    let run = host.run(&args)?;
+    run.expect(0, &args.join(" "))?;
+    let explanation = run.json()?;
+    let listed = explanation["addresses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        listed.len() == special.len(),
+        "policy explain must list net.connect on each of the {} addresses asked about: {explanation}",
+        special.len()
+    );
+    for ((address, kind), got) in special.iter().zip(&listed) {
+        ensure!(
+            got["address"] == *address && got["kind"] == *kind,
+            "policy explain must name {address} as a {kind} address: {got}"
+        );
+        ensure!(
+            got["granted"] == false && got["decision"]["allowed"] == false,
+            "the default policy must grant no net.connect on {address} ({kind}): {got}"
+        );
+    }
+    // And what an invocation meets: every such URL refused, the refusal recorded, no
+    // connection made.
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+        "http://10.0.0.1/".to_owned(),
+        "http://192.168.1.1/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let args = json!({ "url": url }).to_string();
+        let run = host.run(&["invoke", "fetch", "get", "--args", &args])?;
+        run.expect(0, &format!("fetch {url} under the default policy"))?;
+        let got = run.json()?;
+        ensure!(
+            got["err"].as_str().is_some_and(|e| e.starts_with("denied")),
+            "fetch {url} under the default policy must be refused: {got}"
+        );
+        let own = last(&host.entries()?);
+        let egress: Vec<&Json> = own
+            .iter()
+            .filter(|e| {
+                e["type"] == "decision"
+                    && ["http.request", "net.connect"].contains(&e["action"].as_str().unwrap_or(""))
+            })
+            .collect();
+        ensure!(
+            !egress.is_empty() && egress.iter().all(|e| e["allowed"] == false),
+            "fetch {url} under the default policy must leave its refusal, and no allowed http.request or net.connect, in the ledger: {egress:?}"
+        );
+    }
+    ensure!(
+        peer.seen().is_empty(),
+        "under the default policy a fetch reached the loopback peer on 127.0.0.1:{port}"
+    );
+    if let Some(six) = &six {
+        ensure!(
+            six.seen().is_empty(),
+            "under the default policy a fetch reached the loopback peer on [::1]:{port}"
         );
     }
     Ok(())

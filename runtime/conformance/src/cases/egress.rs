@@ -100,6 +100,11 @@ pub const CASES: &[Case] = &[
         run: egress_default_no_special_address,
     },
     Case {
+        name: "cli.sockets.decided-never-opened",
+        verifies: &["FC-CORE-0215"],
+        run: sockets_decided_never_opened,
+    },
+    Case {
         name: "cli.egress.connection-pinned",
         verifies: &["FC-SEC-2013"],
         run: egress_pinned,
@@ -1043,6 +1048,103 @@ fn egress_default_no_special_address(target: &Target) -> Result<(), Failure> {
         ensure!(
             six.seen().is_empty(),
             "under the default policy a fetch reached the loopback peer on [::1]:{port}"
+        );
+    }
+    Ok(())
+}
+
+/// Installs the `std::net` test guest as `net` 1.0.0 requesting every `wasi:sockets` interface
+/// it imports (as `capability inspect` of an install requesting none lists them).
+fn net_host(target: &Target, policy: &str) -> Result<Host, Failure> {
+    let host = target.host()?;
+    host.policy(policy)?;
+    let wasm = host.file("net.wasm", crate::NET)?;
+    let bare = host.file("bare.toml", b"name = \"net-bare\"\nversion = \"1.0.0\"\n")?;
+    host.ok(&["capability", "add", &s(&wasm), "--manifest", &s(&bare)])?;
+    let inspect: Json = serde_json::from_str(&host.ok(&["capability", "inspect", "net-bare"])?)
+        .map_err(|e| failed(format!("capability inspect is not JSON: {e}")))?;
+    let sockets: Vec<&str> = inspect["imports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .filter(|i| i.starts_with("wasi:sockets/"))
+        .collect();
+    ensure!(
+        ["tcp-create-socket", "udp-create-socket", "ip-name-lookup"]
+            .iter()
+            .all(|n| sockets.iter().any(|i| i.contains(&format!("/{n}@")))),
+        "the std::net guest must import wasi:sockets tcp-create-socket, udp-create-socket and ip-name-lookup; capability inspect lists {sockets:?}"
+    );
+    let manifest = format!(
+        "name = \"net\"\nversion = \"1.0.0\"\n\n[requests]\nimports = {}\n",
+        json!(sockets)
+    );
+    let manifest = host.file("net.toml", manifest.as_bytes())?;
+    host.ok(&["capability", "add", &s(&wasm), "--manifest", &s(&manifest)])?;
+    Ok(host)
+}
+
+fn sockets_decided_never_opened(target: &Target) -> Result<(), Failure> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot listen on loopback: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| failed(format!("cannot set the listener non-blocking: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let no_connect = "permit (principal == FemtoClaw::User::\"local\", action, resource) unless { action == FemtoClaw::Action::\"net.connect\" };\n";
+    for (policy, allowed, named) in [
+        (OPEN, true, "everything permitted"),
+        (no_connect, false, "net.connect not permitted"),
+    ] {
+        let host = net_host(target, policy)?;
+        for (function, args, opening) in [
+            (
+                "tcp-connect",
+                json!({ "address": format!("127.0.0.1:{port}") }),
+                "create-tcp-socket",
+            ),
+            (
+                "udp-bind",
+                json!({ "address": "127.0.0.1:0" }),
+                "create-udp-socket",
+            ),
+            (
+                "lookup",
+                json!({ "name": "localhost" }),
+                "resolve-addresses",
+            ),
+        ] {
+            let got = super::call(&host, "net", function, &args)?;
+            ensure!(
+                got["err"].is_string(),
+                "with {named}, the guest's {function} {args} must get an error: {got}"
+            );
+            let own = last(&host.entries()?);
+            let opened = calls(&own, opening);
+            ensure!(
+                !opened.is_empty(),
+                "with {named}, {function} must reach wasi:sockets {opening}, recorded as a host call: {own:?}"
+            );
+            let decisions: Vec<&Json> = own
+                .iter()
+                .filter(|e| e["type"] == "decision" && e["action"] == "net.connect")
+                .collect();
+            ensure!(
+                decisions.len() == opened.len(),
+                "with {named}, each of the {} {opening} calls must ask the policy for net.connect once, recorded as a decision: {decisions:?}",
+                opened.len()
+            );
+            ensure!(
+                decisions.iter().all(|d| d["allowed"] == allowed
+                    && ["0.0.0.0", "::"].contains(&d["resource"].as_str().unwrap_or(""))),
+                "with {named}, the recorded net.connect decisions of {function} must be {}, on the unspecified address: {decisions:?}",
+                if allowed { "allowed" } else { "denied" }
+            );
+        }
+        ensure!(
+            listener.accept().is_err(),
+            "with {named}, the guest's tcp-connect to 127.0.0.1:{port} opened a connection to the suite's listener"
         );
     }
     Ok(())

@@ -85,6 +85,8 @@ mod probes {
             package femtoclaw:conformance-probes;
             world probes {
                 import wasi:random/random@0.2.12;
+                import wasi:random/insecure@0.2.12;
+                import wasi:random/insecure-seed@0.2.12;
                 import wasi:clocks/wall-clock@0.2.12;
                 import wasi:clocks/monotonic-clock@0.2.12;
                 import wasi:cli/environment@0.2.12;
@@ -109,7 +111,7 @@ mod probes {
         environment, exit, stderr, stdin, stdout, terminal_stderr, terminal_stdin, terminal_stdout,
     };
     use wasi::clocks::{monotonic_clock, wall_clock};
-    use wasi::random::random;
+    use wasi::random::{insecure, insecure_seed, random};
 
     /// What `echo` takes for a probe: SOH, then `probe:`.
     pub const PREFIX: &str = "\u{1}probe:";
@@ -326,6 +328,29 @@ mod probes {
                     ));
                 }
                 rounds.join(";")
+            }
+            // `every-source`: each clock and random function once, in the order of the world,
+            // then `streamed` written to stdout: what each answered, `;`-separated.
+            "every-source" => {
+                let wall = wall_clock::now();
+                let wall_resolution = wall_clock::resolution();
+                let mono = monotonic_clock::now();
+                let mono_resolution = monotonic_clock::resolution();
+                let bytes = random::get_random_bytes(8);
+                let word = random::get_random_u64();
+                let insecure_bytes = insecure::get_insecure_random_bytes(8);
+                let insecure_word = insecure::get_insecure_random_u64();
+                let (seed_a, seed_b) = insecure_seed::insecure_seed();
+                let _ = stdout::get_stdout().blocking_write_and_flush(b"streamed");
+                format!(
+                    "{} {};{} {};{mono};{mono_resolution};{};{word};{};{insecure_word};{seed_a} {seed_b}",
+                    wall.seconds,
+                    wall.nanoseconds,
+                    wall_resolution.seconds,
+                    wall_resolution.nanoseconds,
+                    hex(&bytes),
+                    hex(&insecure_bytes)
+                )
             }
             // `grow`: 1 MiB more of memory at a time, forever.
             "grow" => {

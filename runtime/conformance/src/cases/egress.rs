@@ -25,6 +25,11 @@ pub const CASES: &[Case] = &[
         run: files_stream_writes,
     },
     Case {
+        name: "cli.files.every-function-gated",
+        verifies: &["FC-SEC-2111"],
+        run: files_every_function_gated,
+    },
+    Case {
         name: "cli.files.rename-needs-read-and-write",
         verifies: &["FC-SEC-2112"],
         run: files_rename,
@@ -256,6 +261,104 @@ fn files_stream_writes(target: &Target) -> Result<(), Failure> {
     ensure!(
         !decided(&own, "fs.write", "/data/streamed.txt").is_empty(),
         "the write must pass the gate as fs.write on /data/streamed.txt"
+    );
+    Ok(())
+}
+
+/// Every function of `wasi:filesystem` the host gates (`filesystem-error-code`, which only
+/// inspects an error the guest holds, is a reviewed one).
+const FILE_FUNCTIONS: &[&str] = &[
+    "get-directories",
+    "[method]descriptor.read-via-stream",
+    "[method]descriptor.write-via-stream",
+    "[method]descriptor.append-via-stream",
+    "[method]descriptor.advise",
+    "[method]descriptor.sync-data",
+    "[method]descriptor.get-flags",
+    "[method]descriptor.get-type",
+    "[method]descriptor.set-size",
+    "[method]descriptor.set-times",
+    "[method]descriptor.read",
+    "[method]descriptor.write",
+    "[method]descriptor.read-directory",
+    "[method]descriptor.sync",
+    "[method]descriptor.create-directory-at",
+    "[method]descriptor.stat",
+    "[method]descriptor.stat-at",
+    "[method]descriptor.set-times-at",
+    "[method]descriptor.link-at",
+    "[method]descriptor.open-at",
+    "[method]descriptor.readlink-at",
+    "[method]descriptor.remove-directory-at",
+    "[method]descriptor.rename-at",
+    "[method]descriptor.symlink-at",
+    "[method]descriptor.unlink-file-at",
+    "[method]descriptor.is-same-object",
+    "[method]descriptor.metadata-hash",
+    "[method]descriptor.metadata-hash-at",
+    "[method]directory-entry-stream.read-directory-entry",
+];
+
+fn files_every_function_gated(target: &Target) -> Result<(), Failure> {
+    let (host, shared) = prober(target, OPEN)?;
+    let got = probe(&host, "prober", "fs-every")?;
+    let made: Vec<(&str, &str)> = got.split(';').filter_map(|s| s.split_once('=')).collect();
+    let called: Vec<&str> = made.iter().map(|(f, _)| *f).collect();
+    ensure!(
+        FILE_FUNCTIONS.iter().all(|f| called.contains(f)),
+        "the fs-every probe must call every gated filesystem function: it answered {got:?}"
+    );
+    let own = last(&host.entries()?);
+    let recorded: Vec<&str> = own
+        .iter()
+        .filter(|e| {
+            e["type"] == "host-call"
+                && e["interface"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("wasi:filesystem/"))
+        })
+        .filter_map(|e| e["function"].as_str())
+        .collect();
+    ensure!(
+        recorded == called,
+        "each filesystem call must be one recorded host call naming it, in the order made: recorded {recorded:?} where the guest made {called:?}"
+    );
+    let streams: Vec<&Json> = own
+        .iter()
+        .filter(|e| {
+            e["type"] == "host-call"
+                && e["interface"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("wasi:io/"))
+        })
+        .collect();
+    ensure!(
+        streams.is_empty(),
+        "the read from the read-via-stream stream is a reviewed function and must leave no host call: {streams:?}"
+    );
+    let outcome = |function: &str| {
+        made.iter()
+            .find(|(f, _)| *f == function)
+            .map_or("(missing)", |(_, o)| *o)
+    };
+    ensure!(
+        outcome("[method]descriptor.read-via-stream") == "ok:5",
+        "read-via-stream of the file must stream what it holds: {got}"
+    );
+    for function in [
+        "[method]descriptor.write-via-stream",
+        "[method]descriptor.append-via-stream",
+    ] {
+        ensure!(
+            outcome(function) == "unsupported",
+            "{function} must answer unsupported: {got}"
+        );
+    }
+    let written = read(&shared.join("every.txt"))?;
+    ensure!(
+        written == b"every",
+        "every.txt must hold only what descriptor.write wrote, cut by set-size to 5 bytes; it holds {:?}",
+        String::from_utf8_lossy(&written)
     );
     Ok(())
 }

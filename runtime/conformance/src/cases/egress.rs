@@ -1131,6 +1131,14 @@ fn egress_default_no_special_address(target: &Target) -> Result<(), Failure> {
             "fetch {url} under the default policy must be refused: {got}"
         );
         let own = last(&host.entries()?);
+        let sends: Vec<&Json> = calls(&own, "send")
+            .into_iter()
+            .filter(|c| c["interface"] == "femtoclaw:host/http@0.1.0")
+            .collect();
+        ensure!(
+            sends.len() == 1,
+            "fetch {url} must leave its femtoclaw:host/http#send as one recorded host call: {own:?}"
+        );
         let egress: Vec<&Json> = own
             .iter()
             .filter(|e| {
@@ -1228,6 +1236,11 @@ fn sockets_decided_never_opened(target: &Target) -> Result<(), Failure> {
             ensure!(
                 !opened.is_empty(),
                 "with {named}, {function} must reach wasi:sockets {opening}, recorded as a host call: {own:?}"
+            );
+            // The lookup first takes the instance's network handle: a host call of its own.
+            ensure!(
+                function != "lookup" || calls(&own, "instance-network").len() == 1,
+                "with {named}, the lookup's instance-network must be recorded as a host call: {own:?}"
             );
             let decisions: Vec<&Json> = own
                 .iter()

@@ -1,6 +1,7 @@
 //! Builds the suite's own guest components, which the cases install on the target under test,
-//! and the test guest the golden ledger kept with the sources was recorded with, so that a case
-//! replays that ledger against the target.
+//! the test guest the golden ledger kept with the sources was recorded with, so that a case
+//! replays that ledger against the target, and the test guest whose Rust `std::net` calls import
+//! `wasi:sockets`.
 
 fn main() {
     println!("cargo:rerun-if-changed=sdk-guest");
@@ -11,6 +12,7 @@ fn main() {
         "femtoclaw-conformance-guest",
         "femtoclaw-guest-types",
         "femtoclaw-guest-misbehave",
+        "femtoclaw-guest-net",
     ]);
     built.extend(femtoclaw_guest_build::build(&[
         "femtoclaw-conformance-sdk-guest",

@@ -36,6 +36,10 @@ pub const GUEST: &[u8] = FEMTOCLAW_CONFORMANCE_GUEST;
 /// The test guest the golden ledger of the sources (`tests/golden/`) was recorded with.
 pub(crate) const MISBEHAVE: &[u8] = FEMTOCLAW_GUEST_MISBEHAVE;
 
+/// The test guest whose Rust `std::net` calls (`tcp-connect`, `udp-bind`, `lookup`) import
+/// `wasi:sockets`.
+pub(crate) const NET: &[u8] = FEMTOCLAW_GUEST_NET;
+
 /// The guest's manifest.
 pub const GUEST_MANIFEST: &str = include_str!("../capability.toml");
 

@@ -460,3 +460,101 @@ fn a_manifest_claiming_the_first_party_publisher_is_refused_at_add_and_at_load()
 
 const MISBEHAVE_MANIFEST_TEST: &str =
     "name = \"misbehave\"\nversion = \"1.0.0\"\npublisher = \"test\"\nfuel = 5000000\n";
+
+// Verifies: FC-POL-1712
+#[test]
+fn policy_explain_shows_the_default_policy_grants_no_special_address() {
+    let host = Host::new();
+    let out = host.run(&[
+        "policy",
+        "explain",
+        "--capability",
+        "fetch",
+        "--address",
+        "127.0.0.1",
+        "--address",
+        "::1",
+        "--address",
+        "10.1.2.3",
+        "--address",
+        "169.254.169.254",
+        "--address",
+        "93.184.215.14",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let explanation: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    let addresses = explanation["addresses"].as_array().unwrap();
+    let kinds: Vec<(&str, &str, bool)> = addresses
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap(),
+                a["kind"].as_str().unwrap(),
+                a["granted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("127.0.0.1", "loopback", false),
+            ("::1", "loopback", false),
+            ("10.1.2.3", "private", false),
+            ("169.254.169.254", "metadata", false),
+            ("93.184.215.14", "public", true),
+        ]
+    );
+    for a in &addresses[..4] {
+        assert_eq!(a["decision"]["reason"], json!("no_permit"), "{a}");
+    }
+    let bad = host.run(&[
+        "policy",
+        "explain",
+        "--capability",
+        "fetch",
+        "--address",
+        "[::1]",
+    ]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--address"), "{}", stderr(&bad));
+}
+
+// Verifies: FC-CORE-0215
+#[test]
+fn a_name_lookup_is_refused_through_the_gate_as_an_error_not_a_trap() {
+    let host = Host::with_policy(OPEN_POLICY);
+    host.add(FEMTOCLAW_GUEST_NET, NET_MANIFEST);
+    let imports = sockets_imports(&host);
+    let manifest = format!(
+        "name = \"net\"\nversion = \"1.0.1\"\npublisher = \"test\"\n\n[requests]\nimports = {}\n",
+        serde_json::to_string(&imports).unwrap()
+    );
+    host.add(FEMTOCLAW_GUEST_NET, &manifest);
+    // `resolve-addresses` borrows the guest's network handle: the host gives it back.
+    let out = host.run(&[
+        "invoke",
+        "net@1.0.1",
+        "lookup",
+        "--args",
+        r#"{"name":"localhost"}"#,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let result: Json = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(result["err"].is_string(), "{result}");
+    let log = host.run(&["log", "show", "--json", "--limit", "1000"]);
+    let entries: Vec<Json> = stdout(&log)
+        .lines()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap()["entry"].clone())
+        .collect();
+    let looked_up = entries
+        .iter()
+        .filter(|e| e["type"] == "host-call" && e["function"] == "resolve-addresses")
+        .count();
+    let decided = entries
+        .iter()
+        .filter(|e| e["type"] == "decision" && e["action"] == "net.connect")
+        .count();
+    assert!(looked_up > 0, "resolve-addresses is not recorded");
+    assert_eq!(decided, looked_up);
+}

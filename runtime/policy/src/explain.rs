@@ -1,13 +1,15 @@
 //! Why a principal may or may not run a capability: the invoke decision, each import, each
-//! requested scope. What `policy explain` prints.
+//! requested scope, and `net.connect` on addresses asked about. What `policy explain` prints.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::address::AddressKind;
 use crate::baseline::is_virtualized_baseline;
 use crate::decision::Decision;
-use crate::model::{CallAction, CapabilityRef, Principal};
+use crate::model::{CallAction, CapabilityRef, Principal, Scope};
 use crate::requests::Requests;
 use crate::set::PolicySet;
 
@@ -39,6 +41,20 @@ pub struct ScopeExplanation {
     pub decision: Decision,
 }
 
+/// `net.connect` on one address: whether the capability may connect to it, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressExplanation {
+    /// The address in its canonical text form.
+    pub address: String,
+    /// Its kind (`loopback`, `private`, `metadata`, …).
+    pub kind: AddressKind,
+    /// A connection to it would be allowed: a public address, or a permitted `net.connect`.
+    pub granted: bool,
+    /// The policy's `net.connect` decision on it (asked for every address; a public one needs
+    /// no grant).
+    pub decision: Decision,
+}
+
 /// The whole story for (principal, capability, manifest[, function]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
@@ -60,6 +76,9 @@ pub struct Explanation {
     pub imports: Vec<ImportExplanation>,
     /// Every requested scope entry.
     pub scopes: Vec<ScopeExplanation>,
+    /// `net.connect` on each address asked about, in the order asked (absent when none was).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<AddressExplanation>,
 }
 
 impl Explanation {
@@ -134,6 +153,31 @@ impl PolicySet {
             invoke: self.authorize_invoke_function(principal, cap, function),
             imports,
             scopes,
+            addresses: Vec::new(),
+        }
+    }
+
+    /// `net.connect` on `address` for `cap`, as the gate decides it before a connection.
+    pub fn explain_address(
+        &self,
+        principal: &Principal,
+        cap: &CapabilityRef,
+        requests: &Requests,
+        address: IpAddr,
+    ) -> AddressExplanation {
+        let kind = AddressKind::of(address);
+        let decision = self.check_call(
+            principal,
+            cap,
+            requests,
+            CallAction::NetConnect,
+            &Scope::Address(address),
+        );
+        AddressExplanation {
+            address: Scope::Address(address).to_string(),
+            kind,
+            granted: kind.is_public() || decision.allowed,
+            decision,
         }
     }
 }
@@ -163,6 +207,18 @@ impl fmt::Display for Explanation {
         for s in &self.scopes {
             let mark = if s.granted { "granted" } else { "REFUSED" };
             writeln!(f, "  {mark} {} {}: {}", s.action, s.scope, s.decision)?;
+        }
+        if !self.addresses.is_empty() {
+            writeln!(f, "addresses:")?;
+        }
+        for a in &self.addresses {
+            let mark = if a.granted { "granted" } else { "REFUSED" };
+            write!(f, "  {mark} net.connect {} ({}): ", a.address, a.kind)?;
+            if a.kind.is_public() {
+                writeln!(f, "a public address needs no grant")?;
+            } else {
+                writeln!(f, "{}", a.decision)?;
+            }
         }
         write!(
             f,

@@ -67,7 +67,7 @@ pub use address::AddressKind;
 pub use baseline::{VIRTUALIZED_BASELINE, is_virtualized_baseline};
 pub use decision::{Decision, Reason};
 pub use error::{PolicyError, Problem, Problems, RequestsError};
-pub use explain::{Explanation, ImportExplanation, ScopeExplanation};
+pub use explain::{AddressExplanation, Explanation, ImportExplanation, ScopeExplanation};
 pub use grant::{CallChecker, Grant, GrantCache, GrantKey, LinkGrant, PathGrant};
 pub use model::{
     CallAction, CapabilityRef, InterfaceName, Principal, PrincipalKind, Scope, path_covers,

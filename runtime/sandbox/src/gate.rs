@@ -756,6 +756,15 @@ impl Gate {
                             .map(|vals| Dynamic::results(&ty, vals))
                     },
                 )?;
+                // A handle the guest lent to the call (`borrow<network>`, say) is given back
+                // before the call returns, as the component model requires of a host function.
+                for param in params {
+                    if let Val::Resource(handle) = param
+                        && !handle.owned()
+                    {
+                        handle.resource_drop(&mut store)?;
+                    }
+                }
                 answer.store(&ty, results)
             },
         )?;

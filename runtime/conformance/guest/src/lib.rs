@@ -85,6 +85,8 @@ mod probes {
             package femtoclaw:conformance-probes;
             world probes {
                 import wasi:random/random@0.2.12;
+                import wasi:random/insecure@0.2.12;
+                import wasi:random/insecure-seed@0.2.12;
                 import wasi:clocks/wall-clock@0.2.12;
                 import wasi:clocks/monotonic-clock@0.2.12;
                 import wasi:cli/environment@0.2.12;
@@ -109,7 +111,7 @@ mod probes {
         environment, exit, stderr, stdin, stdout, terminal_stderr, terminal_stdin, terminal_stdout,
     };
     use wasi::clocks::{monotonic_clock, wall_clock};
-    use wasi::random::random;
+    use wasi::random::{insecure, insecure_seed, random};
 
     /// What `echo` takes for a probe: SOH, then `probe:`.
     pub const PREFIX: &str = "\u{1}probe:";
@@ -327,6 +329,29 @@ mod probes {
                 }
                 rounds.join(";")
             }
+            // `every-source`: each clock and random function once, in the order of the world,
+            // then `streamed` written to stdout: what each answered, `;`-separated.
+            "every-source" => {
+                let wall = wall_clock::now();
+                let wall_resolution = wall_clock::resolution();
+                let mono = monotonic_clock::now();
+                let mono_resolution = monotonic_clock::resolution();
+                let bytes = random::get_random_bytes(8);
+                let word = random::get_random_u64();
+                let insecure_bytes = insecure::get_insecure_random_bytes(8);
+                let insecure_word = insecure::get_insecure_random_u64();
+                let (seed_a, seed_b) = insecure_seed::insecure_seed();
+                let _ = stdout::get_stdout().blocking_write_and_flush(b"streamed");
+                format!(
+                    "{} {};{} {};{mono};{mono_resolution};{};{word};{};{insecure_word};{seed_a} {seed_b}",
+                    wall.seconds,
+                    wall.nanoseconds,
+                    wall_resolution.seconds,
+                    wall_resolution.nanoseconds,
+                    hex(&bytes),
+                    hex(&insecure_bytes)
+                )
+            }
             // `grow`: 1 MiB more of memory at a time, forever.
             "grow" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -447,6 +472,146 @@ mod probes {
                     Err(e) => e.name().to_owned(),
                 };
                 format!("write-via-stream={via} append-via-stream={append} write={wrote}")
+            }
+            // `fs-every`: each function of `wasi:filesystem` the host gates, once, in `/data`:
+            // `function=outcome` for each, `;`-separated, in the order called.
+            "fs-every" => {
+                use wasi::filesystem::types::{
+                    Advice, DescriptorFlags, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
+                };
+                fn shown<T>(r: Result<T, ErrorCode>) -> String {
+                    match r {
+                        Ok(_) => "ok".to_owned(),
+                        Err(e) => e.name().to_owned(),
+                    }
+                }
+                let mut done = Vec::new();
+                let mut note = |function: &str, outcome: String| {
+                    done.push(format!("{function}={outcome}"));
+                };
+                let Some(dir) = data() else {
+                    return "no /data".to_owned();
+                };
+                note("get-directories", "ok".to_owned());
+                let none = PathFlags::empty();
+                note(
+                    "[method]descriptor.create-directory-at",
+                    shown(dir.create_directory_at("made")),
+                );
+                let file = match dir.open_at(
+                    none,
+                    "every.txt",
+                    OpenFlags::CREATE,
+                    DescriptorFlags::READ | DescriptorFlags::WRITE,
+                ) {
+                    Ok(file) => file,
+                    Err(e) => return format!("open-at failed: {}", e.name()),
+                };
+                note("[method]descriptor.open-at", "ok".to_owned());
+                note(
+                    "[method]descriptor.write",
+                    shown(file.write(b"every byte", 0)),
+                );
+                note("[method]descriptor.read", shown(file.read(5, 0)));
+                let streamed = match file.read_via_stream(0) {
+                    Ok(stream) => {
+                        let got = stream.blocking_read(5).map(|b| b.len()).unwrap_or(0);
+                        format!("ok:{got}")
+                    }
+                    Err(e) => e.name().to_owned(),
+                };
+                note("[method]descriptor.read-via-stream", streamed);
+                note(
+                    "[method]descriptor.write-via-stream",
+                    shown(file.write_via_stream(0)),
+                );
+                note(
+                    "[method]descriptor.append-via-stream",
+                    shown(file.append_via_stream()),
+                );
+                note(
+                    "[method]descriptor.advise",
+                    shown(file.advise(0, 0, Advice::Normal)),
+                );
+                note("[method]descriptor.sync-data", shown(file.sync_data()));
+                note("[method]descriptor.sync", shown(file.sync()));
+                note("[method]descriptor.get-flags", shown(file.get_flags()));
+                note("[method]descriptor.get-type", shown(file.get_type()));
+                note("[method]descriptor.set-size", shown(file.set_size(5)));
+                note(
+                    "[method]descriptor.set-times",
+                    shown(file.set_times(NewTimestamp::NoChange, NewTimestamp::NoChange)),
+                );
+                note("[method]descriptor.stat", shown(file.stat()));
+                note(
+                    "[method]descriptor.is-same-object",
+                    file.is_same_object(&dir).to_string(),
+                );
+                note(
+                    "[method]descriptor.metadata-hash",
+                    shown(file.metadata_hash()),
+                );
+                note(
+                    "[method]descriptor.stat-at",
+                    shown(dir.stat_at(none, "every.txt")),
+                );
+                note(
+                    "[method]descriptor.metadata-hash-at",
+                    shown(dir.metadata_hash_at(none, "every.txt")),
+                );
+                note(
+                    "[method]descriptor.set-times-at",
+                    shown(dir.set_times_at(
+                        none,
+                        "every.txt",
+                        NewTimestamp::NoChange,
+                        NewTimestamp::NoChange,
+                    )),
+                );
+                note(
+                    "[method]descriptor.link-at",
+                    shown(dir.link_at(none, "every.txt", &dir, "linked.txt")),
+                );
+                note(
+                    "[method]descriptor.symlink-at",
+                    shown(dir.symlink_at("every.txt", "symlinked.txt")),
+                );
+                note(
+                    "[method]descriptor.readlink-at",
+                    shown(dir.readlink_at("every.txt")),
+                );
+                match dir.read_directory() {
+                    Ok(entries) => {
+                        note("[method]descriptor.read-directory", "ok".to_owned());
+                        note(
+                            "[method]directory-entry-stream.read-directory-entry",
+                            shown(entries.read_directory_entry()),
+                        );
+                    }
+                    Err(e) => note("[method]descriptor.read-directory", e.name().to_owned()),
+                }
+                note(
+                    "[method]descriptor.open-at",
+                    shown(dir.open_at(
+                        none,
+                        "gone.txt",
+                        OpenFlags::CREATE,
+                        DescriptorFlags::READ | DescriptorFlags::WRITE,
+                    )),
+                );
+                note(
+                    "[method]descriptor.rename-at",
+                    shown(dir.rename_at("gone.txt", &dir, "renamed.txt")),
+                );
+                note(
+                    "[method]descriptor.unlink-file-at",
+                    shown(dir.unlink_file_at("renamed.txt")),
+                );
+                note(
+                    "[method]descriptor.remove-directory-at",
+                    shown(dir.remove_directory_at("made")),
+                );
+                done.join(";")
             }
             // `bigread`: `big.bin` in `/data`: one `descriptor.read` of 4 MiB, then
             // `read-via-stream` with 1 MiB + 1 byte left and with exactly 1 MiB left.

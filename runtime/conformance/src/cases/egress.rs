@@ -25,6 +25,11 @@ pub const CASES: &[Case] = &[
         run: files_stream_writes,
     },
     Case {
+        name: "cli.files.every-function-gated",
+        verifies: &["FC-SEC-2111"],
+        run: files_every_function_gated,
+    },
+    Case {
         name: "cli.files.rename-needs-read-and-write",
         verifies: &["FC-SEC-2112"],
         run: files_rename,
@@ -93,6 +98,16 @@ pub const CASES: &[Case] = &[
         name: "cli.egress.embedded-ipv4-kinds",
         verifies: &["FC-SEC-2003"],
         run: egress_embedded_kinds,
+    },
+    Case {
+        name: "cli.egress.default-grants-no-special-address",
+        verifies: &["FC-POL-1712"],
+        run: egress_default_no_special_address,
+    },
+    Case {
+        name: "cli.sockets.decided-never-opened",
+        verifies: &["FC-CORE-0215"],
+        run: sockets_decided_never_opened,
     },
     Case {
         name: "cli.egress.connection-pinned",
@@ -246,6 +261,104 @@ fn files_stream_writes(target: &Target) -> Result<(), Failure> {
     ensure!(
         !decided(&own, "fs.write", "/data/streamed.txt").is_empty(),
         "the write must pass the gate as fs.write on /data/streamed.txt"
+    );
+    Ok(())
+}
+
+/// Every function of `wasi:filesystem` the host gates (`filesystem-error-code`, which only
+/// inspects an error the guest holds, is a reviewed one).
+const FILE_FUNCTIONS: &[&str] = &[
+    "get-directories",
+    "[method]descriptor.read-via-stream",
+    "[method]descriptor.write-via-stream",
+    "[method]descriptor.append-via-stream",
+    "[method]descriptor.advise",
+    "[method]descriptor.sync-data",
+    "[method]descriptor.get-flags",
+    "[method]descriptor.get-type",
+    "[method]descriptor.set-size",
+    "[method]descriptor.set-times",
+    "[method]descriptor.read",
+    "[method]descriptor.write",
+    "[method]descriptor.read-directory",
+    "[method]descriptor.sync",
+    "[method]descriptor.create-directory-at",
+    "[method]descriptor.stat",
+    "[method]descriptor.stat-at",
+    "[method]descriptor.set-times-at",
+    "[method]descriptor.link-at",
+    "[method]descriptor.open-at",
+    "[method]descriptor.readlink-at",
+    "[method]descriptor.remove-directory-at",
+    "[method]descriptor.rename-at",
+    "[method]descriptor.symlink-at",
+    "[method]descriptor.unlink-file-at",
+    "[method]descriptor.is-same-object",
+    "[method]descriptor.metadata-hash",
+    "[method]descriptor.metadata-hash-at",
+    "[method]directory-entry-stream.read-directory-entry",
+];
+
+fn files_every_function_gated(target: &Target) -> Result<(), Failure> {
+    let (host, shared) = prober(target, OPEN)?;
+    let got = probe(&host, "prober", "fs-every")?;
+    let made: Vec<(&str, &str)> = got.split(';').filter_map(|s| s.split_once('=')).collect();
+    let called: Vec<&str> = made.iter().map(|(f, _)| *f).collect();
+    ensure!(
+        FILE_FUNCTIONS.iter().all(|f| called.contains(f)),
+        "the fs-every probe must call every gated filesystem function: it answered {got:?}"
+    );
+    let own = last(&host.entries()?);
+    let recorded: Vec<&str> = own
+        .iter()
+        .filter(|e| {
+            e["type"] == "host-call"
+                && e["interface"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("wasi:filesystem/"))
+        })
+        .filter_map(|e| e["function"].as_str())
+        .collect();
+    ensure!(
+        recorded == called,
+        "each filesystem call must be one recorded host call naming it, in the order made: recorded {recorded:?} where the guest made {called:?}"
+    );
+    let streams: Vec<&Json> = own
+        .iter()
+        .filter(|e| {
+            e["type"] == "host-call"
+                && e["interface"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("wasi:io/"))
+        })
+        .collect();
+    ensure!(
+        streams.is_empty(),
+        "the read from the read-via-stream stream is a reviewed function and must leave no host call: {streams:?}"
+    );
+    let outcome = |function: &str| {
+        made.iter()
+            .find(|(f, _)| *f == function)
+            .map_or("(missing)", |(_, o)| *o)
+    };
+    ensure!(
+        outcome("[method]descriptor.read-via-stream") == "ok:5",
+        "read-via-stream of the file must stream what it holds: {got}"
+    );
+    for function in [
+        "[method]descriptor.write-via-stream",
+        "[method]descriptor.append-via-stream",
+    ] {
+        ensure!(
+            outcome(function) == "unsupported",
+            "{function} must answer unsupported: {got}"
+        );
+    }
+    let written = read(&shared.join("every.txt"))?;
+    ensure!(
+        written == b"every",
+        "every.txt must hold only what descriptor.write wrote, cut by set-size to 5 bytes; it holds {:?}",
+        String::from_utf8_lossy(&written)
     );
     Ok(())
 }
@@ -952,6 +1065,202 @@ fn egress_embedded_kinds(target: &Target) -> Result<(), Failure> {
                 && message.contains("resolves only to addresses `net.connect` is not granted on: ")
                 && message.ends_with(&format!("({kind})")),
             "{url} must be classified {kind} (the kind of the IPv4 address it carries) and denied with net.connect granted nowhere: {got}"
+        );
+    }
+    Ok(())
+}
+
+fn egress_default_no_special_address(target: &Target) -> Result<(), Failure> {
+    // No policy of the case's own: the host's embedded default is in force.
+    let host = target.host()?;
+    let peer = Peer::start(|_| answer("200 OK", &[], "reached"))?;
+    let port = peer.port;
+    let six = TcpListener::bind(("::1", port))
+        .ok()
+        .map(|l| Peer::on(l, |_: &Seen| answer("200 OK", &[], "six")))
+        .transpose()?;
+    let special = [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "metadata"),
+    ];
+    // What the default policy decides on each, for the one capability it lets reach HTTP.
+    let mut args = vec!["policy", "explain", "--capability", "fetch", "--json"];
+    for (address, _) in special {
+        args.extend(["--address", address]);
+    }
+    let run = host.run(&args)?;
+    run.expect(0, &args.join(" "))?;
+    let explanation = run.json()?;
+    let listed = explanation["addresses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        listed.len() == special.len(),
+        "policy explain must list net.connect on each of the {} addresses asked about: {explanation}",
+        special.len()
+    );
+    for ((address, kind), got) in special.iter().zip(&listed) {
+        ensure!(
+            got["address"] == *address && got["kind"] == *kind,
+            "policy explain must name {address} as a {kind} address: {got}"
+        );
+        ensure!(
+            got["granted"] == false && got["decision"]["allowed"] == false,
+            "the default policy must grant no net.connect on {address} ({kind}): {got}"
+        );
+    }
+    // And what an invocation meets: every such URL refused, the refusal recorded, no
+    // connection made.
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+        "http://10.0.0.1/".to_owned(),
+        "http://192.168.1.1/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let args = json!({ "url": url }).to_string();
+        let run = host.run(&["invoke", "fetch", "get", "--args", &args])?;
+        run.expect(0, &format!("fetch {url} under the default policy"))?;
+        let got = run.json()?;
+        ensure!(
+            got["err"].as_str().is_some_and(|e| e.starts_with("denied")),
+            "fetch {url} under the default policy must be refused: {got}"
+        );
+        let own = last(&host.entries()?);
+        let sends: Vec<&Json> = calls(&own, "send")
+            .into_iter()
+            .filter(|c| c["interface"] == "femtoclaw:host/http@0.1.0")
+            .collect();
+        ensure!(
+            sends.len() == 1,
+            "fetch {url} must leave its femtoclaw:host/http#send as one recorded host call: {own:?}"
+        );
+        let egress: Vec<&Json> = own
+            .iter()
+            .filter(|e| {
+                e["type"] == "decision"
+                    && ["http.request", "net.connect"].contains(&e["action"].as_str().unwrap_or(""))
+            })
+            .collect();
+        ensure!(
+            !egress.is_empty() && egress.iter().all(|e| e["allowed"] == false),
+            "fetch {url} under the default policy must leave its refusal, and no allowed http.request or net.connect, in the ledger: {egress:?}"
+        );
+    }
+    ensure!(
+        peer.seen().is_empty(),
+        "under the default policy a fetch reached the loopback peer on 127.0.0.1:{port}"
+    );
+    if let Some(six) = &six {
+        ensure!(
+            six.seen().is_empty(),
+            "under the default policy a fetch reached the loopback peer on [::1]:{port}"
+        );
+    }
+    Ok(())
+}
+
+/// Installs the `std::net` test guest as `net` 1.0.0 requesting every `wasi:sockets` interface
+/// it imports (as `capability inspect` of an install requesting none lists them).
+fn net_host(target: &Target, policy: &str) -> Result<Host, Failure> {
+    let host = target.host()?;
+    host.policy(policy)?;
+    let wasm = host.file("net.wasm", crate::NET)?;
+    let bare = host.file("bare.toml", b"name = \"net-bare\"\nversion = \"1.0.0\"\n")?;
+    host.ok(&["capability", "add", &s(&wasm), "--manifest", &s(&bare)])?;
+    let inspect: Json = serde_json::from_str(&host.ok(&["capability", "inspect", "net-bare"])?)
+        .map_err(|e| failed(format!("capability inspect is not JSON: {e}")))?;
+    let sockets: Vec<&str> = inspect["imports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .filter(|i| i.starts_with("wasi:sockets/"))
+        .collect();
+    ensure!(
+        ["tcp-create-socket", "udp-create-socket", "ip-name-lookup"]
+            .iter()
+            .all(|n| sockets.iter().any(|i| i.contains(&format!("/{n}@")))),
+        "the std::net guest must import wasi:sockets tcp-create-socket, udp-create-socket and ip-name-lookup; capability inspect lists {sockets:?}"
+    );
+    let manifest = format!(
+        "name = \"net\"\nversion = \"1.0.0\"\n\n[requests]\nimports = {}\n",
+        json!(sockets)
+    );
+    let manifest = host.file("net.toml", manifest.as_bytes())?;
+    host.ok(&["capability", "add", &s(&wasm), "--manifest", &s(&manifest)])?;
+    Ok(host)
+}
+
+fn sockets_decided_never_opened(target: &Target) -> Result<(), Failure> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot listen on loopback: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| failed(format!("cannot set the listener non-blocking: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let no_connect = "permit (principal == FemtoClaw::User::\"local\", action, resource) unless { action == FemtoClaw::Action::\"net.connect\" };\n";
+    for (policy, allowed, named) in [
+        (OPEN, true, "everything permitted"),
+        (no_connect, false, "net.connect not permitted"),
+    ] {
+        let host = net_host(target, policy)?;
+        for (function, args, opening) in [
+            (
+                "tcp-connect",
+                json!({ "address": format!("127.0.0.1:{port}") }),
+                "create-tcp-socket",
+            ),
+            (
+                "udp-bind",
+                json!({ "address": "127.0.0.1:0" }),
+                "create-udp-socket",
+            ),
+            (
+                "lookup",
+                json!({ "name": "localhost" }),
+                "resolve-addresses",
+            ),
+        ] {
+            let got = super::call(&host, "net", function, &args)?;
+            ensure!(
+                got["err"].is_string(),
+                "with {named}, the guest's {function} {args} must get an error: {got}"
+            );
+            let own = last(&host.entries()?);
+            let opened = calls(&own, opening);
+            ensure!(
+                !opened.is_empty(),
+                "with {named}, {function} must reach wasi:sockets {opening}, recorded as a host call: {own:?}"
+            );
+            // The lookup first takes the instance's network handle: a host call of its own.
+            ensure!(
+                function != "lookup" || calls(&own, "instance-network").len() == 1,
+                "with {named}, the lookup's instance-network must be recorded as a host call: {own:?}"
+            );
+            let decisions: Vec<&Json> = own
+                .iter()
+                .filter(|e| e["type"] == "decision" && e["action"] == "net.connect")
+                .collect();
+            ensure!(
+                decisions.len() == opened.len(),
+                "with {named}, each of the {} {opening} calls must ask the policy for net.connect once, recorded as a decision: {decisions:?}",
+                opened.len()
+            );
+            ensure!(
+                decisions.iter().all(|d| d["allowed"] == allowed
+                    && ["0.0.0.0", "::"].contains(&d["resource"].as_str().unwrap_or(""))),
+                "with {named}, the recorded net.connect decisions of {function} must be {}, on the unspecified address: {decisions:?}",
+                if allowed { "allowed" } else { "denied" }
+            );
+        }
+        ensure!(
+            listener.accept().is_err(),
+            "with {named}, the guest's tcp-connect to 127.0.0.1:{port} opened a connection to the suite's listener"
         );
     }
     Ok(())

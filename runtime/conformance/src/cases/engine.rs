@@ -25,6 +25,11 @@ pub const CASES: &[Case] = &[
         run: gated_clocks_and_random,
     },
     Case {
+        name: "cli.engine.every-clock-and-random-function-gated",
+        verifies: &["FC-EXEC-0503", "FC-EXEC-0504"],
+        run: every_clock_and_random_function_gated,
+    },
+    Case {
         name: "cli.engine.timers-trap",
         verifies: &["FC-EXEC-0505"],
         run: timers_trap,
@@ -364,6 +369,106 @@ fn gated_clocks_and_random(target: &Target) -> Result<(), Failure> {
         "the invocations that read the clocks and random bytes must replay identically from their recording: {}",
         excerpt(&run.stdout)
     );
+    Ok(())
+}
+
+/// Every function of the clocks and random interfaces the host links, but the timers (which trap,
+/// [`timers_trap`]), in the order the `every-source` probe calls them.
+const SOURCES: &[&str] = &[
+    "wasi:clocks/wall-clock@0.2.12#now",
+    "wasi:clocks/wall-clock@0.2.12#resolution",
+    "wasi:clocks/monotonic-clock@0.2.12#now",
+    "wasi:clocks/monotonic-clock@0.2.12#resolution",
+    "wasi:random/random@0.2.12#get-random-bytes",
+    "wasi:random/random@0.2.12#get-random-u64",
+    "wasi:random/insecure@0.2.12#get-insecure-random-bytes",
+    "wasi:random/insecure@0.2.12#get-insecure-random-u64",
+    "wasi:random/insecure-seed@0.2.12#insecure-seed",
+];
+
+fn every_clock_and_random_function_gated(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    let read_back = answer(
+        &probe(&host, "every-source", &[])?,
+        "the every-source probe",
+    )?;
+    let answers: Vec<&str> = read_back.split(';').collect();
+    ensure!(
+        answers.len() == SOURCES.len(),
+        "the every-source probe answered {read_back:?}"
+    );
+    let entries = last_entries(&host)?;
+    let mut calls: Vec<&Json> = entries
+        .iter()
+        .filter(|e| e["type"] == "host-call")
+        .collect();
+    calls.sort_by_key(|c| c["seq"].as_u64().unwrap_or(u64::MAX));
+    let named: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{}#{}",
+                c["interface"].as_str().unwrap_or("?"),
+                c["function"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    // The stream write (and the `get-stdout` before it) are reviewed deterministic functions:
+    // no host call of theirs is recorded.
+    ensure!(
+        named == SOURCES,
+        "each clock and random function must be one recorded host call naming it, and the stdout write none: the invocation recorded {named:?} where {SOURCES:?} is required"
+    );
+    for ((function, call), read) in SOURCES.iter().zip(&calls).zip(&answers) {
+        let recorded = numbers(&call["result"]);
+        let bytes = recorded_bytes(&call["result"]);
+        let holds = read.split(' ').all(|part| match part.parse::<u64>() {
+            Ok(n) if part.len() != 16 || !function.contains("bytes") => recorded.contains(&n),
+            _ => bytes.iter().any(|b| *b == unhex(part)),
+        });
+        ensure!(
+            holds,
+            "{function} is recorded as {} where the guest received {read}",
+            call["result"]
+        );
+    }
+    let left: Vec<Option<u64>> = calls.iter().map(|c| c["fuel_remaining"].as_u64()).collect();
+    ensure!(
+        left.iter().all(Option::is_some) && left.windows(2).all(|w| w[1] <= w[0]),
+        "each call must be recorded with the fuel left at it, never increasing: {left:?}"
+    );
+    let end = entries
+        .iter()
+        .find(|e| e["type"] == "invocation-end")
+        .ok_or_else(|| failed("the every-source invocation has no end"))?;
+    ensure!(
+        recorded_bytes(&end["stdout"])
+            .iter()
+            .any(|b| b == b"streamed")
+            || end["stdout"].as_str() == Some("streamed"),
+        "the stdout write must reach the captured output, recorded with the end: {}",
+        end["stdout"]
+    );
+    // The timers: answered through the gate too, their trap the call's recorded answer.
+    for (name, function) in [
+        ("duration", "subscribe-duration"),
+        ("instant", "subscribe-instant"),
+    ] {
+        probe(&host, name, &[])?.expect(5, &format!("a {function} timer"))?;
+        let entries = last_entries(&host)?;
+        let timers: Vec<&Json> = entries
+            .iter()
+            .filter(|e| {
+                e["type"] == "host-call"
+                    && e["interface"] == "wasi:clocks/monotonic-clock@0.2.12"
+                    && e["function"] == function
+            })
+            .collect();
+        ensure!(
+            timers.len() == 1,
+            "the {function} timer must be one recorded host call naming it: {entries:?}"
+        );
+    }
     Ok(())
 }
 

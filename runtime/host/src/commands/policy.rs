@@ -24,6 +24,10 @@ pub enum Command {
         /// The function to be invoked.
         #[arg(long)]
         function: Option<String>,
+        /// An IP address to explain `net.connect` on, as the gate decides it before connecting
+        /// (repeatable).
+        #[arg(long = "address")]
+        addresses: Vec<std::net::IpAddr>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -38,19 +42,26 @@ impl Command {
                 who,
                 capability,
                 function,
+                addresses,
                 json,
             } => {
                 let principal = who.principal()?;
                 let host = global.open(false)?;
                 let resolved = host.resolve(&capability)?;
                 let policy = host.authority.policy()?;
-                let explanation = policy.explain_component(
+                let cap = authority::capability_ref(&resolved.entry);
+                let requests = &resolved.entry.manifest.requests;
+                let mut explanation = policy.explain_component(
                     &principal,
-                    &authority::capability_ref(&resolved.entry),
-                    &resolved.entry.manifest.requests,
+                    &cap,
+                    requests,
                     resolved.prepared.imports.iter().map(String::as_str),
                     function.as_deref(),
                 );
+                explanation.addresses = addresses
+                    .into_iter()
+                    .map(|a| policy.explain_address(&principal, &cap, requests, a))
+                    .collect();
                 if json {
                     print_json(&serde_json::to_value(&explanation).map_err(internal)?);
                 } else {

@@ -127,4 +127,80 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-PROTO-0928",
         "the official Python MCP SDK runs against the reference runtime in the project's own tests, not from this suite",
     ),
+    (
+        "FC-CORE-0206",
+        "which linked functions an implementation answers through its gate and which it lists as reviewed is its own structure; the suite checks what links (cli.linking.each-world-function-alone) and that every function a guest can call that observes or changes the world is recorded through the gate",
+    ),
+    (
+        "FC-CAP-1013",
+        "which linked functions are gated and which reviewed is the implementation's structure; what links, and what a guest's calls record, are checked by the linking and gate cases",
+    ),
+    (
+        "FC-SEC-1301",
+        "which linked functions are gated and which reviewed, with what reason, is the implementation's structure; what links, and what a guest's calls record, are checked by the linking and gate cases",
+    ),
+    (
+        "FC-SEC-1903",
+        "which linked functions are gated and which reviewed, with what reason, is the implementation's structure; what links is checked by cli.linking.each-world-function-alone",
+    ),
+    (
+        "FC-ABI-4808",
+        "which provided functions are gated and which reviewed is the implementation's structure; what links is checked by cli.linking.each-world-function-alone",
+    ),
+    (
+        "FC-SEC-1319",
+        "the structural check is the implementation's own test of its linker against its reviewed table",
+    ),
+    (
+        "FC-SEC-1923",
+        "the structural check is the implementation's own test of its linker against its reviewed table",
+    ),
+    (
+        "FC-EXEC-0409",
+        "the server admits at most `server.concurrency` invocations at once, the number the pool is sized for, and a command runs one: no public surface starts one more than the pool holds",
+    ),
+    (
+        "FC-SEC-1920",
+        "the server admits at most `server.concurrency` invocations at once, the number the pool is sized for, and a command runs one: no public surface starts one more than the pool holds",
+    ),
+    (
+        "FC-PERF-5807",
+        "the pool's size shows only when it is exceeded, and no public surface starts more invocations than `server.concurrency`, its size",
+    ),
+    (
+        "FC-POL-1709",
+        "the memo of call-time decisions is the host's memory: no output shows what it holds or how much",
+    ),
+    (
+        "FC-POL-1614",
+        "the grant cache is the host's memory: no output shows how many grants it holds",
+    ),
+    (
+        "FC-SEC-1813",
+        "timing independence can only be measured, and the suite asserts no timings on shared machines",
+    ),
+    (
+        "FC-SEC-2024",
+        "needs a name server that answers slowly or not at all; the target resolves through the machine's own resolver configuration, which a case does not replace",
+    ),
+    (
+        "FC-CRYPTO-3603",
+        "the probe vectors are consistency proofs given as hashes, and no public surface verifies such a proof; the target's own consistency is checked by the pinned-checkpoint cases of `log verify`",
+    ),
+    (
+        "FC-CRYPTO-3628",
+        "the vectors are signed notes that are not checkpoints, and no public surface opens a note other than a checkpoint",
+    ),
+    (
+        "FC-CRYPTO-3625",
+        "parallel and sequential verification are the internals of one command, which no public surface chooses between; the export-damage cases check the verdict the command gives for flipped bits and cuts",
+    ),
+    (
+        "FC-CRYPTO-4601",
+        "no tiles are served (specification 46 is planned); that the tree's root at every size is computable from stored subtree hashes is a property of the ledger library's tree",
+    ),
+    (
+        "FC-CRYPTO-3501",
+        "a rule for the suite: it keeps a hostile case per attacker class, and its verdict is theirs, each reported under the requirement it claims",
+    ),
 ];

@@ -451,11 +451,29 @@ fn unsigned_ledger_verifies_only_without_a_key() {
     let rep = verify_dir(dir.path(), &VerifyOptions::default()).unwrap();
     assert!(!rep.signatures_checked);
     assert_eq!(rep.entries, 6);
+    assert_eq!(rep.unchecked_signed, 0, "bare checkpoints carry no signature");
     let vk = VerifyOptions::with_key(common::fixed_key().verifier());
     assert!(matches!(
         verify_dir(dir.path(), &vk),
         Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 0, .. })
     ));
+}
+
+// Verifies: FC-CRYPTO-3622
+#[test]
+fn signed_checkpoints_verified_without_a_key_are_counted_as_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 3, 2);
+    drop(l);
+    let rep = verify_dir(dir.path(), &VerifyOptions::default()).unwrap();
+    assert!(!rep.signatures_checked);
+    assert!(rep.checkpoints > 0);
+    assert_eq!(rep.unchecked_signed, rep.checkpoints);
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    let rep = verify_dir(dir.path(), &vk).unwrap();
+    assert!(rep.signatures_checked);
+    assert_eq!(rep.unchecked_signed, 0);
 }
 
 /// A rotation as the host makes it: the key change is signed under the key it retires, and the

@@ -451,7 +451,10 @@ fn unsigned_ledger_verifies_only_without_a_key() {
     let rep = verify_dir(dir.path(), &VerifyOptions::default()).unwrap();
     assert!(!rep.signatures_checked);
     assert_eq!(rep.entries, 6);
-    assert_eq!(rep.unchecked_signed, 0, "bare checkpoints carry no signature");
+    assert_eq!(
+        rep.unchecked_signed, 0,
+        "bare checkpoints carry no signature"
+    );
     let vk = VerifyOptions::with_key(common::fixed_key().verifier());
     assert!(matches!(
         verify_dir(dir.path(), &vk),

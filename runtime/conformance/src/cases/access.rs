@@ -1291,7 +1291,12 @@ fn secret_size_limit(target: &Target) -> Result<(), Failure> {
         answer("200 OK", &[], &body)
     })?;
     let origin = peer.origin();
-    let host = probe_host(target, OPEN, std::slice::from_ref(&origin), &["big", "edge"])?;
+    let host = probe_host(
+        target,
+        OPEN,
+        std::slice::from_ref(&origin),
+        &["big", "edge"],
+    )?;
     let names = |host: &Host| host.ok(&["secret", "list"]);
     let before = names(&host)?;
 

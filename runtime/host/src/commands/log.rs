@@ -29,7 +29,8 @@ pub enum Command {
     /// reported, never cut. Exit 8 names the first bad position.
     Verify {
         /// A verifier key to pin (`name+hex id+base64`; repeat for rotated keys, as `key show
-        /// --all` prints them); default: the keys this host's ledger records.
+        /// --all` prints them); default: the keys this host's ledger records. With no key at
+        /// all, only a log whose checkpoints are all unsigned verifies, and the output says so.
         #[arg(long)]
         key: Vec<String>,
         /// A checkpoint note seen before (`log checkpoint` output), pinned: the log must hold

@@ -329,6 +329,11 @@ impl Server {
         })
     }
 
+    /// The process id of a server the suite started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The HTTP client every case uses: bounded, so a hung target fails rather than hangs.
     pub fn client() -> reqwest::blocking::Client {
         reqwest::blocking::Client::builder()

@@ -203,4 +203,8 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-CRYPTO-3501",
         "a rule for the suite: it keeps a hostile case per attacker class, and its verdict is theirs, each reported under the requirement it claims",
     ),
+    (
+        "FC-SEC-2221",
+        "the sandbox library's scrubber and its debug form: the host refuses a secret too long for it before any surface could hand it one",
+    ),
 ];

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use femtoclaw_sandbox::scrub::MAX_SECRET_BYTES;
 use femtoclaw_sandbox::{SecretSource, SecretValue};
 
 use crate::exit::{Code, Failure};
@@ -36,6 +37,16 @@ impl Store {
             return Err(Failure::new(
                 Code::InvalidArgs,
                 format!("the value of secret `{name}` is empty"),
+            ));
+        }
+        // The scrubber searches for no longer secret, so the host would never use it.
+        if value.len() > MAX_SECRET_BYTES {
+            return Err(Failure::new(
+                Code::InvalidArgs,
+                format!(
+                    "the value of secret `{name}` is {} bytes long, more than the {MAX_SECRET_BYTES} bytes the host can scrub",
+                    value.len()
+                ),
             ));
         }
         self.dir.write(name, value.as_bytes(), Replace::Yes)?;

@@ -645,6 +645,41 @@ fn secrets_are_stored_privately_and_listed_by_name_only() {
     assert_eq!(code(&host.run(&["secret", "remove", "api-token"])), 3);
 }
 
+// Verifies: FC-SEC-2215
+#[test]
+fn secret_set_refuses_a_value_too_long_to_scrub_and_stores_nothing() {
+    let host = Host::new();
+    let set = |name: &str, value: &str| {
+        let mut child = command(host.data.path(), &["secret", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = set("big", &"x".repeat(8193));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the value of secret `big` is 8193 bytes long, more than the 8192 bytes the host can scrub"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!host.data.path().join("secrets").join("big").exists());
+    assert_eq!(stdout(&host.run(&["secret", "list"])), "");
+    let out = set("edge", &"x".repeat(8192));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&host.run(&["secret", "list"])), "edge\n");
+}
+
 // Verifies: FC-CAP-1217, FC-EXT-5304, FC-EXT-5313, FC-SEC-2014, FC-SEC-2201, FC-SEC-2204, FC-SEC-2206, FC-SEC-2209
 #[test]
 fn a_secret_reaches_the_server_and_never_the_guest_or_the_ledger() {

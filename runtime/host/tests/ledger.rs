@@ -661,3 +661,68 @@ fn log_verify_reads_only_and_reports_a_torn_tail() {
     assert_eq!(host.entries().len(), entries);
     assert!(std::fs::read(segment(&host)).unwrap().len() < torn.len());
 }
+
+/// An export of a ledger the library wrote with `key` (bare checkpoints without one): two
+/// batches of host calls.
+fn library_export(host: &Host, name: &str, key: Option<femtoclaw_ledger::SigningKey>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = match key {
+        Some(key) => femtoclaw_ledger::LedgerOptions::with_key(key),
+        None => femtoclaw_ledger::LedgerOptions::default(),
+    };
+    let (mut ledger, _) = femtoclaw_ledger::Ledger::open(dir.path(), opts).unwrap();
+    for b in 0..2 {
+        let call = |seq| femtoclaw_ledger::Entry::HostCall {
+            invocation: b,
+            seq,
+            interface: "i".into(),
+            function: "f".into(),
+            params: femtoclaw_ledger::Value::U8(1),
+            result: femtoclaw_ledger::Value::Bool(true),
+            fuel_remaining: 9,
+        };
+        ledger.append_batch(vec![call(0), call(1)]).unwrap();
+    }
+    let path = host.files.path().join(name);
+    ledger.export(&path).unwrap();
+    s(&path).to_owned()
+}
+
+// Verifies: FC-CRYPTO-3622
+#[test]
+fn an_unsigned_export_verifies_without_a_key_saying_so_and_a_signed_one_is_refused() {
+    let host = Host::new();
+    let unsigned = library_export(&host, "unsigned.export", None);
+    let out = host.run(&["log", "verify", &unsigned]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "ok: 4 entries, 2 checkpoints verified; signatures not checked: the checkpoints are unsigned"
+    );
+
+    // Against a pinned key, the first (bare) checkpoint is signed by nobody.
+    let key = femtoclaw_ledger::SigningKey::from_seed("femtoclaw.test/cli", [3; 32]).unwrap();
+    let pinned = key.verifier().to_string();
+    let out = host.run(&["log", "verify", "--key", &pinned, &unsigned]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("checkpoint 0 (tree size 2) is not signed by a pinned key"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Signatures nobody checked are never called verified.
+    let signed = library_export(&host, "signed.export", Some(key));
+    let out = host.run(&["log", "verify", &signed]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no key to verify with: pass --key"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        code(&host.run(&["log", "verify", "--key", &pinned, &signed])),
+        0
+    );
+}

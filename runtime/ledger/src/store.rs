@@ -568,6 +568,17 @@ impl Ledger {
     }
 
     fn start_segment(&mut self, number: u32, first_index: u64) -> Result<(), LedgerError> {
+        // The segment this one seals is only read from now on: its handle is replaced by a
+        // read-only one before anything else changes.
+        if let Some(sealed) = number.checked_sub(1)
+            && !self.files.is_empty()
+        {
+            let p = segment_path(&self.dir, sealed);
+            let f = File::open(&p).map_err(io_err("open", &p))?;
+            if let Some(last) = self.files.last_mut() {
+                *last = f;
+            }
+        }
         let p = segment_path(&self.dir, number);
         let f = OpenOptions::new()
             .read(true)

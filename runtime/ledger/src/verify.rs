@@ -52,6 +52,10 @@ pub struct VerifyReport {
     pub origin: String,
     /// Whether checkpoint signatures were checked against pinned keys.
     pub signatures_checked: bool,
+    /// Checkpoints that carry signatures nobody checked (no key was pinned): 0 when
+    /// signatures were checked or every checkpoint is bare, so that a caller can refuse to
+    /// call a signed log verified without a key.
+    pub unchecked_signed: u64,
     /// Directory only: bytes of an unacknowledged torn tail, not verified.
     pub torn_tail_bytes: u64,
     /// Directory only: complete entries after the last commit (never acknowledged),
@@ -296,6 +300,8 @@ struct Verifier<'o> {
     opts: &'o VerifyOptions,
     tree: MerkleTree,
     checkpoints: u64,
+    /// Checkpoints carrying signatures that were not checked (no key pinned).
+    unchecked_signed: u64,
     last: Option<(u64, u64, Hash)>, // (position, size, root)
     origin: Option<String>,
     /// The key changes seen so far (only when keys are pinned), in log order.
@@ -313,10 +319,12 @@ struct Handover {
 }
 
 /// A checkpoint opened by [`open_checkpoint`], with the pinned keys whose signatures on it
-/// verify (positions in [`VerifyOptions::keys`]; none when no key is pinned).
+/// verify (positions in [`VerifyOptions::keys`]; none when no key is pinned), and whether it
+/// carries signature lines at all (a bare checkpoint carries none).
 struct Opened {
     checkpoint: Checkpoint,
     signers: Vec<usize>,
+    signed: bool,
 }
 
 impl<'o> Verifier<'o> {
@@ -325,6 +333,7 @@ impl<'o> Verifier<'o> {
             opts,
             tree: MerkleTree::new(),
             checkpoints: 0,
+            unchecked_signed: 0,
             last: None,
             origin: opts.origin.clone(),
             handovers: Vec::new(),
@@ -404,6 +413,7 @@ impl<'o> Verifier<'o> {
         let Opened {
             checkpoint: cp,
             signers,
+            signed,
         } = opened?;
         if let Some(handover) = self.in_force()
             && !signers.iter().any(|&i| self.opts.keys[i] == handover.key)
@@ -469,6 +479,9 @@ impl<'o> Verifier<'o> {
         }
         self.last = Some((position, cp.size, cp.root));
         self.checkpoints += 1;
+        if signed && self.opts.keys.is_empty() {
+            self.unchecked_signed += 1;
+        }
         Ok(())
     }
 
@@ -507,6 +520,7 @@ impl<'o> Verifier<'o> {
             root: self.tree.root(),
             origin: self.origin.unwrap_or_default(),
             signatures_checked: !self.opts.keys.is_empty(),
+            unchecked_signed: self.unchecked_signed,
             torn_tail_bytes: 0,
             uncommitted_entries: 0,
         })
@@ -541,6 +555,8 @@ fn open_checkpoint(
             .map(|checkpoint| Opened {
                 checkpoint,
                 signers: Vec::new(),
+                // It parsed: either a signed note or the bare text (which holds no blank line).
+                signed: crate::note::split_note(text).is_ok(),
             })
             .map_err(|source| VerifyError::BadCheckpoint {
                 checkpoint: position,
@@ -570,6 +586,7 @@ fn open_checkpoint(
         Some(checkpoint) => Ok(Opened {
             checkpoint,
             signers,
+            signed: true,
         }),
         None if bad_sig => Err(VerifyError::BadSignature {
             checkpoint: position,

@@ -451,11 +451,32 @@ fn unsigned_ledger_verifies_only_without_a_key() {
     let rep = verify_dir(dir.path(), &VerifyOptions::default()).unwrap();
     assert!(!rep.signatures_checked);
     assert_eq!(rep.entries, 6);
+    assert_eq!(
+        rep.unchecked_signed, 0,
+        "bare checkpoints carry no signature"
+    );
     let vk = VerifyOptions::with_key(common::fixed_key().verifier());
     assert!(matches!(
         verify_dir(dir.path(), &vk),
         Err(femtoclaw_ledger::VerifyError::UnknownKey { checkpoint: 0, .. })
     ));
+}
+
+// Verifies: FC-CRYPTO-3622
+#[test]
+fn signed_checkpoints_verified_without_a_key_are_counted_as_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(dir.path());
+    fill(&mut l, 3, 2);
+    drop(l);
+    let rep = verify_dir(dir.path(), &VerifyOptions::default()).unwrap();
+    assert!(!rep.signatures_checked);
+    assert!(rep.checkpoints > 0);
+    assert_eq!(rep.unchecked_signed, rep.checkpoints);
+    let vk = VerifyOptions::with_key(common::fixed_key().verifier());
+    let rep = verify_dir(dir.path(), &vk).unwrap();
+    assert!(rep.signatures_checked);
+    assert_eq!(rep.unchecked_signed, 0);
 }
 
 /// A rotation as the host makes it: the key change is signed under the key it retires, and the
@@ -725,4 +746,66 @@ fn indexing_many_entries_keeps_memory_bounded() {
             "indexing {ENTRIES} entries grew the peak by {kib} KiB: {line}"
         );
     }
+}
+
+/// The access mode (`O_ACCMODE` bits of `flags:` in `/proc/self/fdinfo`) of every descriptor
+/// this process holds open on a segment of `dir`, by segment file name.
+#[cfg(target_os = "linux")]
+fn segment_modes(dir: &Path) -> Vec<(String, u32)> {
+    let segments = dir.join("segments").canonicalize().unwrap();
+    let mut modes = Vec::new();
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        if target.parent() != Some(segments.as_path()) {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        modes.push((name, flags & 3));
+    }
+    modes.sort();
+    modes
+}
+
+// Verifies: FC-MEM-4410
+#[cfg(target_os = "linux")]
+#[test]
+fn sealed_segments_are_held_read_only_after_a_rotation_and_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.segment_size = 4096;
+    let (mut l, _) = Ledger::open(dir.path(), o.clone()).unwrap();
+    fill(&mut l, 20, 5);
+    let check = |modes: Vec<(String, u32)>| {
+        let last = modes.iter().map(|m| m.0.clone()).max().unwrap();
+        assert!(modes.len() > 2, "{modes:?}");
+        for (name, mode) in &modes {
+            if *name == last {
+                assert_eq!(*mode, 2, "the last segment is open read-write: {modes:?}");
+            } else {
+                assert_eq!(
+                    *mode, 0,
+                    "sealed segment {name} is open for writing: {modes:?}"
+                );
+            }
+        }
+    };
+    // Rotated while open.
+    check(segment_modes(dir.path()));
+    drop(l);
+    // Reopened.
+    let (l, _) = Ledger::open(dir.path(), o).unwrap();
+    check(segment_modes(dir.path()));
+    drop(l);
 }

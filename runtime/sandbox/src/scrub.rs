@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(forms("~~~~~~~~").len(), 1 + 6 + 1);
     }
 
-    // Verifies: FC-SEC-2215
+    // Verifies: FC-SEC-2221
     #[test]
     fn every_secret_is_caught_the_longest_first_and_the_debug_form_shows_none() {
         let s = scrubber(&["token", "token-and-more"]);
@@ -362,7 +362,7 @@ mod tests {
         assert!(!format!("{s:?}").contains("token"));
     }
 
-    // Verifies: FC-SEC-2215
+    // Verifies: FC-SEC-2221
     #[test]
     fn a_secret_too_large_to_search_for_is_an_error_and_leaves_the_scrubber_as_it_was() {
         // The largest secret, of every kind of character, compiles beside others.

@@ -66,6 +66,11 @@ pub const CASES: &[Case] = &[
         run: secret_short,
     },
     Case {
+        name: "cli.secret.size-limit",
+        verifies: &["FC-SEC-2215"],
+        run: secret_size_limit,
+    },
+    Case {
         name: "cli.secret.one-destination",
         verifies: &["FC-SEC-2205", "FC-SEC-2207"],
         run: secret_destination,
@@ -1255,6 +1260,109 @@ fn secret_short(target: &Target) -> Result<(), Failure> {
         lines == expected,
         "a 3-byte secret must be redacted as it is, percent-encoded and JSON-escaped, and its 4-character base64 and 6-character hex left alone: expected {expected:?}, the guest got {lines:?}"
     );
+    Ok(())
+}
+
+/// The longest secret the host scrubs, and so stores and uses (specification 22).
+const MAX_SECRET_BYTES: usize = 8192;
+
+/// `len` letters and digits that are no English text: a secret nothing else in an answer holds.
+fn secret_of(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ALPHABET[(state % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+fn secret_size_limit(target: &Target) -> Result<(), Failure> {
+    let peer = Peer::start(|seen| {
+        let value = bearer(seen);
+        let body = format!(
+            "literal={value}\nbase64={}\nhex={}\n",
+            base64(value.as_bytes()),
+            hex(value.as_bytes())
+        );
+        answer("200 OK", &[], &body)
+    })?;
+    let origin = peer.origin();
+    let host = probe_host(
+        target,
+        OPEN,
+        std::slice::from_ref(&origin),
+        &["big", "edge"],
+    )?;
+    let names = |host: &Host| host.ok(&["secret", "list"]);
+    let before = names(&host)?;
+
+    // One byte over the limit: refused naming the limit, and nothing stored.
+    let over = secret_of(MAX_SECRET_BYTES + 1);
+    let refused = host.secret_set("big", format!("{over}\n").as_bytes())?;
+    refused.expect(2, "secret set of an 8193-byte value")?;
+    ensure!(
+        refused.stderr.contains("8192") && refused.stderr.contains("`big`"),
+        "secret set of an 8193-byte value must name the secret and the limit of 8192 bytes: {}",
+        excerpt(&refused.stderr)
+    );
+    ensure!(
+        !refused.stdout.contains(&over[..64]) && !refused.stderr.contains(&over[..64]),
+        "secret set printed the refused value"
+    );
+    let after = names(&host)?;
+    ensure!(
+        after == before,
+        "a refused secret must leave the store as it was: secret list showed {before:?}, then {after:?}"
+    );
+    ensure!(
+        !host.data.path().join("secrets").join("big").exists(),
+        "the refused secret was stored in <data dir>/secrets/big"
+    );
+
+    // At the limit: stored, sent, and every echoed form scrubbed.
+    let value = secret_of(MAX_SECRET_BYTES);
+    super::set_secret(&host, "edge", &value)?;
+    let listed = names(&host)?;
+    ensure!(
+        listed.lines().any(|l| l == "edge"),
+        "secret list must show a stored 8192-byte secret: {}",
+        excerpt(&listed)
+    );
+    let got = request(
+        &host,
+        json!({ "url": format!("{origin}/"), "secret-headers": [{ "name": "authorization", "secret": "edge", "prefix": "Bearer " }] }),
+    )?;
+    ensure!(
+        peer.seen().first().is_some_and(|s| bearer(s) == value),
+        "the host must send an 8192-byte secret whole: {}",
+        excerpt(&got.to_string())
+    );
+    let text = got["ok"]["text"].as_str().unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    ensure!(
+        lines.len() == 3
+            && lines[0] == "literal=[redacted]"
+            && lines.iter().all(|l| l.contains("[redacted]")),
+        "every form of an 8192-byte secret echoed must stand as [redacted]: the guest got {}",
+        excerpt(text)
+    );
+    let forms = [
+        value.clone(),
+        base64(value.as_bytes()),
+        hex(value.as_bytes()),
+    ];
+    let entries = serde_json::to_string(&host.entries()?).unwrap_or_default();
+    for form in &forms {
+        let piece = &form[form.len() / 2..form.len() / 2 + 64];
+        ensure!(
+            !text.contains(piece) && !entries.contains(piece),
+            "a form of the 8192-byte secret reached the guest or the ledger"
+        );
+    }
     Ok(())
 }
 

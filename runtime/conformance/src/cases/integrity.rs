@@ -128,6 +128,11 @@ pub const CASES: &[Case] = &[
         run: pinned_checkpoint_seen_before,
     },
     Case {
+        name: "cli.integrity.unsigned-checkpoints",
+        verifies: &["FC-CRYPTO-3622"],
+        run: unsigned_checkpoints,
+    },
+    Case {
         name: "cli.integrity.host-call-faults",
         verifies: &["FC-MEM-2307", "FC-CRYPTO-3807"],
         run: host_call_faults,
@@ -2412,6 +2417,105 @@ fn pinned_checkpoint_seen_before(target: &Target) -> Result<(), Failure> {
         8,
         "log verify of a fork holding another root at the size of a checkpoint seen before",
     )?;
+    Ok(())
+}
+
+/// A checkpoint note without its signatures: the bare checkpoint text.
+fn bare(note: &[u8]) -> Result<Vec<u8>, Failure> {
+    let text = String::from_utf8_lossy(note);
+    let (body, _) = text.split_once("\n\n").ok_or_else(|| {
+        failed(format!(
+            "a checkpoint is not a signed note: {}",
+            excerpt(&text)
+        ))
+    })?;
+    Ok(format!("{body}\n").into_bytes())
+}
+
+fn unsigned_checkpoints(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    call(&host, "echo", json!({ "text": "one" }), 0)?;
+    call(&host, "echo", json!({ "text": "two" }), 0)?;
+    let key = key_text(&host)?;
+    let honest = parse_export(&export(&host, "honest.export", &[])?)?;
+    let (sizes, _) = sizes_and_origin(&honest)?;
+    ensure!(
+        sizes.len() >= 2,
+        "the export holds {} checkpoints; two invocations commit at least two",
+        sizes.len()
+    );
+    let unsigned = Export {
+        checkpoints: honest
+            .checkpoints
+            .iter()
+            .map(|c| bare(c))
+            .collect::<Result<_, _>>()?,
+        ..honest.clone()
+    };
+    // Verified where no ledger records a key, so that none is pinned unless given.
+    let elsewhere = target.host()?;
+    let file = elsewhere.file("unsigned.export", &unsigned.write())?;
+    let run = verify_file(&elsewhere, &file, &[])?;
+    run.expect(
+        0,
+        "log verify without a key of an export whose checkpoints are bare",
+    )?;
+    let expected = format!(
+        "ok: {} entries, {} checkpoints verified; signatures not checked: the checkpoints are unsigned",
+        unsigned.entries.len(),
+        sizes.len()
+    );
+    ensure!(
+        run.stdout.trim_end() == expected,
+        "log verify without a key of an unsigned export must print {expected:?}, saying that no signature was checked; it printed {}",
+        excerpt(&run.stdout)
+    );
+    // Against a pinned key, the first bare checkpoint is signed by nobody.
+    let run = verify_file(&elsewhere, &file, &[&key])?;
+    run.expect(
+        8,
+        "log verify --key of an export whose checkpoints are bare",
+    )?;
+    let unknown = format!(
+        "checkpoint 0 (tree size {}) is not signed by a pinned key",
+        sizes[0]
+    );
+    ensure!(
+        run.stderr.contains(&unknown),
+        "log verify --key of an unsigned export must fail naming checkpoint 0 as {unknown:?}: {}",
+        excerpt(&run.stderr)
+    );
+    // Without signatures the entries are still checked against the roots.
+    let mut altered = unsigned.clone();
+    let last = altered.entries.len() - 1;
+    if let Some(byte) = altered.entries[last].last_mut() {
+        *byte ^= 0x01;
+    }
+    let path = elsewhere.file("altered.export", &altered.write())?;
+    verify_file(&elsewhere, &path, &[])?.expect(
+        8,
+        "log verify without a key of an unsigned export with its last entry altered",
+    )?;
+    // Signatures nobody checked are never called verified: a signed export, or one with a
+    // single signed checkpoint among bare ones, is refused without a key.
+    let mut mixed = unsigned.clone();
+    mixed.checkpoints[sizes.len() - 1] = honest.checkpoints[sizes.len() - 1].clone();
+    for (name, export) in [("signed.export", &honest), ("mixed.export", &mixed)] {
+        let path = elsewhere.file(name, &export.write())?;
+        let run = verify_file(&elsewhere, &path, &[])?;
+        run.expect(
+            2,
+            &format!("log verify without a key of {name}, which holds signed checkpoints"),
+        )?;
+        ensure!(
+            !run.stdout.contains("ok"),
+            "log verify without a key of {name} must not report it verified: {}",
+            excerpt(&run.stdout)
+        );
+        let code = if name == "signed.export" { 0 } else { 8 };
+        verify_file(&elsewhere, &path, &[&key])?
+            .expect(code, &format!("log verify --key of {name}"))?;
+    }
     Ok(())
 }
 

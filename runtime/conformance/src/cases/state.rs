@@ -73,6 +73,11 @@ pub const CASES: &[Case] = &[
         run: segments_rotate_between_batches,
     },
     Case {
+        name: "http.state.sealed-segments-read-only",
+        verifies: &["FC-MEM-4410"],
+        run: sealed_segments_read_only,
+    },
+    Case {
         name: "cli.state.concurrent-appends-coalesced",
         verifies: &["FC-MEM-2404"],
         run: concurrent_appends_coalesced,
@@ -1504,6 +1509,162 @@ fn segments_rotate_between_batches(target: &Target) -> Result<(), Failure> {
         cp.size,
         super::hex(&cp.root)
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed segments held read-only (specification 44).
+
+/// The access mode (`flags & O_ACCMODE`, 0 read-only) of every descriptor process `pid` holds
+/// open on a file of `segments`, by file name, sorted; `None` without a Linux `/proc`.
+fn segment_descriptors(pid: u32, segments: &Path) -> Result<Option<Vec<(String, u32)>>, Failure> {
+    let fds = Path::new("/proc").join(pid.to_string()).join("fd");
+    let Ok(listing) = std::fs::read_dir(&fds) else {
+        return Ok(None);
+    };
+    let segments = segments
+        .canonicalize()
+        .map_err(|e| failed(format!("{}: {e}", segments.display())))?;
+    let mut modes = Vec::new();
+    for fd in listing.flatten() {
+        let Ok(file) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        if file.parent() != Some(segments.as_path()) {
+            continue;
+        }
+        let info_path = fds.with_file_name("fdinfo").join(fd.file_name());
+        let Ok(info) = std::fs::read_to_string(&info_path) else {
+            // Closed since it was listed.
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .ok_or_else(|| {
+                failed(format!(
+                    "{} names no octal flags: {info:?}",
+                    info_path.display()
+                ))
+            })?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        modes.push((name, flags & 3));
+    }
+    modes.sort();
+    Ok(Some(modes))
+}
+
+/// Checks that the server holds no sealed segment of `segments` open for writing, and the
+/// last one (of `count`) open for writing.
+fn only_last_segment_writable(
+    server: &Server,
+    segments: &Path,
+    count: usize,
+    when: &str,
+) -> Result<(), Failure> {
+    let pid = server
+        .pid()
+        .ok_or_else(|| failed("the suite started the server, but has no process id for it"))?;
+    let Some(modes) = segment_descriptors(pid, segments)? else {
+        return Err(Failure::NotApplicable(
+            "the case reads a server's open files from /proc/<pid>/fd and fdinfo, which this system has not".into(),
+        ));
+    };
+    let last = format!("{:08}.seg", count - 1);
+    for (name, mode) in &modes {
+        ensure!(
+            *name == last || *mode == 0,
+            "{when}, the server holds sealed segment {name} open for writing (access mode {mode}; only the last segment, {last}, may be): {modes:?}"
+        );
+    }
+    ensure!(
+        modes.iter().any(|(name, mode)| *name == last && *mode != 0),
+        "{when}, the server must hold the last segment {last} open for writing: it holds {modes:?}"
+    );
+    Ok(())
+}
+
+/// The segment files of a ledger, sorted.
+fn segment_names(segments: &Path) -> Result<Vec<String>, Failure> {
+    let mut names: Vec<String> = std::fs::read_dir(segments)
+        .map_err(|e| failed(format!("cannot read {}: {e}", segments.display())))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn sealed_segments_read_only(target: &Target) -> Result<(), Failure> {
+    if !target.owns_servers() {
+        return Err(Failure::NotApplicable(
+            "the case reads the open files of a server it started itself".into(),
+        ));
+    }
+    if !Path::new("/proc/self/fdinfo").is_dir() {
+        return Err(Failure::NotApplicable(
+            "the case reads a server's open files from /proc/<pid>/fd and fdinfo, which this system has not".into(),
+        ));
+    }
+    let host = guest_host(target, OPEN)?;
+    // Requests of 8 MiB: each invocation records 16 MiB (the text in, the same out).
+    super::write(
+        &host.data.path().join("femtoclaw.toml"),
+        b"[server]\nmax_body_bytes = 16777216\n",
+    )?;
+    let token = host
+        .ok(&["token", "create", "--principal", "user:local"])?
+        .trim()
+        .to_owned();
+    let segments = host.data.path().join("ledger/segments");
+    let mut server = Server::start(host, token.clone())?;
+    only_last_segment_writable(&server, &segments, 1, "before any rotation")?;
+    // Five of them: past one 64 MiB segment, rotated while the server runs.
+    for i in 0..5 {
+        let text = format!("{i:02}{}", "s".repeat((8 << 20) - 2));
+        let body =
+            json!({ "capability": "conformance", "function": "echo", "args": { "text": text } });
+        let response = Server::client()
+            .post(format!("{}/v1/invoke", server.url))
+            .bearer_auth(&server.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| failed(format!("POST /v1/invoke of 8 MiB: {e}")))?;
+        ensure!(
+            response.status().as_u16() == 200,
+            "POST /v1/invoke of an 8 MiB echo must answer 200: {}",
+            response.status()
+        );
+    }
+    let names = segment_names(&segments)?;
+    ensure!(
+        names.len() >= 2,
+        "over 80 MiB of entries must fill more than one segment of 64 MiB: the ledger holds {names:?}"
+    );
+    only_last_segment_writable(
+        &server,
+        &segments,
+        names.len(),
+        "after a rotation while serving",
+    )?;
+    // Restarted on the rotated ledger: the sealed segments are opened read-only.
+    let host = server
+        .host
+        .take()
+        .ok_or_else(|| failed("the suite started the server, but holds no data directory"))?;
+    drop(server);
+    let server = Server::start(host, token)?;
+    only_last_segment_writable(
+        &server,
+        &segments,
+        names.len(),
+        "after reopening the rotated ledger",
+    )?;
     Ok(())
 }
 

@@ -29,7 +29,8 @@ pub enum Command {
     /// reported, never cut. Exit 8 names the first bad position.
     Verify {
         /// A verifier key to pin (`name+hex id+base64`; repeat for rotated keys, as `key show
-        /// --all` prints them); default: the keys this host's ledger records.
+        /// --all` prints them); default: the keys this host's ledger records. With no key at
+        /// all, only a log whose checkpoints are all unsigned verifies, and the output says so.
         #[arg(long)]
         key: Vec<String>,
         /// A checkpoint note seen before (`log checkpoint` output), pinned: the log must hold
@@ -150,6 +151,9 @@ fn reindex(host: &Host) -> Result<(), Failure> {
 
 /// `log verify`, read-only: exit 8 (integrity) names the first bad position. Without `--key`
 /// it pins the keys this host's ledger records, each in force from the key change naming it.
+/// With no key at all, only a log whose checkpoints are all bare (signed by nobody) verifies,
+/// and the output says its signatures were not checked; a signed one is refused (exit 2),
+/// never called verified with signatures nobody checked.
 fn verify(
     data_dir: &Path,
     file: Option<&Path>,
@@ -171,12 +175,7 @@ fn verify(
     } else {
         keys
     };
-    if keys.is_empty() {
-        return Err(Failure::new(
-            Code::InvalidArgs,
-            "no key to verify with: pass --key (this host's ledger records none)",
-        ));
-    }
+    let unpinned = keys.is_empty();
     let mut options = records::pinned(keys)?;
     for path in checkpoints {
         let note = std::fs::read_to_string(path).map_err(|e| {
@@ -200,8 +199,22 @@ fn verify(
         Some(file) => femtoclaw_ledger::verify_export_file(file, &options).map_err(integrity)?,
         None => femtoclaw_ledger::verify_dir(&ledger_dir, &options).map_err(integrity)?,
     };
+    if unpinned && report.unchecked_signed > 0 {
+        return Err(Failure::new(
+            Code::InvalidArgs,
+            format!(
+                "no key to verify with: pass --key ({} of the {} checkpoints are signed, and no key is recorded to check them with)",
+                report.unchecked_signed, report.checkpoints
+            ),
+        ));
+    }
+    let unchecked = if unpinned {
+        "; signatures not checked: the checkpoints are unsigned"
+    } else {
+        ""
+    };
     out(&format!(
-        "ok: {} entries, {} checkpoints verified",
+        "ok: {} entries, {} checkpoints verified{unchecked}",
         report.entries, report.checkpoints
     ));
     if file.is_none() {

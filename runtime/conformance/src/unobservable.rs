@@ -207,4 +207,12 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-SEC-2221",
         "the sandbox library's scrubber and its debug form: the host refuses a secret too long for it before any surface could hand it one",
     ),
+    (
+        "FC-POL-1409",
+        "the host refuses at install every import it does not provide, so it asks the policy only about interface names that parse, and builds each call-time request with the scope kind of its action: no public surface hands the policy a malformed request",
+    ),
+    (
+        "FC-FORMAL-5113",
+        "the host refuses at install every import it does not provide, so it asks the policy only about interface names that parse, and builds each call-time request with the scope kind of its action: no public surface hands the policy a malformed request",
+    ),
 ];

@@ -189,6 +189,11 @@ pub const CASES: &[Case] = &[
         run: table_limit,
     },
     Case {
+        name: "cli.sandbox.limit-failures-recorded-by-kind",
+        verifies: &["FC-EXEC-0616"],
+        run: limit_failures_recorded_by_kind,
+    },
+    Case {
         name: "cli.sandbox.config-values",
         verifies: &["FC-CAP-1205", "FC-CAP-1211"],
         run: config_values,
@@ -3449,6 +3454,134 @@ fn table_limit(target: &Target) -> Result<(), Failure> {
                     .is_some_and(|m| m.contains("table limit of 20000 elements exceeded"))),
         "the invocation's trap must be of kind `limit` naming the table limit"
     );
+    Ok(())
+}
+
+/// The `trap` entry of the host's last invocation.
+fn last_trap(host: &Host, what: &str) -> Result<Json, Failure> {
+    let entries = host.entries()?;
+    let n = last_invocation(&entries)?;
+    let traps: Vec<&Json> = of_invocation(&entries, n)
+        .into_iter()
+        .filter(|e| e["type"] == "trap")
+        .collect();
+    match traps.as_slice() {
+        [trap] => Ok((*trap).clone()),
+        _ => Err(super::failed(format!(
+            "{what}: the invocation must record one trap entry, not {traps:?}"
+        ))),
+    }
+}
+
+/// Runs `args` (under `env`), which must exit `code`; its trap must be of `kind` and name
+/// `names`.
+fn recorded_as(
+    host: &Host,
+    what: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    code: i32,
+    kind: &str,
+    names: &str,
+) -> Result<Json, Failure> {
+    let mut command = host.command(args);
+    command.envs(env.iter().copied());
+    let run = host.run_command(command, args)?;
+    failed(&run, code, what)?;
+    let trap = last_trap(host, what)?;
+    ensure!(
+        trap["kind"] == kind && trap["message"].as_str().is_some_and(|m| m.contains(names)),
+        "{what}: the trap entry must be of kind `{kind}` naming {names:?}: {trap}"
+    );
+    Ok(trap)
+}
+
+fn limit_failures_recorded_by_kind(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    let probe = |p: &str| json!({ "text": format!("\u{1}probe:{p}") }).to_string();
+    let (grow, recurse, logs) = (
+        probe("grow"),
+        probe("recurse:100000000"),
+        probe("logs:100000"),
+    );
+    let echo = |args: &str| -> Vec<String> {
+        [
+            "invoke",
+            "conformance",
+            "echo",
+            "--args",
+            args,
+            "--fuel",
+            "10000000000",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let cases: [(&str, Vec<String>, &[(&str, &str)], &str); 3] = [
+        (
+            "memory growing past its limit",
+            echo(&grow),
+            &[],
+            "memory limit",
+        ),
+        ("a recursion past the stack", echo(&recurse), &[], "stack"),
+        (
+            "host calls recording past the cap",
+            echo(&logs),
+            &[("FEMTOCLAW_LIMITS_MAX_RECORDED_BYTES", "65536")],
+            "recorded-bytes limit of 65536 bytes",
+        ),
+    ];
+    for (what, args, env, names) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        recorded_as(&host, what, &args, env, 6, "limit", names)?;
+    }
+    // A table grown past its limit, in a component of the suite's own.
+    let manifest = "name = \"tables\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n";
+    add(&host, "tables.wasm", &table_component(), Some(manifest))?
+        .expect(0, "capability add of a component growing a table")?;
+    recorded_as(
+        &host,
+        "a table grown past its limit",
+        &["invoke", "tables", "big"],
+        &[],
+        6,
+        "limit",
+        "table limit of 20000 elements",
+    )?;
+    // Fuel exhausted: the kind, and all the budget consumed.
+    let trap = recorded_as(
+        &host,
+        "a loop out of fuel",
+        &["invoke", "conformance", "spin", "--fuel", "2000000"],
+        &[],
+        4,
+        "fuel-exhausted",
+        "",
+    )?;
+    ensure!(
+        trap["fuel_consumed"] == json!(2_000_000),
+        "a loop out of its 2000000 fuel must record all of it consumed: {trap}"
+    );
+    // A quota refusal, before the guest runs.
+    std::fs::write(
+        host.data.path().join("femtoclaw.toml"),
+        "[[quotas.rules]]\ncapability = \"conformance\"\ninvocations = 1\nper_ms = 3600000\n",
+    )
+    .map_err(|e| super::failed(format!("cannot write the configuration: {e}")))?;
+    let add_args = r#"{"a":1,"b":2}"#;
+    let first = ["invoke", "conformance", "add", "--args", add_args];
+    host.run(&first)?
+        .expect(0, "the one invocation the quota allows")?;
+    recorded_as(
+        &host,
+        "an invocation over its quota",
+        &first,
+        &[],
+        12,
+        "limit",
+        "quotas.rules[0]",
+    )?;
     Ok(())
 }
 

@@ -3473,19 +3473,19 @@ fn last_trap(host: &Host, what: &str) -> Result<Json, Failure> {
     }
 }
 
-/// Runs `args` (under `env`), which must exit `code`; its trap must be of `kind` and name
-/// `names`.
+/// Runs `args` (with one more environment variable), which must exit `code`; its trap must be
+/// of `kind` and name `names`.
 fn recorded_as(
     host: &Host,
     what: &str,
     args: &[&str],
-    env: &[(&str, &str)],
+    variable: Option<(&str, &str)>,
     code: i32,
     kind: &str,
     names: &str,
 ) -> Result<Json, Failure> {
     let mut command = host.command(args);
-    command.envs(env.iter().copied());
+    command.envs(variable);
     let run = host.run_command(command, args)?;
     failed(&run, code, what)?;
     let trap = last_trap(host, what)?;
@@ -3498,43 +3498,39 @@ fn recorded_as(
 
 fn limit_failures_recorded_by_kind(target: &Target) -> Result<(), Failure> {
     let host = guest_host(target, OPEN)?;
-    let probe = |p: &str| json!({ "text": format!("\u{1}probe:{p}") }).to_string();
-    let (grow, recurse, logs) = (
-        probe("grow"),
-        probe("recurse:100000000"),
-        probe("logs:100000"),
-    );
-    let echo = |args: &str| -> Vec<String> {
-        [
+    let cap = ("FEMTOCLAW_LIMITS_MAX_RECORDED_BYTES", "65536");
+    let probes = [
+        (
+            "memory growing past its limit",
+            "grow",
+            None,
+            "memory limit",
+        ),
+        (
+            "a recursion past the stack",
+            "recurse:100000000",
+            None,
+            "stack",
+        ),
+        (
+            "host calls recording past the cap",
+            "logs:100000",
+            Some(cap),
+            "recorded-bytes limit of 65536 bytes",
+        ),
+    ];
+    for (what, probe, env, names) in probes {
+        let args = json!({ "text": format!("\u{1}probe:{probe}") }).to_string();
+        let argv = [
             "invoke",
             "conformance",
             "echo",
             "--args",
-            args,
+            &args,
             "--fuel",
             "10000000000",
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    };
-    let cases: [(&str, Vec<String>, &[(&str, &str)], &str); 3] = [
-        (
-            "memory growing past its limit",
-            echo(&grow),
-            &[],
-            "memory limit",
-        ),
-        ("a recursion past the stack", echo(&recurse), &[], "stack"),
-        (
-            "host calls recording past the cap",
-            echo(&logs),
-            &[("FEMTOCLAW_LIMITS_MAX_RECORDED_BYTES", "65536")],
-            "recorded-bytes limit of 65536 bytes",
-        ),
-    ];
-    for (what, args, env, names) in cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        recorded_as(&host, what, &args, env, 6, "limit", names)?;
+        ];
+        recorded_as(&host, what, &argv, env, 6, "limit", names)?;
     }
     // A table grown past its limit, in a component of the suite's own.
     let manifest = "name = \"tables\"\nversion = \"1.0.0\"\nfuel = 1_000_000\n";
@@ -3544,7 +3540,7 @@ fn limit_failures_recorded_by_kind(target: &Target) -> Result<(), Failure> {
         &host,
         "a table grown past its limit",
         &["invoke", "tables", "big"],
-        &[],
+        None,
         6,
         "limit",
         "table limit of 20000 elements",
@@ -3554,7 +3550,7 @@ fn limit_failures_recorded_by_kind(target: &Target) -> Result<(), Failure> {
         &host,
         "a loop out of fuel",
         &["invoke", "conformance", "spin", "--fuel", "2000000"],
-        &[],
+        None,
         4,
         "fuel-exhausted",
         "",
@@ -3577,7 +3573,7 @@ fn limit_failures_recorded_by_kind(target: &Target) -> Result<(), Failure> {
         &host,
         "an invocation over its quota",
         &first,
-        &[],
+        None,
         12,
         "limit",
         "quotas.rules[0]",

@@ -573,7 +573,10 @@ struct Metrics {
     fuel: Histogram<u64>,
     host_calls: Counter<u64>,
     denials: Counter<u64>,
+    commits: Counter<u64>,
+    commit_appends: Histogram<u64>,
     commit_duration: Histogram<f64>,
+    commit_sync: Histogram<f64>,
     commit_entries: Histogram<u64>,
     tree_size: Gauge<u64>,
     queue_depth: Gauge<u64>,
@@ -591,7 +594,7 @@ impl Metrics {
             2.5, 5.0, 10.0, 30.0,
         ];
         let fuel = (3..=10).map(|e| 10f64.powi(e)).collect();
-        let entries = (0..=12).map(|e| f64::from(1u32 << e)).collect();
+        let entries: Vec<f64> = (0..=12).map(|e| f64::from(1u32 << e)).collect();
         Self {
             registry,
             invocations: meter
@@ -617,10 +620,25 @@ impl Metrics {
                 .u64_counter("femtoclaw.denials")
                 .with_description("Policy denials, by action")
                 .build(),
+            commits: meter
+                .u64_counter("femtoclaw.ledger.commits")
+                .with_description("Group commits, by whether they were made durable")
+                .build(),
+            commit_appends: meter
+                .u64_histogram("femtoclaw.ledger.commit.appends")
+                .with_description("Appends coalesced into one group commit")
+                .with_boundaries(entries.clone())
+                .build(),
             commit_duration: meter
                 .f64_histogram("femtoclaw.ledger.commit.duration")
                 .with_unit("s")
                 .with_description("How long a group commit took to be durable and signed")
+                .with_boundaries(seconds.clone())
+                .build(),
+            commit_sync: meter
+                .f64_histogram("femtoclaw.ledger.commit.sync")
+                .with_unit("s")
+                .with_description("Of a group commit's time, its writing and fdatasync")
                 .with_boundaries(seconds)
                 .build(),
             commit_entries: meter
@@ -702,7 +720,12 @@ pub fn denied(action: &str) {
 /// Records one group commit of the ledger.
 pub fn ledger_committed(commit: &femtoclaw_ledger::Commit) {
     let Some(m) = METRICS.get() else { return };
+    m.commits
+        .add(1, &[KeyValue::new("durable", commit.durable.to_string())]);
+    m.commit_appends
+        .record(u64::try_from(commit.appends).unwrap_or(u64::MAX), &[]);
     m.commit_duration.record(commit.duration.as_secs_f64(), &[]);
+    m.commit_sync.record(commit.sync.as_secs_f64(), &[]);
     m.commit_entries
         .record(u64::try_from(commit.entries).unwrap_or(u64::MAX), &[]);
     m.tree_size.record(commit.tree_size, &[]);

@@ -3098,11 +3098,9 @@ fn unverified_code_never_runs(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
-fn interrupted_invocation_recorded_once(target: &Target) -> Result<(), Failure> {
-    let host = guest_host(target, OPEN)?;
-    host.invoke("echo", &json!({ "text": "before" }), &[])?
-        .expect(0, "echo")?;
-    let before = host.entries()?.len();
+/// Kills the host during an invocation whose call's intent is durable: `files` writing to a
+/// FIFO under its `/data`, which blocks until a reader comes, and none does.
+pub(super) fn killed_during_a_call(host: &Host) -> Result<(), Failure> {
     // files' /data is <data dir>/shared, holding a FIFO: opening it for writing blocks (after
     // the call's intent is durable) until a reader comes, which never does.
     let shared = host.data.path().join("shared");
@@ -3148,6 +3146,15 @@ fn interrupted_invocation_recorded_once(target: &Target) -> Result<(), Failure> 
         still,
         "the blocked call ended by itself before it was killed"
     );
+    Ok(())
+}
+
+fn interrupted_invocation_recorded_once(target: &Target) -> Result<(), Failure> {
+    let host = guest_host(target, OPEN)?;
+    host.invoke("echo", &json!({ "text": "before" }), &[])?
+        .expect(0, "echo")?;
+    let before = host.entries()?.len();
+    killed_during_a_call(&host)?;
     // The next open records it once; later opens add nothing for it.
     host.invoke("echo", &json!({ "text": "after" }), &[])?
         .expect(0, "echo after the host was killed during an invocation")?;

@@ -178,6 +178,11 @@ pub const CASES: &[Case] = &[
         run: entries_clamped,
     },
     Case {
+        name: "http.metrics.group-commits-and-recovery-reported",
+        verifies: &["FC-MEM-2418"],
+        run: group_commits_and_recovery_reported,
+    },
+    Case {
         name: "http.metrics.prometheus-text",
         verifies: &[
             "FC-PROTO-0830",
@@ -3041,6 +3046,111 @@ permit (principal == FemtoClaw::Agent::"asker", action == FemtoClaw::Action::"in
 permit (principal, action == FemtoClaw::Action::"link", resource);
 "#;
 
+/// The value of the sample `name` (with no labels but `labels`) of a scrape, or 0.
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels.iter().all(|(n, v)| s.label(n) == Some(v))
+        })
+        .map_or(0.0, |s| s.value)
+}
+
+fn group_commits_and_recovery_reported(target: &Target) -> Result<(), Failure> {
+    // Every group commit reported: how many, their appends, entries, duration, sync time,
+    // the tree's size, and whether each was made durable.
+    let own = own(target, Some(OPEN), "", true)?;
+    for name in ["one", "two", "three"] {
+        receipt(&own.server, &greet_of(name))?;
+    }
+    let entries = own.server.get("/v1/ledger/entries?from=0&limit=1000")?;
+    entries.expect(200, "GET /v1/ledger/entries")?;
+    let tree_size = entries.json()?["entries"].as_array().map_or(0, Vec::len) as f64;
+    let response = own.server.get("/metrics")?;
+    response.expect(200, "GET /metrics")?;
+    let (_, samples) = prometheus(&response.text)?;
+    let commits = sample(
+        &samples,
+        "femtoclaw_ledger_commits_total",
+        &[("durable", "true")],
+    );
+    let count = |family: &str| sample(&samples, &format!("{family}_count"), &[]);
+    let sum = |family: &str| sample(&samples, &format!("{family}_sum"), &[]);
+    ensure!(
+        commits >= 3.0
+            && sample(
+                &samples,
+                "femtoclaw_ledger_commits_total",
+                &[("durable", "false")]
+            ) == 0.0,
+        "three invocations must be reported as at least 3 durable group commits and none not durable: {commits}"
+    );
+    for family in [
+        "femtoclaw_ledger_commit_appends",
+        "femtoclaw_ledger_commit_entries",
+        "femtoclaw_ledger_commit_duration_seconds",
+        "femtoclaw_ledger_commit_sync_seconds",
+    ] {
+        ensure!(
+            count(family) == commits,
+            "{family} must count every group commit: {} where {commits} were made",
+            count(family)
+        );
+    }
+    ensure!(
+        sum("femtoclaw_ledger_commit_appends") >= commits
+            && sum("femtoclaw_ledger_commit_entries") >= sum("femtoclaw_ledger_commit_appends")
+            && sum("femtoclaw_ledger_commit_sync_seconds")
+                <= sum("femtoclaw_ledger_commit_duration_seconds"),
+        "each commit coalesces at least one append of at least one entry, and its sync time is part of its duration: appends {}, entries {}, sync {} s, duration {} s",
+        sum("femtoclaw_ledger_commit_appends"),
+        sum("femtoclaw_ledger_commit_entries"),
+        sum("femtoclaw_ledger_commit_sync_seconds"),
+        sum("femtoclaw_ledger_commit_duration_seconds")
+    );
+    ensure!(
+        sample(&samples, "femtoclaw_ledger_tree_size", &[]) == tree_size,
+        "femtoclaw_ledger_tree_size must be the ledger's {tree_size} entries: {}",
+        sample(&samples, "femtoclaw_ledger_tree_size", &[])
+    );
+    drop(own);
+    // A warning when opening the ledger cut a torn tail, and one naming the invocations the
+    // host stopped during.
+    let host = super::guest_host(target, OPEN)?;
+    super::authority::killed_during_a_call(&host)?;
+    let segments = host.data.path().join("ledger").join("segments");
+    let last = std::fs::read_dir(&segments)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).max())
+        .ok_or_else(|| Failure::Failed("no segment".into()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .map_err(|e| Failure::Failed(format!("cannot open {}: {e}", last.display())))?;
+    file.write_all(b"torn")
+        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", last.display())))?;
+    drop(file);
+    let run = host.invoke("add", &json!({ "a": 1, "b": 2 }), &[])?;
+    run.expect(
+        0,
+        "an invocation after the host was killed and its ledger torn",
+    )?;
+    let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    ensure!(
+        warnings
+            .iter()
+            .any(|l| l.contains("tail") && l.contains('4'))
+            && warnings
+                .iter()
+                .any(|l| l.contains("interrupted") && l.contains("[0]")),
+        "opening the ledger must warn that it cut a torn tail of 4 bytes and that invocation 0 was interrupted: {}",
+        excerpt(&run.stderr)
+    );
+    Ok(())
+}
+
 fn metrics(target: &Target) -> Result<(), Failure> {
     let scrape_port = free_port()?;
     let scrape = format!("127.0.0.1:{scrape_port}");
@@ -3150,7 +3260,7 @@ fn metrics(target: &Target) -> Result<(), Failure> {
         "the scrape listener does not serve the same metrics as the API's /metrics"
     );
     // Names, instruments and labels of the metrics table.
-    let table: [(&str, &str, &[&str]); 11] = [
+    let table: [(&str, &str, &[&str]); 14] = [
         (
             "femtoclaw_invocations_total",
             "counter",
@@ -3168,7 +3278,10 @@ fn metrics(target: &Target) -> Result<(), Failure> {
             &["interface", "decision"],
         ),
         ("femtoclaw_denials_total", "counter", &["action"]),
+        ("femtoclaw_ledger_commits_total", "counter", &["durable"]),
+        ("femtoclaw_ledger_commit_appends", "histogram", &[]),
         ("femtoclaw_ledger_commit_duration_seconds", "histogram", &[]),
+        ("femtoclaw_ledger_commit_sync_seconds", "histogram", &[]),
         ("femtoclaw_ledger_commit_entries", "histogram", &[]),
         ("femtoclaw_ledger_tree_size", "gauge", &[]),
         ("femtoclaw_queue_depth", "gauge", &[]),

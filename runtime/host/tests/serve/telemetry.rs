@@ -577,7 +577,7 @@ fn spans_and_metrics_reach_an_otlp_grpc_receiver() {
     still_serving_then_verified(server, &host);
 }
 
-// Verifies: FC-PROTO-0830, FC-EXT-5508, FC-SEC-1315, FC-SEC-1811, FC-OBS-2601, FC-OBS-2608, FC-OBS-2609, FC-OBS-2615
+// Verifies: FC-PROTO-0830, FC-EXT-5508, FC-SEC-1315, FC-SEC-1811, FC-OBS-2601, FC-OBS-2608, FC-OBS-2609, FC-OBS-2615, FC-MEM-2418
 /// `/metrics` takes any valid token (none: 401) and counts exactly the invocations the ledger
 /// holds, by capability and outcome; `telemetry.metrics_listen` serves the same without one.
 #[test]
@@ -683,7 +683,23 @@ fn metrics_are_scraped_with_a_token_and_count_the_ledgers_invocations() {
         ),
         "{text}"
     );
-    assert!(value(&text, "femtoclaw_ledger_commit_entries_count") >= 5.0);
+    // Every group commit counted, with its appends, sync time and durability.
+    let commits = value(&text, "femtoclaw_ledger_commit_entries_count");
+    assert!(commits >= 5.0);
+    assert_eq!(
+        value(&text, "femtoclaw_ledger_commits_total{durable=\"true\"}"),
+        commits,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "femtoclaw_ledger_commit_appends_count"),
+        commits
+    );
+    assert!(value(&text, "femtoclaw_ledger_commit_appends_sum") >= commits);
+    assert_eq!(
+        value(&text, "femtoclaw_ledger_commit_sync_seconds_count"),
+        commits
+    );
     let tree_size = value(&text, "femtoclaw_ledger_tree_size");
     let checkpoint = client_get(&server, &operator, "/v1/ledger/checkpoint");
     let size = femtoclaw_ledger::Checkpoint::parse_unverified(&checkpoint)

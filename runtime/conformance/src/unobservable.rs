@@ -215,4 +215,8 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-FORMAL-5113",
         "the host refuses at install every import it does not provide, so it asks the policy only about interface names that parse, and builds each call-time request with the scope kind of its action: no public surface hands the policy a malformed request",
     ),
+    (
+        "FC-MEM-2428",
+        "the order of the ledger library's own steps and the receipt its append returns; the surfaces' receipts and the durability before an answer are checked by their cases",
+    ),
 ];

@@ -41,7 +41,7 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
     segs.pop().unwrap()
 }
 
-// Verifies: FC-MEM-2401, FC-MEM-2402, FC-MEM-2409, FC-FORMAL-5002
+// Verifies: FC-MEM-2401, FC-MEM-2402, FC-MEM-2428, FC-MEM-2409, FC-FORMAL-5002
 #[test]
 fn appended_entries_read_back_after_reopen_with_one_checkpoint_per_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -398,7 +398,7 @@ fn consistency_proofs_between_checkpoints_verify() {
     }
 }
 
-// Verifies: FC-MEM-2402, FC-MEM-2404, FC-MEM-4401, FC-PERF-5808
+// Verifies: FC-MEM-2402, FC-MEM-2428, FC-MEM-2404, FC-MEM-4401, FC-PERF-5808
 #[test]
 fn group_commit_serves_many_threads_and_every_receipt_is_durable() {
     let dir = tempfile::tempdir().unwrap();

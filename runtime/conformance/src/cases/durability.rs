@@ -21,6 +21,11 @@ pub const CASES: &[Case] = &[
         verifies: &["FC-CRYPTO-3710"],
         run: key_written_whole,
     },
+    Case {
+        name: "http.durability.durable-before-answered",
+        verifies: &["FC-MEM-2402"],
+        run: durable_before_answered,
+    },
 ];
 
 /// The system calls traced: the renames, the syncs and the opens.
@@ -65,6 +70,156 @@ fn traced(host: &Host, args: &[&str]) -> Result<(Run, Vec<Call>), Failure> {
     let text = std::fs::read_to_string(&trace)
         .map_err(|e| failed(format!("cannot read the trace {}: {e}", trace.display())))?;
     Ok((run, calls(&text)))
+}
+
+/// The lines of a trace, each as its PID and its text, a call interrupted by another
+/// thread's joined again (`call(… <unfinished ...>` and `<... call resumed>…` become one line,
+/// at the place of its end), in the order the calls ended.
+fn ended(trace: &str) -> Vec<(String, String)> {
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for line in trace.lines() {
+        let Some((pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        if let Some(begun) = call.strip_suffix("<unfinished ...>") {
+            open.push((pid.to_owned(), begun.to_owned()));
+        } else if call.starts_with("<...") {
+            let rest = call.split_once("resumed>").map_or("", |(_, r)| r);
+            if let Some(at) = open.iter().position(|(p, _)| p == pid) {
+                let (_, begun) = open.remove(at);
+                out.push((pid.to_owned(), format!("{begun}{rest}")));
+            }
+        } else {
+            out.push((pid.to_owned(), call.to_owned()));
+        }
+    }
+    out
+}
+
+/// In a trace of [`ANSWERED`] with `-y`: that an `fdatasync` of a segment of `ledger` returned
+/// before the first write to the caller carrying `marker`.
+fn synced_before_written(trace: &str, ledger: &Path, marker: &str) -> Result<(), Failure> {
+    let calls = ended(trace);
+    let segments = s(&ledger.join("segments"));
+    // To the caller: a pipe (a command's stdout) or a socket (a server's connection), never
+    // a file such as the ledger's own segments.
+    let to_caller = |c: &str| {
+        let fd = c.split_once('(').map_or("", |(_, rest)| rest);
+        let fd = fd.split_once(',').map_or(fd, |(fd, _)| fd);
+        fd.contains("<pipe:[") || fd.contains("<socket:[") || fd.contains("<TCP")
+    };
+    let written = calls
+        .iter()
+        .position(|(_, c)| !c.starts_with("fdatasync") && to_caller(c) && c.contains(marker))
+        .ok_or_else(|| {
+            failed(format!(
+                "the trace shows no write of the answer holding {marker:?}"
+            ))
+        })?;
+    let synced = calls[..written]
+        .iter()
+        .any(|(_, c)| c.starts_with("fdatasync(") && c.contains(&segments) && c.ends_with("= 0"));
+    ensure!(
+        synced,
+        "the answer holding {marker:?} was written before any fdatasync of {segments} returned: {:?}",
+        calls[..written.min(calls.len())]
+            .iter()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// The system calls whose order [`synced_before_written`] reads.
+const ANSWERED: &str = "trace=fdatasync,write,writev,sendto,sendmsg";
+
+fn durable_before_answered(target: &Target) -> Result<(), Failure> {
+    strace_available()?;
+    let host = super::guest_host(target, OPEN)?;
+    let ledger = host.data.path().join("ledger");
+    // A command prints the result only once its entries are durable.
+    let trace = host.files.path().join("invoke.trace");
+    let out = s(&trace);
+    let marker = "durable-before-answered-cli";
+    let args = json!({ "text": marker }).to_string();
+    let argv = ["invoke", "conformance", "echo", "--args", &args];
+    let wrapper = [
+        "strace", "-f", "-qq", "-y", "-s", "256", "-o", &out, "-e", ANSWERED,
+    ];
+    let run = host.run_command(host.command_under(&wrapper, &argv), &argv)?;
+    run.expect(0, "invoke, traced")?;
+    ensure!(
+        run.stdout.contains(marker),
+        "invoke must print the echo: {}",
+        excerpt(&run.stdout)
+    );
+    let text = std::fs::read_to_string(&trace)
+        .map_err(|e| failed(format!("cannot read the trace: {e}")))?;
+    synced_before_written(&text, &ledger, marker)?;
+    // A server sends the answer only once the invocation's entries are durable.
+    if !target.owns_servers() {
+        return Ok(());
+    }
+    let token = host
+        .ok(&["token", "create", "--principal", "user:local"])?
+        .trim()
+        .to_owned();
+    let trace = host.files.path().join("serve.trace");
+    let out = s(&trace);
+    let wrapper = [
+        "strace", "-f", "-qq", "-y", "-s", "4096", "-o", &out, "-e", ANSWERED,
+    ];
+    let mut child = host
+        .command_under(&wrapper, &["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start serve under strace: {e}")))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        use std::io::BufRead as _;
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    let answer = line.trim().strip_prefix("listening on ").map(|url| {
+        let marker = "durable-before-answered-http";
+        crate::target::Server::client()
+            .post(format!("{url}/v1/invoke"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "capability": "conformance",
+                    "function": "echo",
+                    "args": { "text": marker },
+                })
+                .to_string(),
+            )
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (status, body) = match answer {
+        Some(Ok(answer)) => answer,
+        Some(Err(e)) => return Err(failed(format!("POST /v1/invoke: {e}"))),
+        None => {
+            return Err(failed(format!(
+                "serve under strace must first print `listening on URL`: {:?}",
+                line.trim()
+            )));
+        }
+    };
+    ensure!(
+        status == 200 && body.contains("durable-before-answered-http"),
+        "POST /v1/invoke of an echo must answer 200 with it: {status} {}",
+        excerpt(&body)
+    );
+    let text = std::fs::read_to_string(&trace)
+        .map_err(|e| failed(format!("cannot read the trace: {e}")))?;
+    synced_before_written(&text, &ledger, "durable-before-answered-http")
 }
 
 /// `args` run under `strace`, killed when it enters its `nth` rename (from 1).

@@ -219,4 +219,8 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-MEM-2428",
         "the order of the ledger library's own steps and the receipt its append returns; the surfaces' receipts and the durability before an answer are checked by their cases",
     ),
+    (
+        "FC-MEM-2429",
+        "needs the cut of a segment back to its committed length to fail, which no public surface can cause",
+    ),
 ];

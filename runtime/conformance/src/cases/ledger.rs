@@ -318,6 +318,11 @@ pub const CASES: &[Case] = &[
         run: failures_name_first_bad_position,
     },
     Case {
+        name: "cli.ledger.failed-write-undone",
+        verifies: &["FC-MEM-2422"],
+        run: failed_write_undone,
+    },
+    Case {
         name: "cli.ledger.write-ahead-failure-performs-nothing",
         verifies: &[
             "FC-CORE-0218",
@@ -3747,6 +3752,49 @@ fn write_file_args(host: &Host, name: &str, len: usize) -> Result<String, Failur
 /// write-ahead of a file write cannot be made durable, so the write is not performed, the
 /// invocation ends as a trap naming the call and the ledger's error, and the ledger keeps every
 /// entry it had, verifies, and takes the same write once the limit is gone.
+fn failed_write_undone(target: &Target) -> Result<(), Failure> {
+    let host = target.host()?;
+    host.policy(OPEN)?;
+    for name in ["a", "b"] {
+        let args = write_file_args(&host, name, 400_000)?;
+        host.ok(&["invoke", "files", "write-file", "--args", &args])?;
+    }
+    let before = std::fs::read(segment(&host))
+        .map_err(|e| failed(format!("{}: {e}", segment(&host).display())))?;
+    // Room for part of the next batch: its write is cut short, and must be undone.
+    let limit = before.len() as u64 + 64;
+    let args = write_file_args(&host, "late", 1_000)?;
+    let invoke = ["invoke", "files", "write-file", "--args", &args];
+    let run = host.run_command(host.command_with_file_limit(limit, &invoke), &invoke)?;
+    ensure!(
+        run.code != 0 && run.stderr.contains("File too large"),
+        "an invocation whose batch is cut short by the file-size limit must fail naming the ledger's error: exit {}, stderr {}",
+        run.code,
+        excerpt(&run.stderr)
+    );
+    // Before anything opens the ledger again: the segment is what it was, byte for byte,
+    // and a read-only verification finds no tail to cut.
+    let after = std::fs::read(segment(&host))
+        .map_err(|e| failed(format!("{}: {e}", segment(&host).display())))?;
+    ensure!(
+        after == before,
+        "the batch written in part must be cut back before the error is returned: the segment was {} bytes, is {} after the failure",
+        before.len(),
+        after.len()
+    );
+    let verified = host.run(&["log", "verify"])?;
+    verified.expect(0, "log verify after a batch write failed")?;
+    ensure!(
+        !verified.stdout.contains("never acknowledged"),
+        "log verify must find no unacknowledged tail after an undone batch: {}",
+        excerpt(&verified.stdout)
+    );
+    host.ok(&invoke)?;
+    host.run(&["log", "verify"])?
+        .expect(0, "log verify after the write went through")?;
+    Ok(())
+}
+
 fn write_ahead_failure_performs_nothing(target: &Target) -> Result<(), Failure> {
     let host = target.host()?;
     host.policy(OPEN)?;

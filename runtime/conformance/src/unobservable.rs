@@ -223,4 +223,12 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
         "FC-MEM-2429",
         "needs the cut of a segment back to its committed length to fail, which no public surface can cause",
     ),
+    (
+        "FC-SEC-1302",
+        "which functions an implementation leaves to its reviewed table is its structure; that every clock, random, filesystem, socket and HTTP call a guest can make is recorded through the gate is FC-SEC-1904's cases",
+    ),
+    (
+        "FC-CAP-1221",
+        "which functions an implementation gates and which it reviews is its structure; that every clock, random, filesystem, socket and HTTP call a guest can make is recorded through the gate is FC-SEC-1904's cases",
+    ),
 ];

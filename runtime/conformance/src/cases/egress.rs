@@ -26,7 +26,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.files.every-function-gated",
-        verifies: &["FC-SEC-2111"],
+        verifies: &["FC-SEC-2111", "FC-SEC-1904"],
         run: files_every_function_gated,
     },
     Case {
@@ -101,12 +101,12 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.egress.default-grants-no-special-address",
-        verifies: &["FC-POL-1712"],
+        verifies: &["FC-POL-1712", "FC-SEC-1904"],
         run: egress_default_no_special_address,
     },
     Case {
         name: "cli.sockets.decided-never-opened",
-        verifies: &["FC-CORE-0215"],
+        verifies: &["FC-CORE-0215", "FC-SEC-1904"],
         run: sockets_decided_never_opened,
     },
     Case {

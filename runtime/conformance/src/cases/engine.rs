@@ -26,7 +26,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.engine.every-clock-and-random-function-gated",
-        verifies: &["FC-EXEC-0503", "FC-EXEC-0504"],
+        verifies: &["FC-EXEC-0503", "FC-EXEC-0504", "FC-SEC-1904"],
         run: every_clock_and_random_function_gated,
     },
     Case {

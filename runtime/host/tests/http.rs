@@ -602,9 +602,9 @@ fn a_server_that_never_answers_times_out() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// Stores [`SECRET`] as `api-token` through the CLI; checks the command never prints it.
-fn store_secret(host: &Host) {
-    let mut child = command(host.data.path(), &["secret", "set", "api-token"])
+/// `secret set NAME` with `value` on its stdin.
+fn secret_set(host: &Host, name: &str, value: &str) -> std::process::Output {
+    let mut child = command(host.data.path(), &["secret", "set", name])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -614,9 +614,14 @@ fn store_secret(host: &Host) {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{SECRET}\n").as_bytes())
+        .write_all(value.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Stores [`SECRET`] as `api-token` through the CLI; checks the command never prints it.
+fn store_secret(host: &Host) {
+    let out = secret_set(host, "api-token", &format!("{SECRET}\n"));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET));
 }
@@ -649,21 +654,7 @@ fn secrets_are_stored_privately_and_listed_by_name_only() {
 #[test]
 fn secret_set_refuses_a_value_too_long_to_scrub_and_stores_nothing() {
     let host = Host::new();
-    let set = |name: &str, value: &str| {
-        let mut child = command(host.data.path(), &["secret", "set", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(value.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let set = |name: &str, value: &str| secret_set(&host, name, value);
     let out = set("big", &"x".repeat(8193));
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(

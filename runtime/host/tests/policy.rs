@@ -346,9 +346,9 @@ fn sockets_are_not_baseline_a_component_importing_them_is_refused_naming_each() 
     assert!(!err.contains("wasi:clocks"), "{err}");
 }
 
-// Verifies: FC-CORE-0215, FC-CAP-1220, FC-SEC-1316, FC-SEC-1910, FC-EXT-5402
-#[test]
-fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_recorded() {
+/// A host under the open policy with `net@1.0.1`, whose manifest requests every sockets
+/// interface the guest imports.
+fn sockets_host() -> Host {
     let host = Host::with_policy(OPEN_POLICY);
     host.add(FEMTOCLAW_GUEST_NET, NET_MANIFEST);
     let imports = sockets_imports(&host);
@@ -357,6 +357,13 @@ fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_r
         serde_json::to_string(&imports).unwrap()
     );
     host.add(FEMTOCLAW_GUEST_NET, &manifest);
+    host
+}
+
+// Verifies: FC-CORE-0215, FC-CAP-1220, FC-SEC-1316, FC-SEC-1910, FC-EXT-5402
+#[test]
+fn granted_sockets_are_refused_call_by_call_through_the_gate_with_the_decision_recorded() {
+    let host = sockets_host();
     for (function, args) in [
         ("tcp-connect", r#"{"address":"127.0.0.1:9"}"#),
         ("udp-bind", r#"{"address":"127.0.0.1:0"}"#),
@@ -523,14 +530,7 @@ fn policy_explain_shows_the_default_policy_grants_no_special_address() {
 // Verifies: FC-CORE-0215
 #[test]
 fn a_name_lookup_is_refused_through_the_gate_as_an_error_not_a_trap() {
-    let host = Host::with_policy(OPEN_POLICY);
-    host.add(FEMTOCLAW_GUEST_NET, NET_MANIFEST);
-    let imports = sockets_imports(&host);
-    let manifest = format!(
-        "name = \"net\"\nversion = \"1.0.1\"\npublisher = \"test\"\n\n[requests]\nimports = {}\n",
-        serde_json::to_string(&imports).unwrap()
-    );
-    host.add(FEMTOCLAW_GUEST_NET, &manifest);
+    let host = sockets_host();
     // `resolve-addresses` borrows the guest's network handle: the host gives it back.
     let out = host.run(&[
         "invoke",

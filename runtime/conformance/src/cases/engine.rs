@@ -124,6 +124,20 @@ fn last_entries(host: &Host) -> Result<Vec<Json>, Failure> {
     Ok(of_invocation(&entries, n).into_iter().cloned().collect())
 }
 
+/// Each host-call entry as `interface#function`.
+fn call_names(calls: &[&Json]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{}#{}",
+                c["interface"].as_str().unwrap_or("?"),
+                c["function"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 fn unhex(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
         .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
@@ -271,16 +285,7 @@ fn gated_clocks_and_random(target: &Target) -> Result<(), Failure> {
                 .is_some_and(|i| i.starts_with("wasi:clocks/") || i.starts_with("wasi:random/"))
         })
         .collect();
-    let named: Vec<String> = gated
-        .iter()
-        .map(|c| {
-            format!(
-                "{}#{}",
-                c["interface"].as_str().unwrap_or("?"),
-                c["function"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
+    let named = call_names(&gated);
     let want: Vec<String> = (0..rounds)
         .flat_map(|_| {
             [
@@ -403,16 +408,7 @@ fn every_clock_and_random_function_gated(target: &Target) -> Result<(), Failure>
         .filter(|e| e["type"] == "host-call")
         .collect();
     calls.sort_by_key(|c| c["seq"].as_u64().unwrap_or(u64::MAX));
-    let named: Vec<String> = calls
-        .iter()
-        .map(|c| {
-            format!(
-                "{}#{}",
-                c["interface"].as_str().unwrap_or("?"),
-                c["function"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
+    let named = call_names(&calls);
     // The stream write (and the `get-stdout` before it) are reviewed deterministic functions:
     // no host call of theirs is recorded.
     ensure!(

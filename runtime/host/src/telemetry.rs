@@ -61,7 +61,8 @@ pub fn install_logging() {
     let _ = tracing_subscriber::registry().with(log_layer()).try_init();
 }
 
-/// Where `FEMTOCLAW_LOG` sends log lines: stderr (stdout is a protocol's, for `mcp`).
+/// Where `FEMTOCLAW_LOG` sends log lines: stderr (stdout is a protocol's, for `mcp`), with
+/// colours only when stderr is a terminal, so that a file or a journal holds plain text.
 fn log_layer<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -70,6 +71,7 @@ where
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter)
 }
 

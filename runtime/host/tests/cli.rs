@@ -32,6 +32,26 @@ fn invoke_hello_greet_prints_the_json_result() {
     assert_eq!(stdout(&out), "\"Hello, Ada!\"\n");
 }
 
+// Verifies: FC-MEM-2418, FC-OPS-3921
+#[test]
+fn a_warning_written_to_a_pipe_is_plain_text() {
+    let host = Host::with_policy(OPEN_POLICY);
+    let out = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let segment = host.data.path().join("ledger/segments/00000000.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(b"torn");
+    std::fs::write(&segment, bytes).unwrap();
+    let out = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let warned = stderr(&out);
+    assert!(
+        warned.contains(" WARN ") && warned.contains("cut an unacknowledged tail"),
+        "{warned}"
+    );
+    assert!(!warned.contains('\u{1b}'), "terminal escapes in {warned:?}");
+}
+
 // Verifies: FC-CORE-0102, FC-EXEC-0602, FC-EXT-5305, FC-EXT-5501
 #[test]
 fn invoke_json_reports_result_fuel_output_and_logs() {

@@ -179,7 +179,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "http.metrics.group-commits-and-recovery-reported",
-        verifies: &["FC-MEM-2418"],
+        verifies: &["FC-MEM-2418", "FC-OPS-3921"],
         run: group_commits_and_recovery_reported,
     },
     Case {
@@ -3137,6 +3137,11 @@ fn group_commits_and_recovery_reported(target: &Target) -> Result<(), Failure> {
         0,
         "an invocation after the host was killed and its ledger torn",
     )?;
+    ensure!(
+        !run.stderr.contains('\u{1b}'),
+        "log lines written to a pipe must carry no terminal escapes: {:?}",
+        excerpt(&run.stderr)
+    );
     let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("WARN")).collect();
     ensure!(
         warnings

@@ -5,8 +5,9 @@
 //! operations of specification 52 the suite's guest can perform: an invocation that returns
 //! (`divide`), one that traps (`divide` by 0), one that runs out of fuel (`spin`), one that
 //! makes a recorded host call (`note`), a key-value write and read (`remember`, `recall`), a
-//! write the policy forbids, an invocation the policy refuses, one of a function the guest does
-//! not export, a policy change, and `log verify` of an export with one byte flipped. The suite's
+//! write the policy forbids, a write followed by a trap, the `open` of a namespace the manifest
+//! never asked for, an invocation the policy refuses, one of a function the guest does not
+//! export, a policy change, and `log verify` of an export with one byte flipped. The suite's
 //! own model predicts, from the rules of specification 50 alone, what every step leaves behind:
 //! the exit code and the `invoke --json` result, the entries of the ledger, the checkpoints'
 //! sizes, the key-value state the guest reads back, the summary of `log verify` and the report
@@ -33,15 +34,16 @@ pub const CASES: &[Case] = &[Case {
 }];
 
 /// The seeds of the generated sequences, and each one's length: together they reach every
-/// operation, a write the policy forbids read back unapplied, a value read back, and a policy
-/// recorded again after another (the case checks that they still do).
+/// operation, a value read back, a write the policy forbade and one of a trapped invocation
+/// each read back unapplied, and a policy recorded again after another (the case checks that
+/// they still do).
 const SEEDS: [u64; 6] = [
-    0x432b_48b8_ce5d_edbe,
-    0xc3c1_188e_50e6_b1e0,
-    0xd34e_9c3f_9777_f485,
-    0xc9b1_e62b_ba95_7344,
-    0x793d_fee8_9c21_4468,
-    0x5bea_12d8_2aae_d188,
+    0x35e2_aa2e_7e47_aca0,
+    0xdde6_e5fd_29f0_5400,
+    0x8e3e_8662_7196_5954,
+    0xb1e3_5812_ebae_e1ac,
+    0x6121_b2fc_41eb_6dbd,
+    0xd43e_d846_24e2_46b7,
 ];
 const STEPS: usize = 6;
 
@@ -101,12 +103,18 @@ enum Op {
     TogglePolicy,
     /// `log verify --key` of the export with one byte flipped in entry `at` (modulo its length).
     Tampered { at: u64 },
+    /// `echo` of the probe `kv:set=k<key>=v<value> trap`: the write is recorded, then the guest
+    /// traps, and the write is never applied.
+    WriteThenTrap { key: u8, value: u8 },
+    /// `echo` of the probe `kv:open=…` of namespace `other`, which the manifest never asked for:
+    /// its `open` is refused whatever the policy permits.
+    Unrequested,
 }
 
 impl Op {
     fn generate(rng: &mut Xorshift) -> Op {
         // Weights: the invocations most, the refusals and the policy change less.
-        match rng.below(20) {
+        match rng.below(24) {
             0..=3 => Op::Divide {
                 a: rng.below(100) as u32,
                 b: rng.below(3) as u32,
@@ -125,7 +133,12 @@ impl Op {
             13..=14 => Op::Refused,
             15 => Op::Unknown,
             16..=18 => Op::TogglePolicy,
-            _ => Op::Tampered { at: rng.next() },
+            19 => Op::Tampered { at: rng.next() },
+            20..=21 => Op::WriteThenTrap {
+                key: rng.below(3) as u8,
+                value: rng.below(4) as u8,
+            },
+            _ => Op::Unrequested,
         }
     }
 
@@ -138,13 +151,17 @@ impl Op {
             Op::Note { .. } => "note",
             Op::Remember { .. } if model.policy == 1 => "remember-forbidden",
             Op::Remember { .. } => "remember",
-            Op::Recall { key } if model.denied.contains(&format!("k{key}")) => "recall-unapplied",
-            Op::Recall { key } if model.kv.contains_key(&format!("k{key}")) => "recall-applied",
-            Op::Recall { .. } => "recall",
+            Op::Recall { key } => match model.unapplied.get(&format!("k{key}")) {
+                Some(why) => why,
+                None if model.kv.contains_key(&format!("k{key}")) => "recall-applied",
+                None => "recall",
+            },
             Op::Refused => "refused",
             Op::Unknown => "unknown",
             Op::TogglePolicy => "policy",
             Op::Tampered { .. } => "tampered",
+            Op::WriteThenTrap { .. } => "write-then-trap",
+            Op::Unrequested => "unrequested",
         }
     }
 }
@@ -209,8 +226,8 @@ struct Model {
     recorded: Option<usize>,
     /// Namespace `conformance`, as the guest reads it back.
     kv: BTreeMap<String, String>,
-    /// Keys whose last write the policy forbade (never applied).
-    denied: std::collections::BTreeSet<String>,
+    /// Keys whose last write was never applied, and why (for the coverage check).
+    unapplied: BTreeMap<String, &'static str>,
     /// Per invocation, in order: its function and the status replay must give it.
     replay: Vec<(String, &'static str)>,
 }
@@ -225,7 +242,7 @@ impl Model {
             policy: 0,
             recorded: None,
             kv: BTreeMap::new(),
-            denied: std::collections::BTreeSet::new(),
+            unapplied: BTreeMap::new(),
             replay: Vec::new(),
         }
     }
@@ -352,12 +369,13 @@ impl Model {
                 self.call(inv, 1, KV, "[method]bucket.set");
                 if permitted {
                     // Applied when the invocation returns (I13).
-                    self.denied.remove(&format!("k{key}"));
+                    self.unapplied.remove(&format!("k{key}"));
                     self.kv.insert(format!("k{key}"), format!("v{value}"));
                     self.end(inv, None, json!({ "result": { "Ok": null } }), None);
                     ok(json!({ "ok": null }))
                 } else {
-                    self.denied.insert(format!("k{key}"));
+                    self.unapplied
+                        .insert(format!("k{key}"), "recall-after-forbidden");
                     let denied =
                         json!({ "result": { "Err": { "string": "Error::AccessDenied" } } });
                     self.end(inv, None, denied, None);
@@ -396,6 +414,33 @@ impl Model {
             }
             // An observation: S' = S.
             Op::Tampered { .. } => code(8),
+            Op::WriteThenTrap { key, .. } => {
+                let inv = self.run("echo", BUDGET);
+                self.open(inv);
+                self.decision(inv, "kv.write", NAMESPACE, self.policy == 0);
+                self.call(inv, 1, KV, "[method]bucket.set");
+                // Recorded, never applied (I13).
+                self.unapplied
+                    .insert(format!("k{key}"), "recall-after-trap");
+                self.end(inv, Some("trap"), Json::Null, None);
+                code(5)
+            }
+            Op::Unrequested => {
+                let inv = self.run("echo", BUDGET);
+                self.open(inv);
+                // Nothing granted: denied by no policy.
+                self.recs.push(Rec::Decision {
+                    inv,
+                    action: "kv.read".to_owned(),
+                    resource: "other".to_owned(),
+                    allowed: false,
+                    ids: Vec::new(),
+                });
+                self.call(inv, 1, KV, "open");
+                let said = "err Error::AccessDenied";
+                self.end(inv, None, json!({ "string": said }), None);
+                ok(json!(said))
+            }
         }
     }
 }
@@ -423,6 +468,17 @@ fn invocation(op: Op) -> Option<(&'static str, Json, Vec<&'static str>)> {
             vec!["--principal", "agent:bot"],
         ),
         Op::Unknown => ("no-such-function", json!({}), vec![]),
+        Op::WriteThenTrap { key, value } => (
+            "echo",
+            json!({ "text": format!("\u{1}probe:kv:set={}=v{value} trap", kv(key)) }),
+            vec![],
+        ),
+        // `other`, in hex.
+        Op::Unrequested => (
+            "echo",
+            json!({ "text": "\u{1}probe:kv:open=6f74686572" }),
+            vec![],
+        ),
         Op::TogglePolicy | Op::Tampered { .. } => return None,
     })
 }
@@ -939,11 +995,14 @@ fn state_machine(target: &Target) -> Result<(), Failure> {
         "remember-forbidden",
         "recall",
         "recall-applied",
-        "recall-unapplied",
+        "recall-after-forbidden",
+        "recall-after-trap",
         "refused",
         "unknown",
         "policy",
         "tampered",
+        "write-then-trap",
+        "unrequested",
         "policy-recorded-again",
     ];
     let missing: Vec<&str> = all.into_iter().filter(|k| !covered.contains(k)).collect();

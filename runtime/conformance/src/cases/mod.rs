@@ -16,6 +16,7 @@ mod execution;
 mod integrity;
 mod ledger;
 mod linking;
+mod model;
 mod operations;
 mod peer;
 mod sandbox;
@@ -55,6 +56,7 @@ pub fn all() -> Vec<Case> {
         engine::CASES,
         state::CASES,
         durability::CASES,
+        model::CASES,
     ]
     .concat()
 }

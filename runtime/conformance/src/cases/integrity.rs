@@ -2927,11 +2927,21 @@ fn effect_after_write_ahead(target: &Target) -> Result<(), Failure> {
         recs[intent..].iter().any(|(kind, _)| *kind == 0x02),
         "when the host opened the file, the open's intent was not yet closed by a commit record"
     );
+    // Its record as done comes after that commit: what the segment held when the open was
+    // seen is a moment later than the open itself, so the done record may already be there
+    // then; in the ledger it follows the intent's commit.
+    let all = records(&std::fs::read(segment(&host)).unwrap_or_default()).map_err(failed)?;
+    let is_open = |kind: u8, payload: &[u8], entry: u8| {
+        kind == 0x00
+            && payload.get(1) == Some(&entry)
+            && payload.windows(b"open-at".len()).any(|w| w == b"open-at")
+    };
+    let intent_at = all.iter().position(|(k, p)| is_open(*k, p, 8));
+    let done_at = all.iter().position(|(k, p)| is_open(*k, p, 2));
     ensure!(
-        !recs.iter().any(|(kind, payload)| *kind == 0x00
-            && payload.get(1) == Some(&2)
-            && payload.windows(b"open-at".len()).any(|w| w == b"open-at")),
-        "the open was recorded as done before the host performed it"
+        matches!((intent_at, done_at), (Some(i), Some(d))
+            if all[i..d].iter().any(|(kind, _)| *kind == 0x02)),
+        "the open must be recorded as done after its intent's commit record: intent at {intent_at:?}, done at {done_at:?}"
     );
     Ok(())
 }

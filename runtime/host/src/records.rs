@@ -102,6 +102,43 @@ fn ledger_failure(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Other, format!("ledger: {e}"))
 }
 
+/// Where a rotation keeps the new signing key until the ledger records the change to it.
+const STAGED_KEY_FILE: &str = "ledger-signing.next";
+
+/// The staged key in the key file's place, the directory synced.
+fn install_staged(keys_dir: &Path) -> Result<(), Failure> {
+    std::fs::rename(
+        keys_dir.join(STAGED_KEY_FILE),
+        keys_dir.join(femtoclaw_ledger::KEY_FILE_NAME),
+    )
+    .and_then(|()| std::fs::File::open(keys_dir)?.sync_all())
+    .map_err(ledger_failure)
+}
+
+/// Settles a rotation a stop interrupted, before anything is signed: the staged key becomes
+/// the signing key when the ledger's last key change names it (the change is durable, the key
+/// file not yet replaced), and is removed when none does (the change never became durable).
+fn settle_rotation(keys_dir: &Path, ledger_dir: &Path) -> Result<(), Failure> {
+    let staged = keys_dir.join(STAGED_KEY_FILE);
+    if !staged.exists() {
+        return Ok(());
+    }
+    let named = match SigningKey::read_from_file(&staged) {
+        Ok(next) => {
+            let recorded = femtoclaw_ledger::recorded_keys(ledger_dir).map_err(integrity)?;
+            recorded.last() == Some(&next.verifier().to_string())
+        }
+        // Cut short while it was written: the change cannot name it.
+        Err(_) => false,
+    };
+    if named {
+        tracing::warn!("completing a key rotation the host stopped during");
+        install_staged(keys_dir)
+    } else {
+        std::fs::remove_file(&staged).map_err(ledger_failure)
+    }
+}
+
 /// The entry that records a key change from `old` (none for the ledger's first key) to `new`.
 fn key_change(old: Option<&SigningKey>, new: &SigningKey) -> Entry {
     Entry::KeyChange {
@@ -130,6 +167,7 @@ impl Records {
     /// generates the signing key and records it.
     pub fn open(data_dir: &Path, origin: &str) -> Result<Self, Failure> {
         let keys_dir = keys_dir(data_dir);
+        settle_rotation(&keys_dir, &ledger_dir(data_dir))?;
         let (key, fresh) = match femtoclaw_ledger::load_key(&keys_dir) {
             Ok(key) => (key, false),
             Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -317,10 +355,13 @@ impl Records {
         let new = SigningKey::generate(name).map_err(ledger_failure)?;
         let change = key_change(Some(&key), &new);
         self.writer.with_ledger(|l| {
-            l.append_batch(vec![change]).map_err(ledger_failure)?;
+            // The new key is durable before the change names it, and takes the key file's
+            // place after: a stop between the two is settled when the ledger is next opened.
             std::fs::create_dir_all(&self.keys_dir).map_err(ledger_failure)?;
-            new.write_to_file(&self.keys_dir.join(femtoclaw_ledger::KEY_FILE_NAME))
-                .map_err(ledger_failure)?;
+            let staged = self.keys_dir.join(STAGED_KEY_FILE);
+            new.write_to_file(&staged).map_err(ledger_failure)?;
+            l.append_batch(vec![change]).map_err(ledger_failure)?;
+            install_staged(&self.keys_dir)?;
             l.set_signing_key(Some(new.clone()));
             Ok::<_, Failure>(())
         })?;

@@ -726,3 +726,52 @@ fn an_unsigned_export_verifies_without_a_key_saying_so_and_a_signed_one_is_refus
         0
     );
 }
+
+// Verifies: FC-CRYPTO-3712
+#[test]
+fn a_rotation_stopped_between_its_steps_is_settled_when_the_ledger_opens() {
+    let greet = |host: &Host| {
+        let out = host.run(&["invoke", "hello", "greet", "--args", r#"{"name":"Ada"}"#]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    let verifies = |host: &Host| {
+        let out = host.run(&["log", "verify"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    let keys = |host: &Host| host.data.path().join("keys");
+    // Stopped after the key change was durable, before the new key took the key file's
+    // place: the next open installs it.
+    let host = Host::with_policy(OPEN_POLICY);
+    greet(&host);
+    let old = std::fs::read(keys(&host).join("ledger-signing.key")).unwrap();
+    let rotated = host.run(&["key", "generate"]);
+    assert_eq!(code(&rotated), 0, "{}", stderr(&rotated));
+    let new = std::fs::read(keys(&host).join("ledger-signing.key")).unwrap();
+    std::fs::write(keys(&host).join("ledger-signing.next"), &new).unwrap();
+    std::fs::write(keys(&host).join("ledger-signing.key"), &old).unwrap();
+    greet(&host);
+    assert_eq!(
+        std::fs::read(keys(&host).join("ledger-signing.key")).unwrap(),
+        new
+    );
+    assert!(!keys(&host).join("ledger-signing.next").exists());
+    verifies(&host);
+    // Stopped before the key change: the staged key is dropped, the old one stays.
+    let host = Host::with_policy(OPEN_POLICY);
+    greet(&host);
+    let old = std::fs::read(keys(&host).join("ledger-signing.key")).unwrap();
+    let other = Host::with_policy(OPEN_POLICY);
+    greet(&other);
+    std::fs::copy(
+        keys(&other).join("ledger-signing.key"),
+        keys(&host).join("ledger-signing.next"),
+    )
+    .unwrap();
+    greet(&host);
+    assert_eq!(
+        std::fs::read(keys(&host).join("ledger-signing.key")).unwrap(),
+        old
+    );
+    assert!(!keys(&host).join("ledger-signing.next").exists());
+    verifies(&host);
+}

@@ -18,7 +18,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "cli.durability.key-written-whole",
-        verifies: &["FC-CRYPTO-3710"],
+        verifies: &["FC-CRYPTO-3710", "FC-CRYPTO-3712"],
         run: key_written_whole,
     },
     Case {
@@ -319,12 +319,22 @@ fn written_through_rename(calls: &[Call], path: &Path) -> Result<usize, Failure>
         from.display()
     );
     ensure!(
-        calls[..position].contains(&Call::Sync(from.clone())),
+        synced_before(calls, from, position),
         "{} must be synced before it is renamed to {}: {calls:?}",
         from.display(),
         path.display()
     );
     Ok(position)
+}
+
+/// Whether the bytes at `path` were synced before the call at `before`: synced there, or
+/// renamed there from a file synced before.
+fn synced_before(calls: &[Call], path: &Path, before: usize) -> bool {
+    calls[..before].iter().enumerate().any(|(i, c)| match c {
+        Call::Sync(synced) => synced == path,
+        Call::Rename(from, to) => to == path && synced_before(calls, from, i),
+        Call::OpenForWriting(_) => false,
+    })
 }
 
 /// A host under [`OPEN`] with its data directory made (its first key, its ledger): what
@@ -501,6 +511,22 @@ fn key_written_whole(target: &Target) -> Result<(), Failure> {
             after.len(),
             excerpt(&shown.stdout)
         );
+        // And the ledger goes on: what is signed next is signed by the key the ledger
+        // says is in force, and it verifies.
+        let greet: serde_json::Value = serde_json::from_str(GREET).unwrap_or_default();
+        host.ok(&[
+            "invoke",
+            "hello",
+            "greet",
+            "--args",
+            &greet["args"].to_string(),
+        ])?;
+        host.run(&["log", "verify"])?.expect(
+            0,
+            &format!(
+                "log verify after key generate was killed at rename {nth} and the host went on"
+            ),
+        )?;
     }
     Ok(())
 }
